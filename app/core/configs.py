@@ -1,0 +1,205 @@
+"""Typed, versioned job settings shared by the GUI, the worker and the CLI.
+
+Each config is a dataclass with a ``version``. ``from_dict`` rejects unknown keys by
+name and validates values with a message that names the field, so a TOML file or a
+protocol message with a typo fails loudly instead of being silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any, TypeVar
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+import tomli_w
+
+
+class ConfigError(ValueError):
+    """A config value or key is wrong; the message names the field."""
+
+
+class Scheduler(str, Enum):
+    """Sampler names as A1111 users know them; the value is the combo label and the saved value."""
+
+    EULER = "Euler"
+    EULER_A = "Euler a"
+    DPMPP_2M_KARRAS = "DPM++ 2M Karras"
+    DDIM = "DDIM"
+    UNIPC = "UniPC"
+
+
+class Family(str, Enum):
+    SD1 = "sd1"
+    SD2 = "sd2"
+    SDXL = "sdxl"
+
+
+class DevicePref(str, Enum):
+    AUTO = "auto"
+    CUDA = "cuda"
+    MPS = "mps"
+    CPU = "cpu"
+
+
+class DtypePref(str, Enum):
+    AUTO = "auto"
+    FP32 = "fp32"
+    FP16 = "fp16"
+    BF16 = "bf16"
+
+
+C = TypeVar("C", bound="_Config")
+
+
+@dataclass
+class _Config:
+    version: int = 1
+
+    @classmethod
+    def from_dict(cls: type[C], data: dict[str, Any], *, where: str = "") -> C:
+        prefix = f"{where}: " if where else ""
+        names = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(names))
+        if unknown:
+            raise ConfigError(f"{prefix}unknown key {unknown[0]!r} (known: {', '.join(sorted(names))})")
+        values: dict[str, Any] = {}
+        for name, value in data.items():
+            values[name] = _coerce(cls, names[name], value, prefix)
+        obj = cls(**values)
+        obj.validate(prefix)
+        return obj
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = value.value if isinstance(value, Enum) else value
+        return out
+
+    def validate(self, prefix: str = "") -> None:  # overridden
+        pass
+
+    # TOML round trip -------------------------------------------------------
+    @classmethod
+    def load_toml(cls: type[C], path: str | os.PathLike[str]) -> C:
+        p = Path(path)
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{p}: no such file") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{p}: not valid TOML ({exc})") from None
+        return cls.from_dict(data, where=str(p))
+
+    def save_toml(self, path: str | os.PathLike[str]) -> None:
+        from app.core.files import atomic_write_text
+
+        data = {k: v for k, v in self.to_dict().items() if v is not None}
+        atomic_write_text(Path(path), tomli_w.dumps(data))
+
+
+def _coerce(cls: type, f: dataclasses.Field, value: Any, prefix: str) -> Any:
+    """Turn a plain JSON/TOML value into the field's type, or say which field is wrong."""
+    default = f.default if f.default is not dataclasses.MISSING else None
+    if default is None and f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        default = f.default_factory()  # type: ignore[misc]
+    if isinstance(default, Enum):
+        try:
+            return type(default)(value)
+        except ValueError:
+            choices = ", ".join(repr(m.value) for m in type(default))
+            raise ConfigError(f"{prefix}{f.name} = {value!r} is not one of {choices}") from None
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{prefix}{f.name} must be true or false, not {value!r}")
+        return value
+    if isinstance(default, int) and not isinstance(default, bool):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{prefix}{f.name} must be a whole number, not {value!r}")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{prefix}{f.name} must be a number, not {value!r}")
+        return float(value)
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise ConfigError(f"{prefix}{f.name} must be text, not {value!r}")
+        return value
+    return value
+
+
+@dataclass
+class ModelSpec(_Config):
+    """Which base model to load and how."""
+
+    base: str = ""  # Hub repo id, diffusers folder, or single-file .safetensors/.ckpt
+    device: DevicePref = DevicePref.AUTO
+    dtype: DtypePref = DtypePref.AUTO
+
+    def validate(self, prefix: str = "") -> None:
+        if not self.base.strip():
+            raise ConfigError(f"{prefix}base is empty: give a Hub id, a model folder or a .safetensors file")
+
+
+@dataclass
+class GenerateRequest(_Config):
+    """One picture (or a batch) from a base model. Adapters come with the Generate issue."""
+
+    base: str = ""
+    prompt: str = ""
+    negative: str = ""
+    seed: int = -1  # -1: random, the seed actually used is reported in the image meta
+    steps: int = 20
+    guidance: float = 7.0
+    width: int = 512
+    height: int = 512
+    scheduler: Scheduler = Scheduler.EULER
+    device: DevicePref = DevicePref.AUTO
+    dtype: DtypePref = DtypePref.AUTO
+    output_dir: str = ""  # empty: the user's outputs folder
+
+    def validate(self, prefix: str = "") -> None:
+        if not self.base.strip():
+            raise ConfigError(f"{prefix}base is empty: pick a base model")
+        if not 1 <= self.steps <= 500:
+            raise ConfigError(f"{prefix}steps = {self.steps} must be between 1 and 500")
+        if not 0.0 <= self.guidance <= 50.0:
+            raise ConfigError(f"{prefix}guidance = {self.guidance} must be between 0 and 50")
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            if value < 8 or value > 4096 or value % 8:
+                raise ConfigError(f"{prefix}{name} = {value} must be a multiple of 8 between 8 and 4096")
+        if self.seed < -1 or self.seed >= 2**63:
+            raise ConfigError(f"{prefix}seed = {self.seed} must be -1 (random) or a non-negative number")
+
+    def model_spec(self) -> ModelSpec:
+        return ModelSpec(base=self.base, device=self.device, dtype=self.dtype)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"512x768"`` -> (512, 768), with a message that says what is wrong."""
+    parts = text.lower().replace(" ", "").split("x")
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        raise ConfigError(f"size {text!r} must look like WIDTHxHEIGHT, e.g. 512x512")
+    return int(parts[0]), int(parts[1])
+
+
+__all__ = [
+    "ConfigError",
+    "DevicePref",
+    "DtypePref",
+    "Family",
+    "GenerateRequest",
+    "ModelSpec",
+    "Scheduler",
+    "parse_size",
+]

@@ -1,0 +1,53 @@
+"""Shared test setup: offscreen Qt, a private LORALOOM_HOME, offline Hub, tiny models."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+# Must be set before Qt, huggingface_hub or transformers are imported anywhere.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+os.environ["TRANSFORMERS_VERBOSITY"] = "error"
+os.environ["DIFFUSERS_VERBOSITY"] = "error"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+import pytest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+@pytest.fixture(autouse=True)
+def loraloom_home(tmp_path_factory, monkeypatch) -> Path:
+    """Every test gets its own data folder, so nothing touches the user's real one."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("LORALOOM_HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="session")
+def tiny_sd1(tmp_path_factory) -> Path:
+    """A freshly generated random-weight tiny SD1 diffusers folder (session-wide)."""
+    from app.engine.tiny import write_tiny_model
+
+    out = tmp_path_factory.mktemp("tiny") / "tiny-sd1"
+    write_tiny_model(out, family="sd1", seed=0)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl(tmp_path_factory) -> Path:
+    from app.engine.tiny import write_tiny_model
+
+    out = tmp_path_factory.mktemp("tiny") / "tiny-sdxl"
+    write_tiny_model(out, family="sdxl", seed=0)
+    return out
+
+
+@pytest.fixture
+def python_exe() -> str:
+    return sys.executable
