@@ -1,0 +1,323 @@
+"""Load a base model from a Hub repo id, a local diffusers folder or a single file.
+
+Also: which family it is (sd1, sd2, sdxl), and which device and dtype to run it on.
+Every failure is a :class:`ModelError` whose message names the path or repo and says
+what is wrong, so the worker can send it to the GUI as one sentence.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from app.core.configs import DevicePref, DtypePref, Family, ModelSpec
+from app.core.safetensors_header import SafetensorsError, read_header
+from app.worker.protocol import ErrorKind
+
+log = logging.getLogger(__name__)
+
+SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+
+# Text-encoder width tells SD1 (CLIP ViT-L, 768) from SD2 (OpenCLIP ViT-H, 1024).
+_TEXT_WIDTH_FAMILY = {768: Family.SD1, 1024: Family.SD2}
+
+_PIPELINE_FAMILY = {
+    "StableDiffusionXLPipeline": Family.SDXL,
+    "StableDiffusionXLImg2ImgPipeline": Family.SDXL,
+}
+_SD_PIPELINES = {"StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline"}
+
+
+class ModelError(Exception):
+    """A base model could not be loaded. ``kind`` is a protocol ErrorKind."""
+
+    def __init__(self, message: str, kind: ErrorKind = ErrorKind.BAD_INPUT, detail: str = ""):
+        super().__init__(message)
+        self.kind = kind
+        self.detail = detail
+
+
+@dataclass
+class LoadedModel:
+    pipe: Any  # a diffusers pipeline
+    source: str
+    family: Family
+    device: torch.device
+    dtype: torch.dtype
+
+    def describe(self) -> dict[str, str]:
+        return {
+            "base": self.source,
+            "family": self.family.value,
+            "device": str(self.device),
+            "dtype": str(self.dtype).removeprefix("torch."),
+        }
+
+
+# ---------------------------------------------------------------- device and dtype
+
+
+def pick_device(pref: DevicePref | str = DevicePref.AUTO) -> torch.device:
+    pref = DevicePref(pref)
+    if pref is DevicePref.AUTO:
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if pref is DevicePref.CUDA and not torch.cuda.is_available():
+        raise ModelError("device 'cuda' was asked for but no CUDA GPU is available")
+    if pref is DevicePref.MPS and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ModelError("device 'mps' was asked for but Apple's MPS is not available")
+    return torch.device(pref.value)
+
+
+def pick_dtype(pref: DtypePref | str, device: torch.device) -> torch.dtype:
+    """fp32 on CPU; bf16 on GPUs that support it, else fp16; explicit choices win."""
+    pref = DtypePref(pref)
+    explicit = {DtypePref.FP32: torch.float32, DtypePref.FP16: torch.float16, DtypePref.BF16: torch.bfloat16}
+    if pref is not DtypePref.AUTO:
+        return explicit[pref]
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "mps":
+        return torch.float16
+    return torch.float32
+
+
+# ---------------------------------------------------------------- family detection
+
+
+def family_from_folder(folder: Path) -> Family:
+    """Family of a diffusers folder, from model_index.json and the text encoder's width."""
+    index_path = folder / "model_index.json"
+    if not index_path.is_file():
+        raise ModelError(
+            f"{folder}: not a diffusers model folder (no model_index.json); "
+            "pick the folder that contains model_index.json, or a .safetensors checkpoint"
+        )
+    try:
+        index = json.loads(index_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{index_path}: unreadable model_index.json ({exc})") from None
+    return _family_from_index(index, lambda name: _read_json(folder / name), str(folder))
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+
+
+def _family_from_index(index: dict, read_config, where: str) -> Family:
+    cls = index.get("_class_name", "")
+    if cls in _PIPELINE_FAMILY:
+        return _PIPELINE_FAMILY[cls]
+    if cls in _SD_PIPELINES:
+        te = read_config("text_encoder/config.json") or {}
+        width = te.get("hidden_size") or te.get("projection_dim")
+        if width in _TEXT_WIDTH_FAMILY:
+            return _TEXT_WIDTH_FAMILY[width]
+        unet = read_config("unet/config.json") or {}
+        cross = unet.get("cross_attention_dim")
+        if cross in _TEXT_WIDTH_FAMILY:
+            return _TEXT_WIDTH_FAMILY[cross]
+        # Small test models (and odd fine-tunes) have other widths: an SD pipeline is SD1-shaped.
+        return Family.SD1
+    raise ModelError(
+        f"{where}: unsupported model family ({cls or 'unknown pipeline'}); "
+        "LoRA Loom supports Stable Diffusion 1.x, 2.x and SDXL"
+    )
+
+
+def family_from_checkpoint(path: Path) -> Family:
+    """Family of an original-layout (A1111/ComfyUI) checkpoint, from tensor names and shapes."""
+    if path.suffix.lower() == ".ckpt":
+        # Pickle files cannot be inspected without unpickling; diffusers detects them itself.
+        return Family.SD1
+    try:
+        header = read_header(path)
+    except SafetensorsError as exc:
+        raise ModelError(str(exc)) from None
+    names = header.tensors
+    if any(k.startswith("conditioner.embedders.1.") for k in names):
+        return Family.SDXL
+    if any(k.startswith("cond_stage_model.model.") for k in names):
+        return Family.SD2
+    if any(k.startswith("cond_stage_model.transformer.") for k in names):
+        return Family.SD1
+    if any(k.startswith("lora_") or ".lora_" in k or "lora_A" in k for k in names):
+        raise ModelError(
+            f"{path}: this is a LoRA adapter, not a base model; add it to the Generate tab's adapter stack"
+        )
+    if not any(k.startswith("model.diffusion_model.") for k in names):
+        raise ModelError(f"{path}: not a Stable Diffusion checkpoint (no UNet weights inside)")
+    raise ModelError(f"{path}: unsupported model family (no known text encoder inside)")
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _pipeline_class(family: Family):
+    quiet_loading()
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+
+    return StableDiffusionXLPipeline if family is Family.SDXL else StableDiffusionPipeline
+
+
+def quiet_loading() -> None:
+    """No per-load progress bars or torchvision notices in the worker log or the CLI."""
+    # Read by transformers when it is first imported (diffusers imports it).
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+    transformers_logging.set_verbosity_error()
+
+
+def _common_kwargs(family: Family, dtype: torch.dtype) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"dtype": dtype}
+    if family is not Family.SDXL:
+        kwargs.update(safety_checker=None, requires_safety_checker=False)
+    return kwargs
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a base model comes from, checked before anything heavy is loaded."""
+
+    text: str
+    kind: str  # "folder" | "file" | "hub"
+    family: Family | None  # known up front for local models; read from the Hub later
+
+
+def check_source(base: str) -> ModelSource:
+    """Cheap checks (existence, layout, header) so a bad path fails before any unload/load."""
+    source = base.strip()
+    path = Path(source).expanduser()
+    if path.exists():
+        if path.is_dir():
+            return ModelSource(str(path), "folder", family_from_folder(path))
+        if path.suffix.lower() in SINGLE_FILE_SUFFIXES:
+            return ModelSource(str(path), "file", family_from_checkpoint(path))
+        raise ModelError(f"{path}: not a model (expected a diffusers folder or a .safetensors/.ckpt file)")
+    if _looks_like_path(source):
+        raise ModelError(f"{path}: no such file or folder", kind=ErrorKind.MODEL_NOT_FOUND)
+    if _REPO_ID.match(source):
+        return ModelSource(source, "hub", None)
+    raise ModelError(
+        f"{source!r}: neither an existing path nor a Hub repo id like 'owner/name'",
+        kind=ErrorKind.MODEL_NOT_FOUND,
+    )
+
+
+def load_model(spec: ModelSpec) -> LoadedModel:
+    """Load ``spec.base`` onto the chosen device. Raises :class:`ModelError`."""
+    source = check_source(spec.base)
+    device = pick_device(spec.device)
+    dtype = pick_dtype(spec.dtype, device)
+    if source.kind == "folder":
+        pipe, family = _load_folder(Path(source.text), source.family, dtype)
+    elif source.kind == "file":
+        pipe, family = _load_single_file(Path(source.text), source.family, dtype)
+    else:
+        pipe, family = _load_hub(source.text, dtype)
+    pipe.to(device)
+    pipe.set_progress_bar_config(disable=True)
+    log.info("loaded %s (%s) on %s as %s", source.text, family.value, device, dtype)
+    return LoadedModel(pipe=pipe, source=spec.base.strip(), family=family, device=device, dtype=dtype)
+
+
+def _looks_like_path(source: str) -> bool:
+    return (
+        source.startswith(("/", "~", ".", "\\"))
+        or (len(source) > 1 and source[1] == ":")
+        or source.lower().endswith(SINGLE_FILE_SUFFIXES)
+        or source.count("/") > 1
+    )
+
+
+def _load_folder(folder: Path, family: Family, dtype: torch.dtype):
+    cls = _pipeline_class(family)
+    try:
+        pipe = cls.from_pretrained(str(folder), local_files_only=True, **_common_kwargs(family, dtype))
+    except (OSError, ValueError, EnvironmentError, json.JSONDecodeError, SafetensorsErrorTypes) as exc:
+        raise ModelError(f"{folder}: the model folder is incomplete or damaged ({_first_line(exc)})",
+                         detail=repr(exc)) from None
+    return pipe, family
+
+
+def _load_single_file(path: Path, family: Family, dtype: torch.dtype):
+    cls = _pipeline_class(family)
+    try:
+        pipe = cls.from_single_file(str(path), **_common_kwargs(family, dtype))
+    except (OSError, ValueError, KeyError, RuntimeError, SafetensorsErrorTypes) as exc:
+        raise ModelError(
+            f"{path}: could not load this checkpoint as {family.value} ({_first_line(exc)}). "
+            "Loading a single-file checkpoint needs its model config, fetched once from the Hub.",
+            detail=repr(exc),
+        ) from None
+    return pipe, family
+
+
+def _load_hub(repo_id: str, dtype: torch.dtype):
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+    )
+    from diffusers import DiffusionPipeline
+
+    try:
+        index = DiffusionPipeline.load_config(repo_id)
+        family = _family_from_index(index, lambda name: _hub_json(repo_id, name), repo_id)
+        pipe = _pipeline_class(family).from_pretrained(repo_id, **_common_kwargs(family, dtype))
+    except GatedRepoError:
+        raise ModelError(
+            f"{repo_id}: this Hub repo is gated; accept its license on the Hub and log in with a token",
+            kind=ErrorKind.MODEL_NOT_FOUND,
+        ) from None
+    except RepositoryNotFoundError:
+        raise ModelError(f"{repo_id}: no such model repo on the Hugging Face Hub", kind=ErrorKind.MODEL_NOT_FOUND) from None
+    except LocalEntryNotFoundError:
+        raise ModelError(
+            f"{repo_id}: not downloaded yet and the Hub cannot be reached (offline?)",
+            kind=ErrorKind.MODEL_NOT_FOUND,
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{repo_id}: could not load from the Hub ({_first_line(exc)})",
+                         kind=ErrorKind.MODEL_NOT_FOUND, detail=repr(exc)) from None
+    return pipe, family
+
+
+def _hub_json(repo_id: str, name: str) -> dict | None:
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return _read_json(Path(hf_hub_download(repo_id, name)))
+    except Exception:  # a missing sub-config just means "decide by the pipeline class"
+        return None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
+try:  # safetensors raises its own error type for a corrupt file
+    from safetensors import SafetensorError as _SafetensorError
+
+    SafetensorsErrorTypes: tuple[type[BaseException], ...] = (_SafetensorError,)
+except ImportError:  # pragma: no cover
+    SafetensorsErrorTypes = ()

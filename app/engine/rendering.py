@@ -1,0 +1,174 @@
+"""Renderer: keeps one loaded pipeline and renders pictures from GenerateRequests.
+
+The worker and ``loraloom generate`` both use this class, so the GUI and the CLI make
+the same picture from the same settings. The loaded model is kept between renders:
+a second render with the same base does not reload anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+from app import __version__
+from app.core import paths
+from app.core.configs import GenerateRequest, ModelSpec, Scheduler
+from app.core.files import temp_path_beside
+from app.core.pngmeta import PARAMETERS_KEY, format_parameters
+from app.engine.models import LoadedModel, check_source, load_model
+
+log = logging.getLogger(__name__)
+
+# (step, total, eta_seconds) after each sampling step.
+StepCallback = Callable[[int, int, float], None]
+
+
+class RenderCancelled(Exception):
+    """The caller asked to stop; raised between sampling steps."""
+
+
+@dataclass
+class RenderResult:
+    path: Path
+    seed: int
+    meta: dict[str, Any]
+    seconds: float
+
+
+def _scheduler_for(choice: Scheduler, config: dict[str, Any]):
+    import diffusers
+
+    config = dict(config)
+    if choice is Scheduler.EULER:
+        return diffusers.EulerDiscreteScheduler.from_config(config)
+    if choice is Scheduler.EULER_A:
+        return diffusers.EulerAncestralDiscreteScheduler.from_config(config)
+    if choice is Scheduler.DPMPP_2M_KARRAS:
+        return diffusers.DPMSolverMultistepScheduler.from_config(
+            config, algorithm_type="dpmsolver++", solver_order=2, use_karras_sigmas=True
+        )
+    if choice is Scheduler.DDIM:
+        return diffusers.DDIMScheduler.from_config(config)
+    if choice is Scheduler.UNIPC:
+        return diffusers.UniPCMultistepScheduler.from_config(config)
+    raise ValueError(f"unknown scheduler {choice!r}")
+
+
+class Renderer:
+    def __init__(self) -> None:
+        self.loaded: LoadedModel | None = None
+        self._key: tuple[str, str, str] | None = None
+        self._base_scheduler_config: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------ model cache
+    def ensure_model(self, spec: ModelSpec) -> LoadedModel:
+        """Load ``spec`` unless it is what we already hold."""
+        key = (spec.base.strip(), spec.device.value, spec.dtype.value)
+        if self.loaded is not None and self._key == key:
+            return self.loaded
+        check_source(spec.base)  # a bad path must not drop the model we hold
+        self.unload()
+        self.loaded = load_model(spec)
+        self._key = key
+        self._base_scheduler_config = dict(self.loaded.pipe.scheduler.config)
+        return self.loaded
+
+    def unload(self) -> None:
+        if self.loaded is None:
+            return
+        self.loaded = None
+        self._key = None
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    # ------------------------------------------------------------ render
+    def render(
+        self,
+        request: GenerateRequest,
+        *,
+        out_path: Path | None = None,
+        on_step: StepCallback | None = None,
+        should_cancel: Callable[[], bool] | None = None,
+    ) -> RenderResult:
+        model = self.ensure_model(request.model_spec())
+        pipe = model.pipe
+        assert self._base_scheduler_config is not None
+        pipe.scheduler = _scheduler_for(request.scheduler, self._base_scheduler_config)
+
+        seed = request.seed if request.seed >= 0 else int(torch.randint(0, 2**31 - 1, (1,)).item())
+        # CPU generator: the same seed gives the same picture on every device.
+        generator = torch.Generator("cpu").manual_seed(seed)
+        total = request.steps
+        started = time.perf_counter()
+
+        def step_end(_pipe, step_index: int, _timestep, kwargs):
+            done = step_index + 1
+            elapsed = time.perf_counter() - started
+            if on_step is not None:
+                on_step(done, total, elapsed / done * (total - done))
+            if should_cancel is not None and should_cancel():
+                raise RenderCancelled()
+            return kwargs
+
+        if should_cancel is not None and should_cancel():
+            raise RenderCancelled()
+        with torch.inference_mode():
+            result = pipe(
+                prompt=request.prompt,
+                negative_prompt=request.negative or None,
+                num_inference_steps=request.steps,
+                guidance_scale=request.guidance,
+                width=request.width,
+                height=request.height,
+                generator=generator,
+                callback_on_step_end=step_end,
+            )
+        image: Image.Image = result.images[0]
+        seconds = time.perf_counter() - started
+
+        meta = {
+            "prompt": request.prompt,
+            "negative": request.negative,
+            "seed": seed,
+            "steps": request.steps,
+            "guidance": request.guidance,
+            "width": request.width,
+            "height": request.height,
+            "scheduler": request.scheduler.value,
+            "base": model.source,
+            "model": Path(model.source).stem if Path(model.source).exists() else model.source,
+            "family": model.family.value,
+            "version": f"LoRA Loom {__version__}",
+        }
+        path = out_path or default_output_path(request, seed)
+        save_png(image, path, meta)
+        log.info("rendered %s in %.2f s", path, seconds)
+        return RenderResult(path=path, seed=seed, meta=meta, seconds=seconds)
+
+
+def default_output_path(request: GenerateRequest, seed: int) -> Path:
+    folder = Path(request.output_dir) if request.output_dir else paths.outputs_dir()
+    folder = folder / datetime.now().strftime("%Y-%m-%d")
+    stamp = datetime.now().strftime("%H%M%S-%f")
+    return folder / f"{stamp}-{seed}.png"
+
+
+def save_png(image: Image.Image, path: Path, meta: dict[str, Any]) -> None:
+    """Write the PNG atomically with the A1111 ``parameters`` chunk."""
+    info = PngInfo()
+    info.add_text(PARAMETERS_KEY, format_parameters(meta))
+    tmp = temp_path_beside(path)
+    try:
+        image.save(tmp, format="PNG", pnginfo=info)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
