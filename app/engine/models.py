@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 
 from app.core.configs import DevicePref, DtypePref, Family, ModelSpec
+from app.core.errors import ErrorKind
 from app.core.safetensors_header import SafetensorsError, read_header
-from app.worker.protocol import ErrorKind
 
 log = logging.getLogger(__name__)
 
@@ -252,7 +253,7 @@ def _load_folder(folder: Path, family: Family, dtype: torch.dtype):
     cls = _pipeline_class(family)
     try:
         pipe = cls.from_pretrained(str(folder), local_files_only=True, **_common_kwargs(family, dtype))
-    except (OSError, ValueError, EnvironmentError, json.JSONDecodeError, SafetensorsErrorTypes) as exc:
+    except _LOAD_ERRORS as exc:
         raise ModelError(f"{folder}: the model folder is incomplete or damaged ({_first_line(exc)})",
                          detail=repr(exc)) from None
     return pipe, family
@@ -262,7 +263,7 @@ def _load_single_file(path: Path, family: Family, dtype: torch.dtype):
     cls = _pipeline_class(family)
     try:
         pipe = cls.from_single_file(str(path), **_common_kwargs(family, dtype))
-    except (OSError, ValueError, KeyError, RuntimeError, SafetensorsErrorTypes) as exc:
+    except _LOAD_ERRORS as exc:
         raise ModelError(
             f"{path}: could not load this checkpoint as {family.value} ({_first_line(exc)}). "
             "Loading a single-file checkpoint needs its model config, fetched once from the Hub.",
@@ -315,9 +316,5 @@ def _first_line(exc: BaseException) -> str:
     return text[0][:300] if text else type(exc).__name__
 
 
-try:  # safetensors raises its own error type for a corrupt file
-    from safetensors import SafetensorError as _SafetensorError
-
-    SafetensorsErrorTypes: tuple[type[BaseException], ...] = (_SafetensorError,)
-except ImportError:  # pragma: no cover
-    SafetensorsErrorTypes = ()
+# What a damaged or incomplete model makes the loaders raise (safetensors has its own type).
+_LOAD_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, KeyError, RuntimeError, SafetensorError)

@@ -20,6 +20,8 @@ import json
 from enum import Enum
 from typing import Any
 
+from app.core.errors import ErrorKind  # noqa: F401 - part of the protocol
+
 PROTOCOL_VERSION = 1
 
 
@@ -58,17 +60,6 @@ class JobStatus(str, Enum):
     DONE = "done"
     CANCELLED = "cancelled"
     FAILED = "failed"
-
-
-class ErrorKind(str, Enum):
-    """Closed set so that the GUI can say something useful for each."""
-
-    BAD_INPUT = "bad_input"
-    INCOMPATIBLE_ADAPTER = "incompatible_adapter"
-    OUT_OF_MEMORY = "out_of_memory"
-    MODEL_NOT_FOUND = "model_not_found"
-    CANCELLED = "cancelled"
-    INTERNAL = "internal"
 
 
 # ---------------------------------------------------------------- encoding
