@@ -1,0 +1,319 @@
+"""Inspect an adapter ``.safetensors`` file from its header, without torch.
+
+Tells the layout (kohya / diffusers / peft / LyCORIS), the network type, the base
+family, rank and alpha, which parts it touches, trigger words and a preview picture.
+Used by the Library (cards), the Generate tab (trigger-word chips, base mismatch marks)
+and ``loraloom inspect``. Reads the JSON header only; the one exception is an ``alpha``
+scalar (4 bytes) when the metadata does not carry it. Pickle files are refused, never
+unpickled.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import collections
+import json
+import re
+import struct
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from app.core.configs import Family
+from app.core.safetensors_header import SafetensorsError, SafetensorsHeader, read_header
+
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+PREVIEW_SUFFIXES = (".preview.png", ".preview.jpg", ".preview.jpeg", ".preview.webp", ".png", ".jpg", ".jpeg", ".webp")
+
+
+class AdapterError(ValueError):
+    """Not a usable adapter file; the message names the file and the reason."""
+
+
+class AdapterLayout(str, Enum):
+    KOHYA = "kohya"
+    DIFFUSERS = "diffusers"
+    PEFT = "peft"
+    LYCORIS = "lycoris"
+
+
+class NetworkType(str, Enum):
+    LORA = "lora"
+    LOCON = "locon"
+    LOHA = "loha"
+    LOKR = "lokr"
+    DORA = "dora"
+
+
+class Part(str, Enum):
+    UNET = "unet"
+    TEXT_ENCODER = "text_encoder"
+    TEXT_ENCODER_2 = "text_encoder_2"
+
+
+@dataclass
+class AdapterInfo:
+    path: Path
+    layout: AdapterLayout
+    network: NetworkType
+    family: Family | None  # None: cannot tell (e.g. an unusual or tiny model)
+    rank: int | None  # the most common rank
+    alpha: float | None
+    parts: list[Part]
+    modules: int  # number of layers it changes
+    trigger_words: list[str]
+    preview: Path | None
+    preview_bytes: bytes | None = field(default=None, repr=False)  # embedded cover image
+    title: str = ""
+    metadata: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "title": self.title,
+            "layout": self.layout.value,
+            "network": self.network.value,
+            "family": self.family.value if self.family else None,
+            "rank": self.rank,
+            "alpha": self.alpha,
+            "parts": [p.value for p in self.parts],
+            "modules": self.modules,
+            "trigger_words": self.trigger_words,
+            "preview": str(self.preview) if self.preview else None,
+            "embedded_preview": self.preview_bytes is not None,
+        }
+
+
+# ------------------------------------------------------------------ key patterns
+
+_KOHYA_PREFIXES = {"lora_unet_": Part.UNET, "lora_te_": Part.TEXT_ENCODER, "lora_te1_": Part.TEXT_ENCODER,
+                   "lora_te2_": Part.TEXT_ENCODER_2}
+_DIFFUSERS_PREFIXES = {"unet.": Part.UNET, "text_encoder.": Part.TEXT_ENCODER, "text_encoder_2.": Part.TEXT_ENCODER_2}
+_LYCORIS_MARKERS = {"hada_w1_a": NetworkType.LOHA, "lokr_w1": NetworkType.LOKR, "lokr_w1_a": NetworkType.LOKR}
+_DOWN_SUFFIXES = (".lora_down.weight", ".lora_A.weight", ".lora.down.weight", ".lora_A.default.weight")
+
+_BASE_VERSION = {"sd_v1": Family.SD1, "sd_v2": Family.SD2, "sdxl_base_v1-0": Family.SDXL}
+_ARCH_PREFIX = [("stable-diffusion-xl", Family.SDXL), ("stable-diffusion-v2", Family.SD2),
+                ("stable-diffusion-v1", Family.SD1)]
+# Width of the text features a cross-attention k/v projection reads.
+_CROSS_WIDTH = {768: Family.SD1, 1024: Family.SD2, 2048: Family.SDXL}
+# Hidden width of a text-encoder layer (lora_te_ / text_encoder.).
+_TE_WIDTH = {768: Family.SD1, 1024: Family.SD2}
+
+
+def _module_of(key: str) -> str:
+    """``lora_unet_x.lora_down.weight`` -> ``lora_unet_x`` (the layer the tensor belongs to)."""
+    for suffix in _DOWN_SUFFIXES + (".lora_up.weight", ".lora_B.weight", ".lora.up.weight", ".alpha",
+                                    ".lora_mid.weight", ".dora_scale", ".lora_magnitude_vector"):
+        if key.endswith(suffix):
+            return key[: -len(suffix)]
+    return key.rsplit(".", 1)[0]
+
+
+def _layout_and_parts(names: list[str]) -> tuple[AdapterLayout | None, set[Part]]:
+    parts: set[Part] = set()
+    kohya = [n for n in names if n.startswith(tuple(_KOHYA_PREFIXES))]
+    if kohya:
+        for n in kohya:
+            parts.add(next(p for pre, p in sorted(_KOHYA_PREFIXES.items(), key=lambda kv: -len(kv[0]))
+                           if n.startswith(pre)))
+        lyco = any(m in n for n in kohya for m in _LYCORIS_MARKERS)
+        return (AdapterLayout.LYCORIS if lyco else AdapterLayout.KOHYA), parts
+    adapter_like = [n for n in names if "lora" in n.lower()]
+    if not adapter_like:
+        return None, parts
+    if any(n.startswith("base_model.model.") for n in adapter_like):
+        parts.add(Part.UNET)  # peft's own save of a single model (the UNet in our runs)
+        return AdapterLayout.PEFT, parts
+    for n in adapter_like:
+        for pre, p in _DIFFUSERS_PREFIXES.items():
+            if n.startswith(pre):
+                parts.add(p)
+    if parts:
+        return AdapterLayout.DIFFUSERS, parts
+    return None, parts
+
+
+def _network_type(names: list[str], shapes: dict[str, list[int]]) -> NetworkType:
+    for n in names:
+        for marker, kind in _LYCORIS_MARKERS.items():
+            if n.endswith(marker) or f".{marker}" in n:
+                return kind
+    if any(n.endswith((".dora_scale", ".lora_magnitude_vector")) for n in names):
+        return NetworkType.DORA
+    if any(n.endswith(".lora_mid.weight") for n in names):
+        return NetworkType.LOCON
+    for n in names:
+        shape = shapes.get(n, [])
+        if n.endswith(_DOWN_SUFFIXES) and len(shape) == 4 and shape[2:] != [1, 1]:
+            return NetworkType.LOCON
+    return NetworkType.LORA
+
+
+def _ranks(names: list[str], shapes: dict[str, list[int]]) -> collections.Counter:
+    ranks: collections.Counter = collections.Counter()
+    for n in names:
+        if n.endswith(_DOWN_SUFFIXES) and shapes.get(n):
+            ranks[shapes[n][0]] += 1
+        elif n.endswith(".hada_w1_b") and shapes.get(n):
+            ranks[shapes[n][0]] += 1
+    return ranks
+
+
+def _family(names: list[str], shapes: dict[str, list[int]], meta: dict[str, str], parts: set[Part]) -> Family | None:
+    if meta.get("ss_base_model_version") in _BASE_VERSION:
+        return _BASE_VERSION[meta["ss_base_model_version"]]
+    arch = meta.get("modelspec.architecture", "")
+    for prefix, fam in _ARCH_PREFIX:
+        if arch.startswith(prefix):
+            return fam
+    if Part.TEXT_ENCODER_2 in parts or any(n.startswith(("lora_unet_input_blocks_", "lora_unet_label_emb"))
+                                            for n in names):
+        return Family.SDXL
+    if meta.get("ss_v2") == "True":
+        return Family.SD2
+    for n in names:
+        if not n.endswith(_DOWN_SUFFIXES):
+            continue
+        shape = shapes.get(n, [])
+        if len(shape) < 2:
+            continue
+        low = n.lower()
+        if ("attn2" in low and ("to_k" in low or "to_v" in low)) and shape[1] in _CROSS_WIDTH:
+            return _CROSS_WIDTH[shape[1]]
+        if low.startswith(("lora_te_", "text_encoder.")) and "self_attn" in low and shape[1] in _TE_WIDTH:
+            return _TE_WIDTH[shape[1]]
+    return None
+
+
+# ------------------------------------------------------------------ trigger words and previews
+
+
+def _trigger_words(path: Path, meta: dict[str, str], card_data: dict[str, Any] | None, top_tags: int) -> list[str]:
+    words: list[str] = []
+
+    def add(text: str | None) -> None:
+        for w in (t.strip() for t in (text or "").split(",")):
+            if w and w not in words:
+                words.append(w)
+
+    add(meta.get("modelspec.trigger_phrase"))
+    sidecar = path.with_suffix(".json")
+    if sidecar.is_file():
+        try:
+            data = json.loads(sidecar.read_text(encoding="utf-8"))
+            if isinstance(data, dict):
+                add(str(data.get("activation text", "")))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            pass  # a broken sidecar only means no words from it
+    if card_data:
+        for key in ("instance_prompt", "trigger_words", "trigger_word", "activation_text"):
+            value = card_data.get(key)
+            add(", ".join(map(str, value)) if isinstance(value, list) else value)
+    if not words and meta.get("ss_tag_frequency"):
+        try:
+            freq = json.loads(meta["ss_tag_frequency"])
+            counts: collections.Counter = collections.Counter()
+            for tags in freq.values():
+                if isinstance(tags, dict):
+                    counts.update({str(k).strip(): int(v) for k, v in tags.items()})
+            for tag, _ in counts.most_common(top_tags):
+                add(tag)
+        except (json.JSONDecodeError, ValueError, TypeError, AttributeError):
+            pass
+    return words
+
+
+def find_preview(path: Path) -> Path | None:
+    """A1111 / Civitai sidecars: ``<stem>.preview.png`` first, then ``<stem>.png`` and friends."""
+    stem = path.with_suffix("")
+    for suffix in PREVIEW_SUFFIXES:
+        candidate = Path(str(stem) + suffix)
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+_DATA_URI = re.compile(r"^data:image/[\w.+-]+;base64,(.+)$", re.S)
+
+
+def _embedded_preview(meta: dict[str, str]) -> bytes | None:
+    match = _DATA_URI.match(meta.get("modelspec.thumbnail", "").strip())
+    if not match:
+        return None
+    try:
+        return base64.b64decode(match.group(1), validate=False)
+    except (binascii.Error, ValueError):
+        return None
+
+
+# ------------------------------------------------------------------ entry point
+
+
+def _alpha(header: SafetensorsHeader, names: list[str]) -> float | None:
+    text = header.metadata.get("ss_network_alpha")
+    if text:
+        try:
+            return float(text)
+        except ValueError:
+            pass
+    key = next((n for n in names if n.endswith(".alpha")), None)
+    if key is None:
+        return None
+    info = header.tensors[key]
+    start, end = info["data_offsets"]
+    fmt = {"F32": "<f", "F16": "<e", "F64": "<d", "BF16": None, "I64": "<q", "I32": "<i"}.get(info.get("dtype"))
+    if end - start > 8 or fmt is None:
+        return None
+    with header.path.open("rb") as fh:
+        fh.seek(header.data_start + start)
+        raw = fh.read(end - start)
+    try:
+        return float(struct.unpack(fmt, raw)[0])
+    except struct.error:
+        return None
+
+
+def inspect_adapter(path: str | Path, *, card_data: dict[str, Any] | None = None, top_tags: int = 3) -> AdapterInfo:
+    """Describe an adapter file. Raises :class:`AdapterError` with a sentence naming the file."""
+    p = Path(path)
+    if p.suffix.lower() in PICKLE_SUFFIXES:
+        raise AdapterError(f"{p}: pickle files ({p.suffix}) can run code when opened and are refused; "
+                           "use a .safetensors version of this adapter")
+    try:
+        header = read_header(p)
+    except SafetensorsError as exc:
+        raise AdapterError(str(exc)) from None
+    names = sorted(header.tensors)
+    shapes = {n: list(info.get("shape") or []) for n, info in header.tensors.items()}
+    layout, parts = _layout_and_parts(names)
+    if layout is None:
+        raise AdapterError(f"{p}: not a LoRA adapter (none of its {len(names)} tensors is a LoRA weight)"
+                           + ("; it looks like a full model checkpoint" if len(names) > 500 else ""))
+    meta = header.metadata
+    network = _network_type(names, shapes)
+    if layout is AdapterLayout.LYCORIS or network in (NetworkType.LOHA, NetworkType.LOKR):
+        layout = AdapterLayout.LYCORIS if layout is AdapterLayout.KOHYA else layout
+    ranks = _ranks(names, shapes)
+    rank = ranks.most_common(1)[0][0] if ranks else None
+    if rank is None and meta.get("ss_network_dim", "").isdigit():
+        rank = int(meta["ss_network_dim"])
+    modules = {_module_of(n) for n in names}
+    order = [Part.UNET, Part.TEXT_ENCODER, Part.TEXT_ENCODER_2]
+    return AdapterInfo(
+        path=p,
+        layout=layout,
+        network=network,
+        family=_family(names, shapes, meta, parts),
+        rank=rank,
+        alpha=_alpha(header, names),
+        parts=[x for x in order if x in parts],
+        modules=len(modules),
+        trigger_words=_trigger_words(p, meta, card_data, top_tags),
+        preview=find_preview(p),
+        preview_bytes=_embedded_preview(meta),
+        title=meta.get("modelspec.title") or meta.get("ss_output_name") or p.stem,
+        metadata=dict(meta),
+    )
