@@ -1,0 +1,1 @@
+"""The Qt GUI. Imports ``app.core`` and ``app.worker.protocol`` only, never the engine."""

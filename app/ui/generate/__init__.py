@@ -1,0 +1,1 @@
+"""The Generate tab: render pictures from a base model (adapters come later)."""

@@ -1,0 +1,284 @@
+"""The Generate tab: settings on the left, the picture on the right.
+
+The widget only binds controls to a :class:`GenerateModel`; it never talks to the
+worker nor parses protocol events.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QFrame,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSizePolicy,
+    QSpinBox,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.core.configs import ConfigError, GenerateRequest, Scheduler
+from app.ui.generate.generate_model import GenerateModel
+from app.ui.widgets.image_preview import ImagePreview
+from app.ui.widgets.model_picker import ModelPicker
+from app.ui.widgets.spin_boxes import MultipleSpinBox
+
+SEED_MAX = 2**31 - 1  # QSpinBox is 32-bit; the worker draws random seeds below this too
+ERROR_STYLE = "color: #c62828;"
+
+
+class GenerateTab(QWidget):
+    def __init__(self, model: GenerateModel, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.model = model
+        self._build()
+        self._connect()
+        self.apply_request(model.load_settings())
+
+    # ------------------------------------------------------------ layout
+
+    def _build(self) -> None:
+        self.model_picker = ModelPicker(self.model.recent, self)
+
+        self.prompt = QPlainTextEdit(self)
+        self.prompt.setPlaceholderText("What the picture shows, e.g. a red fox in the snow, watercolour")
+        self.prompt.setToolTip("The text the picture is made from.")
+        self.prompt.setTabChangesFocus(True)
+        self.prompt.setFixedHeight(70)
+        self.negative = QPlainTextEdit(self)
+        self.negative.setPlaceholderText("What to avoid, e.g. blurry, text, watermark")
+        self.negative.setToolTip("Text describing what the picture should not contain.")
+        self.negative.setTabChangesFocus(True)
+        self.negative.setFixedHeight(46)
+
+        self.seed = QSpinBox(self)
+        self.seed.setRange(0, SEED_MAX)
+        self.seed.setToolTip("The random seed; the same seed and settings give the same picture.")
+        self.seed_lock = QCheckBox("Lock", self)
+        self.seed_lock.setToolTip("Keep this seed for every render; unlocked, each render draws a new one.")
+        self.steps = QSpinBox(self)
+        self.steps.setRange(1, 500)
+        self.steps.setToolTip("Number of sampling steps: more is slower and usually a little cleaner.")
+        self.guidance = QDoubleSpinBox(self)
+        self.guidance.setRange(0.0, 50.0)
+        self.guidance.setSingleStep(0.5)
+        self.guidance.setDecimals(1)
+        self.guidance.setToolTip("How strongly the picture follows the prompt (CFG scale); 5–9 is typical.")
+        self.width_box = MultipleSpinBox(8, self)
+        self.height_box = MultipleSpinBox(8, self)
+        for box, what in ((self.width_box, "Width"), (self.height_box, "Height")):
+            box.setRange(64, 4096)
+            box.setSuffix(" px")
+            box.setToolTip(f"{what} of the picture in pixels, a multiple of 8.")
+        self.scheduler = QComboBox(self)
+        self.scheduler.addItems([s.value for s in Scheduler])
+        self.scheduler.setToolTip("The sampler that turns noise into the picture step by step.")
+
+        seed_row = QHBoxLayout()
+        seed_row.addWidget(self.seed, 1)
+        seed_row.addWidget(self.seed_lock)
+        size_row = QHBoxLayout()
+        size_row.addWidget(self.width_box, 1)
+        size_row.addWidget(QLabel("×", self))
+        size_row.addWidget(self.height_box, 1)
+
+        form = QFormLayout()
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        form.setHorizontalSpacing(10)
+        form.setVerticalSpacing(6)
+        form.addRow("Seed", seed_row)
+        form.addRow("Steps", self.steps)
+        form.addRow("Guidance", self.guidance)
+        form.addRow("Size", size_row)
+        form.addRow("Sampler", self.scheduler)
+
+        self.generate_button = QPushButton("Generate", self)
+        self.generate_button.setDefault(True)
+        self.generate_button.setMinimumHeight(34)
+        self.generate_button.setToolTip("Render a picture with these settings (Ctrl+Enter).")
+        self.cancel_button = QPushButton("Cancel", self)
+        self.cancel_button.setMinimumHeight(34)
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.setToolTip("Stop the render in progress after the current step.")
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.generate_button, 2)
+        buttons.addWidget(self.cancel_button, 1)
+
+        self.progress = QProgressBar(self)
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setFormat("%v / %m")
+        self.progress.setTextVisible(True)
+        self.status_label = QLabel("Ready.", self)
+        self.status_label.setWordWrap(True)
+        self.error_label = QLabel("", self)
+        self.error_label.setWordWrap(True)
+        self.error_label.setStyleSheet(ERROR_STYLE)
+        self.error_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.error_label.setVisible(False)
+
+        left = QWidget(self)
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(10, 10, 10, 10)
+        left_layout.setSpacing(8)
+        left_layout.addWidget(_group("Base model", self.model_picker))
+        prompt_box = QGroupBox("Prompt", self)
+        prompt_layout = QVBoxLayout(prompt_box)
+        prompt_layout.addWidget(self.prompt)
+        prompt_layout.addWidget(QLabel("Negative prompt", self))
+        prompt_layout.addWidget(self.negative)
+        left_layout.addWidget(prompt_box)
+        settings_box = QGroupBox("Settings", self)
+        settings_box.setLayout(form)
+        left_layout.addWidget(settings_box)
+        left_layout.addLayout(buttons)
+        left_layout.addWidget(self.progress)
+        left_layout.addWidget(self.status_label)
+        left_layout.addWidget(self.error_label)
+        left_layout.addStretch(1)
+        scroll = QScrollArea(self)
+        scroll.setWidget(left)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setMinimumWidth(380)
+
+        self.preview = ImagePreview(self)
+        self.image_info = QLabel("", self)
+        self.image_info.setWordWrap(True)
+        self.image_info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.image_info.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
+        right = QWidget(self)
+        right_layout = QVBoxLayout(right)
+        right_layout.setContentsMargins(4, 10, 10, 10)
+        right_layout.addWidget(self.preview, 1)
+        right_layout.addWidget(self.image_info)
+
+        splitter = QSplitter(Qt.Orientation.Horizontal, self)
+        splitter.addWidget(scroll)
+        splitter.addWidget(right)
+        splitter.setStretchFactor(0, 0)
+        splitter.setStretchFactor(1, 1)
+        splitter.setChildrenCollapsible(False)
+        splitter.setSizes([440, 740])
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(splitter)
+
+    def _connect(self) -> None:
+        self.generate_button.clicked.connect(self.generate)
+        self.cancel_button.clicked.connect(self.model.cancel)
+        self.seed_lock.toggled.connect(self.seed.setEnabled)
+        for keys in ("Ctrl+Return", "Ctrl+Enter"):
+            QShortcut(QKeySequence(keys), self, activated=self.generate)
+        self.model.busyChanged.connect(self._on_busy)
+        self.model.progressChanged.connect(self._on_progress)
+        self.model.imageReady.connect(self._on_image)
+        self.model.statusChanged.connect(self.status_label.setText)
+        self.model.errorChanged.connect(self._show_error)
+
+    # ------------------------------------------------------------ binding
+
+    def values(self) -> dict[str, Any]:
+        """The form as GenerateRequest fields (validated by the model, not here)."""
+        return {
+            "base": self.model_picker.text(),
+            "prompt": self.prompt.toPlainText().strip(),
+            "negative": self.negative.toPlainText().strip(),
+            "seed": self.seed.value() if self.seed_lock.isChecked() else -1,
+            "steps": self.steps.value(),
+            "guidance": round(self.guidance.value(), 2),
+            "width": self.width_box.value(),
+            "height": self.height_box.value(),
+            "scheduler": self.scheduler.currentText(),
+        }
+
+    def apply_request(self, request: GenerateRequest) -> None:
+        self.model_picker.setText(request.base)
+        self.prompt.setPlainText(request.prompt)
+        self.negative.setPlainText(request.negative)
+        locked = request.seed >= 0
+        if locked:
+            self.seed.setValue(min(request.seed, SEED_MAX))
+        self.seed_lock.setChecked(locked)
+        self.seed.setEnabled(locked)
+        self.steps.setValue(request.steps)
+        self.guidance.setValue(request.guidance)
+        self.width_box.setValue(request.width)
+        self.height_box.setValue(request.height)
+        self.scheduler.setCurrentText(Scheduler(request.scheduler).value)
+
+    def save_settings(self) -> None:
+        """Remember the form as it is (when valid), e.g. when the window closes."""
+        try:
+            self.model.save_settings(self.model.make_request(self.values()))
+        except ConfigError:
+            pass  # an incomplete form is not worth keeping over the last good one
+
+    # ------------------------------------------------------------ actions
+
+    def generate(self) -> None:
+        # Spin boxes commit typed text only on focus loss; take what is shown now.
+        for box in (self.seed, self.steps, self.guidance, self.width_box, self.height_box):
+            box.interpretText()
+        try:
+            self.model.generate(self.values())
+        except ConfigError as exc:
+            self._show_error(str(exc))
+
+    def _on_busy(self, busy: bool) -> None:
+        self.cancel_button.setEnabled(busy)
+        if busy:
+            self.progress.setRange(0, 0)  # indeterminate until the first step (model loading)
+        elif self.progress.maximum() == 0:
+            self.progress.setRange(0, 1)
+            self.progress.setValue(0)
+
+    def _on_progress(self, step: int, total: int, eta_s: object) -> None:
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(step)
+
+    def _on_image(self, path: str, meta: dict) -> None:
+        error = self.preview.load(path)
+        if error:
+            self._show_error(error)
+            return
+        seed = meta.get("seed")
+        if isinstance(seed, int) and not self.seed_lock.isChecked() and 0 <= seed <= SEED_MAX:
+            self.seed.setValue(seed)  # lock it to keep this picture's seed
+        parts = []
+        if seed is not None:
+            parts.append(f"Seed {seed}")
+        if meta.get("steps"):
+            parts.append(f"{meta['steps']} steps")
+        if meta.get("width") and meta.get("height"):
+            parts.append(f"{meta['width']}×{meta['height']}")
+        if meta.get("scheduler"):
+            parts.append(str(meta["scheduler"]))
+        self.image_info.setText(" · ".join(parts) + f"\n{path}")
+
+    def _show_error(self, message: str) -> None:
+        first_line = message.strip().splitlines()[0] if message.strip() else ""
+        self.error_label.setText(first_line)
+        self.error_label.setToolTip(message)
+        self.error_label.setVisible(bool(first_line))
+
+
+def _group(title: str, widget: QWidget) -> QGroupBox:
+    box = QGroupBox(title, widget.parentWidget())
+    layout = QVBoxLayout(box)
+    layout.addWidget(widget)
+    return box

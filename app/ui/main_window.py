@@ -1,0 +1,240 @@
+"""The main window: four tabs, the worker's state in the status bar, a log panel."""
+
+from __future__ import annotations
+
+import logging
+
+from PySide6.QtCore import QSettings, Qt, QUrl
+from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QKeySequence
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QTabWidget,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app import __version__
+from app.core import paths
+from app.ui.generate.generate_model import GenerateModel
+from app.ui.generate.generate_tab import GenerateTab
+from app.ui.jobs import JobTracker
+from app.ui.recent_models import RecentModels
+from app.ui.widgets.log_panel import LogPanel, QtLogHandler
+from app.ui.worker_client import WorkerClient, WorkerState
+
+log = logging.getLogger(__name__)
+
+WINDOW_SETTINGS_FILE = "window.ini"
+
+# One line each: what the tab will hold once its own issue is done.
+PLACEHOLDERS = {
+    "Dataset": "Drop a folder of pictures here to see thumbnails, spot broken files and caption them.",
+    "Train": "Pick a base model and a preset, then train a LoRA with a live loss curve and sample pictures.",
+    "Library": "Browse adapters on disk and on the Hugging Face Hub, with previews and trigger words.",
+}
+
+STATE_TEXT = {
+    WorkerState.STOPPED: "not started (starts with the first job)",
+    WorkerState.STARTING: "starting…",
+    WorkerState.READY: "ready",
+    WorkerState.BUSY: "busy",
+    WorkerState.CRASHED: "stopped unexpectedly",
+}
+
+
+def window_settings() -> QSettings:
+    # An ini file in our config folder rather than the platform registry, so that
+    # LORALOOM_HOME (tests, portable installs) keeps it with everything else.
+    return QSettings(str(paths.config_dir() / WINDOW_SETTINGS_FILE), QSettings.Format.IniFormat)
+
+
+def placeholder_tab(text: str) -> QWidget:
+    page = QWidget()
+    label = QLabel(text, page)
+    label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+    label.setWordWrap(True)
+    label.setEnabled(False)  # greyed: nothing here to use yet
+    layout = QVBoxLayout(page)
+    layout.setContentsMargins(40, 40, 40, 40)
+    layout.addWidget(label)
+    return page
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, client: WorkerClient | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("LoRA Loom")
+        self.client = client or WorkerClient(parent=self)
+        self.tracker = JobTracker(self.client, self)
+        self.recent_models = RecentModels(parent=self)
+        self.generate_model = GenerateModel(self.tracker, self.recent_models, parent=self)
+
+        self.tabs = QTabWidget(self)
+        self.tabs.setDocumentMode(True)
+        self.generate_tab = GenerateTab(self.generate_model, self)
+        self.tabs.addTab(placeholder_tab(PLACEHOLDERS["Dataset"]), "Dataset")
+        self.tabs.addTab(placeholder_tab(PLACEHOLDERS["Train"]), "Train")
+        self.tabs.addTab(self.generate_tab, "Generate")
+        self.tabs.addTab(placeholder_tab(PLACEHOLDERS["Library"]), "Library")
+        self.tabs.setCurrentWidget(self.generate_tab)  # the one tab that works today
+        self.setCentralWidget(self.tabs)
+
+        self.log_panel = LogPanel(self)
+        self.log_dock = QDockWidget("Log", self)
+        self.log_dock.setObjectName("log_dock")  # saveState() needs a name
+        self.log_dock.setWidget(self.log_panel)
+        self.log_dock.setFeatures(
+            QDockWidget.DockWidgetFeature.DockWidgetClosable | QDockWidget.DockWidgetFeature.DockWidgetMovable
+        )
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.log_dock)
+        self.resizeDocks([self.log_dock], [120], Qt.Orientation.Vertical)
+        self._log_handler = QtLogHandler(self.log_panel)
+        logging.getLogger("app").addHandler(self._log_handler)
+
+        self._build_actions()
+        self._build_menus()
+        self._build_status_bar()
+        self._connect_client()
+        self._restore_geometry()
+
+    # ------------------------------------------------------------ building
+
+    def _build_actions(self) -> None:
+        self.open_data_action = QAction("Open data folder", self)
+        self.open_data_action.setToolTip("Show the folder with outputs, runs and models in the file manager.")
+        self.open_data_action.triggered.connect(self.open_data_folder)
+        self.quit_action = QAction("Quit", self)
+        self.quit_action.setShortcut(QKeySequence.StandardKey.Quit)
+        self.quit_action.triggered.connect(self.close)
+        self.restart_action = QAction("Restart worker", self)
+        self.restart_action.setToolTip("Stop the worker process (cancelling its jobs) and start a fresh one.")
+        self.restart_action.triggered.connect(self.restart_worker)
+        self.about_action = QAction("About LoRA Loom", self)
+        self.about_action.triggered.connect(self.show_about)
+
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+        file_menu.addAction(self.open_data_action)
+        file_menu.addSeparator()
+        file_menu.addAction(self.quit_action)
+        worker_menu = bar.addMenu("&Worker")
+        worker_menu.addAction(self.restart_action)
+        show_log = self.log_dock.toggleViewAction()
+        show_log.setText("Show log")
+        worker_menu.addAction(show_log)
+        help_menu = bar.addMenu("&Help")
+        help_menu.addAction(self.about_action)
+
+    def _build_status_bar(self) -> None:
+        status = self.statusBar()
+        self.model_label = QLabel("", self)
+        self.worker_label = QLabel("", self)
+        self.restart_button = QToolButton(self)
+        self.restart_button.setDefaultAction(self.restart_action)
+        self.restart_button.setVisible(False)
+        status.addPermanentWidget(self.model_label)
+        status.addPermanentWidget(self.worker_label)
+        status.addPermanentWidget(self.restart_button)
+        self._show_worker_state(self.client.state.value)
+
+    def _connect_client(self) -> None:
+        self.client.stateChanged.connect(self._show_worker_state)
+        self.client.helloReceived.connect(self._on_hello)
+        self.client.stderrLine.connect(self.log_panel.append_worker_line)
+        self.client.logMessage.connect(self.log_panel.append_app_message)
+        self.client.crashed.connect(self._on_crashed)
+        self.tracker.modelChanged.connect(self._on_model)
+        self.tracker.jobLog.connect(lambda job, level, text: self.log_panel.append("job", level, text))
+
+    # ------------------------------------------------------------ actions
+
+    def open_data_folder(self) -> None:
+        folder = paths.data_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        if not QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder))):
+            log.warning("could not open %s in the file manager", folder)
+
+    def restart_worker(self) -> None:
+        self.statusBar().clearMessage()
+        self.client.restart()
+
+    def show_about(self) -> None:
+        hello = self.client.hello or {}
+        worker = ""
+        if hello:
+            worker = f"<p>Worker: torch {hello.get('torch')}, diffusers {hello.get('diffusers')}, device {self.device_text(hello)}</p>"
+        QMessageBox.about(
+            self,
+            "About LoRA Loom",
+            f"<h3>LoRA Loom {__version__}</h3><p>Make, caption, train and blend image LoRAs.</p>{worker}",
+        )
+
+    # ------------------------------------------------------------ worker state
+
+    @staticmethod
+    def device_text(hello: dict) -> str:
+        device = str(hello.get("device") or "?")
+        name = hello.get("cuda_name")
+        return f"{device} ({name})" if name else device
+
+    def _show_worker_state(self, state: str) -> None:
+        worker_state = WorkerState(state)
+        text = f"Worker: {STATE_TEXT[worker_state]}"
+        if self.client.hello and worker_state in (WorkerState.READY, WorkerState.BUSY):
+            text += f" · {self.device_text(self.client.hello)}"
+        self.worker_label.setText(text)
+        crashed = worker_state is WorkerState.CRASHED
+        self.restart_button.setVisible(crashed)
+        if not crashed and worker_state is not WorkerState.STOPPED:
+            self.statusBar().clearMessage()
+        if worker_state in (WorkerState.STOPPED, WorkerState.CRASHED):
+            self.model_label.setText("")
+
+    def _on_hello(self, hello: dict) -> None:
+        self._show_worker_state(self.client.state.value)
+        self.log_panel.append_app_message(
+            "info",
+            f"worker ready: device {self.device_text(hello)}, torch {hello.get('torch')}, "
+            f"diffusers {hello.get('diffusers')}",
+        )
+
+    def _on_model(self, model: dict) -> None:
+        base = str(model.get("base") or "")
+        short = base.rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1] if base else "?"
+        family = model.get("family")
+        self.model_label.setText(f"Model: {short}" + (f" ({family})" if family else ""))
+        self.model_label.setToolTip(base)
+
+    def _on_crashed(self, message: str) -> None:
+        first_line = message.splitlines()[0] if message else "The worker stopped."
+        self.statusBar().showMessage(f"{first_line} — use Restart worker to start a new one.")
+
+    # ------------------------------------------------------------ geometry and exit
+
+    def _restore_geometry(self) -> None:
+        settings = window_settings()
+        geometry = settings.value("geometry")
+        if geometry is None or not self.restoreGeometry(geometry):
+            self.resize(1180, 800)
+        state = settings.value("state")
+        if state is not None:
+            self.restoreState(state)
+
+    def save_geometry(self) -> None:
+        settings = window_settings()
+        settings.setValue("geometry", self.saveGeometry())
+        settings.setValue("state", self.saveState())
+        settings.sync()
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        self.save_geometry()
+        self.generate_tab.save_settings()
+        self.hide()  # feel closed at once while the worker takes its moment to exit
+        self.client.shutdown(wait=True)
+        logging.getLogger("app").removeHandler(self._log_handler)
+        event.accept()
