@@ -22,6 +22,7 @@ from app.core import paths
 from app.ui.generate.generate_model import GenerateModel
 from app.ui.generate.generate_tab import GenerateTab
 from app.ui.jobs import JobTracker
+from app.ui.library.library_tab import LibraryTab
 from app.ui.recent_models import RecentModels
 from app.ui.widgets.log_panel import LogPanel, QtLogHandler
 from app.ui.worker_client import WorkerClient, WorkerState
@@ -34,7 +35,6 @@ WINDOW_SETTINGS_FILE = "window.ini"
 PLACEHOLDERS = {
     "Dataset": "Drop a folder of pictures here to see thumbnails, spot broken files and caption them.",
     "Train": "Pick a base model and a preset, then train a LoRA with a live loss curve and sample pictures.",
-    "Library": "Browse adapters on disk and on the Hugging Face Hub, with previews and trigger words.",
 }
 
 STATE_TEXT = {
@@ -79,7 +79,8 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(placeholder_tab(PLACEHOLDERS["Dataset"]), "Dataset")
         self.tabs.addTab(placeholder_tab(PLACEHOLDERS["Train"]), "Train")
         self.tabs.addTab(self.generate_tab, "Generate")
-        self.tabs.addTab(placeholder_tab(PLACEHOLDERS["Library"]), "Library")
+        self.library_tab = LibraryTab(parent=self)
+        self.tabs.addTab(self.library_tab, "Library")
         self.tabs.setCurrentWidget(self.generate_tab)  # the one tab that works today
         self.setCentralWidget(self.tabs)
 
@@ -143,6 +144,9 @@ class MainWindow(QMainWindow):
         self._show_worker_state(self.client.state.value)
 
     def _connect_client(self) -> None:
+        self.tracker.modelChanged.connect(lambda model: self.library_tab.set_current_family(model.get("family")))
+        self.library_tab.addToMixRequested.connect(self._on_add_to_mix)
+        self.library_tab.ops.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
         self.client.stateChanged.connect(self._show_worker_state)
         self.client.helloReceived.connect(self._on_hello)
         self.client.stderrLine.connect(self.log_panel.append_worker_line)
@@ -210,6 +214,11 @@ class MainWindow(QMainWindow):
         self.model_label.setText(f"Model: {short}" + (f" ({family})" if family else ""))
         self.model_label.setToolTip(base)
 
+    def _on_add_to_mix(self, path: str) -> None:
+        # The Generate tab's adapter stack (issue 6) is not there yet: say what was picked.
+        self.statusBar().showMessage(f"Add to mix: {path} — the Generate tab's adapter stack is not available yet.",
+                                     10000)
+
     def _on_crashed(self, message: str) -> None:
         first_line = message.splitlines()[0] if message else "The worker stopped."
         self.statusBar().showMessage(f"{first_line} — use Restart worker to start a new one.")
@@ -235,6 +244,7 @@ class MainWindow(QMainWindow):
         self.save_geometry()
         self.generate_tab.save_settings()
         self.hide()  # feel closed at once while the worker takes its moment to exit
+        self.library_tab.ops.shutdown()  # downloads stop at their next chunk, resumable later
         self.client.shutdown(wait=True)
         logging.getLogger("app").removeHandler(self._log_handler)
         event.accept()

@@ -1,0 +1,483 @@
+"""Search, inspect and download LoRA repos on the Hugging Face Hub, through ``huggingface_hub``.
+
+No Qt, no torch: the GUI runs this on a thread pool, the CLI calls it directly.
+
+Hub endpoints used (``{E}`` is the endpoint, ``HF_ENDPOINT`` or https://huggingface.co):
+
+- ``GET {E}/api/models?filter=lora&filter=base_model:adapter:<id>&search=&sort=&limit=&expand=…``
+  — search, one page at a time; the next page is the ``Link: rel="next"`` URL.
+- ``GET {E}/api/models/{repo}[/revision/{rev}]?blobs=true`` — details (``HfApi.model_info``):
+  card data, tags, the files with their sizes and LFS sha256.
+- ``HEAD {E}/{repo}/resolve/{rev}/{file}`` — commit, ETag (the LFS sha256), size, and the
+  CDN location (``get_hf_file_metadata``).
+- ``GET`` of that location with ``Range`` — the bytes (see :mod:`app.core.hub_download`).
+- ``GET {E}/api/whoami-v2`` — checking a token before it is stored (``huggingface_hub.login``).
+
+Every failure is a :class:`HubError` with a :class:`HubErrorKind` and one sentence.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from app.core.configs import Family
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[int, "int | None"], None]  # (bytes done, bytes in all or None)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif")
+ADAPTER_SUFFIX = ".safetensors"
+DESCRIPTION_LIMIT = 40_000  # characters of README shown; the rest is a link away
+SEARCH_EXPAND = ["author", "cardData", "downloads", "gated", "lastModified", "likes", "siblings", "tags",
+                 "trendingScore"]
+
+
+class HubSort(str, Enum):
+    DOWNLOADS = "downloads"
+    LIKES = "likes"
+    TRENDING = "trending"
+    UPDATED = "updated"
+
+
+_SORT_PARAM = {HubSort.DOWNLOADS: "downloads", HubSort.LIKES: "likes", HubSort.TRENDING: "trendingScore",
+               HubSort.UPDATED: "lastModified"}
+
+
+class HubErrorKind(str, Enum):
+    OFFLINE = "offline"  # no network, the server is down, or HF_HUB_OFFLINE is set
+    NOT_FOUND = "not_found"  # no such repo or revision
+    FILE_NOT_FOUND = "file_not_found"
+    NEEDS_TOKEN = "needs_token"  # gated or private, or the token was refused
+    BAD_NAME = "bad_name"  # an invalid repo id or a file name that would leave the cache
+    CANCELLED = "cancelled"
+    INCOMPLETE = "incomplete"  # interrupted; what arrived is kept and the next try resumes
+    CORRUPT = "corrupt"  # the bytes do not match the Hub's sha256; they were deleted
+    DISK_FULL = "disk_full"
+    SERVER = "server"  # any other answer we cannot use
+
+
+class HubError(Exception):
+    def __init__(self, kind: HubErrorKind, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+# Base ids a LoRA repo names in ``base_model``; the first of each is used for the search filter.
+FAMILY_BASES: dict[Family, tuple[str, ...]] = {
+    Family.SD1: ("runwayml/stable-diffusion-v1-5", "stable-diffusion-v1-5/stable-diffusion-v1-5",
+                 "CompVis/stable-diffusion-v1-4", "CompVis/stable-diffusion-v1-5"),
+    Family.SD2: ("stabilityai/stable-diffusion-2-1", "stabilityai/stable-diffusion-2-1-base",
+                 "stabilityai/stable-diffusion-2", "stabilityai/stable-diffusion-2-base"),
+    Family.SDXL: ("stabilityai/stable-diffusion-xl-base-1.0", "stabilityai/stable-diffusion-xl-refiner-1.0"),
+}
+_BASE_FAMILY = {base.lower(): fam for fam, bases in FAMILY_BASES.items() for base in bases}
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def family_of_base(base_ids: list[str]) -> Family | None:
+    """The family of a base model id; a fine-tune is guessed from its name (``…xl…`` is SDXL)."""
+    for base in base_ids:
+        low = base.lower()
+        if low in _BASE_FAMILY:
+            return _BASE_FAMILY[low]
+    for base in base_ids:
+        name = base.lower().rsplit("/", 1)[-1]
+        if "xl" in re.split(r"[^a-z0-9]+", name) or re.search(r"(sdxl|xl[-_]|[-_]xl|pony|illustrious)", name):
+            return Family.SDXL
+        if re.search(r"(stable-diffusion-2|sd-?2)", name):
+            return Family.SD2
+        if re.search(r"(stable-diffusion-v?1|sd-?1|v1-5)", name):
+            return Family.SD1
+    return None
+
+
+def check_repo_id(repo_id: str) -> None:
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        raise HubError(HubErrorKind.BAD_NAME, f"{repo_id!r} is not a Hub repo id (owner/name)") from None
+    if "/" not in repo_id:
+        raise HubError(HubErrorKind.BAD_NAME, f"{repo_id!r} is not a Hub repo id (owner/name)")
+
+
+def is_safe_name(name: str) -> bool:
+    """A repo file name that stays inside its folder: relative, no ``..``, no backslash or drive."""
+    if not name or "\\" in name or "\0" in name or name.startswith("/") or len(name) > 1000:
+        return False
+    parts = name.split("/")
+    return all(p not in ("", ".", "..") for p in parts) and ":" not in parts[0]
+
+
+def check_file_name(repo_id: str, name: str) -> None:
+    if not is_safe_name(name):
+        raise HubError(HubErrorKind.BAD_NAME,
+                       f"{repo_id}: the file name {name!r} would be written outside the download folder; refused")
+
+
+# ------------------------------------------------------------------ data
+
+
+@dataclass
+class HubFile:
+    name: str
+    size: int | None = None
+    sha256: str | None = None  # the LFS oid, when the Hub listed it
+    safe: bool = True  # False: a name that would escape the cache; shown, never downloaded
+
+    @property
+    def is_adapter(self) -> bool:
+        return self.safe and self.name.lower().endswith(ADAPTER_SUFFIX)
+
+
+@dataclass
+class HubRepo:
+    repo_id: str
+    author: str = ""
+    sha: str = ""  # the commit these details describe
+    downloads: int = 0
+    likes: int = 0
+    last_modified: str = ""
+    tags: list[str] = field(default_factory=list)
+    base_models: list[str] = field(default_factory=list)
+    family: Family | None = None
+    trigger_words: list[str] = field(default_factory=list)
+    license: str = ""
+    gated: bool = False
+    preview_files: list[str] = field(default_factory=list)  # repo paths of pictures, best first
+    files: list[HubFile] = field(default_factory=list)
+    card: dict[str, Any] = field(default_factory=dict)
+    description: str = ""  # the model card's text (Markdown), filled by details()
+
+    @property
+    def adapter_files(self) -> list[HubFile]:
+        return [f for f in self.files if f.is_adapter]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "repo_id": self.repo_id, "author": self.author, "sha": self.sha, "downloads": self.downloads,
+            "likes": self.likes, "last_modified": self.last_modified, "base_models": self.base_models,
+            "family": self.family.value if self.family else None, "trigger_words": self.trigger_words,
+            "license": self.license, "gated": self.gated, "preview_files": self.preview_files,
+            "files": [{"name": f.name, "size": f.size, "sha256": f.sha256, "safe": f.safe} for f in self.files],
+            "tags": self.tags,
+        }
+
+
+@dataclass
+class SearchQuery:
+    text: str = ""
+    family: Family | None = None
+    base_id: str = ""  # any base model id; wins over family
+    sort: HubSort = HubSort.DOWNLOADS
+    limit: int = 20  # repos per page
+
+    def params(self) -> list[tuple[str, str]]:
+        params = [("filter", "lora")]
+        base = self.base_id.strip() or (FAMILY_BASES[self.family][0] if self.family else "")
+        if base:
+            params.append(("filter", f"base_model:adapter:{base}"))
+        if self.text.strip():
+            params.append(("search", self.text.strip()))
+        params += [("sort", _SORT_PARAM[HubSort(self.sort)]), ("limit", str(max(1, min(self.limit, 100))))]
+        params += [("expand", e) for e in SEARCH_EXPAND]
+        return params
+
+
+@dataclass
+class SearchPage:
+    repos: list[HubRepo]
+    next_url: str | None  # pass to Hub.more() for the next page
+    skipped: int = 0  # entries the server sent that we could not read
+
+
+def _words(value: Any) -> list[str]:
+    if isinstance(value, list):
+        value = ", ".join(str(v) for v in value)
+    if not isinstance(value, str):
+        return []
+    return [w.strip() for w in value.split(",") if w.strip()]
+
+
+def card_trigger_words(card: dict[str, Any]) -> list[str]:
+    words: list[str] = []
+    for key in ("instance_prompt", "trigger_words", "trigger_word", "trigger", "activation_text"):
+        for w in _words(card.get(key)):
+            if w not in words:
+                words.append(w)
+    return words
+
+
+def repo_from_info(info: Any) -> HubRepo:
+    """A :class:`HubRepo` from ``huggingface_hub``'s ``ModelInfo`` (search entry or details)."""
+    check_repo_id(info.id)
+    card: dict[str, Any] = {}
+    if info.card_data is not None:
+        card = info.card_data.to_dict() if hasattr(info.card_data, "to_dict") else dict(info.card_data)
+    tags = [str(t) for t in (info.tags or [])]
+    bases = [b for b in ([card["base_model"]] if isinstance(card.get("base_model"), str)
+                         else card.get("base_model") or []) if isinstance(b, str)]
+    for t in tags:
+        if t.startswith("base_model:adapter:") and t[len("base_model:adapter:"):] not in bases:
+            bases.append(t[len("base_model:adapter:"):])
+    family = family_of_base(bases)
+    if family is None and "stable-diffusion-xl" in tags:
+        family = Family.SDXL
+    files = []
+    for s in info.siblings or []:
+        lfs = getattr(s, "lfs", None)
+        sha = (lfs.get("sha256") if isinstance(lfs, dict) else getattr(lfs, "sha256", None)) if lfs else None
+        files.append(HubFile(s.rfilename, s.size, sha, is_safe_name(s.rfilename)))
+    previews: list[str] = []
+    for w in card.get("widget") or []:
+        url = (w.get("output") or {}).get("url") if isinstance(w, dict) and isinstance(w.get("output"), dict) else None
+        if isinstance(url, str) and is_safe_name(url) and url.lower().endswith(IMAGE_SUFFIXES):
+            previews.append(url)
+    previews += [f.name for f in files if f.safe and f.name.lower().endswith(IMAGE_SUFFIXES) and f.name not in previews]
+    license_ = card.get("license") or next((t.split(":", 1)[1] for t in tags if t.startswith("license:")), "")
+    return HubRepo(
+        repo_id=info.id, author=info.author or info.id.split("/")[0], sha=info.sha or "",
+        downloads=int(info.downloads or 0), likes=int(info.likes or 0),
+        last_modified=info.last_modified.isoformat() if info.last_modified else "", tags=tags, base_models=bases,
+        family=family, trigger_words=card_trigger_words(card), license=str(license_ or ""),
+        gated=bool(info.gated), preview_files=previews, files=files, card=card,
+    )
+
+
+# ------------------------------------------------------------------ errors
+
+
+def translate_error(exc: BaseException, what: str) -> HubError:
+    """Any exception from the client as a :class:`HubError` whose message starts with ``what``."""
+    import httpx2
+    from huggingface_hub import errors
+
+    if isinstance(exc, HubError):
+        return exc
+    if isinstance(exc, errors.OfflineModeIsEnabled):
+        return HubError(HubErrorKind.OFFLINE, f"{what}: offline (HF_HUB_OFFLINE is set), only downloaded files "
+                                              "are available")
+    if isinstance(exc, errors.GatedRepoError):
+        return HubError(HubErrorKind.NEEDS_TOKEN, f"{what}: this repo is gated; accept its terms on the Hub and "
+                                                  "save a Hub token in the Library settings")
+    if isinstance(exc, errors.RevisionNotFoundError):
+        return HubError(HubErrorKind.NOT_FOUND, f"{what}: no such revision on the Hub")
+    if isinstance(exc, errors.RemoteEntryNotFoundError):
+        return HubError(HubErrorKind.FILE_NOT_FOUND, f"{what}: no such file in the repo")
+    if isinstance(exc, errors.RepositoryNotFoundError):
+        status = exc.response.status_code if exc.response is not None else 404
+        hint = " (or it is private: save a Hub token in the Library settings)" if status == 401 else ""
+        return HubError(HubErrorKind.NOT_FOUND, f"{what}: no such repo on the Hub{hint}")
+    if isinstance(exc, errors.HfHubHTTPError):
+        status = exc.response.status_code if exc.response is not None else "?"
+        if status in (401, 403):
+            return HubError(HubErrorKind.NEEDS_TOKEN, f"{what}: the Hub refused access (HTTP {status}); check "
+                                                      "the Hub token in the Library settings")
+        return HubError(HubErrorKind.SERVER, f"{what}: the Hub answered HTTP {status}")
+    if isinstance(exc, (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.ProxyError)):
+        return HubError(HubErrorKind.OFFLINE, f"{what}: cannot reach the Hub ({_short(exc)})")
+    if isinstance(exc, httpx2.TransportError):
+        return HubError(HubErrorKind.INCOMPLETE, f"{what}: the connection failed ({_short(exc)})")
+    if isinstance(exc, errors.HFValidationError):
+        return HubError(HubErrorKind.BAD_NAME, f"{what}: {exc}")
+    if isinstance(exc, (ValueError, KeyError, TypeError)):
+        return HubError(HubErrorKind.SERVER, f"{what}: the Hub sent an answer that cannot be read ({_short(exc)})")
+    if isinstance(exc, OSError):
+        return HubError(HubErrorKind.SERVER, f"{what}: {_short(exc)}")
+    raise exc
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:200]
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port
+
+
+# ------------------------------------------------------------------ client
+
+
+class Hub:
+    """One Hub endpoint, token and cache. Safe to use from several threads at once."""
+
+    def __init__(self, endpoint: str | None = None, token: str | bool | None = None,
+                 cache_dir: str | Path | None = None, timeout: float = 10.0) -> None:
+        from huggingface_hub import constants
+
+        self.endpoint = (endpoint or constants.ENDPOINT).rstrip("/")
+        self.token = token  # None: huggingface_hub's own token store (HF_TOKEN or `hf auth login`)
+        self.cache_dir = Path(cache_dir or constants.HF_HUB_CACHE).expanduser().resolve()
+        self.timeout = timeout
+
+    @staticmethod
+    def offline() -> bool:
+        """True when HF_HUB_OFFLINE is set: no request is made, only the cache is used."""
+        from huggingface_hub import constants
+
+        return constants.is_offline_mode()
+
+    def _headers(self) -> dict[str, str]:
+        from huggingface_hub.utils import build_hf_headers
+
+        from app import __version__
+
+        return build_hf_headers(token=self.token, library_name="loraloom", library_version=__version__)
+
+    def _api(self) -> Any:
+        from huggingface_hub import HfApi
+
+        from app import __version__
+
+        return HfApi(endpoint=self.endpoint, token=self.token, library_name="loraloom", library_version=__version__)
+
+    # -------------------------------------------------------- search
+
+    def search(self, query: SearchQuery) -> SearchPage:
+        """The first page of LoRA repos matching ``query``."""
+        return self._page(f"{self.endpoint}/api/models", query.params(), "search")
+
+    def more(self, next_url: str) -> SearchPage:
+        """The page after one returned by :meth:`search` or :meth:`more`."""
+        if _origin(next_url) != _origin(self.endpoint):
+            raise HubError(HubErrorKind.SERVER, f"search: the next page points away from {self.endpoint}; refused")
+        return self._page(next_url, None, "search")
+
+    def _page(self, url: str, params: list[tuple[str, str]] | None, what: str) -> SearchPage:
+        from huggingface_hub.hf_api import ModelInfo
+        from huggingface_hub.utils import get_session, hf_raise_for_status
+
+        try:
+            response = get_session().get(url, params=params, headers=self._headers(), timeout=self.timeout)
+            hf_raise_for_status(response)
+            items = response.json()
+        except Exception as exc:  # noqa: BLE001 - translated, or re-raised when unknown
+            raise translate_error(exc, what) from None
+        if not isinstance(items, list):
+            raise HubError(HubErrorKind.SERVER, f"{what}: the Hub sent something other than a list of repos")
+        repos, skipped = [], 0
+        for item in items:
+            try:
+                if "siblings" not in item:
+                    item["siblings"] = None
+                repos.append(repo_from_info(ModelInfo(**item)))
+            except (HubError, KeyError, TypeError, ValueError, AttributeError) as exc:
+                skipped += 1
+                log.warning("skipping a search result that cannot be read: %s", _short(exc))
+        next_url = response.links.get("next", {}).get("url")
+        if next_url and _origin(next_url) != _origin(self.endpoint):
+            next_url = None
+        return SearchPage(repos, next_url, skipped)
+
+    # -------------------------------------------------------- details
+
+    def details(self, repo_id: str, revision: str | None = None) -> HubRepo:
+        """Card data, files with sizes and sha256, and the card's text."""
+        check_repo_id(repo_id)
+        try:
+            info = self._api().model_info(repo_id, revision=revision, files_metadata=True, timeout=self.timeout)
+        except Exception as exc:  # noqa: BLE001
+            raise translate_error(exc, repo_id) from None
+        repo = repo_from_info(info)
+        if any(f.name == "README.md" for f in repo.files):
+            try:
+                text = self.fetch(repo_id, "README.md", revision=repo.sha or revision).read_text(
+                    encoding="utf-8", errors="replace")
+                repo.description = _card_text(text)
+            except HubError as exc:
+                log.info("no description for %s: %s", repo_id, exc)
+        return repo
+
+    # -------------------------------------------------------- files
+
+    def download(self, repo_id: str, filename: str, *, revision: str | None = None,
+                 expected_sha256: str | None = None, on_progress: ProgressFn | None = None,
+                 cancel: threading.Event | None = None) -> Path:
+        """Download one file into the HF cache, resumably, verified; returns its path in the cache.
+
+        A file already in the cache is returned at once (after checking its hash). When the
+        Hub cannot be reached, a cached copy is returned if there is one.
+        """
+        from app.core.hub_download import download_to_cache
+
+        return download_to_cache(self, repo_id, filename, revision=revision or "main",
+                                 expected_sha256=expected_sha256, on_progress=on_progress, cancel=cancel)
+
+    def fetch(self, repo_id: str, filename: str, *, revision: str | None = None) -> Path:
+        """A small file (card text, preview picture): same checks as :meth:`download`."""
+        return self.download(repo_id, filename, revision=revision)
+
+    def cached(self, repo_id: str, filename: str, revision: str | None = None) -> Path | None:
+        """The cached copy of a file, without any network; None when it is not there."""
+        from huggingface_hub import try_to_load_from_cache
+
+        if not is_safe_name(filename):
+            return None
+        found = try_to_load_from_cache(repo_id, filename, cache_dir=self.cache_dir, revision=revision)
+        return Path(found) if isinstance(found, str) and Path(found).is_file() else None
+
+    # -------------------------------------------------------- token (huggingface_hub's own store)
+
+    def whoami(self) -> str | None:
+        """The Hub user name of the stored token, or None without one."""
+        from huggingface_hub import get_token
+
+        if self.token is False or (self.token is None and get_token() is None):
+            return None
+        try:
+            return str(self._api().whoami()["name"])
+        except Exception as exc:  # noqa: BLE001
+            raise translate_error(exc, "Hub token") from None
+
+    def save_token(self, token: str) -> str:
+        """Check a token with the Hub and keep it in huggingface_hub's token store; returns the user name.
+
+        The token is never logged nor written anywhere else.
+        """
+        from huggingface_hub import login
+
+        token = token.strip()
+        if not token:
+            raise HubError(HubErrorKind.BAD_NAME, "Hub token: the field is empty")
+        try:
+            name = str(self._api().whoami(token=token)["name"])
+            login(token=token, add_to_git_credential=False, skip_if_logged_in=False)
+        except Exception as exc:  # noqa: BLE001
+            err = translate_error(exc, "Hub token")
+            if err.kind is HubErrorKind.NOT_FOUND:  # whoami answers 401 for a bad token
+                err = HubError(HubErrorKind.NEEDS_TOKEN, "Hub token: the Hub refused this token")
+            raise err from None
+        return name
+
+    @staticmethod
+    def forget_token() -> None:
+        """Remove the stored token(s) from huggingface_hub's store."""
+        from huggingface_hub import get_token, logout
+
+        if get_token() is not None:
+            logout()
+
+
+def _card_text(readme: str) -> str:
+    """The body of a model card (the YAML header removed), cut to a readable length."""
+    from huggingface_hub import ModelCard
+
+    try:
+        text = ModelCard(readme, ignore_metadata_errors=True).text
+    except Exception:  # noqa: BLE001 - a broken card header only costs the description
+        text = re.sub(r"\A---\n.*?\n---\n", "", readme, flags=re.S)
+    text = text.strip()
+    return text if len(text) <= DESCRIPTION_LIMIT else text[:DESCRIPTION_LIMIT] + "\n\n…"
