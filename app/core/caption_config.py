@@ -1,0 +1,155 @@
+"""CaptionRequest: the settings of one auto-captioning run (GUI, worker job ``caption``, CLI).
+
+Also the pure-Python rules shared by every backend: which images a run touches
+(:func:`caption_targets`) and how a generated caption is combined with the existing one,
+the prefix (trigger word) and the suffix (:func:`compose_caption`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+
+from app.core.captions import DEFAULT_SEPARATOR, is_read_only, join_tags, split_tags
+from app.core.configs import ConfigError, DevicePref, DtypePref, _Config
+from app.core.dataset import Dataset, ImageItem
+from app.core.dataset_problems import ProblemKind
+
+
+class CaptionMode(str, Enum):
+    FILL = "fill"  # only images without a caption
+    REPLACE = "replace"  # every image; the old caption is replaced
+    APPEND = "append"  # every image; new tags are added after the old ones
+
+
+class CaptionBackend(str, Enum):
+    AUTO = "auto"  # from the model id or the folder's files
+    BLIP = "blip"
+    FLORENCE = "florence"
+    WD14 = "wd14"
+
+
+DEFAULT_MODELS: dict[CaptionBackend, str] = {
+    CaptionBackend.BLIP: "Salesforce/blip-image-captioning-large",
+    CaptionBackend.FLORENCE: "florence-community/Florence-2-large",
+    CaptionBackend.WD14: "SmilingWolf/wd-vit-tagger-v3",
+}
+
+
+@dataclass
+class CaptionRequest(_Config):
+    folder: str = ""
+    model: str = ""  # Hub id or local folder; "" = the backend's default
+    backend: CaptionBackend = CaptionBackend.AUTO
+    mode: CaptionMode = CaptionMode.FILL
+    prefix: str = ""  # e.g. the trigger word: put first
+    suffix: str = ""
+    batch_size: int = 8
+    separator: str = DEFAULT_SEPARATOR
+    min_side: int = 256  # images the scan calls too small are skipped
+    files: list = field(default_factory=list)  # only these images (a selection); empty: all
+    device: DevicePref = DevicePref.AUTO
+    dtype: DtypePref = DtypePref.AUTO
+    # text generators (BLIP, Florence-2)
+    max_new_tokens: int = 60
+    num_beams: int = 1
+    florence_task: str = "<DETAILED_CAPTION>"
+    # WD14 tagger
+    general_threshold: float = 0.35
+    character_threshold: float = 0.85
+    max_tags: int = 0  # 0: no limit
+    exclude_tags: str = ""  # separated by commas
+    underscores_to_spaces: bool = True
+
+    def validate(self, prefix: str = "") -> None:
+        if not self.folder.strip():
+            raise ConfigError(f"{prefix}folder is empty: pick a dataset folder")
+        if not 1 <= self.batch_size <= 1024:
+            raise ConfigError(f"{prefix}batch_size = {self.batch_size} must be between 1 and 1024")
+        if not 1 <= self.max_new_tokens <= 1024:
+            raise ConfigError(f"{prefix}max_new_tokens = {self.max_new_tokens} must be between 1 and 1024")
+        if not 1 <= self.num_beams <= 16:
+            raise ConfigError(f"{prefix}num_beams = {self.num_beams} must be between 1 and 16")
+        for name in ("general_threshold", "character_threshold"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"{prefix}{name} = {value} must be between 0 and 1")
+        if self.max_tags < 0:
+            raise ConfigError(f"{prefix}max_tags = {self.max_tags} must be 0 (no limit) or more")
+        if self.min_side < 0:
+            raise ConfigError(f"{prefix}min_side = {self.min_side} must be 0 or more")
+        if not isinstance(self.files, list) or not all(isinstance(f, str) for f in self.files):
+            raise ConfigError(f"{prefix}files must be a list of image paths")
+        if not self.separator:
+            raise ConfigError(f"{prefix}separator is empty")
+
+    def model_id(self, backend: CaptionBackend) -> str:
+        return self.model.strip() or DEFAULT_MODELS[backend]
+
+    def excluded(self) -> set[str]:
+        """Excluded tags, compared with underscores as spaces (``long_hair`` == ``long hair``)."""
+        return {t.strip().replace("_", " ") for t in self.exclude_tags.split(",") if t.strip()}
+
+
+# ---------------------------------------------------------------- which images
+
+
+@dataclass
+class Skip:
+    path: Path
+    reason: str  # one sentence naming the file
+
+
+def caption_targets(ds: Dataset, request: CaptionRequest) -> tuple[list[ImageItem], list[Skip], int]:
+    """(images to caption, skipped with a reason, images left alone because they have a caption)."""
+    items = ds.items
+    if request.files:
+        wanted = {Path(f).expanduser().resolve() for f in request.files}
+        items = [i for i in items if i.path in wanted]
+    targets: list[ImageItem] = []
+    skipped: list[Skip] = []
+    kept = 0
+    for item in items:
+        if not item.usable:
+            reason = next(p.message for p in item.problems if p.blocking)
+            skipped.append(Skip(item.path, f"skipped: {reason}"))
+            continue
+        if request.mode is CaptionMode.FILL and item.has_caption:
+            kept += 1
+            continue
+        if item.has_problem(ProblemKind.CAPTION_NOT_UTF8) and request.mode is not CaptionMode.FILL:
+            skipped.append(Skip(item.path, f"skipped: {item.caption_path} is not UTF-8 and is never "
+                                           "overwritten by auto-captioning; fix or re-save it first"))
+            continue
+        if is_read_only(item.caption_path):
+            skipped.append(Skip(item.path, f"skipped: {item.caption_path} is read-only"))
+            continue
+        targets.append(item)
+    return targets, skipped, kept
+
+
+def compose_caption(existing: str, generated: str, request: CaptionRequest) -> str:
+    """Mode, prefix and suffix applied to a generated caption (the prefix ends up first)."""
+    sep = request.separator
+    new_tags = split_tags(generated, sep)
+    if request.mode is CaptionMode.APPEND:
+        tags = split_tags(existing, sep)
+        tags += [t for t in new_tags if t not in tags]
+    else:
+        tags = new_tags
+    prefix = split_tags(request.prefix, sep)
+    suffix = split_tags(request.suffix, sep)
+    middle = [t for t in tags if t not in prefix and t not in suffix]
+    return join_tags(prefix + middle + suffix, sep)
+
+
+__all__ = [
+    "DEFAULT_MODELS",
+    "CaptionBackend",
+    "CaptionMode",
+    "CaptionRequest",
+    "Skip",
+    "caption_targets",
+    "compose_caption",
+]

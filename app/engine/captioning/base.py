@@ -1,0 +1,92 @@
+"""The interface every captioning backend implements, and where model files come from."""
+
+from __future__ import annotations
+
+import abc
+from pathlib import Path
+
+from PIL import Image
+
+from app.core.caption_config import CaptionRequest
+from app.core.errors import ErrorKind
+from app.engine.models import ModelError, _looks_like_path
+
+
+class CaptionerError(ModelError):
+    """A captioning model could not be found or loaded; the message names it."""
+
+
+class Captioner(abc.ABC):
+    """Loaded once (the worker keeps it between jobs); captions a batch of RGB images."""
+
+    name: str = "captioner"
+    # Largest batch the model accepts (a tagger exported with a fixed batch of 1), or None.
+    max_batch: int | None = None
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    @abc.abstractmethod
+    def caption_batch(self, images: list[Image.Image], request: CaptionRequest) -> list[str]:
+        """One caption per image, in order (an empty string when the model found nothing)."""
+
+    def close(self) -> None:  # free memory; the default lets garbage collection do it
+        pass
+
+
+def local_folder(source: str) -> Path | None:
+    """The folder for a local model, None for a Hub id; raises for a path that does not exist."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise CaptionerError(f"{path}: a captioning model is a folder, not a file")
+    if _looks_like_path(source):
+        raise CaptionerError(f"{path}: no such model folder", kind=ErrorKind.MODEL_NOT_FOUND)
+    return None
+
+
+def hub_file(repo_id: str, filename: str) -> Path:
+    """A file of a Hub repo through huggingface_hub's cache (downloads once)."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        GatedRepoError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+    )
+
+    try:
+        return Path(hf_hub_download(repo_id, filename))
+    except GatedRepoError:
+        raise CaptionerError(f"{repo_id}: this Hub repo is gated; accept its license on the Hub and log in",
+                             kind=ErrorKind.MODEL_NOT_FOUND) from None
+    except RepositoryNotFoundError:
+        raise CaptionerError(f"{repo_id}: no such model repo on the Hugging Face Hub",
+                             kind=ErrorKind.MODEL_NOT_FOUND) from None
+    except EntryNotFoundError:
+        raise CaptionerError(f"{repo_id}: the repo has no {filename}", kind=ErrorKind.MODEL_NOT_FOUND) from None
+    except LocalEntryNotFoundError:
+        raise CaptionerError(f"{repo_id}: not downloaded yet and the Hub cannot be reached (offline?)",
+                             kind=ErrorKind.MODEL_NOT_FOUND) from None
+    except OSError as exc:
+        raise CaptionerError(f"{repo_id}: could not download {filename} ({str(exc).splitlines()[0][:200]})",
+                             kind=ErrorKind.MODEL_NOT_FOUND) from None
+
+
+def load_error(source: str, what: str, exc: BaseException) -> CaptionerError:
+    """A loader's exception as one sentence; an uncached Hub id offline reads as 'not downloaded'."""
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:240]
+    if local_folder_or_none(source) is None and ("offline" in text.lower() or "connect" in text.lower()
+                                                 or "couldn't find" in text.lower()):
+        return CaptionerError(f"{source}: not downloaded yet and the Hub cannot be reached (offline?)",
+                              kind=ErrorKind.MODEL_NOT_FOUND, detail=repr(exc))
+    return CaptionerError(f"{source}: could not load the {what} ({text})", kind=ErrorKind.MODEL_NOT_FOUND,
+                          detail=repr(exc))
+
+
+def local_folder_or_none(source: str) -> Path | None:
+    try:
+        return local_folder(source)
+    except CaptionerError:
+        return None

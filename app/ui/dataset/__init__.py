@@ -1,0 +1,1 @@
+"""The Dataset tab: open a folder, see thumbnails and problems, edit captions and tags, auto-caption."""

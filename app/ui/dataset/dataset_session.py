@@ -1,0 +1,372 @@
+"""The Dataset tab's state and operations, with no widget in sight.
+
+One :class:`DatasetSession` holds the open dataset (items, :class:`CaptionStore` with
+undo history) and does the slow work off the GUI thread: the scan in a QThreadPool,
+every caption write / batch / undo / file copy in a one-thread pool (so they happen in
+the order asked), auto-captioning in the worker process through the JobTracker.
+Widgets call its methods and listen to its signals.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+
+from app.core import paths
+from app.core.caption_config import CaptionRequest
+from app.core.caption_store import CaptionStore, WriteResult
+from app.core.captions import DEFAULT_SEPARATOR, caption_path_for
+from app.core.configs import ConfigError
+from app.core.dataset import Dataset, DatasetError, ImageItem, check_folder, is_image_name, make_item
+from app.core.tag_ops import Plan, TagOperation
+from app.ui.dataset.scanner import ScanSignals, ScanTask
+from app.ui.jobs import JobError, JobTracker
+from app.ui.recent_models import RecentModels
+from app.worker.protocol import EventType, JobKind
+
+log = logging.getLogger(__name__)
+
+RECENT_FILE = "recent_datasets.json"
+
+
+class _CallSignals(QObject):
+    done = Signal(object, object, object)  # (callback, result, exception or None)
+
+
+class _Call(QRunnable):
+    def __init__(self, fn: Callable[[], Any], callback: Callable[[Any, BaseException | None], None],
+                 signals: _CallSignals) -> None:
+        super().__init__()
+        self.fn, self.callback, self.signals = fn, callback, signals
+
+    def run(self) -> None:
+        try:
+            result, error = self.fn(), None
+        except Exception as exc:  # noqa: BLE001 - reported to the GUI, never raised in a pool thread
+            result, error = None, exc
+        self.signals.done.emit(self.callback, result, error)
+
+
+class DatasetSession(QObject):
+    opened = Signal(str)  # the dataset folder; the item list is empty and fills up
+    scanProgress = Signal(int, int)  # (items so far, files found)
+    itemsAdded = Signal(int, int)  # (first row, count)
+    itemsChanged = Signal(object)  # list[ImageItem] whose caption or problems changed
+    scanFinished = Signal()
+    tagsChanged = Signal()
+    historyChanged = Signal()
+    message = Signal(str)  # a status line
+    errorOccurred = Signal(str)  # one sentence for the user
+    captionRunning = Signal(bool)
+    captionProgress = Signal(int, int, object, str)  # (done, total, eta_s or None, message)
+
+    def __init__(self, tracker: JobTracker | None = None, *, separator: str = DEFAULT_SEPARATOR,
+                 min_side: int = 256, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.tracker = tracker
+        self.separator = separator
+        self.min_side = min_side
+        self.recent = RecentModels(paths.config_dir() / RECENT_FILE, parent=self)
+        self.dataset: Dataset | None = None
+        self.store: CaptionStore | None = None
+        self.items: list[ImageItem] = []
+        self._by_path: dict[Path, ImageItem] = {}
+        self.scanning = False
+        self._generation = 0
+        self._scan_task: ScanTask | None = None
+        self._scan_pool = QThreadPool(self)
+        self._scan_pool.setMaxThreadCount(1)
+        self._scan_signals = ScanSignals(self)
+        self._scan_signals.batch.connect(self._on_batch)
+        self._scan_signals.counted.connect(self._on_counted)
+        self._scan_signals.finished.connect(self._on_scan_finished)
+        self._io = QThreadPool(self)
+        self._io.setMaxThreadCount(1)  # writes happen in the order they were asked for
+        self._call_signals = _CallSignals(self)
+        self._call_signals.done.connect(lambda cb, result, err: cb(result, err))
+        self._expected = 0
+        self.caption_job: str | None = None
+        self._caption_changes: list[tuple[ImageItem, str, str]] = []
+        if tracker is not None:
+            tracker.client.eventReceived.connect(self._on_worker_event)
+            tracker.progressChanged.connect(self._on_caption_progress)
+            tracker.jobFinished.connect(self._on_job_finished)
+
+    # ------------------------------------------------------------ opening
+    @property
+    def root(self) -> Path | None:
+        return self.dataset.root if self.dataset else None
+
+    def open(self, folder: str | Path) -> bool:
+        """Start scanning ``folder``; False (and errorOccurred) when it is not a folder."""
+        try:
+            root = check_folder(folder)
+        except DatasetError as exc:
+            self.errorOccurred.emit(str(exc))
+            return False
+        self.flush()
+        self._stop_scan()
+        self._generation += 1
+        self.items = []
+        self._by_path = {}
+        self.dataset = Dataset(root=root, items=self.items, separator=self.separator, min_side=self.min_side)
+        self.store = CaptionStore(self.dataset)
+        self.scanning = True
+        self._expected = 0
+        self.recent.add(str(root))
+        self.opened.emit(str(root))
+        self.historyChanged.emit()
+        self.message.emit(f"Scanning {root} …")
+        self._scan_task = ScanTask(self._generation, root, self.min_side, self._scan_signals)
+        self._scan_pool.start(self._scan_task)
+        return True
+
+    def rescan(self) -> None:
+        if self.root is not None:
+            self.open(self.root)
+
+    def _stop_scan(self) -> None:
+        if self._scan_task is not None:
+            self._scan_task.stop.set()
+            self._scan_task = None
+
+    def _on_counted(self, generation: int, count: int) -> None:
+        if generation == self._generation:
+            self._expected = count
+            self.scanProgress.emit(len(self.items), count)
+
+    def _on_batch(self, generation: int, batch: list[ImageItem]) -> None:
+        if generation != self._generation:
+            return
+        first = len(self.items)
+        self.items.extend(batch)
+        for item in batch:
+            self._by_path[item.path] = item
+        self.itemsAdded.emit(first, len(batch))
+        self.scanProgress.emit(len(self.items), self._expected)
+
+    def _on_scan_finished(self, generation: int, extra: list) -> None:
+        if generation != self._generation:
+            return
+        changed = []
+        for item, problem in extra:
+            item.problems.append(problem)
+            changed.append(item)
+        self.scanning = False
+        self._scan_task = None
+        if changed:
+            self.itemsChanged.emit(changed)
+        self.tagsChanged.emit()
+        self.scanFinished.emit()
+        usable = sum(1 for i in self.items if i.usable)
+        self.message.emit(f"{len(self.items)} images, {usable} usable, "
+                          f"{sum(1 for i in self.items if not i.has_caption)} without a caption")
+
+    def item_for(self, path: str | Path) -> ImageItem | None:
+        return self._by_path.get(Path(path))
+
+    def tag_frequencies(self) -> collections.Counter:
+        counter: collections.Counter = collections.Counter()
+        from app.core.captions import split_tags
+
+        for item in self.items:
+            counter.update(set(split_tags(item.caption, self.separator)))
+        return counter
+
+    # ------------------------------------------------------------ captions
+    def _run(self, fn: Callable[[], Any], callback: Callable[[Any, BaseException | None], None]) -> None:
+        self._io.start(_Call(fn, callback, self._call_signals))
+
+    def save_caption(self, item: ImageItem, text: str, *, force: bool = False) -> None:
+        """Save an edit (the in-memory caption changes now, the file in the background)."""
+        store = self.store
+        if store is None:
+            return
+        text = text.strip()
+        if text == item.caption and not force and not store.is_pending(item):
+            return
+        before = item.caption
+        item.caption = text  # shown at once; the store records the step from ``before``
+
+        def work():
+            return store.set_caption(item, text, force=force, before=before)
+
+        def done(error: str | None, exc: BaseException | None) -> None:
+            if exc is not None:
+                self.errorOccurred.emit(f"{item.caption_path}: could not save the caption ({exc})")
+            elif error:
+                self.errorOccurred.emit(f"{error}; the edit is kept here, use Retry to save it again")
+            self.itemsChanged.emit([item])
+            self.tagsChanged.emit()
+            self.historyChanged.emit()
+
+        self._run(work, done)
+
+    def is_pending(self, item: ImageItem) -> bool:
+        return self.store is not None and self.store.is_pending(item)
+
+    def retry_pending(self) -> None:
+        if self.store is not None:
+            store = self.store
+            self._run(store.retry_pending, self._after_write)
+
+    def plan(self, op: TagOperation, items: list[ImageItem] | None = None) -> Plan:
+        if self.store is None:
+            return Plan(label=op.describe())
+        return self.store.plan(op, items)
+
+    def apply(self, plan: Plan) -> None:
+        if self.store is not None and plan.changes:
+            store = self.store
+            self._run(lambda: store.apply(plan), self._after_write)
+
+    def undo(self) -> None:
+        if self.store is not None and self.store.can_undo():
+            store = self.store
+            self._run(store.undo, self._after_write)
+
+    def redo(self) -> None:
+        if self.store is not None and self.store.can_redo():
+            store = self.store
+            self._run(store.redo, self._after_write)
+
+    def _after_write(self, result: WriteResult | None, exc: BaseException | None) -> None:
+        if exc is not None:
+            self.errorOccurred.emit(f"could not save the captions ({exc})")
+        elif result is not None:
+            if result.failed:
+                first = result.failed[0][1]
+                more = f" (and {len(result.failed) - 1} more)" if len(result.failed) > 1 else ""
+                self.errorOccurred.emit(f"{first}{more}; the changes are kept here, use Retry to save them")
+            self.message.emit(result.summary())
+        self.itemsChanged.emit(list(self.items))
+        self.tagsChanged.emit()
+        self.historyChanged.emit()
+
+    def flush(self, msecs: int = 10_000) -> bool:
+        """Wait for every queued write (before closing or opening another folder)."""
+        return self._io.waitForDone(msecs)
+
+    # ------------------------------------------------------------ adding pictures
+    def copy_in(self, files: list[str]) -> None:
+        """Copy image files (and their caption .txt) into the dataset folder; originals untouched."""
+        root = self.root
+        if root is None:
+            self.errorOccurred.emit("open a dataset folder first, then drop pictures on it")
+            return
+        images = [Path(f) for f in files if is_image_name(Path(f).name) and Path(f).is_file()]
+        ignored = len(files) - len(images)
+
+        def work() -> tuple[list[ImageItem], list[str]]:
+            added, errors = [], []
+            for src in images:
+                try:
+                    if src.resolve().parent == root:
+                        continue  # already in the dataset
+                    target = _free_name(root / src.name)
+                    shutil.copy2(src, target)
+                    caption = caption_path_for(src)
+                    if caption.is_file():
+                        shutil.copy2(caption, caption_path_for(target))
+                    added.append(make_item(target, root, self.min_side))
+                except OSError as exc:
+                    errors.append(f"{src}: could not copy it into the dataset ({exc.strerror or exc})")
+            return added, errors
+
+        def done(result, exc: BaseException | None) -> None:
+            if exc is not None or result is None:
+                self.errorOccurred.emit(f"could not copy the pictures ({exc})")
+                return
+            added, errors = result
+            if added:
+                first = len(self.items)
+                self.items.extend(added)
+                for item in added:
+                    self._by_path[item.path] = item
+                self.itemsAdded.emit(first, len(added))
+                self.tagsChanged.emit()
+            if errors:
+                self.errorOccurred.emit(errors[0] + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""))
+            note = f"; {ignored} dropped files are not pictures" if ignored else ""
+            self.message.emit(f"copied {len(added)} pictures into {root}{note}")
+
+        self._run(work, done)
+
+    # ------------------------------------------------------------ auto-captioning
+    def start_captioning(self, values: dict[str, Any], images: list[ImageItem] | None = None) -> str | None:
+        """Submit a ``caption`` job for the open folder; returns the job id, or None (errorOccurred)."""
+        if self.tracker is None or self.root is None:
+            self.errorOccurred.emit("open a dataset folder first")
+            return None
+        if self.caption_job is not None:
+            self.errorOccurred.emit("auto-captioning is already running")
+            return None
+        params = dict(values, folder=str(self.root), separator=self.separator, min_side=self.min_side)
+        if images:
+            params["files"] = [str(i.path) for i in images]
+        try:
+            request = CaptionRequest.from_dict(params, where="auto-caption")
+        except ConfigError as exc:
+            self.errorOccurred.emit(str(exc))
+            return None
+        self.flush()
+        self._caption_changes = []
+        self.caption_job = self.tracker.submit(JobKind.CAPTION.value, request.to_dict())
+        self.captionRunning.emit(True)
+        self.captionProgress.emit(0, 0, None, "starting the worker …")
+        return self.caption_job
+
+    def cancel_captioning(self) -> None:
+        if self.tracker is not None and self.caption_job is not None:
+            self.tracker.cancel(self.caption_job)
+
+    def _on_worker_event(self, event: dict) -> None:
+        if self.caption_job is None or event.get("job") != self.caption_job:
+            return
+        etype = event.get("type")
+        if etype == EventType.ARTIFACT.value and event.get("kind") == "caption":
+            item = self.item_for(str(event.get("image", "")))
+            if item is not None:
+                before = str(event.get("previous", ""))
+                after = str(event.get("caption", ""))
+                item.caption = after
+                self._caption_changes.append((item, before, after))
+                self.itemsChanged.emit([item])
+        elif etype == EventType.LOG.value and event.get("level") == "warning":
+            self.message.emit(str(event.get("message", "")))
+
+    def _on_caption_progress(self, job_id: str, step: int, total: int, eta, message: str) -> None:
+        if job_id == self.caption_job:
+            self.captionProgress.emit(step, total, eta, message)
+
+    def _on_job_finished(self, job_id: str, state: str, error: JobError | None) -> None:
+        if job_id != self.caption_job:
+            return
+        self.caption_job = None
+        if self._caption_changes and self.store is not None:
+            self.store.record_external(f"auto-caption {len(self._caption_changes)} images", self._caption_changes)
+        count = len(self._caption_changes)
+        self._caption_changes = []
+        self.captionRunning.emit(False)
+        self.tagsChanged.emit()
+        self.historyChanged.emit()
+        if error is not None:
+            self.errorOccurred.emit(f"auto-captioning failed: {error.message}")
+        else:
+            self.message.emit(f"auto-captioning {state}: {count} captions written")
+
+
+def _free_name(target: Path) -> Path:
+    """``target``, or ``name-2.ext``, ``name-3.ext`` … when taken (a copy never overwrites)."""
+    if not target.exists() and not caption_path_for(target).exists():
+        return target
+    for n in range(2, 100_000):
+        candidate = target.with_name(f"{target.stem}-{n}{target.suffix}")
+        if not candidate.exists() and not caption_path_for(candidate).exists():
+            return candidate
+    raise OSError(f"no free file name for {target.name}")

@@ -1,0 +1,87 @@
+"""The large preview of the selected image, decoded off the GUI thread at screen size."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QObject, QRect, QRunnable, QSize, Qt, QThreadPool, Signal
+from PySide6.QtGui import QImage, QImageReader, QPainter, QPaintEvent, QPalette, QPixmap
+from PySide6.QtWidgets import QFrame, QSizePolicy, QWidget
+
+PREVIEW_MAX = 1280
+
+
+class _Signals(QObject):
+    done = Signal(int, str, QImage, str)  # (request number, path, image, error)
+
+
+class _Load(QRunnable):
+    def __init__(self, number: int, path: str, signals: _Signals) -> None:
+        super().__init__()
+        self.number, self.path, self.signals = number, path, signals
+
+    def run(self) -> None:
+        reader = QImageReader(self.path)
+        reader.setAutoTransform(True)
+        size = reader.size()
+        if size.isValid() and max(size.width(), size.height()) > PREVIEW_MAX:
+            reader.setScaledSize(size.scaled(QSize(PREVIEW_MAX, PREVIEW_MAX), Qt.AspectRatioMode.KeepAspectRatio))
+        image = reader.read()
+        self.signals.done.emit(self.number, self.path, image, "" if not image.isNull() else reader.errorString())
+
+
+class PreviewPane(QFrame):
+    loaded = Signal(str)  # path now shown (or failed)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.setMinimumSize(120, 80)
+        self._pixmap = QPixmap()
+        self._path = ""
+        self._text = "Drop a folder of pictures here, or use Open dataset."
+        self._number = 0
+        self._pool = QThreadPool(self)
+        self._pool.setMaxThreadCount(1)
+        self._signals = _Signals(self)
+        self._signals.done.connect(self._on_done)
+
+    def path(self) -> str:
+        return self._path
+
+    def pixmap(self) -> QPixmap:
+        return self._pixmap
+
+    def show_path(self, path: str) -> None:
+        self._number += 1
+        self._pool.clear()
+        self._pool.start(_Load(self._number, path, self._signals))
+
+    def show_text(self, text: str) -> None:
+        self._number += 1
+        self._pixmap = QPixmap()
+        self._path = ""
+        self._text = text
+        self.update()
+
+    def _on_done(self, number: int, path: str, image: QImage, error: str) -> None:
+        if number != self._number:
+            return  # another image was picked meanwhile
+        self._path = path
+        self._pixmap = QPixmap.fromImage(image) if not image.isNull() else QPixmap()
+        self._text = f"Cannot show this picture ({error})." if image.isNull() else ""
+        self.update()
+        self.loaded.emit(path)
+
+    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802
+        super().paintEvent(event)
+        painter = QPainter(self)
+        area = self.contentsRect().adjusted(4, 4, -4, -4)
+        if self._pixmap.isNull():
+            painter.setPen(self.palette().color(QPalette.ColorRole.PlaceholderText))
+            painter.drawText(area, Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self._text)
+            return
+        size = self._pixmap.size().scaled(area.size(), Qt.AspectRatioMode.KeepAspectRatio)
+        target = QRect(0, 0, size.width(), size.height())
+        target.moveCenter(area.center())
+        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+        painter.drawPixmap(target, self._pixmap)

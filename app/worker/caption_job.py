@@ -1,0 +1,72 @@
+"""The worker's ``caption`` job: auto-caption a dataset folder with a kept-loaded captioner.
+
+Events: ``progress`` {step, total, eta_s, message}; ``artifact`` {path: the caption file,
+kind: "caption", image, caption, previous} for every caption written (the GUI updates its
+items and records an undo step); ``log`` {level: "warning"} for every skipped image, and a
+closing ``log`` {level: "info"} with the summary.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.core.caption_config import CaptionRequest, Skip
+from app.core.dataset import ImageItem
+from app.engine.captioning import CaptionCancelled, Captioner, load_captioner, run_captioning
+from app.engine.captioning.registry import captioner_key
+from app.worker import protocol as P
+from app.worker.loop import Handler, JobCancelled, JobContext
+
+
+class CaptionerCache:
+    """Keeps the last captioner loaded between jobs (a second run does not reload)."""
+
+    def __init__(self) -> None:
+        self.key: tuple[str, ...] | None = None
+        self.captioner: Captioner | None = None
+
+    def get(self, request: CaptionRequest) -> tuple[Captioner, bool]:
+        key = captioner_key(request)
+        if self.captioner is not None and self.key == key:
+            return self.captioner, False
+        if self.captioner is not None:
+            self.captioner.close()
+            self.captioner = None
+        self.captioner = load_captioner(request)
+        self.key = key
+        return self.captioner, True
+
+
+def make_caption_handler() -> Handler:
+    cache = CaptionerCache()
+
+    def caption(ctx: JobContext) -> None:
+        request = CaptionRequest.from_dict(ctx.job.params, where="caption job")
+        ctx.emit(P.EventType.PROGRESS, step=0, total=0, eta_s=None,
+                 message=f"loading {request.model or 'the default captioner'}")
+        captioner, loaded = cache.get(request)
+        if loaded:
+            ctx.emit(P.EventType.LOG, level="info", message=f"loaded {captioner.name} from {captioner.source}")
+        ctx.check_cancel()
+
+        def on_progress(done: int, total: int, eta: float | None, message: str) -> None:
+            ctx.emit(P.EventType.PROGRESS, step=done, total=total,
+                     eta_s=None if eta is None else round(eta, 2), message=message)
+
+        def on_caption(item: ImageItem, before: str, after: str) -> None:
+            fields: dict[str, Any] = {"path": str(item.caption_path), "kind": "caption", "image": str(item.path),
+                                      "caption": after, "previous": before}
+            ctx.emit(P.EventType.ARTIFACT, **fields)
+
+        def on_skip(skip: Skip) -> None:
+            ctx.emit(P.EventType.LOG, level="warning", message=skip.reason, image=str(skip.path))
+
+        try:
+            summary = run_captioning(captioner, request, on_progress=on_progress, on_caption=on_caption,
+                                     on_skip=on_skip, should_cancel=ctx.cancelled)
+        except CaptionCancelled:
+            raise JobCancelled() from None
+        ctx.emit(P.EventType.LOG, level="info", message=summary.line(), written=summary.written,
+                 skipped=len(summary.skipped), kept=summary.kept)
+
+    return caption
