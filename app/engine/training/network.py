@@ -1,0 +1,150 @@
+"""The trainable network: peft LoRA layers on the UNet (and optionally the text encoders).
+
+Target presets follow kohya: ``attention`` (q/k/v/out), ``attention_ff`` (everything
+inside the transformer blocks: + feed-forward and proj_in/proj_out, kohya's "LoRA")
+and ``locon`` (+ ResNet convs, time projections and the down/up-sampler convs). 3x3
+convs may get their own rank and alpha (kohya's conv_dim / conv_alpha).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import torch
+from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model, set_peft_model_state_dict
+
+from app.core.configs import Family
+from app.core.train_config import NetworkOptions, Targets
+from app.engine import lora_files
+
+ATTENTION = ("to_q", "to_k", "to_v", "to_out.0")
+FEED_FORWARD = ("proj_in", "proj_out", "ff.net.0.proj", "ff.net.2")
+CONVS = ("conv1", "conv2", "conv_shortcut", "time_emb_proj", "downsamplers.0.conv", "upsamplers.0.conv")
+TEXT = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
+
+
+def unet_target_names(unet: torch.nn.Module, targets: Targets) -> list[str]:
+    """Full module paths of the UNet layers that ``targets`` selects."""
+    suffixes = ATTENTION
+    if targets in (Targets.ATTENTION_FF, Targets.LOCON):
+        suffixes += FEED_FORWARD
+    if targets is Targets.LOCON:
+        suffixes += CONVS
+    out = []
+    for name, module in unet.named_modules():
+        if not isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)):
+            continue
+        in_blocks = name.startswith(("down_blocks.", "mid_block.", "up_blocks."))
+        if in_blocks and any(name == s or name.endswith("." + s) for s in suffixes):
+            out.append(name)
+    return out
+
+
+def text_target_names(encoder: torch.nn.Module) -> list[str]:
+    return [name for name, module in encoder.named_modules()
+            if isinstance(module, torch.nn.Linear) and ".layers." in f".{name}"
+            and any(name.endswith("." + s) for s in TEXT)]
+
+
+def _is_big_conv(module: torch.nn.Module) -> bool:
+    return isinstance(module, torch.nn.Conv2d) and tuple(module.kernel_size) != (1, 1)
+
+
+def unet_lora_config(unet: torch.nn.Module, opts: NetworkOptions) -> LoraConfig:
+    names = unet_target_names(unet, opts.targets)
+    modules = dict(unet.named_modules())
+    rank_pattern: dict[str, int] = {}
+    alpha_pattern: dict[str, float] = {}
+    if opts.conv_rank or opts.conv_alpha:
+        for name in names:
+            if _is_big_conv(modules[name]):
+                rank_pattern[re.escape(name)] = opts.conv_rank or opts.rank
+                alpha_pattern[re.escape(name)] = opts.conv_alpha or opts.alpha
+    return LoraConfig(r=opts.rank, lora_alpha=opts.alpha, lora_dropout=opts.dropout, use_dora=opts.dora,
+                      init_lora_weights=True, target_modules=names, rank_pattern=rank_pattern,
+                      alpha_pattern=alpha_pattern)
+
+
+def text_lora_config(encoder: torch.nn.Module, opts: NetworkOptions) -> LoraConfig:
+    return LoraConfig(r=opts.rank, lora_alpha=opts.alpha, lora_dropout=opts.dropout, use_dora=opts.dora,
+                      init_lora_weights=True, target_modules=text_target_names(encoder))
+
+
+@dataclass
+class Network:
+    """The models that carry LoRA layers and their trainable parameters."""
+
+    family: Family
+    unet: torch.nn.Module
+    text_encoders: list[torch.nn.Module] = field(default_factory=list)  # only those that train
+    unet_config: LoraConfig | None = None
+    text_configs: list[LoraConfig] = field(default_factory=list)
+
+    def parts(self) -> list[tuple[str, torch.nn.Module, bool]]:
+        """(state prefix, module, is text encoder) for every adapted model."""
+        names = ("text_encoder", "text_encoder_2")
+        return [("unet", self.unet, False)] + [(names[i], te, True) for i, te in enumerate(self.text_encoders)]
+
+    def unet_parameters(self) -> list[torch.nn.Parameter]:
+        # Collected explicitly: peft marks every adapter it holds trainable, not only ours.
+        return [p for n, p in self.unet.named_parameters() if ".default" in n and "lora_" in n]
+
+    def text_parameters(self) -> list[torch.nn.Parameter]:
+        return [p for te in self.text_encoders for n, p in te.named_parameters()
+                if ".default" in n and "lora_" in n]
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        return self.unet_parameters() + self.text_parameters()
+
+    # ------------------------------------------------------------ state
+    def state(self) -> dict[str, torch.Tensor]:
+        """Every adapter tensor, exact (for resume), keyed ``<part>.<peft key>``."""
+        out = {}
+        for prefix, module, _ in self.parts():
+            for key, value in get_peft_model_state_dict(module).items():
+                out[f"{prefix}.{key}"] = value.detach().to("cpu").clone()
+        return out
+
+    def load_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        for prefix, module, _ in self.parts():
+            part = {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+            result = set_peft_model_state_dict(module, part)
+            unexpected = getattr(result, "unexpected_keys", None) or []
+            if unexpected:
+                raise ValueError(f"saved state does not fit this network ({unexpected[0]})")
+
+    def kohya_tensors(self, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+        """The adapter in the kohya layout (``lora_unet_*``, ``lora_te*_``) with true alphas."""
+        prefixes = lora_files.te_prefixes(self.family)
+        out = lora_files.peft_to_kohya(get_peft_model_state_dict(self.unet), lora_files.UNET,
+                                       lora_files.peft_alphas(self.unet), dtype=dtype)
+        for i, te in enumerate(self.text_encoders):
+            out.update(lora_files.peft_to_kohya(get_peft_model_state_dict(te), prefixes[i],
+                                                lora_files.peft_alphas(te), is_text_encoder=True, dtype=dtype))
+        return out
+
+
+def attach(family: Family, unet: torch.nn.Module, text_encoders: list[torch.nn.Module],
+           opts: NetworkOptions, seed: int) -> Network:
+    """Add LoRA layers (initialised from ``seed``); only those layers require grad afterwards."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        unet.requires_grad_(False)
+        config = unet_lora_config(unet, opts)
+        unet.add_adapter(config)
+        text_configs = []
+        trained = text_encoders if opts.train_text_encoder else []
+        for te in text_encoders:
+            te.requires_grad_(False)
+        for te in trained:
+            te_config = text_lora_config(te, opts)
+            # transformers' own add_adapter wants a newer peft; peft's injection is what it calls.
+            inject_adapter_in_model(te_config, te, adapter_name="default")
+            text_configs.append(te_config)
+    net = Network(family=family, unet=unet, text_encoders=list(trained), unet_config=config,
+                  text_configs=text_configs)
+    for p in net.parameters():
+        p.requires_grad_(True)
+        p.data = p.data.float()  # adapter weights train in fp32 whatever the base model's dtype
+    return net

@@ -1,0 +1,128 @@
+"""Before the first step: checks, device and precision, optimizer, schedule, caches.
+
+Cheap checks come first (config, base-model path, datasets, optimizer package), so a
+bad setting fails in a second with one sentence instead of after a model load.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from typing import Any, Callable
+
+import torch
+
+from app.core.configs import DevicePref, Family
+from app.core.train_config import LRSchedule, MixedPrecision, Optimizer, TrainConfig
+from app.engine.models import ModelSource, check_source
+from app.engine.training.caches import LatentCache, TextCache
+from app.engine.training.data import TrainData, TrainError, collect
+
+log = logging.getLogger(__name__)
+
+SCHEDULE_NAMES = {LRSchedule.CONSTANT: "constant_with_warmup", LRSchedule.COSINE: "cosine",
+                  LRSchedule.LINEAR: "linear"}
+
+
+def preflight(config: TrainConfig, should_stop: Callable[[], bool] | None = None
+              ) -> tuple[ModelSource, TrainData]:
+    config.check_ready()
+    source = check_source(config.base)
+    check_optimizer(config.optimizer.kind)
+    data = collect(config, should_stop)
+    return source, data
+
+
+def check_optimizer(kind: Optimizer) -> None:
+    if kind is Optimizer.ADAMW_8BIT and importlib.util.find_spec("bitsandbytes") is None:
+        raise TrainError("optimizer 'adamw8bit' needs the bitsandbytes package (pip install bitsandbytes) "
+                         "and a CUDA GPU; use kind = \"adamw\" instead")
+    if kind is Optimizer.PRODIGY and importlib.util.find_spec("prodigyopt") is None:
+        raise TrainError("optimizer 'prodigy' needs the prodigyopt package (pip install prodigyopt)")
+
+
+def accelerate_settings(config: TrainConfig) -> dict[str, Any]:
+    """Accelerator kwargs: CPU when asked or when there is no GPU; precision that the device has."""
+    want_cpu = config.device is DevicePref.CPU or (
+        config.device is DevicePref.AUTO and not torch.cuda.is_available()
+        and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()))
+    if config.device is DevicePref.CUDA and not torch.cuda.is_available():
+        raise TrainError("device 'cuda' was asked for but no CUDA GPU is available")
+    precision = config.mixed_precision
+    if want_cpu or not torch.cuda.is_available():
+        if precision not in (MixedPrecision.AUTO, MixedPrecision.FP32):
+            log.warning("mixed_precision %s is for GPUs; training in fp32 on this device", precision.value)
+        mixed = "no"
+    elif precision is MixedPrecision.AUTO:
+        mixed = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    else:
+        mixed = {MixedPrecision.FP32: "no", MixedPrecision.FP16: "fp16", MixedPrecision.BF16: "bf16"}[precision]
+    return {"cpu": want_cpu, "mixed_precision": mixed}
+
+
+def weight_dtype(mixed: str) -> torch.dtype:
+    return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(mixed, torch.float32)
+
+
+def make_optimizer(config: TrainConfig, unet_params: list, text_params: list) -> torch.optim.Optimizer:
+    opts = config.optimizer
+    groups = [{"params": unet_params, "lr": opts.learning_rate}]
+    if text_params:
+        te_lr = config.network.text_encoder_lr if opts.kind is not Optimizer.PRODIGY else opts.learning_rate
+        groups.append({"params": text_params, "lr": te_lr})
+    if opts.kind is Optimizer.ADAMW:
+        return torch.optim.AdamW(groups, lr=opts.learning_rate, weight_decay=opts.weight_decay)
+    if opts.kind is Optimizer.ADAMW_8BIT:
+        try:
+            import bitsandbytes as bnb
+        except Exception as exc:  # installed but broken (no CUDA build, ...)
+            raise TrainError(f"optimizer 'adamw8bit': bitsandbytes does not load here ({exc}); "
+                             "use kind = \"adamw\"") from None
+        return bnb.optim.AdamW8bit(groups, lr=opts.learning_rate, weight_decay=opts.weight_decay)
+    from prodigyopt import Prodigy
+
+    return Prodigy(groups, lr=opts.learning_rate, weight_decay=opts.weight_decay,
+                   safeguard_warmup=opts.warmup_steps > 0, use_bias_correction=True)
+
+
+def make_lr_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer):
+    from diffusers.optimization import get_scheduler
+
+    return get_scheduler(SCHEDULE_NAMES[config.optimizer.schedule], optimizer,
+                         num_warmup_steps=config.optimizer.warmup_steps, num_training_steps=config.steps)
+
+
+def text_encoders_of(pipe: Any) -> list[torch.nn.Module]:
+    return [te for te in (getattr(pipe, "text_encoder", None), getattr(pipe, "text_encoder_2", None)) if te is not None]
+
+
+def make_encoder(pipe: Any, family: Family, device: torch.device) -> Callable[[list[str]], dict]:
+    """captions -> {"embeds": (B, 77, D)[, "pooled": (B, D2)]}, exactly as the pipeline encodes prompts."""
+
+    def encode(captions: list[str]) -> dict[str, torch.Tensor]:
+        if family is Family.SDXL:
+            embeds, _, pooled, _ = pipe.encode_prompt(prompt=captions, device=device, num_images_per_prompt=1,
+                                                      do_classifier_free_guidance=False)
+            return {"embeds": embeds, "pooled": pooled}
+        embeds, _ = pipe.encode_prompt(captions, device, 1, False)
+        return {"embeds": embeds}
+
+    return encode
+
+
+def fill_latent_cache(cache: LatentCache, data: TrainData, flip: bool, device: torch.device,
+                      progress: Callable[[int, int], None], should_stop: Callable[[], bool]) -> bool:
+    """Encode every (picture, bucket, flip) not cached yet; False when stopped part way."""
+    jobs = [(item, f) for item in data.items for f in ((False, True) if flip else (False,))]
+    for index, (item, f) in enumerate(jobs):
+        if should_stop():
+            return False
+        cache.ensure(item.path, item.size, item.bucket, f, device)
+        progress(index + 1, len(jobs))
+    return True
+
+
+def fill_text_cache(cache: TextCache, captions: list[str], batch: int = 16) -> None:
+    unique = list(dict.fromkeys(captions))
+    for i in range(0, len(unique), batch):
+        cache.get_many(unique[i:i + batch])

@@ -1,0 +1,75 @@
+"""Helpers for training tests: small solid-colour datasets and short configs on tiny models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image
+
+RED = (220, 30, 30)
+
+
+def write_images(folder: Path, colour=RED, caption: str | None = "sks", sizes=((64, 64),) * 4) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, size in enumerate(sizes):
+        Image.new("RGB", size, colour).save(folder / f"img{i}.png")
+        if caption is not None:
+            (folder / f"img{i}.txt").write_text(caption, encoding="utf-8")
+    return folder
+
+
+def small_config(base: Path, dataset: Path, **overrides):
+    """A TrainConfig for tiny models: 64 px, rank 4, a few steps, no samples unless asked."""
+    from app.core.train_config import TrainConfig, merge
+
+    data = {
+        "name": "red",
+        "base": str(base),
+        "trigger": "sks",
+        "seed": 7,
+        "steps": 4,
+        "datasets": [{"path": str(dataset)}],
+        "data": {"resolution": 64, "min_bucket": 64, "max_bucket": 128, "min_image_side": 32,
+                 "batch_size": 2, "caption_dropout": 0.0},
+        "network": {"rank": 4, "alpha": 4.0},
+        "optimizer": {"learning_rate": 1e-3, "schedule": "constant"},
+        "output": {"save_every": 2, "keep_last": 2},
+        "sample": {"every": 0, "prompts": [], "steps": 2},
+    }
+    return TrainConfig.from_dict(merge(data, overrides), where="test config")
+
+
+def fail_writes_half_way(monkeypatch, when=lambda: True) -> None:
+    """Make atomic writes (app.core.files) write half their bytes and then get Ctrl+C."""
+    import os
+
+    import app.core.files as files
+
+    real_fdopen = os.fdopen
+
+    class HalfWriter:
+        def __init__(self, fh):
+            self.fh = fh
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.fh.close()
+
+        def write(self, data):
+            self.fh.write(data[: len(data) // 2])
+            raise KeyboardInterrupt
+
+        def __getattr__(self, name):
+            return getattr(self.fh, name)
+
+    class FailingOs:
+        def __getattr__(self, name):
+            return getattr(os, name)
+
+        def fdopen(self, fd, *args, **kwargs):
+            fh = real_fdopen(fd, *args, **kwargs)
+            return HalfWriter(fh) if when() else fh
+
+    monkeypatch.setattr(files, "os", FailingOs())
