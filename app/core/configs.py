@@ -150,6 +150,84 @@ class ModelSpec(_Config):
             raise ConfigError(f"{prefix}base is empty: give a Hub id, a model folder or a .safetensors file")
 
 
+WEIGHT_LIMIT = 10.0  # typed adapter weights may go beyond the slider's -2..2, up to this
+
+
+@dataclass
+class AdapterEntry:
+    """One row of the adapter stack: a file, its weight and an optional text-encoder weight."""
+
+    path: str
+    weight: float = 1.0
+    te_weight: float | None = None  # None: the same as weight
+    enabled: bool = True
+    name: str = ""  # shown and written as <lora:name:weight>; default the file's stem
+
+    def display_name(self) -> str:
+        return self.name or Path(self.path).stem
+
+    def text_weight(self) -> float:
+        return self.weight if self.te_weight is None else self.te_weight
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"path": self.path, "weight": self.weight, "enabled": self.enabled}
+        if self.te_weight is not None:
+            out["te_weight"] = self.te_weight
+        if self.name:
+            out["name"] = self.name
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any, *, where: str = "adapter") -> "AdapterEntry":
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where} must be a table like {{path = \"x.safetensors\", weight = 0.8}}")
+        known = ("path", "weight", "te_weight", "enabled", "name")
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})")
+        path = data.get("path")
+        if not isinstance(path, str) or not path.strip():
+            raise ConfigError(f"{where}.path must be the adapter file's path")
+        values: dict[str, Any] = {"path": path.strip()}
+        for key in ("weight", "te_weight"):
+            if data.get(key) is None:
+                continue
+            value = data[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+                raise ConfigError(f"{where}.{key} must be a number, not {value!r}")
+            if abs(value) > WEIGHT_LIMIT:
+                raise ConfigError(f"{where}.{key} = {value} must be between -{WEIGHT_LIMIT:g} and {WEIGHT_LIMIT:g}")
+            values[key] = float(value)
+        if "enabled" in data:
+            if not isinstance(data["enabled"], bool):
+                raise ConfigError(f"{where}.enabled must be true or false, not {data['enabled']!r}")
+            values["enabled"] = data["enabled"]
+        if "name" in data:
+            if not isinstance(data["name"], str):
+                raise ConfigError(f"{where}.name must be text, not {data['name']!r}")
+            values["name"] = data["name"]
+        return cls(**values)
+
+
+def parse_lora_arg(text: str) -> AdapterEntry:
+    """``PATH[:WEIGHT[:TE_WEIGHT]]`` (the CLI's ``--lora``); a Windows drive colon is kept in the path."""
+    parts = text.rsplit(":", 2)
+    numbers: list[float] = []
+    while len(parts) > 1 and len(numbers) < 2:
+        try:
+            numbers.insert(0, float(parts[-1]))
+        except ValueError:
+            break
+        parts.pop()
+    path = ":".join(parts)
+    data: dict[str, Any] = {"path": path}
+    if numbers:
+        data["weight"] = numbers[0]
+    if len(numbers) > 1:
+        data["te_weight"] = numbers[1]
+    return AdapterEntry.from_dict(data, where=f"--lora {text}")
+
+
 @dataclass
 class GenerateRequest(_Config):
     """One picture (or a batch) from a base model. Adapters come with the Generate issue."""
@@ -166,6 +244,8 @@ class GenerateRequest(_Config):
     device: DevicePref = DevicePref.AUTO
     dtype: DtypePref = DtypePref.AUTO
     output_dir: str = ""  # empty: the user's outputs folder
+    # Adapter stack, in order: validated dicts {path, weight, te_weight?, enabled, name?} (AdapterEntry).
+    adapters: list = dataclasses.field(default_factory=list)
 
     def validate(self, prefix: str = "") -> None:
         if not self.base.strip():
@@ -180,6 +260,47 @@ class GenerateRequest(_Config):
                 raise ConfigError(f"{prefix}{name} = {value} must be a multiple of 8 between 8 and 4096")
         if self.seed < -1 or self.seed >= 2**63:
             raise ConfigError(f"{prefix}seed = {self.seed} must be -1 (random) or a non-negative number")
+        if not isinstance(self.adapters, list):
+            raise ConfigError(f"{prefix}adapters must be a list of {{path, weight, ...}} tables")
+        self.adapters = [
+            (a if isinstance(a, AdapterEntry) else AdapterEntry.from_dict(a, where=f"{prefix}adapters[{i}]")).to_dict()
+            for i, a in enumerate(self.adapters)
+        ]
+
+    def adapter_entries(self) -> list["AdapterEntry"]:
+        return [AdapterEntry.from_dict(a) for a in self.adapters]
+
+    def model_spec(self) -> ModelSpec:
+        return ModelSpec(base=self.base, device=self.device, dtype=self.dtype)
+
+
+@dataclass
+class BakeRequest(_Config):
+    """Bake the adapter stack into one kohya LoRA: exact (rank 0) or reduced to ``rank`` by SVD."""
+
+    base: str = ""
+    adapters: list = dataclasses.field(default_factory=list)  # AdapterEntry dicts, as in GenerateRequest
+    out: str = ""  # the .safetensors file to write
+    rank: int = 0  # 0: exact (stacked factors); N: reduced to rank N per layer
+    device: DevicePref = DevicePref.AUTO
+    dtype: DtypePref = DtypePref.AUTO
+
+    def validate(self, prefix: str = "") -> None:
+        if not self.base.strip():
+            raise ConfigError(f"{prefix}base is empty: pick the base model the adapters belong to")
+        if not self.out.strip() or not self.out.lower().endswith(".safetensors"):
+            raise ConfigError(f"{prefix}out = {self.out!r} must be a .safetensors file to write")
+        if self.rank < 0 or self.rank > 4096:
+            raise ConfigError(f"{prefix}rank = {self.rank} must be 0 (exact) or between 1 and 4096")
+        if not isinstance(self.adapters, list) or not self.adapters:
+            raise ConfigError(f"{prefix}adapters is empty: add at least one adapter to bake")
+        self.adapters = [
+            (a if isinstance(a, AdapterEntry) else AdapterEntry.from_dict(a, where=f"{prefix}adapters[{i}]")).to_dict()
+            for i, a in enumerate(self.adapters)
+        ]
+
+    def adapter_entries(self) -> list[AdapterEntry]:
+        return [AdapterEntry.from_dict(a) for a in self.adapters]
 
     def model_spec(self) -> ModelSpec:
         return ModelSpec(base=self.base, device=self.device, dtype=self.dtype)
@@ -198,8 +319,11 @@ __all__ = [
     "DevicePref",
     "DtypePref",
     "Family",
+    "AdapterEntry",
+    "BakeRequest",
     "GenerateRequest",
     "ModelSpec",
     "Scheduler",
+    "parse_lora_arg",
     "parse_size",
 ]

@@ -15,8 +15,47 @@ from typing import Any
 PARAMETERS_KEY = "parameters"
 
 
+def lora_tag(name: str, weight: float, te_weight: float | None = None) -> str:
+    """``<lora:name:0.8>``; with a different text-encoder weight ``<lora:name:te=0.5:unet=0.8>`` (A1111 reads both)."""
+    if te_weight is None or te_weight == weight:
+        return f"<lora:{name}:{_num(round(float(weight), 4))}>"
+    return f"<lora:{name}:te={_num(round(float(te_weight), 4))}:unet={_num(round(float(weight), 4))}>"
+
+
+_LORA_TAG = re.compile(r"\s*<lora:([^:>]+)((?::[^:>]*)*)>")
+
+
+def parse_lora_tags(prompt: str) -> tuple[str, list[dict[str, Any]]]:
+    """Take ``<lora:…>`` tags out of a prompt: (the prompt without them, [{name, weight, te_weight}])."""
+    found: list[dict[str, Any]] = []
+
+    def take(match: re.Match) -> str:
+        positional: list[float] = []
+        named: dict[str, float] = {}
+        for item in match.group(2).split(":")[1:]:
+            key, eq, value = item.partition("=")
+            try:
+                if eq:
+                    named[key.strip()] = float(value)
+                else:
+                    positional.append(float(item))
+            except ValueError:
+                continue
+        te = named.get("te", positional[0] if positional else 1.0)  # A1111: first number is te
+        unet = named.get("unet", positional[1] if len(positional) > 1 else te)
+        found.append({"name": match.group(1).strip(), "weight": unet, "te_weight": te if te != unet else None})
+        return ""
+
+    text = _LORA_TAG.sub(take, prompt)
+    return text.strip(), found
+
+
 def format_parameters(meta: dict[str, Any]) -> str:
     lines = [str(meta.get("prompt", ""))]
+    tags = [lora_tag(str(a.get("name", "")), a.get("weight", 1.0), a.get("te_weight"))
+            for a in meta.get("adapters") or [] if a.get("name")]
+    if tags:
+        lines[0] = " ".join(([lines[0]] if lines[0] else []) + tags)
     if meta.get("negative"):
         lines.append(f"Negative prompt: {meta['negative']}")
     fields = [
@@ -60,6 +99,8 @@ def parse_parameters(text: str) -> dict[str, Any]:
         (negative_lines if in_negative else prompt_lines).append(line)
     out["prompt"] = "\n".join(prompt_lines)
     out["negative"] = "\n".join(negative_lines)
+    if "<lora:" in out["prompt"]:
+        out["prompt"], out["adapters"] = parse_lora_tags(out["prompt"])
     for key, value in _FIELD.findall(settings):
         key, value = key.strip(), value.strip()
         if key == "Steps":

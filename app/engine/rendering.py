@@ -24,6 +24,7 @@ from app.core.configs import GenerateRequest, ModelSpec, Scheduler
 from app.core.files import temp_path_beside
 from app.core.pngmeta import PARAMETERS_KEY, format_parameters
 from app.engine.models import LoadedModel, check_source, load_model
+from app.engine.patching import AdapterMixer, MixReport
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class RenderResult:
     seed: int
     meta: dict[str, Any]
     seconds: float
+    mix: MixReport | None = None  # what the adapter stack did (refused files, warnings)
 
 
 def _scheduler_for(choice: Scheduler, config: dict[str, Any]):
@@ -67,6 +69,7 @@ class Renderer:
         self.loaded: LoadedModel | None = None
         self._key: tuple[str, str, str] | None = None
         self._base_scheduler_config: dict[str, Any] | None = None
+        self.mixer: AdapterMixer | None = None  # adapters patched into the held pipeline
 
     # ------------------------------------------------------------ model cache
     def ensure_model(self, spec: ModelSpec) -> LoadedModel:
@@ -79,6 +82,7 @@ class Renderer:
         self.loaded = load_model(spec)
         self._key = key
         self._base_scheduler_config = dict(self.loaded.pipe.scheduler.config)
+        self.mixer = AdapterMixer(self.loaded.pipe, self.loaded.family)
         return self.loaded
 
     def unload(self) -> None:
@@ -86,8 +90,16 @@ class Renderer:
             return
         self.loaded = None
         self._key = None
+        self.mixer = None
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+    # ------------------------------------------------------------ adapters
+    def set_adapters(self, entries) -> MixReport:
+        """Patch the held pipeline to this adapter stack (only what changed is recomputed)."""
+        if self.mixer is None:
+            raise RuntimeError("no model is loaded")
+        return self.mixer.set_mix(entries)
 
     # ------------------------------------------------------------ render
     def render(
@@ -100,6 +112,7 @@ class Renderer:
     ) -> RenderResult:
         model = self.ensure_model(request.model_spec())
         pipe = model.pipe
+        mix = self.set_adapters(request.adapter_entries())
         assert self._base_scheduler_config is not None
         pipe.scheduler = _scheduler_for(request.scheduler, self._base_scheduler_config)
 
@@ -147,11 +160,14 @@ class Renderer:
             "model": Path(model.source).stem if Path(model.source).exists() else model.source,
             "family": model.family.value,
             "version": f"LoRA Loom {__version__}",
+            "adapters": mix.applied,
         }
+        if mix.refused:
+            meta["adapter_errors"] = mix.refused
         path = out_path or default_output_path(request, seed)
         save_png(image, path, meta)
         log.info("rendered %s in %.2f s", path, seconds)
-        return RenderResult(path=path, seed=seed, meta=meta, seconds=seconds)
+        return RenderResult(path=path, seed=seed, meta=meta, seconds=seconds, mix=mix)
 
 
 def default_output_path(request: GenerateRequest, seed: int) -> Path:

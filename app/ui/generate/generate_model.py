@@ -8,6 +8,7 @@ remembers the last settings and the recent models.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import uuid
@@ -18,6 +19,7 @@ from PySide6.QtCore import QObject, Signal
 
 from app.core import paths
 from app.core.configs import ConfigError, GenerateRequest
+from app.ui.generate.adapter_stack import AdapterStack
 from app.ui.jobs import JobError, JobState, JobTracker
 from app.ui.recent_models import RecentModels
 from app.worker.protocol import JobKind
@@ -53,6 +55,18 @@ def format_eta(eta_s: float | None) -> str:
     return f"{minutes} min {seconds:02d} s"
 
 
+# Request fields that do not change the picture (compared when telling a stale preview).
+_NOT_PICTURE = ("output_dir", "version")
+HISTORY_SIZE = 30
+
+
+def picture_key(params: dict[str, Any]) -> dict[str, Any]:
+    """What decides the picture: the request without where it is saved; disabled adapters dropped."""
+    key = {k: v for k, v in params.items() if k not in _NOT_PICTURE}
+    key["adapters"] = [a for a in params.get("adapters") or [] if a.get("enabled", True) and a.get("weight")]
+    return key
+
+
 class GenerateModel(QObject):
     busyChanged = Signal(bool)
     progressChanged = Signal(int, int, object)  # (step, total, eta_s or None)
@@ -60,6 +74,9 @@ class GenerateModel(QObject):
     statusChanged = Signal(str)  # one line for the user: what is happening now
     errorChanged = Signal(str)  # the last failure in words, "" when cleared
     finished = Signal(str)  # JobState value of the job that just ended
+    historyChanged = Signal()  # a picture was added to the history strip
+    baseImageReady = Signal(str)  # A/B: the picture without adapters, for the current settings
+    bakeFinished = Signal(str, str)  # (path or "", one line: what was written, or why not)
 
     def __init__(
         self,
@@ -78,10 +95,22 @@ class GenerateModel(QObject):
         self.last_meta: dict[str, Any] = {}
         self.last_error: str = ""
         self.status: str = "Ready."
+        self.batch: list[str] = []  # the jobs of the last Generate (more than one with a batch count)
+        self.shown_params: dict[str, Any] = {}  # the request that made the picture on show
+        self.history: list[tuple[str, dict[str, Any]]] = []  # (path, meta), newest first
+        self.stack = AdapterStack(parent=self)
+        self._base_jobs: dict[str, str] = {}  # A/B job id -> its picture key (JSON)
+        self._base_cache: dict[str, str] = {}  # picture key (JSON) -> path of the no-adapter picture
+        self._bake_job: str | None = None
+        self._bake_note = ""
+        self._bake_done = ""
         tracker.progressChanged.connect(self._on_progress)
         tracker.imageReady.connect(self._on_image)
         tracker.jobFinished.connect(self._on_finished)
         tracker.stateChanged.connect(self._on_state)
+        tracker.modelChanged.connect(lambda m: self.stack.set_base_family(m.get("family")))
+        tracker.artifactReady.connect(self._on_artifact)
+        tracker.jobLog.connect(self._on_job_log)
 
     # ------------------------------------------------------------ settings
 
@@ -112,38 +141,106 @@ class GenerateModel(QObject):
     # ------------------------------------------------------------ operations
 
     @property
+    def tracker(self) -> JobTracker:
+        return self._tracker
+
+    @property
     def busy(self) -> bool:
-        job = self._tracker.get(self.job_id) if self.job_id else None
-        return job is not None and not job.state.is_final
+        # A job not in the tracker yet is being submitted right now.
+        return any(job is None or not job.state.is_final for job in map(self._tracker.get, self.batch))
+
+    def is_current(self, values: dict[str, Any]) -> bool:
+        """Whether the picture on show was made from these settings (a random seed matches any seed)."""
+        if not self.shown_params:
+            return False
+        try:
+            wanted = picture_key(self.make_request(values).to_dict())
+        except ConfigError:
+            return False
+        shown = picture_key(self.shown_params)
+        if wanted.get("seed", -1) < 0:
+            shown["seed"] = wanted["seed"] = -1
+        return wanted == shown
 
     def make_request(self, values: dict[str, Any]) -> GenerateRequest:
         """Settings from the form as a validated request; raises ConfigError naming the field."""
         return GenerateRequest.from_dict(values)
 
-    def generate(self, values: dict[str, Any]) -> str:
-        """Validate, remember and submit one render; returns the job id.
+    def generate(self, values: dict[str, Any], count: int = 1) -> str:
+        """Validate, remember and submit a render (``count`` of them, seeds counting up when locked).
 
-        A render still running is cancelled first: the newest settings win.
+        Renders still running are cancelled first: the newest settings win (a stale
+        preview never replaces a newer one). Returns the first job's id.
         """
         request = self.make_request(values)
-        if self.busy and self.job_id:
-            self._tracker.cancel(self.job_id)
+        self._cancel_batch()
         self.save_settings(request)
         self._recent.add(request.base)
         self._set_error("")
-        # The id is made here so that events arriving during submit (a worker that
+        # The ids are made here so that events arriving during submit (a worker that
         # fails to start finishes the job at once) already count as ours.
-        job_id = uuid.uuid4().hex
-        self.job_id = job_id
+        ids = [uuid.uuid4().hex for _ in range(max(1, count))]
+        self.batch = ids
+        self.job_id = ids[0]
         self._set_status("Waiting for the worker…")
         self.busyChanged.emit(True)
-        self._tracker.submit(JobKind.GENERATE.value, {"id": job_id, **request.to_dict()})
-        return job_id
+        for i, job_id in enumerate(ids):
+            params = request.to_dict()
+            if i and request.seed >= 0:
+                params["seed"] = request.seed + i
+            self._tracker.submit(JobKind.GENERATE.value, {"id": job_id, **params})
+        return ids[0]
 
     def cancel(self) -> None:
-        if self.busy and self.job_id:
+        if self.busy:
             self._set_status("Cancelling…")
-            self._tracker.cancel(self.job_id)
+            self._cancel_batch()
+
+    def _cancel_batch(self) -> None:
+        for job_id in self.batch:
+            job = self._tracker.get(job_id)
+            if job is not None and not job.state.is_final:
+                self._tracker.cancel(job_id)
+
+    # ------------------------------------------------------------ A/B and bake
+
+    def render_without_adapters(self, values: dict[str, Any]) -> str | None:
+        """A/B: the picture for these settings with every adapter off (cached); emits baseImageReady."""
+        request = self.make_request(values)
+        params = request.to_dict()
+        params["adapters"] = []
+        key = json.dumps(picture_key(params), sort_keys=True)
+        if key in self._base_cache and Path(self._base_cache[key]).is_file():
+            self.baseImageReady.emit(self._base_cache[key])
+            return None
+        if key in self._base_jobs.values():
+            return None  # already rendering
+        job_id = uuid.uuid4().hex
+        self._base_jobs[job_id] = key
+        self._tracker.submit(JobKind.GENERATE.value, {"id": job_id, **params})
+        return job_id
+
+    def bake(self, base: str, out: str, rank: int = 0) -> str:
+        """Bake the stack into ``out`` in the worker; bakeFinished tells how it went."""
+        from app.core.configs import BakeRequest
+
+        request = BakeRequest.from_dict({"base": base, "adapters": self.stack.entries(), "out": out, "rank": rank})
+        job_id = uuid.uuid4().hex
+        self._bake_job = job_id
+        self._bake_note = ""
+        self._set_status("Baking the mix…")
+        self._tracker.submit(JobKind.BAKE.value, {"id": job_id, **request.to_dict()})
+        return job_id
+
+    def _on_artifact(self, job_id: str, path: str, kind: str) -> None:
+        if job_id == self._bake_job:
+            self._bake_done = path
+
+    def _on_job_log(self, job_id: str, level: str, message: str) -> None:
+        if job_id == self._bake_job and level == "info":
+            self._bake_note = message
+        elif job_id in self.batch and level == "warning":
+            log.warning("%s", message)
 
     # ------------------------------------------------------------ job events
 
@@ -152,7 +249,7 @@ class GenerateModel(QObject):
             self._set_status("Queued; loading the model if needed…")
 
     def _on_progress(self, job_id: str, step: int, total: int, eta_s: object, message: str) -> None:
-        if job_id != self.job_id:
+        if job_id not in self.batch:
             return
         eta = format_eta(eta_s if isinstance(eta_s, (int, float)) else None)
         text = message or f"Step {step}/{total}"
@@ -162,23 +259,49 @@ class GenerateModel(QObject):
         self.progressChanged.emit(step, total, eta_s)
 
     def _on_image(self, job_id: str, path: str, meta: dict) -> None:
-        if job_id != self.job_id:
+        if job_id in self._base_jobs:
+            self._base_cache[self._base_jobs.pop(job_id)] = path
+            self.baseImageReady.emit(path)
             return
+        if job_id not in self.batch:
+            return  # a stale render (settings changed since): never shown
+        job = self._tracker.get(job_id)
+        self.shown_params = dict(job.params) if job is not None else {}
+        if isinstance(meta.get("seed"), int):
+            self.shown_params["seed"] = meta["seed"]
         self.last_image = path
         self.last_meta = dict(meta)
+        self.stack.mark_refused(meta.get("adapter_errors") or [])
+        self.history.insert(0, (path, dict(meta)))
+        del self.history[HISTORY_SIZE:]
+        self.historyChanged.emit()
         self.imageReady.emit(path, dict(meta))
 
     def _on_finished(self, job_id: str, state: str, error: object) -> None:
-        if job_id != self.job_id:
+        self._base_jobs.pop(job_id, None)
+        if job_id == self._bake_job:
+            self._bake_job = None
+            done, self._bake_done = self._bake_done, ""
+            if state == JobState.DONE.value and done:
+                self._set_status("Baked.")
+                self.bakeFinished.emit(done, self._bake_note or f"baked to {done}")
+            else:
+                message = describe_error(error if isinstance(error, JobError) else None)
+                self._set_status("Bake failed." if state == JobState.FAILED.value else "Bake cancelled.")
+                self.bakeFinished.emit("", message)
             return
+        if job_id not in self.batch:
+            return
+        if state == JobState.FAILED.value:
+            self._set_error(describe_error(error if isinstance(error, JobError) else None))
+        if self.busy:
+            return  # more pictures of this batch to come
         if state == JobState.DONE.value:
             self._set_status("Done.")
         elif state == JobState.CANCELLED.value:
             self._set_status("Cancelled.")
         else:
-            message = describe_error(error if isinstance(error, JobError) else None)
             self._set_status("Failed.")
-            self._set_error(message)
         self.busyChanged.emit(False)
         self.finished.emit(state)
 

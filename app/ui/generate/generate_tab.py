@@ -31,16 +31,26 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.configs import ConfigError, GenerateRequest, Scheduler
+from app.ui.generate.adapter_rows import AdapterStackWidget
+from app.ui.generate.adapter_stack import compose_prompt
 from app.ui.generate.generate_model import GenerateModel
+from app.ui.generate.tab_actions import TabActions
+from app.ui.generate.history_strip import HistoryStrip
+from app.ui.library.tasks import TaskRunner
 from app.ui.widgets.image_preview import ImagePreview
 from app.ui.widgets.model_picker import ModelPicker
 from app.ui.widgets.spin_boxes import MultipleSpinBox
 
 SEED_MAX = 2**31 - 1  # QSpinBox is 32-bit; the worker draws random seeds below this too
 ERROR_STYLE = "color: #c62828;"
+NOTE_STYLE = "color: #b26a00;"
+# Size presets per family (the sizes each family was trained at), shown as "SD 1.x · 512 × 768".
+SIZE_PRESETS = [("Tiny test model", 64, 64), ("SD 1.x", 512, 512), ("SD 1.x", 512, 768), ("SD 1.x", 768, 512),
+                ("SD 2.x", 768, 768), ("SD 2.x", 512, 512), ("SDXL", 1024, 1024), ("SDXL", 832, 1216),
+                ("SDXL", 1216, 832), ("SDXL", 896, 1152), ("SDXL", 1152, 896), ("SDXL", 768, 1344)]
 
 
-class GenerateTab(QWidget):
+class GenerateTab(TabActions, QWidget):
     def __init__(self, model: GenerateModel, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.model = model
@@ -86,6 +96,14 @@ class GenerateTab(QWidget):
         self.scheduler = QComboBox(self)
         self.scheduler.addItems([s.value for s in Scheduler])
         self.scheduler.setToolTip("The sampler that turns noise into the picture step by step.")
+        self.size_preset = QComboBox(self)
+        self.size_preset.addItem("Preset…")
+        for family, w, h in SIZE_PRESETS:
+            self.size_preset.addItem(f"{family} · {w} × {h}", (w, h))
+        self.size_preset.setToolTip("Sizes each model family was trained at.")
+        self.batch = QSpinBox(self)
+        self.batch.setRange(1, 16)
+        self.batch.setToolTip("How many pictures one Generate makes (a locked seed counts up).")
 
         seed_row = QHBoxLayout()
         seed_row.addWidget(self.seed, 1)
@@ -94,6 +112,7 @@ class GenerateTab(QWidget):
         size_row.addWidget(self.width_box, 1)
         size_row.addWidget(QLabel("×", self))
         size_row.addWidget(self.height_box, 1)
+        size_row.addWidget(self.size_preset)
 
         form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
@@ -104,6 +123,7 @@ class GenerateTab(QWidget):
         form.addRow("Guidance", self.guidance)
         form.addRow("Size", size_row)
         form.addRow("Sampler", self.scheduler)
+        form.addRow("Batch", self.batch)
 
         self.generate_button = QPushButton("Generate", self)
         self.generate_button.setDefault(True)
@@ -138,9 +158,14 @@ class GenerateTab(QWidget):
         prompt_box = QGroupBox("Prompt", self)
         prompt_layout = QVBoxLayout(prompt_box)
         prompt_layout.addWidget(self.prompt)
+        self.trigger_label = QLabel("", self)
+        self.trigger_label.setWordWrap(True)
+        self.trigger_label.setToolTip("Trigger words of the enabled adapters, put in front of the prompt.")
+        prompt_layout.addWidget(self.trigger_label)
         prompt_layout.addWidget(QLabel("Negative prompt", self))
         prompt_layout.addWidget(self.negative)
         left_layout.addWidget(prompt_box)
+        left_layout.addWidget(self._build_adapters())
         settings_box = QGroupBox("Settings", self)
         settings_box.setLayout(form)
         left_layout.addWidget(settings_box)
@@ -164,8 +189,28 @@ class GenerateTab(QWidget):
         right = QWidget(self)
         right_layout = QVBoxLayout(right)
         right_layout.setContentsMargins(4, 10, 10, 10)
+        self.freshness = QLabel("", self)
+        self.freshness.setStyleSheet(NOTE_STYLE)
+        self.ab_button = QPushButton("Hold: without adapters", self)
+        self.ab_button.setToolTip("Hold to see the same picture made by the base model alone (A/B).")
+        self.save_button = QPushButton("Save PNG…", self)
+        self.save_button.setToolTip("Save the picture with its settings (prompt, seed, adapters) inside.")
+        self.save_button.setEnabled(False)
+        top_row = QHBoxLayout()
+        top_row.addWidget(self.freshness, 1)
+        top_row.addWidget(self.ab_button)
+        top_row.addWidget(self.save_button)
+        self.history = HistoryStrip(self)
+        right_layout.addLayout(top_row)
         right_layout.addWidget(self.preview, 1)
         right_layout.addWidget(self.image_info)
+        # The history strip sits in a splitter so a short window can fold it away.
+        right_split = QSplitter(Qt.Orientation.Vertical, self)
+        right_split.addWidget(right)
+        right_split.addWidget(self.history)
+        right_split.setCollapsible(0, False)
+        right_split.setStretchFactor(0, 1)
+        right = right_split
 
         splitter = QSplitter(Qt.Orientation.Horizontal, self)
         splitter.addWidget(scroll)
@@ -178,8 +223,48 @@ class GenerateTab(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(splitter)
 
+    def _build_adapters(self) -> QGroupBox:
+        self.stack_widget = AdapterStackWidget(self.model.stack, self)
+        self.live = QCheckBox("Live preview", self)
+        self.live.setChecked(True)
+        self.live.setToolTip("Re-render with the locked seed when a slider is released or a weight is typed.")
+        self.xy_button = QPushButton("XY grid…", self)
+        self.xy_button.setToolTip("A grid of pictures over the weights of two adapters.")
+        self.bake_button = QPushButton("Bake…", self)
+        self.bake_button.setToolTip("Merge the current mix into one adapter file (kohya layout).")
+        row = QHBoxLayout()
+        row.addWidget(self.live, 1)
+        row.addWidget(self.xy_button)
+        row.addWidget(self.bake_button)
+        box = QGroupBox("Adapters", self)
+        layout = QVBoxLayout(box)
+        layout.addWidget(self.stack_widget)
+        layout.addLayout(row)
+        self.runner = TaskRunner(max_threads=2, parent=self)
+        self.setAcceptDrops(True)
+        self._ab_held = False
+        return box
+
     def _connect(self) -> None:
         self.generate_button.clicked.connect(self.generate)
+        self.stack_widget.committed.connect(self._on_mix_committed)
+        self.model.stack.mixChanged.connect(self._update_triggers)
+        self.model.stack.message.connect(self.status_label.setText)
+        self.model.historyChanged.connect(lambda: self.history.set_history(self.model.history))
+        self.model.baseImageReady.connect(self._on_base_image)
+        self.model.bakeFinished.connect(self._on_baked)
+        self.history.picked.connect(self._show_picture)
+        self.ab_button.pressed.connect(self._ab_pressed)
+        self.ab_button.released.connect(self._ab_released)
+        self.save_button.clicked.connect(self.choose_save_path)
+        self.bake_button.clicked.connect(self.choose_bake)
+        self.xy_button.clicked.connect(self.open_xy_grid)
+        self.size_preset.activated.connect(self._apply_preset)
+        self.prompt.textChanged.connect(self._update_triggers)
+        for signal in (self.negative.textChanged, self.seed.valueChanged, self.steps.valueChanged,
+                       self.guidance.valueChanged, self.width_box.valueChanged, self.height_box.valueChanged,
+                       self.scheduler.currentIndexChanged, self.model.busyChanged, self.model.imageReady):
+            signal.connect(self._update_freshness)
         self.cancel_button.clicked.connect(self.model.cancel)
         self.seed_lock.toggled.connect(self.seed.setEnabled)
         for keys in ("Ctrl+Return", "Ctrl+Enter"):
@@ -194,9 +279,9 @@ class GenerateTab(QWidget):
 
     def values(self) -> dict[str, Any]:
         """The form as GenerateRequest fields (validated by the model, not here)."""
-        return {
+        values = {
             "base": self.model_picker.text(),
-            "prompt": self.prompt.toPlainText().strip(),
+            "prompt": compose_prompt(self.prompt.toPlainText().strip(), self.model.stack.trigger_words()),
             "negative": self.negative.toPlainText().strip(),
             "seed": self.seed.value() if self.seed_lock.isChecked() else -1,
             "steps": self.steps.value(),
@@ -205,6 +290,9 @@ class GenerateTab(QWidget):
             "height": self.height_box.value(),
             "scheduler": self.scheduler.currentText(),
         }
+        if len(self.model.stack):
+            values["adapters"] = self.model.stack.entries()
+        return values
 
     def apply_request(self, request: GenerateRequest) -> None:
         self.model_picker.setText(request.base)
@@ -220,6 +308,7 @@ class GenerateTab(QWidget):
         self.width_box.setValue(request.width)
         self.height_box.setValue(request.height)
         self.scheduler.setCurrentText(Scheduler(request.scheduler).value)
+        self.model.stack.set_rows(request.adapters)
 
     def save_settings(self) -> None:
         """Remember the form as it is (when valid), e.g. when the window closes."""
@@ -235,7 +324,7 @@ class GenerateTab(QWidget):
         for box in (self.seed, self.steps, self.guidance, self.width_box, self.height_box):
             box.interpretText()
         try:
-            self.model.generate(self.values())
+            self.model.generate(self.values(), count=self.batch.value())
         except ConfigError as exc:
             self._show_error(str(exc))
 
@@ -252,6 +341,12 @@ class GenerateTab(QWidget):
         self.progress.setValue(step)
 
     def _on_image(self, path: str, meta: dict) -> None:
+        self.save_button.setEnabled(True)
+        if self._ab_held:
+            return  # the A/B button shows the base picture until it is let go
+        self._show_picture(path, meta)
+
+    def _show_picture(self, path: str, meta: dict) -> None:
         error = self.preview.load(path)
         if error:
             self._show_error(error)
@@ -269,6 +364,62 @@ class GenerateTab(QWidget):
         if meta.get("scheduler"):
             parts.append(str(meta["scheduler"]))
         self.image_info.setText(" · ".join(parts) + f"\n{path}")
+
+    # ------------------------------------------------------------ adapters and live preview
+
+    def _on_mix_committed(self) -> None:
+        self._update_triggers()
+        if self.live.isChecked() and self.model_picker.text().strip():
+            self.preview_now()
+
+    def preview_now(self) -> None:
+        """Re-render with the locked seed (locking the last picture's seed if needed)."""
+        if not self.seed_lock.isChecked():
+            seed = self.model.last_meta.get("seed")
+            if isinstance(seed, int) and 0 <= seed <= SEED_MAX:
+                self.seed.setValue(seed)
+            self.seed_lock.setChecked(True)
+        self.generate()
+
+    def _update_triggers(self) -> None:
+        words = self.model.stack.trigger_words()
+        self.trigger_label.setText(f"Trigger words added: {', '.join(words)}" if words else "")
+        self.trigger_label.setVisible(bool(words))
+        self._update_freshness()
+
+    def _update_freshness(self, *_: object) -> None:
+        if self.model.busy:
+            text = "Rendering… the picture shown was made from earlier settings."
+        elif self.model.shown_params and not self.model.is_current(self.values()):
+            text = "Settings changed since this picture was made."
+        else:
+            text = ""
+        self.freshness.setText(text)
+
+    # ------------------------------------------------------------ A/B
+
+    def _ab_pressed(self) -> None:
+        self._ab_held = True
+        try:
+            if self.model.render_without_adapters(self.values()) is not None:
+                self.freshness.setText("Rendering the picture without adapters…")
+        except ConfigError as exc:
+            self._show_error(str(exc))
+
+    def _on_base_image(self, path: str) -> None:
+        if self._ab_held:
+            self.preview.load(path)
+            self.freshness.setText("Showing: the base model without adapters (A/B).")
+
+    def _ab_released(self) -> None:
+        self._ab_held = False
+        if self.model.last_image:
+            self.preview.load(self.model.last_image)
+        self._update_freshness()
+
+    def add_adapter(self, path: str) -> None:
+        """Add an adapter to the stack (the Library's "Add to mix")."""
+        self.stack_widget.add_paths([path])
 
     def _show_error(self, message: str) -> None:
         first_line = message.strip().splitlines()[0] if message.strip() else ""

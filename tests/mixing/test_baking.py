@@ -1,0 +1,110 @@
+"""Baking a mix into one kohya LoRA: exact and reduced, checked against the live mix and diffusers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+
+import adapter_factory as F
+from app.core.adapters import AdapterLayout, inspect_adapter
+from app.core.configs import AdapterEntry, Family
+from app.engine.adapter_formats import IncompatibleAdapter
+from app.engine.baking import BakeError, bake_mix
+from app.engine.patching import AdapterMixer
+from app.engine.tiny import load_tiny_pipeline
+
+
+@pytest.fixture
+def mixer(sd1_pipe):
+    m = AdapterMixer(sd1_pipe, Family.SD1)
+    yield m
+    m.clear()
+
+
+@pytest.fixture(scope="module")
+def loha_file(sd1_pipe, tmp_path_factory):
+    return F.loha(sd1_pipe, tmp_path_factory.mktemp("loha") / "hada.safetensors", seed=21)
+
+
+def _mix(rgb, loha_file=None):
+    entries = [AdapterEntry(str(rgb["red"]), 0.8), AdapterEntry(str(rgb["blue"]), -0.3, te_weight=0.6),
+               AdapterEntry(str(rgb["green"]), 1.0, enabled=False)]
+    if loha_file is not None:
+        entries.append(AdapterEntry(str(loha_file), 0.5))
+    return entries
+
+
+def _max_rank(path) -> int:
+    with safe_open(str(path), "pt") as f:
+        return max(f.get_slice(k).get_shape()[0] for k in f.keys() if k.endswith("lora_down.weight"))
+
+
+def test_an_exact_bake_renders_the_same_as_the_live_mix(sd1_pipe, mixer, rgb, loha_file, tmp_path):
+    entries = _mix(rgb, loha_file)
+    mixer.set_mix(entries)
+    live_weights = F.weights_of(sd1_pipe)
+    live = F.render_np(sd1_pipe)
+
+    result = bake_mix(mixer, entries, tmp_path / "mix.safetensors", base="tiny")
+    assert result.exact and result.relative_error < 1e-5
+    assert result.rank >= 8 + 4  # blue (8) and red (4) stacked, LoHa on top
+
+    mixer.set_mix([AdapterEntry(str(result.path), 1.0)])
+    baked_weights = F.weights_of(sd1_pipe)
+    for key, value in live_weights.items():
+        torch.testing.assert_close(baked_weights[key], value, rtol=0, atol=2e-5, msg=key)
+    np.testing.assert_allclose(F.render_np(sd1_pipe), live, atol=1e-4)
+
+
+def test_the_baked_file_is_a_kohya_lora_that_diffusers_loads(sd1_pipe, mixer, rgb, tmp_path, tiny_sd1):
+    entries = _mix(rgb)
+    mixer.set_mix(entries)
+    live = F.render_np(sd1_pipe)
+    result = bake_mix(mixer, entries, tmp_path / "for-others.safetensors")
+
+    info = inspect_adapter(result.path)
+    assert info.layout is AdapterLayout.KOHYA and info.family is Family.SD1
+    assert info.trigger_words == ["red style", "blue style"]  # the disabled green adapter adds none
+    with safe_open(str(result.path), "pt") as f:
+        keys = list(f.keys())
+        alpha = f.get_tensor(next(k for k in keys if k.endswith(".alpha")))
+        assert alpha.dtype == torch.float32
+        assert all(k.startswith(("lora_unet_", "lora_te_")) for k in keys)
+        assert all(k.endswith((".lora_down.weight", ".lora_up.weight", ".alpha")) for k in keys)
+
+    reference = load_tiny_pipeline(tiny_sd1)
+    reference.load_lora_weights(str(result.path))
+    np.testing.assert_allclose(F.render_np(reference), live, atol=2e-4)
+
+
+def test_a_reduced_bake_reports_its_relative_error(sd1_pipe, mixer, rgb, tmp_path):
+    entries = _mix(rgb)
+    result = bake_mix(mixer, entries, tmp_path / "r2.safetensors", rank=2)
+    assert not result.exact and result.rank == 2 == _max_rank(result.path)
+    assert 0.01 < result.relative_error < 1.0
+
+    # Measure the error independently: patched weights of the bake vs of the live mix, over all layers.
+    base = F.weights_of(sd1_pipe)
+    mixer.set_mix(entries)
+    live = F.weights_of(sd1_pipe)
+    mixer.set_mix([AdapterEntry(str(result.path), 1.0)])
+    baked = F.weights_of(sd1_pipe)
+    err = sum(float((baked[k] - live[k]).pow(2).sum()) for k in live)
+    total = sum(float((live[k] - base[k]).pow(2).sum()) for k in live)
+    assert result.relative_error == pytest.approx((err / total) ** 0.5, rel=1e-3)
+
+    exact_rank_result = bake_mix(mixer, entries, tmp_path / "r64.safetensors", rank=64)
+    assert exact_rank_result.relative_error < 1e-5  # a rank above every layer's keeps the mix exact
+
+
+def test_baking_refuses_what_it_cannot_bake(mixer, rgb, sdxl_pipe, tmp_path):
+    xl = F.kohya_lora(sdxl_pipe, tmp_path / "xl.safetensors", family="sdxl")
+    with pytest.raises(IncompatibleAdapter, match="made for SDXL"):
+        bake_mix(mixer, [AdapterEntry(str(rgb["red"]), 1.0), AdapterEntry(str(xl), 1.0)], tmp_path / "x.safetensors")
+    with pytest.raises(BakeError, match="nothing to bake"):
+        bake_mix(mixer, [AdapterEntry(str(rgb["red"]), 0.0)], tmp_path / "x.safetensors")
+    with pytest.raises(BakeError, match="must be a .safetensors file"):
+        bake_mix(mixer, [AdapterEntry(str(rgb["red"]), 1.0)], tmp_path / "x.ckpt")
+    assert not (tmp_path / "x.safetensors").exists()
