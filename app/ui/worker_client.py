@@ -187,6 +187,30 @@ class WorkerClient(QObject):
         elif not self._stop_requested:  # an exiting worker cancels everything anyway
             self._write(protocol.cancel(job_id))
 
+    def request(self, job_id: str, action: str) -> bool:
+        """Ask a running job for something now (a train job: "checkpoint", "sample"); False when it cannot be sent."""
+        if job_id not in self._open_jobs or job_id in self._unsent or not self.is_running() or self._stop_requested:
+            return False
+        self._write(protocol.request(job_id, action))
+        return True
+
+    def kill(self, *, restart: bool = True) -> None:
+        """Stop the worker at once (SIGKILL), e.g. a second Stop while a job is saving.
+
+        Its open jobs end ``cancelled`` (not failed: the user asked), held jobs go to the
+        fresh worker started when ``restart``. Files the job wrote are atomic, so the last
+        saved checkpoint and resume state stay whole.
+        """
+        if not self.is_running():
+            if restart and self._state is WorkerState.CRASHED:
+                self.start()
+            return
+        assert self._process is not None
+        self._stop_requested = True
+        self._restart_pending = restart
+        self._log("info", "stopping the worker at once (killed on request)")
+        self._process.kill()
+
     def ping(self) -> None:
         if self.is_running() and not self._stop_requested:
             self._write(protocol.ping())

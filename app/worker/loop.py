@@ -33,6 +33,9 @@ class Job:
     kind: P.JobKind
     params: dict[str, Any]
     cancel_event: threading.Event = field(default_factory=threading.Event)
+    # Actions asked of the running job ("checkpoint", "sample"), appended by the reader thread.
+    requests: list[str] = field(default_factory=list)
+    requests_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class Emitter:
@@ -73,6 +76,12 @@ class JobContext:
         if self.cancelled():
             raise JobCancelled()
 
+    def take_requests(self) -> list[str]:
+        """The actions asked of this job since the last call (oldest first), and forget them."""
+        with self.job.requests_lock:
+            taken, self.job.requests[:] = list(self.job.requests), []
+        return taken
+
 
 Handler = Callable[[JobContext], None]
 
@@ -107,6 +116,8 @@ class Worker:
             self.stop()
         elif name is P.CommandName.CANCEL:
             self._cancel(cmd["id"])
+        elif name is P.CommandName.REQUEST:
+            self._request(cmd["id"], P.RequestAction(cmd["action"]).value)
         elif name is P.CommandName.SUBMIT:
             spec = dict(cmd["job"])
             job = Job(id=spec.pop("id"), kind=P.JobKind(spec.pop("kind")), params=spec)
@@ -126,6 +137,15 @@ class Worker:
                     self._emitter.send(P.finished(job.id, P.JobStatus.CANCELLED))
                     return
         log.info("cancel for unknown or finished job %s ignored", job_id)
+
+    def _request(self, job_id: str, action: str) -> None:
+        with self._cond:
+            job = self._running if self._running is not None and self._running.id == job_id else None
+        if job is None:
+            log.info("request %r for a job that is not running (%s) ignored", action, job_id)
+            return
+        with job.requests_lock:
+            job.requests.append(action)
 
     def stop(self) -> None:
         with self._cond:

@@ -7,6 +7,7 @@ Commands (GUI -> worker)::
 
     {"cmd": "submit", "job": {"id": "...", "kind": "generate", ...params}}
     {"cmd": "cancel", "id": "..."}
+    {"cmd": "request", "id": "...", "action": "checkpoint" | "sample"}   # to a running job
     {"cmd": "ping"}
     {"cmd": "shutdown"}
 
@@ -32,8 +33,16 @@ class ProtocolError(ValueError):
 class CommandName(str, Enum):
     SUBMIT = "submit"
     CANCEL = "cancel"
+    REQUEST = "request"  # ask a running job for something now (a train job: save a checkpoint, render samples)
     PING = "ping"
     SHUTDOWN = "shutdown"
+
+
+class RequestAction(str, Enum):
+    """What a ``request`` command can ask of a running job."""
+
+    CHECKPOINT = "checkpoint"  # save a checkpoint (and the resume state) after the current step
+    SAMPLE = "sample"  # render the sample prompts after the current step
 
 
 class JobKind(str, Enum):
@@ -108,6 +117,10 @@ def cancel(job_id: str) -> dict[str, Any]:
     return {"cmd": CommandName.CANCEL.value, "id": job_id}
 
 
+def request(job_id: str, action: RequestAction | str) -> dict[str, Any]:
+    return {"cmd": CommandName.REQUEST.value, "id": job_id, "action": RequestAction(action).value}
+
+
 def ping() -> dict[str, Any]:
     return {"cmd": CommandName.PING.value}
 
@@ -136,6 +149,14 @@ def parse_command(line: str | bytes) -> dict[str, Any]:
             raise ProtocolError(f"unknown job kind {job.get('kind')!r}") from None
     elif cmd is CommandName.CANCEL and not isinstance(obj.get("id"), str):
         raise ProtocolError("cancel without a string 'id'")
+    elif cmd is CommandName.REQUEST:
+        if not isinstance(obj.get("id"), str):
+            raise ProtocolError("request without a string 'id'")
+        try:
+            RequestAction(obj.get("action"))
+        except ValueError:
+            choices = ", ".join(repr(a.value) for a in RequestAction)
+            raise ProtocolError(f"request with unknown action {obj.get('action')!r} (known: {choices})") from None
     return obj
 
 

@@ -1,0 +1,175 @@
+"""Past training runs read from their folders (no Qt, no torch; called on a pool thread).
+
+A run folder (DESIGN "Runs") says everything: ``config.toml`` (what), ``log.jsonl`` (the
+losses), ``state/trainer.json`` (the step a resume starts from), ``checkpoints/``,
+``samples/`` and the final ``<name>.safetensors``. A damaged file is reported in
+``problem`` and the rest of the run is still listed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+
+from app.core.configs import ConfigError
+from app.core.train_config import TrainConfig
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+STATE_FILES = ("adapter.safetensors", "optimizer.pt", "scheduler.pt", "trainer.json")
+_CHECKPOINT = re.compile(r"-step(\d+)\.safetensors$")
+_SAMPLE = re.compile(r"^step(\d+)-(\d+)\.png$")
+
+
+class RunStatus(str, Enum):
+    DONE = "done"  # the final adapter is written and the run reached its steps
+    INTERRUPTED = "interrupted"  # stopped, crashed or killed after a save: Resume continues it
+    NOT_SAVED = "not saved"  # stopped before its first save: nothing to resume
+    RUNNING = "running"  # running now (set by the GUI, never read from disk)
+    UNREADABLE = "unreadable"  # config.toml is missing or broken
+
+
+@dataclass
+class LossLog:
+    steps: list[int] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    lrs: list[float] = field(default_factory=list)
+
+
+@dataclass
+class RunInfo:
+    path: Path
+    name: str
+    status: RunStatus
+    total: int = 0  # the config's steps
+    step: int = 0  # the last step in the log
+    saved_step: int = 0  # the step a resume starts from (0: no saved state)
+    final_loss: float | None = None
+    final: Path | None = None
+    checkpoints: list[tuple[int, Path]] = field(default_factory=list)  # (step, file), oldest first
+    samples: list[tuple[int, Path]] = field(default_factory=list)  # (step, picture), oldest first
+    started: float = 0.0  # mtime of config.toml
+    config: TrainConfig | None = None
+    problem: str = ""
+    log: LossLog | None = None  # only with read_run(..., with_log=True)
+
+    @property
+    def resumable(self) -> bool:
+        return self.status is RunStatus.INTERRUPTED
+
+    def adapters(self) -> list[tuple[str, Path]]:
+        """(label, file) of every adapter file of the run, the final one last."""
+        out = [(f"step {step}", path) for step, path in self.checkpoints]
+        if self.final is not None:
+            out.append((f"final (step {self.saved_step or self.total})", self.final))
+        return out
+
+
+def read_config(path: Path) -> TrainConfig:
+    """A run's own config.toml holds every value: read it without re-applying its preset."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    preset = data.pop("preset", "")
+    config = TrainConfig.from_dict(data, where=str(path))
+    config.preset = preset if isinstance(preset, str) else ""
+    return config
+
+
+def read_log(path: Path) -> LossLog:
+    """The losses of ``log.jsonl``; a half-written last line (a killed run) is skipped."""
+    log = LossLog()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return log
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+            step, loss = int(record["step"]), float(record["loss"])
+            lr = float(record.get("lr", 0.0))
+        except (ValueError, KeyError, TypeError):
+            continue
+        log.steps.append(step)
+        log.losses.append(loss)
+        log.lrs.append(lr)
+    return log
+
+
+def saved_step(folder: Path) -> int:
+    """The step of the resume state (``state/`` or, after an interrupted swap, ``.state.old-*``)."""
+    candidates = [folder / "state"] + sorted(folder.glob(".state.old-*"))
+    for state in candidates:
+        if all((state / name).is_file() for name in STATE_FILES):
+            try:
+                return int(json.loads((state / "trainer.json").read_text(encoding="utf-8"))["step"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+    return 0
+
+
+def read_run(folder: str | Path, *, with_log: bool = False) -> RunInfo:
+    folder = Path(folder)
+    info = RunInfo(path=folder, name=folder.name, status=RunStatus.UNREADABLE)
+    config_path = folder / "config.toml"
+    try:
+        info.started = config_path.stat().st_mtime
+        info.config = read_config(config_path)
+    except OSError:
+        info.problem = f"{config_path}: missing"
+    except ConfigError as exc:
+        info.problem = str(exc)
+    if info.config is not None:
+        info.name, info.total = info.config.name, info.config.steps
+    log = read_log(folder / "log.jsonl")
+    if log.steps:
+        info.step, info.final_loss = log.steps[-1], log.losses[-1]
+    if with_log:
+        info.log = log
+    info.saved_step = saved_step(folder)
+    for path in sorted((folder / "checkpoints").glob("*.safetensors")):
+        found = _CHECKPOINT.search(path.name)
+        if found:
+            info.checkpoints.append((int(found.group(1)), path))
+    info.checkpoints.sort()
+    final = folder / f"{info.name}.safetensors"
+    info.final = final if final.is_file() else None
+    for path in (folder / "samples").glob("*.png"):
+        found = _SAMPLE.match(path.name)
+        if found:
+            info.samples.append((int(found.group(1)), path))
+    info.samples.sort(key=lambda s: (s[0], s[1].name))
+    if info.config is not None:
+        if info.final is not None and info.saved_step >= info.total:
+            info.status = RunStatus.DONE
+        elif info.saved_step > 0:
+            info.status = RunStatus.INTERRUPTED
+        else:
+            info.status = RunStatus.NOT_SAVED
+    return info
+
+
+def list_runs(parents: list[str | Path]) -> list[RunInfo]:
+    """Every run folder (one with a config.toml) directly under ``parents``, newest first."""
+    seen: set[Path] = set()
+    runs: list[RunInfo] = []
+    for parent in parents:
+        parent = Path(parent).expanduser()
+        if not parent.is_dir():
+            continue
+        for folder in parent.iterdir():
+            key = folder.resolve()
+            if key in seen or not folder.is_dir() or not (folder / "config.toml").is_file():
+                continue
+            seen.add(key)
+            runs.append(read_run(folder))
+    runs.sort(key=lambda r: r.started, reverse=True)
+    return runs

@@ -1,0 +1,416 @@
+"""The Train tab's state and operations, with no widget in sight.
+
+:class:`TrainOps` keeps the run queue (configs and resumes that run one after another in
+the worker), follows the running job's events (progress, loss, samples, checkpoints),
+stops it (first cooperatively, then at once), asks it for a checkpoint or samples now,
+and reads past runs from their folders on a pool thread. The tab binds to its signals.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import uuid
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from app.core import paths
+from app.core.configs import ConfigError
+from app.core.train_config import TrainConfig, load_preset
+from app.ui.generate.generate_model import describe_error
+from app.ui.jobs import JobError, JobTracker
+from app.ui.library.tasks import TaskRunner
+from app.ui.train.run_history import RunInfo, RunStatus, list_runs, read_run
+from app.worker.protocol import EventType, JobKind, RequestAction
+
+log = logging.getLogger(__name__)
+
+SETTINGS_FILE = "train.toml"
+DEFAULT_PRESET = "sd15-character"
+
+
+def same_folder(a: str | Path, b: str | Path) -> bool:
+    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+
+
+class EntryState(str, Enum):
+    WAITING = "waiting"
+    RUNNING = "running"
+    STOPPING = "stopping"  # Stop pressed: finishing the step and saving
+    DONE = "done"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+    @property
+    def active(self) -> bool:
+        return self in (EntryState.RUNNING, EntryState.STOPPING)
+
+    @property
+    def final(self) -> bool:
+        return self in (EntryState.DONE, EntryState.STOPPED, EntryState.FAILED)
+
+
+@dataclass
+class QueueEntry:
+    id: int
+    name: str
+    config: TrainConfig | None  # None: a resume with the run's own config
+    resume: str = ""  # run folder to continue
+    state: EntryState = EntryState.WAITING
+    job_id: str = ""
+    run_dir: str = ""
+    step: int = 0
+    total: int = 0
+    training: bool = False  # a step has finished (Save/Sample now make sense)
+    error: str = ""
+
+    def describe(self) -> str:
+        what = f"{self.name} (resume)" if self.resume else self.name
+        if self.state is EntryState.WAITING:
+            return f"{what} — waiting"
+        if self.state.active:
+            progress = f" {self.step}/{self.total}" if self.total else ""
+            return f"{what} — {self.state.value}{progress}"
+        if self.state is EntryState.FAILED:
+            return f"{what} — failed: {self.error.splitlines()[0] if self.error else ''}"
+        return f"{what} — {self.state.value} at step {self.step}"
+
+
+@dataclass
+class RunView:
+    """What the loss plot, sample gallery and checkpoint list show: the live run or a past one."""
+
+    run_dir: str = ""
+    name: str = ""
+    live: bool = False
+    config: TrainConfig | None = None
+    points: dict[int, tuple[float, float]] = field(default_factory=dict)  # step -> (loss, lr)
+    samples: dict[str, tuple[int, dict]] = field(default_factory=dict)  # picture -> (step, meta)
+    adapters: dict[str, tuple[int, str]] = field(default_factory=dict)  # file -> (step, "checkpoint" | "adapter")
+
+    def series(self) -> tuple[list[int], list[float], list[float]]:
+        steps = sorted(self.points)
+        return steps, [self.points[s][0] for s in steps], [self.points[s][1] for s in steps]
+
+    def adapter_list(self) -> list[tuple[str, str]]:
+        """(label, file), step checkpoints by step, the final adapter last."""
+        ordered = sorted(self.adapters.items(), key=lambda kv: (kv[1][1] == "adapter", kv[1][0]))
+        return [(f"final (step {step})" if kind == "adapter" else f"step {step}", path)
+                for path, (step, kind) in ordered]
+
+    def merge(self, info: RunInfo) -> None:
+        """Add what the run folder holds (a resumed or past run) without replacing live values."""
+        if info.log is not None:
+            for step, loss, lr in zip(info.log.steps, info.log.losses, info.log.lrs):
+                self.points.setdefault(step, (loss, lr))
+        for step, path in info.samples:
+            self.samples.setdefault(str(path), (step, {}))
+        for step, path in info.checkpoints:
+            self.adapters.setdefault(str(path), (step, "checkpoint"))
+        if info.final is not None:
+            self.adapters.setdefault(str(info.final), (info.saved_step or info.total, "adapter"))
+        if self.config is None:
+            self.config = info.config
+
+
+class TrainOps(QObject):
+    queueChanged = Signal()  # entries added, removed, moved or changed state
+    currentChanged = Signal()  # the running entry or its state changed (buttons)
+    progressChanged = Signal(int, int, object, str)  # (step, total, eta_s or None, message)
+    viewReset = Signal()  # the shown run changed as a whole: redraw plot, gallery, checkpoints
+    lossAdded = Signal()  # new points on the live run's curve
+    sampleAdded = Signal(int, str, dict)  # (step, path, meta) of the shown run
+    adapterAdded = Signal(int, str, str)  # (step, path, kind) of the shown run
+    historyChanged = Signal()
+    message = Signal(str)  # one line for the status
+
+    def __init__(self, tracker: JobTracker, *, settings_path: Path | None = None,
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.tracker = tracker
+        self.client = tracker.client
+        self.entries: list[QueueEntry] = []
+        self.paused = False
+        self.live_view = RunView(live=True)
+        self.view = self.live_view
+        self.history: list[RunInfo] = []
+        self._ids = itertools.count(1)
+        self._shown = 0  # bumped whenever the shown run changes; stale reads are dropped
+        self._runner = TaskRunner(max_threads=2, parent=self)
+        self._settings_path = settings_path or paths.config_dir() / SETTINGS_FILE
+        self.client.eventReceived.connect(self._on_event)
+
+    # ------------------------------------------------------------ settings
+    @property
+    def settings_path(self) -> Path:
+        return self._settings_path
+
+    def load_settings(self) -> TrainConfig:
+        """The last config used (restored at start), else the default preset."""
+        if self._settings_path.exists():
+            try:
+                return TrainConfig.load_toml(self._settings_path)
+            except ConfigError as exc:
+                log.warning("ignoring the saved Train settings: %s", exc)
+        try:
+            return load_preset(DEFAULT_PRESET)
+        except ConfigError:
+            return TrainConfig()
+
+    def save_settings(self, config: TrainConfig) -> None:
+        try:
+            config.save_toml(self._settings_path)
+        except OSError as exc:
+            log.warning("could not save the Train settings to %s: %s", self._settings_path, exc)
+
+    # ------------------------------------------------------------ queue
+    @property
+    def current(self) -> QueueEntry | None:
+        return next((e for e in self.entries if e.state.active), None)
+
+    def waiting(self) -> list[QueueEntry]:
+        return [e for e in self.entries if e.state is EntryState.WAITING]
+
+    def entry(self, entry_id: int) -> QueueEntry | None:
+        return next((e for e in self.entries if e.id == entry_id), None)
+
+    def enqueue(self, config: TrainConfig, *, front: bool = False) -> QueueEntry:
+        return self._add(QueueEntry(id=next(self._ids), name=config.name, config=config, total=config.steps), front)
+
+    def enqueue_resume(self, run_dir: str | Path, *, front: bool = False) -> QueueEntry:
+        folder = Path(run_dir)
+        return self._add(QueueEntry(id=next(self._ids), name=folder.name, config=None, resume=str(folder)), front)
+
+    def _add(self, entry: QueueEntry, front: bool) -> QueueEntry:
+        if front:
+            done = [e for e in self.entries if e.state is not EntryState.WAITING]
+            self.entries = done + [entry] + self.waiting()
+        else:
+            self.entries.append(entry)
+        self.queueChanged.emit()
+        return entry
+
+    def start(self, config: TrainConfig) -> QueueEntry:
+        """Run ``config`` next (now, when nothing runs) and let the queue go on after it."""
+        entry = self.enqueue(config, front=True)
+        self.start_queue()
+        return entry
+
+    def resume(self, run_dir: str | Path) -> QueueEntry:
+        entry = self.enqueue_resume(run_dir, front=True)
+        self.start_queue()
+        return entry
+
+    def start_queue(self) -> None:
+        self.paused = False
+        self._run_next()
+
+    def remove(self, entry_id: int) -> None:
+        entry = self.entry(entry_id)
+        if entry is not None and not entry.state.active:
+            self.entries.remove(entry)
+            self.queueChanged.emit()
+
+    def move(self, entry_id: int, delta: int) -> None:
+        entry = self.entry(entry_id)
+        if entry is None or entry.state is not EntryState.WAITING:
+            return
+        index = self.entries.index(entry)
+        target = max(0, min(len(self.entries) - 1, index + delta))
+        if self.entries[target].state is not EntryState.WAITING:
+            return  # waiting runs move among themselves only
+        self.entries.insert(target, self.entries.pop(index))
+        self.queueChanged.emit()
+
+    def clear_finished(self) -> None:
+        self.entries = [e for e in self.entries if not e.state.final]
+        self.queueChanged.emit()
+
+    def _run_next(self) -> None:
+        if self.current is not None or self.paused:
+            return
+        waiting = self.waiting()
+        if not waiting:
+            return
+        entry = waiting[0]
+        params: dict[str, Any] = {"resume": entry.resume} if entry.resume else {"config": entry.config.to_dict()}
+        entry.state = EntryState.RUNNING
+        # The id is known before submitting: a worker that fails to start answers during submit().
+        entry.job_id = uuid.uuid4().hex
+        self._shown += 1  # a past run still being read must not replace the new live view
+        self.live_view = RunView(name=entry.name, live=True, config=entry.config, run_dir=entry.resume)
+        self.view = self.live_view
+        self.viewReset.emit()
+        self.tracker.submit(JobKind.TRAIN.value, {**params, "id": entry.job_id})
+        self.progressChanged.emit(0, entry.total, None, "waiting for the worker…")
+        self.message.emit(f"Training {entry.describe().split(' — ')[0]}…")
+        self.queueChanged.emit()
+        self.currentChanged.emit()
+
+    # ------------------------------------------------------------ controls
+    def stop(self) -> None:
+        """First press: finish the step, save a resumable state. Second press: stop at once."""
+        entry = self.current
+        if entry is None:
+            return
+        self.paused = True  # the queue waits; Start queue goes on
+        if entry.state is EntryState.RUNNING:
+            entry.state = EntryState.STOPPING
+            self.tracker.cancel(entry.job_id)
+            self.message.emit("Stopping after this step and saving a resumable state; "
+                              "press Stop again to stop at once.")
+        else:
+            # Kill the worker: files are written atomically, so the last checkpoint and resume state
+            # stay whole; only the steps since that save are lost. The worker restarts with the next job.
+            self.message.emit("Stopped at once; Resume continues from the last save.")
+            self.client.kill(restart=False)
+        self.queueChanged.emit()
+        self.currentChanged.emit()
+
+    def request(self, action: RequestAction | str) -> bool:
+        """Save a checkpoint / render the samples after the current step of the running run."""
+        action = RequestAction(action)
+        entry = self.current
+        if entry is None or entry.state is not EntryState.RUNNING:
+            return False
+        if action is RequestAction.SAMPLE and entry.config is not None and not entry.config.sample.prompts:
+            self.message.emit("This run has no sample prompts; add some for the next run.")
+            return False
+        sent = self.client.request(entry.job_id, action.value)
+        if sent:
+            what = "a checkpoint" if action is RequestAction.CHECKPOINT else "the sample pictures"
+            self.message.emit(f"Asked for {what} after this step.")
+        return sent
+
+    # ------------------------------------------------------------ events
+    def _entry_for(self, job_id: str | None) -> QueueEntry | None:
+        return next((e for e in self.entries if job_id and e.job_id == job_id), None)
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        entry = self._entry_for(event.get("job"))
+        if entry is None or entry.state.final:
+            return
+        etype = event.get("type")
+        view = self.live_view
+        if etype == EventType.PROGRESS.value:
+            entry.step, entry.total = int(event.get("step") or 0), int(event.get("total") or entry.total)
+            if isinstance(event.get("loss"), (int, float)):
+                if not entry.training:
+                    entry.training = True
+                    self.message.emit(f"Training {entry.name}.")  # replaces "loading …", "caching …"
+                view.points[entry.step] = (float(event["loss"]), float(event.get("lr") or 0.0))
+                if self.view is view:
+                    self.lossAdded.emit()
+                if entry.step == 1 or entry.step % 25 == 0:
+                    self.currentChanged.emit()
+            eta = event.get("eta_s")
+            self.progressChanged.emit(entry.step, entry.total, eta if isinstance(eta, (int, float)) else None,
+                                      str(event.get("message") or ""))
+        elif etype == EventType.IMAGE.value:
+            step = int(event.get("step") or 0)
+            meta = event.get("meta") if isinstance(event.get("meta"), dict) else {}
+            view.samples[event["path"]] = (step, meta)
+            if self.view is view:
+                self.sampleAdded.emit(step, event["path"], meta)
+        elif etype == EventType.ARTIFACT.value:
+            self._on_artifact(entry, view, event)
+        elif etype == EventType.LOG.value and event.get("level") in ("info", "warning"):
+            self.message.emit(str(event.get("message", "")))
+        elif etype == EventType.FINISHED.value:
+            self._on_finished(entry, event)
+
+    def _on_artifact(self, entry: QueueEntry, view: RunView, event: dict[str, Any]) -> None:
+        kind, path = str(event.get("kind", "")), event["path"]
+        if kind == "run":
+            entry.run_dir = view.run_dir = path
+            view.name = entry.name
+            self.queueChanged.emit()
+            # A resumed run already has losses, samples and checkpoints on disk: show them too.
+            self._runner.run(lambda p=path: read_run(p, with_log=True), lambda info, v=view: self._merged(v, info))
+            self.refresh_history()
+        elif kind in ("checkpoint", "adapter"):
+            step = int(event.get("step") or 0)
+            view.adapters[path] = (step, kind)
+            if self.view is view:
+                self.adapterAdded.emit(step, path, kind)
+
+    def _merged(self, view: RunView, info: RunInfo) -> None:
+        view.merge(info)
+        if self.view is view:
+            self.viewReset.emit()
+
+    def _on_finished(self, entry: QueueEntry, event: dict[str, Any]) -> None:
+        status = event.get("status")
+        if status == "done":
+            entry.state = EntryState.DONE
+            self.message.emit(f"{entry.name}: finished at step {entry.step}.")
+        elif status == "cancelled":
+            entry.state = EntryState.STOPPED
+            self.message.emit(f"{entry.name}: stopped at step {entry.step}; Resume (History) continues it.")
+        else:
+            err = event.get("error") if isinstance(event.get("error"), dict) else {}
+            entry.error = describe_error(JobError(kind=str(err.get("kind", "internal")),
+                                                  message=str(err.get("message", "")),
+                                                  detail=str(err.get("detail", ""))))
+            entry.state = EntryState.FAILED
+            self.message.emit(f"{entry.name} failed: {entry.error.splitlines()[0]}")
+        self.queueChanged.emit()
+        self.currentChanged.emit()
+        self.refresh_history()
+        # Next run from the event loop, not from inside the worker client's own signal handling.
+        QTimer.singleShot(0, self._run_next)
+
+    # ------------------------------------------------------------ history
+    def history_folders(self) -> list[Path]:
+        folders = [paths.runs_dir()]
+        for entry in self.entries:
+            if entry.config is not None and entry.config.output_dir:
+                folders.append(Path(entry.config.output_dir).expanduser())
+            if entry.run_dir:
+                folders.append(Path(entry.run_dir).parent)
+        return list(dict.fromkeys(folders))
+
+    def refresh_history(self) -> None:
+        folders = self.history_folders()
+        self._runner.run(lambda: list_runs(folders), self._on_history,
+                         lambda _k, message: self.message.emit(f"Could not read the runs: {message}"))
+
+    def _on_history(self, runs: list[RunInfo]) -> None:
+        live = self.current.run_dir if self.current is not None else ""
+        for run in runs:
+            if live and same_folder(run.path, live):
+                run.status = RunStatus.RUNNING
+        self.history = runs
+        self.historyChanged.emit()
+
+    def show_run(self, run_dir: str | Path) -> None:
+        """Show a run's losses, samples and checkpoints (the live view when it is the running one)."""
+        run_dir = str(run_dir)
+        self._shown += 1
+        if self.live_view.run_dir and same_folder(run_dir, self.live_view.run_dir):
+            self.view = self.live_view
+            self.viewReset.emit()
+            return
+        token = self._shown
+        self._runner.run(lambda: read_run(run_dir, with_log=True), lambda info: self._show_info(info, token),
+                         lambda _k, message: self.message.emit(message))
+
+    def show_live(self) -> None:
+        self._shown += 1
+        self.view = self.live_view
+        self.viewReset.emit()
+
+    def _show_info(self, info: RunInfo, token: int) -> None:
+        if token != self._shown:
+            return  # another run was chosen (or started) while this one was being read
+        view = RunView(run_dir=str(info.path), name=info.name)
+        view.merge(info)
+        self.view = view
+        self.viewReset.emit()
+
+    def wait(self, ms: int = 30_000) -> bool:
+        return self._runner.wait(ms)
