@@ -19,11 +19,13 @@ from PySide6.QtWidgets import (
 
 from app import __version__
 from app.core import paths
+from app.ui.dataset.dataset_tab import DatasetTab
 from app.ui.generate.generate_model import GenerateModel
 from app.ui.generate.generate_tab import GenerateTab
 from app.ui.jobs import JobTracker
 from app.ui.library.library_tab import LibraryTab
 from app.ui.recent_models import RecentModels
+from app.ui.train.train_tab import TrainTab
 from app.ui.widgets.log_panel import LogPanel, QtLogHandler
 from app.ui.worker_client import WorkerClient, WorkerState
 
@@ -32,9 +34,7 @@ log = logging.getLogger(__name__)
 WINDOW_SETTINGS_FILE = "window.ini"
 
 # One line each: what the tab will hold once its own issue is done.
-PLACEHOLDERS = {
-    "Dataset": "Drop a folder of pictures here to see thumbnails, spot broken files and caption them.",
-    "Train": "Pick a base model and a preset, then train a LoRA with a live loss curve and sample pictures.",
+PLACEHOLDERS: dict[str, str] = {
 }
 
 STATE_TEXT = {
@@ -76,8 +76,11 @@ class MainWindow(QMainWindow):
         self.tabs = QTabWidget(self)
         self.tabs.setDocumentMode(True)
         self.generate_tab = GenerateTab(self.generate_model, self)
-        self.tabs.addTab(placeholder_tab(PLACEHOLDERS["Dataset"]), "Dataset")
-        self.tabs.addTab(placeholder_tab(PLACEHOLDERS["Train"]), "Train")
+        self.dataset_tab = DatasetTab(self.tracker, self)
+        self.tabs.addTab(self.dataset_tab, "Dataset")
+        self.train_tab = TrainTab(self.tracker, self.recent_models, dataset_session=self.dataset_tab.session,
+                                  parent=self)
+        self.tabs.addTab(self.train_tab, "Train")
         self.tabs.addTab(self.generate_tab, "Generate")
         self.library_tab = LibraryTab(parent=self)
         self.tabs.addTab(self.library_tab, "Library")
@@ -101,6 +104,7 @@ class MainWindow(QMainWindow):
         self._build_status_bar()
         self._connect_client()
         self._restore_geometry()
+        self.dataset_tab.install_window_drop(self, lambda: self.tabs.setCurrentWidget(self.dataset_tab))
 
     # ------------------------------------------------------------ building
 
@@ -120,6 +124,8 @@ class MainWindow(QMainWindow):
     def _build_menus(self) -> None:
         bar = self.menuBar()
         file_menu = bar.addMenu("&File")
+        file_menu.addAction(self.dataset_tab.open_action)
+        file_menu.addMenu(self.dataset_tab.recent_menu)
         file_menu.addAction(self.open_data_action)
         file_menu.addSeparator()
         file_menu.addAction(self.quit_action)
@@ -146,6 +152,8 @@ class MainWindow(QMainWindow):
     def _connect_client(self) -> None:
         self.tracker.modelChanged.connect(lambda model: self.library_tab.set_current_family(model.get("family")))
         self.library_tab.addToMixRequested.connect(self._on_add_to_mix)
+        self.train_tab.useInGenerate.connect(self._on_add_to_mix)
+        self.generate_tab.stack_widget.libraryRequested.connect(lambda: self.tabs.setCurrentWidget(self.library_tab))
         self.library_tab.ops.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
         self.client.stateChanged.connect(self._show_worker_state)
         self.client.helloReceived.connect(self._on_hello)
@@ -215,9 +223,9 @@ class MainWindow(QMainWindow):
         self.model_label.setToolTip(base)
 
     def _on_add_to_mix(self, path: str) -> None:
-        # The Generate tab's adapter stack (issue 6) is not there yet: say what was picked.
-        self.statusBar().showMessage(f"Add to mix: {path} — the Generate tab's adapter stack is not available yet.",
-                                     10000)
+        self.generate_tab.add_adapter(path)
+        self.tabs.setCurrentWidget(self.generate_tab)
+        self.statusBar().showMessage(f"Added to the mix: {path}", 8000)
 
     def _on_crashed(self, message: str) -> None:
         first_line = message.splitlines()[0] if message else "The worker stopped."
@@ -243,6 +251,8 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
         self.save_geometry()
         self.generate_tab.save_settings()
+        self.train_tab.save_settings()
+        self.dataset_tab.flush()  # the caption being typed and queued writes reach the disk
         self.hide()  # feel closed at once while the worker takes its moment to exit
         self.library_tab.ops.shutdown()  # downloads stop at their next chunk, resumable later
         self.client.shutdown(wait=True)

@@ -8,6 +8,7 @@ from app.core.configs import GenerateRequest, ModelSpec
 from app.engine.rendering import RenderCancelled, Renderer
 from app.worker import protocol as P
 from app.worker.loop import Handler, JobCancelled, JobContext
+from app.worker.train_job import make_train_handler
 
 
 def build_handlers() -> dict[P.JobKind, Handler]:
@@ -37,6 +38,36 @@ def build_handlers() -> dict[P.JobKind, Handler]:
             result = renderer.render(request, on_step=on_step, should_cancel=ctx.cancelled)
         except RenderCancelled:
             raise JobCancelled() from None
+        if result.mix is not None:  # refused adapters are skipped and reported; the others still apply
+            for refused in result.mix.refused:
+                ctx.emit(P.EventType.LOG, level="warning", message=refused["message"])
+            for warning in result.mix.warnings:
+                ctx.emit(P.EventType.LOG, level="warning", message=warning)
         ctx.emit(P.EventType.IMAGE, path=str(Path(result.path).resolve()), meta=result.meta)
 
-    return {P.JobKind.LOAD_MODEL: load_model, P.JobKind.GENERATE: generate}
+    def bake(ctx: JobContext) -> None:
+        from app.core.configs import BakeRequest
+        from app.engine.baking import bake_mix
+
+        request = BakeRequest.from_dict(ctx.job.params, where="bake job")
+        renderer.ensure_model(request.model_spec())
+        assert renderer.mixer is not None
+
+        def on_progress(done: int, total: int) -> None:
+            if done == total or done % 16 == 0:
+                ctx.emit(P.EventType.PROGRESS, step=done, total=total, eta_s=None, message="baking")
+
+        try:
+            result = bake_mix(renderer.mixer, request.adapter_entries(), request.out, rank=request.rank or None,
+                              base=request.base, on_progress=on_progress, should_cancel=ctx.cancelled)
+        except RenderCancelled:
+            raise JobCancelled() from None
+        ctx.emit(P.EventType.LOG, level="info", message=result.describe())
+        ctx.emit(P.EventType.ARTIFACT, path=str(result.path.resolve()), kind="adapter", rank=result.rank,
+                 exact=result.exact, relative_error=result.relative_error, layers=result.layers)
+
+    from app.worker.caption_job import make_caption_handler
+
+    return {P.JobKind.LOAD_MODEL: load_model, P.JobKind.GENERATE: generate,
+            P.JobKind.CAPTION: make_caption_handler(), P.JobKind.BAKE: bake,
+            P.JobKind.TRAIN: make_train_handler(renderer)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import struct
+import time
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,10 @@ def test_malformed_lines_are_logged_and_ignored(worker):
     worker.send(P.ping())
     pong, before = worker.wait_for(lambda e: e["type"] == "pong", timeout=30)
     assert before == []  # nothing was accepted from the bad lines
+    # stderr is read by its own thread: the log line may land just after the pong.
+    deadline = time.monotonic() + 10
+    while not any("malformed command" in line for line in worker.stderr) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert any("malformed command" in line for line in worker.stderr)
 
 
