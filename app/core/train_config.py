@@ -345,6 +345,20 @@ def load_preset(name: str) -> TrainConfig:
     return TrainConfig.from_dict(preset_dict(name), where=str(PRESETS_DIR / f"{name}.toml"))
 
 
+def load_run_config(path: str | Path) -> TrainConfig:
+    """A run's own config.toml holds every value: read it without re-applying its preset
+    (which may have changed, or be missing in another install, since the run started)."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    preset = data.pop("preset", "")
+    config = TrainConfig.from_dict(data, where=str(path))
+    config.preset = preset if isinstance(preset, str) else ""
+    return config
+
+
 __all__ = [
     "CONFIG_VERSION",
     "ConfigError",
@@ -361,6 +375,7 @@ __all__ = [
     "Targets",
     "TrainConfig",
     "load_preset",
+    "load_run_config",
     "merge",
     "preset_dict",
     "preset_names",

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,13 +30,9 @@ from safetensors.torch import save as safetensors_save
 from app.core import paths
 from app.core.configs import ConfigError
 from app.core.files import atomic_write_text
-from app.core.train_config import TrainConfig
+from app.core.train_config import TrainConfig, load_run_config
 from app.engine.training.data import TrainError
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 STATE = "state"
 STATE_FILES = ("adapter.safetensors", "optimizer.pt", "scheduler.pt", "trainer.json")
@@ -108,7 +103,7 @@ def open_run_dir(folder: str | Path, config: TrainConfig | None = None) -> tuple
     if not (path / "config.toml").is_file():
         raise TrainError(f"{path}: not a training run (no config.toml inside)")
     try:
-        saved = _load_saved_config(path / "config.toml")
+        saved = load_run_config(path / "config.toml")
     except ConfigError as exc:
         raise TrainError(str(exc)) from None
     if config is not None:
@@ -123,19 +118,6 @@ def open_run_dir(folder: str | Path, config: TrainConfig | None = None) -> tuple
     if load_state_info(run) is None:
         raise TrainError(f"{path}: nothing to resume (no saved state; the run stopped before its first save)")
     return run, config or saved
-
-
-def _load_saved_config(path: Path) -> TrainConfig:
-    """A run's own config.toml holds every value: read it without re-applying its preset
-    (which may have changed, or be missing in another install, since the run started)."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-    preset = data.pop("preset", "")
-    config = TrainConfig.from_dict(data, where=str(path))
-    config.preset = preset if isinstance(preset, str) else ""
-    return config
 
 
 # ---------------------------------------------------------------- resume state

@@ -10,18 +10,13 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
 from app.core.configs import ConfigError
-from app.core.train_config import TrainConfig
+from app.core.train_config import TrainConfig, load_run_config
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 STATE_FILES = ("adapter.safetensors", "optimizer.pt", "scheduler.pt", "trainer.json")
 _CHECKPOINT = re.compile(r"-step(\d+)\.safetensors$")
@@ -72,18 +67,6 @@ class RunInfo:
         return out
 
 
-def read_config(path: Path) -> TrainConfig:
-    """A run's own config.toml holds every value: read it without re-applying its preset."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-    preset = data.pop("preset", "")
-    config = TrainConfig.from_dict(data, where=str(path))
-    config.preset = preset if isinstance(preset, str) else ""
-    return config
-
-
 def read_log(path: Path) -> LossLog:
     """The losses of ``log.jsonl``; a half-written last line (a killed run) is skipped."""
     log = LossLog()
@@ -122,7 +105,7 @@ def read_run(folder: str | Path, *, with_log: bool = False) -> RunInfo:
     config_path = folder / "config.toml"
     try:
         info.started = config_path.stat().st_mtime
-        info.config = read_config(config_path)
+        info.config = load_run_config(config_path)
     except OSError:
         info.problem = f"{config_path}: missing"
     except ConfigError as exc:
