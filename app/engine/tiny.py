@@ -30,7 +30,8 @@ INFO_FILE = "loraloom_tiny.json"
 
 _FIXTURES = Path(__file__).resolve().parents[2] / "tests" / "fixtures"
 
-# Words that become single tokens. Anything else still tokenizes (byte fallback).
+# Words that become single tokens; anything else still tokenizes (byte pieces). Editing
+# this list changes token ids of newly written models (committed fixtures keep theirs).
 _WORDS = """
 a an the of on in with and or to at by for from is are this that it its
 photo picture image painting drawing render illustration portrait close up
@@ -241,14 +242,12 @@ def _check_family(family: str) -> None:
 
 # ---------------------------------------------------------------------------- building
 def quiet_libraries() -> None:
-    """Silence the download/loading progress bars and info logs of diffusers/transformers."""
+    """Turn off the loading progress bars of diffusers and transformers (process-wide)."""
     import diffusers
     import transformers
 
     diffusers.utils.logging.disable_progress_bar()
-    diffusers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.set_verbosity_error()
 
 
 def build_tiny_pipeline(family: str = "sd1", seed: int = 0):
@@ -308,23 +307,16 @@ def build_tiny_pipeline(family: str = "sd1", seed: int = 0):
     )
 
 
-def save_pipeline(pipe, out_dir, family: str, *, overwrite: bool = False, info: dict | None = None,
-                  fp16: bool = False) -> Path:
-    """Save ``pipe`` as a diffusers folder, atomically (temp folder beside, then rename)."""
+def save_pipeline(pipe, out_dir, family: str, *, overwrite: bool = False,
+                  info: dict | None = None) -> Path:
+    """Save ``pipe`` as a diffusers folder (fp32 safetensors), atomically: written into a
+    temp folder beside ``out_dir``, then renamed into place."""
     out = Path(out_dir)
     _check_target(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        if fp16:
-            import torch
-
-            pipe.to(dtype=torch.float16)
-        try:
-            pipe.save_pretrained(tmp, safe_serialization=True)
-        finally:
-            if fp16:
-                pipe.to(dtype=torch.float32)
+        pipe.save_pretrained(tmp, safe_serialization=True)
         # transformers 5 saves tokenizer.json only; keep the CLIP files real models ship.
         for name in ("tokenizer", "tokenizer_2"):
             if (tmp / name).is_dir():
