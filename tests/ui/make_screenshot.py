@@ -21,13 +21,8 @@ def main() -> int:
     home = Path(tempfile.mkdtemp(prefix="loraloom-shot-"))
     os.environ["LORALOOM_HOME"] = str(home)
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    model = home / "models" / "tiny-sd1"
-    # The tiny model is written in another process: this one is a GUI and stays torch-free.
-    subprocess.run(
-        [sys.executable, "-c", f"from app.engine.tiny import write_tiny_model; write_tiny_model({str(model)!r}, family='sd1', seed=0)"],
-        check=True,
-        cwd=ROOT,
-    )
+    # The pre-trained tiny fixture draws colours that follow the prompt (a random one draws noise).
+    model = ROOT / "tests" / "fixtures" / "tiny-sd1-pretrained"
 
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
@@ -36,15 +31,15 @@ def main() -> int:
 
     app = QApplication([])
     window = MainWindow()
-    window.resize(1180, 780)
+    window.resize(1280, 900)
     window.show()
     tab = window.generate_tab
     tab.model_picker.setText(str(model))
-    tab.prompt.setPlainText("a red ball on a white table, soft light")
-    tab.negative.setPlainText("blurry, text")
-    tab.width_box.setValue(128)
-    tab.height_box.setValue(128)
-    tab.steps.setValue(12)
+    tab.prompt.setPlainText("a red square")
+    tab.negative.setPlainText("blue")
+    tab.width_box.setValue(64)
+    tab.height_box.setValue(64)
+    tab.steps.setValue(20)
     tab.seed_lock.setChecked(True)
     tab.seed.setValue(1234)
 

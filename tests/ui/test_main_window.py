@@ -66,13 +66,13 @@ def test_closing_the_window_stops_the_worker_and_saves_geometry(qtbot, make_wind
     window = make_window()
     with qtbot.waitSignal(window.client.helloReceived, timeout=10_000):
         window.client.start()
-    window.resize(720, 560)  # inside the 800x600 offscreen screen, above the window minimum
+    window.resize(780, 560)  # inside the 800x600 offscreen screen, above the window minimum
     window.close()
     assert not window.client.is_running()
     assert window.client.state is WorkerState.STOPPED
     assert window_settings().value("geometry") is not None
     again = make_window()
-    assert (again.width(), again.height()) == (720, 560)
+    assert (again.width(), again.height()) == (780, 560)
 
 
 def test_log_panel_shows_app_log_records(qtbot, make_window):

@@ -179,7 +179,9 @@ class GenerateTab(TabActions, QWidget):
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setMinimumWidth(380)
+        # Never narrower than the controls: with the horizontal bar off they would be clipped.
+        left_width = left.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width()
+        scroll.setMinimumWidth(left_width)
 
         self.preview = ImagePreview(self)
         self.image_info = QLabel("", self)
@@ -218,7 +220,7 @@ class GenerateTab(TabActions, QWidget):
         splitter.setStretchFactor(0, 0)
         splitter.setStretchFactor(1, 1)
         splitter.setChildrenCollapsible(False)
-        splitter.setSizes([440, 740])
+        splitter.setSizes([left_width, 740])
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(splitter)
