@@ -136,6 +136,9 @@ def _fail(message: str) -> int:
 
 
 def cmd_tiny_model(args: argparse.Namespace) -> int:
+    from app.engine.models import quiet_loading
+
+    quiet_loading()  # before diffusers/transformers are imported: no torchvision notices
     from app.engine.tiny import write_tiny_model
 
     try:

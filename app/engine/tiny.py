@@ -338,7 +338,7 @@ def _check_target(out: Path, overwrite: bool) -> None:
         raise FileExistsError(f"{out} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(
-            f"{out} exists and is not empty; choose another folder or pass overwrite=True"
+            f"{out} exists and is not empty; choose another folder or replace it (--overwrite)"
         )
 
 
