@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -11,6 +9,7 @@ from safetensors.torch import load_file
 from app.core.configs import Family
 from app.core.safetensors_header import read_header
 from app.engine import lora_files as lf
+from train_helpers import fail_writes_half_way
 
 UNET_PATHS = ["down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q",
               "down_blocks.0.attentions.0.proj_in", "mid_block.resnets.0.conv1", "up_blocks.1.upsamplers.0.conv"]
@@ -72,35 +71,10 @@ def test_save_writes_metadata_and_refuses_foreign_keys(tmp_path):
 
 
 def test_a_failure_mid_write_leaves_the_old_file_and_no_partial_one(tmp_path, monkeypatch):
-    import app.core.files as files
-
     path = tmp_path / "a.safetensors"
     lf.save_kohya(path, {"lora_unet_x.alpha": torch.tensor(1.0)}, {"v": "1"})
     before = path.read_bytes()
-    real_fdopen = os.fdopen
-
-    class HalfWriter:
-        def __init__(self, fh):
-            self.fh = fh
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.fh.close()
-
-        def write(self, data):
-            self.fh.write(data[: len(data) // 2])
-            raise KeyboardInterrupt  # Ctrl+C in the middle of the write
-
-    class FailingOs:
-        def __getattr__(self, name):
-            return getattr(os, name)
-
-        def fdopen(self, fd, *args, **kwargs):
-            return HalfWriter(real_fdopen(fd, *args, **kwargs))
-
-    monkeypatch.setattr(files, "os", FailingOs())
+    fail_writes_half_way(monkeypatch)  # Ctrl+C in the middle of the write
     with pytest.raises(KeyboardInterrupt):
         lf.save_kohya(path, {"lora_unet_x.alpha": torch.tensor(2.0)}, {"v": "2"})
     assert path.read_bytes() == before

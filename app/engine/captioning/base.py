@@ -85,6 +85,21 @@ def load_error(source: str, what: str, exc: BaseException) -> CaptionerError:
                           detail=repr(exc))
 
 
+def load_processor_and_model(source: str, processor_cls, model_cls, what: str, device, dtype):
+    """A transformers processor + model from a local folder or a Hub id, on ``device`` in eval mode.
+
+    Raises :class:`CaptionerError` naming ``source`` and ``what`` when either will not load.
+    """
+    folder = local_folder(source)
+    where = str(folder) if folder else source
+    try:
+        processor = processor_cls.from_pretrained(where, local_files_only=folder is not None)
+        model = model_cls.from_pretrained(where, dtype=dtype, local_files_only=folder is not None)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise load_error(source, what, exc) from None
+    return processor, model.to(device).eval()
+
+
 def local_folder_or_none(source: str) -> Path | None:
     try:
         return local_folder(source)

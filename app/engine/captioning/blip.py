@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from app.core.caption_config import CaptionRequest
-from app.engine.captioning.base import Captioner, load_error, local_folder
+from app.engine.captioning.base import Captioner, load_processor_and_model
 from app.engine.models import quiet_loading
 
 # BLIP-large likes to start with a made-up word ("arafed", "araffe" ...): drop it.
@@ -20,18 +20,11 @@ class BlipCaptioner(Captioner):
 
     def __init__(self, source: str, device: torch.device, dtype: torch.dtype) -> None:
         super().__init__(source)
-        folder = local_folder(source)
         quiet_loading()
         from transformers import BlipForConditionalGeneration, BlipProcessor
 
-        where = str(folder) if folder else source
-        try:
-            self.processor = BlipProcessor.from_pretrained(where, local_files_only=folder is not None)
-            self.model = BlipForConditionalGeneration.from_pretrained(
-                where, dtype=dtype, local_files_only=folder is not None)
-        except (OSError, ValueError, KeyError, RuntimeError) as exc:
-            raise load_error(source, "BLIP captioning model", exc) from None
-        self.model.to(device).eval()
+        self.processor, self.model = load_processor_and_model(
+            source, BlipProcessor, BlipForConditionalGeneration, "BLIP captioning model", device, dtype)
         self.device, self.dtype = device, dtype
 
     def caption_batch(self, images: list[Image.Image], request: CaptionRequest) -> list[str]:

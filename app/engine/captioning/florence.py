@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from app.core.caption_config import CaptionRequest
-from app.engine.captioning.base import Captioner, CaptionerError, load_error, local_folder
+from app.engine.captioning.base import Captioner, CaptionerError, load_processor_and_model
 from app.engine.models import quiet_loading
 
 TASKS = ("<CAPTION>", "<DETAILED_CAPTION>", "<MORE_DETAILED_CAPTION>")
@@ -22,18 +22,11 @@ class FlorenceCaptioner(Captioner):
 
     def __init__(self, source: str, device: torch.device, dtype: torch.dtype) -> None:
         super().__init__(source)
-        folder = local_folder(source)
         quiet_loading()
         from transformers import AutoProcessor, Florence2ForConditionalGeneration
 
-        where = str(folder) if folder else source
-        try:
-            self.processor = AutoProcessor.from_pretrained(where, local_files_only=folder is not None)
-            self.model = Florence2ForConditionalGeneration.from_pretrained(
-                where, dtype=dtype, local_files_only=folder is not None)
-        except (OSError, ValueError, KeyError, RuntimeError) as exc:
-            raise load_error(source, "Florence-2 captioning model", exc) from None
-        self.model.to(device).eval()
+        self.processor, self.model = load_processor_and_model(
+            source, AutoProcessor, Florence2ForConditionalGeneration, "Florence-2 captioning model", device, dtype)
         self.device, self.dtype = device, dtype
 
     def caption_batch(self, images: list[Image.Image], request: CaptionRequest) -> list[str]:
