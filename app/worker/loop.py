@@ -262,7 +262,8 @@ def main() -> int:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
-    emitter = Emitter(take_over_stdout())
+    proto_stream = take_over_stdout()
+    emitter = Emitter(proto_stream)
     stdin = open(sys.stdin.fileno(), "r", encoding="utf-8", errors="replace", closefd=False)
 
     from app.worker.jobs import build_handlers
@@ -271,4 +272,13 @@ def main() -> int:
     worker = Worker(stdin, emitter, build_handlers())
     worker.run()
     log.info("worker exits")
-    return 0
+    # The stdin reader is a daemon thread that may be blocked inside stdin's buffered
+    # reader; normal interpreter finalisation then aborts with "could not acquire lock
+    # for <stdin> at interpreter shutdown" (exit -6, seen in CI). Every job has finished
+    # and every file was written atomically, so flush and leave without finalisation.
+    for stream in (proto_stream, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(0)
