@@ -24,6 +24,7 @@ from app.ui.generate.generate_model import GenerateModel
 from app.ui.generate.generate_tab import GenerateTab
 from app.ui.jobs import JobTracker
 from app.ui.library.library_tab import LibraryTab
+from app.ui.quit_guard import QuitGuard
 from app.ui.recent_models import RecentModels
 from app.ui.train.train_tab import TrainTab
 from app.ui.widgets.log_panel import LogPanel, QtLogHandler
@@ -99,6 +100,7 @@ class MainWindow(QMainWindow):
         self._log_handler = QtLogHandler(self.log_panel)
         logging.getLogger("app").addHandler(self._log_handler)
 
+        self.quit_guard = QuitGuard(self, self.tracker, self.train_tab.ops, self.dataset_tab.session)
         self._build_actions()
         self._build_menus()
         self._build_status_bar()
@@ -249,6 +251,9 @@ class MainWindow(QMainWindow):
         settings.sync()
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        if not self.quit_guard.allow_close():  # a job runs: the question is open, or it is saving
+            event.ignore()
+            return
         self.save_geometry()
         self.generate_tab.save_settings()
         self.train_tab.save_settings()
