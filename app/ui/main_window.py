@@ -28,6 +28,7 @@ from app.ui.quit_guard import QuitGuard
 from app.ui.recent_models import RecentModels
 from app.ui.train.train_tab import TrainTab
 from app.ui.widgets.log_panel import LogPanel, QtLogHandler
+from app.ui.widgets.wheel_guard import install_wheel_guard
 from app.ui.worker_client import WorkerClient, WorkerState
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ def placeholder_tab(text: str) -> QWidget:
 class MainWindow(QMainWindow):
     def __init__(self, client: WorkerClient | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        install_wheel_guard()  # before any form is shown: the wheel scrolls forms, never changes a value
         self.setWindowTitle("LoRA Loom")
         self.client = client or WorkerClient(parent=self)
         self.tracker = JobTracker(self.client, self)

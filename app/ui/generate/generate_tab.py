@@ -40,6 +40,7 @@ from app.ui.library.tasks import TaskRunner
 from app.ui.widgets.image_preview import ImagePreview
 from app.ui.widgets.model_picker import ModelPicker
 from app.ui.widgets.spin_boxes import MultipleSpinBox
+from app.ui.widgets.styles import FIELD_ERROR_STYLE
 
 SEED_MAX = 2**31 - 1  # QSpinBox is 32-bit; the worker draws random seeds below this too
 ERROR_STYLE = "color: #c62828;"
@@ -154,7 +155,13 @@ class GenerateTab(TabActions, QWidget):
         left_layout = QVBoxLayout(left)
         left_layout.setContentsMargins(10, 10, 10, 10)
         left_layout.setSpacing(8)
-        left_layout.addWidget(_group("Base model", self.model_picker))
+        base_box = _group("Base model", self.model_picker)
+        self.base_error = QLabel("", self)  # a required field left empty says so here too
+        self.base_error.setWordWrap(True)
+        self.base_error.setStyleSheet(ERROR_STYLE)
+        self.base_error.setVisible(False)
+        base_box.layout().addWidget(self.base_error)
+        left_layout.addWidget(base_box)
         prompt_box = QGroupBox("Prompt", self)
         prompt_layout = QVBoxLayout(prompt_box)
         prompt_layout.addWidget(self.prompt)
@@ -169,10 +176,6 @@ class GenerateTab(TabActions, QWidget):
         settings_box = QGroupBox("Settings", self)
         settings_box.setLayout(form)
         left_layout.addWidget(settings_box)
-        left_layout.addLayout(buttons)
-        left_layout.addWidget(self.progress)
-        left_layout.addWidget(self.status_label)
-        left_layout.addWidget(self.error_label)
         left_layout.addStretch(1)
         scroll = QScrollArea(self)
         scroll.setWidget(left)
@@ -182,6 +185,22 @@ class GenerateTab(TabActions, QWidget):
         # Never narrower than the controls: with the horizontal bar off they would be clipped.
         left_width = left.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width()
         scroll.setMinimumWidth(left_width)
+        # The action bar stays below the scrolled settings: Generate, Cancel, progress and
+        # the status/error line are always in view, whatever the window height.
+        self.action_bar = QWidget(self)
+        bar_layout = QVBoxLayout(self.action_bar)
+        bar_layout.setContentsMargins(10, 4, 10, 8)
+        bar_layout.setSpacing(4)
+        bar_layout.addLayout(buttons)
+        bar_layout.addWidget(self.progress)
+        bar_layout.addWidget(self.status_label)
+        bar_layout.addWidget(self.error_label)
+        column = QWidget(self)
+        column_layout = QVBoxLayout(column)
+        column_layout.setContentsMargins(0, 0, 0, 0)
+        column_layout.setSpacing(0)
+        column_layout.addWidget(scroll, 1)
+        column_layout.addWidget(self.action_bar)
 
         self.preview = ImagePreview(self)
         self.image_info = QLabel("", self)
@@ -215,7 +234,7 @@ class GenerateTab(TabActions, QWidget):
         right = right_split
 
         splitter = QSplitter(Qt.Orientation.Horizontal, self)
-        splitter.addWidget(scroll)
+        splitter.addWidget(column)
         splitter.addWidget(right)
         splitter.setStretchFactor(0, 0)
         splitter.setStretchFactor(1, 1)
@@ -325,10 +344,25 @@ class GenerateTab(TabActions, QWidget):
         # Spin boxes commit typed text only on focus loss; take what is shown now.
         for box in (self.seed, self.steps, self.guidance, self.width_box, self.height_box):
             box.interpretText()
+        self._mark_field("")
         try:
             self.model.generate(self.values(), count=self.batch.value())
         except ConfigError as exc:
             self._show_error(str(exc))
+            self._mark_field(str(exc))
+
+    def _mark_field(self, message: str) -> None:
+        """Outline the field a ConfigError names (its message starts with the field), or clear the marks."""
+        fields = {"base": self.model_picker.combo, "seed": self.seed, "steps": self.steps,
+                  "guidance": self.guidance, "width": self.width_box, "height": self.height_box,
+                  "scheduler": self.scheduler}
+        named = message.split(" ", 1)[0]
+        for key, widget in fields.items():
+            widget.setStyleSheet(FIELD_ERROR_STYLE if key == named else "")
+        if named in fields:
+            fields[named].setFocus()
+        self.base_error.setText(message if named == "base" else "")
+        self.base_error.setVisible(named == "base")
 
     def _on_busy(self, busy: bool) -> None:
         self.cancel_button.setEnabled(busy)

@@ -335,6 +335,15 @@ class TrainForm(QWidget):
             field.editor.setFocus()
         self.highlighted = key
 
+    def marked_widget(self) -> QWidget | None:
+        """The field the last error highlighted (to scroll it into view), or None."""
+        key = self.highlighted
+        if key == "base":
+            return self.model_picker
+        if key == "datasets":
+            return self.datasets
+        return self.fields[key].row if key in self.fields else None
+
     def clear_error(self) -> None:
         self.error_label.setVisible(False)
         self.error_label.setText("")
