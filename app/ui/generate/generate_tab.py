@@ -32,7 +32,6 @@ from PySide6.QtWidgets import (
 
 from app.core.configs import ConfigError, GenerateRequest, Scheduler
 from app.ui.generate.adapter_rows import AdapterStackWidget
-from app.ui.generate.adapter_stack import compose_prompt
 from app.ui.generate.generate_model import GenerateModel
 from app.ui.generate.tab_actions import TabActions
 from app.ui.generate.history_strip import HistoryStrip
@@ -299,10 +298,14 @@ class GenerateTab(TabActions, QWidget):
     # ------------------------------------------------------------ binding
 
     def values(self) -> dict[str, Any]:
-        """The form as GenerateRequest fields (validated by the model, not here)."""
+        """The form as GenerateRequest fields (validated by the model, not here).
+
+        The prompt is the one typed: the model adds the trigger words of the enabled adapters
+        to the request it renders, and never to the settings it saves.
+        """
         values = {
             "base": self.model_picker.text(),
-            "prompt": compose_prompt(self.prompt.toPlainText().strip(), self.model.stack.trigger_words()),
+            "prompt": self.prompt.toPlainText().strip(),
             "negative": self.negative.toPlainText().strip(),
             "seed": self.seed.value() if self.seed_lock.isChecked() else -1,
             "steps": self.steps.value(),
@@ -334,7 +337,7 @@ class GenerateTab(TabActions, QWidget):
     def save_settings(self) -> None:
         """Remember the form as it is (when valid), e.g. when the window closes."""
         try:
-            self.model.save_settings(self.model.make_request(self.values()))
+            self.model.save_settings(self.model.settings_of(self.values()))
         except ConfigError:
             pass  # an incomplete form is not worth keeping over the last good one
 
