@@ -114,6 +114,21 @@ def test_trigger_words_never_reach_the_saved_prompt_and_leave_with_their_adapter
     assert model.last_meta["prompt"] == "a cat" and tab.prompt.toPlainText() == "a cat"
 
 
+def test_adding_an_adapter_live_renders_once_with_its_trigger_words(qtbot, window, adapters):
+    tab = window.generate_tab
+    model = window.generate_model
+    tab.generate()
+    qtbot.waitUntil(lambda: not model.busy and model.last_image != "", timeout=10_000)
+    before = {job.id for job in model.tracker.jobs()}
+    tab.add_adapter(str(adapters["red"]))  # live preview is on
+    qtbot.waitUntil(lambda: not model.stack.rows[0].loading and model.job_id not in before and not model.busy,
+                    timeout=10_000)
+    renders = [job for job in model.tracker.jobs() if job.id not in before]
+    assert [job.params["prompt"] for job in renders] == ["red style, a cat"]
+    assert tab.preview.path() == renders[0].images[0] and model.last_meta["prompt"] == "red style, a cat"
+    assert tab.freshness.text() == ""
+
+
 def test_moving_a_slider_re_renders_the_preview_with_the_locked_seed(qtbot, window, adapters):
     tab = window.generate_tab
     model = window.generate_model

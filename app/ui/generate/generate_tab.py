@@ -263,11 +263,13 @@ class GenerateTab(TabActions, QWidget):
         self.runner = TaskRunner(max_threads=2, parent=self)
         self.setAcceptDrops(True)
         self._ab_held = False
+        self._live_pending = False  # a live render waits for a new row's header
         return box
 
     def _connect(self) -> None:
         self.generate_button.clicked.connect(self.generate)
         self.stack_widget.committed.connect(self._on_mix_committed)
+        self.model.stack.rowChanged.connect(self._on_row_changed)
         self.model.stack.mixChanged.connect(self._update_triggers)
         self.model.stack.message.connect(self.status_label.setText)
         self.model.historyChanged.connect(lambda: self.history.set_history(self.model.history))
@@ -408,8 +410,19 @@ class GenerateTab(TabActions, QWidget):
 
     def _on_mix_committed(self) -> None:
         self._update_triggers()
-        if self.live.isChecked() and self.model_picker.text().strip():
-            self.preview_now()
+        if not (self.live.isChecked() and self.model_picker.text().strip()):
+            return
+        if any(row.loading for row in self.model.stack.rows):
+            # A new row's header (its trigger words) is still being read: render once it is,
+            # so the preview shows the prompt the mix really has, not a superseded one.
+            self._live_pending = True
+            return
+        self.preview_now()
+
+    def _on_row_changed(self, _index: int) -> None:
+        if self._live_pending and not any(row.loading for row in self.model.stack.rows):
+            self._live_pending = False
+            self._on_mix_committed()
 
     def preview_now(self) -> None:
         """Re-render with the locked seed (locking the last picture's seed if needed)."""
