@@ -202,6 +202,26 @@ def test_a_b_button_shows_the_picture_without_adapters_while_held(qtbot, window,
     tab.ab_button.released.emit()
 
 
+def test_a_b_picture_ready_after_release_is_kept_as_the_a_side(qtbot, window, adapters):
+    tab = window.generate_tab
+    model = window.generate_model
+    add(qtbot, tab, adapters["red"])
+    tab.generate()
+    qtbot.waitUntil(lambda: model.last_image != "" and not model.busy, timeout=10_000)
+    with_adapters = tab.preview.path()
+    tab.ab_button.pressed.emit()
+    tab.ab_button.released.emit()  # a quick click: let go long before the base picture is ready
+    assert tab.preview.path() == with_adapters
+    qtbot.waitUntil(lambda: tab.preview.path() != with_adapters, timeout=10_000)
+    base_job = [j for j in model.tracker.jobs() if j.params.get("adapters") == []][0]
+    assert tab.preview.path() == base_job.images[0]
+    assert tab.freshness.text().startswith("Showing: without adapters (A).")
+    tab.ab_button.pressed.emit()  # A/B from here: held shows A (from the cache), let go shows B
+    assert tab.preview.path() == base_job.images[0]
+    tab.ab_button.released.emit()
+    assert tab.preview.path() == with_adapters and tab.freshness.text() == ""
+
+
 def test_batch_fills_the_history_strip(qtbot, window):
     tab = window.generate_tab
     model = window.generate_model

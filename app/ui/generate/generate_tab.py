@@ -263,6 +263,8 @@ class GenerateTab(TabActions, QWidget):
         self.runner = TaskRunner(max_threads=2, parent=self)
         self.setAcceptDrops(True)
         self._ab_held = False
+        self._ab_waiting = False  # A/B asked for: show the base picture when it arrives
+        self._ab_shown = False  # the base picture is on show while the button is held
         self._live_pending = False  # a live render waits for a new row's header
         return box
 
@@ -385,6 +387,7 @@ class GenerateTab(TabActions, QWidget):
         self.save_button.setEnabled(True)
         if self._ab_held:
             return  # the A/B button shows the base picture until it is let go
+        self._ab_waiting = self._ab_shown = False  # a newer picture wins over a late A side
         self._show_picture(path, meta)
 
     def _show_picture(self, path: str, meta: dict) -> None:
@@ -452,19 +455,32 @@ class GenerateTab(TabActions, QWidget):
 
     def _ab_pressed(self) -> None:
         self._ab_held = True
+        self._ab_waiting = True  # shown when it is ready, even if the button is let go first
         try:
             if self.model.render_without_adapters(self.values()) is not None:
                 self.freshness.setText("Rendering the picture without adapters…")
         except ConfigError as exc:
+            self._ab_waiting = False
             self._show_error(str(exc))
 
     def _on_base_image(self, path: str) -> None:
+        if not self._ab_waiting:
+            return  # the settings moved on (a newer picture is on show)
+        self.preview.load(path)
         if self._ab_held:
-            self.preview.load(path)
+            self._ab_shown = True
             self.freshness.setText("Showing: the base model without adapters (A/B).")
+        else:
+            # Let go before it was ready: keep it on show as the A side; press again to compare.
+            self._ab_waiting = False
+            self.freshness.setText("Showing: without adapters (A). Hold the button again to compare; "
+                                   "release it to see the picture with adapters (B).")
 
     def _ab_released(self) -> None:
         self._ab_held = False
+        if self._ab_waiting and not self._ab_shown:
+            return  # not ready yet: it is shown when it arrives
+        self._ab_waiting = self._ab_shown = False
         if self.model.last_image:
             self.preview.load(self.model.last_image)
         self._update_freshness()
