@@ -171,7 +171,13 @@ class TrainTab(QWidget):
         bar_layout.addLayout(controls)
         bar_layout.addWidget(self.progress)
         bar_layout.addWidget(self.eta_label)
-        bar_layout.addWidget(self.status_label)
+        self.fix_button = QPushButton("", self)  # the fix for settings that cannot work
+        self.fix_button.setVisible(False)
+        self.fix_button.clicked.connect(self.apply_fix)
+        status_row = QHBoxLayout()
+        status_row.addWidget(self.status_label, 1)
+        status_row.addWidget(self.fix_button)
+        bar_layout.addLayout(status_row)
         layout.addWidget(self.action_bar)
         self._plot_timer = QTimer(self)
         self._plot_timer.setSingleShot(True)
@@ -222,10 +228,19 @@ class TrainTab(QWidget):
             marked = self.form.marked_widget()
             if marked is not None:
                 self.form_scroll.ensureWidgetVisible(marked)  # and next to the field
+            problem = self.form.problem
+            self.fix_button.setText(problem.fix_label if problem else "")
+            self.fix_button.setVisible(problem is not None)
             return None
+        self.fix_button.setVisible(False)
         self.ops.save_settings(config)
         self.recent.add(config.base)
         return config
+
+    def apply_fix(self) -> None:
+        if self.form.apply_fix():
+            self.fix_button.setVisible(False)
+            self._show_status("Fixed; press Start again.")
 
     def save_settings(self) -> None:
         """Remember the form for the next start (nothing is saved while it holds an error)."""
