@@ -22,6 +22,7 @@ from app.core import paths
 from app.ui.dataset.dataset_tab import DatasetTab
 from app.ui.generate.generate_model import GenerateModel
 from app.ui.generate.generate_tab import GenerateTab
+from app.ui.job_notifier import JobNotifier
 from app.ui.jobs import JobTracker
 from app.ui.library.library_tab import LibraryTab
 from app.ui.quit_guard import QuitGuard
@@ -103,6 +104,7 @@ class MainWindow(QMainWindow):
         logging.getLogger("app").addHandler(self._log_handler)
 
         self.quit_guard = QuitGuard(self, self.tracker, self.train_tab.ops, self.dataset_tab.session)
+        self.notifier = JobNotifier(self, self.tracker)  # progress in the title, a notice when a long job ends
         self._build_actions()
         self._build_menus()
         self._build_status_bar()
