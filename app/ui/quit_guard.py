@@ -15,6 +15,7 @@ from PySide6.QtCore import QObject, QTimer
 from PySide6.QtWidgets import QMainWindow, QMessageBox
 
 from app.ui.jobs import JobTracker
+from app.ui.train.train_ops import EntryState
 
 STOP_TEXT = "Stop, save and quit"
 
@@ -82,8 +83,9 @@ class QuitGuard(QObject):
     def stop_then_quit(self) -> None:
         self.stopping = True
         self._train.paused = True  # the queue must not start its next run while we wait
-        if self._train.current is not None:
-            self._train.stop()
+        current = self._train.current
+        if current is not None and current.state is EntryState.RUNNING:
+            self._train.stop()  # not when already stopping: a second stop would end the worker mid-save
         if self._caption_job() is not None:
             self._dataset.cancel_captioning()
         self._window.statusBar().showMessage("Saving a resumable state, then quitting; quit again to stop at once.")

@@ -32,11 +32,15 @@ def test_cancel_keeps_the_window_and_the_training(qtbot, make_window):
     assert box.text().endswith("Stop and save a resumable state, or keep training?")
     box.button(QMessageBox.StandardButton.Cancel).click()
     assert window.isVisible() and ops.current is entry and not window.quit_guard.stopping
-    # Stop, save and quit: the run stops cooperatively, then the window closes by itself.
+    # Stop pressed already, then Stop, save and quit: it waits for the save (never a second, hard stop).
+    messages: list[str] = []
+    ops.message.connect(messages.append)
+    ops.stop()
     window.close()
     stop_button(window.quit_guard.box).click()
     qtbot.waitUntil(lambda: not window.isVisible(), timeout=10_000)
     assert entry.state.final and entry.state.value == "stopped"
+    assert not any(m.startswith("Stopped at once") for m in messages), messages
 
 
 def test_a_waiting_queue_is_named_and_a_render_just_stops(qtbot, make_window):
