@@ -9,7 +9,7 @@ desktop has one, shows a message.
 from __future__ import annotations
 
 from PySide6.QtCore import QObject, Signal
-from PySide6.QtWidgets import QApplication, QMainWindow, QSystemTrayIcon
+from PySide6.QtWidgets import QApplication, QMainWindow, QStyle, QSystemTrayIcon
 
 from app.ui.jobs import Job, JobError, JobTracker
 from app.worker.protocol import JobKind
@@ -73,7 +73,10 @@ class JobNotifier(QObject):
         QApplication.alert(self._window)  # flashes the task bar entry until the window is activated
         if QSystemTrayIcon.isSystemTrayAvailable() and QSystemTrayIcon.supportsMessages():
             if self._tray is None:
-                self._tray = QSystemTrayIcon(self._window.windowIcon(), self)
+                icon = self._window.windowIcon()
+                if icon.isNull():  # a tray entry needs an icon to be shown at all
+                    icon = self._window.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxInformation)
+                self._tray = QSystemTrayIcon(icon, self)
             self._tray.show()
             self._tray.showMessage(APP_TITLE, text, QSystemTrayIcon.MessageIcon.Information, 10_000)
         self.notified.emit(text)

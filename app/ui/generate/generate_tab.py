@@ -451,40 +451,6 @@ class GenerateTab(TabActions, QWidget):
             text = ""
         self.freshness.setText(text)
 
-    # ------------------------------------------------------------ A/B
-
-    def _ab_pressed(self) -> None:
-        self._ab_held = True
-        self._ab_waiting = True  # shown when it is ready, even if the button is let go first
-        try:
-            if self.model.render_without_adapters(self.values()) is not None:
-                self.freshness.setText("Rendering the picture without adapters…")
-        except ConfigError as exc:
-            self._ab_waiting = False
-            self._show_error(str(exc))
-
-    def _on_base_image(self, path: str) -> None:
-        if not self._ab_waiting:
-            return  # the settings moved on (a newer picture is on show)
-        self.preview.load(path)
-        if self._ab_held:
-            self._ab_shown = True
-            self.freshness.setText("Showing: the base model without adapters (A/B).")
-        else:
-            # Let go before it was ready: keep it on show as the A side; press again to compare.
-            self._ab_waiting = False
-            self.freshness.setText("Showing: without adapters (A). Hold the button again to compare; "
-                                   "release it to see the picture with adapters (B).")
-
-    def _ab_released(self) -> None:
-        self._ab_held = False
-        if self._ab_waiting and not self._ab_shown:
-            return  # not ready yet: it is shown when it arrives
-        self._ab_waiting = self._ab_shown = False
-        if self.model.last_image:
-            self.preview.load(self.model.last_image)
-        self._update_freshness()
-
     def add_adapter(self, path: str) -> None:
         """Add an adapter to the stack (the Library's "Add to mix")."""
         self.stack_widget.add_paths([path])
