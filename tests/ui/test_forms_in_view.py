@@ -64,9 +64,12 @@ def wheel(widget: QWidget, up: bool = False) -> None:
     QApplication.sendEvent(widget, event)
 
 
-def test_the_wheel_scrolls_the_form_and_changes_a_value_only_when_focused(qtbot, make_window):
+def test_the_wheel_scrolls_the_form_and_changes_a_value_only_when_focused(qtbot, make_window, tmp_path):
     window = small_window(qtbot, make_window)
     tab = window.generate_tab
+    (tmp_path / "a.safetensors").write_bytes(b"")
+    tab.add_adapter(str(tmp_path / "a.safetensors"))  # a row with a weight slider, added after the window showed
+    qtbot.waitUntil(lambda: len(tab.stack_widget.row_widgets) == 1 and not tab.model.stack.rows[0].loading)
     window.tabs.setCurrentWidget(tab)
     qtbot.wait(10)
     scroll = tab.steps.parentWidget()
@@ -79,10 +82,13 @@ def test_the_wheel_scrolls_the_form_and_changes_a_value_only_when_focused(qtbot,
     window.activateWindow()
     tab.prompt.setFocus()
     steps, sampler = tab.steps.value(), tab.scheduler.currentIndex()
+    slider = tab.stack_widget.row_widgets[0].slider
+    weight = slider.value()
     before = bar.value()
     wheel(tab.steps)
     wheel(tab.scheduler)
-    assert (tab.steps.value(), tab.scheduler.currentIndex()) == (steps, sampler)
+    wheel(slider)
+    assert (tab.steps.value(), tab.scheduler.currentIndex(), slider.value()) == (steps, sampler, weight)
     assert bar.value() > before, "the wheel scrolled the settings instead"
 
     tab.steps.setFocus()
