@@ -18,6 +18,7 @@ from app.ui.jobs import JobTracker
 from app.ui.train.train_ops import EntryState
 
 STOP_TEXT = "Stop, save and quit"
+QUIT_TEXT = "Quit"  # only waiting runs: nothing to stop or save
 
 
 class QuitGuard(QObject):
@@ -51,6 +52,8 @@ class QuitGuard(QObject):
             parts.append(f"{runs} waiting in the training queue and will not start.")
         if not parts:
             return ""
+        if current is None and job is None:
+            return " ".join(parts) + " Quit anyway, or keep the window open?"
         keep = "keep training" if current is not None else "keep working"
         return " ".join(parts) + f" Stop and save a resumable state, or {keep}?"
 
@@ -63,15 +66,16 @@ class QuitGuard(QObject):
         text = self.question()
         if not text:
             return True
-        self.ask(text, self.stop_then_quit)
+        running = self._busy()
+        self.ask(text, self.stop_then_quit, STOP_TEXT if running else QUIT_TEXT)
         return False
 
-    def ask(self, text: str, on_stop: Callable[[], None]) -> QMessageBox:
+    def ask(self, text: str, on_stop: Callable[[], None], stop_text: str = STOP_TEXT) -> QMessageBox:
         if self.box is not None:
             self.box.close()
         box = QMessageBox(QMessageBox.Icon.Question, "Quit LoRA Loom", text, QMessageBox.StandardButton.NoButton,
                           self._window)
-        stop = box.addButton(STOP_TEXT, QMessageBox.ButtonRole.AcceptRole)
+        stop = box.addButton(stop_text, QMessageBox.ButtonRole.AcceptRole)
         cancel = box.addButton(QMessageBox.StandardButton.Cancel)
         box.setDefaultButton(cancel)  # Enter keeps the job running: quitting is the deliberate choice
         box.setEscapeButton(cancel)

@@ -55,7 +55,8 @@ def test_a_waiting_queue_is_named_and_a_render_just_stops(qtbot, make_window):
     box = window.quit_guard.box
     assert box.isVisible() and window.isVisible()
     assert box.text() == ("2 runs are waiting in the training queue and will not start. "
-                          "Stop and save a resumable state, or keep working?")
+                          "Quit anyway, or keep the window open?")
+    assert [b.text() for b in box.buttons() if b is not box.button(QMessageBox.StandardButton.Cancel)] == ["Quit"]
     box.button(QMessageBox.StandardButton.Cancel).click()
     ops.clear_finished()
     for entry in list(ops.entries):
@@ -82,3 +83,15 @@ def test_a_caption_job_asks_too(qtbot, make_window, tmp_path):
     stop_button(box).click()
     qtbot.waitUntil(lambda: not window.isVisible(), timeout=10_000)
     assert window.tracker.get(job).state.is_final
+
+
+def test_quit_with_only_a_waiting_queue_closes_without_starting_it(qtbot, make_window):
+    window = make_window()
+    ops = window.train_tab.ops
+    waiting = ops.enqueue(config("later"))
+    window.close()
+    box = window.quit_guard.box
+    assert box.text().startswith("1 run is waiting in the training queue")
+    next(b for b in box.buttons() if b.text() == "Quit").click()
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=10_000)
+    assert waiting.state.value == "waiting" and window.tracker.jobs() == []
