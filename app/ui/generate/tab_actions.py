@@ -19,7 +19,8 @@ from app.ui.generate.png_restore import FoundAdapters, find_adapters, form_value
 
 
 class TabActions:
-    """Mixed into GenerateTab: expects model, preview, status_label, runner, size_preset, width/height boxes."""
+    """Mixed into GenerateTab: expects model, preview, status_label, freshness, runner, size_preset, width/height
+    boxes, and the A/B flags (_ab_held, _ab_waiting, _ab_shown) set in its constructor."""
 
     # ------------------------------------------------------------ save, bake, grid, presets
 
