@@ -359,7 +359,65 @@ def load_run_config(path: str | Path) -> TrainConfig:
     return config
 
 
+# ---------------------------------------------------------------- settings that cannot work
+
+
+@dataclass
+class SettingProblem:
+    """A combination of settings that would fail or train badly, with the change that fixes it."""
+
+    key: str  # the setting to point at, as "section.name" (or a top-level name)
+    message: str  # one sentence naming the values
+    fix_label: str  # what the fix button says
+    fix: dict[str, Any]  # the settings the fix sets, by key
+
+
+def _number(table: Any, name: str) -> int | None:
+    value = table.get(name) if isinstance(table, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def setting_problems(data: dict[str, Any]) -> list[SettingProblem]:
+    """What cannot work in a config table (``TrainConfig.to_dict()`` shape, not yet validated).
+
+    Checked before a run starts, so the form can offer each fix: a resolution outside the
+    bucket range, a warmup as long as the run, a preset trained at another resolution.
+    """
+    problems: list[SettingProblem] = []
+    section = data.get("data")
+    resolution, low, high = (_number(section, k) for k in ("resolution", "min_bucket", "max_bucket"))
+    if resolution and low and high and not low <= resolution <= high:
+        low, high = min(low, resolution), max(high, resolution)
+        problems.append(SettingProblem(
+            "data.resolution",
+            f"resolution = {resolution} lies outside min_bucket ({section['min_bucket']}) … max_bucket "
+            f"({section['max_bucket']}): no picture could be trained at it",
+            f"Set the bucket range to {low}–{high}", {"data.min_bucket": low, "data.max_bucket": high}))
+    steps, warmup = _number(data, "steps"), _number(data.get("optimizer"), "warmup_steps")
+    if steps and warmup is not None and warmup >= steps:
+        tenth = steps // 10
+        problems.append(SettingProblem(
+            "optimizer.warmup_steps",
+            f"warmup_steps = {warmup} is not below steps = {steps}: the learning rate would never reach its value",
+            f"Warm up for {tenth} steps (10%)", {"optimizer.warmup_steps": tenth}))
+    preset = data.get("preset")
+    if isinstance(preset, str) and preset in preset_names() and resolution:
+        defaults = preset_dict(preset).get("data", {})
+        wanted = _number(defaults, "resolution")
+        # Within 1.5x is a choice (SD 1.5 at 768); 2x is another family's size (SDXL at 512).
+        if wanted and max(wanted, resolution) / min(wanted, resolution) > 1.5:
+            fix = {f"data.{k}": defaults[k] for k in ("resolution", "min_bucket", "max_bucket") if k in defaults}
+            problems.append(SettingProblem(
+                "data.resolution",
+                f"resolution = {resolution} does not suit the preset {preset}, tuned for {wanted} px: use its "
+                f"size, or pick the preset (none) to keep yours",
+                f"Use the preset's {wanted} px", fix))
+    return problems
+
+
 __all__ = [
+    "SettingProblem",
+    "setting_problems",
     "CONFIG_VERSION",
     "ConfigError",
     "DataOptions",

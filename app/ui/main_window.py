@@ -22,11 +22,14 @@ from app.core import paths
 from app.ui.dataset.dataset_tab import DatasetTab
 from app.ui.generate.generate_model import GenerateModel
 from app.ui.generate.generate_tab import GenerateTab
+from app.ui.job_notifier import JobNotifier
 from app.ui.jobs import JobTracker
 from app.ui.library.library_tab import LibraryTab
+from app.ui.quit_guard import QuitGuard
 from app.ui.recent_models import RecentModels
 from app.ui.train.train_tab import TrainTab
 from app.ui.widgets.log_panel import LogPanel, QtLogHandler
+from app.ui.widgets.wheel_guard import install_wheel_guard
 from app.ui.worker_client import WorkerClient, WorkerState
 
 log = logging.getLogger(__name__)
@@ -67,6 +70,7 @@ def placeholder_tab(text: str) -> QWidget:
 class MainWindow(QMainWindow):
     def __init__(self, client: WorkerClient | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        install_wheel_guard()  # before any form is shown: the wheel scrolls forms, never changes a value
         self.setWindowTitle("LoRA Loom")
         self.client = client or WorkerClient(parent=self)
         self.tracker = JobTracker(self.client, self)
@@ -99,6 +103,8 @@ class MainWindow(QMainWindow):
         self._log_handler = QtLogHandler(self.log_panel)
         logging.getLogger("app").addHandler(self._log_handler)
 
+        self.quit_guard = QuitGuard(self, self.tracker, self.train_tab.ops, self.dataset_tab.session)
+        self.notifier = JobNotifier(self, self.tracker)  # progress in the title, a notice when a long job ends
         self._build_actions()
         self._build_menus()
         self._build_status_bar()
@@ -249,6 +255,9 @@ class MainWindow(QMainWindow):
         settings.sync()
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        if not self.quit_guard.allow_close():  # a job runs: the question is open, or it is saving
+            event.ignore()
+            return
         self.save_geometry()
         self.generate_tab.save_settings()
         self.train_tab.save_settings()

@@ -141,6 +141,33 @@ def test_batch_dialog_counts_changes_before_applying(qtbot, tab, tmp_path):
     assert not (tmp_path / "ds" / "img003.txt").exists()
 
 
+def test_batch_dialog_applies_on_enter_and_escape_cancels(qtbot, tab, tmp_path):
+    make_good_dataset(tmp_path / "ds", count=2, captions={0: "a", 1: "b"})
+    open_and_wait(qtbot, tab, tmp_path / "ds", 2)
+    dialog = tab.make_batch_dialog()
+    qtbot.addWidget(dialog)
+    dialog.show()
+    cancel = dialog.buttons.button(dialog.buttons.StandardButton.Cancel)
+    assert dialog.apply_button.isDefault() and not cancel.isDefault() and not cancel.autoDefault()
+    dialog.operation.setCurrentIndex(0)  # add at the front
+    dialog.tags.setFocus()
+    qtbot.keyClicks(dialog.tags, "sks")
+    qtbot.keyClick(dialog.tags, Qt.Key.Key_Escape)  # Escape cancels: nothing written
+    assert dialog.result() == dialog.DialogCode.Rejected and not dialog.isVisible()
+    assert caption_files(tmp_path / "ds") == {"img000.txt": b"a", "img001.txt": b"b"}
+
+    dialog = tab.make_batch_dialog()
+    qtbot.addWidget(dialog)
+    dialog.show()
+    dialog.operation.setCurrentIndex(0)
+    dialog.tags.setFocus()
+    qtbot.keyClicks(dialog.tags, "sks")
+    qtbot.keyClick(dialog.tags, Qt.Key.Key_Return)  # at once, before the plan's refresh timer: Enter applies
+    assert dialog.result() == dialog.DialogCode.Accepted
+    qtbot.waitUntil(lambda: caption_files(tmp_path / "ds") == {"img000.txt": b"sks, a", "img001.txt": b"sks, b"},
+                    timeout=TIMEOUT)
+
+
 def test_read_only_caption_reports_error_and_keeps_edit_for_retry(qtbot, tab, tmp_path):
     make_good_dataset(tmp_path / "ds", count=2, captions={0: "locked"})
     os.chmod(tmp_path / "ds" / "img000.txt", 0o444)

@@ -72,21 +72,61 @@ def test_trigger_words_join_the_prompt_while_enabled(qtbot, window, adapters):
     add(qtbot, tab, adapters["red"], adapters["blue"])
     row = tab.stack_widget.row_widgets[0]
     assert row.chip_texts() == ["red style"]
-    assert tab.values()["prompt"] == "red style, blue style, azure, a cat"
+    assert tab.model.make_request(tab.values()).prompt == "red style, blue style, azure, a cat"
     assert tab.trigger_label.text() == "Trigger words added: red style, blue style, azure"
 
     row.down_button.click()  # reorder: blue first
     assert [r.display_name for r in tab.model.stack.rows] == ["blue", "red"]
-    assert tab.values()["prompt"] == "blue style, azure, red style, a cat"
+    assert tab.model.make_request(tab.values()).prompt == "blue style, azure, red style, a cat"
     tab.stack_widget.row_widgets[1].up_button.click()
     row = tab.stack_widget.row_widgets[0]
     row.enabled_box.click()  # disable red: its word leaves the prompt
-    assert tab.values()["prompt"] == "blue style, azure, a cat"
+    assert tab.model.make_request(tab.values()).prompt == "blue style, azure, a cat"
     assert "red style" not in tab.trigger_label.text()
     assert tab.values()["adapters"][0] == {"path": str(adapters["red"]), "weight": 1.0, "enabled": False}
 
     tab.stack_widget.row_widgets[1].remove_button.click()
-    assert tab.values()["prompt"] == "a cat" and tab.trigger_label.isHidden()
+    assert tab.model.make_request(tab.values()).prompt == "a cat" and tab.trigger_label.isHidden()
+
+
+def test_trigger_words_never_reach_the_saved_prompt_and_leave_with_their_adapter(qtbot, window, adapters):
+    from app.core.configs import GenerateRequest
+
+    tab = window.generate_tab
+    model = window.generate_model
+    tab.live.setChecked(False)
+    add(qtbot, tab, adapters["red"])
+    tab.generate()
+    qtbot.waitUntil(lambda: not model.busy and model.last_image != "", timeout=10_000)
+    assert model.last_meta["prompt"] == "red style, a cat"  # what the render (and its PNG) says
+    assert GenerateRequest.load_toml(model.settings_path).prompt == "a cat"
+    tab.save_settings()  # as when the window closes
+    restored = model.load_settings()
+    assert restored.prompt == "a cat" and [a["path"] for a in restored.adapters] == [str(adapters["red"])]
+    tab.apply_request(restored)
+    qtbot.waitUntil(lambda: all(not r.loading for r in model.stack.rows), timeout=10_000)
+    assert tab.prompt.toPlainText() == "a cat" and tab.trigger_label.text() == "Trigger words added: red style"
+
+    first = model.last_image
+    tab.stack_widget.row_widgets[0].enabled_box.click()  # untick: its words leave the next render
+    tab.generate()
+    qtbot.waitUntil(lambda: not model.busy and model.last_image != first, timeout=10_000)
+    assert model.last_meta["prompt"] == "a cat" and tab.prompt.toPlainText() == "a cat"
+
+
+def test_adding_an_adapter_live_renders_once_with_its_trigger_words(qtbot, window, adapters):
+    tab = window.generate_tab
+    model = window.generate_model
+    tab.generate()
+    qtbot.waitUntil(lambda: not model.busy and model.last_image != "", timeout=10_000)
+    before = {job.id for job in model.tracker.jobs()}
+    tab.add_adapter(str(adapters["red"]))  # live preview is on
+    qtbot.waitUntil(lambda: not model.stack.rows[0].loading and model.job_id not in before and not model.busy,
+                    timeout=10_000)
+    renders = [job for job in model.tracker.jobs() if job.id not in before]
+    assert [job.params["prompt"] for job in renders] == ["red style, a cat"]
+    assert tab.preview.path() == renders[0].images[0] and model.last_meta["prompt"] == "red style, a cat"
+    assert tab.freshness.text() == ""
 
 
 def test_moving_a_slider_re_renders_the_preview_with_the_locked_seed(qtbot, window, adapters):
@@ -162,6 +202,26 @@ def test_a_b_button_shows_the_picture_without_adapters_while_held(qtbot, window,
     tab.ab_button.released.emit()
 
 
+def test_a_b_picture_ready_after_release_is_kept_as_the_a_side(qtbot, window, adapters):
+    tab = window.generate_tab
+    model = window.generate_model
+    add(qtbot, tab, adapters["red"])
+    tab.generate()
+    qtbot.waitUntil(lambda: model.last_image != "" and not model.busy, timeout=10_000)
+    with_adapters = tab.preview.path()
+    tab.ab_button.pressed.emit()
+    tab.ab_button.released.emit()  # a quick click: let go long before the base picture is ready
+    assert tab.preview.path() == with_adapters
+    qtbot.waitUntil(lambda: tab.preview.path() != with_adapters, timeout=10_000)
+    base_job = [j for j in model.tracker.jobs() if j.params.get("adapters") == []][0]
+    assert tab.preview.path() == base_job.images[0]
+    assert tab.freshness.text().startswith("Showing: without adapters (A).")
+    tab.ab_button.pressed.emit()  # A/B from here: held shows A (from the cache), let go shows B
+    assert tab.preview.path() == base_job.images[0]
+    tab.ab_button.released.emit()
+    assert tab.preview.path() == with_adapters and tab.freshness.text() == ""
+
+
 def test_batch_fills_the_history_strip(qtbot, window):
     tab = window.generate_tab
     model = window.generate_model
@@ -200,7 +260,7 @@ def test_dropping_a_png_restores_settings_and_the_adapters_it_finds(qtbot, windo
     assert [(r.path, r.weight) for r in tab.model.stack.rows] == [(str(adapters["red"]), 0.7)]
     assert tab.prompt.toPlainText() == "a fox"  # the trigger word comes back through the adapter
     values = tab.values()
-    assert values["prompt"] == "red style, a fox"
+    assert tab.model.make_request(values).prompt == "red style, a fox"
     assert (values["seed"], values["steps"], values["width"], values["height"]) == (99, 9, 128, 96)
     assert values["scheduler"] == "DDIM" and values["negative"] == "blurry" and values["base"] == "fake-model"
 

@@ -58,6 +58,7 @@ def main() -> int:
     tab = window.train_tab
     window.tabs.setCurrentWidget(tab)
     form = tab.form
+    form.preset.setCurrentIndex(form.preset.findData(""))  # (none): a 64 px run is no preset's size
     form.model_picker.setText(str(model))
     form.datasets.use_folder(str(dataset), replace=True)
     values = {

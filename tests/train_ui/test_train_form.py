@@ -112,6 +112,7 @@ def test_start_refuses_bad_settings_and_highlights_the_field(make_tab, tmp_path,
     assert "Resolution" in form.error_label.text() and "max_bucket" in form.error_label.text()
     assert form.fields["data.resolution"].editor.styleSheet() == ERROR_STYLE
     form.fields["data.resolution"].set(512)
+    form.fields["data.max_bucket"].set(768)
 
     # A setting inside a closed Advanced group: the group opens and the field gets the focus.
     assert not form.groups["Network"].is_open()
@@ -135,6 +136,38 @@ def test_start_refuses_bad_settings_and_highlights_the_field(make_tab, tmp_path,
     config = form.ready_config()
     assert config is not None and not form.error_label.isVisible() and form.highlighted == ""
     assert config.name == "my run" and config.datasets[0].path == str(red_pictures)
+
+
+def test_settings_that_cannot_work_are_caught_with_a_fix_offered(make_tab, tmp_path, red_pictures):
+    tab = make_tab()
+    form = _ready_form(tab, tmp_path, red_pictures)
+    form.preset.setCurrentIndex(form.preset.findData(""))  # (none): no preset size to compare with
+    form.fields["data.max_bucket"].set(768)
+    form.fields["data.resolution"].set(1024)
+    assert not tab.start() and tab.ops.entries == []
+    assert tab.status_label.text() == ("Resolution: resolution = 1024 lies outside min_bucket (256) … "
+                                       "max_bucket (768): no picture could be trained at it")
+    assert form.highlighted == "data.resolution" and tab.fix_button.isVisible()
+    assert tab.fix_button.text() == "Set the bucket range to 256–1024"
+    tab.fix_button.click()
+    assert form.fields["data.max_bucket"].get() == 1024 and not tab.fix_button.isVisible()
+
+    form.fields["steps"].set(50)
+    form.fields["optimizer.warmup_steps"].set(100)
+    assert not tab.start()
+    assert form.highlighted == "optimizer.warmup_steps" and tab.fix_button.text() == "Warm up for 5 steps (10%)"
+    assert "warmup_steps = 100 is not below steps = 50" in tab.status_label.text()
+    tab.fix_button.click()
+    assert form.fields["optimizer.warmup_steps"].get() == 5
+
+    form.apply_preset("sd15-character")  # tuned for 512 px; the form keeps what a preset cannot know
+    form.fields["data.max_bucket"].set(1024)
+    form.fields["data.resolution"].set(1024)
+    assert form.ready_config() is None and "tuned for 512 px" in form.error_label.text()
+    assert tab.start() is False and tab.fix_button.text() == "Use the preset's 512 px"
+    tab.fix_button.click()
+    assert form.fields["data.resolution"].get() == 512
+    assert form.ready_config() is not None
 
 
 def test_dataset_summary_counts_pictures_captions_and_problems(make_tab, tmp_path, qtbot):

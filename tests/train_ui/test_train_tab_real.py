@@ -42,6 +42,7 @@ def window(qtbot):
 def fill(tab, qtbot, base: Path, dataset: Path, name: str, steps: int, **values) -> None:
     """Fill the form as a user would for the tiny model: 64 px, rank 4, one sample prompt."""
     form = tab.form
+    form.preset.setCurrentIndex(form.preset.findData(""))  # (none): a 64 px run is no preset's size
     form.model_picker.setText(str(base))
     form.datasets.use_folder(str(dataset), replace=True)
     name_edit = form.fields["name"].editor

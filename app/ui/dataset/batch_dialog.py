@@ -6,7 +6,8 @@ plan; nothing is written until Apply (and Undo restores every file).
 
 from __future__ import annotations
 
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -85,6 +86,9 @@ class BatchDialog(QDialog):
                                         | QDialogButtonBox.StandardButton.Cancel, self)
         self.apply_button = self.buttons.button(QDialogButtonBox.StandardButton.Apply)
         self.apply_button.clicked.connect(self.apply)
+        # Enter applies (the dialog's purpose), Escape cancels; Cancel never takes the Enter key.
+        self.apply_button.setDefault(True)
+        self.buttons.button(QDialogButtonBox.StandardButton.Cancel).setAutoDefault(False)
         self.buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
@@ -153,6 +157,14 @@ class BatchDialog(QDialog):
         self.summary.setText(f"{op.describe().capitalize()}: {self.plan.count} of {len(items)} "
                              f"caption files will change{skipped}.")
         self.apply_button.setEnabled(self.plan.count > 0)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802
+        # Enter right after typing: the plan's refresh timer may not have enabled Apply yet.
+        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and not event.modifiers() & ~(
+                Qt.KeyboardModifier.KeypadModifier):
+            self.apply()
+            return
+        super().keyPressEvent(event)
 
     def apply(self) -> None:
         self.update_plan()

@@ -8,7 +8,7 @@ nothing typed is lost.
 
 from __future__ import annotations
 
-from PySide6.QtCore import QStringListModel, Qt, QTimer, Signal
+from PySide6.QtCore import QRect, QStringListModel, Qt, QTimer, Signal
 from PySide6.QtGui import QFocusEvent, QKeyEvent, QTextCursor
 from PySide6.QtWidgets import QCompleter, QPlainTextEdit, QWidget
 
@@ -108,6 +108,14 @@ class CaptionEditor(QPlainTextEdit):
         if self.completer.completionCount() == 0:
             popup.hide()
             return
+        self.completer.complete(self._popup_rect())
+
+    def _popup_rect(self) -> QRect:
+        """Under the cursor, as wide as the longest entry (frame and scroll bar included, else it
+        is elided), moved left to stay inside the editor when it fits."""
+        popup = self.completer.popup()
+        width = (popup.sizeHintForColumn(0) + 2 * popup.frameWidth()
+                 + popup.verticalScrollBar().sizeHint().width())
         rect = self.cursorRect()
-        rect.setWidth(popup.sizeHintForColumn(0) + popup.verticalScrollBar().sizeHint().width())
-        self.completer.complete(rect)
+        left = max(0, min(rect.left(), self.viewport().width() - width))
+        return QRect(left, rect.top(), width, rect.height())

@@ -19,7 +19,7 @@ from PySide6.QtCore import QObject, Signal
 
 from app.core import paths
 from app.core.configs import ConfigError, GenerateRequest
-from app.ui.generate.adapter_stack import AdapterStack
+from app.ui.generate.adapter_stack import AdapterStack, compose_prompt
 from app.ui.jobs import JobError, JobState, JobTracker
 from app.ui.recent_models import RecentModels
 from app.worker.protocol import JobKind
@@ -162,9 +162,18 @@ class GenerateModel(QObject):
             shown["seed"] = wanted["seed"] = -1
         return wanted == shown
 
-    def make_request(self, values: dict[str, Any]) -> GenerateRequest:
-        """Settings from the form as a validated request; raises ConfigError naming the field."""
+    def settings_of(self, values: dict[str, Any]) -> GenerateRequest:
+        """The form as it is saved and restored: the prompt as typed, without trigger words."""
         return GenerateRequest.from_dict(values)
+
+    def make_request(self, values: dict[str, Any]) -> GenerateRequest:
+        """The request to render: the settings with the enabled adapters' trigger words put first.
+
+        Raises ConfigError naming the field.
+        """
+        request = self.settings_of(values)
+        request.prompt = compose_prompt(request.prompt, self.stack.trigger_words())
+        return request
 
     def generate(self, values: dict[str, Any], count: int = 1) -> str:
         """Validate, remember and submit a render (``count`` of them, seeds counting up when locked).
@@ -174,7 +183,7 @@ class GenerateModel(QObject):
         """
         request = self.make_request(values)
         self._cancel_batch()
-        self.save_settings(request)
+        self.save_settings(self.settings_of(values))
         self._recent.add(request.base)
         self._set_error("")
         # The ids are made here so that events arriving during submit (a worker that

@@ -32,7 +32,6 @@ from PySide6.QtWidgets import (
 
 from app.core.configs import ConfigError, GenerateRequest, Scheduler
 from app.ui.generate.adapter_rows import AdapterStackWidget
-from app.ui.generate.adapter_stack import compose_prompt
 from app.ui.generate.generate_model import GenerateModel
 from app.ui.generate.tab_actions import TabActions
 from app.ui.generate.history_strip import HistoryStrip
@@ -40,6 +39,7 @@ from app.ui.library.tasks import TaskRunner
 from app.ui.widgets.image_preview import ImagePreview
 from app.ui.widgets.model_picker import ModelPicker
 from app.ui.widgets.spin_boxes import MultipleSpinBox
+from app.ui.widgets.styles import FIELD_ERROR_STYLE
 
 SEED_MAX = 2**31 - 1  # QSpinBox is 32-bit; the worker draws random seeds below this too
 ERROR_STYLE = "color: #c62828;"
@@ -154,7 +154,13 @@ class GenerateTab(TabActions, QWidget):
         left_layout = QVBoxLayout(left)
         left_layout.setContentsMargins(10, 10, 10, 10)
         left_layout.setSpacing(8)
-        left_layout.addWidget(_group("Base model", self.model_picker))
+        base_box = _group("Base model", self.model_picker)
+        self.base_error = QLabel("", self)  # a required field left empty says so here too
+        self.base_error.setWordWrap(True)
+        self.base_error.setStyleSheet(ERROR_STYLE)
+        self.base_error.setVisible(False)
+        base_box.layout().addWidget(self.base_error)
+        left_layout.addWidget(base_box)
         prompt_box = QGroupBox("Prompt", self)
         prompt_layout = QVBoxLayout(prompt_box)
         prompt_layout.addWidget(self.prompt)
@@ -169,10 +175,6 @@ class GenerateTab(TabActions, QWidget):
         settings_box = QGroupBox("Settings", self)
         settings_box.setLayout(form)
         left_layout.addWidget(settings_box)
-        left_layout.addLayout(buttons)
-        left_layout.addWidget(self.progress)
-        left_layout.addWidget(self.status_label)
-        left_layout.addWidget(self.error_label)
         left_layout.addStretch(1)
         scroll = QScrollArea(self)
         scroll.setWidget(left)
@@ -182,6 +184,22 @@ class GenerateTab(TabActions, QWidget):
         # Never narrower than the controls: with the horizontal bar off they would be clipped.
         left_width = left.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width()
         scroll.setMinimumWidth(left_width)
+        # The action bar stays below the scrolled settings: Generate, Cancel, progress and
+        # the status/error line are always in view, whatever the window height.
+        self.action_bar = QWidget(self)
+        bar_layout = QVBoxLayout(self.action_bar)
+        bar_layout.setContentsMargins(10, 4, 10, 8)
+        bar_layout.setSpacing(4)
+        bar_layout.addLayout(buttons)
+        bar_layout.addWidget(self.progress)
+        bar_layout.addWidget(self.status_label)
+        bar_layout.addWidget(self.error_label)
+        column = QWidget(self)
+        column_layout = QVBoxLayout(column)
+        column_layout.setContentsMargins(0, 0, 0, 0)
+        column_layout.setSpacing(0)
+        column_layout.addWidget(scroll, 1)
+        column_layout.addWidget(self.action_bar)
 
         self.preview = ImagePreview(self)
         self.image_info = QLabel("", self)
@@ -215,7 +233,7 @@ class GenerateTab(TabActions, QWidget):
         right = right_split
 
         splitter = QSplitter(Qt.Orientation.Horizontal, self)
-        splitter.addWidget(scroll)
+        splitter.addWidget(column)
         splitter.addWidget(right)
         splitter.setStretchFactor(0, 0)
         splitter.setStretchFactor(1, 1)
@@ -245,11 +263,15 @@ class GenerateTab(TabActions, QWidget):
         self.runner = TaskRunner(max_threads=2, parent=self)
         self.setAcceptDrops(True)
         self._ab_held = False
+        self._ab_waiting = False  # A/B asked for: show the base picture when it arrives
+        self._ab_shown = False  # the base picture is on show while the button is held
+        self._live_pending = False  # a live render waits for a new row's header
         return box
 
     def _connect(self) -> None:
         self.generate_button.clicked.connect(self.generate)
         self.stack_widget.committed.connect(self._on_mix_committed)
+        self.model.stack.rowChanged.connect(self._on_row_changed)
         self.model.stack.mixChanged.connect(self._update_triggers)
         self.model.stack.message.connect(self.status_label.setText)
         self.model.historyChanged.connect(lambda: self.history.set_history(self.model.history))
@@ -280,10 +302,14 @@ class GenerateTab(TabActions, QWidget):
     # ------------------------------------------------------------ binding
 
     def values(self) -> dict[str, Any]:
-        """The form as GenerateRequest fields (validated by the model, not here)."""
+        """The form as GenerateRequest fields (validated by the model, not here).
+
+        The prompt is the one typed: the model adds the trigger words of the enabled adapters
+        to the request it renders, and never to the settings it saves.
+        """
         values = {
             "base": self.model_picker.text(),
-            "prompt": compose_prompt(self.prompt.toPlainText().strip(), self.model.stack.trigger_words()),
+            "prompt": self.prompt.toPlainText().strip(),
             "negative": self.negative.toPlainText().strip(),
             "seed": self.seed.value() if self.seed_lock.isChecked() else -1,
             "steps": self.steps.value(),
@@ -315,7 +341,7 @@ class GenerateTab(TabActions, QWidget):
     def save_settings(self) -> None:
         """Remember the form as it is (when valid), e.g. when the window closes."""
         try:
-            self.model.save_settings(self.model.make_request(self.values()))
+            self.model.save_settings(self.model.settings_of(self.values()))
         except ConfigError:
             pass  # an incomplete form is not worth keeping over the last good one
 
@@ -325,10 +351,25 @@ class GenerateTab(TabActions, QWidget):
         # Spin boxes commit typed text only on focus loss; take what is shown now.
         for box in (self.seed, self.steps, self.guidance, self.width_box, self.height_box):
             box.interpretText()
+        self._mark_field("")
         try:
             self.model.generate(self.values(), count=self.batch.value())
         except ConfigError as exc:
             self._show_error(str(exc))
+            self._mark_field(str(exc))
+
+    def _mark_field(self, message: str) -> None:
+        """Outline the field a ConfigError names (its message starts with the field), or clear the marks."""
+        fields = {"base": self.model_picker.combo, "seed": self.seed, "steps": self.steps,
+                  "guidance": self.guidance, "width": self.width_box, "height": self.height_box,
+                  "scheduler": self.scheduler}
+        named = message.split(" ", 1)[0]
+        for key, widget in fields.items():
+            widget.setStyleSheet(FIELD_ERROR_STYLE if key == named else "")
+        if named in fields:
+            fields[named].setFocus()
+        self.base_error.setText(message if named == "base" else "")
+        self.base_error.setVisible(named == "base")
 
     def _on_busy(self, busy: bool) -> None:
         self.cancel_button.setEnabled(busy)
@@ -346,6 +387,7 @@ class GenerateTab(TabActions, QWidget):
         self.save_button.setEnabled(True)
         if self._ab_held:
             return  # the A/B button shows the base picture until it is let go
+        self._ab_waiting = self._ab_shown = False  # a newer picture wins over a late A side
         self._show_picture(path, meta)
 
     def _show_picture(self, path: str, meta: dict) -> None:
@@ -371,8 +413,19 @@ class GenerateTab(TabActions, QWidget):
 
     def _on_mix_committed(self) -> None:
         self._update_triggers()
-        if self.live.isChecked() and self.model_picker.text().strip():
-            self.preview_now()
+        if not (self.live.isChecked() and self.model_picker.text().strip()):
+            return
+        if any(row.loading for row in self.model.stack.rows):
+            # A new row's header (its trigger words) is still being read: render once it is,
+            # so the preview shows the prompt the mix really has, not a superseded one.
+            self._live_pending = True
+            return
+        self.preview_now()
+
+    def _on_row_changed(self, _index: int) -> None:
+        if self._live_pending and not any(row.loading for row in self.model.stack.rows):
+            self._live_pending = False
+            self._on_mix_committed()
 
     def preview_now(self) -> None:
         """Re-render with the locked seed (locking the last picture's seed if needed)."""
@@ -397,27 +450,6 @@ class GenerateTab(TabActions, QWidget):
         else:
             text = ""
         self.freshness.setText(text)
-
-    # ------------------------------------------------------------ A/B
-
-    def _ab_pressed(self) -> None:
-        self._ab_held = True
-        try:
-            if self.model.render_without_adapters(self.values()) is not None:
-                self.freshness.setText("Rendering the picture without adapters…")
-        except ConfigError as exc:
-            self._show_error(str(exc))
-
-    def _on_base_image(self, path: str) -> None:
-        if self._ab_held:
-            self.preview.load(path)
-            self.freshness.setText("Showing: the base model without adapters (A/B).")
-
-    def _ab_released(self) -> None:
-        self._ab_held = False
-        if self.model.last_image:
-            self.preview.load(self.model.last_image)
-        self._update_freshness()
 
     def add_adapter(self, path: str) -> None:
         """Add an adapter to the stack (the Library's "Add to mix")."""

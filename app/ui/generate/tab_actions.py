@@ -1,4 +1,4 @@
-"""Actions of the Generate tab that work on files: save the picture, bake, XY grid, PNG drop.
+"""Actions of the Generate tab: save the picture, bake, XY grid, PNG drop, the A/B comparison.
 
 A mixin of :class:`GenerateTab` (kept apart so each module stays short); it uses the
 tab's widgets and model, and does its disk work on the tab's thread pool.
@@ -19,7 +19,8 @@ from app.ui.generate.png_restore import FoundAdapters, find_adapters, form_value
 
 
 class TabActions:
-    """Mixed into GenerateTab: expects model, preview, status_label, runner, size_preset, width/height boxes."""
+    """Mixed into GenerateTab: expects model, preview, status_label, freshness, runner, size_preset, width/height
+    boxes, and the A/B flags (_ab_held, _ab_waiting, _ab_shown) set in its constructor."""
 
     # ------------------------------------------------------------ save, bake, grid, presets
 
@@ -133,3 +134,37 @@ class TabActions:
             if model_name and model_name in (item, Path(item).stem, Path(item).name):
                 return item
         return ""
+
+    # ------------------------------------------------------------ A/B
+
+    def _ab_pressed(self) -> None:
+        self._ab_held = True
+        self._ab_waiting = True  # shown when it is ready, even if the button is let go first
+        try:
+            if self.model.render_without_adapters(self.values()) is not None:
+                self.freshness.setText("Rendering the picture without adapters…")
+        except ConfigError as exc:
+            self._ab_waiting = False
+            self._show_error(str(exc))
+
+    def _on_base_image(self, path: str) -> None:
+        if not self._ab_waiting:
+            return  # the settings moved on (a newer picture is on show)
+        self.preview.load(path)
+        if self._ab_held:
+            self._ab_shown = True
+            self.freshness.setText("Showing: the base model without adapters (A/B).")
+        else:
+            # Let go before it was ready: keep it on show as the A side; press again to compare.
+            self._ab_waiting = False
+            self.freshness.setText("Showing: without adapters (A). Hold the button again to compare; "
+                                   "release it to see the picture with adapters (B).")
+
+    def _ab_released(self) -> None:
+        self._ab_held = False
+        if self._ab_waiting and not self._ab_shown:
+            return  # not ready yet: it is shown when it arrives
+        self._ab_waiting = self._ab_shown = False
+        if self.model.last_image:
+            self.preview.load(self.model.last_image)
+        self._update_freshness()

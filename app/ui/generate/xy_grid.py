@@ -187,6 +187,10 @@ class XYGridDialog(QDialog):
         self.cancel_button = QPushButton("Cancel", self)
         self.save_button = QPushButton("Save as one picture…", self)
         self.save_button.setEnabled(False)
+        # Enter renders; only a click cancels or saves (Escape closes the dialog).
+        self.start_button.setDefault(True)
+        for button in (self.cancel_button, self.save_button):
+            button.setAutoDefault(False)
         self.status = QLabel("", self)
         self.status.setWordWrap(True)
         buttons = QHBoxLayout()

@@ -201,6 +201,7 @@ class CompareDialog(QDialog):
         self.render_button.setDefault(True)
         self.render_button.clicked.connect(self.start_render)
         self.save_button = QPushButton("Save grid…", self)
+        self.save_button.setAutoDefault(False)  # Enter renders, never opens the save dialog
         self.save_button.setToolTip("Save every picture of the grid, labelled, as one PNG.")
         self.save_button.setEnabled(False)
         self.save_button.clicked.connect(self._choose_save)

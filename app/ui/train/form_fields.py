@@ -31,8 +31,9 @@ from PySide6.QtWidgets import (
 
 from app.ui.train.settings_help import HELP, INT_MAX, Setting
 from app.ui.widgets.spin_boxes import MultipleSpinBox
+from app.ui.widgets.styles import FIELD_ERROR_STYLE
 
-ERROR_STYLE = "border: 2px solid #c62828; border-radius: 3px;"
+ERROR_STYLE = FIELD_ERROR_STYLE
 FOLDER_KEYS = ("output_dir", "cache_dir")
 
 

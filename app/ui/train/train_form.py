@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.configs import ConfigError
-from app.core.train_config import _SECTIONS, TrainConfig, load_preset, preset_names
+from app.core.train_config import _SECTIONS, SettingProblem, TrainConfig, load_preset, preset_names, setting_problems
 from app.ui.recent_models import RecentModels
 from app.ui.train.datasets_panel import DatasetsPanel
 from app.ui.train.form_fields import ERROR_STYLE as FIELD_ERROR_STYLE
@@ -81,6 +81,7 @@ class TrainForm(QWidget):
     def __init__(self, recent: RecentModels, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._loaded = TrainConfig()
+        self.problem: SettingProblem | None = None  # settings that cannot work, found by ready_config
         self.fields: dict[str, Field] = {}
         self.groups: dict[str, Collapsible] = {}
         self._group_of: dict[str, Collapsible] = {}
@@ -287,12 +288,31 @@ class TrainForm(QWidget):
         """The config if a run can start with it; otherwise highlight the field, say why, and None."""
         self.clear_error()
         try:
+            problems = setting_problems(self.values())
+        except FieldError:
+            problems = []  # config() below names the unreadable field
+        if problems:
+            self.problem = problems[0]
+            self.show_error(self.problem.key, f"{setting(self.problem.key).label}: {self.problem.message}")
+            return None
+        try:
             config = self.config()
             self._check_ready(config)
         except FormError as exc:
             self.show_error(exc.key, str(exc))
             return None
         return config
+
+    def apply_fix(self) -> bool:
+        """Set what the last problem's fix says (e.g. the bucket range); False when there is none."""
+        problem, self.problem = self.problem, None
+        if problem is None:
+            return False
+        for key, value in problem.fix.items():
+            self.fields[key].set(value)
+        self.clear_error()
+        self.changed.emit()
+        return True
 
     def _check_ready(self, config: TrainConfig) -> None:
         base = config.base.strip()
@@ -334,6 +354,15 @@ class TrainForm(QWidget):
             field.mark(True)
             field.editor.setFocus()
         self.highlighted = key
+
+    def marked_widget(self) -> QWidget | None:
+        """The field the last error highlighted (to scroll it into view), or None."""
+        key = self.highlighted
+        if key == "base":
+            return self.model_picker
+        if key == "datasets":
+            return self.datasets
+        return self.fields[key].row if key in self.fields else None
 
     def clear_error(self) -> None:
         self.error_label.setVisible(False)

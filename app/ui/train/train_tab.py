@@ -68,7 +68,7 @@ class TrainTab(QWidget):
     # ------------------------------------------------------------ building
     def _build(self) -> None:
         self.form = TrainForm(self.recent, self)
-        scroll = QScrollArea(self)
+        scroll = self.form_scroll = QScrollArea(self)
         scroll.setWidgetResizable(True)
         scroll.setWidget(self.form)
         scroll.setMinimumWidth(380)
@@ -140,10 +140,6 @@ class TrainTab(QWidget):
         right = QWidget(self)
         right_layout = QVBoxLayout(right)
         right_layout.setContentsMargins(0, 0, 0, 0)
-        right_layout.addLayout(controls)
-        right_layout.addWidget(self.progress)
-        right_layout.addWidget(self.eta_label)
-        right_layout.addWidget(self.status_label)
         right_layout.addLayout(shown)
         vertical = QSplitter(Qt.Orientation.Vertical, right)
         vertical.addWidget(self.plot)
@@ -165,7 +161,24 @@ class TrainTab(QWidget):
         outer.setWidget(splitter)
         outer.setWidgetResizable(True)
         outer.setFrameShape(QFrame.Shape.NoFrame)
-        layout.addWidget(outer)
+        layout.addWidget(outer, 1)
+        # The action bar stays below the scrolled tab: Start, Stop, progress and the
+        # status/error line are always in view, whatever the window height.
+        self.action_bar = QWidget(self)
+        bar_layout = QVBoxLayout(self.action_bar)
+        bar_layout.setContentsMargins(4, 4, 4, 0)
+        bar_layout.setSpacing(4)
+        bar_layout.addLayout(controls)
+        bar_layout.addWidget(self.progress)
+        bar_layout.addWidget(self.eta_label)
+        self.fix_button = QPushButton("", self)  # the fix for settings that cannot work
+        self.fix_button.setVisible(False)
+        self.fix_button.clicked.connect(self.apply_fix)
+        status_row = QHBoxLayout()
+        status_row.addWidget(self.status_label, 1)
+        status_row.addWidget(self.fix_button)
+        bar_layout.addLayout(status_row)
+        layout.addWidget(self.action_bar)
         self._plot_timer = QTimer(self)
         self._plot_timer.setSingleShot(True)
         self._plot_timer.setInterval(PLOT_REFRESH_MS)
@@ -211,11 +224,23 @@ class TrainTab(QWidget):
     def _checked_config(self) -> TrainConfig | None:
         config = self.form.ready_config()
         if config is None:
-            self._show_status(self.form.error_label.text(), error=True)
+            self._show_status(self.form.error_label.text(), error=True)  # in the action bar, always in view
+            marked = self.form.marked_widget()
+            if marked is not None:
+                self.form_scroll.ensureWidgetVisible(marked)  # and next to the field
+            problem = self.form.problem
+            self.fix_button.setText(problem.fix_label if problem else "")
+            self.fix_button.setVisible(problem is not None)
             return None
+        self.fix_button.setVisible(False)
         self.ops.save_settings(config)
         self.recent.add(config.base)
         return config
+
+    def apply_fix(self) -> None:
+        if self.form.apply_fix():
+            self.fix_button.setVisible(False)
+            self._show_status("Fixed; press Start again.")
 
     def save_settings(self) -> None:
         """Remember the form for the next start (nothing is saved while it holds an error)."""
