@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from app import __version__
+from app import __version__, cli_setup
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -25,8 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="loraloom",
         description="LoRA Loom: make, caption, train and blend image LoRAs. With no command, starts the GUI.",
     )
-    parser.add_argument("--version", action="version", version=f"loraloom {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    cli_setup.add_parsers(parser, sub)  # --version, setup-worker, doctor
 
     sub.add_parser("gui", help="start the desktop app (the default)")
 
@@ -123,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_library(args)
         if command == "train":
             return cmd_train(args)
+        if command in cli_setup.COMMANDS:
+            return cli_setup.run(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
