@@ -76,14 +76,17 @@ def cmd_setup_worker(args: argparse.Namespace) -> int:
     if env_dir.exists() and any(env_dir.iterdir()):
         return _fail(f"{env_dir} already exists: remove it first, or pass --env with a new folder")
     hardware = w.detect_hardware()
+    defaults = w.setup_defaults()
+    find_links = [str(Path(d).absolute()) for d in args.find_links] or defaults["find_links"]
+    offline = args.offline or defaults["offline"]
     try:
         plan = w.plan_setup(env_dir, uv=uv, hardware=hardware, torch_index=args.torch_index,
-                            find_links=[str(Path(d).absolute()) for d in args.find_links], offline=args.offline,
-                            base_python=args.python or w.BASE_PYTHON)
+                            find_links=find_links, offline=offline,
+                            base_python=args.python or defaults["base_python"])
     except (FileNotFoundError, ValueError) as exc:
         return _fail(str(exc))
     print(f"hardware: {hardware.describe()}")
-    print(f"torch from: {plan.torch_index or 'the default index (PyPI)'}" + (" (offline)" if args.offline else ""))
+    print(f"torch from: {plan.torch_index or 'the default index (PyPI)'}" + (" (offline)" if offline else ""))
     try:
         w.run_plan(plan, print)
         hello = w.probe_worker(plan.python)

@@ -210,12 +210,12 @@ def check_disk(label: str, folder: Path, disk_usage: Callable[[str], Any] = shut
 
 
 def qt_xcb_plugin() -> Path | None:
-    try:
-        import PySide6  # the GUI's own binding; no window is made
+    import importlib.util
 
-        base = Path(PySide6.__file__).parent
-    except ImportError:
+    spec = importlib.util.find_spec("PySide6")  # found, not imported: core stays free of Qt
+    if spec is None or not spec.origin:
         return None
+    base = Path(spec.origin).parent
     for candidate in (base / "Qt" / "plugins" / "platforms" / "libqxcb.so", base / "plugins" / "platforms" / "libqxcb.so"):
         if candidate.is_file():
             return candidate

@@ -20,6 +20,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -293,29 +294,60 @@ def plan_setup(
     return SetupPlan(env_dir, python, hardware, index, commands, env)
 
 
-def run_plan(plan: SetupPlan, on_line: Callable[[str], None], should_stop: Callable[[], bool] = lambda: False) -> None:
-    """Run the plan's commands, passing their output on line by line (the CLI's runner).
+class SetupRun:
+    """Runs a plan's commands one after the other; :meth:`cancel` may be called from another thread.
 
-    Raises :class:`SetupError` naming the command that failed; a failed or stopped
+    Raises :class:`SetupError` naming the command that failed; a failed or cancelled
     setup removes the half-made environment.
     """
-    env = {**os.environ, **plan.env}
-    try:
-        for cmd in plan.commands:
-            on_line("$ " + " ".join(cmd))
-            with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                  errors="replace", env=env) as proc:
-                assert proc.stdout is not None
-                for line in proc.stdout:
-                    on_line(line.rstrip("\n"))
-                    if should_stop():
-                        proc.kill()
-                        raise SetupError("setup stopped on request")
-            if proc.returncode != 0:
-                raise SetupError(f"`{Path(cmd[0]).name} {' '.join(cmd[1:3])}` failed with exit code {proc.returncode}")
-    except BaseException:
-        discard_env(plan.env_dir)
-        raise
+
+    def __init__(self, plan: SetupPlan) -> None:
+        self.plan = plan
+        self._proc: subprocess.Popen | None = None
+        self._cancelled = threading.Event()
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.kill()  # its stdout ends, so run() notices at once, not at the next line
+
+    def run(self, on_line: Callable[[str], None]) -> None:
+        env = {**os.environ, **self.plan.env}
+        try:
+            for step, cmd in enumerate(self.plan.commands, 1):
+                if self._cancelled.is_set():
+                    raise SetupError("setup cancelled")
+                on_line(f"[{step}/{len(self.plan.commands)}] $ " + " ".join(cmd))
+                with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                      errors="replace", env=env) as proc:
+                    self._proc = proc
+                    assert proc.stdout is not None
+                    for line in proc.stdout:
+                        on_line(line.rstrip("\n"))
+                self._proc = None
+                if self._cancelled.is_set():
+                    raise SetupError("setup cancelled")
+                if proc.returncode != 0:
+                    raise SetupError(f"`{Path(cmd[0]).name} {' '.join(cmd[1:3])}` failed with exit code {proc.returncode}")
+        except BaseException:
+            discard_env(self.plan.env_dir)
+            raise
+
+
+def run_plan(plan: SetupPlan, on_line: Callable[[str], None]) -> None:
+    SetupRun(plan).run(on_line)
+
+
+def setup_defaults() -> dict:
+    """Setup options from the environment, for offline or managed installs (the CLI's flags override).
+
+    ``LORALOOM_SETUP_FIND_LINKS`` (folders, separated like PATH), ``LORALOOM_SETUP_OFFLINE=1``
+    and ``LORALOOM_SETUP_PYTHON`` (the base interpreter).
+    """
+    links = [p for p in os.environ.get("LORALOOM_SETUP_FIND_LINKS", "").split(os.pathsep) if p]
+    return {"find_links": links, "offline": os.environ.get("LORALOOM_SETUP_OFFLINE") == "1",
+            "base_python": os.environ.get("LORALOOM_SETUP_PYTHON") or BASE_PYTHON}
 
 
 def discard_env(env_dir: Path) -> None:
