@@ -28,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     cli_setup.add_parsers(parser, sub)  # --version, setup-worker, doctor
 
-    sub.add_parser("gui", help="start the desktop app (the default)")
+    gui = sub.add_parser("gui", help="start the desktop app (the default)")
+    gui.add_argument("file", nargs="?", default=None, help="a .safetensors adapter to show in the Library tab")
 
     tiny = sub.add_parser("tiny-model", help="write a tiny offline model (for tests and demos)")
     tiny.add_argument("dir", type=Path, help="folder to create")
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         if command == "gui":
             from app.ui.app import run_gui
 
-            return run_gui([sys.argv[0]])
+            return run_gui([sys.argv[0]], open_path=getattr(args, "file", None))
         if command == "tiny-model":
             return cmd_tiny_model(args)
         if command == "generate":
