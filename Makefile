@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: run test install install-test bench clean worker-wheels worker-lock
+.PHONY: run test install install-test bench clean worker-wheels worker-lock package package-tools
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -60,5 +60,22 @@ worker-lock: install
 	  | sed 's/+[a-z0-9.]*$$//' | sort -f; } > $(WORKER_LOCK).new
 	mv $(WORKER_LOCK).new $(WORKER_LOCK)
 
+# The frozen GUI (no torch) in dist/loraloom/: PyInstaller goes into .venv, not the system.
+# tests/packaging/test_package.py runs this (only with LORALOOM_PACKAGE_TEST=1).
+PYINSTALLER_SPEC ?= pyinstaller>=6.10
+$(VENV)/.pyinstaller-installed: $(VENV)/.installed
+	$(PIP) install --quiet "$(PYINSTALLER_SPEC)"
+	touch $@
+
+package: $(VENV)/.pyinstaller-installed
+	$(VENV)/bin/pyinstaller --noconfirm --clean --log-level ERROR --distpath dist --workpath build/pyinstaller packaging/loraloom.spec
+	@du -sh dist/loraloom
+
+# The system tools the desktop-file tests validate with (Debian/Ubuntu; CI runs this as root).
+package-tools:
+	@command -v desktop-file-validate >/dev/null && command -v appstreamcli >/dev/null || \
+	  { if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q desktop-file-utils appstream; \
+	    else echo "run: sudo apt-get install desktop-file-utils appstream"; fi; }
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build dist *.egg-info
