@@ -72,3 +72,21 @@ def test_open_with_shows_the_adapter_in_the_library_tab(qtbot, tmp_path):
     assert "style" in window.library_tab.details.title.text()
     open_adapter(window, str(tmp_path / "missing.safetensors"))
     assert window.statusBar().currentMessage() == f"{tmp_path / 'missing.safetensors'}: no such file"
+
+
+def test_every_packaging_file_carries_the_app_version():
+    """The installers restate the version; a release bump must not forget one of them."""
+    import plistlib
+    import re
+
+    from app import __version__
+
+    plist = plistlib.loads((ROOT / "packaging" / "macos" / "Info.plist").read_bytes())
+    assert plist["CFBundleShortVersionString"] == plist["CFBundleVersion"] == __version__
+    assert plist["CFBundleIdentifier"] == APP_ID
+    iss = (ROOT / "packaging" / "windows" / "loraloom.iss").read_text(encoding="utf-8")
+    assert re.search(r'#define AppVersion "([^"]+)"', iss).group(1) == __version__
+    metainfo = (LINUX / f"{APP_ID}.metainfo.xml").read_text(encoding="utf-8")
+    assert re.search(r'<release version="([^"]+)"', metainfo).group(1) == __version__  # newest first
+    assert (ROOT / "packaging" / "macos" / "loraloom.icns").stat().st_size > 0
+    assert (ROOT / "packaging" / "windows" / "loraloom.ico").stat().st_size > 0

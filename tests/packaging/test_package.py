@@ -80,3 +80,17 @@ def test_the_frozen_app_sets_up_a_worker_that_answers(bundle, tmp_path):
     assert "device cpu, torch 2.13.0" in setup.stdout.splitlines()[-1]
     version = subprocess.run([str(BINARY), "--version"], capture_output=True, text=True, timeout=60, env=env)
     assert version.stdout.splitlines()[1].startswith("worker: torch 2.13.0")
+
+
+@pytest.mark.timeout(1800)
+def test_the_appimage_recipe_makes_an_appdir_that_runs(bundle, tmp_path):
+    env = {k: v for k, v in frozen_env(tmp_path / "home").items()}
+    env["PATH"] = "/usr/bin:/bin"  # no appimagetool: the recipe stops at the AppDir
+    made = subprocess.run([str(ROOT / "packaging" / "linux" / "build-appimage.sh")], capture_output=True, text=True,
+                          timeout=300, env=env)
+    assert made.returncode == 0, made.stderr
+    appdir = ROOT / "build" / "LoRALoom.AppDir"
+    assert (appdir / "io.github.loraloom.LoRALoom.desktop").is_file()
+    assert (appdir / "usr" / "share" / "metainfo" / "io.github.loraloom.LoRALoom.metainfo.xml").is_file()
+    version = subprocess.run([str(appdir / "AppRun"), "--version"], capture_output=True, text=True, timeout=60, env=env)
+    assert version.returncode == 0 and version.stdout.startswith("loraloom 0.1.0")
