@@ -216,10 +216,9 @@ def worker_python() -> Path | None:
     configured = load_settings().python
     if configured and Path(configured).is_file():
         return Path(configured)
-    if not is_frozen():
-        return Path(sys.executable)
-    default = env_python(default_env_dir())
-    return default if default.is_file() else None
+    # Only a saved choice counts: setup saves it once the new worker has answered, so an
+    # environment half-made by a killed setup is never started.
+    return None if is_frozen() else Path(sys.executable)
 
 
 def worker_command(python: Path | None = None) -> list[str] | None:

@@ -118,12 +118,14 @@ def test_a_checkout_keeps_sys_executable_until_another_python_is_configured(tmp_
     assert w.launch_env(other)["PYTHONPATH"].split(os.pathsep)[0] == str(ROOT)
 
 
-def test_the_frozen_app_has_no_worker_until_its_environment_exists(monkeypatch):
+def test_the_frozen_app_has_no_worker_until_setup_has_finished(monkeypatch):
     monkeypatch.setattr(sys, "frozen", True, raising=False)
     assert w.worker_command() is None
     python = w.env_python(w.default_env_dir())
     python.parent.mkdir(parents=True)
     python.write_text("", encoding="utf-8")
+    assert w.worker_command() is None  # half-made: a killed setup leaves this much
+    w.save_python(python)  # what setup does once the new worker has answered
     assert w.worker_command() == [str(python), "-m", "app.worker"]
 
 
