@@ -64,16 +64,14 @@ class SetupDialog(QDialog):
         self._tasks = TaskRunner(max_threads=1, parent=self)
         self._run: worker_env.SetupRun | None = None
         self.env_dir = worker_env.default_env_dir()
-        self.hardware = worker_env.detect_hardware()
-        self.torch_index = worker_env.torch_index_for(self.hardware)
+        self.hardware: worker_env.Hardware | None = None  # nvidia-smi may take a while: asked on a pool thread
 
         intro = QLabel(
             "Generating, training and captioning run in a separate Python environment with PyTorch, "
             "and there is none yet. LoRA Loom can create one (a download of about 1 GB for the CPU "
             "build, up to 5 GB for a GPU build).", self)
         intro.setWordWrap(True)
-        self.hardware_label = QLabel(
-            f"Found: {self.hardware.describe()}.\ntorch from: {self.torch_index or 'PyPI'}", self)
+        self.hardware_label = QLabel("Looking for a GPU…", self)
         self.hardware_label.setWordWrap(True)
         self.create_radio = QRadioButton(f"Create a new environment in {self.env_dir} (recommended)", self)
         self.existing_radio = QRadioButton("Use an existing Python or venv (it must have torch and diffusers):", self)
@@ -115,6 +113,14 @@ class SetupDialog(QDialog):
         layout.addWidget(self.log_view, 1)
         layout.addWidget(self.buttons)
         self.lineLogged.connect(self.log_view.appendPlainText)
+        self.start_button.setEnabled(False)
+        self._tasks.run(worker_env.detect_hardware, self._on_hardware, self._failed)
+
+    def _on_hardware(self, hardware: worker_env.Hardware) -> None:
+        self.hardware = hardware
+        index = worker_env.torch_index_for(hardware)
+        self.hardware_label.setText(f"Found: {hardware.describe()}.\ntorch from: {index or 'PyPI'}")
+        self.start_button.setEnabled(True)
 
     # ------------------------------------------------------------ actions
 
@@ -123,7 +129,7 @@ class SetupDialog(QDialog):
         return self._tasks.active > 0
 
     def start(self) -> None:
-        if self.busy:
+        if self.busy or self.hardware is None:
             return
         self.status_label.setText("")
         if self.existing_radio.isChecked():

@@ -58,6 +58,7 @@ def test_first_generate_opens_the_setup_dialog_and_an_existing_python_can_be_cho
 
     dialog.python_edit.setText(str(Path(sys.executable).parent.parent))  # the venv folder
     assert dialog.existing_radio.isChecked()
+    qtbot.waitUntil(dialog.start_button.isEnabled, timeout=30_000)  # the GPU looked for
     qtbot.mouseClick(dialog.start_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: window.setup_dialog is None, timeout=120_000)
     assert worker_env.load_settings().python == str(worker_env.env_python(Path(sys.executable).parent.parent))
@@ -74,6 +75,8 @@ def test_cancel_leaves_the_job_failed_with_what_to_do(qtbot, frozen_window):
     window = frozen_window
     click_generate(qtbot, window)
     qtbot.waitUntil(lambda: window.setup_dialog is not None, timeout=5000)
+    qtbot.waitUntil(window.setup_dialog.start_button.isEnabled, timeout=30_000)
+    assert window.setup_dialog.hardware_label.text().startswith("Found: ")
     qtbot.mouseClick(window.setup_dialog.cancel_button, Qt.MouseButton.LeftButton)
     tab = window.generate_tab
     qtbot.waitUntil(lambda: tab.error_label.text() != "", timeout=5000)
@@ -87,6 +90,7 @@ def test_a_path_without_python_is_one_sentence(qtbot, frozen_window, tmp_path):
     qtbot.waitUntil(lambda: window.setup_dialog is not None, timeout=5000)
     dialog = window.setup_dialog
     dialog.python_edit.setText(str(tmp_path / "nothing"))
+    qtbot.waitUntil(dialog.start_button.isEnabled, timeout=30_000)  # the GPU looked for
     qtbot.mouseClick(dialog.start_button, Qt.MouseButton.LeftButton)
     assert dialog.status_label.text() == f"{tmp_path / 'nothing'}: no Python interpreter there."
     assert dialog.isVisible() and not worker_env.settings_path().exists()
@@ -108,6 +112,7 @@ def test_the_dialog_creates_the_environment_and_the_job_runs_there(qtbot, frozen
     click_generate(qtbot, window)
     qtbot.waitUntil(lambda: window.setup_dialog is not None, timeout=5000)
     dialog = window.setup_dialog
+    qtbot.waitUntil(dialog.start_button.isEnabled, timeout=30_000)  # the GPU looked for
     qtbot.mouseClick(dialog.start_button, Qt.MouseButton.LeftButton)
     assert not dialog.start_button.isEnabled() and dialog.progress.maximum() == 0  # busy
     qtbot.waitUntil(lambda: window.setup_dialog is None, timeout=600_000)
@@ -124,6 +129,7 @@ def test_cancel_during_setup_removes_the_half_made_environment(qtbot, frozen_win
     click_generate(qtbot, window)
     qtbot.waitUntil(lambda: window.setup_dialog is not None, timeout=5000)
     dialog = window.setup_dialog
+    qtbot.waitUntil(dialog.start_button.isEnabled, timeout=30_000)  # the GPU looked for
     qtbot.mouseClick(dialog.start_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: "[2/3]" in dialog.log_view.toPlainText(), timeout=60_000)
     qtbot.mouseClick(dialog.cancel_button, Qt.MouseButton.LeftButton)
