@@ -101,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     command = args.command or "gui"
+    if command in cli_setup.WORKER_COMMANDS and getattr(sys, "frozen", False):
+        return cli_setup.run_in_worker(command, sys.argv[1:] if argv is None else list(argv))
     try:
         if command == "gui":
             from app.ui.app import run_gui

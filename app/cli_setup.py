@@ -47,6 +47,26 @@ def add_parsers(parser: argparse.ArgumentParser, sub) -> None:
 
 
 COMMANDS = ("setup-worker", "doctor")
+# The sub-commands that import torch: the frozen app has none, so they run in the worker environment.
+WORKER_COMMANDS = ("tiny-model", "generate", "bake", "caption", "train")
+
+
+def run_in_worker(command: str, argv: list[str]) -> int:
+    """The frozen app's ``loraloom generate …``: the same command line, on the worker's interpreter."""
+    import os
+    import subprocess
+
+    from app.core import worker_env as w
+
+    python = w.worker_python()
+    if python is None:
+        return _fail(f"`loraloom {command}` runs in the worker environment and there is none yet: "
+                     "run `loraloom setup-worker` first")
+    env = {**os.environ, **w.launch_env(python)}
+    try:
+        return subprocess.run([str(python), "-m", "app.cli", *argv], env=env, check=False).returncode
+    except OSError as exc:
+        return _fail(f"{python}: the worker's Python could not be started ({exc.strerror or exc})")
 
 
 def run(args: argparse.Namespace) -> int:

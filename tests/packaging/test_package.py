@@ -80,6 +80,11 @@ def test_the_frozen_app_sets_up_a_worker_that_answers(bundle, tmp_path):
     assert "device cpu, torch 2.13.0" in setup.stdout.splitlines()[-1]
     version = subprocess.run([str(BINARY), "--version"], capture_output=True, text=True, timeout=60, env=env)
     assert version.stdout.splitlines()[1].startswith("worker: torch 2.13.0")
+    # A torch command of the frozen CLI runs on the worker's interpreter.
+    tiny = subprocess.run([str(BINARY), "tiny-model", str(tmp_path / "tiny")], capture_output=True, text=True,
+                          timeout=600, env=env)
+    assert tiny.returncode == 0, tiny.stderr[-2000:]
+    assert (tmp_path / "tiny" / "model_index.json").is_file()
 
 
 @pytest.mark.timeout(1800)

@@ -29,3 +29,18 @@ def test_a_frozen_build_reports_the_commit_it_was_built_from(tmp_path):
     (tmp_path / versions.COMMIT_FILE).write_text("abc1234\n", encoding="utf-8")
     assert versions.git_commit(tmp_path) == "abc1234"
     assert versions.git_commit(tmp_path / "not-a-checkout") is None
+
+
+def test_the_frozen_app_runs_torch_commands_in_the_worker_environment(monkeypatch, tmp_path, capsys):
+    from app.cli import main
+    from app.core import worker_env
+
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setattr(worker_env, "source_root", lambda: ROOT)
+    assert main(["tiny-model", str(tmp_path / "m")]) == 1
+    assert capsys.readouterr().err.strip() == ("loraloom: error: `loraloom tiny-model` runs in the worker environment "
+                                               "and there is none yet: run `loraloom setup-worker` first")
+    assert not (tmp_path / "m").exists()
+    worker_env.save_python(sys.executable)
+    assert main(["tiny-model", str(tmp_path / "m")]) == 0  # a subprocess on the saved interpreter
+    assert (tmp_path / "m" / "model_index.json").is_file()
