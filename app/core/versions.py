@@ -5,6 +5,7 @@ Read from package metadata and git, never by importing torch, so ``--version`` s
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import subprocess
 import sys
@@ -17,7 +18,11 @@ COMMIT_FILE = "BUILD_COMMIT"  # written into the frozen bundle by packaging/lora
 
 def git_commit(root: Path | None = None) -> str | None:
     """The short commit of a checkout, or the one the frozen app was built from; None otherwise."""
-    root = root or worker_env.bundle_dir()
+    return _git_commit(root or worker_env.bundle_dir())
+
+
+@functools.lru_cache(maxsize=4)  # asked again by every About box: git runs once per process
+def _git_commit(root: Path) -> str | None:
     stamped = root / COMMIT_FILE
     if stamped.is_file():
         return stamped.read_text(encoding="utf-8").strip() or None
