@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: run test install install-test bench clean
+.PHONY: run test install install-test bench clean worker-wheels worker-lock package package-tools
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -33,11 +33,49 @@ install-test: $(VENV)/.installed-test
 run: install
 	$(VENV)/bin/loraloom
 
-test: install-test
+test: install-test worker-wheels
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q $(PYTEST_ARGS)
 
 bench: install
 	$(PY) bench/startup.py
 
+# The worker environment's pinned packages (packaging/worker-requirements.txt), torch aside
+# (it comes from the index that fits the GPU). worker-wheels downloads them once, so that
+# tests/packaging/test_setup_worker.py builds a worker environment with no index at all.
+WORKER_LOCK := packaging/worker-requirements.txt
+WORKER_WHEELS := .cache/worker-wheels
+
+$(WORKER_WHEELS)/.done: $(WORKER_LOCK) | $(PY)
+	grep -v -E '^(#|torch==)' $(WORKER_LOCK) > $(VENV)/worker-no-torch.txt
+	$(PIP) download --quiet --no-deps --only-binary=:all: -d $(WORKER_WHEELS) -r $(VENV)/worker-no-torch.txt
+	touch $@
+
+worker-wheels: $(WORKER_WHEELS)/.done
+
+# Re-pin after changing pyproject.toml's dependencies: what `make install` resolved, minus
+# the GUI-only and test-only packages.
+worker-lock: install
+	{ grep '^#' $(WORKER_LOCK); $(PIP) freeze --all --exclude-editable \
+	  | grep -v -i -E '^(pip|uv|pytest|pytest-qt|pytest-timeout|iniconfig|pluggy|onnx|ml.dtypes|pyqtgraph|pyside6.essentials|shiboken6|pyinstaller|pyinstaller-hooks-contrib|altgraph)(==| @)' \
+	  | sed 's/+[a-z0-9.]*$$//' | sort -f; } > $(WORKER_LOCK).new
+	mv $(WORKER_LOCK).new $(WORKER_LOCK)
+
+# The frozen GUI (no torch) in dist/loraloom/: PyInstaller goes into .venv, not the system.
+# tests/packaging/test_package.py runs this (only with LORALOOM_PACKAGE_TEST=1).
+PYINSTALLER_SPEC ?= pyinstaller>=6.10
+$(VENV)/.pyinstaller-installed: $(VENV)/.installed
+	$(PIP) install --quiet "$(PYINSTALLER_SPEC)"
+	touch $@
+
+package: $(VENV)/.pyinstaller-installed
+	$(VENV)/bin/pyinstaller --noconfirm --clean --log-level ERROR --distpath dist --workpath build/pyinstaller packaging/loraloom.spec
+	@du -sh dist/loraloom
+
+# The system tools the desktop-file tests validate with (Debian/Ubuntu; CI runs this as root).
+package-tools:
+	@command -v desktop-file-validate >/dev/null && command -v appstreamcli >/dev/null || \
+	  { if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q desktop-file-utils appstream; \
+	    else echo "run: sudo apt-get install desktop-file-utils appstream"; fi; }
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build dist *.egg-info

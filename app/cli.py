@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from app import __version__
+from app import __version__, cli_setup
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -25,10 +25,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="loraloom",
         description="LoRA Loom: make, caption, train and blend image LoRAs. With no command, starts the GUI.",
     )
-    parser.add_argument("--version", action="version", version=f"loraloom {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    cli_setup.add_parsers(parser, sub)  # --version, setup-worker, doctor
 
-    sub.add_parser("gui", help="start the desktop app (the default)")
+    gui = sub.add_parser("gui", help="start the desktop app (the default)")
+    gui.add_argument("file", nargs="?", default=None, help="a .safetensors adapter to show in the Library tab")
 
     tiny = sub.add_parser("tiny-model", help="write a tiny offline model (for tests and demos)")
     tiny.add_argument("dir", type=Path, help="folder to create")
@@ -100,11 +101,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     command = args.command or "gui"
+    if command in cli_setup.WORKER_COMMANDS and getattr(sys, "frozen", False):
+        return cli_setup.run_in_worker(command, sys.argv[1:] if argv is None else list(argv))
     try:
         if command == "gui":
             from app.ui.app import run_gui
 
-            return run_gui([sys.argv[0]])
+            return run_gui([sys.argv[0]], open_path=getattr(args, "file", None))
         if command == "tiny-model":
             return cmd_tiny_model(args)
         if command == "generate":
@@ -123,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_library(args)
         if command == "train":
             return cmd_train(args)
+        if command in cli_setup.COMMANDS:
+            return cli_setup.run(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

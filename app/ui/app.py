@@ -6,9 +6,12 @@ import logging
 import os
 import sys
 import time
+from pathlib import Path
 
 EXIT_AFTER_PAINT_ENV = "LORALOOM_EXIT_AFTER_PAINT"
 EXIT_AFTER_PAINT_ARG = "--exit-after-paint"
+# The app icon; the frozen bundle keeps resources/ beside the code as well.
+ICON = Path(getattr(sys, "_MEIPASS", Path(__file__).resolve().parents[2])) / "resources" / "icons" / "loraloom.svg"
 
 
 def process_age_s() -> float:
@@ -31,7 +34,7 @@ def process_age_s() -> float:
 _IMPORTED_AT = time.perf_counter()
 
 
-def run_gui(argv: list[str] | None = None) -> int:
+def run_gui(argv: list[str] | None = None, open_path: str | None = None) -> int:
     """Show the main window and run the event loop; returns the exit code.
 
     ``argv`` is like ``sys.argv`` (program name first; Qt options are passed on to Qt);
@@ -44,6 +47,7 @@ def run_gui(argv: list[str] | None = None) -> int:
     args = [args[0]] + [a for a in args[1:] if a != EXIT_AFTER_PAINT_ARG]
 
     from PySide6.QtCore import QCoreApplication, QEvent, QObject, QTimer
+    from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
 
     from app import __version__
@@ -57,6 +61,11 @@ def run_gui(argv: list[str] | None = None) -> int:
     app = QApplication.instance() or QApplication(args)
 
     window = MainWindow()
+    window.setWindowIcon(QIcon(str(ICON)))
+    if open_path:
+        from app.ui.open_file import open_adapter
+
+        open_adapter(window, open_path)
     # Covers quitting by other means than closing the window (e.g. the session ending).
     app.aboutToQuit.connect(lambda: window.client.shutdown(wait=True))
 

@@ -10,23 +10,23 @@ from PySide6.QtWidgets import (
     QDockWidget,
     QLabel,
     QMainWindow,
-    QMessageBox,
     QTabWidget,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
-from app import __version__
 from app.core import paths
 from app.ui.dataset.dataset_tab import DatasetTab
 from app.ui.generate.generate_model import GenerateModel
 from app.ui.generate.generate_tab import GenerateTab
+from app.ui.help_actions import add_help_actions
 from app.ui.job_notifier import JobNotifier
 from app.ui.jobs import JobTracker
 from app.ui.library.library_tab import LibraryTab
 from app.ui.quit_guard import QuitGuard
 from app.ui.recent_models import RecentModels
+from app.ui.setup_dialog import connect_setup
 from app.ui.train.train_tab import TrainTab
 from app.ui.widgets.log_panel import LogPanel, QtLogHandler
 from app.ui.widgets.wheel_guard import install_wheel_guard
@@ -109,6 +109,7 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self._build_status_bar()
         self._connect_client()
+        connect_setup(self)  # the first job without a worker environment opens the setup dialog
         self._restore_geometry()
         self.dataset_tab.install_window_drop(self, lambda: self.tabs.setCurrentWidget(self.dataset_tab))
 
@@ -124,8 +125,6 @@ class MainWindow(QMainWindow):
         self.restart_action = QAction("Restart worker", self)
         self.restart_action.setToolTip("Stop the worker process (cancelling its jobs) and start a fresh one.")
         self.restart_action.triggered.connect(self.restart_worker)
-        self.about_action = QAction("About LoRA Loom", self)
-        self.about_action.triggered.connect(self.show_about)
 
     def _build_menus(self) -> None:
         bar = self.menuBar()
@@ -141,7 +140,7 @@ class MainWindow(QMainWindow):
         show_log.setText("Show log")
         worker_menu.addAction(show_log)
         help_menu = bar.addMenu("&Help")
-        help_menu.addAction(self.about_action)
+        self.help_actions = add_help_actions(self, help_menu)  # Report a problem…, About
 
     def _build_status_bar(self) -> None:
         status = self.statusBar()
@@ -180,17 +179,6 @@ class MainWindow(QMainWindow):
     def restart_worker(self) -> None:
         self.statusBar().clearMessage()
         self.client.restart()
-
-    def show_about(self) -> None:
-        hello = self.client.hello or {}
-        worker = ""
-        if hello:
-            worker = f"<p>Worker: torch {hello.get('torch')}, diffusers {hello.get('diffusers')}, device {self.device_text(hello)}</p>"
-        QMessageBox.about(
-            self,
-            "About LoRA Loom",
-            f"<h3>LoRA Loom {__version__}</h3><p>Make, caption, train and blend image LoRAs.</p>{worker}",
-        )
 
     # ------------------------------------------------------------ worker state
 

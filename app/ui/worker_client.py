@@ -8,7 +8,6 @@ GUI survives whatever happens to the worker (segfault, OOM kill, kill -9).
 
 from __future__ import annotations
 
-import sys
 import uuid
 from collections import deque
 from collections.abc import Sequence
@@ -18,6 +17,7 @@ from typing import Any
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal
 
 import app.worker.protocol as protocol
+from app.core import worker_env
 from app.worker.protocol import ErrorKind, EventType, JobStatus, ProtocolError
 
 STDERR_TAIL_LINES = 20
@@ -32,8 +32,9 @@ class WorkerState(str, Enum):
     CRASHED = "crashed"  # died without being asked to, or failed to start
 
 
-def default_worker_command() -> list[str]:
-    return [sys.executable, "-m", "app.worker"]
+def default_worker_command() -> list[str] | None:
+    """The configured worker interpreter's command; None when the frozen app has no environment yet."""
+    return worker_env.worker_command()
 
 
 class _LineBuffer:
@@ -67,6 +68,7 @@ class WorkerClient(QObject):
     stderrLine = Signal(str)  # one line of the worker's log output
     logMessage = Signal(str, str)  # (level, text): the client's own diagnostics
     crashed = Signal(str)  # why, with the last stderr lines
+    setupNeeded = Signal()  # a job waits for a worker, and no worker environment exists yet
     jobSubmitted = Signal(dict)  # the job as sent, id filled in
 
     def __init__(
@@ -77,7 +79,9 @@ class WorkerClient(QObject):
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
-        self._command = list(command) if command else default_worker_command()
+        # None: ask worker_env at each start, so an environment set up meanwhile is used.
+        self._fixed_command = list(command) if command else None
+        self._command = self._fixed_command or default_worker_command() or []
         self._extra_env = dict(env or {})
         self._process: QProcess | None = None
         self._state = WorkerState.STOPPED
@@ -108,6 +112,12 @@ class WorkerClient(QObject):
     def command(self) -> list[str]:
         return list(self._command)
 
+    def fail_held_jobs(self, message: str) -> None:
+        """Finish the jobs waiting for a worker that will not come (setup declined)."""
+        for job_id in self._unsent:
+            self._finish_locally(job_id, JobStatus.FAILED, ErrorKind.INTERNAL, message)
+        self._unsent.clear()
+
     def open_jobs(self) -> list[str]:
         return list(self._open_jobs)
 
@@ -128,6 +138,13 @@ class WorkerClient(QObject):
         """Launch the worker unless it is already running (returns at once)."""
         if self.is_running():
             return
+        if self._fixed_command is None:
+            command = default_worker_command()
+            if command is None:  # jobs stay held until setup ends (start again) or is declined
+                self._log("info", "no worker environment yet: asking to set one up")
+                self.setupNeeded.emit()
+                return
+            self._command = command
         self._hello = None
         self._stdout = _LineBuffer()
         self._stderr = _LineBuffer()
@@ -137,7 +154,8 @@ class WorkerClient(QObject):
         env = QProcessEnvironment.systemEnvironment()
         # Without it the worker's stdout is block-buffered and events arrive only at exit.
         env.insert("PYTHONUNBUFFERED", "1")
-        for key, value in self._extra_env.items():
+        extra = self._extra_env if self._fixed_command else {**worker_env.launch_env(self._command[0]), **self._extra_env}
+        for key, value in extra.items():
             env.insert(key, value)
         process.setProcessEnvironment(env)
         process.readyReadStandardOutput.connect(self._read_stdout)
