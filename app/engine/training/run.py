@@ -16,6 +16,7 @@ so an interrupted save leaves the previous state whole.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -27,15 +28,16 @@ import torch
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_save
 
-from app.core import paths
+from app.core import paths, run_state
 from app.core.configs import ConfigError
 from app.core.files import atomic_write_text
 from app.core.train_config import TrainConfig, load_run_config
+from app.engine.training import state_codec
 from app.engine.training.data import TrainError
 
+log = logging.getLogger(__name__)
 
-STATE = "state"
-STATE_FILES = ("adapter.safetensors", "optimizer.pt", "scheduler.pt", "trainer.json")
+STATE, STATE_FILES = run_state.STATE, run_state.STATE_FILES
 # Settings a resumed run may change (more steps, other sample prompts ...); the rest must match.
 RESUMABLE_CHANGES = {"steps", "output", "sample", "device", "cache_dir", "output_dir", "trigger"}
 
@@ -76,7 +78,13 @@ class RunDir:
         return self.samples / f"step{step:06d}-{index}.png"
 
     def checkpoint_files(self) -> list[Path]:
-        return sorted(self.checkpoints.glob(f"{self.name}-step*.safetensors"))
+        """Step checkpoints, oldest first by their step number (step1000000 after step999999)."""
+        found = []
+        for path in self.checkpoints.glob(f"{self.name}-step*.safetensors"):
+            digits = path.name[len(self.name) + len("-step"):-len(".safetensors")]
+            if digits.isdigit():
+                found.append((int(digits), path))
+        return [path for _, path in sorted(found)]
 
 
 def new_run_dir(config: TrainConfig) -> RunDir:
@@ -115,8 +123,16 @@ def open_run_dir(folder: str | Path, config: TrainConfig | None = None) -> tuple
                              "with; start a new run instead")
         config.save_toml(path / "config.toml")
     run = RunDir(path=path, name=saved.name)
-    if load_state_info(run) is None:
+    folder = run_state.state_folder(path)
+    if folder is None:
+        pickled = run_state.pickled_state(path)
+        if pickled is not None:
+            raise TrainError(f"{pickled}: resume state in the old pickle format, which could run code, is not "
+                             "loaded; start a new run (the checkpoints of this run are still usable)")
         raise TrainError(f"{path}: nothing to resume (no saved state; the run stopped before its first save)")
+    check_network(run, config or saved, _state_info(folder))
+    for gone in clean_leftovers(run):
+        log.info("removed %s, left by an interrupted save", gone)
     return run, config or saved
 
 
@@ -129,8 +145,8 @@ def save_state(run: RunDir, adapter: dict[str, torch.Tensor], optimizer: dict, s
     tmp = Path(tempfile.mkdtemp(prefix=".state.tmp-", dir=run.path))
     try:
         (tmp / "adapter.safetensors").write_bytes(safetensors_save(adapter))
-        torch.save(optimizer, tmp / "optimizer.pt")
-        torch.save(scheduler, tmp / "scheduler.pt")
+        (tmp / "optimizer.safetensors").write_bytes(state_codec.encode(optimizer))
+        (tmp / "scheduler.safetensors").write_bytes(state_codec.encode(scheduler))
         (tmp / "trainer.json").write_text(json.dumps(info, indent=1), encoding="utf-8")
         for name in STATE_FILES:
             with open(tmp / name, "rb") as fh:
@@ -145,38 +161,88 @@ def save_state(run: RunDir, adapter: dict[str, torch.Tensor], optimizer: dict, s
         raise
 
 
-def _state_folder(run: RunDir) -> Path | None:
-    if all((run.state / n).is_file() for n in STATE_FILES):
-        return run.state
-    # Interrupted between the two renames of save_state: the previous state is still whole.
-    for old in sorted(run.path.glob(".state.old-*")):
-        if all((old / n).is_file() for n in STATE_FILES):
-            return old
-    return None
-
-
-def load_state_info(run: RunDir) -> dict[str, Any] | None:
-    folder = _state_folder(run)
-    if folder is None:
-        return None
-    try:
-        return json.loads((folder / "trainer.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
 def load_state(run: RunDir) -> tuple[dict[str, torch.Tensor], dict, dict, dict[str, Any]]:
-    folder = _state_folder(run)
+    folder = run_state.state_folder(run.path)
     if folder is None:
         raise TrainError(f"{run.path}: the saved state is incomplete; start a new run")
     try:
         adapter = load_file(str(folder / "adapter.safetensors"))
-        optimizer = torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=False)
-        scheduler = torch.load(folder / "scheduler.pt", map_location="cpu", weights_only=False)
-        info = json.loads((folder / "trainer.json").read_text(encoding="utf-8"))
     except Exception as exc:  # a damaged state file
-        raise TrainError(f"{folder}: the saved state cannot be read ({exc})") from None
-    return adapter, optimizer, scheduler, info
+        raise TrainError(f"{folder / 'adapter.safetensors'}: the saved state cannot be read ({exc}); "
+                         "start a new run") from None
+    states = []
+    for name in ("optimizer.safetensors", "scheduler.safetensors"):
+        try:
+            states.append(state_codec.decode_file(folder / name))
+        except state_codec.StateFormatError as exc:
+            raise TrainError(f"{folder / name}: the saved state cannot be read ({exc}); start a new run") from None
+    optimizer, scheduler = states
+    if not isinstance(optimizer, dict) or not isinstance(optimizer.get("optimizer"), dict) \
+            or not isinstance(scheduler, dict):
+        raise TrainError(f"{folder}: the saved optimizer or scheduler state is not a table; start a new run")
+    return adapter, optimizer, scheduler, _state_info(folder)
+
+
+def resume_into(run: RunDir, net: Any, optimizer: Any, scaler: Any, lr_scheduler: Any) -> dict[str, Any]:
+    """Load the saved state into the network, optimizer, grad scaler and LR schedule; return trainer.json."""
+    adapter, opt_state, sched_state, info = load_state(run)
+    try:
+        net.load_state(adapter)
+        optimizer.load_state_dict(opt_state["optimizer"])
+        if opt_state.get("scaler") is not None and scaler is not None:
+            scaler.load_state_dict(opt_state["scaler"])
+        lr_scheduler.load_state_dict(sched_state)
+    except (ValueError, RuntimeError, KeyError, TypeError, IndexError) as exc:  # shapes or entries that do not fit
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise TrainError(f"{run.state}: the saved state does not fit the network in {run.config_path} ({first}); "
+                         "were its network settings (rank, targets) changed? put them back or start a new run"
+                         ) from None
+    return info
+
+
+def _state_info(folder: Path) -> dict[str, Any]:
+    try:
+        return run_state.read_state_info(folder / "trainer.json")
+    except run_state.StateInfoError as exc:
+        raise TrainError(str(exc)) from None
+
+
+def check_network(run: RunDir, config: TrainConfig, info: dict[str, Any]) -> None:
+    """The network settings in config.toml must be those the saved state was trained with."""
+    saved = info.get("network")
+    if not isinstance(saved, dict):
+        return  # saved before trainer.json recorded them: the state load itself then checks shapes
+    now = config.network.to_dict()
+    for key in sorted(set(saved) | set(now)):
+        if saved.get(key) != now.get(key):
+            raise TrainError(f"{run.config_path}: network {key!r} is {now.get(key)!r} but the saved state was "
+                             f"trained with {saved.get(key)!r}; put it back or start a new run")
+
+
+def clean_leftovers(run: RunDir) -> list[Path]:
+    """Remove what a killed save left behind (temp folders and files); return what was removed.
+
+    An old state folder is the saved state when the kill fell between the two renames of
+    :func:`save_state`: then it becomes ``state/`` again instead of being removed.
+    """
+    removed: list[Path] = []
+    whole = run_state.state_folder(run.path)
+    if whole is not None and whole != run.state:
+        if run.state.exists():
+            aside = run.path / f".state.tmp-incomplete-{os.getpid()}"
+            os.replace(run.state, aside)
+        os.replace(whole, run.state)
+    for folder in [*run.path.glob(".state.tmp-*"), *run.path.glob(".state.old-*")]:
+        if folder.is_dir() and not folder.is_symlink():
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    for where in (run.path, run.checkpoints, run.samples):
+        for pattern in (".*.tmp", ".*.tmp.*"):
+            for path in where.glob(pattern):
+                if path.is_file() or path.is_symlink():
+                    path.unlink(missing_ok=True)
+                    removed.append(path)
+    return removed
 
 
 # ---------------------------------------------------------------- log and checkpoints

@@ -161,12 +161,7 @@ class Trainer:
 
         start_step, elapsed_before, started_at = 0, 0.0, time.time()
         if self.resume is not None:
-            adapter, opt_state, sched_state, info = runs.load_state(run_dir)
-            net.load_state(adapter)
-            optimizer.optimizer.load_state_dict(opt_state["optimizer"])
-            if opt_state.get("scaler") is not None and acc.scaler is not None:
-                acc.scaler.load_state_dict(opt_state["scaler"])
-            lr_scheduler.load_state_dict(sched_state)
+            info = runs.resume_into(run_dir, net, optimizer.optimizer, acc.scaler, lr_scheduler)
             start_step = int(info["step"])
             elapsed_before = float(info.get("elapsed", 0.0))
             started_at = float(info.get("started_at", started_at))
@@ -378,7 +373,7 @@ class Trainer:
         if acc.is_main_process:
             epoch = self._epoch(step) + 1
             info = {"step": step, "epoch": epoch, "elapsed": elapsed, "started_at": self.started_at,
-                    "seed": config.seed, "processes": acc.num_processes}
+                    "seed": config.seed, "processes": acc.num_processes, "network": config.network.to_dict()}
             opt_state = {"optimizer": self.optimizer.optimizer.state_dict(),
                          "scaler": acc.scaler.state_dict() if acc.scaler is not None else None}
             path = run_dir.final_path if final else run_dir.checkpoint_path(step)
