@@ -543,7 +543,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             (bars["train"].write if "train" in bars else print)(f"saved {event['path']}", file=sys.stderr)
         elif kind == "started":
             print(f"run folder: {event['run_dir']}", file=sys.stderr)
-        elif kind == "status":
+        elif kind in ("status", "warning"):
             (bars["train"].write if "train" in bars else print)(event["message"], file=sys.stderr)
 
     previous = signal.signal(signal.SIGINT, on_sigint)
@@ -562,6 +562,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         else:
             print("stopped before the first step; nothing to resume", file=sys.stderr)
         return 130
+    if result.skipped:
+        print(f"{len(result.skipped)} picture(s) skipped (listed above and in {result.run_dir / 'log.jsonl'})",
+              file=sys.stderr)
     if result.final is not None:
         print(result.final)
     return 0

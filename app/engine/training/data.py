@@ -117,8 +117,8 @@ def collect(config: TrainConfig, should_stop: Callable[[], bool] | None = None) 
             frequency[f"{index + 1}_{dataset.root.name}"] = counts
     if not any(not i.regularization for i in items):
         raise TrainError("no training pictures: every dataset is marked regularization = true")
-    for line in skipped:
-        log.warning("skipped %s", line)
+    for line in skipped:  # info: the trainer reports them to the user (a warning here printed them twice)
+        log.info("skipped %s", line)
     return TrainData(items=items, skipped=skipped, tag_frequency=frequency)
 
 

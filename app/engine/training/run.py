@@ -103,6 +103,16 @@ def new_run_dir(config: TrainConfig) -> RunDir:
     raise TrainError(f"{parent}: too many runs named {config.name!r}; pick another name")
 
 
+def remove_if_unused(run: RunDir) -> bool:
+    """Remove a new run's folder when a failed start left nothing in it but its config.toml (and
+    empty folders or an empty log), so the next run keeps the name instead of getting ``-2``."""
+    files = [p for p in run.path.rglob("*") if not p.is_dir()]
+    if any(p != run.config_path and not (p == run.log_path and p.stat().st_size == 0) for p in files):
+        return False
+    shutil.rmtree(run.path, ignore_errors=True)
+    return True
+
+
 def open_run_dir(folder: str | Path, config: TrainConfig | None = None) -> tuple[RunDir, TrainConfig]:
     """An existing run to resume; ``config`` (if given) may change only RESUMABLE_CHANGES."""
     path = Path(folder).expanduser()
@@ -265,6 +275,19 @@ class StepLog:
             atomic_write_text(path, "".join(k + "\n" for k in kept))
         self._fh = open(path, "a", encoding="utf-8")
 
+    def note_skipped(self, lines: list[str]) -> None:
+        """One ``{"skipped": "path: problem"}`` line per skipped picture (once, even over resumes)."""
+        known = set()
+        if self.path.stat().st_size:
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                try:
+                    known.add(json.loads(line).get("skipped"))
+                except (ValueError, AttributeError):
+                    continue
+        for line in lines:
+            if line not in known:
+                self.write({"skipped": line})
+
     def write(self, record: dict[str, Any]) -> None:
         self._fh.write(json.dumps(record) + "\n")
         self._fh.flush()
@@ -274,7 +297,9 @@ class StepLog:
 
 
 def read_log(path: str | Path) -> list[dict[str, Any]]:
-    return [json.loads(ln) for ln in Path(path).read_text(encoding="utf-8").splitlines() if ln.strip()]
+    """The step records of ``log.jsonl`` (not the notes of skipped pictures)."""
+    records = [json.loads(ln) for ln in Path(path).read_text(encoding="utf-8").splitlines() if ln.strip()]
+    return [r for r in records if "step" in r]
 
 
 def prune_checkpoints(run: RunDir, keep_last: int) -> list[Path]:

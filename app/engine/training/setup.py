@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+from dataclasses import replace
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
 from app.core.configs import DevicePref, Family
+from app.core.dataset import DatasetError
 from app.core.train_config import LRSchedule, MixedPrecision, Optimizer, TrainConfig
 from app.engine.models import ModelSource, check_source
 from app.engine.training.caches import LatentCache, TextCache
@@ -111,15 +114,33 @@ def make_encoder(pipe: Any, family: Family, device: torch.device) -> Callable[[l
 
 
 def fill_latent_cache(cache: LatentCache, data: TrainData, flip: bool, device: torch.device,
-                      progress: Callable[[int, int], None], should_stop: Callable[[], bool]) -> bool:
-    """Encode every (picture, bucket, flip) not cached yet; False when stopped part way."""
+                      progress: Callable[[int, int], None], should_stop: Callable[[], bool],
+                      ) -> tuple[bool, dict[Path, str]]:
+    """Encode every (picture, bucket, flip) not cached yet: (False when stopped part way, and
+    {path: "path: problem"} for each picture that passed the header scan but cannot be decoded or read)."""
     jobs = [(item, f) for item in data.items for f in ((False, True) if flip else (False,))]
+    bad: dict[Path, str] = {}
     for index, (item, f) in enumerate(jobs):
         if should_stop():
-            return False
-        cache.ensure(item.path, item.size, item.bucket, f, device)
+            return False, bad
+        if item.path not in bad:
+            try:
+                cache.ensure(item.path, item.size, item.bucket, f, device)
+            except DatasetError as exc:  # one bad picture is skipped, never the end of the run
+                bad[item.path] = str(exc)
         progress(index + 1, len(jobs))
-    return True
+    return True, bad
+
+
+def drop_unreadable(data: TrainData, bad: dict[Path, str]) -> TrainData:
+    """``data`` without the pictures of ``bad`` (from :func:`fill_latent_cache`); refuse when no
+    training picture is left."""
+    items = [item for item in data.items if item.path not in bad]
+    lines = list(bad.values())
+    if not any(not item.regularization for item in items):
+        raise TrainError(f"no usable training picture left: {len(lines)} picture(s) could not be read "
+                         f"(first: {lines[0]})")
+    return replace(data, items=items, skipped=data.skipped + lines)
 
 
 def fill_text_cache(cache: TextCache, captions: list[str], batch: int = 16) -> None:

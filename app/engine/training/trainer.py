@@ -31,7 +31,7 @@ from app.engine.training import run as runs
 from app.engine.training import setup
 from app.engine.training.buckets import plan_crop
 from app.engine.training.caches import LatentCache, TextCache
-from app.engine.training.data import Schedule, TrainError, mix_seed, vary_caption
+from app.engine.training.data import Schedule, TrainData, TrainError, mix_seed, vary_caption
 from app.engine.training.network import attach
 from app.engine.training.samples import render_samples
 
@@ -75,6 +75,10 @@ class Trainer:
         log.info("%s", message)
         self.emit("status", message=message)
 
+    def warn(self, message: str) -> None:
+        log.info("%s", message)  # info: the CLI and the GUI show the event, a warning would print twice
+        self.emit("warning", message=message)
+
     def stop_requested(self) -> bool:
         flag = bool(self._should_stop())
         if self.accelerator is not None and self.accelerator.num_processes > 1:
@@ -108,8 +112,17 @@ class Trainer:
         self.run_dir = run_dir
         self.emit("started", run_dir=str(run_dir.path), skipped=data.skipped)
         for line in data.skipped:
-            self.emit("status", message=f"skipped {line}")
+            self.warn(f"skipped {line}")
+        try:
+            return self._start(data)
+        except BaseException:
+            if self.resume is None and acc.is_main_process and runs.remove_if_unused(run_dir):
+                log.info("removed %s: the run failed before saving anything", run_dir.path)
+            raise
 
+    def _start(self, data: TrainData) -> TrainResult:
+        """Model, caches, network and optimizer (and the saved state of a resume), then the loop."""
+        config, acc, run_dir = self.config, self.accelerator, self.run_dir
         self.status(f"loading {config.base}")
         loaded = load_model(ModelSpec(base=config.base, device="cpu", dtype=DtypePref.FP32))
         self.family, pipe = loaded.family, loaded.pipe
@@ -123,11 +136,15 @@ class Trainer:
         with acc.main_process_first():
             pipe.vae.to(device)  # loaded in fp32, and kept so (fp16 VAEs overflow)
             self.latents = LatentCache(cache_root, pipe.vae)
-            done = setup.fill_latent_cache(
+            done, unreadable = setup.fill_latent_cache(
                 self.latents, data, config.data.flip, device,
                 lambda i, n: self.emit("progress", step=0, total=config.steps, eta_s=None,
                                        message=f"caching latents {i}/{n}"),
                 self._should_stop)
+        if unreadable:
+            data = setup.drop_unreadable(data, unreadable)
+            for line in unreadable.values():
+                self.warn(f"skipped {line}")
         if not done:
             return TrainResult(status="cancelled", run_dir=run_dir.path, step=0, skipped=data.skipped)
         encoders = setup.text_encoders_of(pipe)
@@ -188,6 +205,8 @@ class Trainer:
             result.final = run_dir.final_path if run_dir.final_path.is_file() else None
             return result
         step_log = runs.StepLog(run_dir.log_path, resume_step=start_step) if acc.is_main_process else None
+        if step_log is not None:
+            step_log.note_skipped(self.data.skipped)
         params = self.net.parameters()
         loop_start = time.perf_counter()
         timer_start, timed_steps = loop_start, 0
