@@ -30,7 +30,8 @@ from safetensors.torch import save as safetensors_save
 
 from app.core import paths, run_state
 from app.core.configs import ConfigError
-from app.core.files import atomic_write_text
+from app.core.files import (SaveError, atomic_write_text, free_bytes, fsync_dir, replace_durably, saving,
+                            size_text)
 from app.core.train_config import TrainConfig, load_run_config
 from app.engine.training import state_codec
 from app.engine.training.data import TrainError
@@ -90,17 +91,78 @@ class RunDir:
 def new_run_dir(config: TrainConfig) -> RunDir:
     """A fresh folder ``<output_dir>/<name>`` (``-2``, ``-3`` … when taken), with config.toml."""
     parent = Path(config.output_dir).expanduser() if config.output_dir else paths.runs_dir()
-    parent.mkdir(parents=True, exist_ok=True)
+    if parent.exists() and not parent.is_dir():
+        raise TrainError(f"output_dir {parent} is a file, not a folder; pick a folder for the runs")
+    try:
+        with saving(parent):
+            parent.mkdir(parents=True, exist_ok=True)
+    except SaveError as exc:
+        raise TrainError(exc.sentence("start the run again"), kind=exc.kind) from None
+    except OSError as exc:  # a file where a folder of the path should be, a name too long ...
+        raise TrainError(f"output_dir {parent}: cannot be made a folder ({exc.strerror or exc})") from None
     for n in range(1, 10_000):
         path = parent / (config.name if n == 1 else f"{config.name}-{n}")
         try:
-            path.mkdir()
+            with saving(path):
+                path.mkdir()
         except FileExistsError:
             continue
+        except SaveError as exc:
+            raise TrainError(exc.sentence("start the run again"), kind=exc.kind) from None
         run = RunDir(path=path, name=config.name)
-        config.save_toml(run.config_path)
+        try:
+            config.save_toml(run.config_path)
+        except SaveError as exc:
+            shutil.rmtree(path, ignore_errors=True)
+            raise TrainError(exc.sentence("start the run again"), kind=exc.kind) from None
         return run
     raise TrainError(f"{parent}: too many runs named {config.name!r}; pick another name")
+
+
+def save_failure(exc: SaveError, saved_step: int | None, need_bytes: int = 0) -> TrainError:
+    """A failed save during training as the sentence that says what is still whole."""
+    exc.need_bytes = max(exc.need_bytes or 0, need_bytes) or None
+    then = (f"resume; the last checkpoint (step {saved_step}) is intact" if saved_step
+            else "start the run again; nothing was saved yet")
+    return TrainError(exc.sentence(then), kind=exc.kind)
+
+
+def space_needed(config: TrainConfig, adapter_bytes: int, pictures: int) -> tuple[int, int]:
+    """About how many bytes this run will write: (run folder, training cache).
+
+    Run folder: the checkpoints kept (``keep_last``, or every one when 0) and the final file,
+    each the adapter's size, plus two resume states (old and new during a save) of adapter and
+    optimizer moments. Cache: a float32 latent mean and std per picture (and per flip).
+    """
+    out = config.output
+    saves = config.steps // out.save_every if out.save_every else 0
+    kept = min(saves, out.keep_last) if out.keep_last > 0 else saves
+    run = adapter_bytes * (kept + 1) + 2 * 4 * adapter_bytes
+    side = config.data.resolution // 8
+    cache = pictures * (2 if config.data.flip else 1) * 4 * side * side * 2 * 4
+    return run, cache
+
+
+def space_warning(run: RunDir, cache_root: Path, needs: tuple[int, int]) -> str | None:
+    """A warning when the disk(s) of the run folder and the cache have less free space than needed."""
+    places: dict[int, tuple[Path, int]] = {}
+    for folder, need in ((run.path, needs[0]), (cache_root, needs[1])):
+        probe = folder
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        try:
+            device = probe.stat().st_dev
+        except OSError:
+            continue
+        first, total = places.get(device, (folder, 0))
+        places[device] = (first, total + need)
+    for folder, need in places.values():
+        free = free_bytes(folder)
+        if free is not None and free < need:
+            return (f"only {size_text(free)} free in {folder}, and this run needs about {size_text(need)} "
+                    "(checkpoints, resume state, caches): free space now or lower [output] keep_last, or the run "
+                    "stops when the disk is full")
+    return None
 
 
 def remove_if_unused(run: RunDir) -> bool:
@@ -152,19 +214,25 @@ def open_run_dir(folder: str | Path, config: TrainConfig | None = None) -> tuple
 def save_state(run: RunDir, adapter: dict[str, torch.Tensor], optimizer: dict, scheduler: dict,
                info: dict[str, Any]) -> None:
     """Write the whole resume state as a new folder, then swap it in."""
-    tmp = Path(tempfile.mkdtemp(prefix=".state.tmp-", dir=run.path))
+    files = {"adapter.safetensors": safetensors_save(adapter),
+             "optimizer.safetensors": state_codec.encode(optimizer),
+             "scheduler.safetensors": state_codec.encode(scheduler),
+             "trainer.json": json.dumps(info, indent=1).encode("utf-8")}
+    need = sum(len(data) for data in files.values())
+    with saving(run.state, need):
+        tmp = Path(tempfile.mkdtemp(prefix=".state.tmp-", dir=run.path))
     try:
-        (tmp / "adapter.safetensors").write_bytes(safetensors_save(adapter))
-        (tmp / "optimizer.safetensors").write_bytes(state_codec.encode(optimizer))
-        (tmp / "scheduler.safetensors").write_bytes(state_codec.encode(scheduler))
-        (tmp / "trainer.json").write_text(json.dumps(info, indent=1), encoding="utf-8")
-        for name in STATE_FILES:
-            with open(tmp / name, "rb") as fh:
+        for name, data in files.items():
+            with saving(run.state / name, need), open(tmp / name, "wb") as fh:
+                fh.write(data)
+                fh.flush()
                 os.fsync(fh.fileno())
+        fsync_dir(tmp)
         old = run.path / f".state.old-{os.getpid()}"
-        if run.state.exists():
-            os.replace(run.state, old)
-        os.replace(tmp, run.state)
+        with saving(run.state, need):
+            if run.state.exists():
+                os.replace(run.state, old)
+            replace_durably(tmp, run.state)
         shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -273,7 +341,8 @@ class StepLog:
                 except ValueError:
                     continue
             atomic_write_text(path, "".join(k + "\n" for k in kept))
-        self._fh = open(path, "a", encoding="utf-8")
+        with saving(path):
+            self._fh = open(path, "a", encoding="utf-8")
 
     def note_skipped(self, lines: list[str]) -> None:
         """One ``{"skipped": "path: problem"}`` line per skipped picture (once, even over resumes)."""
@@ -289,11 +358,15 @@ class StepLog:
                 self.write({"skipped": line})
 
     def write(self, record: dict[str, Any]) -> None:
-        self._fh.write(json.dumps(record) + "\n")
-        self._fh.flush()
+        with saving(self.path):
+            self._fh.write(json.dumps(record) + "\n")
+            self._fh.flush()
 
     def close(self) -> None:
-        self._fh.close()
+        try:
+            self._fh.close()
+        except OSError:  # every line was flushed when written; a failing write already raised
+            pass
 
 
 def read_log(path: str | Path) -> list[dict[str, Any]]:

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from app.core import paths
 from app.core.configs import DtypePref, Family, ModelSpec
+from app.core.files import SaveError
 from app.core.train_config import Prediction, TrainConfig
 from app.engine import lora_files
 from app.engine.models import load_model
@@ -65,6 +66,8 @@ class Trainer:
         # Polled once per step (single process): "checkpoint" / "sample" asked for now (the GUI's buttons).
         self._take_requests = take_requests or (lambda: [])
         self.accelerator: Any = None
+        self.saved_step: int | None = None  # the step of the last whole checkpoint and resume state
+        self.save_need = 0  # bytes one save writes (for "free N GB")
 
     # ------------------------------------------------------------ helpers
     def emit(self, kind: str, **fields: Any) -> None:
@@ -172,6 +175,11 @@ class Trainer:
         pipe.unet.train()
         for te in net.text_encoders:
             te.train()
+        adapter_bytes = sum(p.numel() * 4 for p in net.parameters())
+        self.save_need = 4 * adapter_bytes  # one checkpoint and one resume state (adapter, two moments)
+        warning = runs.space_warning(run_dir, cache_root, runs.space_needed(config, adapter_bytes, len(data.items)))
+        if warning is not None:
+            self.warn(warning)
         optimizer = setup.make_optimizer(config, net.unet_parameters(), net.text_parameters())
         lr_scheduler = setup.make_lr_scheduler(config, optimizer)
         optimizer = acc.prepare(optimizer)
@@ -179,7 +187,7 @@ class Trainer:
         start_step, elapsed_before, started_at = 0, 0.0, time.time()
         if self.resume is not None:
             info = runs.resume_into(run_dir, net, optimizer.optimizer, acc.scaler, lr_scheduler)
-            start_step = int(info["step"])
+            start_step = self.saved_step = int(info["step"])
             elapsed_before = float(info.get("elapsed", 0.0))
             started_at = float(info.get("started_at", started_at))
             self.status(f"resuming {run_dir.path} at step {start_step}")
@@ -204,6 +212,13 @@ class Trainer:
             self.status(f"the run already reached step {start_step}; raise steps to train further")
             result.final = run_dir.final_path if run_dir.final_path.is_file() else None
             return result
+        try:
+            return self._steps(start_step, elapsed_before, result)
+        except SaveError as exc:  # the disk filled or became read-only: say what is still whole
+            raise runs.save_failure(exc, self.saved_step, self.save_need) from None
+
+    def _steps(self, start_step: int, elapsed_before: float, result: TrainResult) -> TrainResult:
+        config, acc, run_dir = self.config, self.accelerator, self.run_dir
         step_log = runs.StepLog(run_dir.log_path, resume_step=start_step) if acc.is_main_process else None
         if step_log is not None:
             step_log.note_skipped(self.data.skipped)
@@ -401,6 +416,7 @@ class Trainer:
             # The state after the checkpoint: an interrupted checkpoint write leaves the previous
             # state, and a resume then redoes the step and writes the same file again.
             runs.save_state(run_dir, self.net.state(), opt_state, self.lr_scheduler.state_dict(), info)
+            self.saved_step = step
             result.checkpoints.append(path)
             if final:
                 result.final = path
