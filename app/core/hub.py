@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -29,6 +30,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from app.core.configs import Family
+from app.core.errors import ErrorKind
+from app.core.files import SaveError, free_hint, save_error
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,7 @@ ProgressFn = Callable[[int, "int | None"], None]  # (bytes done, bytes in all or
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif")
 ADAPTER_SUFFIX = ".safetensors"
 DESCRIPTION_LIMIT = 40_000  # characters of README shown; the rest is a link away
+MAX_JSON_BYTES = 50_000_000  # a search page or a repo's metadata; real ones are well under 1 MB
 SEARCH_EXPAND = ["author", "cardData", "downloads", "gated", "lastModified", "likes", "siblings", "tags",
                  "trendingScore"]
 
@@ -62,6 +66,7 @@ class HubErrorKind(str, Enum):
     INCOMPLETE = "incomplete"  # interrupted; what arrived is kept and the next try resumes
     CORRUPT = "corrupt"  # the bytes do not match the Hub's sha256; they were deleted
     DISK_FULL = "disk_full"
+    PERMISSION = "permission"  # the download folder is read-only or not the user's
     SERVER = "server"  # any other answer we cannot use
 
 
@@ -285,6 +290,9 @@ def translate_error(exc: BaseException, what: str) -> HubError:
             return HubError(HubErrorKind.NEEDS_TOKEN, f"{what}: the Hub refused access (HTTP {status}); check "
                                                       "the Hub token in the Library settings")
         return HubError(HubErrorKind.SERVER, f"{what}: the Hub answered HTTP {status}")
+    if isinstance(exc, httpx2.TooManyRedirects):
+        return HubError(HubErrorKind.SERVER, f"{what}: the Hub sent redirect after redirect (a loop); try again "
+                                             "later")
     if isinstance(exc, (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.ProxyError)):
         return HubError(HubErrorKind.OFFLINE, f"{what}: cannot reach the Hub ({_short(exc)})")
     if isinstance(exc, httpx2.TransportError):
@@ -294,8 +302,21 @@ def translate_error(exc: BaseException, what: str) -> HubError:
     if isinstance(exc, (ValueError, KeyError, TypeError)):
         return HubError(HubErrorKind.SERVER, f"{what}: the Hub sent an answer that cannot be read ({_short(exc)})")
     if isinstance(exc, OSError):
+        saved = save_error(exc, Path(what))
+        if saved is not None:  # writing into the download folder (refs, links) failed
+            return write_failed(saved, what)
         return HubError(HubErrorKind.SERVER, f"{what}: {_short(exc)}")
     raise exc
+
+
+def write_failed(exc: SaveError, what: str, folder: Path | None = None) -> HubError:
+    """A full disk or a refused write during a download, in the words of every other save."""
+    where = f" in {folder}" if folder is not None else ""
+    if exc.kind is ErrorKind.DISK_FULL:
+        return HubError(HubErrorKind.DISK_FULL, f"Disk full while saving {what}{where}: free "
+                                                f"{free_hint(exc.need_bytes)} and Download again to resume")
+    return HubError(HubErrorKind.PERMISSION, f"Cannot save {what}{where} ({exc.reason}): the folder is read-only "
+                                             "or not yours; make it writable and Download again")
 
 
 def _short(exc: BaseException) -> str:
@@ -315,13 +336,14 @@ class Hub:
     """One Hub endpoint, token and cache. Safe to use from several threads at once."""
 
     def __init__(self, endpoint: str | None = None, token: str | bool | None = None,
-                 cache_dir: str | Path | None = None, timeout: float = 10.0) -> None:
+                 cache_dir: str | Path | None = None, timeout: float = 10.0, deadline: float = 60.0) -> None:
         from huggingface_hub import constants
 
         self.endpoint = (endpoint or constants.ENDPOINT).rstrip("/")
         self.token = token  # None: huggingface_hub's own token store (HF_TOKEN or `hf auth login`)
         self.cache_dir = Path(cache_dir or constants.HF_HUB_CACHE).expanduser().resolve()
-        self.timeout = timeout
+        self.timeout = timeout  # the longest silence of the server
+        self.deadline = deadline  # the longest a whole search or metadata answer may take
 
     @staticmethod
     def offline() -> bool:
@@ -358,14 +380,8 @@ class Hub:
 
     def _page(self, url: str, params: list[tuple[str, str]] | None, what: str) -> SearchPage:
         from huggingface_hub.hf_api import ModelInfo
-        from huggingface_hub.utils import get_session, hf_raise_for_status
 
-        try:
-            response = get_session().get(url, params=params, headers=self._headers(), timeout=self.timeout)
-            hf_raise_for_status(response)
-            items = response.json()
-        except Exception as exc:  # noqa: BLE001 - translated, or re-raised when unknown
-            raise translate_error(exc, what) from None
+        response, items = self._get_json(url, params, what)
         if not isinstance(items, list):
             raise HubError(HubErrorKind.SERVER, f"{what}: the Hub sent something other than a list of repos")
         repos, skipped = [], 0
@@ -382,15 +398,56 @@ class Hub:
             next_url = None
         return SearchPage(repos, next_url, skipped)
 
+    def _get_json(self, url: str, params: Any, what: str) -> tuple[Any, Any]:
+        """(response, decoded JSON) of a GET, within ``self.deadline`` in all and at most MAX_JSON_BYTES.
+
+        The client's own timeout only bounds each silence, so a server trickling a byte a
+        second would hold a search for ever; the body is read here against a deadline.
+        """
+        import json
+
+        import httpx2
+        from huggingface_hub.utils import get_session, hf_raise_for_status
+
+        end = time.monotonic() + self.deadline
+        try:
+            with get_session().stream("GET", url, params=params, headers=self._headers(), timeout=self.timeout,
+                                      follow_redirects=True) as response:
+                body = bytearray()
+                for chunk in response.iter_bytes():
+                    body += chunk
+                    if len(body) > MAX_JSON_BYTES:
+                        raise HubError(HubErrorKind.SERVER, f"{what}: the Hub's answer is too large "
+                                                            f"(over {MAX_JSON_BYTES // 1_000_000} MB); refused")
+                    if time.monotonic() > end:
+                        raise HubError(HubErrorKind.OFFLINE, f"{what}: the Hub is answering too slowly (no "
+                                                             f"whole answer in {self.deadline:g} s); try again later")
+            # A whole response again (the stream is spent) for the error messages of hf_raise_for_status.
+            whole = httpx2.Response(response.status_code, headers=response.headers, content=bytes(body),
+                                    request=response.request)
+            hf_raise_for_status(whole)
+            return whole, json.loads(body)
+        except Exception as exc:  # noqa: BLE001 - translated, or re-raised when unknown
+            raise translate_error(exc, what) from None
+
     # -------------------------------------------------------- details
 
     def details(self, repo_id: str, revision: str | None = None) -> HubRepo:
         """Card data, files with sizes and sha256, and the card's text."""
+        from urllib.parse import quote
+
+        from huggingface_hub.hf_api import ModelInfo
+
         check_repo_id(repo_id)
+        url = f"{self.endpoint}/api/models/{repo_id}"  # as HfApi.model_info asks, but within the deadline
+        if revision is not None:
+            url += f"/revision/{quote(revision, safe='')}"
+        _response, data = self._get_json(url, {"blobs": True}, repo_id)
         try:
-            info = self._api().model_info(repo_id, revision=revision, files_metadata=True, timeout=self.timeout)
-        except Exception as exc:  # noqa: BLE001
-            raise translate_error(exc, repo_id) from None
+            info = ModelInfo(**data)
+        except Exception as exc:  # noqa: BLE001 - a dict of the wrong shape
+            raise translate_error(exc if isinstance(exc, (KeyError, TypeError, ValueError)) else ValueError(exc),
+                                  repo_id) from None
         repo = repo_from_info(info)
         if any(f.name == "README.md" for f in repo.files):
             try:

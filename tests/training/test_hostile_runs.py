@@ -155,3 +155,14 @@ def test_a_kill_between_the_state_renames_resumes_from_the_old_state(tiny_sd1, r
     rest = train(resume=folder)
     assert sorted(rest.losses) == [3, 4] and (folder / "state" / "trainer.json").is_file()
     assert not list(folder.glob(".state.old-*"))
+
+
+def test_output_dir_set_to_a_file_is_one_sentence(tiny_sd1, red_dataset, tmp_path):
+    taken = tmp_path / "not-a-folder"
+    taken.write_text("x", encoding="utf-8")
+    with pytest.raises(TrainError) as caught:
+        train(small_config(tiny_sd1, red_dataset, name="out", output_dir=str(taken)))
+    assert str(caught.value) == f"output_dir {taken} is a file, not a folder; pick a folder for the runs"
+    below = taken / "runs"
+    with pytest.raises(TrainError, match=r"^output_dir .*not-a-folder/runs: cannot be made a folder \(.*\)$"):
+        train(small_config(tiny_sd1, red_dataset, name="out", output_dir=str(below)))

@@ -206,7 +206,7 @@ class Trainer:
 
     # ------------------------------------------------------------ loop
     def _loop(self, start_step: int, elapsed_before: float) -> TrainResult:
-        config, acc, run_dir = self.config, self.accelerator, self.run_dir
+        config, run_dir = self.config, self.run_dir
         result = TrainResult(status="done", run_dir=run_dir.path, step=start_step, skipped=self.data.skipped)
         if start_step >= config.steps:
             self.status(f"the run already reached step {start_step}; raise steps to train further")
