@@ -91,3 +91,41 @@ def test_the_cli_prints_each_skipped_picture_once_and_counts_them_at_the_end(tin
     assert done.returncode == 0, done.stderr
     assert done.stderr.count("junk.png") == 1
     assert "1 picture(s) skipped (listed above and in " in done.stderr
+
+
+@pytest.fixture
+def diffusers_log():
+    """The messages diffusers logs, with its warnings on as for a user (the suite turns them off)."""
+    import logging
+
+    from diffusers.utils import logging as diffusers_logging
+
+    class Recorder(logging.Handler):
+        def __init__(self):
+            super().__init__()
+            self.messages = []
+
+        def emit(self, record):
+            self.messages.append(record.getMessage())
+
+    before, recorder = diffusers_logging.get_verbosity(), Recorder()
+    diffusers_logging.set_verbosity_warning()
+    logging.getLogger("diffusers").addHandler(recorder)
+    yield recorder.messages
+    logging.getLogger("diffusers").removeHandler(recorder)
+    diffusers_logging.set_verbosity(before)
+
+
+def test_a_megabyte_caption_is_cut_with_a_warning_and_makes_no_huge_log_line(tiny_sd1, tmp_path, diffusers_log):
+    folder = write_images(tmp_path / "ds" / "1_sks", sizes=((64, 64),) * 2)
+    long = ", ".join(f"tag{i % 5000}" for i in range(120_000))[:1_000_000]
+    (folder / "img0.txt").write_text(long, encoding="utf-8")
+    events = []
+    result = train(small_config(tiny_sd1, tmp_path / "ds", name="long", steps=2, data={"shuffle_tags": True}),
+                   on_event=events.append)
+    assert result.status == "done"
+    assert [e["message"] for e in events if e["kind"] == "warning"] == [
+        f"{folder / 'img0.png'}: the caption has 1,000,000 characters; only the first 2,000 are used "
+        "(the text encoder reads about 77 tokens)"]
+    cut = [m for m in diffusers_log if "truncated" in m]  # diffusers logs the part the tokenizer cut off
+    assert cut and max(len(m) for m in cut) < 10_000

@@ -166,3 +166,31 @@ def test_output_dir_set_to_a_file_is_one_sentence(tiny_sd1, red_dataset, tmp_pat
     below = taken / "runs"
     with pytest.raises(TrainError, match=r"^output_dir .*not-a-folder/runs: cannot be made a folder \(.*\)$"):
         train(small_config(tiny_sd1, red_dataset, name="out", output_dir=str(below)))
+
+
+def test_resume_warns_when_the_dataset_changed_since_the_stop(tiny_sd1, tmp_path):
+    from PIL import Image
+
+    from train_helpers import write_images
+
+    folder = write_images(tmp_path / "ds" / "1_sks")
+    first = _stopped_run(tiny_sd1, tmp_path / "ds", "drift")
+    Image.new("RGB", (64, 64), (10, 10, 240)).save(folder / "img0.png")  # changed
+    (folder / "img3.png").unlink()  # removed
+    (folder / "img3.txt").unlink()
+    (folder / "img1.txt").write_text("sks, smiling", encoding="utf-8")  # recaptioned
+    Image.new("RGB", (64, 64), (10, 240, 10)).save(folder / "new.png")  # added
+    events = []
+    rest = train(resume=first.run_dir, on_event=events.append)
+    assert rest.status == "done"
+    assert [e["message"] for e in events if e["kind"] == "warning"] == [
+        "the dataset changed since the run stopped: 4 picture(s) differ (2 changed or recaptioned, 1 added, "
+        "1 removed); the run goes on with the pictures as they are now, so it will not repeat an uninterrupted "
+        "run exactly"]
+
+
+def test_an_unchanged_dataset_resumes_without_a_warning(tiny_sd1, red_dataset):
+    first = _stopped_run(tiny_sd1, red_dataset, "same")
+    events = []
+    train(resume=first.run_dir, on_event=events.append)
+    assert [e for e in events if e["kind"] == "warning"] == []

@@ -39,6 +39,7 @@ from app.engine.training.data import TrainError
 log = logging.getLogger(__name__)
 
 STATE, STATE_FILES = run_state.STATE, run_state.STATE_FILES
+PICTURES = "pictures.json"  # in state/: not needed to resume, only to tell that the dataset changed
 # Settings a resumed run may change (more steps, other sample prompts ...); the rest must match.
 RESUMABLE_CHANGES = {"steps", "output", "sample", "device", "cache_dir", "output_dir", "trigger"}
 
@@ -212,12 +213,17 @@ def open_run_dir(folder: str | Path, config: TrainConfig | None = None) -> tuple
 
 
 def save_state(run: RunDir, adapter: dict[str, torch.Tensor], optimizer: dict, scheduler: dict,
-               info: dict[str, Any]) -> None:
-    """Write the whole resume state as a new folder, then swap it in."""
+               info: dict[str, Any], pictures: dict[str, str] | None = None) -> None:
+    """Write the whole resume state as a new folder, then swap it in.
+
+    ``pictures`` (path -> hash of bytes and caption) lets a resume tell that the dataset changed.
+    """
     files = {"adapter.safetensors": safetensors_save(adapter),
              "optimizer.safetensors": state_codec.encode(optimizer),
              "scheduler.safetensors": state_codec.encode(scheduler),
              "trainer.json": json.dumps(info, indent=1).encode("utf-8")}
+    if pictures is not None:
+        files[PICTURES] = json.dumps(pictures, separators=(",", ":")).encode("utf-8")
     need = sum(len(data) for data in files.values())
     with saving(run.state, need):
         tmp = Path(tempfile.mkdtemp(prefix=".state.tmp-", dir=run.path))
@@ -259,6 +265,18 @@ def load_state(run: RunDir) -> tuple[dict[str, torch.Tensor], dict, dict, dict[s
             or not isinstance(scheduler, dict):
         raise TrainError(f"{folder}: the saved optimizer or scheduler state is not a table; start a new run")
     return adapter, optimizer, scheduler, _state_info(folder)
+
+
+def load_pictures(run: RunDir) -> dict[str, str] | None:
+    """The pictures of the saved state (see :func:`save_state`); None when not recorded or unreadable."""
+    folder = run_state.state_folder(run.path)
+    try:
+        data = json.loads((folder / PICTURES).read_text(encoding="utf-8")) if folder is not None else None
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
+        return None
+    return data
 
 
 def resume_into(run: RunDir, net: Any, optimizer: Any, scaler: Any, lr_scheduler: Any) -> dict[str, Any]:

@@ -116,6 +116,8 @@ class Trainer:
         self.emit("started", run_dir=str(run_dir.path), skipped=data.skipped)
         for line in data.skipped:
             self.warn(f"skipped {line}")
+        for line in data.notes:
+            self.warn(line)
         try:
             return self._start(data)
         except BaseException:
@@ -191,6 +193,9 @@ class Trainer:
             elapsed_before = float(info.get("elapsed", 0.0))
             started_at = float(info.get("started_at", started_at))
             self.status(f"resuming {run_dir.path} at step {start_step}")
+            changed = setup.dataset_change(runs.load_pictures(run_dir), setup.picture_keys(data, self.latents))
+            if changed:
+                self.warn(changed)
         schedule = Schedule(data, config.data.batch_size, config.seed, config.data.reg_weight)
         self.data, self.schedule, self.scheduler = data, schedule, scheduler
         self.optimizer, self.lr_scheduler, self.started_at = optimizer, lr_scheduler, started_at
@@ -412,10 +417,12 @@ class Trainer:
                          "scaler": acc.scaler.state_dict() if acc.scaler is not None else None}
             path = run_dir.final_path if final else run_dir.checkpoint_path(step)
             tensors = self.net.kohya_tensors()
-            lora_files.save_kohya(path, tensors, lora_files.build_metadata(self._adapter_info(step, epoch)))
+            lora_files.save_kohya(path, tensors, lora_files.build_metadata(setup.adapter_info(
+                config, self.family, self.scheduler, self.data, self.started_at, step, epoch)))
             # The state after the checkpoint: an interrupted checkpoint write leaves the previous
             # state, and a resume then redoes the step and writes the same file again.
-            runs.save_state(run_dir, self.net.state(), opt_state, self.lr_scheduler.state_dict(), info)
+            runs.save_state(run_dir, self.net.state(), opt_state, self.lr_scheduler.state_dict(), info,
+                            pictures=setup.picture_keys(self.data, self.latents))
             self.saved_step = step
             result.checkpoints.append(path)
             if final:
@@ -426,25 +433,6 @@ class Trainer:
                 log.info("removed old checkpoint %s", gone)
             self.emit("checkpoint", path=str(path), step=step, final=final)
         acc.wait_for_everyone()
-
-    def _adapter_info(self, step: int, epoch: int) -> lora_files.AdapterInfo:
-        config = self.config
-        net_opts = config.network
-        buf = []
-        try:
-            import tomli_w
-
-            buf.append(tomli_w.dumps(config.to_dict()))
-        except Exception:  # metadata is best effort
-            pass
-        return lora_files.AdapterInfo(
-            family=self.family, name=config.name, rank=net_opts.rank, alpha=net_opts.alpha,
-            resolution=(config.data.resolution, config.data.resolution), steps=step, epoch=epoch,
-            learning_rate=config.optimizer.learning_rate, optimizer=config.optimizer.kind.value,
-            trigger=config.trigger, conv_rank=net_opts.conv_rank, conv_alpha=net_opts.conv_alpha,
-            dora=net_opts.dora, v_prediction=self.scheduler.config.prediction_type == "v_prediction",
-            tag_frequency=self.data.tag_frequency, started_at=self.started_at,
-            config_toml=buf[0] if buf else "", base_model=config.base)
 
     def _diffusers_copy(self) -> None:
         from peft import get_peft_model_state_dict
