@@ -3,44 +3,24 @@ a start that fails leaves no empty run folder behind."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
-import struct
 import subprocess
 import sys
-import zlib
 
 import pytest
-from PIL import Image
 
 from app.core import paths
 from app.engine.training import TrainError, train
-from train_helpers import small_config, write_images
+from train_helpers import small_config, write_images, write_undecodable_png
 
 pytestmark = pytest.mark.slow
-
-
-def _undecodable_png(path):
-    """A PNG whose chunks are all whole (right CRCs, IEND present), so the dataset scan passes it,
-    but whose compressed picture data is garbage: only decoding finds out."""
-    buf = io.BytesIO()
-    Image.new("RGB", (64, 64), (10, 200, 10)).save(buf, format="PNG")
-    data, out, pos = buf.getvalue(), bytearray(buf.getvalue()[:8]), 8
-    while pos < len(data):
-        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        body = data[pos + 8:pos + 8 + length]
-        if kind == b"IDAT":
-            body = bytes(range(256)) * 2
-        out += struct.pack(">I4s", len(body), kind) + body + struct.pack(">I", zlib.crc32(kind + body))
-        pos += 12 + length
-    path.write_bytes(bytes(out))
 
 
 def test_an_undecodable_picture_is_skipped_with_a_warning_and_listed(tiny_sd1, tmp_path):
     folder = write_images(tmp_path / "ds" / "1_sks", sizes=((64, 64),) * 3)
     bad = folder / "broken.png"
-    _undecodable_png(bad)
+    write_undecodable_png(bad)
     events = []
     result = train(small_config(tiny_sd1, tmp_path / "ds", name="skip", steps=2), on_event=events.append)
     assert result.status == "done"
@@ -69,7 +49,7 @@ def test_a_picture_deleted_while_caching_is_skipped(tiny_sd1, tmp_path):
 def test_no_usable_picture_left_refuses_and_leaves_no_empty_run_folder(tiny_sd1, tmp_path):
     folder = tmp_path / "ds" / "1_sks"
     folder.mkdir(parents=True)
-    _undecodable_png(folder / "a.png")
+    write_undecodable_png(folder / "a.png")
     with pytest.raises(TrainError, match=r"^no usable training picture left: 1 picture\(s\) could not be read "
                                          r"\(first: .*a\.png: the image cannot be decoded"):
         train(small_config(tiny_sd1, tmp_path / "ds", name="empty", steps=1))

@@ -101,7 +101,8 @@ def test_too_little_free_space_is_a_warning_before_the_first_step(tiny_sd1, red_
     result = train(small_config(tiny_sd1, red_dataset, name="tight", steps=1), on_event=events.append)
     assert result.status == "done"  # a warning, not a refusal: the estimate may be pessimistic
     warnings = [e["message"] for e in events if e["kind"] == "warning"]
-    assert len(warnings) == 1 and warnings[0].startswith(f"only 0 MB free in {result.run_dir}, and this run needs about ")
+    assert len(warnings) == 1
+    assert warnings[0].startswith(f"only 0 MB free in {result.run_dir}, and this run needs about ")
     assert warnings[0].endswith("(checkpoints, resume state, caches): free space now or lower [output] keep_last, "
                                 "or the run stops when the disk is full")
 

@@ -12,7 +12,7 @@ import torch
 
 from app.engine.training import TrainError, train
 from app.engine.training.run import RunDir, prune_checkpoints
-from train_helpers import small_config
+from train_helpers import PicklePayload, small_config
 
 pytestmark = pytest.mark.slow
 
@@ -26,16 +26,6 @@ def _stopped_run(base, dataset, name, **options):
     return first
 
 
-class _Payload:
-    """Unpickling this creates the marker file: proof that code from the run folder ran."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
-
-
 def test_a_crafted_pickle_state_is_never_loaded_and_resume_is_refused(tiny_sd1, red_dataset, tmp_path):
     first = _stopped_run(tiny_sd1, red_dataset, "evil")
     state = first.run_dir / "state"
@@ -43,7 +33,7 @@ def test_a_crafted_pickle_state_is_never_loaded_and_resume_is_refused(tiny_sd1, 
     for name in ("optimizer.safetensors", "scheduler.safetensors"):  # as an old (or crafted) run folder has it
         (state / name).unlink()
     for name in ("optimizer.pt", "scheduler.pt"):
-        (state / name).write_bytes(pickle.dumps({"state": _Payload(marker)}))
+        (state / name).write_bytes(pickle.dumps({"state": PicklePayload(marker)}))
     with pytest.raises(TrainError) as caught:
         train(resume=first.run_dir)
     assert str(caught.value) == (f"{state / 'optimizer.pt'}: resume state in the old pickle format, which could run "
@@ -75,7 +65,8 @@ def test_the_state_codec_keeps_nested_tables_tuples_and_shared_tensors(tmp_path)
     shared = torch.arange(4.0)
     state = {"state": {0: {"step": torch.tensor(3.0), "qmap": shared, "d": 1e-6, "k": 2},
                        1: {"qmap": shared, "slice": shared[1:3]}},
-             "param_groups": [{"betas": (0.9, 0.999), "params": [0, 1], "fused": None, "use": True, "lr": float("inf")}]}
+             "param_groups": [{"betas": (0.9, 0.999), "params": [0, 1], "fused": None, "use": True,
+                               "lr": float("inf")}]}
     path = tmp_path / "s.safetensors"
     path.write_bytes(state_codec.encode(state))
     back = state_codec.decode_file(path)
