@@ -6,11 +6,13 @@
     <run>/<name>.safetensors                      the final adapter
     <run>/checkpoints/<name>-step000500.safetensors
     <run>/samples/step000500-0.png
-    <run>/log.jsonl                               one line per step
-    <run>/state/                                  adapter, optimizer, scheduler, position
+    <run>/log.jsonl                               one line per step (and one per skipped picture)
+    <run>/state/                                  adapter, optimizer, scheduler (safetensors, never
+                                                  pickle), trainer.json (position), pictures.json
 
 Every file is written atomically; ``state/`` is written as a new folder and swapped in,
-so an interrupted save leaves the previous state whole.
+so an interrupted save leaves the previous state whole, and what a killed save left
+behind is cleaned when the run is resumed.
 """
 
 from __future__ import annotations
