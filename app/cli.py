@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from app import __version__, cli_setup
+from app.core.files import SaveError
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -131,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except SaveError as exc:  # a full disk or a read-only folder, from any command that saves
+        return _fail(str(exc))
     parser.error(f"unknown command {command!r}")
     return 2
 
@@ -548,18 +551,21 @@ def cmd_train(args: argparse.Namespace) -> int:
             (bars["train"].write if "train" in bars else print)(f"saved {event['path']}", file=sys.stderr)
         elif kind == "started":
             print(f"run folder: {event['run_dir']}", file=sys.stderr)
-        elif kind == "status":
+        elif kind in ("status", "warning"):
             (bars["train"].write if "train" in bars else print)(event["message"], file=sys.stderr)
 
     previous = signal.signal(signal.SIGINT, on_sigint)
+    failure = None
     try:
         result = train(config, resume=args.resume, on_event=on_event, should_stop=lambda: stop["asked"])
-    except (ConfigError, ModelError, TrainError, DatasetError) as exc:
-        return _fail(str(exc))
+    except (ConfigError, ModelError, TrainError, DatasetError, SaveError) as exc:
+        failure = str(exc)
     finally:
         signal.signal(signal.SIGINT, previous)
         for b in bars.values():
             b.close()
+    if failure is not None:  # after the bars are closed, so the sentence has a line of its own
+        return _fail(failure)
     if result.status == "cancelled":
         if result.step:
             print(f"stopped at step {result.step}; resume with: loraloom train --resume {result.run_dir}",
@@ -567,6 +573,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         else:
             print("stopped before the first step; nothing to resume", file=sys.stderr)
         return 130
+    if result.skipped:
+        print(f"{len(result.skipped)} picture(s) skipped (listed above and in {result.run_dir / 'log.jsonl'})",
+              file=sys.stderr)
     if result.final is not None:
         print(result.final)
     return 0

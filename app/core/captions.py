@@ -15,7 +15,7 @@ from typing import Iterable, Protocol
 
 from app.core.dataset_problems import Problem, ProblemKind
 from app.core.errors import ErrorKind
-from app.core.files import atomic_write_bytes
+from app.core.files import SaveError, atomic_write_bytes
 
 CAPTION_SUFFIX = ".txt"
 DEFAULT_SEPARATOR = ", "
@@ -100,6 +100,10 @@ def write_caption_bytes(path: str | Path, data: bytes) -> None:
     try:
         atomic_write_bytes(path, data)
         os.chmod(path, old_mode if old_mode is not None else NEW_FILE_MODE)
+    except SaveError as exc:
+        if exc.kind is ErrorKind.DISK_FULL:
+            raise  # the whole job stops: every later caption would fail the same way
+        raise CaptionWriteError(path, exc.reason) from None
     except OSError as exc:
         raise CaptionWriteError(path, exc.strerror or str(exc)) from None
 

@@ -98,6 +98,10 @@ class _Config:
             raise ConfigError(f"{p}: no such file") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{p}: not valid TOML ({exc})") from None
+        except RecursionError:
+            raise ConfigError(f"{p}: not valid TOML (arrays or tables nested too deeply)") from None
+        except OSError as exc:  # a folder, a FIFO, no permission ...
+            raise ConfigError(f"{p}: cannot be read ({exc.strerror or exc})") from None
         return cls.from_dict(data, where=str(p))
 
     def save_toml(self, path: str | os.PathLike[str]) -> None:
@@ -205,6 +209,8 @@ class AdapterEntry:
         if "name" in data:
             if not isinstance(data["name"], str):
                 raise ConfigError(f"{where}.name must be text, not {data['name']!r}")
+            if not data["name"].isprintable():  # it goes into prompts, PNG text and file names
+                raise ConfigError(f"{where}.name = {data['name']!r} has a control character; use plain text")
             values["name"] = data["name"]
         return cls(**values)
 

@@ -15,4 +15,6 @@ class ErrorKind(str, Enum):
     OUT_OF_MEMORY = "out_of_memory"
     MODEL_NOT_FOUND = "model_not_found"
     CANCELLED = "cancelled"
+    DISK_FULL = "disk_full"  # no space (or quota) left while saving; what was saved before is whole
+    PERMISSION = "permission"  # the folder or file is read-only or not the user's
     INTERNAL = "internal"

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -29,6 +30,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from app.core.configs import Family
+# The Hub's errors and their translation live in hub_errors; imported here, where callers look.
+from app.core.hub_errors import HubError, HubErrorKind, _short, translate_error, write_failed  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,7 @@ ProgressFn = Callable[[int, "int | None"], None]  # (bytes done, bytes in all or
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif")
 ADAPTER_SUFFIX = ".safetensors"
 DESCRIPTION_LIMIT = 40_000  # characters of README shown; the rest is a link away
+MAX_JSON_BYTES = 50_000_000  # a search page or a repo's metadata; real ones are well under 1 MB
 SEARCH_EXPAND = ["author", "cardData", "downloads", "gated", "lastModified", "likes", "siblings", "tags",
                  "trendingScore"]
 
@@ -50,25 +54,6 @@ class HubSort(str, Enum):
 
 _SORT_PARAM = {HubSort.DOWNLOADS: "downloads", HubSort.LIKES: "likes", HubSort.TRENDING: "trendingScore",
                HubSort.UPDATED: "lastModified"}
-
-
-class HubErrorKind(str, Enum):
-    OFFLINE = "offline"  # no network, the server is down, or HF_HUB_OFFLINE is set
-    NOT_FOUND = "not_found"  # no such repo or revision
-    FILE_NOT_FOUND = "file_not_found"
-    NEEDS_TOKEN = "needs_token"  # gated or private, or the token was refused
-    BAD_NAME = "bad_name"  # an invalid repo id or a file name that would leave the cache
-    CANCELLED = "cancelled"
-    INCOMPLETE = "incomplete"  # interrupted; what arrived is kept and the next try resumes
-    CORRUPT = "corrupt"  # the bytes do not match the Hub's sha256; they were deleted
-    DISK_FULL = "disk_full"
-    SERVER = "server"  # any other answer we cannot use
-
-
-class HubError(Exception):
-    def __init__(self, kind: HubErrorKind, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
 
 
 # Base ids a LoRA repo names in ``base_model``; the first of each is used for the search filter.
@@ -255,54 +240,6 @@ def repo_from_info(info: Any) -> HubRepo:
     )
 
 
-# ------------------------------------------------------------------ errors
-
-
-def translate_error(exc: BaseException, what: str) -> HubError:
-    """Any exception from the client as a :class:`HubError` whose message starts with ``what``."""
-    import httpx2
-    from huggingface_hub import errors
-
-    if isinstance(exc, HubError):
-        return exc
-    if isinstance(exc, errors.OfflineModeIsEnabled):
-        return HubError(HubErrorKind.OFFLINE, f"{what}: offline (HF_HUB_OFFLINE is set), only downloaded files "
-                                              "are available")
-    if isinstance(exc, errors.GatedRepoError):
-        return HubError(HubErrorKind.NEEDS_TOKEN, f"{what}: this repo is gated; accept its terms on the Hub and "
-                                                  "save a Hub token in the Library settings")
-    if isinstance(exc, errors.RevisionNotFoundError):
-        return HubError(HubErrorKind.NOT_FOUND, f"{what}: no such revision on the Hub")
-    if isinstance(exc, errors.RemoteEntryNotFoundError):
-        return HubError(HubErrorKind.FILE_NOT_FOUND, f"{what}: no such file in the repo")
-    if isinstance(exc, errors.RepositoryNotFoundError):
-        status = exc.response.status_code if exc.response is not None else 404
-        hint = " (or it is private: save a Hub token in the Library settings)" if status == 401 else ""
-        return HubError(HubErrorKind.NOT_FOUND, f"{what}: no such repo on the Hub{hint}")
-    if isinstance(exc, errors.HfHubHTTPError):
-        status = exc.response.status_code if exc.response is not None else "?"
-        if status in (401, 403):
-            return HubError(HubErrorKind.NEEDS_TOKEN, f"{what}: the Hub refused access (HTTP {status}); check "
-                                                      "the Hub token in the Library settings")
-        return HubError(HubErrorKind.SERVER, f"{what}: the Hub answered HTTP {status}")
-    if isinstance(exc, (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.ProxyError)):
-        return HubError(HubErrorKind.OFFLINE, f"{what}: cannot reach the Hub ({_short(exc)})")
-    if isinstance(exc, httpx2.TransportError):
-        return HubError(HubErrorKind.INCOMPLETE, f"{what}: the connection failed ({_short(exc)})")
-    if isinstance(exc, errors.HFValidationError):
-        return HubError(HubErrorKind.BAD_NAME, f"{what}: {exc}")
-    if isinstance(exc, (ValueError, KeyError, TypeError)):
-        return HubError(HubErrorKind.SERVER, f"{what}: the Hub sent an answer that cannot be read ({_short(exc)})")
-    if isinstance(exc, OSError):
-        return HubError(HubErrorKind.SERVER, f"{what}: {_short(exc)}")
-    raise exc
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text[:200]
-
-
 def _origin(url: str) -> tuple[str, str, int | None]:
     parts = urlsplit(url)
     return parts.scheme, (parts.hostname or "").lower(), parts.port
@@ -315,13 +252,14 @@ class Hub:
     """One Hub endpoint, token and cache. Safe to use from several threads at once."""
 
     def __init__(self, endpoint: str | None = None, token: str | bool | None = None,
-                 cache_dir: str | Path | None = None, timeout: float = 10.0) -> None:
+                 cache_dir: str | Path | None = None, timeout: float = 10.0, deadline: float = 60.0) -> None:
         from huggingface_hub import constants
 
         self.endpoint = (endpoint or constants.ENDPOINT).rstrip("/")
         self.token = token  # None: huggingface_hub's own token store (HF_TOKEN or `hf auth login`)
         self.cache_dir = Path(cache_dir or constants.HF_HUB_CACHE).expanduser().resolve()
-        self.timeout = timeout
+        self.timeout = timeout  # the longest silence of the server
+        self.deadline = deadline  # the longest a whole search or metadata answer may take
 
     @staticmethod
     def offline() -> bool:
@@ -358,14 +296,8 @@ class Hub:
 
     def _page(self, url: str, params: list[tuple[str, str]] | None, what: str) -> SearchPage:
         from huggingface_hub.hf_api import ModelInfo
-        from huggingface_hub.utils import get_session, hf_raise_for_status
 
-        try:
-            response = get_session().get(url, params=params, headers=self._headers(), timeout=self.timeout)
-            hf_raise_for_status(response)
-            items = response.json()
-        except Exception as exc:  # noqa: BLE001 - translated, or re-raised when unknown
-            raise translate_error(exc, what) from None
+        response, items = self._get_json(url, params, what)
         if not isinstance(items, list):
             raise HubError(HubErrorKind.SERVER, f"{what}: the Hub sent something other than a list of repos")
         repos, skipped = [], 0
@@ -382,15 +314,56 @@ class Hub:
             next_url = None
         return SearchPage(repos, next_url, skipped)
 
+    def _get_json(self, url: str, params: Any, what: str) -> tuple[Any, Any]:
+        """(response, decoded JSON) of a GET, within ``self.deadline`` in all and at most MAX_JSON_BYTES.
+
+        The client's own timeout only bounds each silence, so a server trickling a byte a
+        second would hold a search for ever; the body is read here against a deadline.
+        """
+        import json
+
+        import httpx2
+        from huggingface_hub.utils import get_session, hf_raise_for_status
+
+        end = time.monotonic() + self.deadline
+        try:
+            with get_session().stream("GET", url, params=params, headers=self._headers(), timeout=self.timeout,
+                                      follow_redirects=True) as response:
+                body = bytearray()
+                for chunk in response.iter_bytes():
+                    body += chunk
+                    if len(body) > MAX_JSON_BYTES:
+                        raise HubError(HubErrorKind.SERVER, f"{what}: the Hub's answer is too large "
+                                                            f"(over {MAX_JSON_BYTES // 1_000_000} MB); refused")
+                    if time.monotonic() > end:
+                        raise HubError(HubErrorKind.OFFLINE, f"{what}: the Hub is answering too slowly (no "
+                                                             f"whole answer in {self.deadline:g} s); try again later")
+            # A whole response again (the stream is spent) for the error messages of hf_raise_for_status.
+            whole = httpx2.Response(response.status_code, headers=response.headers, content=bytes(body),
+                                    request=response.request)
+            hf_raise_for_status(whole)
+            return whole, json.loads(body)
+        except Exception as exc:  # noqa: BLE001 - translated, or re-raised when unknown
+            raise translate_error(exc, what) from None
+
     # -------------------------------------------------------- details
 
     def details(self, repo_id: str, revision: str | None = None) -> HubRepo:
         """Card data, files with sizes and sha256, and the card's text."""
+        from urllib.parse import quote
+
+        from huggingface_hub.hf_api import ModelInfo
+
         check_repo_id(repo_id)
+        url = f"{self.endpoint}/api/models/{repo_id}"  # as HfApi.model_info asks, but within the deadline
+        if revision is not None:
+            url += f"/revision/{quote(revision, safe='')}"
+        _response, data = self._get_json(url, {"blobs": True}, repo_id)
         try:
-            info = self._api().model_info(repo_id, revision=revision, files_metadata=True, timeout=self.timeout)
-        except Exception as exc:  # noqa: BLE001
-            raise translate_error(exc, repo_id) from None
+            info = ModelInfo(**data)
+        except Exception as exc:  # noqa: BLE001 - a dict of the wrong shape
+            raise translate_error(exc if isinstance(exc, (KeyError, TypeError, ValueError)) else ValueError(exc),
+                                  repo_id) from None
         repo = repo_from_info(info)
         if any(f.name == "README.md" for f in repo.files):
             try:

@@ -17,10 +17,8 @@ Cancel answers within a chunk instead of every 10 MB).
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import logging
-import os
 import re
 import shutil
 import threading
@@ -28,7 +26,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from app.core.hub import HubError, HubErrorKind, ProgressFn, _origin, check_file_name, check_repo_id, translate_error
+from app.core.files import replace_durably, save_error
+from app.core.hub import (HubError, HubErrorKind, ProgressFn, _origin, check_file_name, check_repo_id, translate_error,
+                          write_failed)
 
 if TYPE_CHECKING:
     from app.core.hub import Hub
@@ -157,14 +157,19 @@ def download_to_cache(hub: Hub, repo_id: str, filename: str, *, revision: str, e
         blob.unlink()  # e.g. left by another tool; a good blob is only linked, never fetched again
     if not blob.is_file():
         lock = hub.cache_dir / ".locks" / storage.name / f"{etag}.loraloom.lock"
-        lock.parent.mkdir(parents=True, exist_ok=True)
         try:  # one writer per partial file, across threads and processes (the GUI and the CLI)
+            lock.parent.mkdir(parents=True, exist_ok=True)
             with WeakFileLock(lock, timeout=LOCK_WAIT_S):
                 if not blob.is_file():
                     _fetch_and_verify(url, meta, hub, blob, sha256, git_sha1, on_progress, cancel, what)
         except FileLockTimeout:
             raise HubError(HubErrorKind.INCOMPLETE, f"{what}: another download of this file is running; try "
                                                     "again when it has finished") from None
+        except OSError as exc:  # the lock, the folders or the final rename in the download folder
+            saved = save_error(exc, blob, meta.size)
+            if saved is None:
+                raise
+            raise write_failed(saved, what, hub.cache_dir) from None
     try:  # huggingface_hub links the verified blob into snapshots/ and writes refs/<revision>
         path = Path(hf_hub_download(repo_id, filename, revision=revision, cache_dir=hub.cache_dir,
                                     endpoint=hub.endpoint, token=hub.token, etag_timeout=hub.timeout))
@@ -192,7 +197,7 @@ def _fetch_and_verify(url: str, meta, hub: Hub, blob: Path, sha256: str | None, 
         partial.unlink(missing_ok=True)
         raise HubError(HubErrorKind.CORRUPT, f"{what}: the downloaded bytes do not match the Hub's checksum "
                                              "(sha256); the file was deleted, try again")
-    os.replace(partial, blob)
+    replace_durably(partial, blob)
 
 
 def _location(url: str, meta, hub: Hub) -> tuple[str, dict[str, str]]:
@@ -261,8 +266,10 @@ def _fetch(location: str, partial: Path, size: int | None, headers: dict[str, st
         except OSError as exc:  # writing the partial file (or offline mode switched on meanwhile)
             if isinstance(exc, ConnectionError):
                 raise translate_error(exc, what) from None
-            kind = HubErrorKind.DISK_FULL if exc.errno == errno.ENOSPC else HubErrorKind.SERVER
-            raise HubError(kind, f"{what}: cannot write {partial} ({exc.strerror or exc})") from None
+            saved = save_error(exc, partial, (size - have) if size is not None else None)
+            if saved is not None:
+                raise write_failed(saved, what, partial.parent) from None
+            raise HubError(HubErrorKind.SERVER, f"{what}: cannot write {partial} ({exc.strerror or exc})") from None
         except httpx2.TransportError as exc:
             err = translate_error(exc, what)
             if err.kind is not HubErrorKind.INCOMPLETE and not have:

@@ -38,7 +38,8 @@ else:  # pragma: no cover
 
 CONFIG_VERSION = 1
 PRESETS_DIR = Path(__file__).resolve().parents[2] / "resources" / "presets"
-_NAME_OK = re.compile(r"^[\w][\w.\- ]*$")
+# fullmatch: "$" alone lets a trailing newline through. No trailing space or dot (Windows drops them).
+_NAME_OK = re.compile(r"\w(?:[\w.\- ]*[\w\-])?")
 
 
 class Targets(str, Enum):
@@ -292,8 +293,9 @@ class TrainConfig(_Config):
         return out
 
     def validate(self, prefix: str = "") -> None:
-        _check(bool(_NAME_OK.match(self.name)) and len(self.name) <= 100, prefix,
-               f"name = {self.name!r} must be letters, digits, spaces, '.', '-' or '_' (at most 100)")
+        _check(bool(_NAME_OK.fullmatch(self.name)) and len(self.name) <= 100, prefix,
+               f"name = {self.name!r} must be letters, digits, spaces, '.', '-' or '_', not ending in a space "
+               "or '.' (at most 100)")
         _check(0 <= self.seed < 2**32, prefix, f"seed = {self.seed} must be between 0 and 4294967295")
         _check(1 <= self.steps <= 10_000_000, prefix, f"steps = {self.steps} must be 1 or more")
         _check(1 <= self.gradient_accumulation <= 1024, prefix,

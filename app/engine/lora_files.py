@@ -27,7 +27,7 @@ from safetensors.torch import save as safetensors_save
 
 from app import __version__
 from app.core.configs import Family
-from app.core.files import atomic_write_bytes
+from app.core.files import atomic_write_bytes, replace_durably, saving
 
 UNET = "lora_unet"
 TE = "lora_te"
@@ -271,10 +271,11 @@ def save_diffusers_copy(
     from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
+    with saving(folder):
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
     te_states = te_states or []
     te_configs = te_configs or []
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
     try:
         kwargs: dict = {"unet_lora_layers": dict(unet_state), "unet_lora_adapter_metadata": unet_config}
         names = ("text_encoder", "text_encoder_2")
@@ -282,12 +283,13 @@ def save_diffusers_copy(
             kwargs[f"{name}_lora_layers"] = dict(state)
             kwargs[f"{name}_lora_adapter_metadata"] = config
         cls = StableDiffusionXLPipeline if Family(family) is Family.SDXL else StableDiffusionPipeline
-        cls.save_lora_weights(str(tmp), **kwargs)
-        old = None
-        if folder.exists():
-            old = folder.parent / f".{folder.name}.old-{os.getpid()}"
-            os.replace(folder, old)
-        os.replace(tmp, folder)
+        with saving(folder):
+            cls.save_lora_weights(str(tmp), **kwargs)
+            old = None
+            if folder.exists():
+                old = folder.parent / f".{folder.name}.old-{os.getpid()}"
+                os.replace(folder, old)
+            replace_durably(tmp, folder)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:

@@ -185,6 +185,27 @@ def quiet_loading() -> None:
     diffusers_logging.disable_progress_bar()
     transformers_logging.disable_progress_bar()
     transformers_logging.set_verbosity_error()
+    for name in _PROMPT_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, ShortLogLines) for f in logger.filters):
+            logger.addFilter(ShortLogLines())
+
+
+# The pipelines whose encode_prompt logs the whole part of a prompt or caption that CLIP cut off.
+_PROMPT_LOGGERS = ("diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion",
+                   "diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl")
+
+
+class ShortLogLines(logging.Filter):
+    """Cut a log message to its first MAX characters (a long caption made one 40 MB line per step)."""
+
+    MAX = 1000
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if len(message) > self.MAX:
+            record.msg, record.args = f"{message[:self.MAX]}… ({len(message) - self.MAX:,} more characters)", None
+        return True
 
 
 def _common_kwargs(family: Family, dtype: torch.dtype) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from PIL.PngImagePlugin import PngInfo
 from app import __version__
 from app.core import paths
 from app.core.configs import GenerateRequest, ModelSpec, Scheduler
-from app.core.files import temp_path_beside
+from app.core.files import replace_durably, saving, temp_path_beside
 from app.core.pngmeta import PARAMETERS_KEY, format_parameters
 from app.engine.models import LoadedModel, check_source, load_model
 from app.engine.patching import AdapterMixer, MixReport
@@ -183,8 +183,9 @@ def save_png(image: Image.Image, path: Path, meta: dict[str, Any]) -> None:
     info.add_text(PARAMETERS_KEY, format_parameters(meta))
     tmp = temp_path_beside(path)
     try:
-        image.save(tmp, format="PNG", pnginfo=info)
-        tmp.replace(path)
+        with saving(path):  # a full disk or read-only folder: SaveError naming the picture
+            image.save(tmp, format="PNG", pnginfo=info)
+            replace_durably(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -73,6 +73,8 @@ def make_train_handler(renderer: Any = None) -> Handler:
                 ctx.emit(P.EventType.ARTIFACT, path=str(Path(event["run_dir"]).resolve()), kind="run")
             elif kind == "status":
                 ctx.emit(P.EventType.LOG, level="info", message=event["message"])
+            elif kind == "warning":
+                ctx.emit(P.EventType.LOG, level="warning", message=event["message"])
 
         result = train(config, resume=resume, on_event=on_event, should_stop=ctx.cancelled,
                        take_requests=ctx.take_requests)

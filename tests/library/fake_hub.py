@@ -196,6 +196,9 @@ class FakeHub:
         self.slow = 0.0
         self.ignore_range = False
         self.stall: threading.Event | None = None  # when set to an Event, searches wait for it
+        self.redirect_loop = False  # the API (search, model info) answers 302 to itself, for ever
+        self.trickle = 0.0  # seconds between single bytes of API answers (a server trickling data)
+        self.trickle_stop = threading.Event()  # set to end a trickle at once (the test is over)
         self._lock = threading.Lock()
         hub = self
 
@@ -227,6 +230,10 @@ class FakeHub:
         self.slow = 0.0
         self.ignore_range = False
         self.stall = None
+        self.redirect_loop = False
+        self.trickle = 0.0
+        self.trickle_stop.set()  # any trickle still running from the last test ends now
+        self.trickle_stop = threading.Event()
 
     def log(self, entry: dict[str, Any]) -> None:
         with self._lock:
@@ -263,7 +270,29 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _json(self, obj: Any, headers: dict[str, str] | None = None) -> None:
+        if self.fake.trickle:
+            return self._trickle(json.dumps(obj).encode(), headers)
         self._send(200, json.dumps(obj).encode(), headers)
+
+    def _trickle(self, body: bytes, headers: dict[str, str] | None) -> None:
+        """Headers at once, then the body one byte at a time, ``fake.trickle`` seconds apart."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        stop = self.fake.trickle_stop
+        for i in range(len(body)):
+            if stop.wait(self.fake.trickle):
+                self.close_connection = True
+                return
+            try:
+                self.wfile.write(body[i:i + 1])
+                self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True
+                return
 
     def _error(self, status: int, code: str | None, message: str, commit: str | None = None) -> None:
         headers = {"X-Error-Message": message}
@@ -289,6 +318,8 @@ class _Handler(BaseHTTPRequestHandler):
         entry = {"method": self.command, "path": path, "query": query, "range": self.headers.get("Range"),
                  "auth": bool(self.headers.get("Authorization")), "host": self.headers.get("Host", "")}
         self.fake.log(entry)
+        if self.fake.redirect_loop and path.startswith("/api/models"):
+            return self._send(302, b"", {"Location": self.path})
         if path == "/api/models":
             return self._search(query)
         if path == "/api/whoami-v2":

@@ -50,7 +50,7 @@ def make_run(root: Path, name: str, *, steps: int = 10, logged: int = 6, saved: 
     if saved:
         state = folder / "state"
         state.mkdir()
-        for file in ("adapter.safetensors", "optimizer.pt", "scheduler.pt"):
+        for file in ("adapter.safetensors", "optimizer.safetensors", "scheduler.safetensors"):
             (state / file).write_bytes(b"x")
         (state / "trainer.json").write_text(json.dumps({"step": saved}), encoding="utf-8")
     for step in (4, 2):

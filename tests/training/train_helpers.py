@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import struct
+import zlib
 from pathlib import Path
 
 from PIL import Image
@@ -73,3 +76,29 @@ def fail_writes_half_way(monkeypatch, when=lambda: True) -> None:
             return HalfWriter(fh) if when() else fh
 
     monkeypatch.setattr(files, "os", FailingOs())
+
+
+def write_undecodable_png(path: Path) -> None:
+    """A PNG whose chunks are all whole (right CRCs, IEND present), so the dataset scan passes it,
+    but whose compressed picture data is garbage: only decoding finds out."""
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), (10, 200, 10)).save(buf, format="PNG")
+    data, out, pos = buf.getvalue(), bytearray(buf.getvalue()[:8]), 8
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + length]
+        if kind == b"IDAT":
+            body = bytes(range(256)) * 2
+        out += struct.pack(">I4s", len(body), kind) + body + struct.pack(">I", zlib.crc32(kind + body))
+        pos += 12 + length
+    path.write_bytes(bytes(out))
+
+
+class PicklePayload:
+    """Unpickling this creates the marker file: proof that code from the run folder ran."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))

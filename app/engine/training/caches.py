@@ -22,7 +22,7 @@ from PIL import Image
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_save
 
-from app.core.dataset import load_training_image
+from app.core.dataset import DatasetError, load_training_image
 from app.core.files import atomic_write_bytes
 from app.engine.training.buckets import CropPlan, plan_crop
 
@@ -114,11 +114,18 @@ class LatentCache:
         self.hits = 0
         self.misses = 0
 
-    def key(self, path: Path, bucket: tuple[int, int], flip: bool) -> str:
+    def content_hash(self, path: Path) -> str:
+        """sha256 of the picture's bytes, read once per run."""
         digest = self._hashes.get(path)
         if digest is None:
-            digest = self._hashes[path] = file_hash(path)
-        return _key(digest, self.vae_id, f"{bucket[0]}x{bucket[1]}", str(flip), CROP_RULE)
+            try:
+                digest = self._hashes[path] = file_hash(path)
+            except OSError as exc:  # deleted or unreadable since the dataset scan: the picture's problem
+                raise DatasetError(f"{path}: cannot be read any more ({exc.strerror or exc})") from None
+        return digest
+
+    def key(self, path: Path, bucket: tuple[int, int], flip: bool) -> str:
+        return _key(self.content_hash(path), self.vae_id, f"{bucket[0]}x{bucket[1]}", str(flip), CROP_RULE)
 
     def ensure(self, path: Path, size: tuple[int, int], bucket: tuple[int, int], flip: bool,
                device: torch.device) -> None:

@@ -23,6 +23,9 @@ from app.engine.training.buckets import Size, make_buckets, pick_bucket
 
 log = logging.getLogger(__name__)
 _REPEATS_PREFIX = re.compile(r"^\d+_")
+# The text encoders read 77 tokens (a few hundred characters); a longer caption costs tokenizing
+# time every step, and diffusers logs the whole cut-off part (a 1 MB caption made 40 MB log lines).
+MAX_CAPTION_CHARS = 2000
 
 
 class TrainError(Exception):
@@ -54,6 +57,7 @@ class TrainItem:
 class TrainData:
     items: list[TrainItem]
     skipped: list[str] = field(default_factory=list)  # "path: problem" for every unusable picture
+    notes: list[str] = field(default_factory=list)  # warnings about usable pictures (cut captions)
     tag_frequency: dict[str, dict[str, int]] = field(default_factory=dict)  # kohya ss_tag_frequency
 
     @property
@@ -76,6 +80,7 @@ def collect(config: TrainConfig, should_stop: Callable[[], bool] | None = None) 
     buckets = make_buckets(opts.resolution, opts.min_bucket, opts.max_bucket, opts.bucket_step)
     items: list[TrainItem] = []
     skipped: list[str] = []
+    notes: list[str] = []
     frequency: dict[str, dict[str, int]] = {}
     for index, spec in enumerate(config.datasets):
         try:
@@ -98,6 +103,10 @@ def collect(config: TrainConfig, should_stop: Callable[[], bool] | None = None) 
         for item in usable:
             caption = item.caption.strip() or (folder_caption(item.path.parent) if item.path.parent != dataset.root
                                                else fallback)
+            if len(caption) > MAX_CAPTION_CHARS:
+                notes.append(f"{item.path}: the caption has {len(caption):,} characters; only the first "
+                             f"{MAX_CAPTION_CHARS:,} are used (the text encoder reads about 77 tokens)")
+                caption = caption[:MAX_CAPTION_CHARS]
             if opts.bucketing:
                 bucket = pick_bucket(item.width, item.height, buckets, resolution=opts.resolution,
                                      step=opts.bucket_step, no_upscale=opts.no_upscale)
@@ -117,9 +126,9 @@ def collect(config: TrainConfig, should_stop: Callable[[], bool] | None = None) 
             frequency[f"{index + 1}_{dataset.root.name}"] = counts
     if not any(not i.regularization for i in items):
         raise TrainError("no training pictures: every dataset is marked regularization = true")
-    for line in skipped:
-        log.warning("skipped %s", line)
-    return TrainData(items=items, skipped=skipped, tag_frequency=frequency)
+    for line in skipped:  # info: the trainer reports them to the user (a warning here printed them twice)
+        log.info("skipped %s", line)
+    return TrainData(items=items, skipped=skipped, notes=notes, tag_frequency=frequency)
 
 
 def _problem_summary(items: list[ImageItem]) -> str:

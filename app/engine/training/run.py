@@ -6,16 +6,19 @@
     <run>/<name>.safetensors                      the final adapter
     <run>/checkpoints/<name>-step000500.safetensors
     <run>/samples/step000500-0.png
-    <run>/log.jsonl                               one line per step
-    <run>/state/                                  adapter, optimizer, scheduler, position
+    <run>/log.jsonl                               one line per step (and one per skipped picture)
+    <run>/state/                                  adapter, optimizer, scheduler (safetensors, never
+                                                  pickle), trainer.json (position), pictures.json
 
 Every file is written atomically; ``state/`` is written as a new folder and swapped in,
-so an interrupted save leaves the previous state whole.
+so an interrupted save leaves the previous state whole, and what a killed save left
+behind is cleaned when the run is resumed.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -27,15 +30,18 @@ import torch
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_save
 
-from app.core import paths
+from app.core import paths, run_state
 from app.core.configs import ConfigError
-from app.core.files import atomic_write_text
+from app.core.files import (SaveError, atomic_write_text, free_bytes, fsync_dir, replace_durably, saving,
+                            size_text)
 from app.core.train_config import TrainConfig, load_run_config
+from app.engine.training import state_codec
 from app.engine.training.data import TrainError
 
+log = logging.getLogger(__name__)
 
-STATE = "state"
-STATE_FILES = ("adapter.safetensors", "optimizer.pt", "scheduler.pt", "trainer.json")
+STATE, STATE_FILES = run_state.STATE, run_state.STATE_FILES
+PICTURES = "pictures.json"  # in state/: not needed to resume, only to tell that the dataset changed
 # Settings a resumed run may change (more steps, other sample prompts ...); the rest must match.
 RESUMABLE_CHANGES = {"steps", "output", "sample", "device", "cache_dir", "output_dir", "trigger"}
 
@@ -76,23 +82,100 @@ class RunDir:
         return self.samples / f"step{step:06d}-{index}.png"
 
     def checkpoint_files(self) -> list[Path]:
-        return sorted(self.checkpoints.glob(f"{self.name}-step*.safetensors"))
+        """Step checkpoints, oldest first by their step number (step1000000 after step999999)."""
+        found = []
+        for path in self.checkpoints.glob(f"{self.name}-step*.safetensors"):
+            digits = path.name[len(self.name) + len("-step"):-len(".safetensors")]
+            if digits.isdigit():
+                found.append((int(digits), path))
+        return [path for _, path in sorted(found)]
 
 
 def new_run_dir(config: TrainConfig) -> RunDir:
     """A fresh folder ``<output_dir>/<name>`` (``-2``, ``-3`` … when taken), with config.toml."""
     parent = Path(config.output_dir).expanduser() if config.output_dir else paths.runs_dir()
-    parent.mkdir(parents=True, exist_ok=True)
+    if parent.exists() and not parent.is_dir():
+        raise TrainError(f"output_dir {parent} is a file, not a folder; pick a folder for the runs")
+    try:
+        with saving(parent):
+            parent.mkdir(parents=True, exist_ok=True)
+    except SaveError as exc:
+        raise TrainError(exc.sentence("start the run again"), kind=exc.kind) from None
+    except OSError as exc:  # a file where a folder of the path should be, a name too long ...
+        raise TrainError(f"output_dir {parent}: cannot be made a folder ({exc.strerror or exc})") from None
     for n in range(1, 10_000):
         path = parent / (config.name if n == 1 else f"{config.name}-{n}")
         try:
-            path.mkdir()
+            with saving(path):
+                path.mkdir()
         except FileExistsError:
             continue
+        except SaveError as exc:
+            raise TrainError(exc.sentence("start the run again"), kind=exc.kind) from None
         run = RunDir(path=path, name=config.name)
-        config.save_toml(run.config_path)
+        try:
+            config.save_toml(run.config_path)
+        except SaveError as exc:
+            shutil.rmtree(path, ignore_errors=True)
+            raise TrainError(exc.sentence("start the run again"), kind=exc.kind) from None
         return run
     raise TrainError(f"{parent}: too many runs named {config.name!r}; pick another name")
+
+
+def save_failure(exc: SaveError, saved_step: int | None, need_bytes: int = 0) -> TrainError:
+    """A failed save during training as the sentence that says what is still whole."""
+    exc.need_bytes = max(exc.need_bytes or 0, need_bytes) or None
+    then = (f"resume; the last checkpoint (step {saved_step}) is intact" if saved_step
+            else "start the run again; nothing was saved yet")
+    return TrainError(exc.sentence(then), kind=exc.kind)
+
+
+def space_needed(config: TrainConfig, adapter_bytes: int, pictures: int) -> tuple[int, int]:
+    """About how many bytes this run will write: (run folder, training cache).
+
+    Run folder: the checkpoints kept (``keep_last``, or every one when 0) and the final file,
+    each the adapter's size, plus two resume states (old and new during a save) of adapter and
+    optimizer moments. Cache: a float32 latent mean and std per picture (and per flip).
+    """
+    out = config.output
+    saves = config.steps // out.save_every if out.save_every else 0
+    kept = min(saves, out.keep_last) if out.keep_last > 0 else saves
+    run = adapter_bytes * (kept + 1) + 2 * 4 * adapter_bytes
+    side = config.data.resolution // 8
+    cache = pictures * (2 if config.data.flip else 1) * 4 * side * side * 2 * 4
+    return run, cache
+
+
+def space_warning(run: RunDir, cache_root: Path, needs: tuple[int, int]) -> str | None:
+    """A warning when the disk(s) of the run folder and the cache have less free space than needed."""
+    places: dict[int, tuple[Path, int]] = {}
+    for folder, need in ((run.path, needs[0]), (cache_root, needs[1])):
+        probe = folder
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        try:
+            device = probe.stat().st_dev
+        except OSError:
+            continue
+        first, total = places.get(device, (folder, 0))
+        places[device] = (first, total + need)
+    for folder, need in places.values():
+        free = free_bytes(folder)
+        if free is not None and free < need:
+            return (f"only {size_text(free)} free in {folder}, and this run needs about {size_text(need)} "
+                    "(checkpoints, resume state, caches): free space now or lower [output] keep_last, or the run "
+                    "stops when the disk is full")
+    return None
+
+
+def remove_if_unused(run: RunDir) -> bool:
+    """Remove a new run's folder when a failed start left nothing in it but its config.toml (and
+    empty folders or an empty log), so the next run keeps the name instead of getting ``-2``."""
+    files = [p for p in run.path.rglob("*") if not p.is_dir()]
+    if any(p != run.config_path and not (p == run.log_path and p.stat().st_size == 0) for p in files):
+        return False
+    shutil.rmtree(run.path, ignore_errors=True)
+    return True
 
 
 def open_run_dir(folder: str | Path, config: TrainConfig | None = None) -> tuple[RunDir, TrainConfig]:
@@ -115,8 +198,16 @@ def open_run_dir(folder: str | Path, config: TrainConfig | None = None) -> tuple
                              "with; start a new run instead")
         config.save_toml(path / "config.toml")
     run = RunDir(path=path, name=saved.name)
-    if load_state_info(run) is None:
+    folder = run_state.state_folder(path)
+    if folder is None:
+        pickled = run_state.pickled_state(path)
+        if pickled is not None:
+            raise TrainError(f"{pickled}: resume state in the old pickle format, which could run code, is not "
+                             "loaded; start a new run (the checkpoints of this run are still usable)")
         raise TrainError(f"{path}: nothing to resume (no saved state; the run stopped before its first save)")
+    check_network(run, config or saved, _state_info(folder))
+    for gone in clean_leftovers(run):
+        log.info("removed %s, left by an interrupted save", gone)
     return run, config or saved
 
 
@@ -124,59 +215,132 @@ def open_run_dir(folder: str | Path, config: TrainConfig | None = None) -> tuple
 
 
 def save_state(run: RunDir, adapter: dict[str, torch.Tensor], optimizer: dict, scheduler: dict,
-               info: dict[str, Any]) -> None:
-    """Write the whole resume state as a new folder, then swap it in."""
-    tmp = Path(tempfile.mkdtemp(prefix=".state.tmp-", dir=run.path))
+               info: dict[str, Any], pictures: dict[str, str] | None = None) -> None:
+    """Write the whole resume state as a new folder, then swap it in.
+
+    ``pictures`` (path -> hash of bytes and caption) lets a resume tell that the dataset changed.
+    """
+    files = {"adapter.safetensors": safetensors_save(adapter),
+             "optimizer.safetensors": state_codec.encode(optimizer),
+             "scheduler.safetensors": state_codec.encode(scheduler),
+             "trainer.json": json.dumps(info, indent=1).encode("utf-8")}
+    if pictures is not None:
+        files[PICTURES] = json.dumps(pictures, separators=(",", ":")).encode("utf-8")
+    need = sum(len(data) for data in files.values())
+    with saving(run.state, need):
+        tmp = Path(tempfile.mkdtemp(prefix=".state.tmp-", dir=run.path))
     try:
-        (tmp / "adapter.safetensors").write_bytes(safetensors_save(adapter))
-        torch.save(optimizer, tmp / "optimizer.pt")
-        torch.save(scheduler, tmp / "scheduler.pt")
-        (tmp / "trainer.json").write_text(json.dumps(info, indent=1), encoding="utf-8")
-        for name in STATE_FILES:
-            with open(tmp / name, "rb") as fh:
+        for name, data in files.items():
+            with saving(run.state / name, need), open(tmp / name, "wb") as fh:
+                fh.write(data)
+                fh.flush()
                 os.fsync(fh.fileno())
+        fsync_dir(tmp)
         old = run.path / f".state.old-{os.getpid()}"
-        if run.state.exists():
-            os.replace(run.state, old)
-        os.replace(tmp, run.state)
+        with saving(run.state, need):
+            if run.state.exists():
+                os.replace(run.state, old)
+            replace_durably(tmp, run.state)
         shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
-def _state_folder(run: RunDir) -> Path | None:
-    if all((run.state / n).is_file() for n in STATE_FILES):
-        return run.state
-    # Interrupted between the two renames of save_state: the previous state is still whole.
-    for old in sorted(run.path.glob(".state.old-*")):
-        if all((old / n).is_file() for n in STATE_FILES):
-            return old
-    return None
-
-
-def load_state_info(run: RunDir) -> dict[str, Any] | None:
-    folder = _state_folder(run)
-    if folder is None:
-        return None
-    try:
-        return json.loads((folder / "trainer.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
 def load_state(run: RunDir) -> tuple[dict[str, torch.Tensor], dict, dict, dict[str, Any]]:
-    folder = _state_folder(run)
+    folder = run_state.state_folder(run.path)
     if folder is None:
         raise TrainError(f"{run.path}: the saved state is incomplete; start a new run")
     try:
         adapter = load_file(str(folder / "adapter.safetensors"))
-        optimizer = torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=False)
-        scheduler = torch.load(folder / "scheduler.pt", map_location="cpu", weights_only=False)
-        info = json.loads((folder / "trainer.json").read_text(encoding="utf-8"))
     except Exception as exc:  # a damaged state file
-        raise TrainError(f"{folder}: the saved state cannot be read ({exc})") from None
-    return adapter, optimizer, scheduler, info
+        raise TrainError(f"{folder / 'adapter.safetensors'}: the saved state cannot be read ({exc}); "
+                         "start a new run") from None
+    states = []
+    for name in ("optimizer.safetensors", "scheduler.safetensors"):
+        try:
+            states.append(state_codec.decode_file(folder / name))
+        except state_codec.StateFormatError as exc:
+            raise TrainError(f"{folder / name}: the saved state cannot be read ({exc}); start a new run") from None
+    optimizer, scheduler = states
+    if not isinstance(optimizer, dict) or not isinstance(optimizer.get("optimizer"), dict) \
+            or not isinstance(scheduler, dict):
+        raise TrainError(f"{folder}: the saved optimizer or scheduler state is not a table; start a new run")
+    return adapter, optimizer, scheduler, _state_info(folder)
+
+
+def load_pictures(run: RunDir) -> dict[str, str] | None:
+    """The pictures of the saved state (see :func:`save_state`); None when not recorded or unreadable."""
+    folder = run_state.state_folder(run.path)
+    try:
+        data = json.loads((folder / PICTURES).read_text(encoding="utf-8")) if folder is not None else None
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
+        return None
+    return data
+
+
+def resume_into(run: RunDir, net: Any, optimizer: Any, scaler: Any, lr_scheduler: Any) -> dict[str, Any]:
+    """Load the saved state into the network, optimizer, grad scaler and LR schedule; return trainer.json."""
+    adapter, opt_state, sched_state, info = load_state(run)
+    try:
+        net.load_state(adapter)
+        optimizer.load_state_dict(opt_state["optimizer"])
+        if opt_state.get("scaler") is not None and scaler is not None:
+            scaler.load_state_dict(opt_state["scaler"])
+        lr_scheduler.load_state_dict(sched_state)
+    except (ValueError, RuntimeError, KeyError, TypeError, IndexError) as exc:  # shapes or entries that do not fit
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise TrainError(f"{run.state}: the saved state does not fit the network in {run.config_path} ({first}); "
+                         "were its network settings (rank, targets) changed? put them back or start a new run"
+                         ) from None
+    return info
+
+
+def _state_info(folder: Path) -> dict[str, Any]:
+    try:
+        return run_state.read_state_info(folder / "trainer.json")
+    except run_state.StateInfoError as exc:
+        raise TrainError(str(exc)) from None
+
+
+def check_network(run: RunDir, config: TrainConfig, info: dict[str, Any]) -> None:
+    """The network settings in config.toml must be those the saved state was trained with."""
+    saved = info.get("network")
+    if not isinstance(saved, dict):
+        return  # saved before trainer.json recorded them: the state load itself then checks shapes
+    now = config.network.to_dict()
+    for key in sorted(set(saved) | set(now)):
+        if saved.get(key) != now.get(key):
+            raise TrainError(f"{run.config_path}: network {key!r} is {now.get(key)!r} but the saved state was "
+                             f"trained with {saved.get(key)!r}; put it back or start a new run")
+
+
+def clean_leftovers(run: RunDir) -> list[Path]:
+    """Remove what a killed save left behind (temp folders and files); return what was removed.
+
+    An old state folder is the saved state when the kill fell between the two renames of
+    :func:`save_state`: then it becomes ``state/`` again instead of being removed.
+    """
+    removed: list[Path] = []
+    whole = run_state.state_folder(run.path)
+    if whole is not None and whole != run.state:
+        if run.state.exists():
+            aside = run.path / f".state.tmp-incomplete-{os.getpid()}"
+            os.replace(run.state, aside)
+        os.replace(whole, run.state)
+    for folder in [*run.path.glob(".state.tmp-*"), *run.path.glob(".state.old-*")]:
+        if folder.is_dir() and not folder.is_symlink():
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    for where in (run.path, run.checkpoints, run.samples):
+        for pattern in (".*.tmp", ".*.tmp.*"):
+            for path in where.glob(pattern):
+                if path.is_file() or path.is_symlink():
+                    path.unlink(missing_ok=True)
+                    removed.append(path)
+    return removed
 
 
 # ---------------------------------------------------------------- log and checkpoints
@@ -197,18 +361,38 @@ class StepLog:
                 except ValueError:
                     continue
             atomic_write_text(path, "".join(k + "\n" for k in kept))
-        self._fh = open(path, "a", encoding="utf-8")
+        with saving(path):
+            self._fh = open(path, "a", encoding="utf-8")
+
+    def note_skipped(self, lines: list[str]) -> None:
+        """One ``{"skipped": "path: problem"}`` line per skipped picture (once, even over resumes)."""
+        known = set()
+        if self.path.stat().st_size:
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                try:
+                    known.add(json.loads(line).get("skipped"))
+                except (ValueError, AttributeError):
+                    continue
+        for line in lines:
+            if line not in known:
+                self.write({"skipped": line})
 
     def write(self, record: dict[str, Any]) -> None:
-        self._fh.write(json.dumps(record) + "\n")
-        self._fh.flush()
+        with saving(self.path):
+            self._fh.write(json.dumps(record) + "\n")
+            self._fh.flush()
 
     def close(self) -> None:
-        self._fh.close()
+        try:
+            self._fh.close()
+        except OSError:  # every line was flushed when written; a failing write already raised
+            pass
 
 
 def read_log(path: str | Path) -> list[dict[str, Any]]:
-    return [json.loads(ln) for ln in Path(path).read_text(encoding="utf-8").splitlines() if ln.strip()]
+    """The step records of ``log.jsonl`` (not the notes of skipped pictures)."""
+    records = [json.loads(ln) for ln in Path(path).read_text(encoding="utf-8").splitlines() if ln.strip()]
+    return [r for r in records if "step" in r]
 
 
 def prune_checkpoints(run: RunDir, keep_last: int) -> list[Path]:

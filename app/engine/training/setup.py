@@ -6,14 +6,19 @@ bad setting fails in a second with one sentence instead of after a model load.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging
+from dataclasses import replace
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
 from app.core.configs import DevicePref, Family
+from app.core.dataset import DatasetError
 from app.core.train_config import LRSchedule, MixedPrecision, Optimizer, TrainConfig
+from app.engine import lora_files
 from app.engine.models import ModelSource, check_source
 from app.engine.training.caches import LatentCache, TextCache
 from app.engine.training.data import TrainData, TrainError, collect
@@ -111,18 +116,80 @@ def make_encoder(pipe: Any, family: Family, device: torch.device) -> Callable[[l
 
 
 def fill_latent_cache(cache: LatentCache, data: TrainData, flip: bool, device: torch.device,
-                      progress: Callable[[int, int], None], should_stop: Callable[[], bool]) -> bool:
-    """Encode every (picture, bucket, flip) not cached yet; False when stopped part way."""
+                      progress: Callable[[int, int], None], should_stop: Callable[[], bool],
+                      ) -> tuple[bool, dict[Path, str]]:
+    """Encode every (picture, bucket, flip) not cached yet: (False when stopped part way, and
+    {path: "path: problem"} for each picture that passed the header scan but cannot be decoded or read)."""
     jobs = [(item, f) for item in data.items for f in ((False, True) if flip else (False,))]
+    bad: dict[Path, str] = {}
     for index, (item, f) in enumerate(jobs):
         if should_stop():
-            return False
-        cache.ensure(item.path, item.size, item.bucket, f, device)
+            return False, bad
+        if item.path not in bad:
+            try:
+                cache.ensure(item.path, item.size, item.bucket, f, device)
+            except DatasetError as exc:  # one bad picture is skipped, never the end of the run
+                bad[item.path] = str(exc)
         progress(index + 1, len(jobs))
-    return True
+    return True, bad
+
+
+def drop_unreadable(data: TrainData, bad: dict[Path, str]) -> TrainData:
+    """``data`` without the pictures of ``bad`` (from :func:`fill_latent_cache`); refuse when no
+    training picture is left."""
+    items = [item for item in data.items if item.path not in bad]
+    lines = list(bad.values())
+    if not any(not item.regularization for item in items):
+        raise TrainError(f"no usable training picture left: {len(lines)} picture(s) could not be read "
+                         f"(first: {lines[0]})")
+    return replace(data, items=items, skipped=data.skipped + lines)
 
 
 def fill_text_cache(cache: TextCache, captions: list[str], batch: int = 16) -> None:
     unique = list(dict.fromkeys(captions))
     for i in range(0, len(unique), batch):
         cache.get_many(unique[i:i + batch])
+
+
+def adapter_info(config: TrainConfig, family: Family, scheduler: Any, data: TrainData, started_at: float,
+                 step: int, epoch: int) -> lora_files.AdapterInfo:
+    """What the saved adapter's kohya metadata says about this run."""
+    net_opts = config.network
+    try:
+        import tomli_w
+
+        config_toml = tomli_w.dumps(config.to_dict())
+    except Exception:  # metadata is best effort
+        config_toml = ""
+    return lora_files.AdapterInfo(
+        family=family, name=config.name, rank=net_opts.rank, alpha=net_opts.alpha,
+        resolution=(config.data.resolution, config.data.resolution), steps=step, epoch=epoch,
+        learning_rate=config.optimizer.learning_rate, optimizer=config.optimizer.kind.value,
+        trigger=config.trigger, conv_rank=net_opts.conv_rank, conv_alpha=net_opts.conv_alpha,
+        dora=net_opts.dora, v_prediction=scheduler.config.prediction_type == "v_prediction",
+        tag_frequency=data.tag_frequency, started_at=started_at,
+        config_toml=config_toml, base_model=config.base)
+
+
+def picture_keys(data: TrainData, latents: LatentCache) -> dict[str, str]:
+    """path -> a short hash of the picture's bytes (as the latent cache keyed it) and its caption."""
+    out = {}
+    for item in data.items:
+        digest = hashlib.blake2b(f"{latents.content_hash(item.path)}\0{item.caption}".encode(), digest_size=8)
+        out[str(item.path)] = digest.hexdigest()
+    return out
+
+
+def dataset_change(saved: dict[str, str] | None, now: dict[str, str]) -> str | None:
+    """A warning when the pictures (or their captions) differ from those of the saved state."""
+    if saved is None:
+        return None  # saved before runs recorded their pictures
+    changed = sum(1 for p in now if p in saved and saved[p] != now[p])
+    added = sum(1 for p in now if p not in saved)
+    removed = sum(1 for p in saved if p not in now)
+    total = changed + added + removed
+    if not total:
+        return None
+    return (f"the dataset changed since the run stopped: {total} picture(s) differ ({changed} changed or "
+            f"recaptioned, {added} added, {removed} removed); the run goes on with the pictures as they are now, "
+            "so it will not repeat an uninterrupted run exactly")

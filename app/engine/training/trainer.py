@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from app.core import paths
 from app.core.configs import DtypePref, Family, ModelSpec
+from app.core.files import SaveError
 from app.core.train_config import Prediction, TrainConfig
 from app.engine import lora_files
 from app.engine.models import load_model
@@ -31,7 +32,7 @@ from app.engine.training import run as runs
 from app.engine.training import setup
 from app.engine.training.buckets import plan_crop
 from app.engine.training.caches import LatentCache, TextCache
-from app.engine.training.data import Schedule, TrainError, mix_seed, vary_caption
+from app.engine.training.data import Schedule, TrainData, TrainError, mix_seed, vary_caption
 from app.engine.training.network import attach
 from app.engine.training.samples import render_samples
 
@@ -65,6 +66,8 @@ class Trainer:
         # Polled once per step (single process): "checkpoint" / "sample" asked for now (the GUI's buttons).
         self._take_requests = take_requests or (lambda: [])
         self.accelerator: Any = None
+        self.saved_step: int | None = None  # the step of the last whole checkpoint and resume state
+        self.save_need = 0  # bytes one save writes (for "free N GB")
 
     # ------------------------------------------------------------ helpers
     def emit(self, kind: str, **fields: Any) -> None:
@@ -74,6 +77,10 @@ class Trainer:
     def status(self, message: str) -> None:
         log.info("%s", message)
         self.emit("status", message=message)
+
+    def warn(self, message: str) -> None:
+        log.info("%s", message)  # info: the CLI and the GUI show the event, a warning would print twice
+        self.emit("warning", message=message)
 
     def stop_requested(self) -> bool:
         flag = bool(self._should_stop())
@@ -108,8 +115,19 @@ class Trainer:
         self.run_dir = run_dir
         self.emit("started", run_dir=str(run_dir.path), skipped=data.skipped)
         for line in data.skipped:
-            self.emit("status", message=f"skipped {line}")
+            self.warn(f"skipped {line}")
+        for line in data.notes:
+            self.warn(line)
+        try:
+            return self._start(data)
+        except BaseException:
+            if self.resume is None and acc.is_main_process and runs.remove_if_unused(run_dir):
+                log.info("removed %s: the run failed before saving anything", run_dir.path)
+            raise
 
+    def _start(self, data: TrainData) -> TrainResult:
+        """Model, caches, network and optimizer (and the saved state of a resume), then the loop."""
+        config, acc, run_dir = self.config, self.accelerator, self.run_dir
         self.status(f"loading {config.base}")
         loaded = load_model(ModelSpec(base=config.base, device="cpu", dtype=DtypePref.FP32))
         self.family, pipe = loaded.family, loaded.pipe
@@ -123,11 +141,15 @@ class Trainer:
         with acc.main_process_first():
             pipe.vae.to(device)  # loaded in fp32, and kept so (fp16 VAEs overflow)
             self.latents = LatentCache(cache_root, pipe.vae)
-            done = setup.fill_latent_cache(
+            done, unreadable = setup.fill_latent_cache(
                 self.latents, data, config.data.flip, device,
                 lambda i, n: self.emit("progress", step=0, total=config.steps, eta_s=None,
                                        message=f"caching latents {i}/{n}"),
                 self._should_stop)
+        if unreadable:
+            data = setup.drop_unreadable(data, unreadable)
+            for line in unreadable.values():
+                self.warn(f"skipped {line}")
         if not done:
             return TrainResult(status="cancelled", run_dir=run_dir.path, step=0, skipped=data.skipped)
         encoders = setup.text_encoders_of(pipe)
@@ -155,22 +177,25 @@ class Trainer:
         pipe.unet.train()
         for te in net.text_encoders:
             te.train()
+        adapter_bytes = sum(p.numel() * 4 for p in net.parameters())
+        self.save_need = 4 * adapter_bytes  # one checkpoint and one resume state (adapter, two moments)
+        warning = runs.space_warning(run_dir, cache_root, runs.space_needed(config, adapter_bytes, len(data.items)))
+        if warning is not None:
+            self.warn(warning)
         optimizer = setup.make_optimizer(config, net.unet_parameters(), net.text_parameters())
         lr_scheduler = setup.make_lr_scheduler(config, optimizer)
         optimizer = acc.prepare(optimizer)
 
         start_step, elapsed_before, started_at = 0, 0.0, time.time()
         if self.resume is not None:
-            adapter, opt_state, sched_state, info = runs.load_state(run_dir)
-            net.load_state(adapter)
-            optimizer.optimizer.load_state_dict(opt_state["optimizer"])
-            if opt_state.get("scaler") is not None and acc.scaler is not None:
-                acc.scaler.load_state_dict(opt_state["scaler"])
-            lr_scheduler.load_state_dict(sched_state)
-            start_step = int(info["step"])
+            info = runs.resume_into(run_dir, net, optimizer.optimizer, acc.scaler, lr_scheduler)
+            start_step = self.saved_step = int(info["step"])
             elapsed_before = float(info.get("elapsed", 0.0))
             started_at = float(info.get("started_at", started_at))
             self.status(f"resuming {run_dir.path} at step {start_step}")
+            changed = setup.dataset_change(runs.load_pictures(run_dir), setup.picture_keys(data, self.latents))
+            if changed:
+                self.warn(changed)
         schedule = Schedule(data, config.data.batch_size, config.seed, config.data.reg_weight)
         self.data, self.schedule, self.scheduler = data, schedule, scheduler
         self.optimizer, self.lr_scheduler, self.started_at = optimizer, lr_scheduler, started_at
@@ -186,13 +211,22 @@ class Trainer:
 
     # ------------------------------------------------------------ loop
     def _loop(self, start_step: int, elapsed_before: float) -> TrainResult:
-        config, acc, run_dir = self.config, self.accelerator, self.run_dir
+        config, run_dir = self.config, self.run_dir
         result = TrainResult(status="done", run_dir=run_dir.path, step=start_step, skipped=self.data.skipped)
         if start_step >= config.steps:
             self.status(f"the run already reached step {start_step}; raise steps to train further")
             result.final = run_dir.final_path if run_dir.final_path.is_file() else None
             return result
+        try:
+            return self._steps(start_step, elapsed_before, result)
+        except SaveError as exc:  # the disk filled or became read-only: say what is still whole
+            raise runs.save_failure(exc, self.saved_step, self.save_need) from None
+
+    def _steps(self, start_step: int, elapsed_before: float, result: TrainResult) -> TrainResult:
+        config, acc, run_dir = self.config, self.accelerator, self.run_dir
         step_log = runs.StepLog(run_dir.log_path, resume_step=start_step) if acc.is_main_process else None
+        if step_log is not None:
+            step_log.note_skipped(self.data.skipped)
         params = self.net.parameters()
         loop_start = time.perf_counter()
         timer_start, timed_steps = loop_start, 0
@@ -378,15 +412,18 @@ class Trainer:
         if acc.is_main_process:
             epoch = self._epoch(step) + 1
             info = {"step": step, "epoch": epoch, "elapsed": elapsed, "started_at": self.started_at,
-                    "seed": config.seed, "processes": acc.num_processes}
+                    "seed": config.seed, "processes": acc.num_processes, "network": config.network.to_dict()}
             opt_state = {"optimizer": self.optimizer.optimizer.state_dict(),
                          "scaler": acc.scaler.state_dict() if acc.scaler is not None else None}
             path = run_dir.final_path if final else run_dir.checkpoint_path(step)
             tensors = self.net.kohya_tensors()
-            lora_files.save_kohya(path, tensors, lora_files.build_metadata(self._adapter_info(step, epoch)))
+            lora_files.save_kohya(path, tensors, lora_files.build_metadata(setup.adapter_info(
+                config, self.family, self.scheduler, self.data, self.started_at, step, epoch)))
             # The state after the checkpoint: an interrupted checkpoint write leaves the previous
             # state, and a resume then redoes the step and writes the same file again.
-            runs.save_state(run_dir, self.net.state(), opt_state, self.lr_scheduler.state_dict(), info)
+            runs.save_state(run_dir, self.net.state(), opt_state, self.lr_scheduler.state_dict(), info,
+                            pictures=setup.picture_keys(self.data, self.latents))
+            self.saved_step = step
             result.checkpoints.append(path)
             if final:
                 result.final = path
@@ -396,25 +433,6 @@ class Trainer:
                 log.info("removed old checkpoint %s", gone)
             self.emit("checkpoint", path=str(path), step=step, final=final)
         acc.wait_for_everyone()
-
-    def _adapter_info(self, step: int, epoch: int) -> lora_files.AdapterInfo:
-        config = self.config
-        net_opts = config.network
-        buf = []
-        try:
-            import tomli_w
-
-            buf.append(tomli_w.dumps(config.to_dict()))
-        except Exception:  # metadata is best effort
-            pass
-        return lora_files.AdapterInfo(
-            family=self.family, name=config.name, rank=net_opts.rank, alpha=net_opts.alpha,
-            resolution=(config.data.resolution, config.data.resolution), steps=step, epoch=epoch,
-            learning_rate=config.optimizer.learning_rate, optimizer=config.optimizer.kind.value,
-            trigger=config.trigger, conv_rank=net_opts.conv_rank, conv_alpha=net_opts.conv_alpha,
-            dora=net_opts.dora, v_prediction=self.scheduler.config.prediction_type == "v_prediction",
-            tag_frequency=self.data.tag_frequency, started_at=self.started_at,
-            config_toml=buf[0] if buf else "", base_model=config.base)
 
     def _diffusers_copy(self) -> None:
         from peft import get_peft_model_state_dict

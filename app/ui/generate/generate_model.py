@@ -35,6 +35,8 @@ ERROR_HEADINGS = {
     "out_of_memory": "Out of memory (try a smaller size or fewer steps)",
     "model_not_found": "Model not found",
     "cancelled": "Cancelled",
+    "disk_full": "Disk full",
+    "permission": "Read-only folder",
     "internal": "Worker error",
 }
 
@@ -43,6 +45,8 @@ def describe_error(error: JobError | None) -> str:
     if error is None:
         return "Failed."
     heading = ERROR_HEADINGS.get(error.kind, error.kind)
+    if error.message.startswith(heading):  # "Disk full while saving ...": a heading would repeat it
+        return error.message
     return f"{heading}: {error.message}" if error.message else heading
 
 

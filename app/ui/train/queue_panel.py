@@ -163,6 +163,8 @@ class HistoryPanel(QWidget):
     def refresh(self) -> None:
         selected = self.selected()
         chosen = str(selected.path) if selected is not None else ""
+        if self.ops.resume_offer and any(str(r.path) == self.ops.resume_offer for r in self.ops.history):
+            chosen, self.ops.resume_offer = self.ops.resume_offer, ""  # offered once, ready for Resume
         self.table.blockSignals(True)
         self.table.setRowCount(0)
         for run in self.ops.history:

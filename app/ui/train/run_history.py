@@ -15,10 +15,10 @@ from enum import Enum
 from pathlib import Path
 
 from app.core.configs import ConfigError
+from app.core import run_state
 from app.core.train_config import TrainConfig, load_run_config
 
 
-STATE_FILES = ("adapter.safetensors", "optimizer.pt", "scheduler.pt", "trainer.json")
 _CHECKPOINT = re.compile(r"-step(\d+)\.safetensors$")
 _SAMPLE = re.compile(r"^step(\d+)-(\d+)\.png$")
 
@@ -87,18 +87,6 @@ def read_log(path: Path) -> LossLog:
     return log
 
 
-def saved_step(folder: Path) -> int:
-    """The step of the resume state (``state/`` or, after an interrupted swap, ``.state.old-*``)."""
-    candidates = [folder / "state"] + sorted(folder.glob(".state.old-*"))
-    for state in candidates:
-        if all((state / name).is_file() for name in STATE_FILES):
-            try:
-                return int(json.loads((state / "trainer.json").read_text(encoding="utf-8"))["step"])
-            except (OSError, ValueError, KeyError, TypeError):
-                continue
-    return 0
-
-
 def read_run(folder: str | Path, *, with_log: bool = False) -> RunInfo:
     folder = Path(folder)
     info = RunInfo(path=folder, name=folder.name, status=RunStatus.UNREADABLE)
@@ -117,7 +105,7 @@ def read_run(folder: str | Path, *, with_log: bool = False) -> RunInfo:
         info.step, info.final_loss = log.steps[-1], log.losses[-1]
     if with_log:
         info.log = log
-    info.saved_step = saved_step(folder)
+    info.saved_step = run_state.saved_step(folder)
     for path in sorted((folder / "checkpoints").glob("*.safetensors")):
         found = _CHECKPOINT.search(path.name)
         if found:

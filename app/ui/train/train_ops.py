@@ -25,7 +25,7 @@ from app.ui.generate.generate_model import describe_error
 from app.ui.jobs import JobError, JobTracker
 from app.ui.library.tasks import TaskRunner
 from app.ui.train.run_history import RunInfo, RunStatus, list_runs, read_run
-from app.worker.protocol import EventType, JobKind, RequestAction
+from app.worker.protocol import ErrorKind, EventType, JobKind, RequestAction
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +139,7 @@ class TrainOps(QObject):
         self.view = self.live_view
         self.history: list[RunInfo] = []
         self._ids = itertools.count(1)
+        self.resume_offer = ""  # a run that failed for lack of space or permission: History selects it
         self._shown = 0  # bumped whenever the shown run changes; stale reads are dropped
         self._runner = TaskRunner(max_threads=2, parent=self)
         self._settings_path = settings_path or paths.config_dir() / SETTINGS_FILE
@@ -357,7 +358,12 @@ class TrainOps(QObject):
                                                   message=str(err.get("message", "")),
                                                   detail=str(err.get("detail", ""))))
             entry.state = EntryState.FAILED
-            self.message.emit(f"{entry.name} failed: {entry.error.splitlines()[0]}")
+            text = f"{entry.name} failed: {entry.error.splitlines()[0]}"
+            if err.get("kind") in (ErrorKind.DISK_FULL.value, ErrorKind.PERMISSION.value) and entry.run_dir:
+                # Nothing is wrong with the run itself: once there is room, Resume continues it.
+                self.resume_offer = entry.run_dir
+                text += " — then press Resume in History (the run is selected there)"
+            self.message.emit(text)
         self.queueChanged.emit()
         self.currentChanged.emit()
         self.refresh_history()
