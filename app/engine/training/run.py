@@ -29,7 +29,7 @@ from safetensors.torch import save as safetensors_save
 
 from app.core import paths
 from app.core.configs import ConfigError
-from app.core.files import atomic_write_text
+from app.core.files import atomic_write_text, make_ordinary
 from app.core.train_config import TrainConfig, load_run_config
 from app.engine.training.data import TrainError
 
@@ -128,6 +128,7 @@ def save_state(run: RunDir, adapter: dict[str, torch.Tensor], optimizer: dict, s
     """Write the whole resume state as a new folder, then swap it in."""
     tmp = Path(tempfile.mkdtemp(prefix=".state.tmp-", dir=run.path))
     try:
+        make_ordinary(tmp, folder=True)  # the run folder is the user's; mkdtemp made it private
         (tmp / "adapter.safetensors").write_bytes(safetensors_save(adapter))
         torch.save(optimizer, tmp / "optimizer.pt")
         torch.save(scheduler, tmp / "scheduler.pt")
