@@ -194,9 +194,17 @@ def cmd_generate(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     if args.out is not None and args.out.suffix.lower() != ".png":
         return _fail(f"{args.out}: the output must be a .png file")
+    from app.core.adapters import AdapterError, inspect_adapter
+
+    try:  # a missing or broken file fails before the model loads
+        for entry in request.adapter_entries():
+            inspect_adapter(entry.path)
+    except AdapterError as exc:
+        return _fail(str(exc))
 
     from tqdm import tqdm
 
+    from app.engine.adapter_formats import IncompatibleAdapter
     from app.engine.models import ModelError
     from app.engine.rendering import Renderer
 
@@ -204,14 +212,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
     try:
         print(f"loading {request.base} ...", file=sys.stderr)
         renderer.ensure_model(request.model_spec())
+        assert renderer.mixer is not None
+        # A picture without an adapter the user asked for is silently wrong: refuse instead
+        # (the GUI shows the reason on the row and renders the rest).
+        renderer.mixer.load(request.adapter_entries(), strict=True)
         with tqdm(total=request.steps, unit="step", file=sys.stderr, desc="render") as bar:
             result = renderer.render(
                 request, out_path=args.out, on_step=lambda step, total, eta: bar.update(step - bar.n)
             )
-    except ModelError as exc:
+    except (ModelError, IncompatibleAdapter) as exc:
         return _fail(str(exc))
-    for refused in result.mix.refused if result.mix else []:
-        print(f"loraloom: warning: {refused['message']} (rendered without it)", file=sys.stderr)
     for warning in result.mix.warnings if result.mix else []:
         print(f"loraloom: warning: {warning}", file=sys.stderr)
     print(result.path)
