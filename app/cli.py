@@ -126,8 +126,23 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _reader_went_away()
     parser.error(f"unknown command {command!r}")
     return 2
+
+
+def _reader_went_away() -> int:
+    """``loraloom ... | head``: the reader stopped listening, which is no error of ours. Point
+    stdout at /dev/null so the interpreter's last flush does not complain either."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return 141  # what a shell reports for a program ended by SIGPIPE
 
 
 def _fail(message: str) -> int:

@@ -99,9 +99,10 @@ class _Reporter:
 
     def skip(self, skip: Skip) -> None:
         self.summary.skipped.append(skip)
-        log.warning("%s", skip.reason)
-        if self.on_skip:
+        if self.on_skip:  # the caller shows it; logging it too printed every skip twice
             self.on_skip(skip)
+        else:
+            log.warning("%s", skip.reason)
 
 
 def _caption(captioner: Captioner, loaded: list[tuple[ImageItem, Image.Image]], request: CaptionRequest,

@@ -8,7 +8,6 @@ replaying earlier steps: that is what makes resume exact.
 from __future__ import annotations
 
 import hashlib
-import logging
 import random
 import re
 from dataclasses import dataclass, field
@@ -21,7 +20,6 @@ from app.core.errors import ErrorKind
 from app.core.train_config import TrainConfig
 from app.engine.training.buckets import Size, make_buckets, pick_bucket
 
-log = logging.getLogger(__name__)
 _REPEATS_PREFIX = re.compile(r"^\d+_")
 
 
@@ -117,8 +115,7 @@ def collect(config: TrainConfig, should_stop: Callable[[], bool] | None = None) 
             frequency[f"{index + 1}_{dataset.root.name}"] = counts
     if not any(not i.regularization for i in items):
         raise TrainError("no training pictures: every dataset is marked regularization = true")
-    for line in skipped:
-        log.warning("skipped %s", line)
+    # No log line here: the trainer reports each skipped picture once, as a status event.
     return TrainData(items=items, skipped=skipped, tag_frequency=frequency)
 
 
