@@ -446,6 +446,9 @@ def _hub_download(hub, args: argparse.Namespace) -> int:
     if repo.files and listed is None:
         return _fail(f"{args.repo}/{filename}: no such file in the repo (adapters: {', '.join(names) or 'none'})")
     sha256 = listed.sha256 if listed else None
+    refused = hub.not_an_adapter(args.repo, filename, revision=args.revision)
+    if refused:
+        return _fail(refused)
     bar = None
 
     def on_progress(done: int, total: int | None) -> None:
