@@ -161,7 +161,7 @@ class MainWindow(QMainWindow):
         self.client.logMessage.connect(self.log_panel.append_app_message)
         self.client.crashed.connect(self._on_crashed)
         self.tracker.modelChanged.connect(self._on_model)
-        self.tracker.jobLog.connect(lambda job, level, text: self.log_panel.append("job", level, text))
+        self.tracker.jobLog.connect(self.log_panel.append_job)
 
     # ------------------------------------------------------------ actions
 
