@@ -24,6 +24,7 @@ from app.ui.generate.generate_model import GenerateModel
 from app.ui.generate.generate_tab import GenerateTab
 from app.ui.jobs import JobTracker
 from app.ui.library.library_tab import LibraryTab
+from app.ui.menus import build_menus
 from app.ui.recent_models import RecentModels
 from app.ui.train.train_tab import TrainTab
 from app.ui.widgets.log_panel import LogPanel, QtLogHandler
@@ -122,20 +123,7 @@ class MainWindow(QMainWindow):
         self.about_action.triggered.connect(self.show_about)
 
     def _build_menus(self) -> None:
-        bar = self.menuBar()
-        file_menu = bar.addMenu("&File")
-        file_menu.addAction(self.dataset_tab.open_action)
-        file_menu.addMenu(self.dataset_tab.recent_menu)
-        file_menu.addAction(self.open_data_action)
-        file_menu.addSeparator()
-        file_menu.addAction(self.quit_action)
-        worker_menu = bar.addMenu("&Worker")
-        worker_menu.addAction(self.restart_action)
-        show_log = self.log_dock.toggleViewAction()
-        show_log.setText("Show log")
-        worker_menu.addAction(show_log)
-        help_menu = bar.addMenu("&Help")
-        help_menu.addAction(self.about_action)
+        build_menus(self)  # app/ui/menus.py: File, Edit, View, Worker, Help
 
     def _build_status_bar(self) -> None:
         status = self.statusBar()
