@@ -337,8 +337,11 @@ def cmd_caption(args: argparse.Namespace) -> int:
     from app.engine.captioning import load_captioner, run_captioning
     from app.engine.models import ModelError
 
+    from app.core.dataset import check_folder
+
     bar = None
     try:
+        check_folder(request.folder)  # a typo in the folder fails before a model loads for minutes
         print(f"loading {request.model or 'the default captioner'} ...", file=sys.stderr)
         captioner = load_captioner(request)
 

@@ -62,6 +62,7 @@ class DatasetSession(QObject):
     historyChanged = Signal()
     message = Signal(str)  # a status line
     errorOccurred = Signal(str)  # one sentence for the user
+    errorDetail = Signal(str, str)  # (the sentence, the long technical detail behind "Details")
     captionRunning = Signal(bool)
     captionProgress = Signal(int, int, object, str)  # (done, total, eta_s or None, message)
 
@@ -357,6 +358,8 @@ class DatasetSession(QObject):
         self.historyChanged.emit()
         if error is not None:
             self.errorOccurred.emit(f"auto-captioning failed: {error.message}")
+            if error.detail:
+                self.errorDetail.emit(f"auto-captioning failed: {error.message}", error.detail)
         else:
             self.message.emit(f"auto-captioning {state}: {count} captions written")
 

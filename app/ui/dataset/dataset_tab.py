@@ -40,6 +40,7 @@ from app.ui.dataset.tag_panel import TagPanel
 from app.ui.dataset.thumbnails import THUMB_SIZE, ThumbnailLoader
 from app.ui.generate.generate_model import format_eta
 from app.ui.jobs import JobTracker
+from app.ui.widgets.details_line import DetailsLine
 
 ERROR_STYLE = "color: #c62828;"
 
@@ -171,8 +172,7 @@ class DatasetTab(QWidget):
         split.addWidget(right)
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 2)
-        self.status = QLabel("Drop a folder of pictures here.", self)
-        self.status.setWordWrap(True)
+        self.status = DetailsLine("Drop a folder of pictures here.", self)
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addLayout(strip)
@@ -195,6 +195,7 @@ class DatasetTab(QWidget):
         s.historyChanged.connect(self._update_history)
         s.message.connect(self.status.setText)
         s.errorOccurred.connect(self._on_error)
+        s.errorDetail.connect(self.status.setText)
         s.captionRunning.connect(self._on_caption_running)
         s.captionProgress.connect(self._on_caption_progress)
         self.grid.selectionModel().currentChanged.connect(self._on_current)
@@ -407,6 +408,8 @@ class DatasetTab(QWidget):
         self.progress.setVisible(running or self.session.scanning)
         if running:
             self.progress.setRange(0, 0)
+        else:  # "auto-caption: loading …" must not outlive the job (the outcome is in the status line)
+            self.progress_label.setText("")
 
     def _on_caption_progress(self, done: int, total: int, eta, message: str) -> None:
         if total:
