@@ -140,7 +140,7 @@ class MainWindow(QMainWindow):
     def _connect_client(self) -> None:
         self.tracker.modelChanged.connect(lambda model: self.library_tab.set_current_family(model.get("family")))
         self.library_tab.addToMixRequested.connect(self._on_add_to_mix)
-        self.train_tab.useInGenerate.connect(self._on_add_to_mix)
+        self.train_tab.useInGenerate.connect(self._on_use_run_adapter)
         self.generate_tab.stack_widget.libraryRequested.connect(lambda: self.tabs.setCurrentWidget(self.library_tab))
         self.library_tab.ops.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
         self.client.stateChanged.connect(self._show_worker_state)
@@ -214,6 +214,11 @@ class MainWindow(QMainWindow):
         self.generate_tab.add_adapter(path)
         self.tabs.setCurrentWidget(self.generate_tab)
         self.statusBar().showMessage(f"Added to the mix: {path}", 8000)
+
+    def _on_use_run_adapter(self, path: str, base: str) -> None:
+        if base:  # a run's adapter is made for its base: render on that one
+            self.generate_tab.model_picker.setText(base)
+        self._on_add_to_mix(path)
 
     def _on_crashed(self, message: str) -> None:
         first_line = message.splitlines()[0] if message else "The worker stopped."

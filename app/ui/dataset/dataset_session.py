@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, QTimer, Signal
 
 from app.core import paths
 from app.core.caption_config import CaptionRequest
@@ -63,6 +63,7 @@ class DatasetSession(QObject):
     message = Signal(str)  # a status line
     errorOccurred = Signal(str)  # one sentence for the user
     errorDetail = Signal(str, str)  # (the sentence, the long technical detail behind "Details")
+    countsChanged = Signal(str)  # counts_text() after a scan, captions written, pictures added
     captionRunning = Signal(bool)
     captionProgress = Signal(int, int, object, str)  # (done, total, eta_s or None, message)
 
@@ -93,6 +94,13 @@ class DatasetSession(QObject):
         self._expected = 0
         self.caption_job: str | None = None
         self._caption_changes: list[tuple[ImageItem, str, str]] = []
+        # Counts follow every change; a short delay makes a burst (auto-caption) one update.
+        self._counts_timer = QTimer(self)
+        self._counts_timer.setSingleShot(True)
+        self._counts_timer.setInterval(100)
+        self._counts_timer.timeout.connect(self._emit_counts)
+        self.itemsChanged.connect(self._counts_timer.start)
+        self.itemsAdded.connect(self._counts_timer.start)
         if tracker is not None:
             tracker.client.eventReceived.connect(self._on_worker_event)
             tracker.progressChanged.connect(self._on_caption_progress)
@@ -164,9 +172,16 @@ class DatasetSession(QObject):
             self.itemsChanged.emit(changed)
         self.tagsChanged.emit()
         self.scanFinished.emit()
+        self._counts_timer.start()
+
+    def counts_text(self) -> str:
         usable = sum(1 for i in self.items if i.usable)
-        self.message.emit(f"{len(self.items)} images, {usable} usable, "
-                          f"{sum(1 for i in self.items if not i.has_caption)} without a caption")
+        return (f"{len(self.items)} images, {usable} usable, "
+                f"{sum(1 for i in self.items if not i.has_caption)} without a caption")
+
+    def _emit_counts(self) -> None:
+        if self.dataset is not None and not self.scanning:  # mid-scan counts are partial
+            self.countsChanged.emit(self.counts_text())
 
     def item_for(self, path: str | Path) -> ImageItem | None:
         return self._by_path.get(Path(path))

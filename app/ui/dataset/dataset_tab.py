@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.dataset import ImageItem
-from app.core.dataset_filter import tag_filter_text
+from app.core.dataset_filter import rename_tag_in_filter, tag_filter_text
 from app.core.tag_ops import rename_tag
 from app.ui.dataset.batch_dialog import BatchDialog
 from app.ui.dataset.caption_dialog import CaptionDialog
@@ -173,11 +173,16 @@ class DatasetTab(QWidget):
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 2)
         self.status = DetailsLine("Drop a folder of pictures here.", self)
+        self.counts_label = QLabel("", self)
+        self.counts_label.setToolTip("Pictures in the folder, usable for training, and still without a caption.")
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addLayout(strip)
         layout.addWidget(split, 1)
-        layout.addWidget(self.status)
+        bottom = QHBoxLayout()
+        bottom.addWidget(self.status, 1)
+        bottom.addWidget(self.counts_label, 0, Qt.AlignmentFlag.AlignTop)
+        layout.addLayout(bottom)
         self._tags_timer = QTimer(self)
         self._tags_timer.setSingleShot(True)
         self._tags_timer.setInterval(150)
@@ -196,6 +201,8 @@ class DatasetTab(QWidget):
         s.message.connect(self.status.setText)
         s.errorOccurred.connect(self._on_error)
         s.errorDetail.connect(self.status.setText)
+        s.countsChanged.connect(self.counts_label.setText)
+        s.opened.connect(lambda _root: self.counts_label.setText(""))
         s.captionRunning.connect(self._on_caption_running)
         s.captionProgress.connect(self._on_caption_progress)
         self.grid.selectionModel().currentChanged.connect(self._on_current)
@@ -367,6 +374,9 @@ class DatasetTab(QWidget):
         self.editor.flush()
         self.session.flush()
         self.session.apply(self.session.plan(rename_tag(old, new)))
+        renamed = rename_tag_in_filter(self.filter_box.text(), old, new)
+        if renamed != self.filter_box.text():
+            self.filter_box.setText(renamed)
 
     def batch_scopes(self) -> list[tuple[str, list[ImageItem]]]:
         scopes = []
