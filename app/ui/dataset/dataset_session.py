@@ -23,6 +23,8 @@ from app.core.caption_store import CaptionStore, WriteResult
 from app.core.captions import DEFAULT_SEPARATOR, caption_path_for
 from app.core.configs import ConfigError
 from app.core.dataset import Dataset, DatasetError, ImageItem, check_folder, is_image_name, make_item
+from app.core.dataset_problems import ProblemKind
+from app.core.exclusions import EXCLUDE_FILE, excluded_problem, set_excluded
 from app.core.tag_ops import Plan, TagOperation
 from app.ui.dataset.scanner import ScanSignals, ScanTask
 from app.ui.jobs import JobError, JobTracker
@@ -172,6 +174,7 @@ class DatasetSession(QObject):
             self.itemsChanged.emit(changed)
         self.tagsChanged.emit()
         self.scanFinished.emit()
+        self.message.emit("")  # "Scanning … " is over; the counts label says what was found
         self._counts_timer.start()
 
     def counts_text(self) -> str:
@@ -222,6 +225,34 @@ class DatasetSession(QObject):
             self.historyChanged.emit()
 
         self._run(work, done)
+
+    def delete_captions(self, items: list[ImageItem]) -> None:
+        """Remove the caption files (undoable, like any other caption change)."""
+        if self.store is not None and items:
+            store = self.store
+            self._run(lambda: store.delete_captions(items), self._after_write)
+
+    def set_excluded(self, items: list[ImageItem], excluded: bool) -> None:
+        """Exclude pictures from training (or include them again), kept in the folder's
+        ``.loraloom-exclude`` so training and ``dataset check`` honour it too."""
+        root = self.root
+        if root is None or not items:
+            return
+
+        def done(_names, exc: BaseException | None) -> None:
+            if exc is not None:
+                self.errorOccurred.emit(f"{root / EXCLUDE_FILE}: could not save the exclusions "
+                                        f"({getattr(exc, 'strerror', None) or exc})")
+                return
+            for item in items:
+                item.problems[:] = [p for p in item.problems if p.kind is not ProblemKind.EXCLUDED]
+                if excluded:
+                    item.problems.append(excluded_problem(item.path))
+            self.itemsChanged.emit(list(items))
+            verb = "excluded from" if excluded else "included in"
+            self.message.emit(f"{len(items)} picture{'s' if len(items) != 1 else ''} {verb} training")
+
+        self._run(lambda: set_excluded(root, [i.path for i in items], excluded), done)
 
     def is_pending(self, item: ImageItem) -> bool:
         return self.store is not None and self.store.is_pending(item)

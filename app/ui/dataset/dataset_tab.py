@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 from app.core.dataset import ImageItem
 from app.core.dataset_filter import rename_tag_in_filter, tag_filter_text
 from app.core.tag_ops import rename_tag
+from app.ui.dataset import item_actions
 from app.ui.dataset.batch_dialog import BatchDialog
 from app.ui.dataset.caption_dialog import CaptionDialog
 from app.ui.dataset.caption_editor import CaptionEditor
@@ -71,6 +72,7 @@ class DatasetTab(QWidget):
         app = QApplication.instance()
         if app is not None:
             app.aboutToQuit.connect(self.flush)
+        QTimer.singleShot(0, self.reopen_last)  # after the window is built: the scan runs in the background
 
     # ------------------------------------------------------------ layout
     def _build(self) -> None:
@@ -136,6 +138,11 @@ class DatasetTab(QWidget):
         for action in (self.undo_action, self.redo_action):
             action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
             self.grid.addAction(action)
+        self.grid.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.grid.customContextMenuRequested.connect(lambda pos: item_actions.show_context_menu(self, pos))
+        self.grid.doubleClicked.connect(self.enlarge)
+        self.context_menu = None
+        self.viewer: item_actions.PictureViewer | None = None
 
         self.preview = PreviewPane(self)
         self.info = QLabel("", self)
@@ -368,6 +375,24 @@ class DatasetTab(QWidget):
     def redo(self) -> None:
         self.editor.flush()
         self.session.redo()
+
+    def enlarge(self, index) -> None:
+        item = index.data(ItemRole) if index.isValid() else None
+        if item is not None:
+            if self.viewer is None:
+                self.viewer = item_actions.PictureViewer(self.window())
+            self.viewer.show_item(item)
+
+    def delete_captions(self, items: list[ImageItem]) -> None:
+        self.editor.flush()
+        self.session.delete_captions(items)
+
+    def reopen_last(self) -> bool:
+        """Open the dataset used last time, when it is still there (the app starts where it was)."""
+        recent = self.session.recent.items()
+        if self.session.root is not None or not recent or not Path(recent[0]).is_dir():
+            return False
+        return self.open_folder(recent[0])
 
     def rename_tag(self, old: str, new: str) -> None:
         """Rename (or, with an empty name, delete) a tag in every caption."""
