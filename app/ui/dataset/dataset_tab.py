@@ -72,7 +72,7 @@ class DatasetTab(QWidget):
         app = QApplication.instance()
         if app is not None:
             app.aboutToQuit.connect(self.flush)
-        QTimer.singleShot(0, self.reopen_last)  # after the window is built: the scan runs in the background
+        QTimer.singleShot(0, self, self.reopen_last)  # after the window is built; cancelled if the tab goes
 
     # ------------------------------------------------------------ layout
     def _build(self) -> None:
