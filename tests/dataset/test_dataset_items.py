@@ -153,3 +153,21 @@ def test_the_scanning_line_clears_when_the_scan_ends(qtbot, tab, tmp_path):
     _open(qtbot, tab, folder, 3)
     qtbot.waitUntil(lambda: tab.counts_label.text() == "3 images, 3 usable, 0 without a caption", timeout=TIMEOUT)
     assert "Scanning" not in tab.status.text()
+
+
+def test_the_caption_box_shows_the_files_text_for_pictures_sharing_a_caption(qtbot, tab, tmp_path):
+    """a.png and a.jpg both use a.txt: after editing one, the other shows what the file now says."""
+    folder = tmp_path / "ds"
+    folder.mkdir()
+    Image.new("RGB", (320, 320), COLOURS[0]).save(folder / "a.png")
+    Image.new("RGB", (320, 320), COLOURS[1]).save(folder / "a.jpg")
+    (folder / "a.txt").write_text("old words", encoding="utf-8")
+    _open(qtbot, tab, folder, 2)
+    rows = {tab.proxy.index(r, 0).data(Qt.ItemDataRole.DisplayRole): r for r in range(2)}
+    tab.select_row(rows["a.png"])
+    qtbot.waitUntil(lambda: tab.editor.toPlainText() == "old words", timeout=TIMEOUT)
+    tab.editor.setFocus()
+    qtbot.keyClicks(tab.editor, ", new")
+    tab.select_row(rows["a.jpg"])  # switching saves the edit
+    qtbot.waitUntil(lambda: (folder / "a.txt").read_text(encoding="utf-8") == "old words, new", timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: tab.editor.toPlainText() == "old words, new", timeout=TIMEOUT)

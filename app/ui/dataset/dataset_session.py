@@ -211,6 +211,11 @@ class DatasetSession(QObject):
             return
         before = item.caption
         item.caption = text  # shown at once; the store records the step from ``before``
+        # a.jpg and a.png may share a.txt: they show what the file will say, not a stale copy
+        siblings = [i for i in self.items if i is not item and i.caption_path == item.caption_path] \
+            if item.has_problem(ProblemKind.CAPTION_SHARED) else []
+        for sibling in siblings:
+            sibling.caption = text
 
         def work():
             return store.set_caption(item, text, force=force, before=before)
@@ -220,7 +225,7 @@ class DatasetSession(QObject):
                 self.errorOccurred.emit(f"{item.caption_path}: could not save the caption ({exc})")
             elif error:
                 self.errorOccurred.emit(f"{error}; the edit is kept here, use Retry to save it again")
-            self.itemsChanged.emit([item])
+            self.itemsChanged.emit([item, *siblings])
             self.tagsChanged.emit()
             self.historyChanged.emit()
 
