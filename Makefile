@@ -31,6 +31,8 @@ install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
 run: install
+	@# Qt's own abort for a missing system library names no package; this names them.
+	@$(PY) -m app.ui.qt_check
 	$(VENV)/bin/loraloom
 
 test: install-test worker-wheels

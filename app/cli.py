@@ -134,8 +134,23 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except SaveError as exc:  # a full disk or a read-only folder, from any command that saves
         return _fail(str(exc))
+    except BrokenPipeError:
+        return _reader_went_away()
     parser.error(f"unknown command {command!r}")
     return 2
+
+
+def _reader_went_away() -> int:
+    """``loraloom ... | head``: the reader stopped listening, which is no error of ours. Point
+    stdout at /dev/null so the interpreter's last flush does not complain either."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return 141  # what a shell reports for a program ended by SIGPIPE
 
 
 def _fail(message: str) -> int:
@@ -202,9 +217,17 @@ def cmd_generate(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     if args.out is not None and args.out.suffix.lower() != ".png":
         return _fail(f"{args.out}: the output must be a .png file")
+    from app.core.adapters import AdapterError, inspect_adapter
+
+    try:  # a missing or broken file fails before the model loads
+        for entry in request.adapter_entries():
+            inspect_adapter(entry.path)
+    except AdapterError as exc:
+        return _fail(str(exc))
 
     from tqdm import tqdm
 
+    from app.engine.adapter_formats import IncompatibleAdapter
     from app.engine.models import ModelError
     from app.engine.rendering import Renderer
 
@@ -212,14 +235,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
     try:
         print(f"loading {request.base} ...", file=sys.stderr)
         renderer.ensure_model(request.model_spec())
+        assert renderer.mixer is not None
+        # A picture without an adapter the user asked for is silently wrong: refuse instead
+        # (the GUI shows the reason on the row and renders the rest).
+        renderer.mixer.load(request.adapter_entries(), strict=True)
         with tqdm(total=request.steps, unit="step", file=sys.stderr, desc="render") as bar:
             result = renderer.render(
                 request, out_path=args.out, on_step=lambda step, total, eta: bar.update(step - bar.n)
             )
-    except ModelError as exc:
+    except (ModelError, IncompatibleAdapter) as exc:
         return _fail(str(exc))
-    for refused in result.mix.refused if result.mix else []:
-        print(f"loraloom: warning: {refused['message']} (rendered without it)", file=sys.stderr)
     for warning in result.mix.warnings if result.mix else []:
         print(f"loraloom: warning: {warning}", file=sys.stderr)
     print(result.path)
@@ -320,8 +345,11 @@ def cmd_caption(args: argparse.Namespace) -> int:
     from app.engine.captioning import load_captioner, run_captioning
     from app.engine.models import ModelError
 
+    from app.core.dataset import check_folder
+
     bar = None
     try:
+        check_folder(request.folder)  # a typo in the folder fails before a model loads for minutes
         print(f"loading {request.model or 'the default captioner'} ...", file=sys.stderr)
         captioner = load_captioner(request)
 
@@ -429,6 +457,9 @@ def _hub_download(hub, args: argparse.Namespace) -> int:
     if repo.files and listed is None:
         return _fail(f"{args.repo}/{filename}: no such file in the repo (adapters: {', '.join(names) or 'none'})")
     sha256 = listed.sha256 if listed else None
+    refused = hub.not_an_adapter(args.repo, filename, revision=args.revision)
+    if refused:
+        return _fail(refused)
     bar = None
 
     def on_progress(done: int, total: int | None) -> None:

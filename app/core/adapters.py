@@ -136,6 +136,15 @@ def _layout_and_parts(names: list[str]) -> tuple[AdapterLayout | None, set[Part]
     return None, parts
 
 
+def not_an_adapter_reason(names: list[str]) -> str | None:
+    """Why tensors with these names are no LoRA adapter (None: they are one). Shared by the
+    file check below and the Hub's look at a file's header before downloading it."""
+    if _layout_and_parts(sorted(names))[0] is not None:
+        return None
+    return (f"not a LoRA adapter (none of its {len(names)} tensors is a LoRA weight)"
+            + ("; it looks like a full model checkpoint" if len(names) > 500 else ""))
+
+
 def _network_type(names: list[str], shapes: dict[str, list[int]]) -> NetworkType:
     for n in names:
         for marker, kind in _LYCORIS_MARKERS.items():
@@ -290,8 +299,7 @@ def inspect_adapter(path: str | Path, *, card_data: dict[str, Any] | None = None
     shapes = {n: list(info.get("shape") or []) for n, info in header.tensors.items()}
     layout, parts = _layout_and_parts(names)
     if layout is None:
-        raise AdapterError(f"{p}: not a LoRA adapter (none of its {len(names)} tensors is a LoRA weight)"
-                           + ("; it looks like a full model checkpoint" if len(names) > 500 else ""))
+        raise AdapterError(f"{p}: {not_an_adapter_reason(names)}")
     meta = header.metadata
     network = _network_type(names, shapes)
     if layout is AdapterLayout.LYCORIS or network in (NetworkType.LOHA, NetworkType.LOKR):

@@ -234,6 +234,18 @@ class CaptionStore:
                 item.problems.append(problem)
         result.written += 1
 
+    def delete_captions(self, items: list[ImageItem]) -> WriteResult:
+        """Remove the caption files of ``items`` (one undo step puts them back byte for byte)."""
+        with self._lock:
+            steps = [FileStep(i, i.caption, before, "", None) for i in items
+                     if (before := _read_bytes(i.caption_path)) is not None or i.caption]
+            label = f"delete caption of {items[0].path.name}" if len(items) == 1 else \
+                f"delete {len(steps)} captions"
+            result = self._write(steps, label)
+            if steps:
+                self._record(HistoryStep(label, steps))
+            return result
+
     @staticmethod
     def _clear_caption_problem(item: ImageItem) -> None:
         item.problems[:] = [p for p in item.problems

@@ -226,6 +226,11 @@ def parse_lora_arg(text: str) -> AdapterEntry:
             break
         parts.pop()
     path = ":".join(parts)
+    head, colon, tail = path.rpartition(":")
+    if colon and len(numbers) < 2 and not Path(path).exists() and len(head) > 1 and Path(head).exists():
+        # "style.safetensors:abc": a typo in the weight, not a file whose name has a colon
+        raise ConfigError(f"--lora {text}: {tail!r} is not a weight; write PATH:WEIGHT with a number, "
+                          f"e.g. {head}:0.8")
     data: dict[str, Any] = {"path": path}
     if numbers:
         data["weight"] = numbers[0]

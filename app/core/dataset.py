@@ -252,7 +252,9 @@ def scan_dataset(
 def finish_problems(items: list[ImageItem], root: Path) -> list[tuple[ImageItem, Problem]]:
     """Checks that need every item (duplicates, shared caption files), as (item, problem) pairs;
     computed without touching the items, so a GUI can apply them on its own thread."""
-    return duplicate_problems(items, root) + shared_caption_problems(items, root)
+    from app.core.exclusions import excluded_problems
+
+    return duplicate_problems(items, root) + shared_caption_problems(items, root) + excluded_problems(items, root)
 
 
 def finish_scan(items: list[ImageItem], root: Path) -> None:

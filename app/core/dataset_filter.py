@@ -98,3 +98,21 @@ def parse_filter(text: str, separator: str = DEFAULT_SEPARATOR) -> DatasetFilter
 def tag_filter_text(tag: str) -> str:
     """The filter text that selects one tag (quoted when it has spaces)."""
     return f'tag:"{tag}"' if any(c.isspace() for c in tag) or '"' in tag else f"tag:{tag}"
+
+
+def rename_tag_in_filter(text: str, old: str, new: str) -> str:
+    """The filter after tag ``old`` became ``new`` in every caption: a ``tag:old`` term (also
+    negated) follows the rename, and is dropped when the tag was deleted (``new`` empty), so an
+    active filter never turns into one that matches nothing."""
+    words = _words(text)
+    forms = {old.casefold(), old.replace("_", " ").casefold()}
+    out, changed = [], False
+    for word in words:
+        sign, body = ("-", word[1:]) if word.startswith("-") else ("", word)
+        if body.lower().startswith("tag:") and body[4:].casefold() in forms:
+            changed = True
+            if new:
+                out.append(sign + tag_filter_text(new))
+            continue
+        out.append(shlex.quote(word) if any(c.isspace() for c in word) else word)
+    return " ".join(out) if changed else text

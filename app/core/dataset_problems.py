@@ -26,6 +26,7 @@ class ProblemKind(str, Enum):
     CAPTION_UNREADABLE = "caption_unreadable"
     CAPTION_SHARED = "caption_shared"  # a.jpg and a.png both use a.txt
     DUPLICATE = "duplicate"  # same bytes as another image
+    EXCLUDED = "excluded"  # the user excluded it from training (app/core/exclusions.py)
 
 
 # Human labels for badges, filters and reports.
@@ -45,6 +46,7 @@ PROBLEM_LABELS: dict[ProblemKind, str] = {
     ProblemKind.CAPTION_UNREADABLE: "caption unreadable",
     ProblemKind.CAPTION_SHARED: "shared caption",
     ProblemKind.DUPLICATE: "duplicate",
+    ProblemKind.EXCLUDED: "excluded",
 }
 
 

@@ -3,6 +3,8 @@
 A crash or Ctrl+C during a save leaves either the old file or the new one, never half; the
 folder's fsync makes the rename itself survive a power cut. A full disk or a read-only
 folder becomes a :class:`SaveError` naming the file, with the error kind the GUI shows.
+``mkstemp``/``mkdtemp`` make private (0600/0700) temp files; every result is given the mode an
+ordinary ``open()`` would have (0666/0777 less the umask), so shared outputs stay readable.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import math
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -110,6 +113,28 @@ def replace_durably(src: Path, dst: Path) -> None:
     fsync_dir(Path(dst).parent)
 
 
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    # The only portable way to read the umask is to set it and put it back; the lock keeps two
+    # threads from seeing each other's temporary 0.
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def ordinary_mode(folder: bool = False) -> int:
+    """The mode ``open()`` (or ``mkdir``) would give a new file (folder) under the umask."""
+    return (0o777 if folder else 0o666) & ~current_umask()
+
+
+def make_ordinary(path: Path | str, folder: bool = False) -> None:
+    """Undo the privacy of a ``mkstemp``/``mkdtemp`` result that becomes a user-visible file."""
+    os.chmod(path, ordinary_mode(folder))
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     with saving(path, len(data)):
@@ -117,6 +142,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as fh:
+                os.fchmod(fh.fileno(), ordinary_mode())
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -139,5 +165,8 @@ def temp_path_beside(path: Path) -> Path:
     with saving(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
-    os.close(fd)
+    try:
+        os.fchmod(fd, ordinary_mode())  # writers that reopen the path keep this mode
+    finally:
+        os.close(fd)
     return Path(tmp)

@@ -389,6 +389,25 @@ class Hub:
         return download_to_cache(self, repo_id, filename, revision=revision or "main",
                                  expected_sha256=expected_sha256, on_progress=on_progress, cancel=cancel)
 
+    def not_an_adapter(self, repo_id: str, filename: str, *, revision: str | None = None) -> str | None:
+        """Why the Hub file is no LoRA adapter, read from its safetensors header alone (a ranged
+        request of a few kB), so a full model is refused before gigabytes are fetched. None when it
+        is one, or when the header cannot be read: the download's own checks then decide."""
+        from app.core.adapters import not_an_adapter_reason
+
+        if self.offline() or not filename.lower().endswith(ADAPTER_SUFFIX) or not is_safe_name(filename):
+            return None
+        if self.cached(repo_id, filename, revision) is not None:
+            return None  # nothing to save: the download is a cache hit, checked after it
+        try:
+            meta = self._api().parse_safetensors_file_metadata(repo_id, filename, revision=revision,
+                                                                timeout=self.timeout)
+        except Exception as exc:  # noqa: BLE001 - any failure here leaves the decision to the download
+            log.info("%s/%s: header not read before the download (%s)", repo_id, filename, exc)
+            return None
+        reason = not_an_adapter_reason(list(meta.tensors))
+        return f"{repo_id}/{filename}: {reason}; nothing was downloaded" if reason else None
+
     def fetch(self, repo_id: str, filename: str, *, revision: str | None = None) -> Path:
         """A small file (card text, preview picture): same checks as :meth:`download`."""
         return self.download(repo_id, filename, revision=revision)

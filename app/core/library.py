@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import threading
 from dataclasses import asdict, dataclass, field
 from enum import Enum
@@ -151,6 +152,8 @@ def describe(path: Path, source: Source, hub_record: dict[str, Any] | None = Non
     title = info.title
     if source is Source.HUB and title == path.stem and repo_id:
         title = f"{repo_id.split('/')[-1]} · {path.stem}"
+    if source is Source.RUN:
+        title, preview = _run_title_and_preview(path, preview)
     return LibraryEntry(
         str(path), source, title=title, family=family, network=info.network.value, layout=info.layout.value,
         rank=info.rank, alpha=info.alpha, parts=[p.value for p in info.parts], trigger_words=info.trigger_words,
@@ -159,6 +162,25 @@ def describe(path: Path, source: Source, hub_record: dict[str, Any] | None = Non
         size=stat.st_size,
         mtime_ns=stat.st_mtime_ns,
     )
+
+
+_CHECKPOINT_STEP = re.compile(r"-step(\d+)$")
+
+
+def _run_title_and_preview(path: Path, preview: Path | None) -> tuple[str, Path | None]:
+    """A run's adapter is called by its run folder (a second "shapes_a" is shapes_a-2, the name
+    History shows), a checkpoint by folder and step; the cover is the run's newest sample picture
+    (samples/step000500-0.png: zero-padded, so name order is step order) unless a sidecar exists."""
+    run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    found = _CHECKPOINT_STEP.search(path.stem)
+    title = f"{run.name} · step {int(found.group(1))}" if found else run.name
+    if preview is None:
+        samples = sorted(p for p in (run / "samples").glob("step*.png") if p.is_file()) \
+            if (run / "samples").is_dir() else []
+        if samples:
+            newest_step = samples[-1].name.split("-")[0]
+            preview = next(p for p in samples if p.name.split("-")[0] == newest_step)
+    return title, preview
 
 
 def _repo_of_cache_path(path: Path) -> str:

@@ -27,7 +27,7 @@ from torch import nn
 
 from app.core.adapters import AdapterError, AdapterInfo, AdapterLayout, Part, inspect_adapter
 from app.core.configs import Family
-from app.core.errors import ErrorKind
+from app.core.errors import ErrorKind, clip_words
 from app.engine.lora_files import te_module_path
 
 log = logging.getLogger(__name__)
@@ -329,8 +329,7 @@ def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0][:200] if lines else type(exc).__name__
+    return clip_words(str(exc), 200) or type(exc).__name__
 
 
 def _peft_config(path: Path) -> dict[str, Any]:

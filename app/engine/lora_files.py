@@ -27,7 +27,7 @@ from safetensors.torch import save as safetensors_save
 
 from app import __version__
 from app.core.configs import Family
-from app.core.files import atomic_write_bytes, replace_durably, saving
+from app.core.files import atomic_write_bytes, make_ordinary, replace_durably, saving
 
 UNET = "lora_unet"
 TE = "lora_te"
@@ -254,7 +254,6 @@ def save_kohya(path: str | Path, tensors: Mapping[str, torch.Tensor], metadata: 
     data = safetensors_save({k: v.contiguous() for k, v in tensors.items()},
                             metadata={k: str(v) for k, v in metadata.items()})
     atomic_write_bytes(path, data)
-    os.chmod(path, 0o644)  # an ordinary file to share (the temp file behind it was private)
     return path
 
 
@@ -277,6 +276,7 @@ def save_diffusers_copy(
     te_states = te_states or []
     te_configs = te_configs or []
     try:
+        make_ordinary(tmp, folder=True)  # mkdtemp makes it private; the result is shared
         kwargs: dict = {"unet_lora_layers": dict(unet_state), "unet_lora_adapter_metadata": unet_config}
         names = ("text_encoder", "text_encoder_2")
         for name, state, config in zip(names, te_states, te_configs):
@@ -285,6 +285,8 @@ def save_diffusers_copy(
         cls = StableDiffusionXLPipeline if Family(family) is Family.SDXL else StableDiffusionPipeline
         with saving(folder):
             cls.save_lora_weights(str(tmp), **kwargs)
+            for written in tmp.iterdir():  # safetensors writes its files private (0600)
+                make_ordinary(written)
             old = None
             if folder.exists():
                 old = folder.parent / f".{folder.name}.old-{os.getpid()}"

@@ -19,7 +19,7 @@ import torch
 from safetensors import SafetensorError
 
 from app.core.configs import DevicePref, DtypePref, Family, ModelSpec
-from app.core.errors import ErrorKind
+from app.core.errors import ErrorKind, clip_words, not_downloaded_message
 from app.core.safetensors_header import SafetensorsError, read_header
 
 log = logging.getLogger(__name__)
@@ -293,14 +293,79 @@ def _load_single_file(path: Path, family: Family, dtype: torch.dtype):
     return pipe, family
 
 
+def hub_cached(repo_id: str) -> bool:
+    """Whether any snapshot of the Hub model is in huggingface_hub's cache (no network)."""
+    from huggingface_hub import constants
+    from huggingface_hub.file_download import repo_folder_name
+
+    snapshots = Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=repo_id, repo_type="model") / "snapshots"
+    try:
+        return snapshots.is_dir() and any(snapshots.iterdir())
+    except OSError:
+        return False
+
+
+def _hub_unreachable(exc: BaseException) -> bool:
+    """Whether a loader's exception (or one it wraps) says the Hub could not be contacted."""
+    from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
+
+    seen: BaseException | None = exc
+    for _ in range(8):  # a short walk down __cause__/__context__
+        if seen is None:
+            return False
+        name = type(seen).__name__
+        if isinstance(seen, (LocalEntryNotFoundError, OfflineModeIsEnabled, ConnectionError, TimeoutError)) \
+                or name in ("ConnectError", "ConnectTimeout", "ProxyError", "NameResolutionError"):
+            return True
+        text = str(seen).lower()
+        if "offline" in text or "cannot reach" in text or "connection" in text:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _hub_answers(timeout: float = 5.0) -> bool:
+    """One small request to the Hub's endpoint: some loaders (transformers) hide the connection
+    error behind "Can't load …", so after a failure on an uncached model we ask directly."""
+    from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
+
+    try:
+        get_session().head(constants.ENDPOINT, timeout=timeout)
+    except Exception:  # noqa: BLE001 - any transport failure means "cannot be reached"
+        return False
+    return True
+
+
+def check_hub_available(repo_id: str, error: type[ModelError] | None = None) -> None:
+    """Before loading a Hub id that is not in the cache: offline (HF_HUB_OFFLINE, or the Hub does
+    not answer) is one clear sentence at once, instead of minutes of the loaders' retries."""
+    from huggingface_hub import constants
+
+    if hub_cached(repo_id):
+        return
+    if constants.HF_HUB_OFFLINE or not _hub_answers():
+        raise (error or ModelError)(not_downloaded_message(repo_id), kind=ErrorKind.MODEL_NOT_FOUND)
+
+
+def hub_load_error(repo_id: str, exc: BaseException, what: str,
+                   error: type[ModelError] | None = None) -> ModelError:
+    """A Hub loader's failure as one sentence; not on disk and unreachable reads as such."""
+    cls = error or ModelError
+    if not hub_cached(repo_id) and (_hub_unreachable(exc) or not _hub_answers()):
+        return cls(not_downloaded_message(repo_id), kind=ErrorKind.MODEL_NOT_FOUND, detail=repr(exc))
+    return cls(f"{repo_id}: could not load {what} ({_first_line(exc)})", kind=ErrorKind.MODEL_NOT_FOUND,
+               detail=f"{type(exc).__name__}: {exc}")
+
+
 def _load_hub(repo_id: str, dtype: torch.dtype):
     from huggingface_hub.errors import (
         GatedRepoError,
-        LocalEntryNotFoundError,
         RepositoryNotFoundError,
     )
     from diffusers import DiffusionPipeline
 
+    check_hub_available(repo_id)
     try:
         index = DiffusionPipeline.load_config(repo_id)
         family = _family_from_index(index, lambda name: _hub_json(repo_id, name), repo_id)
@@ -312,14 +377,8 @@ def _load_hub(repo_id: str, dtype: torch.dtype):
         ) from None
     except RepositoryNotFoundError:
         raise ModelError(f"{repo_id}: no such model repo on the Hugging Face Hub", kind=ErrorKind.MODEL_NOT_FOUND) from None
-    except LocalEntryNotFoundError:
-        raise ModelError(
-            f"{repo_id}: not downloaded yet and the Hub cannot be reached (offline?)",
-            kind=ErrorKind.MODEL_NOT_FOUND,
-        ) from None
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"{repo_id}: could not load from the Hub ({_first_line(exc)})",
-                         kind=ErrorKind.MODEL_NOT_FOUND, detail=repr(exc)) from None
+    except (OSError, ValueError) as exc:  # LocalEntryNotFoundError is an OSError
+        raise hub_load_error(repo_id, exc, "from the Hub") from None
     return pipe, family
 
 
@@ -333,8 +392,7 @@ def _hub_json(repo_id: str, name: str) -> dict | None:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
+    return clip_words(str(exc)) or type(exc).__name__
 
 
 # What a damaged or incomplete model makes the loaders raise (safetensors has its own type).

@@ -20,6 +20,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from app.core.files import make_ordinary
+
 FAMILIES = ("sd1", "sd2", "sdxl")
 MAX_LENGTH = 77
 BOS = "<|startoftext|>"
@@ -316,7 +318,7 @@ def save_pipeline(pipe, out_dir, family: str, *, overwrite: bool = False,
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        tmp.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary folder
+        make_ordinary(tmp, folder=True)  # mkdtemp makes it private; the result is an ordinary folder
         pipe.save_pretrained(tmp, safe_serialization=True)
         # transformers 5 saves tokenizer.json only; keep the CLIP files real models ship.
         for name in ("tokenizer", "tokenizer_2"):

@@ -20,10 +20,10 @@ from app.core import paths
 from app.ui.dataset.dataset_tab import DatasetTab
 from app.ui.generate.generate_model import GenerateModel
 from app.ui.generate.generate_tab import GenerateTab
-from app.ui.help_actions import add_help_actions
 from app.ui.job_notifier import JobNotifier
 from app.ui.jobs import JobTracker
 from app.ui.library.library_tab import LibraryTab
+from app.ui.menus import build_menus
 from app.ui.quit_guard import QuitGuard
 from app.ui.recent_models import RecentModels
 from app.ui.setup_dialog import connect_setup
@@ -127,20 +127,7 @@ class MainWindow(QMainWindow):
         self.restart_action.triggered.connect(self.restart_worker)
 
     def _build_menus(self) -> None:
-        bar = self.menuBar()
-        file_menu = bar.addMenu("&File")
-        file_menu.addAction(self.dataset_tab.open_action)
-        file_menu.addMenu(self.dataset_tab.recent_menu)
-        file_menu.addAction(self.open_data_action)
-        file_menu.addSeparator()
-        file_menu.addAction(self.quit_action)
-        worker_menu = bar.addMenu("&Worker")
-        worker_menu.addAction(self.restart_action)
-        show_log = self.log_dock.toggleViewAction()
-        show_log.setText("Show log")
-        worker_menu.addAction(show_log)
-        help_menu = bar.addMenu("&Help")
-        self.help_actions = add_help_actions(self, help_menu)  # Report a problem…, About
+        build_menus(self)  # app/ui/menus.py: File, Edit, View, Worker, Help
 
     def _build_status_bar(self) -> None:
         status = self.statusBar()
@@ -157,7 +144,7 @@ class MainWindow(QMainWindow):
     def _connect_client(self) -> None:
         self.tracker.modelChanged.connect(lambda model: self.library_tab.set_current_family(model.get("family")))
         self.library_tab.addToMixRequested.connect(self._on_add_to_mix)
-        self.train_tab.useInGenerate.connect(self._on_add_to_mix)
+        self.train_tab.useInGenerate.connect(self._on_use_run_adapter)
         self.generate_tab.stack_widget.libraryRequested.connect(lambda: self.tabs.setCurrentWidget(self.library_tab))
         self.library_tab.ops.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
         self.client.stateChanged.connect(self._show_worker_state)
@@ -166,7 +153,7 @@ class MainWindow(QMainWindow):
         self.client.logMessage.connect(self.log_panel.append_app_message)
         self.client.crashed.connect(self._on_crashed)
         self.tracker.modelChanged.connect(self._on_model)
-        self.tracker.jobLog.connect(lambda job, level, text: self.log_panel.append("job", level, text))
+        self.tracker.jobLog.connect(self.log_panel.append_job)
 
     # ------------------------------------------------------------ actions
 
@@ -220,6 +207,11 @@ class MainWindow(QMainWindow):
         self.generate_tab.add_adapter(path)
         self.tabs.setCurrentWidget(self.generate_tab)
         self.statusBar().showMessage(f"Added to the mix: {path}", 8000)
+
+    def _on_use_run_adapter(self, path: str, base: str) -> None:
+        if base:  # a run's adapter is made for its base: render on that one
+            self.generate_tab.model_picker.setText(base)
+        self._on_add_to_mix(path)
 
     def _on_crashed(self, message: str) -> None:
         first_line = message.splitlines()[0] if message else "The worker stopped."

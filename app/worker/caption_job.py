@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.core.caption_config import CaptionRequest, Skip
-from app.core.dataset import ImageItem
+from app.core.dataset import ImageItem, check_folder
 from app.engine.captioning import CaptionCancelled, Captioner, load_captioner, run_captioning
 from app.engine.captioning.registry import captioner_key
 from app.worker import protocol as P
@@ -42,6 +42,7 @@ def make_caption_handler() -> Handler:
 
     def caption(ctx: JobContext) -> None:
         request = CaptionRequest.from_dict(ctx.job.params, where="caption job")
+        check_folder(request.folder)  # before a model loads (the folder may have gone since)
         ctx.emit(P.EventType.PROGRESS, step=0, total=0, eta_s=None,
                  message=f"loading {request.model or 'the default captioner'}")
         captioner, loaded = cache.get(request)

@@ -107,3 +107,16 @@ def test_cli_caption_errors_are_one_line(tmp_path, capsys):
     assert "Traceback" not in err
     assert main(["caption", str(tmp_path), "--batch-size", "0"]) == 1
     assert "batch_size" in capsys.readouterr().err
+
+
+def test_cli_caption_reports_each_skipped_file_once(tiny_wd, tmp_path):
+    """A real process (pytest's own log capture would hide a second, logged copy of the line)."""
+    import subprocess
+    import sys
+
+    _flat(tmp_path / "a.png", (0, 0, 250))
+    (tmp_path / "c.png").write_bytes(b"")
+    done = subprocess.run([sys.executable, "-m", "app.cli", "caption", str(tmp_path), "--model", str(tiny_wd)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("c.png") == 1, done.stderr

@@ -42,3 +42,20 @@ def test_check_exit_codes(tmp_path, capsys):
     make_good_dataset(tmp_path / "ok", count=2, size=(64, 64))
     assert main(["dataset", "check", str(tmp_path / "ok")]) == 1, "too small at the default 256"
     assert main(["dataset", "check", str(tmp_path / "ok"), "--min-side", "64"]) == 0
+
+
+def test_check_json_into_a_reader_that_stops_early_exits_quietly(tmp_path):
+    """``loraloom dataset check --json | head``: no BrokenPipeError traceback when head stops reading."""
+    import subprocess
+    import sys
+
+    (tmp_path / "ds").mkdir()
+    for i in range(400):  # a report well over a pipe's buffer, so the write meets the closed pipe
+        (tmp_path / "ds" / f"broken_{i:03d}.png").write_bytes(b"x")
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "dataset", "check", str(tmp_path / "ds"), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.read(2) == b"{\n"
+    proc.stdout.close()  # what head does after its lines
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=60)
+    assert err == "" and proc.returncode == 141

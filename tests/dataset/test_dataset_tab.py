@@ -212,3 +212,32 @@ def test_caption_editor_completes_tags(qtbot, tab, tmp_path):
     assert tab.editor.completer.currentCompletion() == "smile"
     tab.editor.insert_completion("smile")
     assert tab.editor.toPlainText() == "long hair, smile"
+
+
+def test_renaming_a_tag_updates_an_active_tag_filter(qtbot, tab, tmp_path):
+    make_good_dataset(tmp_path / "ds", count=3, captions={0: "cat, red", 1: "cat", 2: "dog"})
+    open_and_wait(qtbot, tab, tmp_path / "ds", 3)
+    tab.filter_box.setText("tag:cat")
+    qtbot.waitUntil(lambda: tab.proxy.rowCount() == 2, timeout=TIMEOUT)
+    tab.tag_panel.renameRequested.emit("cat", "feline")
+    assert tab.filter_box.text() == "tag:feline"
+    qtbot.waitUntil(lambda: (tmp_path / "ds" / "img001.txt").read_text() == "feline", timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: tab.proxy.rowCount() == 2, timeout=TIMEOUT)  # still the same two pictures
+    tab.filter_box.setText('-tag:dog tag:feline')
+    tab.tag_panel.deleteRequested.emit("dog")
+    assert tab.filter_box.text() == "tag:feline", "a deleted tag leaves the filter"
+
+
+def test_counts_follow_captions_written_and_pictures_added(qtbot, tab, tmp_path):
+    make_good_dataset(tmp_path / "ds", count=2, captions={0: "cat"})
+    open_and_wait(qtbot, tab, tmp_path / "ds", 2)
+    qtbot.waitUntil(lambda: tab.counts_label.text() == "2 images, 2 usable, 1 without a caption", timeout=TIMEOUT)
+    tab.select_row(1)
+    qtbot.waitUntil(lambda: tab.current_item() is not None and tab.current_item().path.name == "img001.png",
+                    timeout=TIMEOUT)
+    tab.editor.setFocus()
+    qtbot.keyClicks(tab.editor, "dog")
+    tab.editor.flush()
+    qtbot.waitUntil(lambda: tab.counts_label.text() == "2 images, 2 usable, 0 without a caption", timeout=TIMEOUT)
+    drop(tab, make_good_dataset(tmp_path / "more", count=1))
+    qtbot.waitUntil(lambda: tab.counts_label.text() == "3 images, 3 usable, 1 without a caption", timeout=TIMEOUT)

@@ -442,11 +442,14 @@ class _Handler(BaseHTTPRequestHandler):
         rng = self.headers.get("Range")
         status = 200
         if rng and rng.startswith("bytes=") and self.command == "GET" and not self.fake.ignore_range:
-            start = int(rng[len("bytes="):].split("-")[0] or 0)
+            first, _, last = rng[len("bytes="):].partition("-")
+            start = int(first or 0)
             if start >= len(data):
                 return self._send(416, b"", {"Content-Range": f"bytes */{len(data)}"})
             status = 206
-            headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
+            end = min(int(last), len(data) - 1) if last.strip() else len(data) - 1  # as the Hub: an end is kept
+            headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
+            data = data[:end + 1]
         body = data[start:]
         self.send_response(status)
         self.send_header("Content-Type", "application/octet-stream")

@@ -77,15 +77,26 @@ def test_hub_download_errors_are_one_line(subprocess_env, fake_hub):
         ("alice/red-style-lora", "--file", "nope.safetensors"): "no such file",
         ("dave/gated-sdxl-lora",): "gated",
         ("eve/hostile-names", "--file", "../../escape.safetensors"): "outside the download folder",
-        ("frank/full-model",): "not a LoRA adapter",  # downloaded and checked, then refused
+        ("frank/full-model",): "not a LoRA adapter",  # its header says so: refused before the download
     }
     for args, words in cases.items():
         out = loraloom(subprocess_env, "hub", "download", *args)
         last = out.stderr.strip().splitlines()[-1]
         assert out.returncode == 1 and last.startswith("loraloom: error: ") and words in last, (args, out.stderr)
         assert "Traceback" not in out.stderr
-        if args[0] != "frank/full-model":  # no progress bar before a refusal
-            assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1, out.stderr  # no progress bar before a refusal
+
+
+def test_hub_download_of_a_repo_without_a_lora_refuses_before_downloading(subprocess_env, fake_hub):
+    out = loraloom(subprocess_env, "hub", "download", "frank/full-model")
+    assert out.returncode == 1 and out.stderr.strip() == (
+        "loraloom: error: frank/full-model/model.safetensors: not a LoRA adapter (none of its 2 tensors is a "
+        "LoRA weight); nothing was downloaded")
+    gets = fake_hub.gets_of("model.safetensors")
+    assert gets and all(g["range"] and g["range"].startswith("bytes=0-") and g["range"] != "bytes=0-"
+                        for g in gets), gets  # only the header, never the whole file
+    hub_cache = Path(subprocess_env["HF_HOME"]) / "hub"
+    assert not [p for p in hub_cache.rglob("*") if p.is_file()], "nothing written into the HF cache"
 
 
 def test_a_saved_token_opens_a_gated_repo_and_stays_in_the_hf_store(subprocess_env, fake_hub, loraloom_home):

@@ -105,7 +105,25 @@ def test_run_checkpoints_are_listed(tmp_path):
     (tmp_path / "runs" / "mycat" / "state").mkdir()
     (tmp_path / "runs" / "mycat" / "state" / "optimizer.safetensors").write_bytes(b"x" * 16)
     entries = make_library(tmp_path).refresh().entries
-    assert [(e.source, e.title, e.trigger_words) for e in entries] == [(Source.RUN, "mycat", ["mycat"])]
+    assert [(e.source, e.title, e.trigger_words) for e in entries] == [(Source.RUN, "mycat · step 500", ["mycat"])]
+
+
+def test_a_second_run_of_a_name_is_its_folder_with_its_newest_sample_as_cover(tmp_path):
+    """Two runs called "mycat": the second lives in mycat-2 and its cards say so (as History does)."""
+    from PIL import Image
+
+    run = tmp_path / "runs" / "mycat-2"
+    (run / "checkpoints").mkdir(parents=True)
+    meta = {"ss_output_name": "mycat", "modelspec.trigger_phrase": "mycat"}
+    (run / "mycat.safetensors").write_bytes(kohya_sd1(4, meta))
+    (run / "checkpoints" / "mycat-step000200.safetensors").write_bytes(kohya_sd1(4, meta))
+    (run / "samples").mkdir()
+    for name in ("step000100-0.png", "step000200-0.png", "step000200-1.png", "step000050-0.png"):
+        Image.new("RGB", (8, 8)).save(run / "samples" / name)
+    entries = {e.title: e for e in make_library(tmp_path).refresh().entries}
+    assert set(entries) == {"mycat-2", "mycat-2 · step 200"}
+    assert entries["mycat-2"].preview == str(run / "samples" / "step000200-0.png")
+    assert entries["mycat-2 · step 200"].preview == str(run / "samples" / "step000200-0.png")
 
 
 def test_hub_downloads_are_listed_with_card_trigger_words_and_full_models_are_not(tmp_path, hub, fake_hub,

@@ -124,6 +124,7 @@ def test_train_watch_stop_resume_use_and_compare(qtbot, window, tiny_sd1, red_pi
     click(qtbot, tab.checkpoints.use_button)
     assert window.tabs.currentWidget() is window.generate_tab
     assert window.generate_model.stack.index_of(str(final)) >= 0
+    assert window.generate_tab.model_picker.text() == str(tiny_sd1), "the run's base comes along"
 
     # Compare checkpoints: the same prompt and seed with each, in one grid saved as one picture.
     window.tabs.setCurrentWidget(tab)
@@ -153,7 +154,8 @@ def test_queue_crash_and_hard_stop(qtbot, window, tiny_sd1, red_pictures):
     ops = tab.ops
     client = window.client
     configs = []
-    for name, steps, save_every in (("long", 5000, 0), ("first", 3, 0), ("second", 3, 0)):
+    # The third run reuses the second's name: it is written to first-2 and called that everywhere.
+    for name, steps, save_every in (("long", 5000, 0), ("first", 3, 0), ("first", 3, 0)):
         fill(tab, qtbot, tiny_sd1, red_pictures, name, steps, **{"output.save_every": save_every})
         click(qtbot, tab.queue_button)
         configs.append(ops.entries[-1])
@@ -170,9 +172,15 @@ def test_queue_crash_and_hard_stop(qtbot, window, tiny_sd1, red_pictures):
     assert "crashed" in long_run.error
     qtbot.waitUntil(lambda: second.state.final, timeout=TIMEOUT_MS)
     assert (first.state, second.state) == (EntryState.DONE, EntryState.DONE), (first.error, second.error)
-    assert Path(first.run_dir, "first.safetensors").is_file() and Path(second.run_dir, "second.safetensors").is_file()
+    assert Path(first.run_dir, "first.safetensors").is_file() and Path(second.run_dir, "first.safetensors").is_file()
+    assert Path(second.run_dir).name == "first-2"
     texts = [tab.queue_panel.list.item(i).text() for i in range(tab.queue_panel.list.count())]
-    assert texts[0].startswith("long — failed") and texts[1:] == ["first — done at step 3", "second — done at step 3"]
+    assert texts[0].startswith("long — failed") and texts[1:] == ["first — done at step 3", "first-2 — done at step 3"]
+    assert tab.status_label.text() == "first-2: finished at step 3."
+    qtbot.waitUntil(lambda: {r.path.name for r in ops.history} >= {"first", "first-2"}, timeout=10_000)
+    history = [tab.history_panel.table.item(r, 0).text() for r in range(tab.history_panel.table.rowCount())]
+    assert {"first", "first-2"} <= set(history)
+    assert tab.view_label.text() == "Showing: first-2", "not (training now) once the run has ended"
 
     # Stop twice: the second press stops at once (the worker is killed); the saved state survives.
     fill(tab, qtbot, tiny_sd1, red_pictures, "hard", 5000, **{"output.save_every": 2})

@@ -75,3 +75,19 @@ def test_train_then_resume_with_more_steps(tmp_path, tiny_sd1, red_dataset, caps
     assert "cannot resume with a different 'network'" in capsys.readouterr().err
     assert main(["train"]) == 1
     assert "give a config file" in capsys.readouterr().err
+
+
+def test_cli_train_reports_each_skipped_picture_once(tmp_path, tiny_sd1, red_dataset):
+    """A real process: pytest's log capture would hide a second, logged copy of the line."""
+    import shutil
+    import subprocess
+    import sys
+
+    dataset = tmp_path / "data"
+    shutil.copytree(red_dataset, dataset)
+    (dataset / "2_sks" / "broken.png").write_bytes(b"not a picture")
+    text = _good(tiny_sd1, dataset).replace("steps = 2", "steps = 1")
+    done = subprocess.run([sys.executable, "-m", "app.cli", "train", str(_write(tmp_path, text))],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("broken.png") == 1, done.stderr

@@ -158,3 +158,31 @@ def test_adamw8bit_without_bitsandbytes_says_what_to_do(tiny_sd1, red_dataset, m
                         lambda name, *a: None if name == "bitsandbytes" else real_find_spec(name, *a))
     with pytest.raises(TrainError, match="'adamw8bit' needs the bitsandbytes package .* use kind = \"adamw\""):
         train(small_config(tiny_sd1, red_dataset, optimizer={"kind": "adamw8bit"}))
+
+
+@pytest.fixture
+def umask_022():
+    import os
+
+    before = os.umask(0o022)
+    yield
+    os.umask(before)
+
+
+def test_everything_a_run_writes_honours_the_umask(tiny_sd1, red_dataset, umask_022):
+    """config.toml, log.jsonl, samples, checkpoints, state/ and the diffusers copy are ordinary
+    files (0644 under umask 022), not the 0600 of the temp files behind the atomic writes."""
+    import stat
+
+    config = small_config(tiny_sd1, red_dataset, steps=2, output={"diffusers_copy": True},
+                          sample={"every": 2, "prompts": ["{trigger}, a square"], "steps": 2})
+    result = train(config)
+    assert result.status == "done"
+    found = {p.relative_to(result.run_dir).as_posix(): stat.S_IMODE(p.stat().st_mode)
+             for p in result.run_dir.rglob("*")}
+    assert "config.toml" in found and "log.jsonl" in found
+    assert any(name.startswith("samples/") and name.endswith(".png") for name in found)
+    assert any(name.startswith("state/") for name in found)
+    wrong = {name: oct(mode) for name, mode in found.items()
+             if mode != (0o755 if (result.run_dir / name).is_dir() else 0o644)}
+    assert not wrong

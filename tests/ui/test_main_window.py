@@ -27,7 +27,7 @@ def test_window_has_four_tabs_with_generate_current(qtbot, make_window):
         if name in PLACEHOLDERS:
             assert PLACEHOLDERS[name] in [w.text() for w in window.tabs.widget(i).findChildren(QLabel)]
     menus = [action.text() for action in window.menuBar().actions()]
-    assert menus == ["&File", "&Worker", "&Help"]
+    assert menus == ["&File", "&Edit", "&View", "&Worker", "&Help"]
     assert window.worker_label.text() == "Worker: not started (starts with the first job)"
 
 

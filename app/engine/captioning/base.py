@@ -8,8 +8,8 @@ from pathlib import Path
 from PIL import Image
 
 from app.core.caption_config import CaptionRequest
-from app.core.errors import ErrorKind
-from app.engine.models import ModelError, _looks_like_path
+from app.core.errors import ErrorKind, clip_words
+from app.engine.models import ModelError, _looks_like_path, check_hub_available, hub_load_error
 
 
 class CaptionerError(ModelError):
@@ -56,6 +56,7 @@ def hub_file(repo_id: str, filename: str) -> Path:
         RepositoryNotFoundError,
     )
 
+    check_hub_available(repo_id, CaptionerError)
     try:
         return Path(hf_hub_download(repo_id, filename))
     except GatedRepoError:
@@ -64,25 +65,20 @@ def hub_file(repo_id: str, filename: str) -> Path:
     except RepositoryNotFoundError:
         raise CaptionerError(f"{repo_id}: no such model repo on the Hugging Face Hub",
                              kind=ErrorKind.MODEL_NOT_FOUND) from None
+    except LocalEntryNotFoundError as exc:  # before EntryNotFoundError, its base class
+        raise hub_load_error(repo_id, exc, filename, CaptionerError) from None
     except EntryNotFoundError:
         raise CaptionerError(f"{repo_id}: the repo has no {filename}", kind=ErrorKind.MODEL_NOT_FOUND) from None
-    except LocalEntryNotFoundError:
-        raise CaptionerError(f"{repo_id}: not downloaded yet and the Hub cannot be reached (offline?)",
-                             kind=ErrorKind.MODEL_NOT_FOUND) from None
     except OSError as exc:
-        raise CaptionerError(f"{repo_id}: could not download {filename} ({str(exc).splitlines()[0][:200]})",
-                             kind=ErrorKind.MODEL_NOT_FOUND) from None
+        raise hub_load_error(repo_id, exc, filename, CaptionerError) from None
 
 
 def load_error(source: str, what: str, exc: BaseException) -> CaptionerError:
     """A loader's exception as one sentence; an uncached Hub id offline reads as 'not downloaded'."""
-    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:240]
-    if local_folder_or_none(source) is None and ("offline" in text.lower() or "connect" in text.lower()
-                                                 or "couldn't find" in text.lower()):
-        return CaptionerError(f"{source}: not downloaded yet and the Hub cannot be reached (offline?)",
-                              kind=ErrorKind.MODEL_NOT_FOUND, detail=repr(exc))
-    return CaptionerError(f"{source}: could not load the {what} ({text})", kind=ErrorKind.MODEL_NOT_FOUND,
-                          detail=repr(exc))
+    if local_folder_or_none(source) is None:
+        return hub_load_error(source, exc, f"the {what}", CaptionerError)
+    return CaptionerError(f"{source}: could not load the {what} ({clip_words(str(exc)) or type(exc).__name__})",
+                          kind=ErrorKind.MODEL_NOT_FOUND, detail=f"{type(exc).__name__}: {exc}")
 
 
 def load_processor_and_model(source: str, processor_cls, model_cls, what: str, device, dtype):
@@ -92,6 +88,8 @@ def load_processor_and_model(source: str, processor_cls, model_cls, what: str, d
     """
     folder = local_folder(source)
     where = str(folder) if folder else source
+    if folder is None:
+        check_hub_available(source, CaptionerError)
     try:
         processor = processor_cls.from_pretrained(where, local_files_only=folder is not None)
         model = model_cls.from_pretrained(where, dtype=dtype, local_files_only=folder is not None)

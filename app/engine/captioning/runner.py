@@ -17,6 +17,7 @@ from PIL import Image
 from app.core.caption_config import CaptionRequest, Skip, caption_targets, compose_caption
 from app.core.captions import CaptionWriteError, write_caption
 from app.core.dataset import DatasetError, ImageItem, load_training_image, scan_dataset
+from app.core.errors import clip_words
 from app.engine.captioning.base import Captioner, CaptionerError
 
 log = logging.getLogger(__name__)
@@ -99,9 +100,10 @@ class _Reporter:
 
     def skip(self, skip: Skip) -> None:
         self.summary.skipped.append(skip)
-        log.warning("%s", skip.reason)
-        if self.on_skip:
+        if self.on_skip:  # the caller shows it; logging it too printed every skip twice
             self.on_skip(skip)
+        else:
+            log.warning("%s", skip.reason)
 
 
 def _caption(captioner: Captioner, loaded: list[tuple[ImageItem, Image.Image]], request: CaptionRequest,
@@ -125,7 +127,7 @@ def _caption(captioner: Captioner, loaded: list[tuple[ImageItem, Image.Image]], 
                     + _caption(captioner, loaded[half:], request, report))
         item = loaded[0][0]
         reason = ("out of GPU memory even for one image" if _is_oom(exc)
-                  else f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
+                  else f"{type(exc).__name__}: {clip_words(str(exc), 200)}")
         report.skip(Skip(item.path, f"skipped: {item.path}: captioning failed ({reason})"))
         return []
 

@@ -19,6 +19,7 @@ from PIL import Image
 from app.core.caption_config import CaptionRequest
 from app.core.captions import join_tags
 from app.core.dataset import to_rgb
+from app.core.errors import clip_words
 from app.engine.captioning.base import Captioner, CaptionerError, hub_file, local_folder
 
 MODEL_FILE = "model.onnx"
@@ -73,8 +74,8 @@ class WdTagger(Captioner):
         try:
             self.session = ort.InferenceSession(str(model_path), providers=providers)
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
-            raise CaptionerError(f"{model_path}: not a loadable ONNX model ({str(exc).splitlines()[0][:200]})") \
-                from None
+            raise CaptionerError(f"{model_path}: not a loadable ONNX model ({clip_words(str(exc), 200)})",
+                                 detail=f"{type(exc).__name__}: {exc}") from None
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         shape = inp.shape

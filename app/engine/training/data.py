@@ -8,7 +8,6 @@ replaying earlier steps: that is what makes resume exact.
 from __future__ import annotations
 
 import hashlib
-import logging
 import random
 import re
 from dataclasses import dataclass, field
@@ -21,7 +20,6 @@ from app.core.errors import ErrorKind
 from app.core.train_config import TrainConfig
 from app.engine.training.buckets import Size, make_buckets, pick_bucket
 
-log = logging.getLogger(__name__)
 _REPEATS_PREFIX = re.compile(r"^\d+_")
 # The text encoders read 77 tokens (a few hundred characters); a longer caption costs tokenizing
 # time every step, and diffusers logs the whole cut-off part (a 1 MB caption made 40 MB log lines).
@@ -126,8 +124,7 @@ def collect(config: TrainConfig, should_stop: Callable[[], bool] | None = None) 
             frequency[f"{index + 1}_{dataset.root.name}"] = counts
     if not any(not i.regularization for i in items):
         raise TrainError("no training pictures: every dataset is marked regularization = true")
-    for line in skipped:  # info: the trainer reports them to the user (a warning here printed them twice)
-        log.info("skipped %s", line)
+    # No log line here: the trainer reports each skipped picture once, as a status event.
     return TrainData(items=items, skipped=skipped, notes=notes, tag_frequency=frequency)
 
 

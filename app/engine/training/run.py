@@ -32,8 +32,8 @@ from safetensors.torch import save as safetensors_save
 
 from app.core import paths, run_state
 from app.core.configs import ConfigError
-from app.core.files import (SaveError, atomic_write_text, free_bytes, fsync_dir, replace_durably, saving,
-                            size_text)
+from app.core.files import (SaveError, atomic_write_text, free_bytes, fsync_dir, make_ordinary, replace_durably,
+                            saving, size_text)
 from app.core.train_config import TrainConfig, load_run_config
 from app.engine.training import state_codec
 from app.engine.training.data import TrainError
@@ -230,6 +230,7 @@ def save_state(run: RunDir, adapter: dict[str, torch.Tensor], optimizer: dict, s
     with saving(run.state, need):
         tmp = Path(tempfile.mkdtemp(prefix=".state.tmp-", dir=run.path))
     try:
+        make_ordinary(tmp, folder=True)  # the run folder is the user's; mkdtemp made it private
         for name, data in files.items():
             with saving(run.state / name, need), open(tmp / name, "wb") as fh:
                 fh.write(data)

@@ -10,9 +10,12 @@ from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
     QDoubleSpinBox,
+    QFileDialog,
     QFormLayout,
+    QHBoxLayout,
     QLabel,
     QLineEdit,
+    QPushButton,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -41,6 +44,13 @@ class CaptionDialog(QDialog):
             self.backend.addItem(label, backend.value)
         self.model = QLineEdit(self)
         self.model.setToolTip("A Hugging Face Hub id (downloaded once into its cache) or a local model folder.")
+        self.browse_button = QPushButton("Browse…", self)
+        self.browse_button.setToolTip("Pick a model folder on this computer (works offline).")
+        self.browse_button.clicked.connect(self.browse_model)
+        model_row = QHBoxLayout()
+        model_row.setContentsMargins(0, 0, 0, 0)
+        model_row.addWidget(self.model, 1)
+        model_row.addWidget(self.browse_button)
         self.mode = QComboBox(self)
         for label, mode in MODES:
             self.mode.addItem(label, mode.value)
@@ -67,7 +77,7 @@ class CaptionDialog(QDialog):
         self.underscores.setChecked(True)
         form = QFormLayout()
         form.addRow("Captioner", self.backend)
-        form.addRow("Model", self.model)
+        form.addRow("Model", model_row)
         form.addRow("Which images", self.mode)
         form.addRow("", self.only_selected)
         form.addRow("Prefix", self.prefix)
@@ -101,6 +111,11 @@ class CaptionDialog(QDialog):
                        self.underscores):
             self._form.setRowVisible(widget, tagger)
         self._form.setRowVisible(self.max_new_tokens, not tagger)
+
+    def browse_model(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Captioning model folder", self.model.text().strip())
+        if folder:
+            self.model.setText(folder)
 
     def values(self) -> dict[str, Any]:
         """Fields for a CaptionRequest (the session adds the folder)."""

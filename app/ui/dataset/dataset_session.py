@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, QTimer, Signal
 
 from app.core import paths
 from app.core.caption_config import CaptionRequest
@@ -23,6 +23,8 @@ from app.core.caption_store import CaptionStore, WriteResult
 from app.core.captions import DEFAULT_SEPARATOR, caption_path_for
 from app.core.configs import ConfigError
 from app.core.dataset import Dataset, DatasetError, ImageItem, check_folder, is_image_name, make_item
+from app.core.dataset_problems import ProblemKind
+from app.core.exclusions import EXCLUDE_FILE, excluded_problem, set_excluded
 from app.core.tag_ops import Plan, TagOperation
 from app.ui.dataset.scanner import ScanSignals, ScanTask
 from app.ui.jobs import JobError, JobTracker
@@ -62,6 +64,8 @@ class DatasetSession(QObject):
     historyChanged = Signal()
     message = Signal(str)  # a status line
     errorOccurred = Signal(str)  # one sentence for the user
+    errorDetail = Signal(str, str)  # (the sentence, the long technical detail behind "Details")
+    countsChanged = Signal(str)  # counts_text() after a scan, captions written, pictures added
     captionRunning = Signal(bool)
     captionProgress = Signal(int, int, object, str)  # (done, total, eta_s or None, message)
 
@@ -92,6 +96,13 @@ class DatasetSession(QObject):
         self._expected = 0
         self.caption_job: str | None = None
         self._caption_changes: list[tuple[ImageItem, str, str]] = []
+        # Counts follow every change; a short delay makes a burst (auto-caption) one update.
+        self._counts_timer = QTimer(self)
+        self._counts_timer.setSingleShot(True)
+        self._counts_timer.setInterval(100)
+        self._counts_timer.timeout.connect(self._emit_counts)
+        self.itemsChanged.connect(self._counts_timer.start)
+        self.itemsAdded.connect(self._counts_timer.start)
         if tracker is not None:
             tracker.client.eventReceived.connect(self._on_worker_event)
             tracker.progressChanged.connect(self._on_caption_progress)
@@ -163,9 +174,17 @@ class DatasetSession(QObject):
             self.itemsChanged.emit(changed)
         self.tagsChanged.emit()
         self.scanFinished.emit()
+        self.message.emit("")  # "Scanning … " is over; the counts label says what was found
+        self._counts_timer.start()
+
+    def counts_text(self) -> str:
         usable = sum(1 for i in self.items if i.usable)
-        self.message.emit(f"{len(self.items)} images, {usable} usable, "
-                          f"{sum(1 for i in self.items if not i.has_caption)} without a caption")
+        return (f"{len(self.items)} images, {usable} usable, "
+                f"{sum(1 for i in self.items if not i.has_caption)} without a caption")
+
+    def _emit_counts(self) -> None:
+        if self.dataset is not None and not self.scanning:  # mid-scan counts are partial
+            self.countsChanged.emit(self.counts_text())
 
     def item_for(self, path: str | Path) -> ImageItem | None:
         return self._by_path.get(Path(path))
@@ -192,6 +211,11 @@ class DatasetSession(QObject):
             return
         before = item.caption
         item.caption = text  # shown at once; the store records the step from ``before``
+        # a.jpg and a.png may share a.txt: they show what the file will say, not a stale copy
+        siblings = [i for i in self.items if i is not item and i.caption_path == item.caption_path] \
+            if item.has_problem(ProblemKind.CAPTION_SHARED) else []
+        for sibling in siblings:
+            sibling.caption = text
 
         def work():
             return store.set_caption(item, text, force=force, before=before)
@@ -201,11 +225,39 @@ class DatasetSession(QObject):
                 self.errorOccurred.emit(f"{item.caption_path}: could not save the caption ({exc})")
             elif error:
                 self.errorOccurred.emit(f"{error}; the edit is kept here, use Retry to save it again")
-            self.itemsChanged.emit([item])
+            self.itemsChanged.emit([item, *siblings])
             self.tagsChanged.emit()
             self.historyChanged.emit()
 
         self._run(work, done)
+
+    def delete_captions(self, items: list[ImageItem]) -> None:
+        """Remove the caption files (undoable, like any other caption change)."""
+        if self.store is not None and items:
+            store = self.store
+            self._run(lambda: store.delete_captions(items), self._after_write)
+
+    def set_excluded(self, items: list[ImageItem], excluded: bool) -> None:
+        """Exclude pictures from training (or include them again), kept in the folder's
+        ``.loraloom-exclude`` so training and ``dataset check`` honour it too."""
+        root = self.root
+        if root is None or not items:
+            return
+
+        def done(_names, exc: BaseException | None) -> None:
+            if exc is not None:
+                self.errorOccurred.emit(f"{root / EXCLUDE_FILE}: could not save the exclusions "
+                                        f"({getattr(exc, 'strerror', None) or exc})")
+                return
+            for item in items:
+                item.problems[:] = [p for p in item.problems if p.kind is not ProblemKind.EXCLUDED]
+                if excluded:
+                    item.problems.append(excluded_problem(item.path))
+            self.itemsChanged.emit(list(items))
+            verb = "excluded from" if excluded else "included in"
+            self.message.emit(f"{len(items)} picture{'s' if len(items) != 1 else ''} {verb} training")
+
+        self._run(lambda: set_excluded(root, [i.path for i in items], excluded), done)
 
     def is_pending(self, item: ImageItem) -> bool:
         return self.store is not None and self.store.is_pending(item)
@@ -357,6 +409,8 @@ class DatasetSession(QObject):
         self.historyChanged.emit()
         if error is not None:
             self.errorOccurred.emit(f"auto-captioning failed: {error.message}")
+            if error.detail:
+                self.errorDetail.emit(f"auto-captioning failed: {error.message}", error.detail)
         else:
             self.message.emit(f"auto-captioning {state}: {count} captions written")
 

@@ -28,8 +28,9 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.dataset import ImageItem
-from app.core.dataset_filter import tag_filter_text
+from app.core.dataset_filter import rename_tag_in_filter, tag_filter_text
 from app.core.tag_ops import rename_tag
+from app.ui.dataset import item_actions
 from app.ui.dataset.batch_dialog import BatchDialog
 from app.ui.dataset.caption_dialog import CaptionDialog
 from app.ui.dataset.caption_editor import CaptionEditor
@@ -40,6 +41,7 @@ from app.ui.dataset.tag_panel import TagPanel
 from app.ui.dataset.thumbnails import THUMB_SIZE, ThumbnailLoader
 from app.ui.generate.generate_model import format_eta
 from app.ui.jobs import JobTracker
+from app.ui.widgets.details_line import DetailsLine
 
 ERROR_STYLE = "color: #c62828;"
 
@@ -70,6 +72,7 @@ class DatasetTab(QWidget):
         app = QApplication.instance()
         if app is not None:
             app.aboutToQuit.connect(self.flush)
+        QTimer.singleShot(0, self, self.reopen_last)  # after the window is built; cancelled if the tab goes
 
     # ------------------------------------------------------------ layout
     def _build(self) -> None:
@@ -135,6 +138,11 @@ class DatasetTab(QWidget):
         for action in (self.undo_action, self.redo_action):
             action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
             self.grid.addAction(action)
+        self.grid.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.grid.customContextMenuRequested.connect(lambda pos: item_actions.show_context_menu(self, pos))
+        self.grid.doubleClicked.connect(self.enlarge)
+        self.context_menu = None
+        self.viewer: item_actions.PictureViewer | None = None
 
         self.preview = PreviewPane(self)
         self.info = QLabel("", self)
@@ -171,13 +179,17 @@ class DatasetTab(QWidget):
         split.addWidget(right)
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 2)
-        self.status = QLabel("Drop a folder of pictures here.", self)
-        self.status.setWordWrap(True)
+        self.status = DetailsLine("Drop a folder of pictures here.", self)
+        self.counts_label = QLabel("", self)
+        self.counts_label.setToolTip("Pictures in the folder, usable for training, and still without a caption.")
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addLayout(strip)
         layout.addWidget(split, 1)
-        layout.addWidget(self.status)
+        bottom = QHBoxLayout()
+        bottom.addWidget(self.status, 1)
+        bottom.addWidget(self.counts_label, 0, Qt.AlignmentFlag.AlignTop)
+        layout.addLayout(bottom)
         self._tags_timer = QTimer(self)
         self._tags_timer.setSingleShot(True)
         self._tags_timer.setInterval(150)
@@ -195,6 +207,9 @@ class DatasetTab(QWidget):
         s.historyChanged.connect(self._update_history)
         s.message.connect(self.status.setText)
         s.errorOccurred.connect(self._on_error)
+        s.errorDetail.connect(self.status.setText)
+        s.countsChanged.connect(self.counts_label.setText)
+        s.opened.connect(lambda _root: self.counts_label.setText(""))
         s.captionRunning.connect(self._on_caption_running)
         s.captionProgress.connect(self._on_caption_progress)
         self.grid.selectionModel().currentChanged.connect(self._on_current)
@@ -361,11 +376,32 @@ class DatasetTab(QWidget):
         self.editor.flush()
         self.session.redo()
 
+    def enlarge(self, index) -> None:
+        item = index.data(ItemRole) if index.isValid() else None
+        if item is not None:
+            if self.viewer is None:
+                self.viewer = item_actions.PictureViewer(self.window())
+            self.viewer.show_item(item)
+
+    def delete_captions(self, items: list[ImageItem]) -> None:
+        self.editor.flush()
+        self.session.delete_captions(items)
+
+    def reopen_last(self) -> bool:
+        """Open the dataset used last time, when it is still there (the app starts where it was)."""
+        recent = self.session.recent.items()
+        if self.session.root is not None or not recent or not Path(recent[0]).is_dir():
+            return False
+        return self.open_folder(recent[0])
+
     def rename_tag(self, old: str, new: str) -> None:
         """Rename (or, with an empty name, delete) a tag in every caption."""
         self.editor.flush()
         self.session.flush()
         self.session.apply(self.session.plan(rename_tag(old, new)))
+        renamed = rename_tag_in_filter(self.filter_box.text(), old, new)
+        if renamed != self.filter_box.text():
+            self.filter_box.setText(renamed)
 
     def batch_scopes(self) -> list[tuple[str, list[ImageItem]]]:
         scopes = []
@@ -407,6 +443,8 @@ class DatasetTab(QWidget):
         self.progress.setVisible(running or self.session.scanning)
         if running:
             self.progress.setRange(0, 0)
+        else:  # "auto-caption: loading …" must not outlive the job (the outcome is in the status line)
+            self.progress_label.setText("")
 
     def _on_caption_progress(self, done: int, total: int, eta, message: str) -> None:
         if total:

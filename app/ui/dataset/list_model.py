@@ -12,11 +12,12 @@ from PySide6.QtCore import (
     QSortFilterProxyModel,
     Qt,
 )
-from PySide6.QtGui import QColor, QPainter, QPixmap
+from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap
 from PySide6.QtWidgets import QApplication, QStyle, QStyledItemDelegate, QStyleOptionViewItem
 
 from app.core.dataset import ImageItem
 from app.core.dataset_filter import parse_filter
+from app.core.dataset_problems import ProblemKind
 from app.ui.dataset.dataset_session import DatasetSession
 from app.ui.dataset.thumbnails import THUMB_SIZE, ThumbnailLoader
 
@@ -62,7 +63,7 @@ class DatasetListModel(QAbstractListModel):
         if role == Qt.ItemDataRole.DisplayRole:
             return item.path.name
         if role == Qt.ItemDataRole.DecorationRole:
-            if not item.usable:
+            if not _decodable(item):
                 return self._broken
             key = str(item.path)
             pixmap = self.thumbnails.pixmap(key, item.mtime_ns, item.file_size)
@@ -136,6 +137,14 @@ class DatasetFilterProxy(QSortFilterProxyModel):
         return item is not None and self._filter.matches(item)
 
 
+# Blocking problems of a picture that still decodes: its thumbnail is shown, with the red badge.
+_STILL_A_PICTURE = {ProblemKind.TOO_SMALL, ProblemKind.EXCLUDED, ProblemKind.DUPLICATE}
+
+
+def _decodable(item: ImageItem) -> bool:
+    return all(p.kind in _STILL_A_PICTURE for p in item.problems if p.blocking)
+
+
 def _placeholder_pixmap() -> QPixmap:
     pix = QPixmap(THUMB_SIZE, THUMB_SIZE)
     pix.fill(QColor(128, 128, 128, 40))
@@ -147,6 +156,17 @@ class BadgeDelegate(QStyledItemDelegate):
     a dot for a caption not saved yet, and a dim mark for a missing caption."""
 
     COLORS = {"error": QColor("#d32f2f"), "note": QColor("#f9a825")}
+
+    def initStyleOption(self, option: QStyleOptionViewItem, index: _Index) -> None:  # noqa: N802
+        super().initStyleOption(option, index)
+        # A selected item's icon is drawn in QIcon.Selected mode, which the style makes by tinting
+        # it with the highlight colour. A picture's own colours matter here: give the icon the
+        # same pixmap for Selected, so the selection shows only around the picture and its label.
+        if not option.icon.isNull():
+            pixmap = option.icon.pixmap(option.decorationSize)
+            icon = QIcon(pixmap)
+            icon.addPixmap(pixmap, QIcon.Mode.Selected)
+            option.icon = icon
 
     def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: _Index) -> None:
         super().paint(painter, option, index)

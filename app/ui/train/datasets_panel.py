@@ -168,6 +168,20 @@ class DatasetsPanel(QWidget):
                                         "Train on the folder open in the Dataset tab.")
         self.use_folder(folder)
 
+    def refresh_folder(self, folder: str | Path) -> None:
+        """The Dataset tab changed ``folder`` (captions written, pictures added): count its row
+        again. A fresh scan, not the tab's items: this run's minimum picture side may differ."""
+        root = Path(folder).resolve()
+        stale = [p for p in self._paths() if _same_folder(p, root)]
+        if not stale:
+            return
+        for path in stale:
+            self._summaries.pop(path, None)
+            self._pending.discard(path)
+        self._generation += 1  # an older scan of these rows still running must not land
+        self._pending.clear()
+        self._rescan()
+
     def summaries(self) -> list[DatasetSummary]:
         return [self._summaries[p] for p in self._paths() if p in self._summaries]
 
@@ -295,3 +309,10 @@ class DatasetsPanel(QWidget):
             else:
                 lines.append(summary.describe() + role)
         self.summary.setText("\n".join(lines) if lines else "No dataset yet: add a folder of pictures.")
+
+
+def _same_folder(path: str, root: Path) -> bool:
+    try:
+        return Path(path).expanduser().resolve() == root
+    except OSError:
+        return False

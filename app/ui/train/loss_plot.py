@@ -3,6 +3,11 @@
 pyqtgraph is imported when the plot is first shown, not when the window opens (it takes
 about as long to import as the whole rest of the GUI). Data set before that is kept and
 drawn then; redraws are throttled so a fast run cannot flood the event loop.
+
+Until the first step there is nothing to plot, so a sentence stands in for the (meaningless)
+empty axes. The ranges follow the data from step 1 (x from the first step to at least ten
+steps on, y around the values) until the user pans or zooms; pyqtgraph's "A" button goes back
+to following. The legend is a row of its own above the plot, so it never covers a curve.
 """
 
 from __future__ import annotations
@@ -10,11 +15,28 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtWidgets import QVBoxLayout, QWidget
+from PySide6.QtWidgets import QLabel, QStackedWidget, QVBoxLayout, QWidget
 
 REDRAW_MS = 120
 SMOOTHING = 0.9
 ANTIALIAS_POINTS = 400
+MIN_X_SPAN = 9  # the x axis shows at least steps 1..10, so a first point is not a lone dot mid-axis
+Y_PAD = 0.08  # share of the y span added above and below
+RAW_COLOUR = (90, 140, 220, 110)
+SMOOTH_COLOUR = (25, 85, 200)
+LR_COLOUR = (230, 130, 30)
+EMPTY_TEXT = "The loss is drawn here from the first training step."
+
+
+def data_ranges(steps: list[int], values: list[float]) -> tuple[tuple[float, float], tuple[float, float]]:
+    """The (x, y) ranges that show ``values`` from the first step: never a zero span, and x grows
+    with the run instead of being centred on a single point."""
+    first, last = steps[0], steps[-1]
+    x = (float(first), float(max(last, first + MIN_X_SPAN)))
+    finite = [v for v in values if v == v and abs(v) != float("inf")]
+    low, high = (min(finite), max(finite)) if finite else (0.0, 1.0)
+    pad = (high - low) * Y_PAD or abs(high) * 0.1 or 0.1
+    return x, (low - pad, high + pad)
 
 
 def smooth(values: list[float], weight: float = SMOOTHING) -> list[float]:
@@ -34,6 +56,18 @@ class LossPlot(QWidget):
         self.setMinimumHeight(160)
         self._layout = QVBoxLayout(self)
         self._layout.setContentsMargins(0, 0, 0, 0)
+        self.legend = QLabel(_legend_html(), self)
+        self.legend.setTextFormat(Qt.TextFormat.RichText)
+        self.legend.setVisible(False)
+        self.stack = QStackedWidget(self)
+        self.empty_label = QLabel(EMPTY_TEXT, self.stack)
+        self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty_label.setWordWrap(True)
+        self.empty_label.setEnabled(False)  # drawn greyed: a note, not content
+        self.stack.addWidget(self.empty_label)
+        self._layout.addWidget(self.legend)
+        self._layout.addWidget(self.stack, 1)
+        self.following = True  # the ranges follow the data until the user pans or zooms
         self.plot: Any = None  # pyqtgraph.PlotWidget, made on first show
         self.raw: Any = None
         self.smoothed: Any = None
@@ -67,16 +101,18 @@ class LossPlot(QWidget):
         import pyqtgraph as pg
 
         pg.setConfigOptions(background=None, foreground=self.palette().text().color())
-        plot = pg.PlotWidget(self)
+        plot = pg.PlotWidget(self.stack)
         item = plot.getPlotItem()
         item.setLabel("bottom", "step")
         item.setLabel("left", "loss")
         item.showGrid(x=True, y=True, alpha=0.15)
-        legend = item.addLegend(offset=(-10, 10))
+        item.vb.disableAutoRange()  # data_ranges() decides while following (see the module note)
+        item.vb.sigRangeChangedManually.connect(self._stop_following)
+        item.autoBtn.clicked.connect(self._follow_again)
         # Long runs have tens of thousands of steps: draw at most about one point per pixel.
-        self.raw = item.plot([], [], pen=pg.mkPen((90, 140, 220, 110), width=1), name="loss", antialias=False,
+        self.raw = item.plot([], [], pen=pg.mkPen(RAW_COLOUR, width=1), antialias=False,
                              skipFiniteCheck=True, autoDownsampleFactor=1.0)
-        self.smoothed = item.plot([], [], pen=pg.mkPen((25, 85, 200), width=2.5), name="smoothed", antialias=True,
+        self.smoothed = item.plot([], [], pen=pg.mkPen(SMOOTH_COLOUR, width=2.5), antialias=True,
                                   skipFiniteCheck=True, autoDownsampleFactor=1.0)
         for curve in (self.raw, self.smoothed):
             curve.setDownsampling(auto=True, method="peak")
@@ -89,12 +125,11 @@ class LossPlot(QWidget):
         right.linkToView(self.lr_box)
         right.setLabel("learning rate")
         self.lr_box.setXLink(item)
-        self.lr_curve = pg.PlotDataItem(pen=pg.mkPen((230, 130, 30), width=1.5, style=Qt.PenStyle.DashLine),
+        self.lr_curve = pg.PlotDataItem(pen=pg.mkPen(LR_COLOUR, width=1.5, style=Qt.PenStyle.DashLine),
                                         skipFiniteCheck=True, autoDownsampleFactor=1.0)
         self.lr_curve.setDownsampling(auto=True, method="mean")
         self.lr_curve.setClipToView(True)
         self.lr_box.addItem(self.lr_curve)
-        legend.addItem(self.lr_curve, "learning rate")
 
         def sync() -> None:
             self.lr_box.setGeometry(item.vb.sceneBoundingRect())
@@ -103,13 +138,24 @@ class LossPlot(QWidget):
         item.vb.sigResized.connect(sync)
         self._sync = sync
         self.plot = plot
-        self._layout.addWidget(plot)
+        self.stack.addWidget(plot)
         sync()
+
+    def _stop_following(self, *_args) -> None:
+        self.following = False
+
+    def _follow_again(self) -> None:
+        self.following = True
+        self.plot.getPlotItem().vb.disableAutoRange()  # pyqtgraph's button turned its own back on
+        self.redraw()
 
     def redraw(self) -> None:
         if self.plot is None:
             return
         steps, losses, lrs = self._series
+        has_data = bool(steps)
+        self.stack.setCurrentWidget(self.plot if has_data else self.empty_label)
+        self.legend.setVisible(has_data)
         self.raw.setData(steps, losses)
         # Antialiasing a thick line costs ~0.1 ms a point in Qt's raster engine: only for short curves.
         self.smoothed.setData(steps, smooth(losses), antialias=len(steps) <= ANTIALIAS_POINTS)
@@ -118,7 +164,14 @@ class LossPlot(QWidget):
             low, high = min(lrs), max(lrs)
             pad = (high - low) * 0.1 or abs(high) * 0.1 or 1e-6
             self.lr_box.setYRange(low - pad, high + pad, padding=0)
+        if has_data and self.following:
+            x_range, y_range = data_ranges(steps, losses)
+            self.plot.getPlotItem().vb.setRange(xRange=x_range, yRange=y_range, padding=0)
         self._sync()
+
+    def view_ranges(self) -> tuple[list[float], list[float]]:
+        """The visible (x, y) ranges of the loss axes (for tests)."""
+        return self.plot.getPlotItem().vb.viewRange()
 
     def curves(self) -> dict[str, tuple[list[float], list[float]]]:
         """What is drawn now (for tests and the screenshot check): name -> (x, y)."""
@@ -129,3 +182,12 @@ class LossPlot(QWidget):
             x, y = curve.getData()
             out[name] = ([] if x is None else list(x), [] if y is None else list(y))
         return out
+
+
+def _legend_html() -> str:
+    def swatch(colour: tuple[int, ...], text: str, dash: bool = False) -> str:
+        r, g, b = colour[:3]
+        return f'<span style="color:rgb({r},{g},{b})">{"╌╌" if dash else "━━"}</span>&nbsp;{text}'
+
+    return "&nbsp;&nbsp;&nbsp;".join([swatch(RAW_COLOUR, "loss"), swatch(SMOOTH_COLOUR, "smoothed"),
+                                      swatch(LR_COLOUR, "learning rate (right axis)", dash=True)])

@@ -175,7 +175,7 @@ class HistoryPanel(QWidget):
                 steps += f" (saved at {run.saved_step})"
             loss = f"{run.final_loss:.4f}" if run.final_loss is not None else ""
             started = time.strftime("%Y-%m-%d %H:%M", time.localtime(run.started)) if run.started else ""
-            for column, text in enumerate((run.name, run.status.value, steps, loss, str(len(run.samples)), started)):
+            for column, text in enumerate((run.path.name, run.status.value, steps, loss, str(len(run.samples)), started)):
                 item = QTableWidgetItem(text)
                 item.setToolTip(run.problem or str(run.path))
                 if run.status is RunStatus.UNREADABLE:

@@ -328,7 +328,9 @@ class TrainOps(QObject):
         kind, path = str(event.get("kind", "")), event["path"]
         if kind == "run":
             entry.run_dir = view.run_dir = path
-            view.name = entry.name
+            # A second run named "shapes_a" is written to shapes_a-2: call it that from now on
+            # (status line, queue, History), so two runs of one name are never confused.
+            entry.name = view.name = Path(path).name
             self.queueChanged.emit()
             # A resumed run already has losses, samples and checkpoints on disk: show them too.
             self._runner.run(lambda p=path: read_run(p, with_log=True), lambda info, v=view: self._merged(v, info))

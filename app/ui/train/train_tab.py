@@ -45,7 +45,7 @@ TOML_FILTER = "Training configs (*.toml);;All files (*)"
 
 
 class TrainTab(QWidget):
-    useInGenerate = Signal(str)  # an adapter file for the Generate tab's stack
+    useInGenerate = Signal(str, str)  # (an adapter file for the Generate tab's stack, its run's base model)
 
     def __init__(self, tracker: JobTracker, recent: RecentModels, *, dataset_session: Any = None,
                  settings_path: Path | None = None, parent: QWidget | None = None) -> None:
@@ -61,6 +61,9 @@ class TrainTab(QWidget):
         self.dataset_session = dataset_session
         if dataset_session is not None:
             dataset_session.opened.connect(self.form.datasets.set_open_folder)
+            dataset_session.countsChanged.connect(
+                lambda _text: dataset_session.root is not None
+                and self.form.datasets.refresh_folder(dataset_session.root))
             if dataset_session.root is not None:
                 self.form.datasets.set_open_folder(str(dataset_session.root))
         self._update_buttons()
@@ -198,7 +201,7 @@ class TrainTab(QWidget):
         ops.sampleAdded.connect(self.gallery.add)
         ops.adapterAdded.connect(self._on_adapter)
         ops.message.connect(self._show_status)
-        self.checkpoints.useInGenerate.connect(self.useInGenerate)
+        self.checkpoints.useInGenerate.connect(lambda path: self.useInGenerate.emit(path, self._view_base()))
         self.checkpoints.compareRequested.connect(self.open_compare)
         self.history_panel.loadConfigRequested.connect(self.form.set_config)
 
@@ -323,13 +326,20 @@ class TrainTab(QWidget):
         for path, (step, meta) in sorted(view.samples.items(), key=lambda kv: kv[1][0]):
             self.gallery.add(step, path, meta)
         self.checkpoints.set_adapters(view.run_dir, view.adapter_list())
-        name = view.name or (Path(view.run_dir).name if view.run_dir else "")
-        if not name:
-            self.view_label.setText("")
-        else:
-            self.view_label.setText(f"Showing: {name}" + (" (training now)" if view.live and self.ops.current
-                                                          else ""))
         self._update_buttons()
+
+    def _view_base(self) -> str:
+        """The base model of the run shown (its adapters only make sense on it); "" when unknown."""
+        config = self.ops.view.config
+        return config.base if config is not None else ""
+
+    def _update_view_label(self) -> None:
+        """What the plot and gallery show. The run's folder name, not its config name: a second run
+        called "shapes_a" lives in shapes_a-2. "(training now)" only while its job runs."""
+        view = self.ops.view
+        name = Path(view.run_dir).name if view.run_dir else view.name
+        live = view.live and self.ops.current is not None
+        self.view_label.setText(f"Showing: {name}" + (" (training now)" if live else "") if name else "")
 
     def _on_adapter(self, step: int, path: str, kind: str) -> None:
         self.checkpoints.add(f"final (step {step})" if kind == "adapter" else f"step {step}", path)
@@ -339,6 +349,7 @@ class TrainTab(QWidget):
         self.status_label.setText(text)
 
     def _update_buttons(self) -> None:
+        self._update_view_label()
         current = self.ops.current
         running = current is not None and current.state is EntryState.RUNNING
         self.start_button.setEnabled(current is None)
