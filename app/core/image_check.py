@@ -8,13 +8,13 @@ truncated JPEG/PNG/WebP/BMP files, and only a suspicious file (or every file wit
 from __future__ import annotations
 
 import os
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
 from app.core.dataset_problems import Problem, ProblemKind
+from app.core.safe_files import RefusedFile, open_regular
 
 DEFAULT_MIN_SIDE = 256
 
@@ -142,29 +142,22 @@ def _confirm_by_decoding(im: Image.Image, path: Path, fmt: str) -> Problem | Non
 
 
 def inspect_image(path: Path, min_side: int = DEFAULT_MIN_SIDE, *, deep: bool = False,
-                  st: os.stat_result | None = None) -> _Header:
-    """Size, format, mode and problems of one image file, from its header (``deep`` decodes it)."""
+                  root: Path | None = None) -> _Header:
+    """Size, format, mode and problems of one image file, from its header (``deep`` decodes it).
+    Only a regular file (inside ``root``, the dataset folder, when given) is opened."""
     out = _Header()
     try:
-        st = st or path.stat()
+        fh = open_regular(path, root=root)
+        size = os.fstat(fh.fileno()).st_size
     except OSError as exc:
-        out.problems.append(Problem(ProblemKind.UNREADABLE, f"{path}: the file cannot be read "
-                                    f"({exc.strerror or exc})", blocking=True))
+        reason = exc.reason if isinstance(exc, RefusedFile) else f"the file cannot be read ({exc.strerror or exc})"
+        out.problems.append(Problem(ProblemKind.UNREADABLE, f"{path}: {reason}", blocking=True))
         return out
-    if not stat.S_ISREG(st.st_mode):
-        out.problems.append(Problem(ProblemKind.UNREADABLE, f"{path}: not a regular file", blocking=True))
-        return out
-    size = st.st_size
     if size == 0:
+        fh.close()
         out.problems.append(Problem(ProblemKind.ZERO_BYTES, f"{path}: the file is empty (0 bytes)", blocking=True))
         return out
     suffix = path.suffix.lower()
-    try:
-        fh = open(path, "rb")
-    except OSError as exc:
-        out.problems.append(Problem(ProblemKind.UNREADABLE, f"{path}: the file cannot be read "
-                                    f"({exc.strerror or exc})", blocking=True))
-        return out
     with fh:
         try:
             head = fh.read(32)
