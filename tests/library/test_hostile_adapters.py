@@ -111,11 +111,11 @@ def _special_files(folder, tmp_path):
     os.mkfifo(folder / "pipe.safetensors")
     os.symlink("/dev/null", folder / "device.safetensors")
     os.symlink("/dev/zero", folder / "zero.safetensors")
-    os.symlink(secret, folder / "escape.safetensors")
+    os.symlink(secret, folder / "link-out.safetensors")
     os.symlink("loop-b.safetensors", folder / "loop-a.safetensors")
     os.symlink("loop-a.safetensors", folder / "loop-b.safetensors")
     return {"pipe": "named pipe (FIFO), not a regular file", "device": "outside the folder",
-            "zero": "outside the folder", "escape": "outside the folder", "loop-a": "symbolic link loop",
+            "zero": "outside the folder", "link-out": "outside the folder", "loop-a": "symbolic link loop",
             "loop-b": "symbolic link loop"}
 
 
