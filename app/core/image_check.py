@@ -8,6 +8,7 @@ truncated JPEG/PNG/WebP/BMP files, and only a suspicious file (or every file wit
 from __future__ import annotations
 
 import os
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,14 +75,55 @@ def _looks_truncated(fh, fmt: str, head: bytes, size: int) -> bool:
         fh.seek(max(0, size - 65536))
         return b"\xff\xd9" not in fh.read()
     if fmt == "PNG":
-        fh.seek(max(0, size - 4096))
-        return b"IEND" not in fh.read()
+        return _png_damage(fh, size) == "truncated"
     if fmt == "WEBP" and len(head) >= 8:
         return int.from_bytes(head[4:8], "little") + 8 > size
     if fmt == "BMP" and len(head) >= 6:
         declared = int.from_bytes(head[2:6], "little")
         return declared > size
     return False
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_CRC_BLOCK = 1 << 20
+
+
+def _png_damage(fh, size: int) -> str | None:
+    """Walk the PNG chunks checking each CRC (no decoding; zlib's CRC runs at memory speed).
+    None: sound up to IEND; "truncated": it stops before IEND; else a sentence on the damage.
+    Pillow checks no IDAT checksum, so a damaged pixel chunk would otherwise pass as a picture."""
+    fh.seek(len(_PNG_SIGNATURE))
+    pos = len(_PNG_SIGNATURE)
+    while True:
+        head = fh.read(8)
+        if len(head) < 8:
+            return "truncated"
+        length = int.from_bytes(head[:4], "big")
+        kind = head[4:]
+        if length > 2**31 - 1 or not kind.isalpha():
+            return f"a chunk header at byte {pos} is not valid"
+        if pos + 12 + length > size:
+            # Running off the end is a cut file, unless the file still ends with IEND: then
+            # this chunk's length is wrong.
+            fh.seek(max(0, size - 12))
+            return f"the {kind.decode('ascii')} chunk at byte {pos} is longer than the file" if (
+                b"IEND" in fh.read()) else "truncated"
+        crc = zlib.crc32(kind)
+        left = length
+        while left:
+            block = fh.read(min(left, _CRC_BLOCK))
+            if not block:
+                return "truncated"
+            crc = zlib.crc32(block, crc)
+            left -= len(block)
+        stored = fh.read(4)
+        if len(stored) < 4:
+            return "truncated"
+        if int.from_bytes(stored, "big") != crc:
+            return f"its {kind.decode('ascii')} chunk at byte {pos} fails its checksum"
+        if kind == b"IEND":
+            return None
+        pos += 12 + length
 
 
 def _tail_says_truncated(fh, fmt: str, head: bytes, size: int) -> bool:
@@ -208,10 +250,13 @@ def _describe(im: Image.Image, path: Path, head: bytes, size: int, suffix: str, 
         return
     broken = None
     try:
-        suspicious = _looks_truncated(fh, fmt, head, size)
+        damage = _png_damage(fh, size) if fmt == "PNG" else None
+        suspicious = damage == "truncated" or (fmt != "PNG" and _looks_truncated(fh, fmt, head, size))
     except OSError:
-        suspicious = True
-    if suspicious or deep:
+        damage, suspicious = None, True
+    if damage not in (None, "truncated"):
+        broken = Problem(ProblemKind.CORRUPT, f"{path}: the PNG data is damaged ({damage})", blocking=True)
+    if broken is None and (suspicious or deep):
         fh.seek(0)
         broken = _confirm_by_decoding(im, path, fmt)
     if broken is not None:
