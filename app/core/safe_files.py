@@ -15,6 +15,7 @@ read" handles a refusal too; its message names the file and says why in one sent
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import stat
 from pathlib import Path
@@ -56,12 +57,17 @@ def _what(mode: int) -> str:
     return "a special file"
 
 
+@functools.lru_cache(maxsize=64)
+def _real_root(root: str) -> str:
+    # A scan asks about the same folder thousands of times; it does not move during one.
+    return os.path.realpath(root)
+
+
 def _inside(real: str, root: str | os.PathLike[str]) -> bool:
-    real_root = os.path.realpath(root)
-    try:
-        return os.path.commonpath([real, real_root]) == real_root
-    except ValueError:  # different drives on Windows
-        return False
+    real_root = _real_root(os.fspath(root))
+    # Both are realpath()s (absolute, normalised), so a prefix test is exact and much cheaper
+    # than os.path.commonpath over thousands of files.
+    return real == real_root or real.startswith(real_root.rstrip(os.sep) + os.sep)
 
 
 def resolve_inside(path: str | os.PathLike[str], root: str | os.PathLike[str] | None = None) -> str:
@@ -70,6 +76,14 @@ def resolve_inside(path: str | os.PathLike[str], root: str | os.PathLike[str] | 
     if root is not None and not _inside(real, root):
         raise RefusedFile(path, f"a link to {real}, outside the folder {root}; it is not read")
     return real
+
+
+def _opened_path(fd: int, path: str | os.PathLike[str]) -> str:
+    """Where the open descriptor really is (no race with a link changed after the check)."""
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:  # no /proc (macOS, Windows): resolve the name instead
+        return os.path.realpath(path)
 
 
 def check_regular(path: str | os.PathLike[str], root: str | os.PathLike[str] | None = None) -> os.stat_result:
@@ -98,13 +112,32 @@ def open_regular(path: str | os.PathLike[str], *, root: str | os.PathLike[str] |
     """Open ``path`` for binary reading if it is a regular file (inside ``root`` when given) of at
     most ``max_bytes``; else raise :class:`RefusedFile`. Missing or unreadable files raise the
     usual ``OSError`` subclasses."""
-    real = resolve_inside(path, root)
     try:
-        fd = os.open(real, _OPEN_FLAGS | _BINARY)
+        st = os.stat(path)  # a FIFO or device is refused before anything opens it
     except OSError as exc:
         raise _refusal(path, exc) from None
+    if not stat.S_ISREG(st.st_mode):
+        if root is not None:
+            resolve_inside(path, root)  # a link out of the folder is the first thing to say
+        raise RefusedFile(path, f"{_what(st.st_mode)}, not a regular file; it is not read")
     try:
-        st = os.fstat(fd)
+        fd = os.open(path, _OPEN_FLAGS | _BINARY)  # the usual case: no link at the end
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        # The last component is a link: follow it by hand (so a loop is told apart) and check
+        # where it leads before opening the target, again without following a link.
+        try:
+            fd = os.open(resolve_inside(path, root), _OPEN_FLAGS | _BINARY)
+        except OSError as exc2:
+            raise _refusal(path, exc2) from None
+    if root is not None:
+        real = _opened_path(fd, path)
+        if not _inside(real, root):  # a linked folder on the way
+            os.close(fd)
+            raise RefusedFile(path, f"a link to {real}, outside the folder {root}; it is not read")
+    try:
+        st = os.fstat(fd)  # again on what was opened: the name may have been swapped meanwhile
         if not stat.S_ISREG(st.st_mode):
             raise RefusedFile(path, f"{_what(st.st_mode)}, not a regular file; it is not read")
         if max_bytes is not None and st.st_size > max_bytes:
