@@ -126,3 +126,15 @@ def test_caption_store_undo_never_copies_a_linked_file(dataset, tmp_path):
     assert (tmp_path / "id_key").read_text(encoding="utf-8") == SECRET, "the link's target is untouched"
     store.undo()
     assert not (dataset / "img001.txt").exists() or SECRET not in (dataset / "img001.txt").read_text("utf-8")
+
+
+def test_caption_reached_through_a_linked_folder_is_refused(dataset, tmp_path):
+    """A link on the way (not the last name) leads out too: the opened file's real place is checked."""
+    from app.core.captions import read_caption
+
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "a.txt").write_text(SECRET, encoding="utf-8")
+    os.symlink(tmp_path / "outside", dataset / "linked")
+    text, problem = read_caption(dataset / "linked" / "a.txt", dataset)
+    assert text == "" and problem is not None and "outside the folder" in problem.message
+    assert read_caption(dataset / "linked" / "a.txt")[0] == SECRET  # no folder given: nothing to stay in
