@@ -28,6 +28,7 @@ from torch import nn
 from app.core.adapters import AdapterError, AdapterInfo, AdapterLayout, Part, inspect_adapter
 from app.core.configs import Family
 from app.core.errors import ErrorKind
+from app.core.safe_files import read_regular
 from app.engine.lora_files import te_module_path
 
 log = logging.getLogger(__name__)
@@ -334,13 +335,11 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _peft_config(path: Path) -> dict[str, Any]:
-    config = path.with_name("adapter_config.json")
-    if not config.is_file():
-        return {}
+    """peft's ``adapter_config.json`` beside the file ({} when missing, refused or broken)."""
     try:
-        data = json.loads(config.read_text(encoding="utf-8"))
+        data = json.loads(read_regular(path.with_name("adapter_config.json"), max_bytes=1 << 20).decode("utf-8"))
         return data if isinstance(data, dict) else {}
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
         return {}
 
 

@@ -113,3 +113,20 @@ def test_a_picture_that_becomes_nan_fails_the_render_naming_the_step_and_adapter
     assert str(info.value).startswith("the picture became NaN at step 1 (adapter huge?)")
     assert info.value.kind.value == "incompatible_adapter"
     assert not out.exists()
+
+
+def test_a_peft_config_that_is_a_fifo_or_infinite_is_not_a_hang_or_a_black_picture(renderer, tiny_sd1, sd1_pipe,
+                                                                                     tmp_path):
+    import os
+
+    (tmp_path / "fifo").mkdir()
+    fifo = F.peft_lora(sd1_pipe, tmp_path / "fifo" / "adapter_model.safetensors")
+    (tmp_path / "fifo" / "adapter_config.json").unlink()
+    os.mkfifo(tmp_path / "fifo" / "adapter_config.json")
+    inf = F.peft_lora(sd1_pipe, tmp_path / "inf" / "adapter_model.safetensors")
+    (tmp_path / "inf" / "adapter_config.json").write_text('{"r": 4, "lora_alpha": Infinity}')
+    result = renderer.render(_request(tiny_sd1, [{"path": str(fifo)}, {"path": str(inf)}]),
+                             out_path=tmp_path / "x.png")
+    assert [a["path"] for a in result.meta["adapters"]] == [str(fifo)]  # read without its config (scale 1)
+    (refused,) = result.meta["adapter_errors"]
+    assert refused["path"] == str(inf) and "has an alpha of inf" in refused["message"]
