@@ -43,7 +43,7 @@ class SafetensorsHeader:
 
 
 def _reject_constant(name: str) -> float:
-    raise SafetensorsError(f"{name} is not a JSON number")
+    raise SafetensorsError(f"{name}, which JSON does not allow")  # Python's json accepts NaN/Infinity
 
 
 def _read_raw(p: Path, root: str | Path | None) -> tuple[bytes, int, int]:

@@ -58,7 +58,7 @@ BAD_HEADERS = {
     "entry-not-object": (json.dumps({**GOOD, "x.lora_down.weight": [1, 2]}), "is not a JSON object"),
     "deep-nesting": ('{"a":' * 5000 + "1" + "}" * 5000, "nested too deeply"),
     "huge-integer": (with_entry(shape=[12345, 768]).replace("12345", "9" * 5000), "not JSON"),
-    "nan-in-header": (with_entry(shape="NaN").replace('"NaN"', "NaN"), "NaN is not a JSON number"),
+    "nan-in-header": (with_entry(shape="NaN").replace('"NaN"', "NaN"), "not a safetensors file (header has NaN, which JSON does not allow)"),
     "metadata-list": (json.dumps({"__metadata__": ["a"], **GOOD}), "malformed safetensors metadata"),
     "metadata-value-int": (with_meta({"ss_network_dim": 4}), "every value must be a string"),
     "network-dim-text": (with_meta({"ss_network_dim": "four"}), "ss_network_dim is 'four', not a finite number"),
