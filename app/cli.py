@@ -503,8 +503,11 @@ def cmd_library(args: argparse.Namespace) -> int:
         except ValueError as exc:
             return _fail(str(exc))
         report = library.refresh()
-        found = sum(1 for e in report.entries if e.path.startswith(str(folder)))
-        print(f"{folder}: {found} adapter files")
+        mine = [e for e in report.entries if Path(e.path).is_relative_to(folder)]
+        bad = [e for e in mine if e.problem]
+        print(f"{folder}: {len(mine)} adapter files" + (f", {len(bad)} cannot be used:" if bad else ""))
+        for e in bad:  # listed, never a reason to fail the whole folder
+            print(f"  {e.problem}")
         return 0
     library.refresh()
     entries = library.search(args.search, Family(args.base) if args.base else None)

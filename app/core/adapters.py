@@ -14,6 +14,7 @@ import base64
 import binascii
 import collections
 import json
+import math
 import re
 import struct
 from dataclasses import dataclass, field
@@ -22,9 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from app.core.configs import Family
+from app.core.safe_files import check_regular, open_regular, read_regular
 from app.core.safetensors_header import SafetensorsError, SafetensorsHeader, read_header
 
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+MAX_SIDECAR_BYTES = 1 << 20  # an A1111 <stem>.json holds a few fields
+# What kohya writes for a setting it did not have (e.g. ss_network_dim of a LyCORIS run).
+_UNSET = ("", "None", "null")
 PREVIEW_SUFFIXES = (".preview.png", ".preview.jpg", ".preview.jpeg", ".preview.webp", ".png", ".jpg", ".jpeg", ".webp")
 
 
@@ -200,7 +205,44 @@ def _family(names: list[str], shapes: dict[str, list[int]], meta: dict[str, str]
 # ------------------------------------------------------------------ trigger words and previews
 
 
-def _trigger_words(path: Path, meta: dict[str, str], card_data: dict[str, Any] | None, top_tags: int) -> list[str]:
+def tag_frequency(meta: dict[str, str]) -> collections.Counter:
+    """Tag -> count summed over the datasets of ``ss_tag_frequency``; raises ValueError when it
+    is not ``{dataset: {tag: count}}`` with finite non-negative counts (``json`` accepts NaN and
+    Infinity, and ``int(inf)`` would crash the caller)."""
+    text = meta.get("ss_tag_frequency")
+    if not text:
+        return collections.Counter()
+
+    def reject(name: str) -> Any:
+        raise ValueError(f"{name} is not a count")
+
+    try:
+        freq = json.loads(text, parse_constant=reject)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    if not isinstance(freq, dict) or not all(isinstance(tags, dict) for tags in freq.values()):
+        raise ValueError("not a {dataset: {tag: count}} object")
+    counts: collections.Counter = collections.Counter()
+    for tags in freq.values():
+        for tag, n in tags.items():
+            if isinstance(n, bool) or not isinstance(n, (int, float)) or not 0 <= n < 2**63:
+                raise ValueError(f"the count of tag {tag[:60]!r} is not a whole number")
+            counts[tag.strip()] += int(n)
+    return counts
+
+
+def _sidecar_words(path: Path, root: str | Path | None) -> str:
+    """``activation text`` of an A1111 ``<stem>.json`` beside the file (a broken one gives nothing)."""
+    sidecar = path.with_suffix(".json")
+    try:
+        data = json.loads(read_regular(sidecar, max_bytes=MAX_SIDECAR_BYTES, root=root).decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return ""  # missing, refused or broken: only no words from it
+    return str(data.get("activation text", "")) if isinstance(data, dict) else ""
+
+
+def _trigger_words(path: Path, meta: dict[str, str], card_data: dict[str, Any] | None, top_tags: int,
+                   tags: collections.Counter, root: str | Path | None) -> list[str]:
     words: list[str] = []
 
     def add(text: str | None) -> None:
@@ -209,39 +251,28 @@ def _trigger_words(path: Path, meta: dict[str, str], card_data: dict[str, Any] |
                 words.append(w)
 
     add(meta.get("modelspec.trigger_phrase"))
-    sidecar = path.with_suffix(".json")
-    if sidecar.is_file():
-        try:
-            data = json.loads(sidecar.read_text(encoding="utf-8"))
-            if isinstance(data, dict):
-                add(str(data.get("activation text", "")))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            pass  # a broken sidecar only means no words from it
+    add(_sidecar_words(path, root))
     if card_data:
         for key in ("instance_prompt", "trigger_words", "trigger_word", "activation_text"):
             value = card_data.get(key)
             add(", ".join(map(str, value)) if isinstance(value, list) else value)
-    if not words and meta.get("ss_tag_frequency"):
-        try:
-            freq = json.loads(meta["ss_tag_frequency"])
-            counts: collections.Counter = collections.Counter()
-            for tags in freq.values():
-                if isinstance(tags, dict):
-                    counts.update({str(k).strip(): int(v) for k, v in tags.items()})
-            for tag, _ in counts.most_common(top_tags):
-                add(tag)
-        except (json.JSONDecodeError, ValueError, TypeError, AttributeError):
-            pass
+    if not words:
+        for tag, _ in tags.most_common(top_tags):
+            add(tag)
     return words
 
 
-def find_preview(path: Path) -> Path | None:
-    """A1111 / Civitai sidecars: ``<stem>.preview.png`` first, then ``<stem>.png`` and friends."""
+def find_preview(path: Path, root: str | Path | None = None) -> Path | None:
+    """A1111 / Civitai sidecars: ``<stem>.preview.png`` first, then ``<stem>.png`` and friends
+    (regular files inside ``root`` only: the GUI opens what this returns)."""
     stem = path.with_suffix("")
     for suffix in PREVIEW_SUFFIXES:
         candidate = Path(str(stem) + suffix)
-        if candidate.is_file():
-            return candidate
+        try:
+            check_regular(candidate, root)
+        except OSError:
+            continue
+        return candidate
     return None
 
 
@@ -261,53 +292,83 @@ def _embedded_preview(meta: dict[str, str]) -> bytes | None:
 # ------------------------------------------------------------------ entry point
 
 
-def _alpha(header: SafetensorsHeader, names: list[str]) -> float | None:
-    text = header.metadata.get("ss_network_alpha")
-    if text:
-        try:
-            return float(text)
-        except ValueError:
-            pass
+def _number(meta: dict[str, str], key: str, path: Path) -> float | None:
+    """A numeric metadata field: None when absent or unset; :class:`AdapterError` when it is not a finite number."""
+    text = meta.get(key, "").strip()
+    if text in _UNSET:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise AdapterError(f"{path}: its metadata {key} is {text[:40]!r}, not a finite number; the file is damaged")
+    return value
+
+
+def _alpha(header: SafetensorsHeader, names: list[str], root: str | Path | None) -> float | None:
+    value = _number(header.metadata, "ss_network_alpha", header.path)
+    if value is not None:
+        return value
     key = next((n for n in names if n.endswith(".alpha")), None)
     if key is None:
         return None
     info = header.tensors[key]
     start, end = info["data_offsets"]
-    fmt = {"F32": "<f", "F16": "<e", "F64": "<d", "BF16": None, "I64": "<q", "I32": "<i"}.get(info.get("dtype"))
+    fmt = {"F32": "<f", "F16": "<e", "F64": "<d", "BF16": None, "I64": "<q", "I32": "<i"}.get(info["dtype"])
     if end - start > 8 or fmt is None:
         return None
-    with header.path.open("rb") as fh:
-        fh.seek(header.data_start + start)
-        raw = fh.read(end - start)
     try:
-        return float(struct.unpack(fmt, raw)[0])
-    except struct.error:
+        with open_regular(header.path, root=root) as fh:
+            fh.seek(header.data_start + start)
+            raw = fh.read(end - start)
+        value = float(struct.unpack(fmt, raw)[0])
+    except (OSError, struct.error):
         return None
+    if not math.isfinite(value):
+        raise AdapterError(f"{header.path}: its {key} is {value}, not a finite number; the file is damaged")
+    return value
 
 
-def inspect_adapter(path: str | Path, *, card_data: dict[str, Any] | None = None, top_tags: int = 3) -> AdapterInfo:
-    """Describe an adapter file. Raises :class:`AdapterError` with a sentence naming the file."""
+def _rank(path: Path, names: list[str], shapes: dict[str, list[int]], meta: dict[str, str]) -> int | None:
+    ranks = _ranks(names, shapes)
+    dim = _number(meta, "ss_network_dim", path)
+    if dim is not None and (dim < 0 or dim != int(dim)):
+        raise AdapterError(f"{path}: its metadata ss_network_dim is {meta['ss_network_dim'][:40]!r}, "
+                           "not a whole number; the file is damaged")
+    if 0 in ranks or (not ranks and dim == 0):
+        raise AdapterError(f"{path}: a rank-0 adapter (its layers have no rank, so it changes nothing)")
+    if ranks:
+        return ranks.most_common(1)[0][0]
+    return int(dim) if dim is not None else None
+
+
+def inspect_adapter(path: str | Path, *, card_data: dict[str, Any] | None = None, top_tags: int = 3,
+                    root: str | Path | None = None) -> AdapterInfo:
+    """Describe an adapter file. Raises :class:`AdapterError` with a sentence naming the file, and
+    nothing else, whatever the file holds. Only a regular file (inside ``root`` when given) is read."""
     p = Path(path)
     if p.suffix.lower() in PICKLE_SUFFIXES:
         raise AdapterError(f"{p}: pickle files ({p.suffix}) can run code when opened and are refused; "
                            "use a .safetensors version of this adapter")
     try:
-        header = read_header(p)
+        header = read_header(p, root=root)
     except SafetensorsError as exc:
         raise AdapterError(str(exc)) from None
     names = sorted(header.tensors)
-    shapes = {n: list(info.get("shape") or []) for n, info in header.tensors.items()}
+    shapes = {n: list(info["shape"]) for n, info in header.tensors.items()}
     layout, parts = _layout_and_parts(names)
     if layout is None:
         raise AdapterError(f"{p}: {not_an_adapter_reason(names)}")
     meta = header.metadata
+    try:
+        tags = tag_frequency(meta)
+    except ValueError as exc:
+        raise AdapterError(f"{p}: its metadata ss_tag_frequency is malformed ({exc}); the file is damaged") from None
     network = _network_type(names, shapes)
     if layout is AdapterLayout.LYCORIS or network in (NetworkType.LOHA, NetworkType.LOKR):
         layout = AdapterLayout.LYCORIS if layout is AdapterLayout.KOHYA else layout
-    ranks = _ranks(names, shapes)
-    rank = ranks.most_common(1)[0][0] if ranks else None
-    if rank is None and meta.get("ss_network_dim", "").isdigit():
-        rank = int(meta["ss_network_dim"])
+    rank = _rank(p, names, shapes, meta)
     modules = {_module_of(n) for n in names}
     order = [Part.UNET, Part.TEXT_ENCODER, Part.TEXT_ENCODER_2]
     return AdapterInfo(
@@ -316,11 +377,11 @@ def inspect_adapter(path: str | Path, *, card_data: dict[str, Any] | None = None
         network=network,
         family=_family(names, shapes, meta, parts),
         rank=rank,
-        alpha=_alpha(header, names),
+        alpha=_alpha(header, names, root),
         parts=[x for x in order if x in parts],
         modules=len(modules),
-        trigger_words=_trigger_words(p, meta, card_data, top_tags),
-        preview=find_preview(p),
+        trigger_words=_trigger_words(p, meta, card_data, top_tags, tags, root),
+        preview=find_preview(p, root),
         preview_bytes=_embedded_preview(meta),
         title=meta.get("modelspec.title") or meta.get("ss_output_name") or p.stem,
         metadata=dict(meta),

@@ -17,7 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from app.core.captions import CaptionWriteError, decode_caption, remove_caption, write_caption_bytes
+from app.core.captions import (
+    CaptionWriteError,
+    decode_caption,
+    read_caption_bytes,
+    remove_caption,
+    write_caption_bytes,
+)
 from app.core.dataset import Dataset, ImageItem
 from app.core.dataset_problems import ProblemKind
 from app.core.tag_ops import Plan, TagOperation, plan_operation
@@ -63,12 +69,12 @@ class WriteResult:
         return ", ".join(parts)
 
 
-def _read_bytes(path: Path) -> bytes | None:
+def _read_bytes(path: Path, root: Path) -> bytes | None:
+    """The caption's bytes for undo, read by the dataset scan's rule (a regular file inside the
+    dataset folder, size cap): undo must never copy a linked key file into a caption."""
     try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        return None
-    except OSError:
+        return read_caption_bytes(path, root)
+    except OSError:  # unreadable or refused: there is nothing of it to restore
         return None
 
 
@@ -106,7 +112,7 @@ class CaptionStore:
         with self._lock:
             if text == before_text and item.caption_path not in self.pending and not force:
                 return None
-            before_bytes = _read_bytes(item.caption_path)
+            before_bytes = _read_bytes(item.caption_path, self.dataset.root)
             step = FileStep(item, before_text, before_bytes, text, _encode(text, before_bytes is not None))
             result = self._write([step])
             self._record(HistoryStep(label or f"edit caption of {item.path.name}", [step],
@@ -136,7 +142,7 @@ class CaptionStore:
         with self._lock:
             steps = []
             for c in plan.changes:
-                before_bytes = _read_bytes(c.item.caption_path)
+                before_bytes = _read_bytes(c.item.caption_path, self.dataset.root)
                 steps.append(FileStep(c.item, c.old, before_bytes, c.new, _encode(c.new, before_bytes is not None)))
             result = self._write(steps, label=plan.label)
             result.skipped.extend(plan.skipped)  # type: ignore[arg-type]
@@ -150,7 +156,7 @@ class CaptionStore:
         with self._lock:
             steps = []
             for item, before, after in changes:
-                steps.append(FileStep(item, before, _encode(before), after, _read_bytes(item.caption_path)))
+                steps.append(FileStep(item, before, _encode(before), after, _read_bytes(item.caption_path, self.dataset.root)))
                 item.caption = after
                 self._clear_caption_problem(item)
             if steps:

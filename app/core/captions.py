@@ -16,8 +16,12 @@ from typing import Iterable, Protocol
 from app.core.dataset_problems import Problem, ProblemKind
 from app.core.errors import ErrorKind
 from app.core.files import SaveError, atomic_write_bytes
+from app.core.safe_files import RefusedFile, read_regular
 
 CAPTION_SUFFIX = ".txt"
+# A caption is a line of tags or a few sentences; 64 KB is far beyond any real one and
+# keeps a mistaken or hostile file (a log, a dump) out of memory, the GUI and the adapter.
+MAX_CAPTION_BYTES = 64 * 1024
 DEFAULT_SEPARATOR = ", "
 NEW_FILE_MODE = 0o644  # the temp file behind an atomic write is 0600; captions are ordinary files
 
@@ -54,19 +58,31 @@ def decode_caption(data: bytes, path: Path | str = "") -> tuple[str, Problem | N
     return text.strip(), problem
 
 
-def read_caption(path: str | Path) -> tuple[str, Problem | None]:
+def read_caption_bytes(path: str | Path, root: str | Path | None = None) -> bytes | None:
+    """The caption file's bytes, None when there is none. Only a regular file inside ``root`` (the
+    dataset folder) of at most :data:`MAX_CAPTION_BYTES` is read; else :class:`RefusedFile`."""
+    try:
+        return read_regular(path, max_bytes=MAX_CAPTION_BYTES, root=root)
+    except FileNotFoundError:
+        return None
+
+
+def read_caption(path: str | Path, root: str | Path | None = None) -> tuple[str, Problem | None]:
     """The caption text ("" when there is no file) and a problem, or None."""
     path = Path(path)
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return "", None
+        data = read_caption_bytes(path, root)
+    except RefusedFile as exc:
+        return "", Problem(ProblemKind.CAPTION_UNREADABLE, f"{exc}; the picture is used without a caption",
+                           blocking=False)
     except OSError as exc:
         return "", Problem(
             ProblemKind.CAPTION_UNREADABLE,
             f"{path}: the caption file cannot be read ({exc.strerror or exc})",
             blocking=False,
         )
+    if data is None:
+        return "", None
     return decode_caption(data, path)
 
 
@@ -161,7 +177,9 @@ __all__ = [
     "decode_caption",
     "is_read_only",
     "join_tags",
+    "MAX_CAPTION_BYTES",
     "read_caption",
+    "read_caption_bytes",
     "remove_caption",
     "split_tags",
     "tag_frequencies",

@@ -21,6 +21,7 @@ from app.core.captions import DEFAULT_SEPARATOR, caption_path_for, read_caption,
 from app.core.dataset_problems import Problem, ProblemKind
 from app.core.errors import ErrorKind
 from app.core.image_check import DEFAULT_MIN_SIDE, inspect_image
+from app.core.safe_files import open_regular
 
 IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 _REPEATS_FOLDER = re.compile(r"^(\d+)_(.+)$")
@@ -141,9 +142,9 @@ def make_item(path: Path, root: Path, min_side: int = DEFAULT_MIN_SIDE, *, deep:
         st: os.stat_result | None = path.stat()
     except OSError:
         st = None
-    header = inspect_image(path, min_side, deep=deep, st=st)
+    header = inspect_image(path, min_side, deep=deep, root=root)
     cap_path = caption_path_for(path)
-    caption, cap_problem = read_caption(cap_path)
+    caption, cap_problem = read_caption(cap_path, root)
     problems = list(header.problems)
     if cap_problem is not None:
         problems.append(cap_problem)
@@ -165,10 +166,10 @@ def make_item(path: Path, root: Path, min_side: int = DEFAULT_MIN_SIDE, *, deep:
 # ---------------------------------------------------------------- whole folder
 
 
-def _file_hash(path: Path) -> str | None:
+def _file_hash(path: Path, root: Path) -> str | None:
     digest = hashlib.blake2b(digest_size=20)
     try:
-        with open(path, "rb") as fh:
+        with open_regular(path, root=root) as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 digest.update(chunk)
     except OSError:
@@ -188,7 +189,7 @@ def duplicate_problems(items: list[ImageItem], root: Path) -> list[tuple[ImageIt
             continue
         first_by_hash: dict[str, ImageItem] = {}
         for item in group:
-            digest = _file_hash(item.path)
+            digest = _file_hash(item.path, root)
             if digest is None:
                 continue
             first = first_by_hash.setdefault(digest, item)

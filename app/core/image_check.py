@@ -8,13 +8,14 @@ truncated JPEG/PNG/WebP/BMP files, and only a suspicious file (or every file wit
 from __future__ import annotations
 
 import os
-import stat
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
 from app.core.dataset_problems import Problem, ProblemKind
+from app.core.safe_files import RefusedFile, open_regular
 
 DEFAULT_MIN_SIDE = 256
 
@@ -74,14 +75,55 @@ def _looks_truncated(fh, fmt: str, head: bytes, size: int) -> bool:
         fh.seek(max(0, size - 65536))
         return b"\xff\xd9" not in fh.read()
     if fmt == "PNG":
-        fh.seek(max(0, size - 4096))
-        return b"IEND" not in fh.read()
+        return _png_damage(fh, size) == "truncated"
     if fmt == "WEBP" and len(head) >= 8:
         return int.from_bytes(head[4:8], "little") + 8 > size
     if fmt == "BMP" and len(head) >= 6:
         declared = int.from_bytes(head[2:6], "little")
         return declared > size
     return False
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_CRC_BLOCK = 1 << 20
+
+
+def _png_damage(fh, size: int) -> str | None:
+    """Walk the PNG chunks checking each CRC (no decoding; zlib's CRC runs at memory speed).
+    None: sound up to IEND; "truncated": it stops before IEND; else a sentence on the damage.
+    Pillow checks no IDAT checksum, so a damaged pixel chunk would otherwise pass as a picture."""
+    fh.seek(len(_PNG_SIGNATURE))
+    pos = len(_PNG_SIGNATURE)
+    while True:
+        head = fh.read(8)
+        if len(head) < 8:
+            return "truncated"
+        length = int.from_bytes(head[:4], "big")
+        kind = head[4:]
+        if length > 2**31 - 1 or not kind.isalpha():
+            return f"a chunk header at byte {pos} is not valid"
+        if pos + 12 + length > size:
+            # Running off the end is a cut file, unless the file still ends with IEND: then
+            # this chunk's length is wrong.
+            fh.seek(max(0, size - 12))
+            return f"the {kind.decode('ascii')} chunk at byte {pos} is longer than the file" if (
+                b"IEND" in fh.read()) else "truncated"
+        crc = zlib.crc32(kind)
+        left = length
+        while left:
+            block = fh.read(min(left, _CRC_BLOCK))
+            if not block:
+                return "truncated"
+            crc = zlib.crc32(block, crc)
+            left -= len(block)
+        stored = fh.read(4)
+        if len(stored) < 4:
+            return "truncated"
+        if int.from_bytes(stored, "big") != crc:
+            return f"its {kind.decode('ascii')} chunk at byte {pos} fails its checksum"
+        if kind == b"IEND":
+            return None
+        pos += 12 + length
 
 
 def _tail_says_truncated(fh, fmt: str, head: bytes, size: int) -> bool:
@@ -142,29 +184,22 @@ def _confirm_by_decoding(im: Image.Image, path: Path, fmt: str) -> Problem | Non
 
 
 def inspect_image(path: Path, min_side: int = DEFAULT_MIN_SIDE, *, deep: bool = False,
-                  st: os.stat_result | None = None) -> _Header:
-    """Size, format, mode and problems of one image file, from its header (``deep`` decodes it)."""
+                  root: Path | None = None) -> _Header:
+    """Size, format, mode and problems of one image file, from its header (``deep`` decodes it).
+    Only a regular file (inside ``root``, the dataset folder, when given) is opened."""
     out = _Header()
     try:
-        st = st or path.stat()
+        fh = open_regular(path, root=root)
+        size = os.fstat(fh.fileno()).st_size
     except OSError as exc:
-        out.problems.append(Problem(ProblemKind.UNREADABLE, f"{path}: the file cannot be read "
-                                    f"({exc.strerror or exc})", blocking=True))
+        reason = exc.reason if isinstance(exc, RefusedFile) else f"the file cannot be read ({exc.strerror or exc})"
+        out.problems.append(Problem(ProblemKind.UNREADABLE, f"{path}: {reason}", blocking=True))
         return out
-    if not stat.S_ISREG(st.st_mode):
-        out.problems.append(Problem(ProblemKind.UNREADABLE, f"{path}: not a regular file", blocking=True))
-        return out
-    size = st.st_size
     if size == 0:
+        fh.close()
         out.problems.append(Problem(ProblemKind.ZERO_BYTES, f"{path}: the file is empty (0 bytes)", blocking=True))
         return out
     suffix = path.suffix.lower()
-    try:
-        fh = open(path, "rb")
-    except OSError as exc:
-        out.problems.append(Problem(ProblemKind.UNREADABLE, f"{path}: the file cannot be read "
-                                    f"({exc.strerror or exc})", blocking=True))
-        return out
     with fh:
         try:
             head = fh.read(32)
@@ -215,10 +250,13 @@ def _describe(im: Image.Image, path: Path, head: bytes, size: int, suffix: str, 
         return
     broken = None
     try:
-        suspicious = _looks_truncated(fh, fmt, head, size)
+        damage = _png_damage(fh, size) if fmt == "PNG" else None
+        suspicious = damage == "truncated" or (fmt != "PNG" and _looks_truncated(fh, fmt, head, size))
     except OSError:
-        suspicious = True
-    if suspicious or deep:
+        damage, suspicious = None, True
+    if damage not in (None, "truncated"):
+        broken = Problem(ProblemKind.CORRUPT, f"{path}: the PNG data is damaged ({damage})", blocking=True)
+    if broken is None and (suspicious or deep):
         fh.seek(0)
         broken = _confirm_by_decoding(im, path, fmt)
     if broken is not None:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from app.core import paths
-from app.core.adapters import PICKLE_SUFFIXES, AdapterError, inspect_adapter
+from app.core.adapters import PICKLE_SUFFIXES, AdapterError, inspect_adapter, tag_frequency
 from app.core.configs import ConfigError, Family, _Config
 from app.core.files import atomic_write_text
 
@@ -35,6 +35,7 @@ INDEX_VERSION = 1
 ADAPTER_SUFFIX = ".safetensors"
 TOP_TAGS = 30
 SETTINGS_FILE = "library.toml"
+_FAMILIES = {f.value for f in Family}
 
 
 class Source(str, Enum):
@@ -119,33 +120,32 @@ class ScanReport:
 
 
 def _top_tags(metadata: dict[str, str]) -> list[str]:
-    text = metadata.get("ss_tag_frequency")
-    if not text:
-        return []
     try:
-        counts: dict[str, int] = {}
-        for tags in json.loads(text).values():
-            for tag, n in tags.items():
-                counts[str(tag).strip()] = counts.get(str(tag).strip(), 0) + int(n)
-    except (json.JSONDecodeError, AttributeError, TypeError, ValueError):
+        counts = tag_frequency(metadata)
+    except ValueError:  # inspect_adapter refuses such a file; an index entry only loses its tags
         return []
     return [t for t, _ in sorted(counts.items(), key=lambda kv: -kv[1])[:TOP_TAGS] if t]
 
 
-def describe(path: Path, source: Source, hub_record: dict[str, Any] | None = None) -> LibraryEntry:
-    """One file as a library entry; a file that cannot be used gets ``problem`` instead of an error."""
-    stat = path.stat()
+def describe(path: Path, source: Source, hub_record: dict[str, Any] | None = None,
+             root: Path | None = None) -> LibraryEntry:
+    """One file as a library entry; a file that cannot be used gets ``problem`` instead of an error.
+    ``root``: the folder the file was found in; a link out of it is refused."""
+    try:
+        stat = path.stat()
+        size, mtime_ns = stat.st_size, stat.st_mtime_ns
+    except OSError:  # a dangling link or a link loop: listed with the reason inspect_adapter gives
+        size, mtime_ns = 0, 0
     record = hub_record or {}
     repo_id = str(record.get("repo_id") or (_repo_of_cache_path(path) if source is Source.HUB else ""))
     card = {"instance_prompt": record.get("trigger_words") or []}
-    base = LibraryEntry(str(path), source, title=path.stem, repo_id=repo_id, size=stat.st_size,
-                        mtime_ns=stat.st_mtime_ns)
+    base = LibraryEntry(str(path), source, title=path.stem, repo_id=repo_id, size=size, mtime_ns=mtime_ns)
     try:
-        info = inspect_adapter(path, card_data=card)
+        info = inspect_adapter(path, card_data=card, root=root)
     except AdapterError as exc:
         base.problem = str(exc)
         return base
-    family = info.family or (Family(record["family"]) if record.get("family") else None)
+    family = info.family or (Family(record["family"]) if record.get("family") in _FAMILIES else None)
     preview = info.preview or (Path(record["preview"]) if record.get("preview") else None)
     if preview is not None and not preview.is_file():
         preview = None
@@ -159,8 +159,8 @@ def describe(path: Path, source: Source, hub_record: dict[str, Any] | None = Non
         rank=info.rank, alpha=info.alpha, parts=[p.value for p in info.parts], trigger_words=info.trigger_words,
         tags=_top_tags(info.metadata), preview=str(preview) if preview else None,
         embedded_preview=info.preview_bytes is not None, repo_id=repo_id, license=str(record.get("license") or ""),
-        size=stat.st_size,
-        mtime_ns=stat.st_mtime_ns,
+        size=size,
+        mtime_ns=mtime_ns,
     )
 
 
@@ -286,28 +286,29 @@ class Library:
 
     # -------------------------------------------------------- scanning
 
-    def _candidates(self, records: dict[str, dict[str, Any]]) -> list[tuple[Path, Source]]:
-        found: dict[str, tuple[Path, Source]] = {}
+    def _candidates(self, records: dict[str, dict[str, Any]]) -> list[tuple[Path, Source, Path | None]]:
+        """(file, source, the folder it must stay inside) for every adapter file to list."""
+        found: dict[str, tuple[Path, Source, Path | None]] = {}
         if self.runs_dir.is_dir():
             for run in sorted(self.runs_dir.iterdir()):
                 if run.is_dir():
                     files = [f for f in run.iterdir() if f.suffix.lower() == ADAPTER_SUFFIX and f.is_file()]
                     if (run / "checkpoints").is_dir():
                         files += _walk(run / "checkpoints", (ADAPTER_SUFFIX,))
-                    found.update({str(f): (f, Source.RUN) for f in files})
+                    found.update({str(f): (f, Source.RUN, self.runs_dir) for f in files})
         for folder in self.folders:
             if not folder.is_dir():
                 log.warning("library folder %s is missing; skipped", folder)
                 continue
             for f in _walk(folder, (ADAPTER_SUFFIX, *PICKLE_SUFFIXES)):
-                found.setdefault(str(f), (f, Source.FOLDER))
+                found.setdefault(str(f), (f, Source.FOLDER, folder))
         if self.settings.include_hub_cache and self.hub_cache.is_dir():
             for f in self._hub_files():
-                found.setdefault(str(f), (f, Source.HUB))
+                found.setdefault(str(f), (f, Source.HUB, self.hub_cache))
         for path in records:  # downloads outside the cache folder we scan (another HF_HUB_CACHE)
             p = Path(path)
             if path not in found and p.is_file():
-                found[path] = (p, Source.HUB)
+                found[path] = (p, Source.HUB, None)  # a download the user placed there
         return list(found.values())
 
     def _hub_files(self) -> list[Path]:
@@ -355,23 +356,22 @@ class Library:
             index = self._load_index()
             entries: list[LibraryEntry] = []
             inspected = reused = 0
-            for path, source in self._candidates(records):
+            for path, source, root in self._candidates(records):
                 try:
                     stat = path.stat()
-                except OSError as exc:
-                    log.warning("skipping %s: %s", path, exc)
-                    continue
+                except OSError:
+                    stat = None  # a dangling link or a link loop: describe() lists it with the reason
                 old = index.get(str(path))
                 record = records.get(str(path))
-                if (old and old.get("size") == stat.st_size and old.get("mtime_ns") == stat.st_mtime_ns
-                        and old.get("source") == source.value):
+                if (old and stat is not None and old.get("size") == stat.st_size
+                        and old.get("mtime_ns") == stat.st_mtime_ns and old.get("source") == source.value):
                     try:
                         entries.append(LibraryEntry.from_json(old))
                         reused += 1
                         continue
                     except (KeyError, TypeError, ValueError):
                         pass
-                entry = describe(path, source, record)
+                entry = describe(path, source, record, root)
                 inspected += 1
                 if source is Source.HUB and entry.problem and record is None:
                     continue  # full models and other non-LoRA files in the HF cache are not ours to list

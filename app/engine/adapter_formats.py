@@ -28,6 +28,7 @@ from torch import nn
 from app.core.adapters import AdapterError, AdapterInfo, AdapterLayout, Part, inspect_adapter
 from app.core.configs import Family
 from app.core.errors import ErrorKind, clip_words
+from app.core.safe_files import read_regular
 from app.engine.lora_files import te_module_path
 
 log = logging.getLogger(__name__)
@@ -333,13 +334,11 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _peft_config(path: Path) -> dict[str, Any]:
-    config = path.with_name("adapter_config.json")
-    if not config.is_file():
-        return {}
+    """peft's ``adapter_config.json`` beside the file ({} when missing, refused or broken)."""
     try:
-        data = json.loads(config.read_text(encoding="utf-8"))
+        data = json.loads(read_regular(path.with_name("adapter_config.json"), max_bytes=1 << 20).decode("utf-8"))
         return data if isinstance(data, dict) else {}
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
         return {}
 
 
@@ -379,8 +378,43 @@ def _build_delta(roles: dict[str, torch.Tensor]) -> LayerDelta | None:
 
 def read_adapter(path: str | Path, index: LayerIndex, family: Family | None, *,
                  device: torch.device | str = "cpu") -> ParsedAdapter:
-    """Read and check ``path`` against the model behind ``index``. Raises :class:`IncompatibleAdapter`."""
-    p = Path(path)
+    """Read and check ``path`` against the model behind ``index``. Raises :class:`IncompatibleAdapter`,
+    and nothing else for a damaged file: one bad row of a stack is refused, the others still render."""
+    try:
+        return _read_adapter(Path(path), index, family, torch.device(device))
+    except IncompatibleAdapter:
+        raise
+    except Exception as exc:  # noqa: BLE001 - lycoris/torch raise many types for factors that make no sense
+        if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
+            raise  # the machine's problem, not the file's
+        log.warning("reading %s failed", path, exc_info=True)
+        raise IncompatibleAdapter(f"{path}: could not be read as an adapter ({_first_line(exc)}); "
+                                  "the file is damaged", detail=repr(exc)) from None
+
+
+# The largest ΔW entry float32 holds; a bound over it means "compute ΔW and look".
+_F32_MAX = float(torch.finfo(torch.float32).max)
+
+
+def _check_finite(path: Path, module_key: str, delta: LayerDelta) -> None:
+    """NaN or infinite factors, alpha or ΔW render an all-black picture: refuse the file instead.
+    Cheap: the factors are scanned once; ΔW is built only when a bound says it might overflow."""
+    if delta.alpha is not None and not math.isfinite(delta.alpha):
+        raise IncompatibleAdapter(f"{path}: layer {module_key} has an alpha of {delta.alpha}; the file is "
+                                  "damaged (it would render a black picture)")
+    factors = list(delta.tensors.values()) + ([delta.dora] if delta.dora is not None else [])
+    if not all(bool(torch.isfinite(t).all()) for t in factors):
+        raise IncompatibleAdapter(f"{path}: layer {module_key} has NaN or infinite weights; the file is "
+                                  "damaged (it would render a black picture)")
+    bound = abs(delta.scale()) * max(1, delta.rank)
+    for t in factors:
+        bound *= float(t.abs().max()) if t.numel() else 0.0
+    if bound > _F32_MAX / 1e3 and not bool(torch.isfinite(delta.raw_delta()).all()):
+        raise IncompatibleAdapter(f"{path}: layer {module_key} has weights so large that its change "
+                                  "overflows to infinity; the file is damaged (it would render a black picture)")
+
+
+def _read_adapter(p: Path, index: LayerIndex, family: Family | None, device: torch.device) -> ParsedAdapter:
     try:
         info = inspect_adapter(p)
     except AdapterError as exc:
@@ -415,6 +449,7 @@ def read_adapter(path: str | Path, index: LayerIndex, family: Family | None, *,
         if delta.alpha is None and peft:
             delta.alpha = _peft_alpha(peft, module_key, delta.rank)
         _check_shape(p, module_key, delta, index.shape(target))
+        _check_finite(p, module_key, delta)
         layers[target] = delta
 
     total = len(layers) + len(unmatched)
@@ -429,7 +464,7 @@ def read_adapter(path: str | Path, index: LayerIndex, family: Family | None, *,
         raise IncompatibleAdapter(
             f"{p}: only {len(layers)} of its {total} layers exist in the loaded base model "
             f"(missing e.g. {unmatched[0]}); it was made for another kind of model")
-    parsed = ParsedAdapter(p, info, {t: d.to(torch.device(device)) for t, d in layers.items()}, unmatched)
+    parsed = ParsedAdapter(p, info, {t: d.to(device) for t, d in layers.items()}, unmatched)
     if unmatched:
         parsed.warnings.append(f"{p.name}: {len(unmatched)} of its {total} layers are not in the base "
                                f"model and were skipped (e.g. {unmatched[0]})")

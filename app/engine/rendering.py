@@ -21,6 +21,7 @@ from PIL.PngImagePlugin import PngInfo
 from app import __version__
 from app.core import paths
 from app.core.configs import GenerateRequest, ModelSpec, Scheduler
+from app.core.errors import ErrorKind
 from app.core.files import replace_durably, saving, temp_path_beside
 from app.core.pngmeta import PARAMETERS_KEY, format_parameters
 from app.engine.models import LoadedModel, check_source, load_model
@@ -34,6 +35,24 @@ StepCallback = Callable[[int, int, float], None]
 
 class RenderCancelled(Exception):
     """The caller asked to stop; raised between sampling steps."""
+
+
+class RenderFailed(Exception):
+    """The render went wrong in a way the user can act on; the message says what and where."""
+
+    def __init__(self, message: str, kind: ErrorKind) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def _nan_failure(step: int, mix: MixReport, dtype: str) -> RenderFailed:
+    """A non-finite latent would decode to an all-black picture reported as done; say who is likely to blame."""
+    names = [a["name"] for a in mix.applied if a.get("weight") or a.get("te_weight")]
+    if names:
+        return RenderFailed(f"the picture became NaN at step {step} (adapter {' or '.join(names)}?); "
+                            "lower its weight or leave it out", ErrorKind.INCOMPATIBLE_ADAPTER)
+    return RenderFailed(f"the picture became NaN at step {step} (the base model in {dtype}?); "
+                        "try another dtype", ErrorKind.BAD_INPUT)
 
 
 @dataclass
@@ -124,6 +143,9 @@ class Renderer:
 
         def step_end(_pipe, step_index: int, _timestep, kwargs):
             done = step_index + 1
+            latents = kwargs.get("latents")
+            if latents is not None and not bool(torch.isfinite(latents).all()):
+                raise _nan_failure(done, mix, str(model.dtype).removeprefix("torch."))
             elapsed = time.perf_counter() - started
             if on_step is not None:
                 on_step(done, total, elapsed / done * (total - done))

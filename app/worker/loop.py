@@ -98,13 +98,25 @@ class Worker:
 
     # ------------------------------------------------------------ reader thread
     def read_commands(self) -> None:
-        for raw in self._stdin:
+        """Until end of input. This thread must never die: a dead reader leaves a worker that
+        ignores ping, cancel, shutdown and end of input until it is killed."""
+        while True:
             try:
-                cmd = P.parse_command(raw)
+                raw = self._stdin.readline()
+            except (OSError, ValueError) as exc:  # stdin closed under us
+                log.warning("stdin cannot be read (%s); shutting down", exc)
+                break
+            except MemoryError:  # a line too long to hold; the rest of it arrives as more lines
+                log.warning("ignored a command line too long to read")
+                continue
+            if not raw:
+                break
+            try:
+                self._on_command(P.parse_command(raw))
             except P.ProtocolError as exc:
                 log.warning("ignored malformed command line: %s", exc)
-                continue
-            self._on_command(cmd)
+            except Exception:  # noqa: BLE001 - a line that parses but cannot be acted on
+                log.exception("ignored a command line that could not be handled: %.200r", raw)
         log.info("stdin closed; shutting down")
         self.stop()
 

@@ -27,7 +27,9 @@ PROTOCOL_VERSION = 1
 
 
 class ProtocolError(ValueError):
-    """A line that is not a valid protocol message (logged and ignored by both sides)."""
+    """A line that is not a valid protocol message (logged and ignored by both sides).
+
+    The only error :func:`parse_command` and :func:`parse_event` raise, whatever the line holds."""
 
 
 class CommandName(str, Enum):
@@ -101,6 +103,10 @@ def _decode_object(line: str | bytes) -> dict[str, Any]:
         obj = json.loads(line)
     except json.JSONDecodeError as exc:
         raise ProtocolError(f"not JSON ({exc.msg} at column {exc.colno}): {line[:120]!r}") from None
+    except RecursionError:
+        raise ProtocolError(f"JSON nested too deeply: {line[:120]!r}") from None
+    except ValueError as exc:  # e.g. an integer over Python's 4,300-digit limit
+        raise ProtocolError(f"not usable JSON ({str(exc)[:120]}): {line[:120]!r}") from None
     if not isinstance(obj, dict):
         raise ProtocolError(f"not a JSON object: {line[:120]!r}")
     return obj

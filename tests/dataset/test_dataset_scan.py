@@ -112,18 +112,33 @@ def test_load_training_image_names_the_file_on_failure(tmp_path):
         assert name in str(info.value)
 
 
-def test_deep_scan_finds_damage_inside_the_data(tmp_path):
-    # A JPEG whose middle is overwritten still ends with EOI: the header scan passes it,
-    # the deep scan decodes it. (Pillow may decode corrupt JPEG data with warnings; a PNG
-    # with a broken IDAT checksum always fails.)
+def test_header_scan_finds_damage_inside_png_data(tmp_path):
+    # A PNG whose pixel data is overwritten still ends with IEND; the chunk checksums tell,
+    # without decoding (issue 10: dataset check says "damaged" without --deep).
     save(picture((300, 300)), tmp_path / "p.png")
     data = bytearray((tmp_path / "p.png").read_bytes())
     idat = data.index(b"IDAT")
     data[idat + 10: idat + 30] = b"\xff" * 20
     (tmp_path / "p.png").write_bytes(bytes(data))
-    assert scan_dataset(tmp_path).items[0].usable
-    deep = scan_dataset(tmp_path, deep=True).items[0]
-    assert not deep.usable and deep.problems[0].kind in (ProblemKind.CORRUPT, ProblemKind.TRUNCATED)
+    for deep in (False, True):
+        item = scan_dataset(tmp_path, deep=deep).items[0]
+        assert not item.usable and item.problems[0].kind is ProblemKind.CORRUPT
+        assert item.problems[0].message == (f"{tmp_path / 'p.png'}: the PNG data is damaged (its IDAT chunk at "
+                                            f"byte {idat - 4} fails its checksum)")
+
+
+def test_png_without_iend_is_truncated_and_a_chunk_length_that_lies_is_damaged(tmp_path):
+    save(picture((300, 300)), tmp_path / "whole.png")
+    data = (tmp_path / "whole.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[:-30])  # the end of the last IDAT and IEND are missing
+    idat = data.index(b"IDAT") - 4
+    (tmp_path / "long.png").write_bytes(data[:idat] + (10**6).to_bytes(4, "big") + data[idat + 4:])
+    items = {i.path.name: i for i in scan_dataset(tmp_path).items}
+    assert items["whole.png"].usable
+    assert items["cut.png"].problems[0].kind is ProblemKind.TRUNCATED
+    assert items["long.png"].problems[0].kind is ProblemKind.CORRUPT
+    assert "the IDAT chunk at byte" in items["long.png"].problems[0].message and "longer than the file" in (
+        items["long.png"].problems[0].message)
 
 
 def test_scan_reports_progress_and_can_stop(tmp_path):
