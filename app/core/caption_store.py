@@ -244,7 +244,7 @@ class CaptionStore:
         """Remove the caption files of ``items`` (one undo step puts them back byte for byte)."""
         with self._lock:
             steps = [FileStep(i, i.caption, before, "", None) for i in items
-                     if (before := _read_bytes(i.caption_path)) is not None or i.caption]
+                     if (before := _read_bytes(i.caption_path, self.dataset.root)) is not None or i.caption]
             label = f"delete caption of {items[0].path.name}" if len(items) == 1 else \
                 f"delete {len(steps)} captions"
             result = self._write(steps, label)

@@ -31,7 +31,8 @@ def window(qtbot):
 
 def test_about_shows_the_version_and_the_worker_once_known(qtbot, window):
     help_menu = [a for a in window.menuBar().actions() if a.text() == "&Help"][0].menu()
-    assert [a.text() for a in help_menu.actions() if a.text()] == ["Report a problem…", "About LoRA Loom"]
+    assert [a.text() for a in help_menu.actions() if a.text()] == ["Open documentation", "Report a problem…",
+                                                                    "About LoRA Loom"]
     window.help_actions.about_action.trigger()
     box = window.help_actions.box
     assert f"LoRA Loom {__version__}" in box.text() and "Built from commit " in box.text()
