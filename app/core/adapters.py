@@ -162,15 +162,22 @@ def _ranks(names: list[str], shapes: dict[str, list[int]]) -> collections.Counte
     return ranks
 
 
+# Original (LDM/SGM) UNet names: which block and which transformer inside an attention.
+_LDM_ATTENTION = re.compile(r"lora_unet_(input|middle|output)_blocks?_(\d+_)?1_transformer_blocks_(\d+)_")
+
+
 def _family(names: list[str], shapes: dict[str, list[int]], meta: dict[str, str], parts: set[Part]) -> Family | None:
+    """The base family from the metadata, else from the tensor widths, else from the block structure.
+
+    Original UNet names (``input_blocks_…``) alone say nothing: SD 1.x/2.x files use them too.
+    """
     if meta.get("ss_base_model_version") in _BASE_VERSION:
         return _BASE_VERSION[meta["ss_base_model_version"]]
     arch = meta.get("modelspec.architecture", "")
     for prefix, fam in _ARCH_PREFIX:
         if arch.startswith(prefix):
             return fam
-    if Part.TEXT_ENCODER_2 in parts or any(n.startswith(("lora_unet_input_blocks_", "lora_unet_label_emb"))
-                                            for n in names):
+    if Part.TEXT_ENCODER_2 in parts or any(n.startswith("lora_unet_label_emb") for n in names):
         return Family.SDXL
     if meta.get("ss_v2") == "True":
         return Family.SD2
@@ -185,6 +192,16 @@ def _family(names: list[str], shapes: dict[str, list[int]], meta: dict[str, str]
             return _CROSS_WIDTH[shape[1]]
         if low.startswith(("lora_te_", "text_encoder.")) and "self_attn" in low and shape[1] in _TE_WIDTH:
             return _TE_WIDTH[shape[1]]
+    return _family_from_blocks(names)
+
+
+def _family_from_blocks(names: list[str]) -> Family | None:
+    """SDXL stacks several transformers in most attentions, SD 1.x/2.x one each; anything
+    else (SD 1.x vs 2.x differ only in widths) cannot be told from the names."""
+    for n in names:
+        m = _LDM_ATTENTION.match(n)
+        if m and int(m.group(3)) > 0:
+            return Family.SDXL
     return None
 
 

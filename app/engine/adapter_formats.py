@@ -184,8 +184,9 @@ _ROLES = sorted({
     ".lora_linear_layer.down.weight": "down", ".lora_linear_layer.up.weight": "up",
     ".down.weight": "down", ".up.weight": "up",  # attention-processor keys (to_q_lora.down.weight)
     ".alpha": "alpha", ".dora_scale": "dora",
-    ".lora_magnitude_vector": "dora", ".lora_magnitude_vector.weight": "dora",
-    ".lora_magnitude_vector.default.weight": "dora", ".lora_magnitude_vector.default": "dora",
+    # peft's magnitude is always one value per output channel, whatever its shape.
+    ".lora_magnitude_vector": "magnitude", ".lora_magnitude_vector.weight": "magnitude",
+    ".lora_magnitude_vector.default.weight": "magnitude", ".lora_magnitude_vector.default": "magnitude",
     ".hada_w1_a": "hada_w1_a", ".hada_w1_b": "hada_w1_b", ".hada_w2_a": "hada_w2_a",
     ".hada_w2_b": "hada_w2_b", ".hada_t1": "hada_t1", ".hada_t2": "hada_t2",
     ".lokr_w1": "lokr_w1", ".lokr_w1_a": "lokr_w1_a", ".lokr_w1_b": "lokr_w1_b",
@@ -214,6 +215,7 @@ class LayerDelta:
     tensors: dict[str, torch.Tensor]
     alpha: float | None
     dora: torch.Tensor | None = None
+    dora_on_out: bool | None = None  # None: decide from the magnitude's shape (see dora_axis)
 
     @property
     def rank(self) -> int:
@@ -223,16 +225,18 @@ class LayerDelta:
         if self.kind == "loha":
             return int(t["hada_w1_b"].shape[0])
         if self.kind == "lokr":
+            if "lokr_t2" in t:  # tucker: lokr_w2_a is (rank, out/factor), the core is (rank, rank, k, k)
+                return int(t["lokr_t2"].shape[0])
             for name in ("lokr_w1_a", "lokr_w2_a"):
                 if name in t:
                     return int(t[name].shape[1])
-            return 0  # full Kronecker factors: no rank
+            return 0  # full Kronecker factors: no rank, scale 1 (LyCORIS ignores alpha then)
         return 0
 
     def scale(self) -> float:
         """alpha / rank, the kohya convention (no alpha means alpha = rank)."""
         rank = self.rank
-        if self.alpha is None or not rank or self.kind == "lokr":
+        if self.alpha is None or not rank:
             return 1.0
         return self.alpha / rank
 
@@ -251,10 +255,11 @@ class LayerDelta:
         if self.kind == "lokr":
             from lycoris.functional import lokr
 
-            gamma = self.alpha if self.alpha is not None and self.rank else float(self.rank or 1)
-            return lokr.diff_weight(t.get("lokr_w1"), t.get("lokr_w1_a"), t.get("lokr_w1_b"), t.get("lokr_w2"),
+            # kron_weight with our own scale: lycoris' diff_weight takes the rank from
+            # lokr_w2_a.shape[1], which is the factor width, not the rank, for tucker files.
+            return lokr.kron_weight(t.get("lokr_w1"), t.get("lokr_w1_a"), t.get("lokr_w1_b"), t.get("lokr_w2"),
                                     t.get("lokr_w2_a"), t.get("lokr_w2_b"), t.get("lokr_t2"),
-                                    gamma=gamma, backend="torch")
+                                    scale=self.scale(), backend="torch")
         return t["diff"]
 
     def delta(self, w0: torch.Tensor) -> torch.Tensor:
@@ -265,12 +270,31 @@ class LayerDelta:
         from lycoris.functional import weight_decompose
 
         base = w0.float()
+        on_out = self.dora_axis(tuple(w0.shape))
         out = w0.shape[0]
-        dora = self.dora.float()
-        on_out = dora.numel() == out and (dora.dim() <= 1 or dora.shape[0] == out)
         shape = (out,) + (1,) * (w0.dim() - 1) if on_out else (1, w0.shape[1]) + (1,) * (w0.dim() - 2)
-        merged = weight_decompose(base + d, dora.reshape(shape), 1, on_out, backend="torch")
+        merged = weight_decompose(base + d, self.dora.float().reshape(shape), 1, on_out, backend="torch")
         return merged - base
+
+    def dora_axis(self, shape: tuple[int, ...]) -> bool | None:
+        """True: one magnitude per output row; False: per input column; None: it fits neither.
+
+        Decided from the magnitude's whole shape: LyCORIS writes (out, 1[, 1, 1]) or
+        (1, in[, 1, 1]), peft (out,) or (1, out, 1, 1) for a conv (marked by its key).
+        """
+        if self.dora is None:
+            return None
+        if self.dora_on_out is not None:
+            return self.dora_on_out if self.dora.numel() == shape[0] else None
+        dims, n = tuple(self.dora.shape), self.dora.numel()
+        out, inp = shape[0], (shape[1] if len(shape) > 1 else -1)
+        if len(dims) >= 2 and dims[0] == out == n:
+            return True
+        if len(dims) >= 2 and dims[0] == 1 and dims[1] == inp == n:
+            return False
+        if n == out:
+            return True
+        return False if n == inp else None
 
     def lora_factors(self, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor] | None:
         """(up, down) with the scale folded into up, shaped for a layer of ``shape``; None if not a plain LoRA."""
@@ -344,25 +368,68 @@ def _peft_config(path: Path) -> dict[str, Any]:
         return {}
 
 
+def _alpha_configs(path: Path, info: AdapterInfo) -> dict[str, dict[str, Any]]:
+    """Key prefix -> peft LoraConfig dict, for files that keep alpha outside their tensors.
+
+    peft's own save keeps it in ``adapter_config.json`` beside the file; diffusers'
+    ``save_lora_weights`` (and LoRA Loom's diffusers copy) in the header's
+    ``lora_adapter_metadata`` JSON, as ``"unet.lora_alpha"``, ``"text_encoder.r"`` … per part.
+    """
+    if info.layout is AdapterLayout.PEFT:
+        config = _peft_config(path)
+        return {"": config} if config else {}
+    raw = info.metadata.get("lora_adapter_metadata")
+    if not raw:
+        return {}
+    try:
+        flat = json.loads(raw)
+    except json.JSONDecodeError:
+        return {}
+    if not isinstance(flat, dict):
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    for key, value in flat.items():
+        prefix, _, name = str(key).rpartition(".")
+        if prefix:
+            out.setdefault(prefix + ".", {})[name] = value
+    return out
+
+
+def _config_alpha(configs: dict[str, dict[str, Any]], module_key: str, rank: int) -> float | None:
+    for prefix in sorted(configs, key=len, reverse=True):
+        if module_key.startswith(prefix):
+            try:
+                return _peft_alpha(configs[prefix], module_key[len(prefix):], rank)
+            except (TypeError, ValueError, ZeroDivisionError, re.error):
+                return None  # a broken config: the tensors alone decide (alpha = rank)
+    return None
+
+
 def _peft_alpha(config: dict[str, Any], module_key: str, rank: int) -> float | None:
-    if not config:
+    """peft's scale for one layer as an alpha over the layer's real rank (its tensors' rank)."""
+    if not config or not rank:
         return None
-    r = config.get("r") or rank
-    alpha = config.get("lora_alpha", r)
-    for pattern, value in (config.get("rank_pattern") or {}).items():
-        if re.fullmatch(rf"(.*\.)?{pattern}", module_key):
-            r = value
-    for pattern, value in (config.get("alpha_pattern") or {}).items():
-        if re.fullmatch(rf"(.*\.)?{pattern}", module_key):
-            alpha = value
-    scale = alpha / math.sqrt(r) if config.get("use_rslora") else alpha / r
-    return float(scale * rank)  # as an alpha over this layer's rank
+    alpha = _pattern_value(config.get("alpha_pattern"), module_key, config.get("lora_alpha", rank))
+    scale = float(alpha) / math.sqrt(rank) if config.get("use_rslora") else float(alpha) / rank
+    return scale * rank
+
+
+def _pattern_value(patterns: Any, module_key: str, default: Any) -> Any:
+    """The value of the first pattern matching the key's end, as peft's ``get_pattern_key`` does."""
+    for pattern, value in (patterns or {}).items() if isinstance(patterns, dict) else ():
+        if re.match(rf"(.*\.)?({pattern})$", module_key):
+            return value
+    return default
 
 
 def _build_delta(roles: dict[str, torch.Tensor]) -> LayerDelta | None:
     alpha_t = roles.pop("alpha", None)
     alpha = float(alpha_t.float().reshape(-1)[0]) if alpha_t is not None and alpha_t.numel() else None
     dora = roles.pop("dora", None)
+    magnitude = roles.pop("magnitude", None)
+    on_out = None
+    if dora is None and magnitude is not None:
+        dora, on_out = magnitude, True
     tensors = {k: v.float() for k, v in roles.items() if not k.startswith("?")}
     if {"hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b"} <= set(tensors):
         kind = "loha"
@@ -375,7 +442,7 @@ def _build_delta(roles: dict[str, torch.Tensor]) -> LayerDelta | None:
         kind = "full"
     else:
         return None
-    return LayerDelta(kind, tensors, alpha, dora.float() if dora is not None else None)
+    return LayerDelta(kind, tensors, alpha, dora.float() if dora is not None else None, on_out)
 
 
 def read_adapter(path: str | Path, index: LayerIndex, family: Family | None, *,
@@ -398,7 +465,7 @@ def read_adapter(path: str | Path, index: LayerIndex, family: Family | None, *,
     for key, value in tensors.items():
         module, role = split_key(key)
         groups.setdefault(module, {})[role] = value
-    peft = _peft_config(p) if info.layout is AdapterLayout.PEFT else {}
+    configs = _alpha_configs(p, info)
 
     layers: dict[Target, LayerDelta] = {}
     unmatched: list[str] = []
@@ -413,12 +480,14 @@ def read_adapter(path: str | Path, index: LayerIndex, family: Family | None, *,
         if target is None:
             unmatched.append(module_key)
             continue
-        if delta.alpha is None and peft:
-            delta.alpha = _peft_alpha(peft, module_key, delta.rank)
+        if delta.alpha is None and configs:
+            delta.alpha = _config_alpha(configs, module_key, delta.rank)
         _check_shape(p, module_key, delta, index.shape(target))
         layers[target] = delta
 
     total = len(layers) + len(unmatched)
+    if not layers and not unmatched and not unsupported:
+        raise IncompatibleAdapter(_unknown_kinds(p, groups))
     if not layers:
         if unsupported and not unmatched:
             raise IncompatibleAdapter(f"{p}: its {len(unsupported)} layers use an adapter type LoRA Loom "
@@ -438,6 +507,14 @@ def read_adapter(path: str | Path, index: LayerIndex, family: Family | None, *,
         parsed.warnings.append(f"{p.name}: {len(unsupported)} layers of an unsupported adapter type "
                                f"were skipped (e.g. {unsupported[0]})")
     return parsed
+
+
+def _unknown_kinds(path: Path, groups: dict[str, dict[str, torch.Tensor]]) -> str:
+    """The refusal for a file none of whose tensors is a weight kind the reader knows."""
+    kinds = sorted({role[1:] for roles in groups.values() for role in roles if role.startswith("?")})
+    shown = ", ".join(f".{k}" for k in kinds[:6]) + (" …" if len(kinds) > 6 else "")
+    return (f"{path}: none of its {sum(map(len, groups.values()))} tensors is a weight kind LoRA Loom can "
+            f"apply (it has {shown or 'no tensors'}); it is another adapter type or not an adapter")
 
 
 def _delta_shape(delta: LayerDelta) -> tuple[int, ...]:
@@ -460,6 +537,6 @@ def _check_shape(path: Path, module_key: str, delta: LayerDelta, shape: tuple[in
         raise IncompatibleAdapter(
             f"{path}: layer {module_key} is {'x'.join(map(str, got))} but the base model's is "
             f"{'x'.join(map(str, shape))}; the adapter was made for another base model")
-    if delta.dora is not None and delta.dora.numel() not in (shape[0], shape[1] if len(shape) > 1 else -1):
+    if delta.dora is not None and delta.dora_axis(shape) is None:
         raise IncompatibleAdapter(f"{path}: layer {module_key} has a DoRA scale of "
                                   f"{delta.dora.numel()} values for a {shape[0]}x{shape[1]} layer")
