@@ -28,6 +28,7 @@ from torch import nn
 from app.core.adapters import AdapterError, AdapterInfo, AdapterLayout, Part, inspect_adapter
 from app.core.configs import Family
 from app.core.errors import ErrorKind
+from app.engine import lycoris_weights
 from app.engine.lora_files import te_module_path
 
 log = logging.getLogger(__name__)
@@ -191,7 +192,11 @@ _ROLES = sorted({
     ".hada_w2_b": "hada_w2_b", ".hada_t1": "hada_t1", ".hada_t2": "hada_t2",
     ".lokr_w1": "lokr_w1", ".lokr_w1_a": "lokr_w1_a", ".lokr_w1_b": "lokr_w1_b",
     ".lokr_w2": "lokr_w2", ".lokr_w2_a": "lokr_w2_a", ".lokr_w2_b": "lokr_w2_b", ".lokr_t2": "lokr_t2",
-    ".diff": "diff",
+    ".diff": "diff", ".diff_b": "diff_b", ".set_weight": "set_weight",
+    ".weight": "weight", ".on_input": "on_input",  # (IA)³
+    ".a1.weight": "a1", ".a2.weight": "a2", ".b1.weight": "b1", ".b2.weight": "b2",  # GLoRA
+    ".oft_blocks": "oft_blocks", ".rescale": "rescale",  # OFT / BOFT
+    ".w_norm": "?w_norm", ".b_norm": "?b_norm",  # LyCORIS norm layers: not applied (named in the report)
 }.items(), key=lambda kv: -len(kv[0]))
 
 
@@ -211,7 +216,7 @@ def split_key(key: str) -> tuple[str, str]:
 class LayerDelta:
     """The change one adapter makes to one layer, kept as the file's factors (dense ΔW on demand)."""
 
-    kind: str  # "lora" | "loha" | "lokr" | "full"
+    kind: str  # "lora" | "loha" | "lokr" | "full" | "set" | one of lycoris_weights.KINDS
     tensors: dict[str, torch.Tensor]
     alpha: float | None
     dora: torch.Tensor | None = None
@@ -231,6 +236,8 @@ class LayerDelta:
                 if name in t:
                     return int(t[name].shape[1])
             return 0  # full Kronecker factors: no rank, scale 1 (LyCORIS ignores alpha then)
+        if self.kind in lycoris_weights.KINDS:
+            return lycoris_weights.rank(self.kind, t)
         return 0
 
     def scale(self) -> float:
@@ -262,19 +269,32 @@ class LayerDelta:
                                     scale=self.scale(), backend="torch")
         return t["diff"]
 
-    def delta(self, w0: torch.Tensor) -> torch.Tensor:
-        """ΔW at strength 1 in float32 and ``w0``'s shape; DoRA's rescale is folded in (it needs W0)."""
-        d = self.raw_delta().float().reshape(w0.shape)
-        if self.dora is None:
-            return d
-        from lycoris.functional import weight_decompose
+    def delta(self, w0: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
+        """ΔW at ``strength`` in float32 and ``w0``'s shape.
 
-        base = w0.float()
-        on_out = self.dora_axis(tuple(w0.shape))
-        out = w0.shape[0]
-        shape = (out,) + (1,) * (w0.dim() - 1) if on_out else (1, w0.shape[1]) + (1,) * (w0.dim() - 2)
-        merged = weight_decompose(base + d, self.dora.float().reshape(shape), 1, on_out, backend="torch")
-        return merged - base
+        Types whose change depends on W0 get it here: DoRA's rescale (at strength w it is
+        W0 + w·(W_DoRA − W0), as ComfyUI does), a ``set_weight`` replacement, and those of
+        :mod:`app.engine.lycoris_weights`.
+        """
+        if self.kind in lycoris_weights.KINDS:
+            return lycoris_weights.delta(self.kind, self.tensors, self.alpha, w0, strength)
+        if self.kind == "set":
+            return (self.tensors["set_weight"].float().reshape(w0.shape) - w0.float()) * strength
+        d = self.raw_delta().float().reshape(w0.shape)
+        if self.dora is not None:
+            from lycoris.functional import weight_decompose
+
+            base = w0.float()
+            on_out = self.dora_axis(tuple(w0.shape))
+            out = w0.shape[0]
+            shape = (out,) + (1,) * (w0.dim() - 1) if on_out else (1, w0.shape[1]) + (1,) * (w0.dim() - 2)
+            d = weight_decompose(base + d, self.dora.float().reshape(shape), 1, on_out, backend="torch") - base
+        return d if strength == 1.0 else d * strength
+
+    def bias_delta(self, strength: float = 1.0) -> torch.Tensor | None:
+        """The change to the layer's bias (a LyCORIS full ``diff_b``), or None."""
+        diff_b = self.tensors.get("diff_b")
+        return None if diff_b is None else diff_b.float().reshape(-1) * strength
 
     def dora_axis(self, shape: tuple[int, ...]) -> bool | None:
         """True: one magnitude per output row; False: per input column; None: it fits neither.
@@ -440,8 +460,12 @@ def _build_delta(roles: dict[str, torch.Tensor]) -> LayerDelta | None:
         kind = "lora"
     elif "diff" in tensors:
         kind = "full"
+    elif "set_weight" in tensors:
+        kind = "set"
     else:
-        return None
+        kind = lycoris_weights.kind_of(tensors)
+        if kind is None:
+            return None
     return LayerDelta(kind, tensors, alpha, dora.float() if dora is not None else None, on_out)
 
 
@@ -524,10 +548,22 @@ def _delta_shape(delta: LayerDelta) -> tuple[int, ...]:
         if up.shape[1] != down.shape[0]:
             raise ValueError(f"up is {tuple(up.shape)} and down is {tuple(down.shape)}")
         return (int(up.shape[0]),) + tuple(int(s) for s in down.shape[1:])
+    if delta.kind == "set":
+        return tuple(delta.tensors["set_weight"].shape)
     return tuple(delta.raw_delta().shape)
 
 
 def _check_shape(path: Path, module_key: str, delta: LayerDelta, shape: tuple[int, ...]) -> None:
+    if delta.kind in lycoris_weights.KINDS:
+        problem = lycoris_weights.problem(delta.kind, delta.tensors, shape)
+        if problem:
+            raise IncompatibleAdapter(f"{path}: layer {module_key} does not fit the base model ({problem}); "
+                                      "the adapter was made for another base model")
+        return
+    bias = delta.tensors.get("diff_b")
+    if bias is not None and bias.numel() != shape[0]:
+        raise IncompatibleAdapter(f"{path}: layer {module_key} changes {bias.numel()} biases but the base "
+                                  f"model's layer has {shape[0]} outputs; the adapter was made for another base model")
     try:
         got = _delta_shape(delta)
     except (RuntimeError, ValueError, IndexError) as exc:

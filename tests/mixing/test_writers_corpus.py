@@ -3,7 +3,8 @@
 For each algorithm / variant lycoris-lora can write and each way peft/diffusers save, on the
 tiny SD1 and SDXL models with random non-zero weights: the writer's layers stay live in a
 reference pipeline, and its forward at weight w is the truth. Checked: every text encoder's
-hidden states and the UNet's prediction at w = 1, 0.6, -1, and the rendered picture at w = 1;
+hidden states and the UNet's prediction at w = 1, 0.6, -1, and the rendered picture at w = 1
+(for one case of each kind);
 the adapter's own effect must be far above the tolerance, or the test could not fail.
 """
 
@@ -51,6 +52,11 @@ PEFT = {
     "peft-dora-linear": dict(how="diffusers", alpha=8.0, use_dora=True),
     "peft-dora-conv": dict(how="diffusers", alpha=8.0, use_dora=True, convs=True, te=False),
 }
+# The picture is a function of the text-encoder and UNet outputs checked for every case; it is
+# also rendered for one case of each kind of maths (rendering is most of the corpus' time).
+RENDERED = {("sd1", "locon-tucker"), ("sd1", "loha"), ("sd1", "lokr-tucker"), ("sd1", "dora-in"), ("sd1", "ia3"),
+            ("sd1", "oft"), ("sd1", "glora"), ("sd1", "peft-dora-conv"), ("sdxl", "locon"), ("sdxl", "boft"),
+            ("sdxl", "diffusers-metadata")}
 CASES = [(fam, name) for fam in ("sd1", "sdxl") for name in [*LYCORIS, *PEFT]]
 
 
@@ -99,7 +105,7 @@ def test_a_written_file_applies_exactly_as_its_writer_runs_it(setups, tmp_path, 
             assert max(diff.values()) <= TOL, f"weight {w}: {diff}, effect {effect:.3g}"
             assert effect > 100 * TOL, f"weight {w}: the adapter barely acts ({effect:.3g})"
             worst, effect_min = max(worst, *diff.values()), min(effect_min, effect)
-            if w == 1.0:
+            if w == 1.0 and (family, name) in RENDERED:
                 picture = np.abs(F.render_np(setup.ours, steps=2) - F.render_np(setup.ref, steps=2)).max()
                 assert picture <= TOL, f"the pictures differ by {picture:.3g}"
                 worst = max(worst, float(picture))

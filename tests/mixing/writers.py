@@ -87,10 +87,14 @@ class Written:
         self.remove = remove
 
 
-def _randomise(params: Iterator[tuple[str, nn.Parameter]], gen: torch.Generator, sigma: float) -> None:
+def _randomise(params: Iterator[tuple[str, nn.Parameter]], gen: torch.Generator, sigma: float,
+               perturb: bool = False) -> None:
+    """Random non-zero factors; ``perturb``: the parameters are whole weights (LyCORIS full), nudge them."""
     with torch.no_grad():
         for name, p in params:
-            if "dora_scale" in name or "magnitude" in name:
+            if perturb:
+                p.add_(torch.randn(p.shape, generator=gen) * sigma)
+            elif "dora_scale" in name or "magnitude" in name:
                 p.mul_(1.0 + 0.5 * torch.rand(p.shape, generator=gen))  # keep magnitudes positive
             else:
                 p.copy_(torch.randn(p.shape, generator=gen) * sigma)
@@ -120,7 +124,7 @@ def lycoris_file(pipe, path: Path, algo: str, *, seed: int = 0, te: bool = True,
             net = create_lycoris(module, 1.0, linear_dim=rank, linear_alpha=alpha, algo=algo, preset="full",
                                  warn_on_unmatched=False, **kwargs)
         net.apply_to()
-        _randomise(net.named_parameters(), gen, sigma)
+        _randomise(net.named_parameters(), gen, sigma, perturb=algo == "full")
         nets.append(net)
         state.update({k: v.detach().clone().contiguous() for k, v in net.state_dict().items()})
     path.parent.mkdir(parents=True, exist_ok=True)
