@@ -37,6 +37,7 @@ class AdapterLayout(str, Enum):
     DIFFUSERS = "diffusers"
     PEFT = "peft"
     LYCORIS = "lycoris"
+    COMFY = "comfy"  # ComfyUI's own names: diffusion_model.<original UNet path>, text_encoders.clip_l.…
 
 
 class NetworkType(str, Enum):
@@ -45,6 +46,11 @@ class NetworkType(str, Enum):
     LOHA = "loha"
     LOKR = "lokr"
     DORA = "dora"
+    IA3 = "ia3"
+    GLORA = "glora"
+    OFT = "oft"
+    BOFT = "boft"
+    FULL = "full"
 
 
 class Part(str, Enum):
@@ -88,10 +94,17 @@ class AdapterInfo:
 
 # ------------------------------------------------------------------ key patterns
 
+# "lycoris_": SimpleTuner's LyCORIS files (UNet only).
 _KOHYA_PREFIXES = {"lora_unet_": Part.UNET, "lora_te_": Part.TEXT_ENCODER, "lora_te1_": Part.TEXT_ENCODER,
-                   "lora_te2_": Part.TEXT_ENCODER_2}
+                   "lora_te2_": Part.TEXT_ENCODER_2, "lycoris_": Part.UNET}
 _DIFFUSERS_PREFIXES = {"unet.": Part.UNET, "text_encoder.": Part.TEXT_ENCODER, "text_encoder_2.": Part.TEXT_ENCODER_2}
-_LYCORIS_MARKERS = {"hada_w1_a": NetworkType.LOHA, "lokr_w1": NetworkType.LOKR, "lokr_w1_a": NetworkType.LOKR}
+_COMFY_PREFIXES = {"diffusion_model.": Part.UNET, "text_encoders.clip_l.": Part.TEXT_ENCODER,
+                   "text_encoders.clip_g.": Part.TEXT_ENCODER_2}
+# diffusers module paths without "unet." (some trainers save the UNet's own state dict).
+_BARE_UNET_ROOTS = ("down_blocks.", "mid_block.", "up_blocks.", "conv_in.", "conv_out.", "time_embedding.",
+                    "add_embedding.")
+_LYCORIS_MARKERS = {"hada_w1_a": NetworkType.LOHA, "lokr_w1": NetworkType.LOKR, "lokr_w1_a": NetworkType.LOKR,
+                    "on_input": NetworkType.IA3, "a1.weight": NetworkType.GLORA, "diff": NetworkType.FULL}
 _DOWN_SUFFIXES = (".lora_down.weight", ".lora_A.weight", ".lora.down.weight", ".lora_A.default.weight")
 
 _BASE_VERSION = {"sd_v1": Family.SD1, "sd_v2": Family.SD2, "sdxl_base_v1-0": Family.SDXL}
@@ -105,8 +118,9 @@ _TE_WIDTH = {768: Family.SD1, 1024: Family.SD2}
 
 def _module_of(key: str) -> str:
     """``lora_unet_x.lora_down.weight`` -> ``lora_unet_x`` (the layer the tensor belongs to)."""
-    for suffix in _DOWN_SUFFIXES + (".lora_up.weight", ".lora_B.weight", ".lora.up.weight", ".alpha",
-                                    ".lora_mid.weight", ".dora_scale", ".lora_magnitude_vector"):
+    for suffix in _DOWN_SUFFIXES + (".lora_up.weight", ".lora_B.weight", ".lora_B.default.weight", ".lora.up.weight", ".alpha",
+                                    ".lora_mid.weight", ".dora_scale", ".lora_magnitude_vector",
+                                    ".a1.weight", ".a2.weight", ".b1.weight", ".b2.weight"):
         if key.endswith(suffix):
             return key[: -len(suffix)]
     return key.rsplit(".", 1)[0]
@@ -119,7 +133,8 @@ def _layout_and_parts(names: list[str]) -> tuple[AdapterLayout | None, set[Part]
         for n in kohya:
             parts.add(next(p for pre, p in sorted(_KOHYA_PREFIXES.items(), key=lambda kv: -len(kv[0]))
                            if n.startswith(pre)))
-        lyco = any(m in n for n in kohya for m in _LYCORIS_MARKERS)
+        markers = tuple(f".{m}" for m in _LYCORIS_MARKERS) + (".oft_blocks", ".hada_w1_b", ".lokr_w2")
+        lyco = any(n.startswith("lycoris_") or n.endswith(markers) for n in kohya)
         return (AdapterLayout.LYCORIS if lyco else AdapterLayout.KOHYA), parts
     adapter_like = [n for n in names if "lora" in n.lower()]
     if not adapter_like:
@@ -127,20 +142,23 @@ def _layout_and_parts(names: list[str]) -> tuple[AdapterLayout | None, set[Part]
     if any(n.startswith("base_model.model.") for n in adapter_like):
         parts.add(Part.UNET)  # peft's own save of a single model (the UNet in our runs)
         return AdapterLayout.PEFT, parts
-    for n in adapter_like:
-        for pre, p in _DIFFUSERS_PREFIXES.items():
-            if n.startswith(pre):
-                parts.add(p)
-    if parts:
-        return AdapterLayout.DIFFUSERS, parts
+    for layout, prefixes in ((AdapterLayout.COMFY, _COMFY_PREFIXES), (AdapterLayout.DIFFUSERS, _DIFFUSERS_PREFIXES)):
+        for n in adapter_like:
+            parts.update(p for pre, p in prefixes.items() if n.startswith(pre))
+        if parts:
+            return layout, parts
+    if any(n.startswith(_BARE_UNET_ROOTS) for n in adapter_like):
+        return AdapterLayout.DIFFUSERS, {Part.UNET}
     return None, parts
 
 
 def _network_type(names: list[str], shapes: dict[str, list[int]]) -> NetworkType:
     for n in names:
         for marker, kind in _LYCORIS_MARKERS.items():
-            if n.endswith(marker) or f".{marker}" in n:
+            if n.endswith(f".{marker}"):
                 return kind
+        if n.endswith(".oft_blocks"):
+            return NetworkType.BOFT if len(shapes.get(n, [])) == 4 else NetworkType.OFT
     if any(n.endswith((".dora_scale", ".lora_magnitude_vector")) for n in names):
         return NetworkType.DORA
     if any(n.endswith(".lora_mid.weight") for n in names):
@@ -311,7 +329,7 @@ def inspect_adapter(path: str | Path, *, card_data: dict[str, Any] | None = None
                            + ("; it looks like a full model checkpoint" if len(names) > 500 else ""))
     meta = header.metadata
     network = _network_type(names, shapes)
-    if layout is AdapterLayout.LYCORIS or network in (NetworkType.LOHA, NetworkType.LOKR):
+    if layout is AdapterLayout.LYCORIS or network not in (NetworkType.LORA, NetworkType.LOCON, NetworkType.DORA):
         layout = AdapterLayout.LYCORIS if layout is AdapterLayout.KOHYA else layout
     ranks = _ranks(names, shapes)
     rank = ranks.most_common(1)[0][0] if ranks else None

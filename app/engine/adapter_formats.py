@@ -64,6 +64,7 @@ class Target:
 _RESNET_SGM = {"norm1": "in_layers.0", "conv1": "in_layers.2", "time_emb_proj": "emb_layers.1",
                "norm2": "out_layers.0", "conv2": "out_layers.3", "conv_shortcut": "skip_connection"}
 _KOHYA_TE = {Part.TEXT_ENCODER: ("lora_te_", "lora_te1_"), Part.TEXT_ENCODER_2: ("lora_te2_",)}
+_COMFY_TE = {Part.TEXT_ENCODER: "text_encoders.clip_l.transformer.", Part.TEXT_ENCODER_2: "text_encoders.clip_g.transformer."}
 _DIFFUSERS_PREFIX = {Part.UNET: "unet.", Part.TEXT_ENCODER: "text_encoder.", Part.TEXT_ENCODER_2: "text_encoder_2."}
 
 
@@ -141,14 +142,18 @@ class LayerIndex:
                 self.names[_DIFFUSERS_PREFIX[part] + path] = target
                 if part is Part.UNET:
                     self.names["lora_unet_" + flat] = target
+                    self.names.setdefault("lycoris_" + flat, target)  # SimpleTuner's LyCORIS files
                     self.names.setdefault("base_model.model." + path, target)
+                    self.names.setdefault(path, target)  # the UNet's own state-dict names
                     sgm_path = _to_sgm(path, sgm)
                     if sgm_path:
                         self.names.setdefault("lora_unet_" + sgm_path.replace(".", "_"), target)
+                        self.names.setdefault("diffusion_model." + sgm_path, target)  # ComfyUI's own
                 else:
                     # transformers 5's CLIPTextModel drops "text_model." from its paths; files keep it.
                     full = te_module_path(path)
                     self.names.setdefault(_DIFFUSERS_PREFIX[part] + full, target)
+                    self.names.setdefault(_COMFY_TE[part] + full, target)
                     for prefix in _KOHYA_TE[part]:
                         self.names.setdefault(prefix + full.replace(".", "_"), target)
                         self.names.setdefault(prefix + flat, target)

@@ -116,3 +116,52 @@ def test_7_unknown_weight_kinds_are_refused_with_the_real_reason(sd1_pipe, tmp_p
         read_adapter(path, LayerIndex(sd1_pipe), Family.SD1)
     assert str(err.value) == (f"{path}: none of its 2 tensors is a weight kind LoRA Loom can apply "
                               "(it has .lora_gamma, .lora_zeta); it is another adapter type or not an adapter")
+
+
+def _relabelled(pipe, path, key_of, *, te: bool = True, seed: int = 6):
+    """One set of seeded LoRA factors saved under the names ``key_of(part, module path)`` gives."""
+    import math
+
+    from app.engine.adapter_formats import _to_sgm, sgm_prefixes
+
+    gen = torch.Generator().manual_seed(seed)
+    sgm = sgm_prefixes(pipe.unet)
+    layers = [("unet", p, m) for p, m in F.unet_layers(pipe, convs=True, proj=True).items()]
+    if te:
+        layers += [("te", p, m) for p, m in F.te_layers(pipe.text_encoder).items()]
+    sd = {}
+    for part, p, m in layers:
+        down, up = F._factors(gen, m.weight.detach(), 4, 1.0)
+        name, down_role, up_role = key_of(part, p, _to_sgm(p, sgm))
+        sd[f"{name}.{down_role}"], sd[f"{name}.{up_role}"] = down.contiguous(), up.contiguous() * math.sqrt(0.5)
+    save_file(sd, str(path))
+    return path
+
+
+_KOHYA = ("lora_down.weight", "lora_up.weight")
+_PEFT = ("lora_A.weight", "lora_B.weight")
+LAYOUTS = {
+    "kohya": lambda part, p, sgm: ((f"lora_unet_{p}" if part == "unet" else
+                                    f"lora_te_{F.te_module_path(p)}").replace(".", "_"), *_KOHYA),
+    "simpletuner-lycoris": lambda part, p, sgm: (f"lycoris_{p}".replace(".", "_"), *_KOHYA),
+    "comfy": lambda part, p, sgm: ((f"diffusion_model.{sgm}" if part == "unet" else
+                                    f"text_encoders.clip_l.transformer.{F.te_module_path(p)}"), *_KOHYA),
+    "bare-diffusers": lambda part, p, sgm: (p, *_PEFT),
+    "peft-default": lambda part, p, sgm: ((f"base_model.model.{p}" if part == "unet" else
+                                           f"text_encoder.{F.te_module_path(p)}"),
+                                          "lora_A.default.weight", "lora_B.default.weight"),
+}
+
+
+@pytest.mark.parametrize("layout", ["simpletuner-lycoris", "comfy", "bare-diffusers", "peft-default"])
+def test_6_layouts_comfyui_reads_are_read(sd1_pipe, mixer, tmp_path, layout):
+    te = layout not in ("simpletuner-lycoris", "bare-diffusers")  # those write the UNet alone
+    reference = _relabelled(sd1_pipe, tmp_path / "kohya.safetensors", LAYOUTS["kohya"], te=te)
+    path = _relabelled(sd1_pipe, tmp_path / f"{layout}.safetensors", LAYOUTS[layout], te=te)
+    first = mixer.set_mix([AdapterEntry(str(reference), 0.8)])
+    expected = F.weights_of(sd1_pipe)
+    second = mixer.set_mix([AdapterEntry(str(path), 0.8)])
+    assert second.refused == [] and second.warnings == []
+    assert second.layers_updated == first.layers_updated
+    now = F.weights_of(sd1_pipe)
+    assert all(torch.equal(now[k], expected[k]) for k in now)
