@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     insp = sub.add_parser("inspect", help="print what an adapter file is, as JSON (no model needed)")
     insp.add_argument("file", type=Path)
+    insp.add_argument("--base", help="also apply it to this base model and print the load report")
+    _add_model_args(insp)
 
     dataset = sub.add_parser("dataset", help="dataset tools")
     dataset_sub = dataset.add_subparsers(dest="dataset_command", metavar="ACTION", required=True)
@@ -262,6 +264,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
     from app.core.adapters import AdapterError, inspect_adapter
 
+    if args.base:
+        from app.cli_adapters import cmd_inspect_base
+
+        return cmd_inspect_base(args)
     try:
         info = inspect_adapter(args.file)
     except AdapterError as exc:

@@ -74,6 +74,7 @@ class AdapterInfo:
     preview_bytes: bytes | None = field(default=None, repr=False)  # embedded cover image
     title: str = ""
     metadata: dict[str, str] = field(default_factory=dict, repr=False)
+    family_evidence: str = ""  # why ``family`` is what it is (the load report shows it)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -184,21 +185,24 @@ def _ranks(names: list[str], shapes: dict[str, list[int]]) -> collections.Counte
 _LDM_ATTENTION = re.compile(r"lora_unet_(input|middle|output)_blocks?_(\d+_)?1_transformer_blocks_(\d+)_")
 
 
-def _family(names: list[str], shapes: dict[str, list[int]], meta: dict[str, str], parts: set[Part]) -> Family | None:
-    """The base family from the metadata, else from the tensor widths, else from the block structure.
-
-    Original UNet names (``input_blocks_…``) alone say nothing: SD 1.x/2.x files use them too.
-    """
+def _family(names: list[str], shapes: dict[str, list[int]], meta: dict[str, str],
+            parts: set[Part]) -> tuple[Family | None, str]:
+    """The base family and the evidence for it: the metadata, else the tensor widths, else
+    the block structure. Original UNet names (``input_blocks_…``) alone say nothing: SD 1.x/2.x
+    files use them too."""
     if meta.get("ss_base_model_version") in _BASE_VERSION:
-        return _BASE_VERSION[meta["ss_base_model_version"]]
+        version = meta["ss_base_model_version"]
+        return _BASE_VERSION[version], f"metadata ss_base_model_version = {version}"
     arch = meta.get("modelspec.architecture", "")
     for prefix, fam in _ARCH_PREFIX:
         if arch.startswith(prefix):
-            return fam
-    if Part.TEXT_ENCODER_2 in parts or any(n.startswith("lora_unet_label_emb") for n in names):
-        return Family.SDXL
+            return fam, f"metadata modelspec.architecture = {arch}"
+    if Part.TEXT_ENCODER_2 in parts:
+        return Family.SDXL, "it changes a second text encoder"
+    if any(n.startswith("lora_unet_label_emb") for n in names):
+        return Family.SDXL, "it changes label_emb (SDXL's size conditioning)"
     if meta.get("ss_v2") == "True":
-        return Family.SD2
+        return Family.SD2, "metadata ss_v2 = True"
     for n in names:
         if not n.endswith(_DOWN_SUFFIXES):
             continue
@@ -207,20 +211,20 @@ def _family(names: list[str], shapes: dict[str, list[int]], meta: dict[str, str]
             continue
         low = n.lower()
         if ("attn2" in low and ("to_k" in low or "to_v" in low)) and shape[1] in _CROSS_WIDTH:
-            return _CROSS_WIDTH[shape[1]]
+            return _CROSS_WIDTH[shape[1]], f"cross-attention reads {shape[1]}-wide text features ({n})"
         if low.startswith(("lora_te_", "text_encoder.")) and "self_attn" in low and shape[1] in _TE_WIDTH:
-            return _TE_WIDTH[shape[1]]
+            return _TE_WIDTH[shape[1]], f"text-encoder layers are {shape[1]} wide ({n})"
     return _family_from_blocks(names)
 
 
-def _family_from_blocks(names: list[str]) -> Family | None:
+def _family_from_blocks(names: list[str]) -> tuple[Family | None, str]:
     """SDXL stacks several transformers in most attentions, SD 1.x/2.x one each; anything
     else (SD 1.x vs 2.x differ only in widths) cannot be told from the names."""
     for n in names:
         m = _LDM_ATTENTION.match(n)
         if m and int(m.group(3)) > 0:
-            return Family.SDXL
-    return None
+            return Family.SDXL, f"several transformer blocks in one attention ({n})"
+    return None, "no metadata, and neither the widths nor the block structure tell"
 
 
 # ------------------------------------------------------------------ trigger words and previews
@@ -337,11 +341,12 @@ def inspect_adapter(path: str | Path, *, card_data: dict[str, Any] | None = None
         rank = int(meta["ss_network_dim"])
     modules = {_module_of(n) for n in names}
     order = [Part.UNET, Part.TEXT_ENCODER, Part.TEXT_ENCODER_2]
+    family, evidence = _family(names, shapes, meta, parts)
     return AdapterInfo(
         path=p,
         layout=layout,
         network=network,
-        family=_family(names, shapes, meta, parts),
+        family=family,
         rank=rank,
         alpha=_alpha(header, names),
         parts=[x for x in order if x in parts],
@@ -351,4 +356,5 @@ def inspect_adapter(path: str | Path, *, card_data: dict[str, Any] | None = None
         preview_bytes=_embedded_preview(meta),
         title=meta.get("modelspec.title") or meta.get("ss_output_name") or p.stem,
         metadata=dict(meta),
+        family_evidence=evidence,
     )

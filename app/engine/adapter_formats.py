@@ -14,6 +14,7 @@ names the file and the reason (:class:`IncompatibleAdapter`).
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import math
@@ -29,6 +30,7 @@ from app.core.adapters import AdapterError, AdapterInfo, AdapterLayout, Part, in
 from app.core.configs import Family
 from app.core.errors import ErrorKind
 from app.engine import lycoris_weights
+from app.engine.adapter_report import NOT_IN_BASE, LoadReport, build_report
 from app.engine.lora_files import te_module_path
 
 log = logging.getLogger(__name__)
@@ -357,6 +359,7 @@ class ParsedAdapter:
     layers: dict[Target, LayerDelta]
     skipped_layers: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    report: LoadReport | None = None
 
     @property
     def name(self) -> str:
@@ -497,6 +500,7 @@ def read_adapter(path: str | Path, index: LayerIndex, family: Family | None, *,
     configs = _alpha_configs(p, info)
 
     layers: dict[Target, LayerDelta] = {}
+    applied: set[str] = set()
     unmatched: list[str] = []
     unsupported: list[str] = []
     for module_key, roles in sorted(groups.items()):
@@ -513,6 +517,7 @@ def read_adapter(path: str | Path, index: LayerIndex, family: Family | None, *,
             delta.alpha = _config_alpha(configs, module_key, delta.rank)
         _check_shape(p, module_key, delta, index.shape(target))
         layers[target] = delta
+        applied.add(module_key)
 
     total = len(layers) + len(unmatched)
     if not layers and not unmatched and not unsupported:
@@ -529,6 +534,17 @@ def read_adapter(path: str | Path, index: LayerIndex, family: Family | None, *,
             f"{p}: only {len(layers)} of its {total} layers exist in the loaded base model "
             f"(missing e.g. {unmatched[0]}); it was made for another kind of model")
     parsed = ParsedAdapter(p, info, {t: d.to(torch.device(device)) for t, d in layers.items()}, unmatched)
+    skipped = {m: NOT_IN_BASE for m in unmatched}
+    skipped.update({m: "an adapter type LoRA Loom cannot apply" for m in unsupported})
+    parsed.report = build_report(p.name, groups, applied, skipped,
+                                 FAMILY_NAMES.get(info.family) if info.family else None, info.family_evidence)
+    ignored = collections.Counter(parsed.report.ignored)
+    for module, _ in parsed.report.skipped:
+        if module not in skipped:  # a layer of unknown kinds only (a LyCORIS norm layer …)
+            ignored.update(r.lstrip("?") for r in groups[module])
+    if ignored:
+        parsed.warnings.append(f"{p.name}: {sum(ignored.values())} tensors of kinds LoRA Loom cannot apply "
+                               f"were ignored ({', '.join('.' + k for k in sorted(ignored))})")
     if unmatched:
         parsed.warnings.append(f"{p.name}: {len(unmatched)} of its {total} layers are not in the base "
                                f"model and were skipped (e.g. {unmatched[0]})")

@@ -166,8 +166,11 @@ class AdapterMixer:
                 dirty.update(t for t in held.parsed.layers if t.part is not Part.UNET)
             held.unet_weight, held.te_weight = unet_w, te_w
             if entry.enabled:
+                load = held.parsed.report
                 report.applied.append({"name": entry.display_name(), "path": entry.path,
-                                       "weight": unet_w, "te_weight": te_w})
+                                       "weight": unet_w, "te_weight": te_w,
+                                       "layers": load.badge() if load else "",
+                                       "load_details": "\n".join(load.lines()) if load and not load.complete else ""})
         report.layers_updated = self._update(dirty)
         report.seconds = time.perf_counter() - started
         return report

@@ -48,7 +48,7 @@ def _compare(written: W.Written, ref, pipe, mixer, inputs, weights=(1.0, 0.6, -1
             assert report.refused == [], report.refused
             ours = W.outputs(pipe, inputs)
             effect = W.max_diff(theirs, base)
-            assert max(effect.values()) > 1000 * TOL, f"the adapter barely acts: {effect}"
+            assert max(effect.values()) > 100 * TOL, f"the adapter barely acts: {effect}"
             diff = W.max_diff(ours, theirs)
             assert max(diff.values()) <= TOL, f"weight {w}: {diff} (effect {effect})"
     finally:

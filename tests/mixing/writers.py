@@ -63,17 +63,22 @@ def max_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> dict[str
 # ---------------------------------------------------------------- lycoris-lora
 
 
+# The attention projections and resnet convs (lycoris-lora wraps the Linear/Conv layers inside
+# modules of these classes): every kind of layer, at half the layers of its "full" preset.
+TARGET_CLASSES = ["Attention", "ResnetBlock2D", "CLIPAttention"]
+
+
 @contextlib.contextmanager
-def lycoris_prefix(prefix: str) -> Iterator[None]:
-    """LycorisNetwork keeps its key prefix on the class; kohya's LyCORIS writes lora_unet/lora_te."""
+def lycoris_targets(prefix: str) -> Iterator[None]:
+    """LycorisNetwork keeps its key prefix and targets on the class; kohya's LyCORIS writes lora_unet/lora_te."""
     from lycoris import LycorisNetwork
 
-    old = LycorisNetwork.LORA_PREFIX
-    LycorisNetwork.LORA_PREFIX = prefix
+    old = LycorisNetwork.LORA_PREFIX, LycorisNetwork.TARGET_REPLACE_MODULE
+    LycorisNetwork.LORA_PREFIX, LycorisNetwork.TARGET_REPLACE_MODULE = prefix, TARGET_CLASSES
     try:
         yield
     finally:
-        LycorisNetwork.LORA_PREFIX = old
+        LycorisNetwork.LORA_PREFIX, LycorisNetwork.TARGET_REPLACE_MODULE = old
 
 
 class Written:
@@ -120,7 +125,7 @@ def lycoris_file(pipe, path: Path, algo: str, *, seed: int = 0, te: bool = True,
     state: dict[str, torch.Tensor] = {}
     for part, module in parts:
         name = prefix or ("lora_te1" if xl and part == "text_encoder" else KOHYA_PREFIX[part])
-        with lycoris_prefix(name):
+        with lycoris_targets(name):
             net = create_lycoris(module, 1.0, linear_dim=rank, linear_alpha=alpha, algo=algo, preset="full",
                                  warn_on_unmatched=False, **kwargs)
         net.apply_to()

@@ -50,6 +50,7 @@ class AdapterRowWidget(QFrame):
         self.name_label = QLabel(self)
         self.name_label.setStyleSheet("font-weight: 600;")
         self.name_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.layers_badge = QLabel(self)  # "92/92 layers", or a warning with the load report as tooltip
         self.problem_label = QLabel(self)
         self.problem_label.setStyleSheet(PROBLEM_STYLE)
         self.problem_label.setWordWrap(True)
@@ -81,6 +82,7 @@ class AdapterRowWidget(QFrame):
         top = QHBoxLayout()
         top.addWidget(self.enabled_box)
         top.addWidget(self.name_label, 1)
+        top.addWidget(self.layers_badge)
         top.addWidget(self.te_box)
         top.addWidget(self.te_weight)
         for b in (self.up_button, self.down_button, self.remove_button):
@@ -126,6 +128,10 @@ class AdapterRowWidget(QFrame):
             w.blockSignals(False)
         self.name_label.setText(row.display_name + (" …" if row.loading else ""))
         self.name_label.setToolTip(row.path)
+        self.layers_badge.setText(("⚠ " if row.load_details else "") + row.layers)
+        self.layers_badge.setStyleSheet(PROBLEM_STYLE if row.load_details else "color: palette(mid);")
+        self.layers_badge.setToolTip(row.load_details or "Every layer and tensor of the file is applied.")
+        self.layers_badge.setVisible(bool(row.layers))
         self.problem_label.setText(row.problem)
         self.problem_label.setVisible(bool(row.problem))
         self.up_button.setEnabled(self.index > 0)

@@ -272,6 +272,7 @@ class GenerateModel(QObject):
         self.last_image = path
         self.last_meta = dict(meta)
         self.stack.mark_refused(meta.get("adapter_errors") or [])
+        self.stack.mark_applied(meta.get("adapters") or [])
         self.history.insert(0, (path, dict(meta)))
         del self.history[HISTORY_SIZE:]
         self.historyChanged.emit()
