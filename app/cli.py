@@ -64,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     insp.add_argument("--base", help="also apply it to this base model and print the load report")
     _add_model_args(insp)
 
+    conv = sub.add_parser("convert", help="rewrite an adapter file in another layout (kohya, diffusers, peft, comfy)")
+    conv.add_argument("src", type=Path, metavar="IN")
+    conv.add_argument("out", type=Path, metavar="OUT")
+    conv.add_argument("--to", required=True, choices=["kohya", "diffusers", "peft", "comfy"])
+    conv.add_argument("--base", required=True, help="the base model it is for (it tells the layer names apart)")
+
     dataset = sub.add_parser("dataset", help="dataset tools")
     dataset_sub = dataset.add_subparsers(dest="dataset_command", metavar="ACTION", required=True)
     check = dataset_sub.add_parser("check", help="scan a dataset folder and report problems, repeats and tags")
@@ -115,6 +121,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_bake(args)
         if command == "inspect":
             return cmd_inspect(args)
+        if command == "convert":
+            from app.cli_adapters import cmd_convert
+
+            return cmd_convert(args)
         if command == "dataset":
             return cmd_dataset_check(args)
         if command == "caption":

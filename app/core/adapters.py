@@ -117,6 +117,9 @@ _CROSS_WIDTH = {768: Family.SD1, 1024: Family.SD2, 2048: Family.SDXL}
 _TE_WIDTH = {768: Family.SD1, 1024: Family.SD2}
 
 
+_LYCORIS_SUFFIXES = tuple(f".{m}" for m in _LYCORIS_MARKERS) + (".oft_blocks", ".hada_w1_b", ".lokr_w2")
+
+
 def _module_of(key: str) -> str:
     """``lora_unet_x.lora_down.weight`` -> ``lora_unet_x`` (the layer the tensor belongs to)."""
     for suffix in _DOWN_SUFFIXES + (".lora_up.weight", ".lora_B.weight", ".lora_B.default.weight", ".lora.up.weight", ".alpha",
@@ -134,10 +137,9 @@ def _layout_and_parts(names: list[str]) -> tuple[AdapterLayout | None, set[Part]
         for n in kohya:
             parts.add(next(p for pre, p in sorted(_KOHYA_PREFIXES.items(), key=lambda kv: -len(kv[0]))
                            if n.startswith(pre)))
-        markers = tuple(f".{m}" for m in _LYCORIS_MARKERS) + (".oft_blocks", ".hada_w1_b", ".lokr_w2")
-        lyco = any(n.startswith("lycoris_") or n.endswith(markers) for n in kohya)
+        lyco = any(n.startswith("lycoris_") or n.endswith(_LYCORIS_SUFFIXES) for n in kohya)
         return (AdapterLayout.LYCORIS if lyco else AdapterLayout.KOHYA), parts
-    adapter_like = [n for n in names if "lora" in n.lower()]
+    adapter_like = [n for n in names if "lora" in n.lower() or n.endswith(_LYCORIS_SUFFIXES)]
     if not adapter_like:
         return None, parts
     if any(n.startswith("base_model.model.") for n in adapter_like):

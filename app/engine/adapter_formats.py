@@ -133,6 +133,7 @@ class LayerIndex:
         self.parts = pipeline_parts(pipe)
         self.modules: dict[Target, nn.Module] = {}
         self.names: dict[str, Target] = {}
+        self._sgm: dict[Target, str] = {}
         for part, root in self.parts.items():
             sgm = sgm_prefixes(root) if part is Part.UNET else {}
             for path, module in root.named_modules():
@@ -149,6 +150,7 @@ class LayerIndex:
                     self.names.setdefault(path, target)  # the UNet's own state-dict names
                     sgm_path = _to_sgm(path, sgm)
                     if sgm_path:
+                        self._sgm[target] = sgm_path
                         self.names.setdefault("lora_unet_" + sgm_path.replace(".", "_"), target)
                         self.names.setdefault("diffusion_model." + sgm_path, target)  # ComfyUI's own
                 else:
@@ -164,6 +166,10 @@ class LayerIndex:
 
     def resolve(self, module_key: str) -> Target | None:
         return self.names.get(_normalise_module_key(module_key))
+
+    def sgm_path(self, target: Target) -> str | None:
+        """The original Stability (SGM/LDM) name of a UNet layer, as ComfyUI files use it."""
+        return self._sgm.get(target)
 
     def shape(self, target: Target) -> tuple[int, ...]:
         return tuple(self.modules[target].weight.shape)
