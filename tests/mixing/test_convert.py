@@ -98,3 +98,19 @@ def test_convert_on_the_command_line(tiny_sd1, sources, tmp_path, capsys):
     assert main(["convert", str(sources["loha"]), str(tmp_path / "d.safetensors"), "--to", "peft",
                  "--base", str(tiny_sd1)]) == 1
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith(f"loraloom: error: {sources['loha']}: ")
+
+
+def test_diffusers_loads_a_file_converted_to_its_layout(sd1_pipe, mixer, sources, tiny_sd1, tmp_path):
+    import numpy as np
+
+    out = tmp_path / "d" / "pytorch_lora_weights.safetensors"
+    out.parent.mkdir()
+    convert(sources["kohya"], out, "diffusers", LayerIndex(sd1_pipe), Family.SD1)
+    mixer.set_mix([AdapterEntry(str(sources["kohya"]), 1.0)])
+    ours = F.render_np(sd1_pipe, steps=2)
+    ref = load_tiny_pipeline(tiny_sd1)
+    base = F.render_np(ref, steps=2)
+    ref.load_lora_weights(str(out.parent), adapter_name="converted")
+    theirs = F.render_np(ref, steps=2)
+    assert np.abs(theirs - base).max() > 0.01  # the adapter acts in diffusers
+    np.testing.assert_allclose(ours, theirs, atol=2e-4)

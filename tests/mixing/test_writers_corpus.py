@@ -83,9 +83,6 @@ def _write(setup: Setup, name: str, folder):
     return W.peft_file(setup.ref, folder / name / "pytorch_lora_weights.safetensors", **PEFT[name])
 
 
-RESULTS: dict[str, tuple[float, float]] = {}
-
-
 @pytest.mark.parametrize(("family", "name"), CASES, ids=[f"{f}-{n}" for f, n in CASES])
 def test_a_written_file_applies_exactly_as_its_writer_runs_it(setups, tmp_path, family, name):
     setup = setups[family]
@@ -112,4 +109,4 @@ def test_a_written_file_applies_exactly_as_its_writer_runs_it(setups, tmp_path, 
     finally:
         written.remove()
         setup.mixer.clear()
-    RESULTS[f"{family}-{name}"] = (worst, effect_min)
+    print(f"corpus | {family}-{name} | {worst:.1e} | {effect_min:.3g}")  # the table, with pytest -s
