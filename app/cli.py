@@ -63,6 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     insp = sub.add_parser("inspect", help="print what an adapter file is, as JSON (no model needed)")
     insp.add_argument("file", type=Path)
+    insp.add_argument("--base", help="also apply it to this base model and print the load report")
+    _add_model_args(insp)
+
+    conv = sub.add_parser("convert", help="rewrite an adapter file in another layout (kohya, diffusers, peft, comfy)")
+    conv.add_argument("src", type=Path, metavar="IN")
+    conv.add_argument("out", type=Path, metavar="OUT")
+    conv.add_argument("--to", required=True, choices=["kohya", "diffusers", "peft", "comfy"])
+    conv.add_argument("--base", required=True, help="the base model it is for (it tells the layer names apart)")
 
     dataset = sub.add_parser("dataset", help="dataset tools")
     dataset_sub = dataset.add_subparsers(dest="dataset_command", metavar="ACTION", required=True)
@@ -117,6 +125,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_bake(args)
         if command == "inspect":
             return cmd_inspect(args)
+        if command == "convert":
+            from app.cli_adapters import cmd_convert
+
+            return cmd_convert(args)
         if command == "dataset":
             return cmd_dataset_check(args)
         if command == "caption":
@@ -295,6 +307,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
     from app.core.adapters import AdapterError, inspect_adapter
 
+    if args.base:
+        from app.cli_adapters import cmd_inspect_base
+
+        return cmd_inspect_base(args)
     try:
         info = inspect_adapter(args.file)
     except AdapterError as exc:

@@ -42,6 +42,7 @@ class AdapterLayout(str, Enum):
     DIFFUSERS = "diffusers"
     PEFT = "peft"
     LYCORIS = "lycoris"
+    COMFY = "comfy"  # ComfyUI's own names: diffusion_model.<original UNet path>, text_encoders.clip_l.…
 
 
 class NetworkType(str, Enum):
@@ -50,6 +51,11 @@ class NetworkType(str, Enum):
     LOHA = "loha"
     LOKR = "lokr"
     DORA = "dora"
+    IA3 = "ia3"
+    GLORA = "glora"
+    OFT = "oft"
+    BOFT = "boft"
+    FULL = "full"
 
 
 class Part(str, Enum):
@@ -73,6 +79,7 @@ class AdapterInfo:
     preview_bytes: bytes | None = field(default=None, repr=False)  # embedded cover image
     title: str = ""
     metadata: dict[str, str] = field(default_factory=dict, repr=False)
+    family_evidence: str = ""  # why ``family`` is what it is (the load report shows it)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -93,10 +100,17 @@ class AdapterInfo:
 
 # ------------------------------------------------------------------ key patterns
 
+# "lycoris_": SimpleTuner's LyCORIS files (UNet only).
 _KOHYA_PREFIXES = {"lora_unet_": Part.UNET, "lora_te_": Part.TEXT_ENCODER, "lora_te1_": Part.TEXT_ENCODER,
-                   "lora_te2_": Part.TEXT_ENCODER_2}
+                   "lora_te2_": Part.TEXT_ENCODER_2, "lycoris_": Part.UNET}
 _DIFFUSERS_PREFIXES = {"unet.": Part.UNET, "text_encoder.": Part.TEXT_ENCODER, "text_encoder_2.": Part.TEXT_ENCODER_2}
-_LYCORIS_MARKERS = {"hada_w1_a": NetworkType.LOHA, "lokr_w1": NetworkType.LOKR, "lokr_w1_a": NetworkType.LOKR}
+_COMFY_PREFIXES = {"diffusion_model.": Part.UNET, "text_encoders.clip_l.": Part.TEXT_ENCODER,
+                   "text_encoders.clip_g.": Part.TEXT_ENCODER_2}
+# diffusers module paths without "unet." (some trainers save the UNet's own state dict).
+_BARE_UNET_ROOTS = ("down_blocks.", "mid_block.", "up_blocks.", "conv_in.", "conv_out.", "time_embedding.",
+                    "add_embedding.")
+_LYCORIS_MARKERS = {"hada_w1_a": NetworkType.LOHA, "lokr_w1": NetworkType.LOKR, "lokr_w1_a": NetworkType.LOKR,
+                    "on_input": NetworkType.IA3, "a1.weight": NetworkType.GLORA, "diff": NetworkType.FULL}
 _DOWN_SUFFIXES = (".lora_down.weight", ".lora_A.weight", ".lora.down.weight", ".lora_A.default.weight")
 
 _BASE_VERSION = {"sd_v1": Family.SD1, "sd_v2": Family.SD2, "sdxl_base_v1-0": Family.SDXL}
@@ -108,10 +122,14 @@ _CROSS_WIDTH = {768: Family.SD1, 1024: Family.SD2, 2048: Family.SDXL}
 _TE_WIDTH = {768: Family.SD1, 1024: Family.SD2}
 
 
+_LYCORIS_SUFFIXES = tuple(f".{m}" for m in _LYCORIS_MARKERS) + (".oft_blocks", ".hada_w1_b", ".lokr_w2")
+
+
 def _module_of(key: str) -> str:
     """``lora_unet_x.lora_down.weight`` -> ``lora_unet_x`` (the layer the tensor belongs to)."""
-    for suffix in _DOWN_SUFFIXES + (".lora_up.weight", ".lora_B.weight", ".lora.up.weight", ".alpha",
-                                    ".lora_mid.weight", ".dora_scale", ".lora_magnitude_vector"):
+    for suffix in _DOWN_SUFFIXES + (".lora_up.weight", ".lora_B.weight", ".lora_B.default.weight", ".lora.up.weight", ".alpha",
+                                    ".lora_mid.weight", ".dora_scale", ".lora_magnitude_vector",
+                                    ".a1.weight", ".a2.weight", ".b1.weight", ".b2.weight"):
         if key.endswith(suffix):
             return key[: -len(suffix)]
     return key.rsplit(".", 1)[0]
@@ -124,20 +142,21 @@ def _layout_and_parts(names: list[str]) -> tuple[AdapterLayout | None, set[Part]
         for n in kohya:
             parts.add(next(p for pre, p in sorted(_KOHYA_PREFIXES.items(), key=lambda kv: -len(kv[0]))
                            if n.startswith(pre)))
-        lyco = any(m in n for n in kohya for m in _LYCORIS_MARKERS)
+        lyco = any(n.startswith("lycoris_") or n.endswith(_LYCORIS_SUFFIXES) for n in kohya)
         return (AdapterLayout.LYCORIS if lyco else AdapterLayout.KOHYA), parts
-    adapter_like = [n for n in names if "lora" in n.lower()]
+    adapter_like = [n for n in names if "lora" in n.lower() or n.endswith(_LYCORIS_SUFFIXES)]
     if not adapter_like:
         return None, parts
     if any(n.startswith("base_model.model.") for n in adapter_like):
         parts.add(Part.UNET)  # peft's own save of a single model (the UNet in our runs)
         return AdapterLayout.PEFT, parts
-    for n in adapter_like:
-        for pre, p in _DIFFUSERS_PREFIXES.items():
-            if n.startswith(pre):
-                parts.add(p)
-    if parts:
-        return AdapterLayout.DIFFUSERS, parts
+    for layout, prefixes in ((AdapterLayout.COMFY, _COMFY_PREFIXES), (AdapterLayout.DIFFUSERS, _DIFFUSERS_PREFIXES)):
+        for n in adapter_like:
+            parts.update(p for pre, p in prefixes.items() if n.startswith(pre))
+        if parts:
+            return layout, parts
+    if any(n.startswith(_BARE_UNET_ROOTS) for n in adapter_like):
+        return AdapterLayout.DIFFUSERS, {Part.UNET}
     return None, parts
 
 
@@ -153,8 +172,10 @@ def not_an_adapter_reason(names: list[str]) -> str | None:
 def _network_type(names: list[str], shapes: dict[str, list[int]]) -> NetworkType:
     for n in names:
         for marker, kind in _LYCORIS_MARKERS.items():
-            if n.endswith(marker) or f".{marker}" in n:
+            if n.endswith(f".{marker}"):
                 return kind
+        if n.endswith(".oft_blocks"):
+            return NetworkType.BOFT if len(shapes.get(n, [])) == 4 else NetworkType.OFT
     if any(n.endswith((".dora_scale", ".lora_magnitude_vector")) for n in names):
         return NetworkType.DORA
     if any(n.endswith(".lora_mid.weight") for n in names):
@@ -176,18 +197,28 @@ def _ranks(names: list[str], shapes: dict[str, list[int]]) -> collections.Counte
     return ranks
 
 
-def _family(names: list[str], shapes: dict[str, list[int]], meta: dict[str, str], parts: set[Part]) -> Family | None:
+# Original (LDM/SGM) UNet names: which block and which transformer inside an attention.
+_LDM_ATTENTION = re.compile(r"lora_unet_(input|middle|output)_blocks?_(\d+_)?1_transformer_blocks_(\d+)_")
+
+
+def _family(names: list[str], shapes: dict[str, list[int]], meta: dict[str, str],
+            parts: set[Part]) -> tuple[Family | None, str]:
+    """The base family and the evidence for it: the metadata, else the tensor widths, else
+    the block structure. Original UNet names (``input_blocks_…``) alone say nothing: SD 1.x/2.x
+    files use them too."""
     if meta.get("ss_base_model_version") in _BASE_VERSION:
-        return _BASE_VERSION[meta["ss_base_model_version"]]
+        version = meta["ss_base_model_version"]
+        return _BASE_VERSION[version], f"metadata ss_base_model_version = {version}"
     arch = meta.get("modelspec.architecture", "")
     for prefix, fam in _ARCH_PREFIX:
         if arch.startswith(prefix):
-            return fam
-    if Part.TEXT_ENCODER_2 in parts or any(n.startswith(("lora_unet_input_blocks_", "lora_unet_label_emb"))
-                                            for n in names):
-        return Family.SDXL
+            return fam, f"metadata modelspec.architecture = {arch}"
+    if Part.TEXT_ENCODER_2 in parts:
+        return Family.SDXL, "it changes a second text encoder"
+    if any(n.startswith("lora_unet_label_emb") for n in names):
+        return Family.SDXL, "it changes label_emb (SDXL's size conditioning)"
     if meta.get("ss_v2") == "True":
-        return Family.SD2
+        return Family.SD2, "metadata ss_v2 = True"
     for n in names:
         if not n.endswith(_DOWN_SUFFIXES):
             continue
@@ -196,10 +227,20 @@ def _family(names: list[str], shapes: dict[str, list[int]], meta: dict[str, str]
             continue
         low = n.lower()
         if ("attn2" in low and ("to_k" in low or "to_v" in low)) and shape[1] in _CROSS_WIDTH:
-            return _CROSS_WIDTH[shape[1]]
+            return _CROSS_WIDTH[shape[1]], f"cross-attention reads {shape[1]}-wide text features ({n})"
         if low.startswith(("lora_te_", "text_encoder.")) and "self_attn" in low and shape[1] in _TE_WIDTH:
-            return _TE_WIDTH[shape[1]]
-    return None
+            return _TE_WIDTH[shape[1]], f"text-encoder layers are {shape[1]} wide ({n})"
+    return _family_from_blocks(names)
+
+
+def _family_from_blocks(names: list[str]) -> tuple[Family | None, str]:
+    """SDXL stacks several transformers in most attentions, SD 1.x/2.x one each; anything
+    else (SD 1.x vs 2.x differ only in widths) cannot be told from the names."""
+    for n in names:
+        m = _LDM_ATTENTION.match(n)
+        if m and int(m.group(3)) > 0:
+            return Family.SDXL, f"several transformer blocks in one attention ({n})"
+    return None, "no metadata, and neither the widths nor the block structure tell"
 
 
 # ------------------------------------------------------------------ trigger words and previews
@@ -366,16 +407,17 @@ def inspect_adapter(path: str | Path, *, card_data: dict[str, Any] | None = None
     except ValueError as exc:
         raise AdapterError(f"{p}: its metadata ss_tag_frequency is malformed ({exc}); the file is damaged") from None
     network = _network_type(names, shapes)
-    if layout is AdapterLayout.LYCORIS or network in (NetworkType.LOHA, NetworkType.LOKR):
+    if layout is AdapterLayout.LYCORIS or network not in (NetworkType.LORA, NetworkType.LOCON, NetworkType.DORA):
         layout = AdapterLayout.LYCORIS if layout is AdapterLayout.KOHYA else layout
     rank = _rank(p, names, shapes, meta)
     modules = {_module_of(n) for n in names}
     order = [Part.UNET, Part.TEXT_ENCODER, Part.TEXT_ENCODER_2]
+    family, evidence = _family(names, shapes, meta, parts)
     return AdapterInfo(
         path=p,
         layout=layout,
         network=network,
-        family=_family(names, shapes, meta, parts),
+        family=family,
         rank=rank,
         alpha=_alpha(header, names, root),
         parts=[x for x in order if x in parts],
@@ -385,4 +427,5 @@ def inspect_adapter(path: str | Path, *, card_data: dict[str, Any] | None = None
         preview_bytes=_embedded_preview(meta),
         title=meta.get("modelspec.title") or meta.get("ss_output_name") or p.stem,
         metadata=dict(meta),
+        family_evidence=evidence,
     )

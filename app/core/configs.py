@@ -286,6 +286,29 @@ class GenerateRequest(_Config):
 
 
 @dataclass
+class ConvertRequest(_Config):
+    """Rewrite the adapter file ``src`` in the layout ``to`` (kohya | diffusers | peft | comfy) as ``out``."""
+
+    base: str = ""  # the base model it is for: its module names tell kohya's to_q from to.q
+    src: str = ""
+    out: str = ""
+    to: str = "kohya"
+    device: DevicePref = DevicePref.AUTO
+    dtype: DtypePref = DtypePref.AUTO
+
+    def validate(self, prefix: str = "") -> None:
+        if not self.base.strip():
+            raise ConfigError(f"{prefix}base is empty: pick the base model the adapter belongs to")
+        if self.to not in ("kohya", "diffusers", "peft", "comfy"):
+            raise ConfigError(f"{prefix}to = {self.to!r} must be kohya, diffusers, peft or comfy")
+        if not self.out.strip() or not self.out.lower().endswith(".safetensors"):
+            raise ConfigError(f"{prefix}out = {self.out!r} must be a .safetensors file to write")
+
+    def model_spec(self) -> ModelSpec:
+        return ModelSpec(base=self.base, device=self.device, dtype=self.dtype)
+
+
+@dataclass
 class BakeRequest(_Config):
     """Bake the adapter stack into one kohya LoRA: exact (rank 0) or reduced to ``rank`` by SVD."""
 

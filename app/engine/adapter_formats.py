@@ -14,6 +14,7 @@ names the file and the reason (:class:`IncompatibleAdapter`).
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import math
@@ -29,6 +30,8 @@ from app.core.adapters import AdapterError, AdapterInfo, AdapterLayout, Part, in
 from app.core.configs import Family
 from app.core.errors import ErrorKind, clip_words
 from app.core.safe_files import read_regular
+from app.engine import lycoris_weights
+from app.engine.adapter_report import NOT_IN_BASE, LoadReport, build_report
 from app.engine.lora_files import te_module_path
 
 log = logging.getLogger(__name__)
@@ -64,6 +67,7 @@ class Target:
 _RESNET_SGM = {"norm1": "in_layers.0", "conv1": "in_layers.2", "time_emb_proj": "emb_layers.1",
                "norm2": "out_layers.0", "conv2": "out_layers.3", "conv_shortcut": "skip_connection"}
 _KOHYA_TE = {Part.TEXT_ENCODER: ("lora_te_", "lora_te1_"), Part.TEXT_ENCODER_2: ("lora_te2_",)}
+_COMFY_TE = {Part.TEXT_ENCODER: "text_encoders.clip_l.transformer.", Part.TEXT_ENCODER_2: "text_encoders.clip_g.transformer."}
 _DIFFUSERS_PREFIX = {Part.UNET: "unet.", Part.TEXT_ENCODER: "text_encoder.", Part.TEXT_ENCODER_2: "text_encoder_2."}
 
 
@@ -130,6 +134,7 @@ class LayerIndex:
         self.parts = pipeline_parts(pipe)
         self.modules: dict[Target, nn.Module] = {}
         self.names: dict[str, Target] = {}
+        self._sgm: dict[Target, str] = {}
         for part, root in self.parts.items():
             sgm = sgm_prefixes(root) if part is Part.UNET else {}
             for path, module in root.named_modules():
@@ -141,14 +146,19 @@ class LayerIndex:
                 self.names[_DIFFUSERS_PREFIX[part] + path] = target
                 if part is Part.UNET:
                     self.names["lora_unet_" + flat] = target
+                    self.names.setdefault("lycoris_" + flat, target)  # SimpleTuner's LyCORIS files
                     self.names.setdefault("base_model.model." + path, target)
+                    self.names.setdefault(path, target)  # the UNet's own state-dict names
                     sgm_path = _to_sgm(path, sgm)
                     if sgm_path:
+                        self._sgm[target] = sgm_path
                         self.names.setdefault("lora_unet_" + sgm_path.replace(".", "_"), target)
+                        self.names.setdefault("diffusion_model." + sgm_path, target)  # ComfyUI's own
                 else:
                     # transformers 5's CLIPTextModel drops "text_model." from its paths; files keep it.
                     full = te_module_path(path)
                     self.names.setdefault(_DIFFUSERS_PREFIX[part] + full, target)
+                    self.names.setdefault(_COMFY_TE[part] + full, target)
                     for prefix in _KOHYA_TE[part]:
                         self.names.setdefault(prefix + full.replace(".", "_"), target)
                         self.names.setdefault(prefix + flat, target)
@@ -157,6 +167,10 @@ class LayerIndex:
 
     def resolve(self, module_key: str) -> Target | None:
         return self.names.get(_normalise_module_key(module_key))
+
+    def sgm_path(self, target: Target) -> str | None:
+        """The original Stability (SGM/LDM) name of a UNet layer, as ComfyUI files use it."""
+        return self._sgm.get(target)
 
     def shape(self, target: Target) -> tuple[int, ...]:
         return tuple(self.modules[target].weight.shape)
@@ -185,13 +199,18 @@ _ROLES = sorted({
     ".lora_linear_layer.down.weight": "down", ".lora_linear_layer.up.weight": "up",
     ".down.weight": "down", ".up.weight": "up",  # attention-processor keys (to_q_lora.down.weight)
     ".alpha": "alpha", ".dora_scale": "dora",
-    ".lora_magnitude_vector": "dora", ".lora_magnitude_vector.weight": "dora",
-    ".lora_magnitude_vector.default.weight": "dora", ".lora_magnitude_vector.default": "dora",
+    # peft's magnitude is always one value per output channel, whatever its shape.
+    ".lora_magnitude_vector": "magnitude", ".lora_magnitude_vector.weight": "magnitude",
+    ".lora_magnitude_vector.default.weight": "magnitude", ".lora_magnitude_vector.default": "magnitude",
     ".hada_w1_a": "hada_w1_a", ".hada_w1_b": "hada_w1_b", ".hada_w2_a": "hada_w2_a",
     ".hada_w2_b": "hada_w2_b", ".hada_t1": "hada_t1", ".hada_t2": "hada_t2",
     ".lokr_w1": "lokr_w1", ".lokr_w1_a": "lokr_w1_a", ".lokr_w1_b": "lokr_w1_b",
     ".lokr_w2": "lokr_w2", ".lokr_w2_a": "lokr_w2_a", ".lokr_w2_b": "lokr_w2_b", ".lokr_t2": "lokr_t2",
-    ".diff": "diff",
+    ".diff": "diff", ".diff_b": "diff_b", ".set_weight": "set_weight",
+    ".weight": "weight", ".on_input": "on_input",  # (IA)³
+    ".a1.weight": "a1", ".a2.weight": "a2", ".b1.weight": "b1", ".b2.weight": "b2",  # GLoRA
+    ".oft_blocks": "oft_blocks", ".rescale": "rescale",  # OFT / BOFT
+    ".w_norm": "?w_norm", ".b_norm": "?b_norm",  # LyCORIS norm layers: not applied (named in the report)
 }.items(), key=lambda kv: -len(kv[0]))
 
 
@@ -211,10 +230,11 @@ def split_key(key: str) -> tuple[str, str]:
 class LayerDelta:
     """The change one adapter makes to one layer, kept as the file's factors (dense ΔW on demand)."""
 
-    kind: str  # "lora" | "loha" | "lokr" | "full"
+    kind: str  # "lora" | "loha" | "lokr" | "full" | "set" | one of lycoris_weights.KINDS
     tensors: dict[str, torch.Tensor]
     alpha: float | None
     dora: torch.Tensor | None = None
+    dora_on_out: bool | None = None  # None: decide from the magnitude's shape (see dora_axis)
 
     @property
     def rank(self) -> int:
@@ -224,16 +244,20 @@ class LayerDelta:
         if self.kind == "loha":
             return int(t["hada_w1_b"].shape[0])
         if self.kind == "lokr":
+            if "lokr_t2" in t:  # tucker: lokr_w2_a is (rank, out/factor), the core is (rank, rank, k, k)
+                return int(t["lokr_t2"].shape[0])
             for name in ("lokr_w1_a", "lokr_w2_a"):
                 if name in t:
                     return int(t[name].shape[1])
-            return 0  # full Kronecker factors: no rank
+            return 0  # full Kronecker factors: no rank, scale 1 (LyCORIS ignores alpha then)
+        if self.kind in lycoris_weights.KINDS:
+            return lycoris_weights.rank(self.kind, t)
         return 0
 
     def scale(self) -> float:
         """alpha / rank, the kohya convention (no alpha means alpha = rank)."""
         rank = self.rank
-        if self.alpha is None or not rank or self.kind == "lokr":
+        if self.alpha is None or not rank:
             return 1.0
         return self.alpha / rank
 
@@ -252,26 +276,59 @@ class LayerDelta:
         if self.kind == "lokr":
             from lycoris.functional import lokr
 
-            gamma = self.alpha if self.alpha is not None and self.rank else float(self.rank or 1)
-            return lokr.diff_weight(t.get("lokr_w1"), t.get("lokr_w1_a"), t.get("lokr_w1_b"), t.get("lokr_w2"),
+            # kron_weight with our own scale: lycoris' diff_weight takes the rank from
+            # lokr_w2_a.shape[1], which is the factor width, not the rank, for tucker files.
+            return lokr.kron_weight(t.get("lokr_w1"), t.get("lokr_w1_a"), t.get("lokr_w1_b"), t.get("lokr_w2"),
                                     t.get("lokr_w2_a"), t.get("lokr_w2_b"), t.get("lokr_t2"),
-                                    gamma=gamma, backend="torch")
+                                    scale=self.scale(), backend="torch")
         return t["diff"]
 
-    def delta(self, w0: torch.Tensor) -> torch.Tensor:
-        """ΔW at strength 1 in float32 and ``w0``'s shape; DoRA's rescale is folded in (it needs W0)."""
-        d = self.raw_delta().float().reshape(w0.shape)
-        if self.dora is None:
-            return d
-        from lycoris.functional import weight_decompose
+    def delta(self, w0: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
+        """ΔW at ``strength`` in float32 and ``w0``'s shape.
 
-        base = w0.float()
-        out = w0.shape[0]
-        dora = self.dora.float()
-        on_out = dora.numel() == out and (dora.dim() <= 1 or dora.shape[0] == out)
-        shape = (out,) + (1,) * (w0.dim() - 1) if on_out else (1, w0.shape[1]) + (1,) * (w0.dim() - 2)
-        merged = weight_decompose(base + d, dora.reshape(shape), 1, on_out, backend="torch")
-        return merged - base
+        Types whose change depends on W0 get it here: DoRA's rescale (at strength w it is
+        W0 + w·(W_DoRA − W0), as ComfyUI does), a ``set_weight`` replacement, and those of
+        :mod:`app.engine.lycoris_weights`.
+        """
+        if self.kind in lycoris_weights.KINDS:
+            return lycoris_weights.delta(self.kind, self.tensors, self.alpha, w0, strength)
+        if self.kind == "set":
+            return (self.tensors["set_weight"].float().reshape(w0.shape) - w0.float()) * strength
+        d = self.raw_delta().float().reshape(w0.shape)
+        if self.dora is not None:
+            from lycoris.functional import weight_decompose
+
+            base = w0.float()
+            on_out = self.dora_axis(tuple(w0.shape))
+            out = w0.shape[0]
+            shape = (out,) + (1,) * (w0.dim() - 1) if on_out else (1, w0.shape[1]) + (1,) * (w0.dim() - 2)
+            d = weight_decompose(base + d, self.dora.float().reshape(shape), 1, on_out, backend="torch") - base
+        return d if strength == 1.0 else d * strength
+
+    def bias_delta(self, strength: float = 1.0) -> torch.Tensor | None:
+        """The change to the layer's bias (a LyCORIS full ``diff_b``), or None."""
+        diff_b = self.tensors.get("diff_b")
+        return None if diff_b is None else diff_b.float().reshape(-1) * strength
+
+    def dora_axis(self, shape: tuple[int, ...]) -> bool | None:
+        """True: one magnitude per output row; False: per input column; None: it fits neither.
+
+        Decided from the magnitude's whole shape: LyCORIS writes (out, 1[, 1, 1]) or
+        (1, in[, 1, 1]), peft (out,) or (1, out, 1, 1) for a conv (marked by its key).
+        """
+        if self.dora is None:
+            return None
+        if self.dora_on_out is not None:
+            return self.dora_on_out if self.dora.numel() == shape[0] else None
+        dims, n = tuple(self.dora.shape), self.dora.numel()
+        out, inp = shape[0], (shape[1] if len(shape) > 1 else -1)
+        if len(dims) >= 2 and dims[0] == out == n:
+            return True
+        if len(dims) >= 2 and dims[0] == 1 and dims[1] == inp == n:
+            return False
+        if n == out:
+            return True
+        return False if n == inp else None
 
     def lora_factors(self, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor] | None:
         """(up, down) with the scale folded into up, shaped for a layer of ``shape``; None if not a plain LoRA."""
@@ -309,6 +366,7 @@ class ParsedAdapter:
     layers: dict[Target, LayerDelta]
     skipped_layers: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    report: LoadReport | None = None
 
     @property
     def name(self) -> str:
@@ -342,25 +400,68 @@ def _peft_config(path: Path) -> dict[str, Any]:
         return {}
 
 
+def _alpha_configs(path: Path, info: AdapterInfo) -> dict[str, dict[str, Any]]:
+    """Key prefix -> peft LoraConfig dict, for files that keep alpha outside their tensors.
+
+    peft's own save keeps it in ``adapter_config.json`` beside the file; diffusers'
+    ``save_lora_weights`` (and LoRA Loom's diffusers copy) in the header's
+    ``lora_adapter_metadata`` JSON, as ``"unet.lora_alpha"``, ``"text_encoder.r"`` … per part.
+    """
+    if info.layout is AdapterLayout.PEFT:
+        config = _peft_config(path)
+        return {"": config} if config else {}
+    raw = info.metadata.get("lora_adapter_metadata")
+    if not raw:
+        return {}
+    try:
+        flat = json.loads(raw)
+    except json.JSONDecodeError:
+        return {}
+    if not isinstance(flat, dict):
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    for key, value in flat.items():
+        prefix, _, name = str(key).rpartition(".")
+        if prefix:
+            out.setdefault(prefix + ".", {})[name] = value
+    return out
+
+
+def _config_alpha(configs: dict[str, dict[str, Any]], module_key: str, rank: int) -> float | None:
+    for prefix in sorted(configs, key=len, reverse=True):
+        if module_key.startswith(prefix):
+            try:
+                return _peft_alpha(configs[prefix], module_key[len(prefix):], rank)
+            except (TypeError, ValueError, ZeroDivisionError, re.error):
+                return None  # a broken config: the tensors alone decide (alpha = rank)
+    return None
+
+
 def _peft_alpha(config: dict[str, Any], module_key: str, rank: int) -> float | None:
-    if not config:
+    """peft's scale for one layer as an alpha over the layer's real rank (its tensors' rank)."""
+    if not config or not rank:
         return None
-    r = config.get("r") or rank
-    alpha = config.get("lora_alpha", r)
-    for pattern, value in (config.get("rank_pattern") or {}).items():
-        if re.fullmatch(rf"(.*\.)?{pattern}", module_key):
-            r = value
-    for pattern, value in (config.get("alpha_pattern") or {}).items():
-        if re.fullmatch(rf"(.*\.)?{pattern}", module_key):
-            alpha = value
-    scale = alpha / math.sqrt(r) if config.get("use_rslora") else alpha / r
-    return float(scale * rank)  # as an alpha over this layer's rank
+    alpha = _pattern_value(config.get("alpha_pattern"), module_key, config.get("lora_alpha", rank))
+    scale = float(alpha) / math.sqrt(rank) if config.get("use_rslora") else float(alpha) / rank
+    return scale * rank
+
+
+def _pattern_value(patterns: Any, module_key: str, default: Any) -> Any:
+    """The value of the first pattern matching the key's end, as peft's ``get_pattern_key`` does."""
+    for pattern, value in (patterns or {}).items() if isinstance(patterns, dict) else ():
+        if re.match(rf"(.*\.)?({pattern})$", module_key):
+            return value
+    return default
 
 
 def _build_delta(roles: dict[str, torch.Tensor]) -> LayerDelta | None:
     alpha_t = roles.pop("alpha", None)
     alpha = float(alpha_t.float().reshape(-1)[0]) if alpha_t is not None and alpha_t.numel() else None
     dora = roles.pop("dora", None)
+    magnitude = roles.pop("magnitude", None)
+    on_out = None
+    if dora is None and magnitude is not None:
+        dora, on_out = magnitude, True
     tensors = {k: v.float() for k, v in roles.items() if not k.startswith("?")}
     if {"hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b"} <= set(tensors):
         kind = "loha"
@@ -371,9 +472,13 @@ def _build_delta(roles: dict[str, torch.Tensor]) -> LayerDelta | None:
         kind = "lora"
     elif "diff" in tensors:
         kind = "full"
+    elif "set_weight" in tensors:
+        kind = "set"
     else:
-        return None
-    return LayerDelta(kind, tensors, alpha, dora.float() if dora is not None else None)
+        kind = lycoris_weights.kind_of(tensors)
+        if kind is None:
+            return None
+    return LayerDelta(kind, tensors, alpha, dora.float() if dora is not None else None, on_out)
 
 
 def read_adapter(path: str | Path, index: LayerIndex, family: Family | None, *,
@@ -431,9 +536,10 @@ def _read_adapter(p: Path, index: LayerIndex, family: Family | None, device: tor
     for key, value in tensors.items():
         module, role = split_key(key)
         groups.setdefault(module, {})[role] = value
-    peft = _peft_config(p) if info.layout is AdapterLayout.PEFT else {}
+    configs = _alpha_configs(p, info)
 
     layers: dict[Target, LayerDelta] = {}
+    applied: set[str] = set()
     unmatched: list[str] = []
     unsupported: list[str] = []
     for module_key, roles in sorted(groups.items()):
@@ -446,13 +552,16 @@ def _read_adapter(p: Path, index: LayerIndex, family: Family | None, device: tor
         if target is None:
             unmatched.append(module_key)
             continue
-        if delta.alpha is None and peft:
-            delta.alpha = _peft_alpha(peft, module_key, delta.rank)
+        if delta.alpha is None and configs:
+            delta.alpha = _config_alpha(configs, module_key, delta.rank)
         _check_shape(p, module_key, delta, index.shape(target))
         _check_finite(p, module_key, delta)
         layers[target] = delta
+        applied.add(module_key)
 
     total = len(layers) + len(unmatched)
+    if not layers and not unmatched and not unsupported:
+        raise IncompatibleAdapter(_unknown_kinds(p, groups))
     if not layers:
         if unsupported and not unmatched:
             raise IncompatibleAdapter(f"{p}: its {len(unsupported)} layers use an adapter type LoRA Loom "
@@ -464,7 +573,18 @@ def _read_adapter(p: Path, index: LayerIndex, family: Family | None, device: tor
         raise IncompatibleAdapter(
             f"{p}: only {len(layers)} of its {total} layers exist in the loaded base model "
             f"(missing e.g. {unmatched[0]}); it was made for another kind of model")
-    parsed = ParsedAdapter(p, info, {t: d.to(device) for t, d in layers.items()}, unmatched)
+    parsed = ParsedAdapter(p, info, {t: d.to(torch.device(device)) for t, d in layers.items()}, unmatched)
+    skipped = {m: NOT_IN_BASE for m in unmatched}
+    skipped.update({m: "an adapter type LoRA Loom cannot apply" for m in unsupported})
+    parsed.report = build_report(p.name, groups, applied, skipped,
+                                 FAMILY_NAMES.get(info.family) if info.family else None, info.family_evidence)
+    ignored = collections.Counter(parsed.report.ignored)
+    for module, _ in parsed.report.skipped:
+        if module not in skipped:  # a layer of unknown kinds only (a LyCORIS norm layer …)
+            ignored.update(r.lstrip("?") for r in groups[module])
+    if ignored:
+        parsed.warnings.append(f"{p.name}: {sum(ignored.values())} tensors of kinds LoRA Loom cannot apply "
+                               f"were ignored ({', '.join('.' + k for k in sorted(ignored))})")
     if unmatched:
         parsed.warnings.append(f"{p.name}: {len(unmatched)} of its {total} layers are not in the base "
                                f"model and were skipped (e.g. {unmatched[0]})")
@@ -474,6 +594,14 @@ def _read_adapter(p: Path, index: LayerIndex, family: Family | None, device: tor
     return parsed
 
 
+def _unknown_kinds(path: Path, groups: dict[str, dict[str, torch.Tensor]]) -> str:
+    """The refusal for a file none of whose tensors is a weight kind the reader knows."""
+    kinds = sorted({role[1:] for roles in groups.values() for role in roles if role.startswith("?")})
+    shown = ", ".join(f".{k}" for k in kinds[:6]) + (" …" if len(kinds) > 6 else "")
+    return (f"{path}: none of its {sum(map(len, groups.values()))} tensors is a weight kind LoRA Loom can "
+            f"apply (it has {shown or 'no tensors'}); it is another adapter type or not an adapter")
+
+
 def _delta_shape(delta: LayerDelta) -> tuple[int, ...]:
     t = delta.tensors
     if delta.kind == "lora" and "mid" not in t:  # plain LoRA: no need to build ΔW
@@ -481,10 +609,22 @@ def _delta_shape(delta: LayerDelta) -> tuple[int, ...]:
         if up.shape[1] != down.shape[0]:
             raise ValueError(f"up is {tuple(up.shape)} and down is {tuple(down.shape)}")
         return (int(up.shape[0]),) + tuple(int(s) for s in down.shape[1:])
+    if delta.kind == "set":
+        return tuple(delta.tensors["set_weight"].shape)
     return tuple(delta.raw_delta().shape)
 
 
 def _check_shape(path: Path, module_key: str, delta: LayerDelta, shape: tuple[int, ...]) -> None:
+    if delta.kind in lycoris_weights.KINDS:
+        problem = lycoris_weights.problem(delta.kind, delta.tensors, shape)
+        if problem:
+            raise IncompatibleAdapter(f"{path}: layer {module_key} does not fit the base model ({problem}); "
+                                      "the adapter was made for another base model")
+        return
+    bias = delta.tensors.get("diff_b")
+    if bias is not None and bias.numel() != shape[0]:
+        raise IncompatibleAdapter(f"{path}: layer {module_key} changes {bias.numel()} biases but the base "
+                                  f"model's layer has {shape[0]} outputs; the adapter was made for another base model")
     try:
         got = _delta_shape(delta)
     except (RuntimeError, ValueError, IndexError) as exc:
@@ -494,6 +634,6 @@ def _check_shape(path: Path, module_key: str, delta: LayerDelta, shape: tuple[in
         raise IncompatibleAdapter(
             f"{path}: layer {module_key} is {'x'.join(map(str, got))} but the base model's is "
             f"{'x'.join(map(str, shape))}; the adapter was made for another base model")
-    if delta.dora is not None and delta.dora.numel() not in (shape[0], shape[1] if len(shape) > 1 else -1):
+    if delta.dora is not None and delta.dora_axis(shape) is None:
         raise IncompatibleAdapter(f"{path}: layer {module_key} has a DoRA scale of "
                                   f"{delta.dora.numel()} values for a {shape[0]}x{shape[1]} layer")

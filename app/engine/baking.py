@@ -112,7 +112,7 @@ def _layer(mixer: AdapterMixer, target: Target, parts: list[tuple[Any, float]], 
             up = up * strength
             dense += up @ down
         else:
-            d = delta.delta(w0).reshape(shape[0], -1) * strength
+            d = delta.delta(w0, strength).reshape(shape[0], -1)
             dense += d
             fd = _numerical_factors(d)
             if fd is None:

@@ -251,10 +251,23 @@ def save_kohya(path: str | Path, tensors: Mapping[str, torch.Tensor], metadata: 
     bad = [k for k in tensors if not k.startswith(("lora_unet_", "lora_te_", "lora_te1_", "lora_te2_"))]
     if bad:
         raise ValueError(f"not a kohya LoRA key: {bad[0]!r}")
-    data = safetensors_save({k: v.contiguous() for k, v in tensors.items()},
-                            metadata={k: str(v) for k, v in metadata.items()})
+    tensors = {k: v.contiguous() for k, v in tensors.items()}
+    meta = {k: str(v) for k, v in metadata.items()}
+    meta["sshs_model_hash"], meta["sshs_legacy_hash"] = kohya_hashes(tensors, meta)
+    data = safetensors_save(tensors, metadata=meta)
     atomic_write_bytes(path, data)
     return path
+
+
+def kohya_hashes(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> tuple[str, str]:
+    """(sshs_model_hash, sshs_legacy_hash) as kohya sd-scripts defines them (A1111's additional-networks
+    shows them): the file written with the ``ss_*`` metadata only; sha256 of everything after the header,
+    and the first 8 hex digits of the sha256 of the 64 KiB at offset 1 MiB."""
+    import hashlib
+
+    data = safetensors_save(dict(tensors), metadata={k: v for k, v in metadata.items() if k.startswith("ss_")})
+    header = 8 + int.from_bytes(data[:8], "little")
+    return hashlib.sha256(data[header:]).hexdigest(), hashlib.sha256(data[0x100000:0x110000]).hexdigest()[:8]
 
 
 def save_diffusers_copy(

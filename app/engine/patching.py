@@ -77,6 +77,7 @@ class AdapterMixer:
         self.family = family
         self._held: dict[str, _Held] = {}
         self._backup: dict[Target, torch.Tensor] = {}
+        self._bias_backup: dict[Target, torch.Tensor] = {}  # only layers a full (diff_b) adapter changes
         first = next(iter(self.index.modules.values()))
         self.device = first.weight.device
         self._pin = self.device.type == "cuda"
@@ -165,8 +166,11 @@ class AdapterMixer:
                 dirty.update(t for t in held.parsed.layers if t.part is not Part.UNET)
             held.unet_weight, held.te_weight = unet_w, te_w
             if entry.enabled:
+                load = held.parsed.report
                 report.applied.append({"name": entry.display_name(), "path": entry.path,
-                                       "weight": unet_w, "te_weight": te_w})
+                                       "weight": unet_w, "te_weight": te_w,
+                                       "layers": load.badge() if load else "",
+                                       "load_details": "\n".join(load.lines()) if load and not load.complete else ""})
         report.layers_updated = self._update(dirty)
         report.seconds = time.perf_counter() - started
         return report
@@ -189,22 +193,33 @@ class AdapterMixer:
         return len(targets)
 
     def _write(self, target: Target, active: list[tuple[LayerDelta, float]], keep_backup: bool) -> None:
-        weight = self.index.modules[target].weight
+        module = self.index.modules[target]
+        self._write_tensor(target, module.weight, self._backup, active, keep_backup,
+                           lambda delta, w0, strength: delta.delta(w0, strength))
+        if module.bias is not None and (target in self._bias_backup
+                                        or any(d.bias_delta() is not None for d, _ in active)):
+            with_bias = [(d, s) for d, s in active if d.bias_delta() is not None]
+            self._write_tensor(target, module.bias, self._bias_backup, with_bias,
+                               keep_backup and bool(with_bias), lambda delta, _b0, strength: delta.bias_delta(strength))
+
+    def _write_tensor(self, target: Target, tensor: torch.Tensor, backups: dict[Target, torch.Tensor],
+                      active: list[tuple[LayerDelta, float]], keep_backup: bool, change) -> None:
+        """tensor = original + Σ change(delta, original, strength), always from the kept original."""
         if not active:
-            backup = self._backup.get(target)
+            backup = backups.get(target)
             if backup is not None:
-                weight.copy_(backup)
+                tensor.copy_(backup)
                 if not keep_backup:
-                    del self._backup[target]
+                    del backups[target]
             return
-        if target not in self._backup:
-            copy = weight.detach().to("cpu", copy=True)
-            self._backup[target] = copy.pin_memory() if self._pin else copy
-        w0 = self._backup[target].to(self.device)
+        if target not in backups:
+            copy = tensor.detach().to("cpu", copy=True)
+            backups[target] = copy.pin_memory() if self._pin else copy
+        w0 = backups[target].to(self.device)
         acc = w0.clone() if w0.dtype == torch.float32 else w0.float()  # never add into the backup itself
         for delta, strength in active:
-            acc.add_(delta.delta(w0), alpha=strength)
-        weight.copy_(acc.to(weight.dtype))
+            acc.add_(change(delta, w0, strength))
+        tensor.copy_(acc.to(tensor.dtype))
 
 
 def entries_from(adapters: Iterable[dict[str, Any]]) -> list[AdapterEntry]:

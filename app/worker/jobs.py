@@ -66,8 +66,18 @@ def build_handlers() -> dict[P.JobKind, Handler]:
         ctx.emit(P.EventType.ARTIFACT, path=str(result.path.resolve()), kind="adapter", rank=result.rank,
                  exact=result.exact, relative_error=result.relative_error, layers=result.layers)
 
+    def convert(ctx: JobContext) -> None:
+        from app.core.configs import ConvertRequest
+        from app.engine.adapter_convert import convert as convert_file
+
+        request = ConvertRequest.from_dict(ctx.job.params, where="convert job")
+        renderer.ensure_model(request.model_spec())
+        assert renderer.mixer is not None
+        out = convert_file(request.src, request.out, request.to, renderer.mixer.index, renderer.mixer.family)
+        ctx.emit(P.EventType.ARTIFACT, path=str(out.resolve()), kind="adapter")
+
     from app.worker.caption_job import make_caption_handler
 
     return {P.JobKind.LOAD_MODEL: load_model, P.JobKind.GENERATE: generate,
-            P.JobKind.CAPTION: make_caption_handler(), P.JobKind.BAKE: bake,
+            P.JobKind.CAPTION: make_caption_handler(), P.JobKind.BAKE: bake, P.JobKind.CONVERT: convert,
             P.JobKind.TRAIN: make_train_handler(renderer)}

@@ -53,6 +53,7 @@ class JobKind(str, Enum):
     TRAIN = "train"
     CAPTION = "caption"
     BAKE = "bake"
+    CONVERT = "convert"  # rewrite an adapter file in another layout (the row's "Save as…")
 
 
 class EventType(str, Enum):

@@ -45,8 +45,10 @@ def test_slider_live_preview_refusal_and_bake_with_the_real_worker(qtbot, tiny_s
     row.slider.sliderReleased.emit()
     qtbot.waitUntil(lambda: model.last_image != at_zero and not model.busy, timeout=TIMEOUT_MS)
     assert tab.preview.path() == model.last_image and tab.freshness.text() == ""
-    assert model.last_meta["adapters"] == [{"name": "red", "path": str(rgb["red"]), "weight": 1.5,
-                                            "te_weight": 1.5}]
+    (used,) = model.last_meta["adapters"]
+    assert {k: used[k] for k in ("name", "path", "weight", "te_weight")} == {
+        "name": "red", "path": str(rgb["red"]), "weight": 1.5, "te_weight": 1.5}
+    assert used["load_details"] == "" and used["layers"] == row.layers_badge.text()  # e.g. "40/40 layers"
     assert np.abs(pixels(model.last_image).astype(int) - pixels(at_zero)).max() > 5  # the picture changed
     assert "<lora:red:1.5>" in QImage(model.last_image).text("parameters")
 
@@ -71,4 +73,15 @@ def test_slider_live_preview_refusal_and_bake_with_the_real_worker(qtbot, tiny_s
     assert refused.args[0] == ""
     assert refused.args[1].startswith(f"Incompatible adapter: {broken}: not a LoRA adapter")
     assert tab.error_label.text() == refused.args[1] and not (tmp_path / "never.safetensors").exists()
+
+    red_row = tab.stack_widget.row_widgets[0]  # its menu: "Save as…" in each layout, done by the worker
+    assert set(red_row.save_as_actions) == {"kohya", "diffusers", "peft", "comfy"}
+    comfy = tmp_path / "red-comfy.safetensors"
+    with qtbot.waitSignal(model.savedAs, timeout=TIMEOUT_MS) as saved:
+        red_row.saveAsRequested.emit(str(rgb["red"]), "comfy", str(comfy))
+    assert saved.args == [str(comfy), f"Saved {comfy}."] and tab.status_label.text() == f"Saved {comfy}."
+    assert inspect_adapter(comfy).layout.value == "comfy"
+    with qtbot.waitSignal(model.savedAs, timeout=TIMEOUT_MS) as not_saved:
+        red_row.saveAsRequested.emit(str(rgb["red"]), "peft", str(tmp_path / "red-peft.safetensors"))
+    assert not_saved.args[0] == "" and "peft's own layout holds one model" in not_saved.args[1]
     window.close()

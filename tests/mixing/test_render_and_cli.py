@@ -53,7 +53,10 @@ def test_renderer_applies_the_stack_and_writes_lora_tags(renderer, tiny_sd1, rgb
     pixels = {p: np.asarray(Image.open(tmp_path / f"{p}.png")) for p in ("base", "zero", "mixed")}
     assert np.array_equal(pixels["base"], pixels["zero"])
     assert np.abs(pixels["mixed"].astype(int) - pixels["base"]).max() > 5
-    assert mixed.meta["adapters"] == [{"name": "red", "path": str(rgb["red"]), "weight": 1.5, "te_weight": 1.5}]
+    (used,) = mixed.meta["adapters"]  # with the load report's layer count (every layer of red applies)
+    layers = used.pop("layers")
+    assert used == {"name": "red", "path": str(rgb["red"]), "weight": 1.5, "te_weight": 1.5, "load_details": ""}
+    assert layers.endswith(" layers") and layers.split()[0].split("/")[0] == layers.split()[0].split("/")[1]
     text = Image.open(mixed.path).text[PARAMETERS_KEY]
     assert text.splitlines()[0] == "a red square <lora:red:1.5>"
     assert parse_parameters(text)["adapters"] == [{"name": "red", "weight": 1.5, "te_weight": None}]

@@ -37,8 +37,13 @@ CHIP_STYLE = ("QLabel { border: 1px solid palette(mid); border-radius: 8px; padd
 PROBLEM_STYLE = "color: #c62828;"
 
 
+SAVE_AS = (("kohya", "kohya (A1111, ComfyUI, diffusers)…"), ("diffusers", "diffusers…"), ("peft", "peft (UNet)…"),
+           ("comfy", "ComfyUI's own names…"))
+
+
 class AdapterRowWidget(QFrame):
     committed = Signal()
+    saveAsRequested = Signal(str, str, str)  # (adapter file, layout, file to write)
 
     def __init__(self, stack: AdapterStack, index: int, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -50,6 +55,7 @@ class AdapterRowWidget(QFrame):
         self.name_label = QLabel(self)
         self.name_label.setStyleSheet("font-weight: 600;")
         self.name_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.layers_badge = QLabel(self)  # "92/92 layers", or a warning with the load report as tooltip
         self.problem_label = QLabel(self)
         self.problem_label.setStyleSheet(PROBLEM_STYLE)
         self.problem_label.setWordWrap(True)
@@ -75,15 +81,23 @@ class AdapterRowWidget(QFrame):
         self.up_button = _tool("▲", "Move up", self)
         self.down_button = _tool("▼", "Move down", self)
         self.remove_button = _tool("✕", "Remove from the stack", self)
+        self.menu_button = _tool("⋯", "More: save this adapter in another layout", self)
+        self.menu_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        menu = QMenu(self.menu_button)
+        save_as = menu.addMenu("Save as…")
+        self.save_as_actions = {layout: save_as.addAction(label, lambda l=layout: self._save_as(l))
+                                for layout, label in SAVE_AS}
+        self.menu_button.setMenu(menu)
         self.chips = QHBoxLayout()
         self.chips.setSpacing(4)
 
         top = QHBoxLayout()
         top.addWidget(self.enabled_box)
         top.addWidget(self.name_label, 1)
+        top.addWidget(self.layers_badge)
         top.addWidget(self.te_box)
         top.addWidget(self.te_weight)
-        for b in (self.up_button, self.down_button, self.remove_button):
+        for b in (self.up_button, self.down_button, self.remove_button, self.menu_button):
             top.addWidget(b)
         weights = QHBoxLayout()
         weights.addWidget(self.slider, 1)
@@ -126,6 +140,10 @@ class AdapterRowWidget(QFrame):
             w.blockSignals(False)
         self.name_label.setText(row.display_name + (" …" if row.loading else ""))
         self.name_label.setToolTip(row.path)
+        self.layers_badge.setText(("⚠ " if row.load_details else "") + row.layers)
+        self.layers_badge.setStyleSheet(PROBLEM_STYLE if row.load_details else "color: palette(mid);")
+        self.layers_badge.setToolTip(row.load_details or "Every layer and tensor of the file is applied.")
+        self.layers_badge.setVisible(bool(row.layers))
         self.problem_label.setText(row.problem)
         self.problem_label.setVisible(bool(row.problem))
         self.up_button.setEnabled(self.index > 0)
@@ -186,9 +204,17 @@ class AdapterRowWidget(QFrame):
         self.stack.remove(self.index)
         self.committed.emit()
 
+    def _save_as(self, layout: str) -> None:
+        src = Path(self.row.path)
+        suggested = src.with_name(f"{src.stem}-{layout}.safetensors")
+        out, _ = QFileDialog.getSaveFileName(self, f"Save {src.name} as {layout}", str(suggested), ADAPTER_FILTER)
+        if out:
+            self.saveAsRequested.emit(str(src), layout, out)
+
 
 class AdapterStackWidget(QWidget):
     committed = Signal()  # the user finished a change to the mix
+    saveAsRequested = Signal(str, str, str)  # a row's "Save as…": (adapter file, layout, file to write)
     libraryRequested = Signal()  # "Add from the Library": the window shows the Library tab
 
     def __init__(self, stack: AdapterStack, parent: QWidget | None = None) -> None:
@@ -228,6 +254,7 @@ class AdapterStackWidget(QWidget):
         for i in range(len(self.stack)):
             w = AdapterRowWidget(self.stack, i, self)
             w.committed.connect(self.committed)
+            w.saveAsRequested.connect(self.saveAsRequested)
             self.rows_layout.addWidget(w)
             self.row_widgets.append(w)
         self.empty_label.setVisible(not self.row_widgets)

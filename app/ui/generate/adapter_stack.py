@@ -34,6 +34,8 @@ class AdapterRow:
     trigger_words: list[str] = field(default_factory=list)
     family: str | None = None
     problem: str = ""  # why the worker or the header check refused it ("" when fine)
+    layers: str = ""  # the worker's load report: "92/92 layers" ("" until a render used it)
+    load_details: str = ""  # what was left out, when not all of the file applied ("" when all did)
     loading: bool = True  # the header has not been read yet
 
     @property
@@ -169,6 +171,18 @@ class AdapterStack(QObject):
                 continue
             if row.problem != message:
                 row.problem = message
+                self.rowChanged.emit(i)
+
+    def mark_applied(self, applied: list[dict[str, Any]]) -> None:
+        """What the worker applied of each file (image meta ``adapters``): the rows' layer badges."""
+        by_path = {str(Path(str(a.get("path", "")))): a for a in applied}
+        for i, row in enumerate(self.rows):
+            used = by_path.get(str(Path(row.path)))
+            if used is None:
+                continue
+            layers, details = str(used.get("layers") or ""), str(used.get("load_details") or "")
+            if (row.layers, row.load_details) != (layers, details):
+                row.layers, row.load_details = layers, details
                 self.rowChanged.emit(i)
 
     # ------------------------------------------------------------ header results

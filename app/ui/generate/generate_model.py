@@ -81,6 +81,7 @@ class GenerateModel(QObject):
     historyChanged = Signal()  # a picture was added to the history strip
     baseImageReady = Signal(str)  # A/B: the picture without adapters, for the current settings
     bakeFinished = Signal(str, str)  # (path or "", one line: what was written, or why not)
+    savedAs = Signal(str, str)  # an adapter row's "Save as…": (path or "", one line: written, or why not)
 
     def __init__(
         self,
@@ -106,6 +107,7 @@ class GenerateModel(QObject):
         self._base_jobs: dict[str, str] = {}  # A/B job id -> its picture key (JSON)
         self._base_cache: dict[str, str] = {}  # picture key (JSON) -> path of the no-adapter picture
         self._bake_job: str | None = None
+        self._convert_jobs: dict[str, str] = {}  # job id -> the file it writes
         self._bake_note = ""
         self._bake_done = ""
         tracker.progressChanged.connect(self._on_progress)
@@ -245,6 +247,17 @@ class GenerateModel(QObject):
         self._tracker.submit(JobKind.BAKE.value, {"id": job_id, **request.to_dict()})
         return job_id
 
+    def save_as(self, base: str, src: str, out: str, layout: str) -> str:
+        """Rewrite the adapter ``src`` in ``layout`` as ``out``, in the worker; savedAs tells how it went."""
+        from app.core.configs import ConvertRequest
+
+        request = ConvertRequest.from_dict({"base": base, "src": src, "out": out, "to": layout})
+        job_id = uuid.uuid4().hex
+        self._convert_jobs[job_id] = out
+        self._set_status(f"Saving {Path(src).name} as {layout}…")
+        self._tracker.submit(JobKind.CONVERT.value, {"id": job_id, **request.to_dict()})
+        return job_id
+
     def _on_artifact(self, job_id: str, path: str, kind: str) -> None:
         if job_id == self._bake_job:
             self._bake_done = path
@@ -285,6 +298,7 @@ class GenerateModel(QObject):
         self.last_image = path
         self.last_meta = dict(meta)
         self.stack.mark_refused(meta.get("adapter_errors") or [])
+        self.stack.mark_applied(meta.get("adapters") or [])
         self.history.insert(0, (path, dict(meta)))
         del self.history[HISTORY_SIZE:]
         self.historyChanged.emit()
@@ -292,6 +306,14 @@ class GenerateModel(QObject):
 
     def _on_finished(self, job_id: str, state: str, error: object) -> None:
         self._base_jobs.pop(job_id, None)
+        if job_id in self._convert_jobs:
+            out = self._convert_jobs.pop(job_id)
+            if state == JobState.DONE.value:
+                self._set_status(f"Saved {out}.")
+                self.savedAs.emit(out, f"Saved {out}.")
+            else:
+                self.savedAs.emit("", describe_error(error if isinstance(error, JobError) else None))
+            return
         if job_id == self._bake_job:
             self._bake_job = None
             done, self._bake_done = self._bake_done, ""

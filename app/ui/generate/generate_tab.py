@@ -277,6 +277,8 @@ class GenerateTab(TabActions, QWidget):
         self.model.historyChanged.connect(lambda: self.history.set_history(self.model.history))
         self.model.baseImageReady.connect(self._on_base_image)
         self.model.bakeFinished.connect(self._on_baked)
+        self.stack_widget.saveAsRequested.connect(self.save_adapter_as)
+        self.model.savedAs.connect(self._on_baked)  # the same: status line, or the error line
         self.history.picked.connect(self._show_picture)
         self.ab_button.pressed.connect(self._ab_pressed)
         self.ab_button.released.connect(self._ab_released)

@@ -60,6 +60,13 @@ class TabActions:
         except ConfigError as exc:
             self._show_error(str(exc))
 
+    def save_adapter_as(self, src: str, layout: str, out: str) -> None:
+        """An adapter row's "Save as…": the worker rewrites the file for the current base model."""
+        try:
+            self.model.save_as(self.model_picker.text(), src, out, layout)
+        except ConfigError as exc:
+            self._show_error(str(exc))
+
     def _on_baked(self, path: str, message: str) -> None:
         if path:
             self.status_label.setText(message)

@@ -1,0 +1,69 @@
+"""``loraloom inspect FILE --base MODEL`` and ``loraloom convert``: adapter-file commands that need torch.
+
+Kept out of :mod:`app.cli` so that module stays argparse wiring; every failure is one
+sentence naming the file (``loraloom: error: …``), never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _fail(message: str) -> int:
+    print(f"loraloom: error: {message}", file=sys.stderr)
+    return 1
+
+
+def cmd_inspect_base(args: argparse.Namespace) -> int:
+    """The header description plus the load report against ``args.base``, as JSON."""
+    from app.core.adapters import AdapterError, inspect_adapter
+    from app.core.configs import ConfigError, ModelSpec
+
+    try:
+        info = inspect_adapter(args.file)
+        spec = ModelSpec.from_dict({"base": args.base, "device": args.device, "dtype": args.dtype},
+                                   where="inspect")
+    except (AdapterError, ConfigError) as exc:
+        return _fail(str(exc))
+    from app.engine.adapter_formats import IncompatibleAdapter, LayerIndex, read_adapter
+    from app.engine.models import ModelError, load_model
+
+    try:
+        print(f"loading {args.base} ...", file=sys.stderr)
+        loaded = load_model(spec)
+        parsed = read_adapter(args.file, LayerIndex(loaded.pipe), loaded.family)
+    except (ModelError, IncompatibleAdapter) as exc:
+        return _fail(str(exc))
+    out = info.to_json()
+    out["load_report"] = parsed.report.to_json() if parsed.report else None
+    out["warnings"] = parsed.warnings
+    print(json.dumps(out, indent=2, ensure_ascii=False))
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    """Rewrite ``args.src`` in the ``args.to`` layout; the base model tells the module names apart."""
+    from app.core.adapters import AdapterError, inspect_adapter
+    from app.core.configs import ConfigError, ModelSpec
+
+    try:
+        inspect_adapter(args.src)  # a broken file fails before the model loads
+        spec = ModelSpec.from_dict({"base": args.base, "device": "cpu", "dtype": "fp32"}, where="convert")
+    except (AdapterError, ConfigError) as exc:
+        return _fail(str(exc))
+    from app.engine.adapter_convert import convert
+    from app.engine.adapter_formats import IncompatibleAdapter, LayerIndex
+    from app.engine.models import ModelError, load_model
+
+    try:
+        print(f"loading {args.base} ...", file=sys.stderr)
+        loaded = load_model(spec)
+        out = convert(args.src, args.out, args.to, LayerIndex(loaded.pipe), loaded.family)
+    except (ModelError, IncompatibleAdapter) as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        return _fail(f"{args.out}: cannot be written ({exc.strerror or exc})")
+    print(out)
+    return 0

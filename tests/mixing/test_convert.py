@@ -1,0 +1,116 @@
+"""``loraloom convert``: the rewritten file applies exactly as the original, and keeps its metadata."""
+
+from __future__ import annotations
+
+import pytest
+from safetensors import safe_open
+
+import adapter_factory as F
+import writers as W
+from app.cli import main
+from app.core.adapters import AdapterLayout, inspect_adapter
+from app.core.configs import AdapterEntry, Family
+from app.engine.adapter_convert import convert
+from app.engine.adapter_formats import IncompatibleAdapter, LayerIndex
+from app.engine.patching import AdapterMixer
+from app.engine.tiny import load_tiny_pipeline
+
+
+@pytest.fixture(scope="module")
+def sources(sd1_pipe, tiny_sd1, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("convert-src")
+    ref = load_tiny_pipeline(tiny_sd1)
+    out = {"kohya": F.kohya_lora(sd1_pipe, folder / "kohya.safetensors", seed=21, proj=True, convs=True,
+                                 trigger="ohwx style"),
+           "dora": F.dora(sd1_pipe, folder / "dora.safetensors", seed=22)}
+    for name, kwargs in {"loha": dict(algo="loha", sigma=0.3), "dora-in": dict(algo="locon", dora_wd=True,
+                                                                              wd_on_output=False)}.items():
+        written = W.lycoris_file(ref, folder / f"{name}.safetensors", kwargs.pop("algo"), **kwargs)
+        written.remove()
+        out[name] = written.path
+    written = W.peft_file(ref, folder / "peft" / "pytorch_lora_weights.safetensors", alpha=12.0)
+    written.remove()
+    out["diffusers"] = written.path
+    return out
+
+
+@pytest.fixture
+def mixer(sd1_pipe):
+    m = AdapterMixer(sd1_pipe, Family.SD1)
+    yield m
+    m.clear()
+
+
+def _applied(mixer, pipe, path):
+    report = mixer.set_mix([AdapterEntry(str(path), 0.7)])
+    assert report.refused == [] and report.warnings == []
+    return F.weights_of(pipe)
+
+
+CASES = [(s, t) for s in ("kohya", "dora", "diffusers") for t in ("kohya", "diffusers", "comfy")] + [
+    ("loha", "kohya"), ("loha", "comfy"), ("dora-in", "kohya"), ("kohya", "peft"), ("dora", "peft")]
+
+
+@pytest.mark.parametrize(("source", "to"), CASES, ids=[f"{s}-to-{t}" for s, t in CASES])
+def test_a_converted_file_applies_like_the_original(sd1_pipe, mixer, sources, tmp_path, source, to):
+    src = sources[source]
+    out = tmp_path / "out" / f"{source}-{to}.safetensors"
+    out.parent.mkdir()
+    if to == "peft":  # peft's own layout holds one model: convert the UNet-only part of the original
+        src = _unet_only(src, tmp_path / "unet-only.safetensors")
+    expected = _applied(mixer, sd1_pipe, src)
+    convert(src, out, to, LayerIndex(sd1_pipe), Family.SD1)
+    layout = inspect_adapter(out).layout.value
+    assert layout == to or (layout == "lycoris" and to == "kohya")  # kohya names, LyCORIS tensors
+    now = _applied(mixer, sd1_pipe, out)
+    worst = max(float((now[k] - expected[k]).abs().max()) for k in now)
+    assert worst <= 1e-6
+    with safe_open(str(src), "pt") as a, safe_open(str(out), "pt") as b:
+        kept = {k: v for k, v in (a.metadata() or {}).items() if k != "lora_adapter_metadata"}
+        assert kept.items() <= (b.metadata() or {}).items()
+
+
+def _unet_only(src, path):
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(src), "pt") as fh:
+        meta = fh.metadata()
+    sd = {k: v for k, v in load_file(str(src)).items() if k.startswith("lora_unet_")}
+    save_file(sd, str(path), metadata=meta)
+    return path
+
+
+def test_a_lycoris_type_is_not_written_where_the_layout_cannot_hold_it(sd1_pipe, sources, tmp_path):
+    src = sources["loha"]
+    with pytest.raises(IncompatibleAdapter) as err:
+        convert(src, tmp_path / "x.safetensors", "diffusers", LayerIndex(sd1_pipe), Family.SD1)
+    assert str(err.value) == (f"{src}: a LoHa adapter cannot be written in the diffusers layout "
+                              "(it holds LoRA and DoRA only); use --to kohya or --to comfy")
+    assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_convert_on_the_command_line(tiny_sd1, sources, tmp_path, capsys):
+    out = tmp_path / "comfy.safetensors"
+    assert main(["convert", str(sources["kohya"]), str(out), "--to", "comfy", "--base", str(tiny_sd1)]) == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    info = inspect_adapter(out)
+    assert info.layout is AdapterLayout.COMFY and info.trigger_words == ["ohwx style"]
+    assert main(["convert", str(sources["loha"]), str(tmp_path / "d.safetensors"), "--to", "peft",
+                 "--base", str(tiny_sd1)]) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(f"loraloom: error: {sources['loha']}: ")
+
+
+def test_diffusers_loads_a_file_converted_to_its_layout(sd1_pipe, mixer, sources, tiny_sd1, tmp_path):
+    import numpy as np
+
+    out = tmp_path / "d" / "pytorch_lora_weights.safetensors"
+    out.parent.mkdir()
+    convert(sources["kohya"], out, "diffusers", LayerIndex(sd1_pipe), Family.SD1)
+    mixer.set_mix([AdapterEntry(str(sources["kohya"]), 1.0)])
+    ours = F.render_np(sd1_pipe, steps=2)
+    ref = load_tiny_pipeline(tiny_sd1)
+    base = F.render_np(ref, steps=2)
+    ref.load_lora_weights(str(out.parent), adapter_name="converted")
+    theirs = F.render_np(ref, steps=2)
+    assert np.abs(theirs - base).max() > 0.01  # the adapter acts in diffusers
+    np.testing.assert_allclose(ours, theirs, atol=2e-4)
