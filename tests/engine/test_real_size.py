@@ -1,0 +1,201 @@
+"""Real sizes without downloads: full-size skeletons of SD1.5 and SDXL (issue 14).
+
+The skeletons are written once per session by ``loraloom skeleton`` (fp16 single files in
+the original LDM/SGM layout, 2.1 GB and 6.9 GB) and deleted at the end of the session.
+Only what needs real loading loads real tensors; shapes come from the meta device.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from app.core.configs import Family, ModelSpec
+from app.engine.models import ModelError, check_source, checkpoint_info, load_model
+from app.engine.single_file import Variant, clip_bpe, config_folder
+from app.engine.skeleton import (SkeletonError, component_shapes, parameter_bytes, random_tensor,
+                                 write_safetensors_streamed)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def skeleton_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("skeletons")
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)  # gigabytes: never left for pytest's keep-3 basetemps
+
+
+def _skeleton(folder: Path, family: str) -> Path:
+    from app.cli import main
+
+    target = folder / f"{family}.safetensors"
+    if not target.is_file():
+        assert main(["skeleton", str(folder), "--family", family, "--single-file"]) == 0
+    return target
+
+
+@pytest.fixture(scope="session")
+def sd15_file(skeleton_dir) -> Path:
+    return _skeleton(skeleton_dir, "sd15")
+
+
+@pytest.fixture(scope="session")
+def sdxl_file(skeleton_dir) -> Path:
+    return _skeleton(skeleton_dir, "sdxl")
+
+
+def _assert_weights_are_the_skeletons(pipe, variant: str, every: int = 7) -> None:
+    """Every tensor is loaded (none left on meta); a sample holds exactly the written values."""
+    for comp in ("unet", "vae", "text_encoder", "text_encoder_2"):
+        module = getattr(pipe, comp, None)
+        if module is None:
+            continue
+        state = module.state_dict()
+        shapes = component_shapes(variant, comp)
+        assert set(shapes) <= set(state), f"{comp}: {sorted(set(shapes) - set(state))[:3]} not loaded"
+        assert not [k for k, t in state.items() if t.is_meta]
+        for i, (name, shape) in enumerate(shapes.items()):
+            if i % every == 0 or ".self_attn." in name and comp == "text_encoder_2" and i % 3 == 0:
+                expected = random_tensor(name, shape, torch.float16, 0)
+                assert torch.equal(state[name], expected), f"{comp}.{name} differs from the file"
+
+
+# ---------------------------------------------------------------- offline single-file loading
+
+
+@pytest.mark.slow
+def test_sd15_single_file_loads_offline_and_is_detected(sd15_file):
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
+    assert check_source(str(sd15_file)).family is Family.SD1
+    assert checkpoint_info(sd15_file).variant is Variant.SD15
+    loaded = load_model(ModelSpec(base=str(sd15_file), device="cpu", dtype="fp16"))
+    assert loaded.family is Family.SD1 and type(loaded.pipe).__name__ == "StableDiffusionPipeline"
+    assert len(loaded.pipe.tokenizer) == 49408
+    assert loaded.pipe.tokenizer("a photo of a cat").input_ids == [49406, 320, 1125, 539, 320, 2368, 49407]
+    _assert_weights_are_the_skeletons(loaded.pipe, "sd15")
+
+
+@pytest.mark.slow
+def test_sdxl_single_file_loads_offline_and_is_detected(sdxl_file):
+    assert check_source(str(sdxl_file)).family is Family.SDXL
+    info = checkpoint_info(sdxl_file)
+    assert info.variant is Variant.SDXL and not info.refiner and not info.inpainting
+    loaded = load_model(ModelSpec(base=str(sdxl_file), device="cpu", dtype="fp16"))
+    assert type(loaded.pipe).__name__ == "StableDiffusionXLPipeline"
+    assert loaded.pipe.tokenizer_2.pad_token == "!" and loaded.pipe.tokenizer.pad_token == "<|endoftext|>"
+    _assert_weights_are_the_skeletons(loaded.pipe, "sdxl")
+
+
+_RSS_SCRIPT = """
+import json, resource, sys, torch
+from app.core.configs import ModelSpec
+from app.engine.models import load_model
+import diffusers, transformers  # imported before the baseline: only the model counts
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+pipe = load_model(ModelSpec(base=sys.argv[1], device="cpu", dtype="fp16")).pipe
+total = 0.0
+for comp in ("unet", "vae", "text_encoder", "text_encoder_2"):
+    m = getattr(pipe, comp, None)
+    for p in (m.parameters() if m is not None else ()):
+        total += float(p.float().sum())  # touch every weight: all of it is resident now
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"added": peak - base, "finite": total == total}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["sd15", "sdxl"])
+def test_loading_a_skeleton_costs_its_parameter_bytes_and_no_second_copy(family, skeleton_dir):
+    path = _skeleton(skeleton_dir, family)
+    out = subprocess.run([sys.executable, "-c", _RSS_SCRIPT, str(path)], capture_output=True, text=True,
+                         cwd=ROOT, env=dict(os.environ), timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    weights = parameter_bytes(family, torch.float16)
+    assert result["finite"]
+    assert result["added"] <= 1.1 * weights, f"loading added {result['added'] / 1e9:.2f} GB for {weights / 1e9:.2f} GB"
+
+
+# ---------------------------------------------------------------- detection from the header
+
+
+def _header_only(path: Path, shapes: dict[str, tuple[int, ...]], metadata=None) -> Path:
+    entries = [(k, s, torch.float16) for k, s in shapes.items()]
+    write_safetensors_streamed(path, entries, lambda i: torch.zeros(entries[i][1], dtype=torch.float16), metadata)
+    return path
+
+
+_UNET = "model.diffusion_model."
+_SD2_TE = {"cond_stage_model.model.token_embedding.weight": (4, 2), _UNET + "input_blocks.0.0.weight": (4, 4, 1, 1)}
+
+
+@pytest.mark.parametrize(
+    "shapes, metadata, yaml, variant, inpainting, refiner",
+    [
+        ({"cond_stage_model.transformer.text_model.x": (1,), _UNET + "input_blocks.0.0.weight": (4, 9, 1, 1)},
+         None, None, Variant.SD15, True, False),
+        (_SD2_TE, None, None, Variant.SD21, False, False),
+        (_SD2_TE, {"modelspec.prediction_type": "epsilon"}, None, Variant.SD21_BASE, False, False),
+        (_SD2_TE, None, "model:\n  params:\n    parameterization: \"v\"\n", Variant.SD21, False, False),
+        (_SD2_TE, None, "model:\n  params:\n    linear_start: 0.00085\n", Variant.SD21_BASE, False, False),
+        ({"conditioner.embedders.0.model.text_projection": (2, 2), _UNET + "x": (1,)},
+         None, None, Variant.SDXL, False, True),
+    ],
+)
+def test_variant_comes_from_keys_shapes_metadata_and_the_a1111_yaml(tmp_path, shapes, metadata, yaml, variant,
+                                                                   inpainting, refiner):
+    path = _header_only(tmp_path / "model.safetensors", shapes, metadata)
+    if yaml is not None:
+        (tmp_path / "model.yaml").write_text(yaml, encoding="utf-8")
+    info = checkpoint_info(path)
+    assert (info.variant, info.inpainting, info.refiner) == (variant, inpainting, refiner)
+
+
+@pytest.mark.parametrize("shapes, kind", [
+    ({"conditioner.embedders.0.model.text_projection": (2, 2), _UNET + "x": (1,)}, "an SDXL refiner"),
+    ({"cond_stage_model.transformer.text_model.x": (1,), _UNET + "input_blocks.0.0.weight": (4, 9, 1, 1)},
+     "an inpainting sd1 model"),
+])
+def test_refiner_and_inpainting_checkpoints_are_refused_in_one_sentence(tmp_path, shapes, kind):
+    path = _header_only(tmp_path / "odd.safetensors", shapes)
+    with pytest.raises(ModelError) as info:
+        load_model(ModelSpec(base=str(path), device="cpu"))
+    assert str(info.value) == f"{path}: this checkpoint is {kind}; LoRA Loom loads base text-to-image models"
+
+
+# ---------------------------------------------------------------- bundled configs, CLI
+
+
+def test_bundled_configs_have_the_public_sizes():
+    """Parameter counts of the real releases (diffusers' from_pretrained reports the same)."""
+    counts = {v: parameter_bytes(v, torch.float32) // 4 for v in ("sd15", "sdxl")}
+    assert counts["sd15"] == 859_520_964 + 83_653_863 + 123_060_480
+    assert counts["sdxl"] == 2_567_463_684 + 83_653_863 + 123_060_480 + 694_659_840
+    vocab, merges = clip_bpe()
+    assert len(vocab) == 49408 and len(merges) == 48894
+    folder = config_folder("sd21")
+    assert json.loads((folder / "scheduler" / "scheduler_config.json").read_text())["prediction_type"] == "v_prediction"
+    assert (folder / "tokenizer" / "vocab.json").is_file() and config_folder("sd21") == folder
+
+
+def test_skeleton_cli_refuses_to_overwrite_in_one_sentence(tmp_path, capsys):
+    from app.cli import main
+
+    (tmp_path / "sd15.safetensors").write_bytes(b"mine")
+    assert main(["skeleton", str(tmp_path), "--family", "sd15", "--single-file"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == (f"loraloom: error: {tmp_path / 'sd15.safetensors'} already exists; "
+                   "choose another folder or replace it (--overwrite)")
+    assert (tmp_path / "sd15.safetensors").read_bytes() == b"mine"
+    with pytest.raises(SkeletonError, match="unknown dtype 'fp8'"):
+        from app.engine.skeleton import write_skeleton
+
+        write_skeleton(tmp_path / "x", "sd15", dtype="fp8")
