@@ -199,3 +199,102 @@ def test_skeleton_cli_refuses_to_overwrite_in_one_sentence(tmp_path, capsys):
         from app.engine.skeleton import write_skeleton
 
         write_skeleton(tmp_path / "x", "sd15", dtype="fp8")
+
+
+# ---------------------------------------------------------------- training and mixing at full size
+
+
+def _kohya_modules(variant: str, conv: bool) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
+    """What kohya sd-scripts' networks.lora makes (``--conv_dim`` when ``conv``): name -> (in, out) shape.
+
+    Written from sd-scripts' rules, not from our trainer: Linear and 1x1 Conv2d layers inside
+    every Transformer2DModel (+ ResnetBlock2D/Downsample2D/Upsample2D with ``conv``, 3x3 too),
+    and the Linear layers of every CLIPAttention/CLIPMLP.
+    """
+    from app.engine.skeleton import meta_component
+
+    def scan(model, prefix: str, classes: tuple[str, ...], with_3x3: bool, path_prefix: str = ""):
+        out = {}
+        for name, module in model.named_modules():
+            if type(module).__name__ not in classes:
+                continue
+            for child_name, child in module.named_modules():
+                linear = isinstance(child, torch.nn.Linear)
+                conv2d = isinstance(child, torch.nn.Conv2d)
+                if linear or (conv2d and (child.kernel_size == (1, 1) or with_3x3)):
+                    full = f"{path_prefix}{name}.{child_name}"
+                    out[prefix + full.replace(".", "_")] = tuple(child.weight.shape)
+        return out
+
+    unet_classes = ("Transformer2DModel",) + (("ResnetBlock2D", "Downsample2D", "Upsample2D") if conv else ())
+    modules = scan(meta_component(variant, "unet"), "lora_unet_", unet_classes, conv)
+    te = meta_component(variant, "text_encoder")
+    te_path = "" if hasattr(te, "text_model") else "text_model."  # files always say text_model.
+    modules.update(scan(te, "lora_te_", ("CLIPAttention", "CLIPMLP"), False, te_path))
+    return modules
+
+
+@pytest.mark.slow
+def test_a_lora_trained_on_the_sd15_skeleton_has_every_kohya_module(sd15_file, tmp_path):
+    from PIL import Image
+    from safetensors import safe_open
+
+    from app.core.train_config import TrainConfig
+    from app.engine.training.trainer import Trainer
+
+    data = tmp_path / "data" / "1_sks"
+    data.mkdir(parents=True)
+    for i in range(2):
+        Image.new("RGB", (64, 64), (200, 40 * i, 30)).save(data / f"{i}.png")
+    config = TrainConfig.from_dict({
+        "name": "skel", "base": str(sd15_file), "trigger": "sks", "seed": 1, "steps": 2,
+        "datasets": [{"path": str(data.parent)}],
+        "data": {"resolution": 64, "min_bucket": 64, "max_bucket": 64, "min_image_side": 32, "batch_size": 1},
+        "network": {"rank": 4, "alpha": 4.0, "targets": "locon", "conv_rank": 2, "train_text_encoder": True},
+        "output": {"save_every": 0}, "sample": {"every": 0, "prompts": []},
+    }, where="test config")
+    result = Trainer(config).run()
+    assert result.status == "done"
+
+    expected = _kohya_modules("sd15", conv=True)
+    assert len(expected) == 192 + 86 + 72  # attention 192, LoCon convs 86, text encoder 72
+    with safe_open(str(result.final), "pt") as f:
+        shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    assert {k.split(".", 1)[0] for k in shapes} == set(expected)
+    for name, weight in expected.items():
+        out_ch, in_ch, kernel = weight[0], weight[1], weight[2:]
+        rank = 2 if kernel and kernel != (1, 1) else 4
+        assert shapes[f"{name}.lora_down.weight"] == (rank, in_ch) + kernel, name
+        assert shapes[f"{name}.lora_up.weight"] == (out_ch, rank) + ((1, 1) if kernel else ()), name
+        assert shapes[f"{name}.alpha"] == ()
+
+
+@pytest.mark.slow
+def test_mixing_three_loras_on_the_sdxl_skeleton_patches_every_target_layer(sdxl_file, tmp_path):
+    sys.path.insert(0, str(ROOT / "bench"))
+    from real_size import write_lora
+
+    from app.core.adapters import Part
+    from app.core.configs import AdapterEntry
+    from app.engine.adapter_formats import LayerIndex
+    from app.engine.patching import AdapterMixer
+
+    loaded = load_model(ModelSpec(base=str(sdxl_file), device="cpu", dtype="fp16"))
+    pipe = loaded.pipe
+    files = [write_lora(pipe, tmp_path / f"l{i}.safetensors", seed=i, rank=2, convs=False) for i in range(3)]
+    index = LayerIndex(pipe)
+    mixer = AdapterMixer(pipe, loaded.family)
+    report = mixer.set_mix([AdapterEntry(path=str(f), weight=0.5) for f in files])
+    assert not report.refused and not report.warnings
+    targets = set(mixer.index.modules)
+    attention = {t for t in targets if t.part is Part.UNET and t.path.endswith(("to_q", "to_k", "to_v", "to_out.0"))}
+    assert len(attention) == 70 * 8  # SDXL: 70 transformer blocks, q/k/v/out of attn1 and attn2
+    te = {t for t in targets if t.part is not Part.UNET and t.path.endswith(("q_proj", "k_proj", "v_proj", "out_proj"))}
+    assert len(te) == 4 * (12 + 32)
+    assert attention | te <= mixer.patched_layers()
+    assert report.layers_updated == len(mixer.patched_layers())
+    for target in sorted(attention | te)[::50]:
+        assert not torch.equal(index.modules[target].weight, mixer.base_weight(target)), target
+    mixer.clear()
+    for target in sorted(attention | te)[::50]:
+        assert torch.equal(index.modules[target].weight, mixer.base_weight(target))
