@@ -298,3 +298,20 @@ def test_mixing_three_loras_on_the_sdxl_skeleton_patches_every_target_layer(sdxl
     mixer.clear()
     for target in sorted(attention | te)[::50]:
         assert torch.equal(index.modules[target].weight, mixer.base_weight(target))
+
+
+@pytest.mark.slow
+def test_gpu_check_runs_end_to_end_with_smoke(tmp_path):
+    """The GPU script is prepared here: with --smoke (tiny models, CPU) every measurement runs."""
+    env = dict(os.environ, LORALOOM_HOME=str(tmp_path / "home"))
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_check.py"), "--smoke", "--out", str(tmp_path / "o"),
+                          "--work", str(tmp_path / "w")], capture_output=True, text=True, cwd=ROOT, env=env,
+                         timeout=900)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    result = json.loads((tmp_path / "o" / "gpu_check.json").read_text(encoding="utf-8"))
+    assert result["failures"] == [] and result["smoke"] is True
+    for family in ("sd15", "sdxl"):
+        block = result[family]
+        assert block["render_fp32"]["bare_its"] > 0 and block["render_fp32"]["slider_to_picture_s"] > 0
+        assert block["train_adamw_gc_on"]["step_s"] > 0 and block["train_adamw_gc_off"]["step_vs_bare_fwd_bwd"] > 0
+    assert "sd15 fp32:" in out.stdout and "it/s bare" in out.stdout
