@@ -245,17 +245,25 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     results: dict = {}
     started = time.perf_counter()
+
+    def record(key: str, value) -> None:
+        """Keep each figure as it comes (and on disk), so a cut-short run still reports."""
+        results[key] = value
+        print(f"{time.perf_counter() - started:7.0f} s  {key}: {json.dumps(value)}", file=sys.stderr, flush=True)
+        if args.out:
+            args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+
     try:
         t = time.perf_counter()
         sd15, sdxl = ensure_skeleton(work, "sd15"), ensure_skeleton(work, "sdxl")
-        results["write_skeletons_s"] = time.perf_counter() - t
-        results["load_sd15"] = in_child("load", path=str(sd15))
-        results["load_sdxl"] = in_child("load", path=str(sdxl))
-        results["patching_sdxl"] = in_child("patching", path=str(sdxl), work=str(work))
-        results["bare_step_sd15_512"] = in_child("bare_step", path=str(sd15))
+        record("write_skeletons_s", time.perf_counter() - t)
+        record("load_sd15", in_child("load", path=str(sd15)))
+        record("load_sdxl", in_child("load", path=str(sdxl)))
+        record("bare_step_sd15_512", in_child("bare_step", path=str(sd15)))
         for gc in (False, True):
-            results[f"train_sd15_512_gc_{'on' if gc else 'off'}"] = in_child(
-                "training", path=str(sd15), work=str(work / f"train-{gc}"), checkpointing=gc, steps=args.train_steps)
+            record(f"train_sd15_512_gc_{'on' if gc else 'off'}", in_child(
+                "training", path=str(sd15), work=str(work / f"train-{gc}"), checkpointing=gc, steps=args.train_steps))
+        record("patching_sdxl", in_child("patching", path=str(sdxl), work=str(work)))
         bare = results["bare_step_sd15_512"]["step_s"]
         for gc in ("off", "on"):
             r = results[f"train_sd15_512_gc_{gc}"]

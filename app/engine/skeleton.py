@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import struct
 import tempfile
 import zlib
@@ -305,8 +306,6 @@ def write_skeleton(out: Path | str, variant: Variant | str, *, single_file: bool
             _write_folder(tmp, variant, torch_dtype, seed, meta)
             _move_into_place(tmp, out, overwrite)
         except BaseException:
-            import shutil
-
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return out
@@ -317,8 +316,6 @@ def write_skeleton(out: Path | str, variant: Variant | str, *, single_file: bool
 
 
 def _write_folder(folder: Path, variant: Variant, dtype: torch.dtype, seed: int, meta: dict) -> None:
-    import shutil
-
     shutil.copytree(config_folder(variant), folder, dirs_exist_ok=True)
     for comp in components(variant):
         shapes = component_shapes(variant, comp)

@@ -94,6 +94,21 @@ def test_sdxl_single_file_loads_offline_and_is_detected(sdxl_file):
     _assert_weights_are_the_skeletons(loaded.pipe, "sdxl")
 
 
+@pytest.mark.slow
+def test_sd21_diffusers_folder_skeleton_loads_offline_as_v_prediction(skeleton_dir):
+    from app.cli import main
+
+    folder = skeleton_dir / "sd21"
+    assert main(["skeleton", str(folder), "--family", "sd21"]) == 0
+    assert check_source(str(folder)).family is Family.SD2
+    loaded = load_model(ModelSpec(base=str(folder), device="cpu", dtype="fp16"))
+    assert loaded.pipe.scheduler.config.prediction_type == "v_prediction"
+    assert loaded.pipe.unet.config.cross_attention_dim == 1024 and loaded.pipe.unet.config.sample_size == 96
+    _assert_weights_are_the_skeletons(loaded.pipe, "sd21", every=11)
+    del loaded
+    shutil.rmtree(folder)
+
+
 _RSS_SCRIPT = """
 import json, resource, sys, torch
 from app.core.configs import ModelSpec
