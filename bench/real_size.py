@@ -179,7 +179,7 @@ def measure_training(path: str, work: str, checkpointing: bool, size: int = 512,
 
 
 def measure_bare_step(path: str, size: int = 512, device: str = "cpu", dtype: str = "fp32") -> dict:
-    """A bare forward/backward of the UNet (no LoRA, no optimizer): the floor a step can reach."""
+    """A bare forward/backward of the frozen UNet (no LoRA, no optimizer): the floor a step can reach."""
     import torch
 
     from app.core.configs import ModelSpec
@@ -187,6 +187,7 @@ def measure_bare_step(path: str, size: int = 512, device: str = "cpu", dtype: st
 
     pipe = load_model(ModelSpec(base=path, device=device, dtype=dtype)).pipe
     unet = pipe.unet
+    unet.requires_grad_(False)  # gradients flow through the activations only, as under a LoRA
     g = torch.Generator().manual_seed(0)
     width = unet.config.cross_attention_dim
     lat = torch.randn(1, 4, size // 8, size // 8, generator=g).to(device, unet.dtype)
