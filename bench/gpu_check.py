@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -200,7 +201,11 @@ def main() -> int:
             pass
         work = args.work or Path(tempfile.mkdtemp(prefix="loraloom-gpu-check-"))
         work.mkdir(parents=True, exist_ok=True)
-        results = run_checks(work, args.smoke, device, dtypes, optimizers)
+        try:
+            results = run_checks(work, args.smoke, device, dtypes, optimizers)
+        finally:
+            if args.work is None:  # gigabytes of skeletons: never left behind in /tmp
+                shutil.rmtree(work, ignore_errors=True)
         results["device_name"] = torch.cuda.get_device_name(0) if device == "cuda" else "CPU"
         results["torch"] = torch.__version__
         if "adamw8bit" not in optimizers:
