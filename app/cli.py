@@ -103,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(cap)
     _add_hub_parsers(sub)
     _add_train_parser(sub)
+    from app.engine.skeleton_cli import add_skeleton_parser
+
+    add_skeleton_parser(sub)
     return parser
 
 
@@ -141,6 +144,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_train(args)
         if command in cli_setup.COMMANDS:
             return cli_setup.run(args)
+        if command == "skeleton":
+            from app.engine.skeleton_cli import cmd_skeleton
+
+            return cmd_skeleton(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

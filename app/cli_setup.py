@@ -48,7 +48,7 @@ def add_parsers(parser: argparse.ArgumentParser, sub) -> None:
 
 COMMANDS = ("setup-worker", "doctor")
 # The sub-commands that import torch: the frozen app has none, so they run in the worker environment.
-WORKER_COMMANDS = ("tiny-model", "generate", "bake", "caption", "train")
+WORKER_COMMANDS = ("tiny-model", "skeleton", "generate", "bake", "convert", "caption", "train")
 
 
 def run_in_worker(command: str, argv: list[str]) -> int:

@@ -21,6 +21,8 @@ from safetensors import SafetensorError
 from app.core.configs import DevicePref, DtypePref, Family, ModelSpec
 from app.core.errors import ErrorKind, clip_words, not_downloaded_message
 from app.core.safetensors_header import SafetensorsError, read_header
+from app.engine.single_file import (CheckpointInfo, CheckpointProblem, config_folder,
+                                    detect_checkpoint, read_sidecar_yaml)
 
 log = logging.getLogger(__name__)
 
@@ -145,24 +147,20 @@ def family_from_checkpoint(path: Path) -> Family:
     if path.suffix.lower() == ".ckpt":
         # Pickle files cannot be inspected without unpickling; diffusers detects them itself.
         return Family.SD1
+    return checkpoint_info(path).family
+
+
+def checkpoint_info(path: Path) -> CheckpointInfo:
+    """Family and variant of a ``.safetensors`` checkpoint, read from its header alone."""
     try:
         header = read_header(path)
     except SafetensorsError as exc:
         raise ModelError(str(exc)) from None
-    names = header.tensors
-    if any(k.startswith("conditioner.embedders.1.") for k in names):
-        return Family.SDXL
-    if any(k.startswith("cond_stage_model.model.") for k in names):
-        return Family.SD2
-    if any(k.startswith("cond_stage_model.transformer.") for k in names):
-        return Family.SD1
-    if any(k.startswith("lora_") or ".lora_" in k or "lora_A" in k for k in names):
-        raise ModelError(
-            f"{path}: this is a LoRA adapter, not a base model; add it to the Generate tab's adapter stack"
-        )
-    if not any(k.startswith("model.diffusion_model.") for k in names):
-        raise ModelError(f"{path}: not a Stable Diffusion checkpoint (no UNet weights inside)")
-    raise ModelError(f"{path}: unsupported model family (no known text encoder inside)")
+    shapes = {k: v.get("shape") or [] for k, v in header.tensors.items()}
+    try:
+        return detect_checkpoint(shapes, header.metadata, read_sidecar_yaml(path))
+    except CheckpointProblem as exc:
+        raise ModelError(f"{path}: {exc}") from None
 
 
 # ---------------------------------------------------------------- loading
@@ -281,13 +279,21 @@ def _load_folder(folder: Path, family: Family, dtype: torch.dtype):
 
 
 def _load_single_file(path: Path, family: Family, dtype: torch.dtype):
+    """Load with the bundled config of the detected variant: nothing is fetched from the Hub."""
+    kwargs = _common_kwargs(family, dtype)
+    if path.suffix.lower() == ".safetensors":
+        info = checkpoint_info(path)
+        if info.refiner or info.inpainting:
+            kind = "an SDXL refiner" if info.refiner else f"an inpainting {family.value} model"
+            raise ModelError(f"{path}: this checkpoint is {kind}; LoRA Loom loads base text-to-image models")
+        kwargs.update(config=str(config_folder(info.variant)), local_files_only=True)
+    # .ckpt files are pickles: diffusers' own detection decides (and may need the Hub once).
     cls = _pipeline_class(family)
     try:
-        pipe = cls.from_single_file(str(path), **_common_kwargs(family, dtype))
+        pipe = cls.from_single_file(str(path), **kwargs)
     except _LOAD_ERRORS as exc:
         raise ModelError(
-            f"{path}: could not load this checkpoint as {family.value} ({_first_line(exc)}). "
-            "Loading a single-file checkpoint needs its model config, fetched once from the Hub.",
+            f"{path}: could not load this checkpoint as {family.value} ({_first_line(exc)})",
             detail=repr(exc),
         ) from None
     return pipe, family
