@@ -6,14 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QPoint, Qt, QUrl
+from PySide6.QtCore import QPoint, QUrl
 from PySide6.QtGui import QDesktopServices
-from PySide6.QtWidgets import QDialog, QLabel, QMenu, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QMenu
 
 from app.core.dataset import ImageItem
 from app.core.dataset_problems import ProblemKind
 from app.ui.dataset.list_model import ItemRole
-from app.ui.widgets.image_preview import ImagePreview
+from app.ui.widgets.picture_dialog import PictureDialog
 
 if TYPE_CHECKING:
     from app.ui.dataset.dataset_tab import DatasetTab
@@ -60,23 +60,11 @@ def show_context_menu(tab: DatasetTab, pos: QPoint) -> QMenu | None:
     return menu
 
 
-class PictureViewer(QDialog):
+class PictureViewer(PictureDialog):
     """A dataset picture enlarged, with its caption (double-click a thumbnail)."""
 
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.preview = ImagePreview(self)
-        self.caption = QLabel("", self)
-        self.caption.setWordWrap(True)
-        self.caption.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        layout = QVBoxLayout(self)
-        layout.addWidget(self.preview, 1)
-        layout.addWidget(self.caption)
-        self.resize(720, 760)
-
     def show_item(self, item: ImageItem) -> None:
-        error = self.preview.load(str(item.path))
         self.setWindowTitle(item.path.name)
-        self.caption.setText(error or item.caption or "(no caption)")
+        self.show_picture(str(item.path), item.caption or "(no caption)")
         self.show()
         self.raise_()

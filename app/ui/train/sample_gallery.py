@@ -11,7 +11,6 @@ from pathlib import Path
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QIcon, QImage, QImageReader, QPixmap
 from PySide6.QtWidgets import (
-    QDialog,
     QHBoxLayout,
     QLabel,
     QScrollArea,
@@ -21,7 +20,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.ui.library.tasks import TaskRunner
-from app.ui.widgets.image_preview import ImagePreview
+from app.ui.widgets.picture_dialog import PictureDialog
 
 THUMB = 128
 
@@ -54,25 +53,16 @@ class _StepGroup(QWidget):
         layout.addLayout(self.row)
 
 
-class SampleViewer(QDialog):
+class SampleViewer(PictureDialog):
     """One sample picture enlarged, with its step and prompt."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
+        super().__init__(parent, width=560, height=620)
         self.setWindowTitle("Sample")
-        self.preview = ImagePreview(self)
-        self.caption = QLabel("", self)
-        self.caption.setWordWrap(True)
-        self.caption.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        layout = QVBoxLayout(self)
-        layout.addWidget(self.preview, 1)
-        layout.addWidget(self.caption)
-        self.resize(560, 620)
 
     def show_sample(self, path: str, step: int, meta: dict) -> None:
-        error = self.preview.load(path)
         prompt = meta.get("prompt", "")
-        self.caption.setText(error or f"Step {step} · {Path(path).name}" + (f"\n{prompt}" if prompt else ""))
+        self.show_picture(path, f"Step {step} · {Path(path).name}" + (f"\n{prompt}" if prompt else ""))
         self.setWindowTitle(f"Sample at step {step}")
         self.show()
         self.raise_()
