@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: run test test-real-size install install-test bench clean worker-wheels worker-lock package package-tools
+.PHONY: run test install install-test bench clean worker-wheels worker-lock package package-tools
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -37,10 +37,6 @@ run: install
 
 test: install-test worker-wheels
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q $(PYTEST_ARGS)
-
-# Full-size SD1.5 / SDXL skeletons (multi-GB, ~4.5 min on 2 cores): not yet part of `make test`.
-test-real-size: install-test
-	QT_QPA_PLATFORM=offscreen LORALOOM_REAL_SIZE=1 $(PY) -m pytest -q tests/engine/test_real_size.py $(PYTEST_ARGS)
 
 bench: install
 	$(PY) bench/startup.py

@@ -24,11 +24,6 @@ from app.engine.skeleton import (SkeletonError, component_shapes, parameter_byte
                                  write_safetensors_streamed)
 
 ROOT = Path(__file__).resolve().parents[2]
-# Writing and loading the full-size skeletons costs about 4.5 minutes on the 2-core CI machine,
-# which the suite's 10-minute budget cannot hold yet (it is at ~8.5 minutes): they run with
-# `make test-real-size` (LORALOOM_REAL_SIZE=1) until the suite is made faster.
-full_size = pytest.mark.skipif(os.environ.get("LORALOOM_REAL_SIZE") != "1",
-                               reason="writes multi-GB full-size skeletons: run `make test-real-size`")
 
 
 @pytest.fixture(scope="session")
@@ -76,7 +71,6 @@ def _assert_weights_are_the_skeletons(pipe, variant: str, every: int = 7) -> Non
 # ---------------------------------------------------------------- offline single-file loading
 
 
-@full_size
 @pytest.mark.slow
 def test_sd15_single_file_loads_offline_and_is_detected(sd15_file):
     assert os.environ["HF_HUB_OFFLINE"] == "1"
@@ -89,7 +83,6 @@ def test_sd15_single_file_loads_offline_and_is_detected(sd15_file):
     _assert_weights_are_the_skeletons(loaded.pipe, "sd15")
 
 
-@full_size
 @pytest.mark.slow
 def test_sdxl_single_file_loads_offline_and_is_detected(sdxl_file):
     assert check_source(str(sdxl_file)).family is Family.SDXL
@@ -101,7 +94,6 @@ def test_sdxl_single_file_loads_offline_and_is_detected(sdxl_file):
     _assert_weights_are_the_skeletons(loaded.pipe, "sdxl")
 
 
-@full_size
 @pytest.mark.slow
 def test_sd21_diffusers_folder_skeleton_loads_offline_as_v_prediction(skeleton_dir):
     from app.cli import main
@@ -134,7 +126,6 @@ print(json.dumps({"added": peak - base, "finite": total == total}))
 """
 
 
-@full_size
 @pytest.mark.slow
 @pytest.mark.parametrize("family", ["sd15", "sdxl"])
 def test_loading_a_skeleton_costs_its_parameter_bytes_and_no_second_copy(family, skeleton_dir):
@@ -258,7 +249,6 @@ def _kohya_modules(variant: str, conv: bool) -> dict[str, tuple[tuple[int, ...],
     return modules
 
 
-@full_size
 @pytest.mark.slow
 def test_a_lora_trained_on_the_sd15_skeleton_has_every_kohya_module(sd15_file, tmp_path):
     from PIL import Image
@@ -294,7 +284,6 @@ def test_a_lora_trained_on_the_sd15_skeleton_has_every_kohya_module(sd15_file, t
         assert shapes[f"{name}.alpha"] == ()
 
 
-@full_size
 @pytest.mark.slow
 def test_mixing_three_loras_on_the_sdxl_skeleton_patches_every_target_layer(sdxl_file, tmp_path):
     sys.path.insert(0, str(ROOT / "bench"))
