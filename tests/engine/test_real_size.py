@@ -1,7 +1,8 @@
 """Real sizes without downloads: full-size skeletons of SD1.5 and SDXL (issue 14).
 
-The skeletons are written once per session by ``loraloom skeleton`` (fp16 single files in
-the original LDM/SGM layout, 2.1 GB and 6.9 GB) and deleted at the end of the session.
+The skeletons are written once for this module by ``loraloom skeleton`` (fp16 single files in
+the original LDM/SGM layout, 2.1 GB and 6.9 GB) and deleted when the module ends,
+so 9 GB of files do not sit beside the rest of the suite.
 Only what needs real loading loads real tensors; shapes come from the meta device.
 """
 
@@ -26,7 +27,7 @@ from app.engine.skeleton import (SkeletonError, component_shapes, parameter_byte
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def skeleton_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("skeletons")
     yield folder
@@ -42,12 +43,12 @@ def _skeleton(folder: Path, family: str) -> Path:
     return target
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def sd15_file(skeleton_dir) -> Path:
     return _skeleton(skeleton_dir, "sd15")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def sdxl_file(skeleton_dir) -> Path:
     return _skeleton(skeleton_dir, "sdxl")
 
