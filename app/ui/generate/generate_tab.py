@@ -36,6 +36,7 @@ from app.ui.generate.generate_model import GenerateModel
 from app.ui.generate.tab_actions import TabActions
 from app.ui.generate.history_strip import HistoryStrip
 from app.ui.library.tasks import TaskRunner
+from app.ui.widgets.action_bar import action_bar
 from app.ui.widgets.image_preview import ImagePreview
 from app.ui.widgets.model_picker import ModelPicker
 from app.ui.widgets.spin_boxes import MultipleSpinBox
@@ -186,14 +187,8 @@ class GenerateTab(TabActions, QWidget):
         scroll.setMinimumWidth(left_width)
         # The action bar stays below the scrolled settings: Generate, Cancel, progress and
         # the status/error line are always in view, whatever the window height.
-        self.action_bar = QWidget(self)
-        bar_layout = QVBoxLayout(self.action_bar)
-        bar_layout.setContentsMargins(10, 4, 10, 8)
-        bar_layout.setSpacing(4)
-        bar_layout.addLayout(buttons)
-        bar_layout.addWidget(self.progress)
-        bar_layout.addWidget(self.status_label)
-        bar_layout.addWidget(self.error_label)
+        self.action_bar = action_bar(self, [buttons, self.progress, self.status_label, self.error_label],
+                                     margins=(10, 4, 10, 8))
         column = QWidget(self)
         column_layout = QVBoxLayout(column)
         column_layout.setContentsMargins(0, 0, 0, 0)

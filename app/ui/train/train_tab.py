@@ -37,6 +37,7 @@ from app.ui.train.queue_panel import HistoryPanel, QueuePanel
 from app.ui.train.sample_gallery import SampleGallery
 from app.ui.train.train_form import FormError, TrainForm
 from app.ui.train.train_ops import EntryState, TrainOps
+from app.ui.widgets.action_bar import action_bar
 from app.worker.protocol import RequestAction
 
 PLOT_REFRESH_MS = 150
@@ -167,20 +168,13 @@ class TrainTab(QWidget):
         layout.addWidget(outer, 1)
         # The action bar stays below the scrolled tab: Start, Stop, progress and the
         # status/error line are always in view, whatever the window height.
-        self.action_bar = QWidget(self)
-        bar_layout = QVBoxLayout(self.action_bar)
-        bar_layout.setContentsMargins(4, 4, 4, 0)
-        bar_layout.setSpacing(4)
-        bar_layout.addLayout(controls)
-        bar_layout.addWidget(self.progress)
-        bar_layout.addWidget(self.eta_label)
         self.fix_button = QPushButton("", self)  # the fix for settings that cannot work
         self.fix_button.setVisible(False)
         self.fix_button.clicked.connect(self.apply_fix)
         status_row = QHBoxLayout()
         status_row.addWidget(self.status_label, 1)
         status_row.addWidget(self.fix_button)
-        bar_layout.addLayout(status_row)
+        self.action_bar = action_bar(self, [controls, self.progress, self.eta_label, status_row], margins=(4, 4, 4, 0))
         layout.addWidget(self.action_bar)
         self._plot_timer = QTimer(self)
         self._plot_timer.setSingleShot(True)
