@@ -20,6 +20,11 @@ import pytest  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
+# Helper modules (fake Hub, adapter factory, worker driver ...) and the fixtures that tests in
+# several folders share live in tests/support/, importable by their plain module names.
+sys.path.insert(0, str(Path(__file__).resolve().parent / "support"))
+pytest_plugins = ["adapter_fixtures", "captioner_fixtures", "hub_fixtures", "training_fixtures"]
+
 
 @pytest.fixture(autouse=True)
 def loraloom_home(tmp_path_factory, monkeypatch) -> Path:
