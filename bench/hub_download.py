@@ -1,6 +1,6 @@
 """Downloads from a loopback fake Hub: our resumable loop beside ``hf_hub_download``.
 
-Two claims, measured on the same fake server (tests/library/fake_hub.py):
+Two claims, measured on the same fake server (tests/support/fake_hub.py):
 
 1. Speed: ``app.core.hub.Hub.download`` (Range-resumable, sha256-verified) against
    ``huggingface_hub.hf_hub_download`` for one file, fresh cache each run.
@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "library")]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "support")]
 os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ.pop("HF_HUB_OFFLINE", None)

@@ -1,4 +1,4 @@
-"""Quitting while a job runs asks first (the fake worker; the real resume is in tests/train_ui)."""
+"""Quitting while a job runs asks first (the fake worker; the real resume is in tests/ui/train)."""
 
 from __future__ import annotations
 

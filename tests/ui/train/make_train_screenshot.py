@@ -1,6 +1,6 @@
 """Train the tiny model with the real worker and save a screenshot of the Train tab mid-run.
 
-    .venv/bin/python tests/train_ui/make_train_screenshot.py [docs/train-tab.png]
+    .venv/bin/python tests/ui/train/make_train_screenshot.py [docs/train-tab.png]
 
 Offscreen, in a throw-away LORALOOM_HOME; uses the pre-trained tiny SD1 fixture when it
 exists (its samples show colours), else a fresh random tiny model. Not a test (pytest
@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 STEPS = 400
 SHOT_AT = 300  # the step at which the picture is taken
 COLOURS = {"red": (210, 40, 40), "orange": (230, 140, 30)}

@@ -196,7 +196,7 @@ def test_the_main_window_has_the_library_tab_and_hears_add_to_mix(qtbot, tmp_pat
     from app.ui.main_window import MainWindow
     from app.ui.worker_client import WorkerClient
 
-    fake_worker = Path(__file__).resolve().parents[1] / "ui" / "fake_worker.py"
+    fake_worker = Path(__file__).resolve().parents[2] / "ui" / "fake_worker.py"
     window = MainWindow(WorkerClient([sys.executable, str(fake_worker)]))
     qtbot.addWidget(window)
     window.show()

@@ -17,7 +17,7 @@ from safetensors.numpy import save_file
 from app.core.pngmeta import format_parameters
 from app.ui.jobs import JobState
 
-FAKE_WORKER = Path(__file__).resolve().parents[1] / "ui" / "fake_worker.py"
+FAKE_WORKER = Path(__file__).resolve().parents[2] / "ui" / "fake_worker.py"
 
 
 def tiny_adapter(path: Path, trigger: str = "", family: str = "sd_v1") -> Path:

@@ -1,6 +1,6 @@
 """Issue 13's known defects: each case once gave a silently wrong picture, a crash or a wrong refusal.
 
-The truth is the writing library's own forward (tests/mixing/writers.py), never our own math.
+The truth is the writing library's own forward (tests/support/writers.py), never our own math.
 """
 
 from __future__ import annotations

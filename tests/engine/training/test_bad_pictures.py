@@ -98,7 +98,7 @@ def diffusers_log():
 
 def test_a_long_caption_is_cut_with_a_warning_and_makes_no_huge_log_line(tiny_sd1, tmp_path, diffusers_log):
     # 60,000 characters: under the 64 KB cap of the dataset scan (a 1 MB caption is refused
-    # there, see tests/dataset/test_hostile_files.py), far over what the text encoder reads.
+    # there, see tests/core/test_hostile_files.py), far over what the text encoder reads.
     folder = write_images(tmp_path / "ds" / "1_sks", sizes=((64, 64),) * 2)
     long = ", ".join(f"tag{i % 5000}" for i in range(120_000))[:60_000]
     (folder / "img0.txt").write_text(long, encoding="utf-8")

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 from PIL import Image
 
 from app.cli import main
 from dataset_files import make_bad_dataset
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "worker"))
-from worker_process import WorkerProcess  # noqa: E402
+from worker_process import WorkerProcess
 
 
 def _flat(path, color):
