@@ -424,7 +424,7 @@ def cmd_hub(args: argparse.Namespace) -> int:
     import json
 
     from app.core.configs import Family
-    from app.core.hub import Hub, HubError, HubSort, SearchQuery
+    from app.core.hub.models import Hub, HubError, HubSort, SearchQuery
 
     hub = Hub()
     if args.hub_command == "search":
@@ -461,7 +461,7 @@ def cmd_hub(args: argparse.Namespace) -> int:
 def _hub_download(hub, args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from app.core.hub import HubError, HubErrorKind, HubRepo
+    from app.core.hub.models import HubError, HubErrorKind, HubRepo
     from app.core.library import Library
 
     try:

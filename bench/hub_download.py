@@ -34,7 +34,7 @@ from fake_hub import FakeFile, FakeHub, FakeRepo  # noqa: E402
 from huggingface_hub import hf_hub_download  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
-from app.core.hub import Hub, HubError  # noqa: E402
+from app.core.hub.models import Hub, HubError  # noqa: E402
 
 NAME = "big.safetensors"
 REPO = "bench/big-lora"

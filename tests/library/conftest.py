@@ -53,7 +53,7 @@ def hf_cache(tmp_path) -> Path:
 @pytest.fixture
 def hub(fake_hub, hf_cache):
     """A client for the fake Hub with no token (token=False: nothing from the user's store)."""
-    from app.core.hub import Hub
+    from app.core.hub.models import Hub
 
     return Hub(endpoint=fake_hub.url, token=False, cache_dir=hf_cache, timeout=5.0)
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from app.core.hub import Hub, HubError, HubErrorKind, SearchQuery
-from app.core.hub_download import PARTIAL_SUFFIX
+from app.core.hub.models import Hub, HubError, HubErrorKind, SearchQuery
+from app.core.hub.download import PARTIAL_SUFFIX
 
 BIG = "pytorch_lora_weights.safetensors"
 

@@ -19,7 +19,7 @@ from PySide6.QtCore import QCoreApplication, QObject, Qt, Signal
 from PySide6.QtGui import QImage
 
 from app.core.configs import Family
-from app.core.hub import Hub, HubError, HubErrorKind, HubFile, HubRepo, SearchQuery
+from app.core.hub.models import Hub, HubError, HubErrorKind, HubFile, HubRepo, SearchQuery
 from app.core.library import Library, LibraryEntry
 from app.ui.library.tasks import TaskRunner
 

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 from app.core.configs import Family
 # The Hub's errors and their translation live in hub_errors; imported here, where callers look.
-from app.core.hub_errors import HubError, HubErrorKind, _short, translate_error, write_failed  # noqa: F401
+from app.core.hub.errors import HubError, HubErrorKind, _short, translate_error, write_failed  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -384,7 +384,7 @@ class Hub:
         A file already in the cache is returned at once (after checking its hash). When the
         Hub cannot be reached, a cached copy is returned if there is one.
         """
-        from app.core.hub_download import download_to_cache
+        from app.core.hub.download import download_to_cache
 
         return download_to_cache(self, repo_id, filename, revision=revision or "main",
                                  expected_sha256=expected_sha256, on_progress=on_progress, cancel=cancel)
