@@ -424,7 +424,9 @@ def cmd_hub(args: argparse.Namespace) -> int:
     import json
 
     from app.core.configs import Family
-    from app.core.hub.models import Hub, HubError, HubSort, SearchQuery
+    from app.core.hub.client import Hub
+    from app.core.hub.errors import HubError
+    from app.core.hub.models import HubSort, SearchQuery
 
     hub = Hub()
     if args.hub_command == "search":
@@ -461,7 +463,8 @@ def cmd_hub(args: argparse.Namespace) -> int:
 def _hub_download(hub, args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from app.core.hub.models import HubError, HubErrorKind, HubRepo
+    from app.core.hub.errors import HubError, HubErrorKind
+    from app.core.hub.models import HubRepo
     from app.core.library import Library
 
     try:

@@ -11,16 +11,10 @@ from fake_hub import TOKEN
 
 from app.core.adapters import inspect_adapter
 from app.core.configs import Family
-from app.core.hub.models import (
-    Hub,
-    HubError,
-    HubErrorKind,
-    HubSort,
-    SearchQuery,
-    family_of_base,
-    is_safe_name,
-)
+from app.core.hub.client import Hub
 from app.core.hub.download import PARTIAL_SUFFIX
+from app.core.hub.errors import HubError, HubErrorKind
+from app.core.hub.models import HubSort, SearchQuery, family_of_base, is_safe_name
 
 BIG = "pytorch_lora_weights.safetensors"
 

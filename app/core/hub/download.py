@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from app.core.files import replace_durably, save_error
-from app.core.hub.models import (HubError, HubErrorKind, ProgressFn, _origin, check_file_name, check_repo_id, translate_error,
-                          write_failed)
+from app.core.hub.errors import HubError, HubErrorKind, translate_error, write_failed
+from app.core.hub.models import ProgressFn, _origin, check_file_name, check_repo_id
 
 if TYPE_CHECKING:
-    from app.core.hub.models import Hub
+    from app.core.hub.client import Hub
 
 log = logging.getLogger(__name__)
 
