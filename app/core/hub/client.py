@@ -25,9 +25,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from app.core.hub.errors import HubError, HubErrorKind, _short, translate_error
-from app.core.hub.models import (ADAPTER_SUFFIX, HubRepo, ProgressFn, SearchPage, SearchQuery, _origin,
-                                 check_repo_id, is_safe_name, repo_from_info)
+from app.core.hub.download import ProgressFn, download_to_cache
+from app.core.hub.errors import HubError, HubErrorKind, brief, translate_error
+from app.core.hub.models import (ADAPTER_SUFFIX, HubRepo, SearchPage, SearchQuery, check_repo_id, is_safe_name, origin,
+                                 repo_from_info)
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,8 @@ class Hub:
 
         return constants.is_offline_mode()
 
-    def _headers(self) -> dict[str, str]:
+    def headers(self) -> dict[str, str]:
+        """The headers of every request (user agent, the token when there is one)."""
         from huggingface_hub.utils import build_hf_headers
 
         from app import __version__
@@ -80,7 +82,7 @@ class Hub:
 
     def more(self, next_url: str) -> SearchPage:
         """The page after one returned by :meth:`search` or :meth:`more`."""
-        if _origin(next_url) != _origin(self.endpoint):
+        if origin(next_url) != origin(self.endpoint):
             raise HubError(HubErrorKind.SERVER, f"search: the next page points away from {self.endpoint}; refused")
         return self._page(next_url, None, "search")
 
@@ -98,9 +100,9 @@ class Hub:
                 repos.append(repo_from_info(ModelInfo(**item)))
             except (HubError, KeyError, TypeError, ValueError, AttributeError) as exc:
                 skipped += 1
-                log.warning("skipping a search result that cannot be read: %s", _short(exc))
+                log.warning("skipping a search result that cannot be read: %s", brief(exc))
         next_url = response.links.get("next", {}).get("url")
-        if next_url and _origin(next_url) != _origin(self.endpoint):
+        if next_url and origin(next_url) != origin(self.endpoint):
             next_url = None
         return SearchPage(repos, next_url, skipped)
 
@@ -117,7 +119,7 @@ class Hub:
 
         end = time.monotonic() + self.deadline
         try:
-            with get_session().stream("GET", url, params=params, headers=self._headers(), timeout=self.timeout,
+            with get_session().stream("GET", url, params=params, headers=self.headers(), timeout=self.timeout,
                                       follow_redirects=True) as response:
                 body = bytearray()
                 for chunk in response.iter_bytes():
@@ -174,8 +176,6 @@ class Hub:
         A file already in the cache is returned at once (after checking its hash). When the
         Hub cannot be reached, a cached copy is returned if there is one.
         """
-        from app.core.hub.download import download_to_cache
-
         return download_to_cache(self, repo_id, filename, revision=revision or "main",
                                  expected_sha256=expected_sha256, on_progress=on_progress, cancel=cancel)
 

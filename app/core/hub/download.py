@@ -23,17 +23,17 @@ import re
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from app.core.files import replace_durably, save_error
 from app.core.hub.errors import HubError, HubErrorKind, translate_error, write_failed
-from app.core.hub.models import ProgressFn, _origin, check_file_name, check_repo_id
-
-if TYPE_CHECKING:
-    from app.core.hub.client import Hub
+from app.core.hub.models import check_file_name, check_repo_id, origin
 
 log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[int, "int | None"], None]  # (bytes done, bytes in all or None)
 
 PARTIAL_SUFFIX = ".loraloom.incomplete"
 MAX_TRIES_WITHOUT_PROGRESS = 4
@@ -42,6 +42,22 @@ PROGRESS_INTERVAL_S = 0.1
 LOCK_WAIT_S = 2.0  # another thread or process downloading the same file: say so instead of waiting
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _GIT_SHA1 = re.compile(r"^[0-9a-f]{40}$")
+
+
+class HubSite(Protocol):
+    """What a download needs of :class:`app.core.hub.client.Hub`. A protocol, so that this module does
+    not import the client, which imports this one."""
+
+    endpoint: str
+    token: str | bool | None
+    cache_dir: Path
+    timeout: float
+
+    def offline(self) -> bool: ...
+
+    def cached(self, repo_id: str, filename: str, revision: str | None = None) -> Path | None: ...
+
+    def headers(self) -> dict[str, str]: ...
 
 
 class _Reporter:
@@ -96,7 +112,7 @@ def _inside(path: Path, root: Path) -> bool:
     return True
 
 
-def download_to_cache(hub: Hub, repo_id: str, filename: str, *, revision: str, expected_sha256: str | None,
+def download_to_cache(hub: HubSite, repo_id: str, filename: str, *, revision: str, expected_sha256: str | None,
                       on_progress: ProgressFn | None, cancel: threading.Event | None) -> Path:
     from filelock import Timeout as FileLockTimeout
     from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
@@ -186,7 +202,7 @@ def download_to_cache(hub: Hub, repo_id: str, filename: str, *, revision: str, e
     return path
 
 
-def _fetch_and_verify(url: str, meta, hub: Hub, blob: Path, sha256: str | None, git_sha1: str | None,
+def _fetch_and_verify(url: str, meta, hub: HubSite, blob: Path, sha256: str | None, git_sha1: str | None,
                       on_progress: ProgressFn | None, cancel: threading.Event | None, what: str) -> None:
     """Bytes into ``<blob>.loraloom.incomplete`` (resuming), checked, then renamed to the blob."""
     partial = blob.with_name(blob.name + PARTIAL_SUFFIX)
@@ -200,14 +216,14 @@ def _fetch_and_verify(url: str, meta, hub: Hub, blob: Path, sha256: str | None, 
     replace_durably(partial, blob)
 
 
-def _location(url: str, meta, hub: Hub) -> tuple[str, dict[str, str]]:
+def _location(url: str, meta, hub: HubSite) -> tuple[str, dict[str, str]]:
     """Where the bytes are, and the headers to send there (no token for a CDN on another host)."""
-    headers = hub._headers()
+    headers = hub.headers()
     headers["Accept-Encoding"] = "identity"  # sizes and Range offsets are of the file itself
     if meta.xet_file_data is not None or not meta.location:
         return url, headers  # the resolve URL redirects to the bytes; httpx drops the token on the way
     location = meta.location
-    if _origin(location) != _origin(url) and _origin(location) != _origin(hub.endpoint):
+    if origin(location) != origin(url) and origin(location) != origin(hub.endpoint):
         headers.pop("authorization", None)
         headers.pop("Authorization", None)
     return location, headers

@@ -5,7 +5,6 @@ repo ids and file names that keep every download inside its folder. No network h
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -13,8 +12,6 @@ from urllib.parse import urlsplit
 
 from app.core.configs import Family
 from app.core.hub.errors import HubError, HubErrorKind
-
-ProgressFn = Callable[[int, "int | None"], None]  # (bytes done, bytes in all or None)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif")
 ADAPTER_SUFFIX = ".safetensors"
@@ -217,6 +214,7 @@ def repo_from_info(info: Any) -> HubRepo:
     )
 
 
-def _origin(url: str) -> tuple[str, str, int | None]:
+def origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of a URL: a next page or a file's location must stay on the Hub's own."""
     parts = urlsplit(url)
     return parts.scheme, (parts.hostname or "").lower(), parts.port
