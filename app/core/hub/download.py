@@ -115,7 +115,7 @@ def _inside(path: Path, root: Path) -> bool:
 def download_to_cache(hub: HubSite, repo_id: str, filename: str, *, revision: str, expected_sha256: str | None,
                       on_progress: ProgressFn | None, cancel: threading.Event | None) -> Path:
     from filelock import Timeout as FileLockTimeout
-    from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
     from huggingface_hub.file_download import repo_folder_name
     from huggingface_hub.utils import WeakFileLock
 
@@ -143,18 +143,7 @@ def download_to_cache(hub: HubSite, repo_id: str, filename: str, *, revision: st
             return from_cache(err)
         raise err from None
     etag, commit = meta.etag, meta.commit_hash
-    if not etag or not commit or not re.fullmatch(r"[\w.-]+", etag) or not re.fullmatch(r"[0-9a-f]{40}", commit):
-        raise HubError(HubErrorKind.SERVER, f"{what}: {hub.endpoint} did not answer like a Hugging Face Hub "
-                                            "(no commit or ETag)")
-    sha256 = etag if _SHA256.fullmatch(etag) else None
-    if expected_sha256 and sha256 and expected_sha256 != sha256:
-        raise HubError(HubErrorKind.CORRUPT, f"{what}: the file changed on the Hub since it was listed; "
-                                             "open the repo again")
-    sha256 = sha256 or expected_sha256
-    git_sha1 = etag if sha256 is None and _GIT_SHA1.fullmatch(etag) else None
-    if sha256 is None and git_sha1 is None:
-        raise HubError(HubErrorKind.CORRUPT, f"{what}: the Hub gave no checksum for this file, so it cannot be "
-                                             "verified; refused")
+    sha256, git_sha1 = _checksums(etag, commit, expected_sha256, hub.endpoint, what)
     blob = storage / "blobs" / etag
     pointer = storage / "snapshots" / commit / filename
     if not (_inside(pointer, storage) and _inside(blob, storage)):
@@ -186,7 +175,33 @@ def download_to_cache(hub: HubSite, repo_id: str, filename: str, *, revision: st
             if saved is None:
                 raise
             raise write_failed(saved, what, hub.cache_dir) from None
-    try:  # huggingface_hub links the verified blob into snapshots/ and writes refs/<revision>
+    return _link_into_snapshot(hub, repo_id, filename, revision, blob, cancel, what)
+
+
+def _checksums(etag: str | None, commit: str | None, expected_sha256: str | None, endpoint: str,
+               what: str) -> tuple[str | None, str | None]:
+    """(sha256, git sha1) the file's bytes must match, from the Hub's ETag; exactly one is set."""
+    if not etag or not commit or not re.fullmatch(r"[\w.-]+", etag) or not re.fullmatch(r"[0-9a-f]{40}", commit):
+        raise HubError(HubErrorKind.SERVER, f"{what}: {endpoint} did not answer like a Hugging Face Hub "
+                                            "(no commit or ETag)")
+    sha256 = etag if _SHA256.fullmatch(etag) else None
+    if expected_sha256 and sha256 and expected_sha256 != sha256:
+        raise HubError(HubErrorKind.CORRUPT, f"{what}: the file changed on the Hub since it was listed; "
+                                             "open the repo again")
+    sha256 = sha256 or expected_sha256
+    git_sha1 = etag if sha256 is None and _GIT_SHA1.fullmatch(etag) else None
+    if sha256 is None and git_sha1 is None:
+        raise HubError(HubErrorKind.CORRUPT, f"{what}: the Hub gave no checksum for this file, so it cannot be "
+                                             "verified; refused")
+    return sha256, git_sha1
+
+
+def _link_into_snapshot(hub: HubSite, repo_id: str, filename: str, revision: str, blob: Path,
+                        cancel: threading.Event | None, what: str) -> Path:
+    """The verified blob linked into ``snapshots/`` (and ``refs/<revision>`` written) by huggingface_hub."""
+    from huggingface_hub import hf_hub_download
+
+    try:
         path = Path(hf_hub_download(repo_id, filename, revision=revision, cache_dir=hub.cache_dir,
                                     endpoint=hub.endpoint, token=hub.token, etag_timeout=hub.timeout))
     except Exception as exc:  # noqa: BLE001
@@ -232,24 +247,16 @@ def _location(url: str, meta, hub: HubSite) -> tuple[str, dict[str, str]]:
 def _fetch(location: str, partial: Path, size: int | None, headers: dict[str, str], timeout: float,
            report: _Reporter, cancel: threading.Event | None, what: str) -> None:
     import httpx2
-    from huggingface_hub.utils import get_session, hf_raise_for_status
+    from huggingface_hub.utils import get_session
 
     failures = 0
     restarted = False
     while True:
         _check_cancel(cancel, what)
-        have = partial.stat().st_size if partial.exists() else 0
-        if size is not None and have > size:
-            partial.unlink()
-            have = 0
+        have = _bytes_kept(partial, size, what)
         if size is not None and have == size:
             report(have, force=True)
             return
-        if size is not None:
-            free = shutil.disk_usage(partial.parent).free
-            if free < size - have:
-                raise HubError(HubErrorKind.DISK_FULL, f"{what}: needs {_size_text(size - have)} more, only "
-                                                       f"{_size_text(free)} free in {partial.parent}")
         request_headers = dict(headers)
         if have:
             request_headers["Range"] = f"bytes={have}-"
@@ -261,12 +268,7 @@ def _fetch(location: str, partial: Path, size: int | None, headers: dict[str, st
                     partial.unlink()  # the server has less than we kept: start again, once
                     restarted = True
                     continue
-                if response.status_code >= 400:
-                    response.read()
-                    try:
-                        hf_raise_for_status(response)
-                    except Exception as exc:  # noqa: BLE001 - 404, 401, 5xx as sentences
-                        raise translate_error(exc, what) from None
+                _raise_for_status(response, what)
                 mode = "ab"
                 if have and response.status_code != 206:  # the server ignored Range: start again
                     mode, have, start = "wb", 0, 0
@@ -297,11 +299,7 @@ def _fetch(location: str, partial: Path, size: int | None, headers: dict[str, st
                                f"{what}: the download stopped at {_size_text(got)} of {_size_text(size)} "
                                f"({err}); Download again to resume") from None
             log.info("%s: connection lost at %s of %s, resuming", what, _size_text(got), _size_text(size))
-            wait = RETRY_WAITS[min(failures, len(RETRY_WAITS) - 1)]
-            if cancel is not None and cancel.wait(wait):
-                _check_cancel(cancel, what)
-            elif cancel is None:
-                time.sleep(wait)
+            _wait_before_retry(failures, cancel, what)
             continue
         got = partial.stat().st_size
         if size is None or got == size:
@@ -315,3 +313,39 @@ def _fetch(location: str, partial: Path, size: int | None, headers: dict[str, st
         if failures >= MAX_TRIES_WITHOUT_PROGRESS:
             raise HubError(HubErrorKind.INCOMPLETE, f"{what}: the server stops sending at {_size_text(got)} of "
                                                     f"{_size_text(size)}; Download again to resume")
+
+
+def _bytes_kept(partial: Path, size: int | None, what: str) -> int:
+    """The bytes of the partial file to resume from (0 when it is longer than the file), once the
+    disk is known to have room for the rest."""
+    have = partial.stat().st_size if partial.exists() else 0
+    if size is not None and have > size:
+        partial.unlink()
+        have = 0
+    if size is not None and have < size:
+        free = shutil.disk_usage(partial.parent).free
+        if free < size - have:
+            raise HubError(HubErrorKind.DISK_FULL, f"{what}: needs {_size_text(size - have)} more, only "
+                                                   f"{_size_text(free)} free in {partial.parent}")
+    return have
+
+
+def _raise_for_status(response, what: str) -> None:
+    """A 404, 401 or 5xx answer as the sentence of its :class:`HubError`."""
+    from huggingface_hub.utils import hf_raise_for_status
+
+    if response.status_code >= 400:
+        response.read()
+        try:
+            hf_raise_for_status(response)
+        except Exception as exc:  # noqa: BLE001 - 404, 401, 5xx as sentences
+            raise translate_error(exc, what) from None
+
+
+def _wait_before_retry(failures: int, cancel: threading.Event | None, what: str) -> None:
+    """A pause growing with the failures in a row; Cancel ends it at once."""
+    wait = RETRY_WAITS[min(failures, len(RETRY_WAITS) - 1)]
+    if cancel is not None and cancel.wait(wait):
+        _check_cancel(cancel, what)
+    elif cancel is None:
+        time.sleep(wait)
