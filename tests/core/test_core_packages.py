@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("app.core.hub",)
+PACKAGES = ("app.core.hub", "app.core.dataset")
 
 
 def _modules(package: str) -> dict[str, Path]:
