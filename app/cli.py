@@ -330,8 +330,8 @@ def cmd_dataset_check(args: argparse.Namespace) -> int:
     """Exit 0 when at least one image is usable, 1 when none is (or the folder is missing)."""
     import json
 
-    from app.core.dataset import DatasetError, scan_dataset
-    from app.core.dataset_report import dataset_report, format_report
+    from app.core.dataset.scan import DatasetError, scan_dataset
+    from app.core.dataset.report import dataset_report, format_report
 
     try:
         ds = scan_dataset(args.dir, min_side=args.min_side, separator=args.separator, deep=args.deep)
@@ -344,9 +344,9 @@ def cmd_dataset_check(args: argparse.Namespace) -> int:
 
 def cmd_caption(args: argparse.Namespace) -> int:
     """Same engine code as the worker's caption job; a progress bar with ETA on stderr."""
-    from app.core.caption_config import CaptionRequest
+    from app.core.dataset.caption_config import CaptionRequest
     from app.core.configs import ConfigError
-    from app.core.dataset import DatasetError
+    from app.core.dataset.scan import DatasetError
 
     try:
         request = CaptionRequest.from_dict(
@@ -368,7 +368,7 @@ def cmd_caption(args: argparse.Namespace) -> int:
     from app.engine.captioning import load_captioner, run_captioning
     from app.engine.models import ModelError
 
-    from app.core.dataset import check_folder
+    from app.core.dataset.scan import check_folder
 
     bar = None
     try:
@@ -424,7 +424,9 @@ def cmd_hub(args: argparse.Namespace) -> int:
     import json
 
     from app.core.configs import Family
-    from app.core.hub import Hub, HubError, HubSort, SearchQuery
+    from app.core.hub.client import Hub
+    from app.core.hub.errors import HubError
+    from app.core.hub.models import HubSort, SearchQuery
 
     hub = Hub()
     if args.hub_command == "search":
@@ -461,7 +463,8 @@ def cmd_hub(args: argparse.Namespace) -> int:
 def _hub_download(hub, args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from app.core.hub import HubError, HubErrorKind, HubRepo
+    from app.core.hub.errors import HubError, HubErrorKind
+    from app.core.hub.models import HubRepo
     from app.core.library import Library
 
     try:
@@ -572,7 +575,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from app.core.dataset import DatasetError
+    from app.core.dataset.scan import DatasetError
     from app.engine.models import ModelError
     from app.engine.training import TrainError, train
 

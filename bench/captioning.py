@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def images_per_second(captioner, folder: Path, model: Path, batch: int, repeats: int, max_new_tokens: int) -> float:
-    from app.core.caption_config import CaptionRequest
+    from app.core.dataset.caption_config import CaptionRequest
     from app.engine.captioning import run_captioning
 
     rates = []
@@ -49,7 +49,7 @@ def main() -> int:
     import torch
     from PIL import Image
 
-    from app.core.caption_config import CaptionRequest
+    from app.core.dataset.caption_config import CaptionRequest
     from app.engine.captioning import load_captioner
     from app.engine.captioning.tiny import write_tiny_blip, write_tiny_wd_tagger
 

@@ -45,7 +45,7 @@ def make_images(folder: Path, count: int) -> None:
 
 
 def time_scans(folder: Path) -> tuple[int, float, float]:
-    from app.core.dataset import scan_dataset
+    from app.core.dataset.scan import scan_dataset
 
     start = time.perf_counter()
     ds = scan_dataset(folder)

@@ -2,7 +2,7 @@
 
 Two claims, measured on the same fake server (tests/support/fake_hub.py):
 
-1. Speed: ``app.core.hub.Hub.download`` (Range-resumable, sha256-verified) against
+1. Speed: ``app.core.hub.client.Hub.download`` (Range-resumable, sha256-verified) against
    ``huggingface_hub.hf_hub_download`` for one file, fresh cache each run.
 2. Resume: bytes fetched for a download interrupted at half way and started again.
    huggingface_hub 2.4 deletes its partial file on any failure, so it fetches 1.5x the
@@ -34,7 +34,8 @@ from fake_hub import FakeFile, FakeHub, FakeRepo  # noqa: E402
 from huggingface_hub import hf_hub_download  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
-from app.core.hub import Hub, HubError  # noqa: E402
+from app.core.hub.client import Hub  # noqa: E402
+from app.core.hub.errors import HubError  # noqa: E402
 
 NAME = "big.safetensors"
 REPO = "bench/big-lora"

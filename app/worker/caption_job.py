@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.core.caption_config import CaptionRequest, Skip
-from app.core.dataset import ImageItem, check_folder
+from app.core.dataset.caption_config import CaptionRequest, Skip
+from app.core.dataset.scan import ImageItem, check_folder
 from app.engine.captioning import CaptionCancelled, Captioner, load_captioner, run_captioning
 from app.engine.captioning.registry import captioner_key
 from app.worker import protocol as P

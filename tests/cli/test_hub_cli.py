@@ -100,7 +100,7 @@ def test_hub_download_of_a_repo_without_a_lora_refuses_before_downloading(subpro
 
 
 def test_a_saved_token_opens_a_gated_repo_and_stays_in_the_hf_store(subprocess_env, fake_hub, loraloom_home):
-    code = ("from app.core.hub import Hub\n"
+    code = ("from app.core.hub.client import Hub\n"
             "import sys\n"
             "print(Hub().save_token(sys.stdin.read()))\n")
     saved = subprocess.run([sys.executable, "-c", code], input=TOKEN, capture_output=True, text=True,

@@ -7,8 +7,8 @@ import stat
 
 import pytest
 
-from app.core.caption_store import CaptionStore
-from app.core.captions import (
+from app.core.dataset.caption_store import CaptionStore
+from app.core.dataset.captions import (
     CaptionWriteError,
     join_tags,
     read_caption,
@@ -16,8 +16,8 @@ from app.core.captions import (
     tag_frequencies,
     write_caption,
 )
-from app.core.dataset import ProblemKind, scan_dataset
-from app.core.tag_ops import (
+from app.core.dataset.scan import ProblemKind, scan_dataset
+from app.core.dataset.tag_ops import (
     Position,
     TagOpError,
     add_tags,

@@ -1,4 +1,4 @@
-"""app.core.dataset: scanning folders of good and broken pictures (the shared contract)."""
+"""app.core.dataset.scan: scanning folders of good and broken pictures (the shared contract)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from app.core.dataset import (
+from app.core.dataset.scan import (
     IMAGE_SUFFIXES,
     Dataset,
     DatasetError,

@@ -13,10 +13,10 @@ import os
 import pytest
 
 from app.cli import main
-from app.core.captions import MAX_CAPTION_BYTES
-from app.core.dataset import scan_dataset
-from app.core.dataset_problems import ProblemKind
-from app.core.image_check import inspect_image
+from app.core.dataset.captions import MAX_CAPTION_BYTES
+from app.core.dataset.scan import scan_dataset
+from app.core.dataset.problems import ProblemKind
+from app.core.dataset.image_check import inspect_image
 from dataset_files import make_good_dataset
 
 pytestmark = pytest.mark.timeout(120)  # a FIFO that is opened would block here until then
@@ -115,7 +115,7 @@ def test_special_and_linked_pictures_are_refused_without_being_opened(dataset, t
 
 def test_caption_store_undo_never_copies_a_linked_file(dataset, tmp_path):
     """Saving over a caption that links out replaces the link; undo must not write the key's text."""
-    from app.core.caption_store import CaptionStore
+    from app.core.dataset.caption_store import CaptionStore
 
     os.symlink(tmp_path / "id_key", dataset / "img001.txt")
     ds = scan_dataset(dataset)
@@ -130,7 +130,7 @@ def test_caption_store_undo_never_copies_a_linked_file(dataset, tmp_path):
 
 def test_caption_reached_through_a_linked_folder_is_refused(dataset, tmp_path):
     """A link on the way (not the last name) leads out too: the opened file's real place is checked."""
-    from app.core.captions import read_caption
+    from app.core.dataset.captions import read_caption
 
     (tmp_path / "outside").mkdir()
     (tmp_path / "outside" / "a.txt").write_text(SECRET, encoding="utf-8")

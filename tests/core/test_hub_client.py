@@ -11,16 +11,10 @@ from fake_hub import TOKEN
 
 from app.core.adapters import inspect_adapter
 from app.core.configs import Family
-from app.core.hub import (
-    Hub,
-    HubError,
-    HubErrorKind,
-    HubSort,
-    SearchQuery,
-    family_of_base,
-    is_safe_name,
-)
-from app.core.hub_download import PARTIAL_SUFFIX
+from app.core.hub.client import Hub
+from app.core.hub.download import PARTIAL_SUFFIX
+from app.core.hub.errors import HubError, HubErrorKind
+from app.core.hub.models import HubSort, SearchQuery, family_of_base, is_safe_name
 
 BIG = "pytorch_lora_weights.safetensors"
 
@@ -134,7 +128,7 @@ def test_a_server_that_ignores_range_gets_a_clean_restart(hub, fake_hub, hf_cach
 def test_a_second_writer_of_the_same_file_is_told_not_blocked(hub, fake_hub, hf_cache, monkeypatch):
     from huggingface_hub.utils import WeakFileLock
 
-    import app.core.hub_download as hub_download
+    import app.core.hub.download as hub_download
 
     monkeypatch.setattr(hub_download, "LOCK_WAIT_S", 0.2)
     sha = fake_hub.repos["bob/sdxl-pixel-lora"].files[BIG].sha256

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from app.core.hub import Hub, HubError, HubErrorKind, SearchQuery
-from app.core.hub_download import PARTIAL_SUFFIX
+from app.core.hub.client import Hub
+from app.core.hub.download import PARTIAL_SUFFIX
+from app.core.hub.errors import HubError, HubErrorKind
+from app.core.hub.models import SearchQuery
 
 BIG = "pytorch_lora_weights.safetensors"
 

@@ -9,7 +9,7 @@ import pytest
 from fake_hub import diffusers_sdxl, kohya_sd1, safetensors_bytes
 
 from app.core.configs import ConfigError, Family
-from app.core.hub import HubError
+from app.core.hub.errors import HubError
 from app.core.library import Library, LibrarySettings, Source
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from app.core.dataset_problems import ProblemKind
+from app.core.dataset.problems import ProblemKind
 
 
 def picture(size=(320, 288), color=(200, 40, 40), mode="RGB") -> Image.Image:

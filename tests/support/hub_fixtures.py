@@ -4,7 +4,7 @@ tests/conftest.py turns the Hub off for the whole suite (HF_HUB_OFFLINE=1), and
 ``huggingface_hub`` may already have been imported by other test modules, so its
 import-time constants cannot be relied on. In this process the tests that talk to the
 fake server switch ``huggingface_hub.constants.HF_HUB_OFFLINE`` off for their duration
-and give the endpoint to :class:`app.core.hub.Hub` explicitly; subprocess tests (the CLI)
+and give the endpoint to :class:`app.core.hub.client.Hub` explicitly; subprocess tests (the CLI)
 get ``HF_ENDPOINT`` and ``HF_HUB_OFFLINE=0`` in their environment, read at import as
 the real client does.
 """
@@ -53,7 +53,7 @@ def hf_cache(tmp_path) -> Path:
 @pytest.fixture
 def hub(fake_hub, hf_cache):
     """A client for the fake Hub with no token (token=False: nothing from the user's store)."""
-    from app.core.hub import Hub
+    from app.core.hub.client import Hub
 
     return Hub(endpoint=fake_hub.url, token=False, cache_dir=hf_cache, timeout=5.0)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from app.core.caption_config import CaptionRequest
+from app.core.dataset.caption_config import CaptionRequest
 from app.core.errors import ErrorKind, clip_words
 from app.engine.models import ModelError, _looks_like_path, check_hub_available, hub_load_error
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from PIL import Image
 
-from app.core.caption_config import CaptionRequest
+from app.core.dataset.caption_config import CaptionRequest
 from app.engine.captioning.base import Captioner, CaptionerError, load_processor_and_model
 from app.engine.models import quiet_loading
 

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Callable
 
-from app.core.caption_config import CaptionBackend, CaptionRequest
+from app.core.dataset.caption_config import CaptionBackend, CaptionRequest
 from app.engine.captioning.base import Captioner, CaptionerError, local_folder
 from app.engine.models import pick_device, pick_dtype
 

@@ -14,9 +14,9 @@ from typing import Callable
 
 from PIL import Image
 
-from app.core.caption_config import CaptionRequest, Skip, caption_targets, compose_caption
-from app.core.captions import CaptionWriteError, write_caption
-from app.core.dataset import DatasetError, ImageItem, load_training_image, scan_dataset
+from app.core.dataset.caption_config import CaptionRequest, Skip, caption_targets, compose_caption
+from app.core.dataset.captions import CaptionWriteError, write_caption
+from app.core.dataset.scan import DatasetError, ImageItem, load_training_image, scan_dataset
 from app.core.errors import clip_words
 from app.engine.captioning.base import Captioner, CaptionerError
 

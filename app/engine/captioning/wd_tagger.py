@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from app.core.caption_config import CaptionRequest
-from app.core.captions import join_tags
-from app.core.dataset import to_rgb
+from app.core.dataset.caption_config import CaptionRequest
+from app.core.dataset.captions import join_tags
+from app.core.dataset.scan import to_rgb
 from app.core.errors import clip_words
 from app.engine.captioning.base import Captioner, CaptionerError, hub_file, local_folder
 

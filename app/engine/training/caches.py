@@ -22,7 +22,7 @@ from PIL import Image
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_save
 
-from app.core.dataset import DatasetError, load_training_image
+from app.core.dataset.scan import DatasetError, load_training_image
 from app.core.files import atomic_write_bytes
 from app.engine.training.buckets import CropPlan, plan_crop
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from app.core.captions import join_tags, split_tags
-from app.core.dataset import DatasetError, ImageItem, scan_dataset
+from app.core.dataset.captions import join_tags, split_tags
+from app.core.dataset.scan import DatasetError, ImageItem, scan_dataset
 from app.core.errors import ErrorKind
 from app.core.train_config import TrainConfig
 from app.engine.training.buckets import Size, make_buckets, pick_bucket

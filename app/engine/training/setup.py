@@ -16,7 +16,7 @@ from typing import Any, Callable
 import torch
 
 from app.core.configs import DevicePref, Family
-from app.core.dataset import DatasetError
+from app.core.dataset.scan import DatasetError
 from app.core.train_config import LRSchedule, MixedPrecision, Optimizer, TrainConfig
 from app.engine import lora_files
 from app.engine.models import ModelSource, check_source

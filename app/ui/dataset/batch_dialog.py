@@ -21,9 +21,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.captions import split_tags
-from app.core.dataset import ImageItem
-from app.core.tag_ops import Plan, Position, TagOperation, TagOpError, TagOpKind
+from app.core.dataset.captions import split_tags
+from app.core.dataset.scan import ImageItem
+from app.core.dataset.tag_ops import Plan, Position, TagOperation, TagOpError, TagOpKind
 from app.ui.dataset.dataset_session import DatasetSession
 
 OPERATIONS = [

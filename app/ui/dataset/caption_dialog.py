@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.caption_config import DEFAULT_MODELS, CaptionBackend, CaptionMode
+from app.core.dataset.caption_config import DEFAULT_MODELS, CaptionBackend, CaptionMode
 
 BACKENDS = [
     ("BLIP — a sentence", CaptionBackend.BLIP),

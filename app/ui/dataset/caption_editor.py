@@ -12,7 +12,7 @@ from PySide6.QtCore import QRect, QStringListModel, Qt, QTimer, Signal
 from PySide6.QtGui import QFocusEvent, QKeyEvent, QTextCursor
 from PySide6.QtWidgets import QCompleter, QPlainTextEdit, QWidget
 
-from app.core.captions import DEFAULT_SEPARATOR
+from app.core.dataset.captions import DEFAULT_SEPARATOR
 
 SAVE_DELAY_MS = 600
 

@@ -18,14 +18,14 @@ from typing import Any, Callable
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, QTimer, Signal
 
 from app.core import paths
-from app.core.caption_config import CaptionRequest
-from app.core.caption_store import CaptionStore, WriteResult
-from app.core.captions import DEFAULT_SEPARATOR, caption_path_for
+from app.core.dataset.caption_config import CaptionRequest
+from app.core.dataset.caption_store import CaptionStore, WriteResult
+from app.core.dataset.captions import DEFAULT_SEPARATOR, caption_path_for
 from app.core.configs import ConfigError
-from app.core.dataset import Dataset, DatasetError, ImageItem, check_folder, is_image_name, make_item
-from app.core.dataset_problems import ProblemKind
-from app.core.exclusions import EXCLUDE_FILE, excluded_problem, set_excluded
-from app.core.tag_ops import Plan, TagOperation
+from app.core.dataset.scan import Dataset, DatasetError, ImageItem, check_folder, is_image_name, make_item
+from app.core.dataset.problems import ProblemKind
+from app.core.dataset.exclusions import EXCLUDE_FILE, excluded_problem, set_excluded
+from app.core.dataset.tag_ops import Plan, TagOperation
 from app.ui.dataset.scanner import ScanSignals, ScanTask
 from app.ui.jobs import JobError, JobTracker
 from app.ui.recent_models import RecentModels
@@ -191,7 +191,7 @@ class DatasetSession(QObject):
 
     def tag_frequencies(self) -> collections.Counter:
         counter: collections.Counter = collections.Counter()
-        from app.core.captions import split_tags
+        from app.core.dataset.captions import split_tags
 
         for item in self.items:
             counter.update(set(split_tags(item.caption, self.separator)))

@@ -27,9 +27,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.dataset import ImageItem
-from app.core.dataset_filter import rename_tag_in_filter, tag_filter_text
-from app.core.tag_ops import rename_tag
+from app.core.dataset.scan import ImageItem
+from app.core.dataset.filter import rename_tag_in_filter, tag_filter_text
+from app.core.dataset.tag_ops import rename_tag
 from app.ui.dataset import item_actions
 from app.ui.dataset.batch_dialog import BatchDialog
 from app.ui.dataset.caption_dialog import CaptionDialog

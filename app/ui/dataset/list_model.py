@@ -1,5 +1,5 @@
 """The thumbnail grid's model (a QAbstractListModel over the session's items), its filter
-proxy (the filter box, parsed by :mod:`app.core.dataset_filter`) and the badge delegate."""
+proxy (the filter box, parsed by :mod:`app.core.dataset.filter`) and the badge delegate."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap
 from PySide6.QtWidgets import QApplication, QStyle, QStyledItemDelegate, QStyleOptionViewItem
 
-from app.core.dataset import ImageItem
-from app.core.dataset_filter import parse_filter
-from app.core.dataset_problems import ProblemKind
+from app.core.dataset.scan import ImageItem
+from app.core.dataset.filter import parse_filter
+from app.core.dataset.problems import ProblemKind
 from app.ui.dataset.dataset_session import DatasetSession
 from app.ui.dataset.thumbnails import THUMB_SIZE, ThumbnailLoader
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QRunnable, Signal
 
-from app.core.dataset import finish_problems, iter_image_files, make_item
+from app.core.dataset.scan import finish_problems, iter_image_files, make_item
 
 BATCH_SECONDS = 0.05
 BATCH_MAX = 250

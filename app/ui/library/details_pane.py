@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.hub import HubFile, HubRepo
+from app.core.hub.models import HubFile, HubRepo
 from app.core.library import LibraryEntry
 from app.ui.library.cards import MISMATCH_COLOR, PROBLEM_COLOR, family_mismatch
 

@@ -1,6 +1,6 @@
 """The Library tab's state and operations, with no widget in sight.
 
-Wraps :class:`app.core.library.Library` (adapters on disk) and :class:`app.core.hub.Hub`
+Wraps :class:`app.core.library.Library` (adapters on disk) and :class:`app.core.hub.client.Hub`
 (search, details, downloads). All disk and network work runs on a thread pool; results
 come back as signals on the GUI thread. Downloads can be cancelled and resumed; a
 finished download is verified by the core and recorded in the library before
@@ -19,7 +19,9 @@ from PySide6.QtCore import QCoreApplication, QObject, Qt, Signal
 from PySide6.QtGui import QImage
 
 from app.core.configs import Family
-from app.core.hub import Hub, HubError, HubErrorKind, HubFile, HubRepo, SearchQuery
+from app.core.hub.client import Hub
+from app.core.hub.errors import HubError, HubErrorKind
+from app.core.hub.models import HubFile, HubRepo, SearchQuery
 from app.core.library import Library, LibraryEntry
 from app.ui.library.tasks import TaskRunner
 

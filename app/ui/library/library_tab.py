@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.configs import Family
-from app.core.hub import HubFile, HubRepo, HubSort, SearchQuery
+from app.core.hub.models import HubFile, HubRepo, HubSort, SearchQuery
 from app.core.library import LibraryEntry
 from app.ui.library.cards import CardGrid, CardItem
 from app.ui.library.details_pane import DetailsPane

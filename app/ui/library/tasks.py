@@ -13,7 +13,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal, Slot
 
-from app.core.hub import HubError
+from app.core.hub.errors import HubError
 
 log = logging.getLogger(__name__)
 

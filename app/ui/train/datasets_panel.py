@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.dataset import Dataset, scan_dataset
+from app.core.dataset.scan import Dataset, scan_dataset
 from app.core.train_config import DatasetSpec
 from app.ui.library.tasks import TaskRunner
 from app.ui.train.form_fields import ERROR_STYLE, setting

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 import app.core.files as files
-from app.core.caption_config import CaptionRequest
+from app.core.dataset.caption_config import CaptionRequest
 from app.core.errors import ErrorKind
 from app.core.files import SaveError
 from app.engine.captioning import load_captioner, run_captioning

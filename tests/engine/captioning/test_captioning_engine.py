@@ -7,7 +7,7 @@ import os
 import pytest
 from PIL import Image
 
-from app.core.caption_config import CaptionBackend, CaptionMode, CaptionRequest, compose_caption
+from app.core.dataset.caption_config import CaptionBackend, CaptionMode, CaptionRequest, compose_caption
 from app.core.configs import ConfigError
 from app.engine.captioning import (
     CaptionCancelled,

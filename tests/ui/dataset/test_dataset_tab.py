@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 
-from app.core.dataset_problems import ProblemKind
+from app.core.dataset.problems import ProblemKind
 from app.ui.dataset.dataset_tab import DatasetTab
 from app.ui.dataset.list_model import BadgeRole
 from app.ui.dataset.thumbnails import thumbnail_cache_dir

@@ -8,7 +8,7 @@ import pytest
 from fake_hub import kohya_sd1
 from PySide6.QtCore import Qt
 
-from app.core.hub import Hub
+from app.core.hub.client import Hub
 from app.core.library import Library
 
 BOB = "hub:bob/sdxl-pixel-lora"

@@ -1,7 +1,7 @@
 """What can be wrong with a dataset image or its caption, in words.
 
-Shared by :mod:`app.core.dataset` (which re-exports both names) and
-:mod:`app.core.captions`, so neither has to import the other at module level.
+Shared by :mod:`app.core.dataset.scan` (which re-exports both names) and
+:mod:`app.core.dataset.captions`, so neither has to import the other at module level.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ class ProblemKind(str, Enum):
     CAPTION_UNREADABLE = "caption_unreadable"
     CAPTION_SHARED = "caption_shared"  # a.jpg and a.png both use a.txt
     DUPLICATE = "duplicate"  # same bytes as another image
-    EXCLUDED = "excluded"  # the user excluded it from training (app/core/exclusions.py)
+    EXCLUDED = "excluded"  # the user excluded it from training (app/core/dataset/exclusions.py)
 
 
 # Human labels for badges, filters and reports.

@@ -16,9 +16,9 @@ import shlex
 from dataclasses import dataclass
 from typing import Callable
 
-from app.core.captions import DEFAULT_SEPARATOR, split_tags
-from app.core.dataset import ImageItem
-from app.core.dataset_problems import PROBLEM_LABELS
+from app.core.dataset.captions import DEFAULT_SEPARATOR, split_tags
+from app.core.dataset.scan import ImageItem
+from app.core.dataset.problems import PROBLEM_LABELS
 
 Predicate = Callable[[ImageItem, str], bool]
 

@@ -61,18 +61,18 @@ def translate_error(exc: BaseException, what: str) -> HubError:
         return HubError(HubErrorKind.SERVER, f"{what}: the Hub sent redirect after redirect (a loop); try again "
                                              "later")
     if isinstance(exc, (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.ProxyError)):
-        return HubError(HubErrorKind.OFFLINE, f"{what}: cannot reach the Hub ({_short(exc)})")
+        return HubError(HubErrorKind.OFFLINE, f"{what}: cannot reach the Hub ({brief(exc)})")
     if isinstance(exc, httpx2.TransportError):
-        return HubError(HubErrorKind.INCOMPLETE, f"{what}: the connection failed ({_short(exc)})")
+        return HubError(HubErrorKind.INCOMPLETE, f"{what}: the connection failed ({brief(exc)})")
     if isinstance(exc, errors.HFValidationError):
         return HubError(HubErrorKind.BAD_NAME, f"{what}: {exc}")
     if isinstance(exc, (ValueError, KeyError, TypeError)):
-        return HubError(HubErrorKind.SERVER, f"{what}: the Hub sent an answer that cannot be read ({_short(exc)})")
+        return HubError(HubErrorKind.SERVER, f"{what}: the Hub sent an answer that cannot be read ({brief(exc)})")
     if isinstance(exc, OSError):
         saved = save_error(exc, Path(what))
         if saved is not None:  # writing into the download folder (refs, links) failed
             return write_failed(saved, what)
-        return HubError(HubErrorKind.SERVER, f"{what}: {_short(exc)}")
+        return HubError(HubErrorKind.SERVER, f"{what}: {brief(exc)}")
     raise exc
 
 
@@ -86,6 +86,7 @@ def write_failed(exc: SaveError, what: str, folder: Path | None = None) -> HubEr
                                              "or not yours; make it writable and Download again")
 
 
-def _short(exc: BaseException) -> str:
+def brief(exc: BaseException) -> str:
+    """The first line of an exception's message, at most 200 characters (its type's name when empty)."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text[:200]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
 
-from app.core.dataset_problems import Problem, ProblemKind
+from app.core.dataset.problems import Problem, ProblemKind
 from app.core.files import atomic_write_text
 
 EXCLUDE_FILE = ".loraloom-exclude"

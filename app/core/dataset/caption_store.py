@@ -17,16 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from app.core.captions import (
+from app.core.dataset.captions import (
     CaptionWriteError,
     decode_caption,
     read_caption_bytes,
     remove_caption,
     write_caption_bytes,
 )
-from app.core.dataset import Dataset, ImageItem
-from app.core.dataset_problems import ProblemKind
-from app.core.tag_ops import Plan, TagOperation, plan_operation
+from app.core.dataset.scan import Dataset, ImageItem
+from app.core.dataset.problems import ProblemKind
+from app.core.dataset.tag_ops import Plan, TagOperation, plan_operation
 
 DEFAULT_HISTORY = 50
 

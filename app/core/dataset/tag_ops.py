@@ -2,7 +2,7 @@
 
 Pure text transforms. :func:`plan_operation` says which captions an operation would
 change (the batch dialog shows the count before anything is written); the
-:class:`~app.core.caption_store.CaptionStore` applies a plan and keeps undo history.
+:class:`~app.core.dataset.caption_store.CaptionStore` applies a plan and keeps undo history.
 A caption whose tags an operation leaves alone keeps its exact text, so no file is
 rewritten just to normalise spaces.
 """
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Iterable, Sequence
 
-from app.core.captions import DEFAULT_SEPARATOR, join_tags, split_tags
+from app.core.dataset.captions import DEFAULT_SEPARATOR, join_tags, split_tags
 from app.core.errors import ErrorKind
 
 
@@ -257,7 +257,7 @@ class Plan:
 def plan_operation(op: TagOperation, items: Iterable, separator: str = DEFAULT_SEPARATOR) -> Plan:
     """Which captions ``op`` would change; captions that are not UTF-8 are skipped (never
     rewritten by a batch operation) and listed with the reason."""
-    from app.core.dataset_problems import ProblemKind
+    from app.core.dataset.problems import ProblemKind
 
     plan = Plan(label=op.describe())
     for item in items:

@@ -23,17 +23,17 @@ import re
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from app.core.files import replace_durably, save_error
-from app.core.hub import (HubError, HubErrorKind, ProgressFn, _origin, check_file_name, check_repo_id, translate_error,
-                          write_failed)
-
-if TYPE_CHECKING:
-    from app.core.hub import Hub
+from app.core.hub.errors import HubError, HubErrorKind, translate_error, write_failed
+from app.core.hub.models import check_file_name, check_repo_id, origin
 
 log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[int, "int | None"], None]  # (bytes done, bytes in all or None)
 
 PARTIAL_SUFFIX = ".loraloom.incomplete"
 MAX_TRIES_WITHOUT_PROGRESS = 4
@@ -42,6 +42,22 @@ PROGRESS_INTERVAL_S = 0.1
 LOCK_WAIT_S = 2.0  # another thread or process downloading the same file: say so instead of waiting
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _GIT_SHA1 = re.compile(r"^[0-9a-f]{40}$")
+
+
+class HubSite(Protocol):
+    """What a download needs of :class:`app.core.hub.client.Hub`. A protocol, so that this module does
+    not import the client, which imports this one."""
+
+    endpoint: str
+    token: str | bool | None
+    cache_dir: Path
+    timeout: float
+
+    def offline(self) -> bool: ...
+
+    def cached(self, repo_id: str, filename: str, revision: str | None = None) -> Path | None: ...
+
+    def headers(self) -> dict[str, str]: ...
 
 
 class _Reporter:
@@ -96,10 +112,10 @@ def _inside(path: Path, root: Path) -> bool:
     return True
 
 
-def download_to_cache(hub: Hub, repo_id: str, filename: str, *, revision: str, expected_sha256: str | None,
+def download_to_cache(hub: HubSite, repo_id: str, filename: str, *, revision: str, expected_sha256: str | None,
                       on_progress: ProgressFn | None, cancel: threading.Event | None) -> Path:
     from filelock import Timeout as FileLockTimeout
-    from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
     from huggingface_hub.file_download import repo_folder_name
     from huggingface_hub.utils import WeakFileLock
 
@@ -127,18 +143,7 @@ def download_to_cache(hub: Hub, repo_id: str, filename: str, *, revision: str, e
             return from_cache(err)
         raise err from None
     etag, commit = meta.etag, meta.commit_hash
-    if not etag or not commit or not re.fullmatch(r"[\w.-]+", etag) or not re.fullmatch(r"[0-9a-f]{40}", commit):
-        raise HubError(HubErrorKind.SERVER, f"{what}: {hub.endpoint} did not answer like a Hugging Face Hub "
-                                            "(no commit or ETag)")
-    sha256 = etag if _SHA256.fullmatch(etag) else None
-    if expected_sha256 and sha256 and expected_sha256 != sha256:
-        raise HubError(HubErrorKind.CORRUPT, f"{what}: the file changed on the Hub since it was listed; "
-                                             "open the repo again")
-    sha256 = sha256 or expected_sha256
-    git_sha1 = etag if sha256 is None and _GIT_SHA1.fullmatch(etag) else None
-    if sha256 is None and git_sha1 is None:
-        raise HubError(HubErrorKind.CORRUPT, f"{what}: the Hub gave no checksum for this file, so it cannot be "
-                                             "verified; refused")
+    sha256, git_sha1 = _checksums(etag, commit, expected_sha256, hub.endpoint, what)
     blob = storage / "blobs" / etag
     pointer = storage / "snapshots" / commit / filename
     if not (_inside(pointer, storage) and _inside(blob, storage)):
@@ -170,7 +175,33 @@ def download_to_cache(hub: Hub, repo_id: str, filename: str, *, revision: str, e
             if saved is None:
                 raise
             raise write_failed(saved, what, hub.cache_dir) from None
-    try:  # huggingface_hub links the verified blob into snapshots/ and writes refs/<revision>
+    return _link_into_snapshot(hub, repo_id, filename, revision, blob, cancel, what)
+
+
+def _checksums(etag: str | None, commit: str | None, expected_sha256: str | None, endpoint: str,
+               what: str) -> tuple[str | None, str | None]:
+    """(sha256, git sha1) the file's bytes must match, from the Hub's ETag; exactly one is set."""
+    if not etag or not commit or not re.fullmatch(r"[\w.-]+", etag) or not re.fullmatch(r"[0-9a-f]{40}", commit):
+        raise HubError(HubErrorKind.SERVER, f"{what}: {endpoint} did not answer like a Hugging Face Hub "
+                                            "(no commit or ETag)")
+    sha256 = etag if _SHA256.fullmatch(etag) else None
+    if expected_sha256 and sha256 and expected_sha256 != sha256:
+        raise HubError(HubErrorKind.CORRUPT, f"{what}: the file changed on the Hub since it was listed; "
+                                             "open the repo again")
+    sha256 = sha256 or expected_sha256
+    git_sha1 = etag if sha256 is None and _GIT_SHA1.fullmatch(etag) else None
+    if sha256 is None and git_sha1 is None:
+        raise HubError(HubErrorKind.CORRUPT, f"{what}: the Hub gave no checksum for this file, so it cannot be "
+                                             "verified; refused")
+    return sha256, git_sha1
+
+
+def _link_into_snapshot(hub: HubSite, repo_id: str, filename: str, revision: str, blob: Path,
+                        cancel: threading.Event | None, what: str) -> Path:
+    """The verified blob linked into ``snapshots/`` (and ``refs/<revision>`` written) by huggingface_hub."""
+    from huggingface_hub import hf_hub_download
+
+    try:
         path = Path(hf_hub_download(repo_id, filename, revision=revision, cache_dir=hub.cache_dir,
                                     endpoint=hub.endpoint, token=hub.token, etag_timeout=hub.timeout))
     except Exception as exc:  # noqa: BLE001
@@ -186,7 +217,7 @@ def download_to_cache(hub: Hub, repo_id: str, filename: str, *, revision: str, e
     return path
 
 
-def _fetch_and_verify(url: str, meta, hub: Hub, blob: Path, sha256: str | None, git_sha1: str | None,
+def _fetch_and_verify(url: str, meta, hub: HubSite, blob: Path, sha256: str | None, git_sha1: str | None,
                       on_progress: ProgressFn | None, cancel: threading.Event | None, what: str) -> None:
     """Bytes into ``<blob>.loraloom.incomplete`` (resuming), checked, then renamed to the blob."""
     partial = blob.with_name(blob.name + PARTIAL_SUFFIX)
@@ -200,14 +231,14 @@ def _fetch_and_verify(url: str, meta, hub: Hub, blob: Path, sha256: str | None, 
     replace_durably(partial, blob)
 
 
-def _location(url: str, meta, hub: Hub) -> tuple[str, dict[str, str]]:
+def _location(url: str, meta, hub: HubSite) -> tuple[str, dict[str, str]]:
     """Where the bytes are, and the headers to send there (no token for a CDN on another host)."""
-    headers = hub._headers()
+    headers = hub.headers()
     headers["Accept-Encoding"] = "identity"  # sizes and Range offsets are of the file itself
     if meta.xet_file_data is not None or not meta.location:
         return url, headers  # the resolve URL redirects to the bytes; httpx drops the token on the way
     location = meta.location
-    if _origin(location) != _origin(url) and _origin(location) != _origin(hub.endpoint):
+    if origin(location) != origin(url) and origin(location) != origin(hub.endpoint):
         headers.pop("authorization", None)
         headers.pop("Authorization", None)
     return location, headers
@@ -216,24 +247,16 @@ def _location(url: str, meta, hub: Hub) -> tuple[str, dict[str, str]]:
 def _fetch(location: str, partial: Path, size: int | None, headers: dict[str, str], timeout: float,
            report: _Reporter, cancel: threading.Event | None, what: str) -> None:
     import httpx2
-    from huggingface_hub.utils import get_session, hf_raise_for_status
+    from huggingface_hub.utils import get_session
 
     failures = 0
     restarted = False
     while True:
         _check_cancel(cancel, what)
-        have = partial.stat().st_size if partial.exists() else 0
-        if size is not None and have > size:
-            partial.unlink()
-            have = 0
+        have = _bytes_kept(partial, size, what)
         if size is not None and have == size:
             report(have, force=True)
             return
-        if size is not None:
-            free = shutil.disk_usage(partial.parent).free
-            if free < size - have:
-                raise HubError(HubErrorKind.DISK_FULL, f"{what}: needs {_size_text(size - have)} more, only "
-                                                       f"{_size_text(free)} free in {partial.parent}")
         request_headers = dict(headers)
         if have:
             request_headers["Range"] = f"bytes={have}-"
@@ -245,12 +268,7 @@ def _fetch(location: str, partial: Path, size: int | None, headers: dict[str, st
                     partial.unlink()  # the server has less than we kept: start again, once
                     restarted = True
                     continue
-                if response.status_code >= 400:
-                    response.read()
-                    try:
-                        hf_raise_for_status(response)
-                    except Exception as exc:  # noqa: BLE001 - 404, 401, 5xx as sentences
-                        raise translate_error(exc, what) from None
+                _raise_for_status(response, what)
                 mode = "ab"
                 if have and response.status_code != 206:  # the server ignored Range: start again
                     mode, have, start = "wb", 0, 0
@@ -281,11 +299,7 @@ def _fetch(location: str, partial: Path, size: int | None, headers: dict[str, st
                                f"{what}: the download stopped at {_size_text(got)} of {_size_text(size)} "
                                f"({err}); Download again to resume") from None
             log.info("%s: connection lost at %s of %s, resuming", what, _size_text(got), _size_text(size))
-            wait = RETRY_WAITS[min(failures, len(RETRY_WAITS) - 1)]
-            if cancel is not None and cancel.wait(wait):
-                _check_cancel(cancel, what)
-            elif cancel is None:
-                time.sleep(wait)
+            _wait_before_retry(failures, cancel, what)
             continue
         got = partial.stat().st_size
         if size is None or got == size:
@@ -299,3 +313,39 @@ def _fetch(location: str, partial: Path, size: int | None, headers: dict[str, st
         if failures >= MAX_TRIES_WITHOUT_PROGRESS:
             raise HubError(HubErrorKind.INCOMPLETE, f"{what}: the server stops sending at {_size_text(got)} of "
                                                     f"{_size_text(size)}; Download again to resume")
+
+
+def _bytes_kept(partial: Path, size: int | None, what: str) -> int:
+    """The bytes of the partial file to resume from (0 when it is longer than the file), once the
+    disk is known to have room for the rest."""
+    have = partial.stat().st_size if partial.exists() else 0
+    if size is not None and have > size:
+        partial.unlink()
+        have = 0
+    if size is not None and have < size:
+        free = shutil.disk_usage(partial.parent).free
+        if free < size - have:
+            raise HubError(HubErrorKind.DISK_FULL, f"{what}: needs {_size_text(size - have)} more, only "
+                                                   f"{_size_text(free)} free in {partial.parent}")
+    return have
+
+
+def _raise_for_status(response, what: str) -> None:
+    """A 404, 401 or 5xx answer as the sentence of its :class:`HubError`."""
+    from huggingface_hub.utils import hf_raise_for_status
+
+    if response.status_code >= 400:
+        response.read()
+        try:
+            hf_raise_for_status(response)
+        except Exception as exc:  # noqa: BLE001 - 404, 401, 5xx as sentences
+            raise translate_error(exc, what) from None
+
+
+def _wait_before_retry(failures: int, cancel: threading.Event | None, what: str) -> None:
+    """A pause growing with the failures in a row; Cancel ends it at once."""
+    wait = RETRY_WAITS[min(failures, len(RETRY_WAITS) - 1)]
+    if cancel is not None and cancel.wait(wait):
+        _check_cancel(cancel, what)
+    elif cancel is None:
+        time.sleep(wait)

@@ -13,7 +13,7 @@ import stat
 from pathlib import Path
 from typing import Iterable, Protocol
 
-from app.core.dataset_problems import Problem, ProblemKind
+from app.core.dataset.problems import Problem, ProblemKind
 from app.core.errors import ErrorKind
 from app.core.files import SaveError, atomic_write_bytes
 from app.core.safe_files import RefusedFile, read_regular

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from app.core.dataset_problems import Problem, ProblemKind
+from app.core.dataset.problems import Problem, ProblemKind
 from app.core.safe_files import RefusedFile, open_regular
 
 DEFAULT_MIN_SIDE = 256

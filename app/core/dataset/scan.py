@@ -17,10 +17,10 @@ from typing import Callable
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from app.core.captions import DEFAULT_SEPARATOR, caption_path_for, read_caption, tag_frequencies
-from app.core.dataset_problems import Problem, ProblemKind
+from app.core.dataset.captions import DEFAULT_SEPARATOR, caption_path_for, read_caption, tag_frequencies
+from app.core.dataset.problems import Problem, ProblemKind
 from app.core.errors import ErrorKind
-from app.core.image_check import DEFAULT_MIN_SIDE, inspect_image
+from app.core.dataset.image_check import DEFAULT_MIN_SIDE, inspect_image
 from app.core.safe_files import open_regular
 
 IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
@@ -253,7 +253,7 @@ def scan_dataset(
 def finish_problems(items: list[ImageItem], root: Path) -> list[tuple[ImageItem, Problem]]:
     """Checks that need every item (duplicates, shared caption files), as (item, problem) pairs;
     computed without touching the items, so a GUI can apply them on its own thread."""
-    from app.core.exclusions import excluded_problems
+    from app.core.dataset.exclusions import excluded_problems
 
     return duplicate_problems(items, root) + shared_caption_problems(items, root) + excluded_problems(items, root)
 
