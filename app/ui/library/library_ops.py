@@ -21,7 +21,7 @@ from PySide6.QtGui import QImage
 from app.core.configs import Family
 from app.core.hub import Hub, HubError, HubErrorKind, HubFile, HubRepo, SearchQuery
 from app.core.library import Library, LibraryEntry
-from app.ui.library.tasks import TaskRunner
+from app.ui.common.tasks import TaskRunner
 
 log = logging.getLogger(__name__)
 

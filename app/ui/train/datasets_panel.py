@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 
 from app.core.dataset import Dataset, scan_dataset
 from app.core.train_config import DatasetSpec
-from app.ui.library.tasks import TaskRunner
+from app.ui.common.tasks import TaskRunner
 from app.ui.train.form_fields import ERROR_STYLE, setting
 
 COLUMNS = ("path", "repeats", "regularization", "caption")

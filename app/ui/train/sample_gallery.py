@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.ui.library.tasks import TaskRunner
+from app.ui.common.tasks import TaskRunner
 from app.ui.widgets.picture_dialog import PictureDialog
 
 THUMB = 128

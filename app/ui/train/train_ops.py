@@ -21,9 +21,9 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from app.core import paths
 from app.core.configs import ConfigError
 from app.core.train_config import TrainConfig, load_preset
+from app.ui.common.tasks import TaskRunner
 from app.ui.generate.generate_model import describe_error
 from app.ui.jobs import JobError, JobTracker
-from app.ui.library.tasks import TaskRunner
 from app.ui.train.run_history import RunInfo, RunStatus, list_runs, read_run
 from app.worker.protocol import ErrorKind, EventType, JobKind, RequestAction
 
