@@ -14,9 +14,9 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage
 
+from app.core.train_queue import EntryState
 from app.ui.train.compare import CELL, LABEL_H
 from app.ui.train.run_history import RunStatus, read_run
-from app.ui.train.train_ops import EntryState
 from app.ui.worker_client import WorkerState
 
 pytestmark = pytest.mark.slow

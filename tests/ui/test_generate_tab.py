@@ -6,7 +6,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage
 
 from app.core.configs import GenerateRequest, Scheduler
-from app.ui.generate.generate_model import format_eta
+from app.ui.common.formatting import format_eta
 from app.ui.recent_models import RecentModels
 from app.ui.worker_client import WorkerState
 

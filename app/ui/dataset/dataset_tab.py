@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 from app.core.dataset import ImageItem
 from app.core.dataset_filter import rename_tag_in_filter, tag_filter_text
 from app.core.tag_ops import rename_tag
+from app.ui.common.formatting import format_eta
 from app.ui.dataset import item_actions
 from app.ui.dataset.batch_dialog import BatchDialog
 from app.ui.dataset.caption_dialog import CaptionDialog
@@ -39,7 +40,6 @@ from app.ui.dataset.list_model import BadgeDelegate, DatasetFilterProxy, Dataset
 from app.ui.dataset.preview import PreviewPane
 from app.ui.dataset.tag_panel import TagPanel
 from app.ui.dataset.thumbnails import THUMB_SIZE, ThumbnailLoader
-from app.ui.generate.generate_model import format_eta
 from app.ui.jobs import JobTracker
 from app.ui.widgets.details_line import DetailsLine
 

@@ -27,7 +27,8 @@ from PySide6.QtWidgets import (
 
 from app.core.configs import ConfigError
 from app.core.train_config import TrainConfig
-from app.ui.generate.generate_model import format_eta
+from app.core.train_queue import EntryState
+from app.ui.common.formatting import format_eta
 from app.ui.jobs import JobTracker
 from app.ui.recent_models import RecentModels
 from app.ui.train.checkpoints_panel import CheckpointsPanel
@@ -36,7 +37,7 @@ from app.ui.train.loss_plot import LossPlot
 from app.ui.train.queue_panel import HistoryPanel, QueuePanel
 from app.ui.train.sample_gallery import SampleGallery
 from app.ui.train.train_form import FormError, TrainForm
-from app.ui.train.train_ops import EntryState, TrainOps
+from app.ui.train.train_ops import TrainOps
 from app.ui.widgets.action_bar import action_bar
 from app.worker.protocol import RequestAction
 
