@@ -40,7 +40,6 @@ from app.ui.dataset.list_model import BadgeDelegate, DatasetFilterProxy, Dataset
 from app.ui.dataset.preview import PreviewPane
 from app.ui.dataset.tag_panel import TagPanel
 from app.ui.dataset.thumbnails import THUMB_SIZE, ThumbnailLoader
-from app.ui.jobs import JobTracker
 from app.ui.widgets.details_line import DetailsLine
 
 ERROR_STYLE = "color: #c62828;"
@@ -54,9 +53,9 @@ def local_paths(event) -> list[str]:
 
 
 class DatasetTab(QWidget):
-    def __init__(self, tracker: JobTracker | None = None, parent: QWidget | None = None) -> None:
+    def __init__(self, session: DatasetSession | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.session = DatasetSession(tracker, parent=self)
+        self.session = session if session is not None else DatasetSession(None, parent=self)  # no worker
         self.thumbnails = ThumbnailLoader(self)
         self.model = DatasetListModel(self.session, self.thumbnails, self)
         self.proxy = DatasetFilterProxy(self.session.separator, self)

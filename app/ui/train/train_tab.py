@@ -29,7 +29,6 @@ from app.core.configs import ConfigError
 from app.core.train_config import TrainConfig
 from app.core.train_queue import EntryState
 from app.ui.common.formatting import format_eta
-from app.ui.jobs import JobTracker
 from app.ui.recent_models import RecentModels
 from app.ui.train.checkpoints_panel import CheckpointsPanel
 from app.ui.train.compare import CompareDialog, CompareOps
@@ -49,12 +48,12 @@ TOML_FILTER = "Training configs (*.toml);;All files (*)"
 class TrainTab(QWidget):
     useInGenerate = Signal(str, str)  # (an adapter file for the Generate tab's stack, its run's base model)
 
-    def __init__(self, tracker: JobTracker, recent: RecentModels, *, dataset_session: Any = None,
-                 settings_path: Path | None = None, parent: QWidget | None = None) -> None:
+    def __init__(self, ops: TrainOps, recent: RecentModels, *, dataset_session: Any = None,
+                 parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.recent = recent
-        self.ops = TrainOps(tracker, settings_path=settings_path, parent=self)
-        self.compare_ops = CompareOps(tracker, parent=self)
+        self.ops = ops
+        self.compare_ops = CompareOps(ops.tracker, parent=self)
         self.compare_dialog: CompareDialog | None = None
         self._history_read = False
         self._build()
