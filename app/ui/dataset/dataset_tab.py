@@ -75,6 +75,14 @@ class DatasetTab(QWidget):
 
     # ------------------------------------------------------------ layout
     def _build(self) -> None:
+        top = self._build_toolbar()
+        strip = self._build_progress_strip()
+        self._build_grid()
+        right = self._build_side_panel()
+        self._build_layout(top, strip, right)
+
+    def _build_toolbar(self) -> QHBoxLayout:
+        """Open (with the recent folders), Rescan, the filter, Undo/Redo, the batch tools."""
         self.open_action = QAction("Open dataset…", self)
         self.open_action.setToolTip("Open a folder of pictures (searched recursively).")
         self.open_action.triggered.connect(self.choose_folder)
@@ -108,7 +116,10 @@ class DatasetTab(QWidget):
                   self.caption_button):
             top.addWidget(w)
         top.setStretch(2, 1)
+        return top
 
+    def _build_progress_strip(self) -> QHBoxLayout:
+        """Auto-captioning's progress and its Cancel button."""
         self.progress = QProgressBar(self)
         self.progress.setVisible(False)
         self.progress_label = QLabel("", self)
@@ -119,7 +130,9 @@ class DatasetTab(QWidget):
         strip.addWidget(self.progress, 1)
         strip.addWidget(self.progress_label, 2)
         strip.addWidget(self.cancel_button)
+        return strip
 
+    def _build_grid(self) -> None:
         self.grid = QListView(self)
         self.grid.setViewMode(QListView.ViewMode.IconMode)
         self.grid.setResizeMode(QListView.ResizeMode.Adjust)
@@ -143,6 +156,8 @@ class DatasetTab(QWidget):
         self.context_menu = None
         self.viewer: item_actions.PictureViewer | None = None
 
+    def _build_side_panel(self) -> QSplitter:
+        """The selected picture, its caption editor and save error, above the tag panel."""
         self.preview = PreviewPane(self)
         self.info = QLabel("", self)
         self.info.setWordWrap(True)
@@ -173,6 +188,9 @@ class DatasetTab(QWidget):
         right.addWidget(self.tag_panel)
         right.setStretchFactor(0, 3)
         right.setStretchFactor(1, 2)
+        return right
+
+    def _build_layout(self, top: QHBoxLayout, strip: QHBoxLayout, right: QSplitter) -> None:
         split = QSplitter(Qt.Orientation.Horizontal, self)
         split.addWidget(self.grid)
         split.addWidget(right)

@@ -71,6 +71,13 @@ class TrainTab(QWidget):
 
     # ------------------------------------------------------------ building
     def _build(self) -> None:
+        left = self._build_form_column()
+        self._build_run_buttons()
+        controls, right = self._build_run_side()
+        self._build_layout(left, right, controls)
+
+    def _build_form_column(self) -> QWidget:
+        """The scrolled settings form above Load/Save config."""
         self.form = TrainForm(self.recent, self)
         scroll = self.form_scroll = QScrollArea(self)
         scroll.setWidgetResizable(True)
@@ -91,7 +98,9 @@ class TrainTab(QWidget):
         file_row.addWidget(self.save_button)
         file_row.addStretch(1)
         left_layout.addLayout(file_row)
+        return left
 
+    def _build_run_buttons(self) -> None:
         self.start_button = QPushButton("Start", self)
         self.start_button.setToolTip("Check the settings and start training now.")
         self.start_button.setStyleSheet("font-weight: bold;")
@@ -114,6 +123,8 @@ class TrainTab(QWidget):
         self.live_button.setToolTip("Show the loss, samples and checkpoints of the run that is training now.")
         self.live_button.clicked.connect(lambda: self.ops.show_live())
 
+    def _build_run_side(self) -> tuple[QVBoxLayout, QWidget]:
+        """The button rows (returned for the action bar) and the loss plot above the run's views."""
         self.plot = LossPlot(self)
         self.gallery = SampleGallery(self)
         self.checkpoints = CheckpointsPanel(self)
@@ -151,7 +162,9 @@ class TrainTab(QWidget):
         vertical.setStretchFactor(0, 2)
         vertical.setStretchFactor(1, 3)
         right_layout.addWidget(vertical, 1)
+        return controls, right
 
+    def _build_layout(self, left: QWidget, right: QWidget, controls: QVBoxLayout) -> None:
         splitter = QSplitter(Qt.Orientation.Horizontal, self)
         splitter.addWidget(left)
         splitter.addWidget(right)
