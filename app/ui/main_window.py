@@ -16,9 +16,9 @@ from PySide6.QtWidgets import (
 )
 
 from app.core import paths
-from app.ui.dataset.dataset_session import DatasetSession
+from app.ui.dataset.dataset_ops import DatasetSession
 from app.ui.dataset.dataset_tab import DatasetTab
-from app.ui.generate.generate_model import GenerateModel
+from app.ui.generate.generate_ops import GenerateModel
 from app.ui.generate.generate_tab import GenerateTab
 from app.ui.job_notifier import JobNotifier
 from app.ui.jobs import JobTracker

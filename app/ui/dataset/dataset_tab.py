@@ -35,7 +35,7 @@ from app.ui.dataset import item_actions
 from app.ui.dataset.batch_dialog import BatchDialog
 from app.ui.dataset.caption_dialog import CaptionDialog
 from app.ui.dataset.caption_editor import CaptionEditor
-from app.ui.dataset.dataset_session import DatasetSession
+from app.ui.dataset.dataset_ops import DatasetSession
 from app.ui.dataset.list_model import BadgeDelegate, DatasetFilterProxy, DatasetListModel, ItemRole
 from app.ui.dataset.preview import PreviewPane
 from app.ui.dataset.tag_panel import TagPanel

@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
 from app.core.configs import ConfigError, GenerateRequest, Scheduler
 from app.ui.common.tasks import TaskRunner
 from app.ui.generate.adapter_rows import AdapterStackWidget
-from app.ui.generate.generate_model import GenerateModel
+from app.ui.generate.generate_ops import GenerateModel
 from app.ui.generate.tab_actions import TabActions
 from app.ui.generate.history_strip import HistoryStrip
 from app.ui.widgets.action_bar import action_bar
