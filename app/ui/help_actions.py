@@ -15,7 +15,7 @@ from PySide6.QtWidgets import QFileDialog, QMenu, QMessageBox, QWidget
 
 from app import __version__
 from app.core import debug_report, doctor, versions
-from app.ui.library.tasks import TaskRunner
+from app.ui.common.tasks import TaskRunner
 
 REPORT_NAME = "loraloom-report.zip"
 

@@ -12,21 +12,23 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QTabWidget,
     QToolButton,
-    QVBoxLayout,
     QWidget,
 )
 
 from app.core import paths
+from app.ui.dataset.dataset_ops import DatasetSession
 from app.ui.dataset.dataset_tab import DatasetTab
-from app.ui.generate.generate_model import GenerateModel
+from app.ui.generate.generate_ops import GenerateModel
 from app.ui.generate.generate_tab import GenerateTab
 from app.ui.job_notifier import JobNotifier
 from app.ui.jobs import JobTracker
+from app.ui.library.library_ops import LibraryOps
 from app.ui.library.library_tab import LibraryTab
 from app.ui.menus import build_menus
 from app.ui.quit_guard import QuitGuard
 from app.ui.recent_models import RecentModels
 from app.ui.setup_dialog import connect_setup
+from app.ui.train.train_ops import TrainOps
 from app.ui.train.train_tab import TrainTab
 from app.ui.widgets.log_panel import LogPanel, QtLogHandler
 from app.ui.widgets.wheel_guard import install_wheel_guard
@@ -35,10 +37,6 @@ from app.ui.worker_client import WorkerClient, WorkerState
 log = logging.getLogger(__name__)
 
 WINDOW_SETTINGS_FILE = "window.ini"
-
-# One line each: what the tab will hold once its own issue is done.
-PLACEHOLDERS: dict[str, str] = {
-}
 
 STATE_TEXT = {
     WorkerState.STOPPED: "not started (starts with the first job)",
@@ -55,18 +53,6 @@ def window_settings() -> QSettings:
     return QSettings(str(paths.config_dir() / WINDOW_SETTINGS_FILE), QSettings.Format.IniFormat)
 
 
-def placeholder_tab(text: str) -> QWidget:
-    page = QWidget()
-    label = QLabel(text, page)
-    label.setAlignment(Qt.AlignmentFlag.AlignCenter)
-    label.setWordWrap(True)
-    label.setEnabled(False)  # greyed: nothing here to use yet
-    layout = QVBoxLayout(page)
-    layout.setContentsMargins(40, 40, 40, 40)
-    layout.addWidget(label)
-    return page
-
-
 class MainWindow(QMainWindow):
     def __init__(self, client: WorkerClient | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -75,20 +61,24 @@ class MainWindow(QMainWindow):
         self.client = client or WorkerClient(parent=self)
         self.tracker = JobTracker(self.client, self)
         self.recent_models = RecentModels(parent=self)
-        self.generate_model = GenerateModel(self.tracker, self.recent_models, parent=self)
+        # Each tab's state and work without widgets (its ``*_ops`` object), built here the same
+        # way and handed to its tab: the window wires them together, tabs never meet.
+        self.dataset_ops = DatasetSession(self.tracker, parent=self)
+        self.train_ops = TrainOps(self.tracker, parent=self)
+        self.generate_ops = GenerateModel(self.tracker, self.recent_models, parent=self)
+        self.library_ops = LibraryOps(parent=self)
 
         self.tabs = QTabWidget(self)
         self.tabs.setDocumentMode(True)
-        self.generate_tab = GenerateTab(self.generate_model, self)
-        self.dataset_tab = DatasetTab(self.tracker, self)
+        self.dataset_tab = DatasetTab(self.dataset_ops, self)
         self.tabs.addTab(self.dataset_tab, "Dataset")
-        self.train_tab = TrainTab(self.tracker, self.recent_models, dataset_session=self.dataset_tab.session,
-                                  parent=self)
+        self.train_tab = TrainTab(self.train_ops, self.recent_models, dataset_session=self.dataset_ops, parent=self)
         self.tabs.addTab(self.train_tab, "Train")
+        self.generate_tab = GenerateTab(self.generate_ops, self)
         self.tabs.addTab(self.generate_tab, "Generate")
-        self.library_tab = LibraryTab(parent=self)
+        self.library_tab = LibraryTab(self.library_ops, self)
         self.tabs.addTab(self.library_tab, "Library")
-        self.tabs.setCurrentWidget(self.generate_tab)  # the one tab that works today
+        self.tabs.setCurrentWidget(self.generate_tab)  # a picture from a base model needs nothing else set up
         self.setCentralWidget(self.tabs)
 
         self.log_panel = LogPanel(self)
@@ -103,7 +93,7 @@ class MainWindow(QMainWindow):
         self._log_handler = QtLogHandler(self.log_panel)
         logging.getLogger("app").addHandler(self._log_handler)
 
-        self.quit_guard = QuitGuard(self, self.tracker, self.train_tab.ops, self.dataset_tab.session)
+        self.quit_guard = QuitGuard(self, self.tracker, self.train_ops, self.dataset_ops)
         self.notifier = JobNotifier(self, self.tracker)  # progress in the title, a notice when a long job ends
         self._build_actions()
         self._build_menus()
@@ -146,7 +136,7 @@ class MainWindow(QMainWindow):
         self.library_tab.addToMixRequested.connect(self._on_add_to_mix)
         self.train_tab.useInGenerate.connect(self._on_use_run_adapter)
         self.generate_tab.stack_widget.libraryRequested.connect(lambda: self.tabs.setCurrentWidget(self.library_tab))
-        self.library_tab.ops.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
+        self.library_ops.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
         self.client.stateChanged.connect(self._show_worker_state)
         self.client.helloReceived.connect(self._on_hello)
         self.client.stderrLine.connect(self.log_panel.append_worker_line)
@@ -243,7 +233,7 @@ class MainWindow(QMainWindow):
         self.train_tab.save_settings()
         self.dataset_tab.flush()  # the caption being typed and queued writes reach the disk
         self.hide()  # feel closed at once while the worker takes its moment to exit
-        self.library_tab.ops.shutdown()  # downloads stop at their next chunk, resumable later
+        self.library_ops.shutdown()  # downloads stop at their next chunk, resumable later
         self.client.shutdown(wait=True)
         logging.getLogger("app").removeHandler(self._log_handler)
         event.accept()

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from PySide6.QtCore import QObject, QTimer
 from PySide6.QtWidgets import QMainWindow, QMessageBox
 
+from app.core.train_queue import EntryState
 from app.ui.jobs import JobTracker
-from app.ui.train.train_ops import EntryState
 
 STOP_TEXT = "Stop, save and quit"
 QUIT_TEXT = "Quit"  # only waiting runs: nothing to stop or save

@@ -1,6 +1,6 @@
 """Recently used base models (Hub ids, folders, checkpoint files), newest first.
 
-Shared by every model picker (Generate now, Train later) so a model picked in one tab
+Shared by every model picker (Generate and Train) so a model picked in one tab
 is offered in the other. Stored as JSON in the config folder, written atomically.
 """
 

@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.core import worker_env
-from app.ui.library.tasks import TaskRunner
+from app.ui.common.tasks import TaskRunner
 
 DECLINED = ("No worker environment: the job was not run. Start it again to set one up, "
             "or run `loraloom setup-worker`.")

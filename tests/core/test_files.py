@@ -89,7 +89,7 @@ def test_other_os_errors_pass_through_unchanged(tmp_path, monkeypatch):
 
 
 def test_the_worker_and_the_gui_name_the_new_error_kinds():
-    from app.ui.generate.generate_model import describe_error
+    from app.ui.common.errors import describe_error
     from app.ui.jobs import JobError
     from app.worker import protocol as P
     from app.worker.loop import describe_error as worker_describe

@@ -47,7 +47,7 @@ def main() -> int:
         # Let the last status updates paint before grabbing.
         QTimer.singleShot(300, lambda: (window.grab().save(str(out)), print(f"{state}: saved {out}"), window.close()))
 
-    window.generate_model.finished.connect(save)
+    window.generate_ops.finished.connect(save)
     tab.generate()
     QTimer.singleShot(300_000, app.quit)  # a safety net, not expected
     app.exec()

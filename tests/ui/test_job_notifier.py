@@ -42,7 +42,7 @@ def test_no_notice_while_the_window_is_active_and_renders_leave_the_title(qtbot,
     window.notifier.notified.connect(notices.append)
     titles: list[str] = []
     window.windowTitleChanged.connect(titles.append)
-    job = window.generate_model.generate({"base": "tiny", "prompt": "a fox", "steps": 3})
+    job = window.generate_ops.generate({"base": "tiny", "prompt": "a fox", "steps": 3})
     qtbot.waitUntil(lambda: window.tracker.get(job).state.is_final, timeout=10_000)
     assert window.tracker.get(job).step == 3 and titles == []  # a render is short: the title stays
     entry = window.train_tab.ops.start(config("seen"))

@@ -9,9 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from PySide6.QtWidgets import QLabel
-
-from app.ui.main_window import PLACEHOLDERS, window_settings
+from app.ui.main_window import window_settings
 from app.ui.worker_client import WorkerState
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,9 +21,6 @@ def test_window_has_four_tabs_with_generate_current(qtbot, make_window):
     names = [window.tabs.tabText(i) for i in range(window.tabs.count())]
     assert names == ["Dataset", "Train", "Generate", "Library"]
     assert window.tabs.currentWidget() is window.generate_tab
-    for i, name in enumerate(names):
-        if name in PLACEHOLDERS:
-            assert PLACEHOLDERS[name] in [w.text() for w in window.tabs.widget(i).findChildren(QLabel)]
     menus = [action.text() for action in window.menuBar().actions()]
     assert menus == ["&File", "&Edit", "&View", "&Worker", "&Help"]
     assert window.worker_label.text() == "Worker: not started (starts with the first job)"

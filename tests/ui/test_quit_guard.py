@@ -45,7 +45,7 @@ def test_cancel_keeps_the_window_and_the_training(qtbot, make_window):
 
 def test_a_waiting_queue_is_named_and_a_render_just_stops(qtbot, make_window):
     window = make_window(FAKE_WORKER_STEP_S="0.3")
-    job = window.generate_model.generate({"base": "tiny", "prompt": "a fox", "steps": 20})
+    job = window.generate_ops.generate({"base": "tiny", "prompt": "a fox", "steps": 20})
     qtbot.waitUntil(lambda: window.tracker.get(job) is not None and window.tracker.get(job).step >= 1,
                     timeout=10_000)
     ops = window.train_tab.ops

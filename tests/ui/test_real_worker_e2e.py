@@ -53,7 +53,7 @@ def test_render_then_cancel_with_the_real_worker(qtbot, real_window, event_log):
     events = event_log(window.client)
     tab.steps.setValue(3)
     qtbot.mouseClick(tab.generate_button, Qt.MouseButton.LeftButton)
-    job_id = window.generate_model.job_id
+    job_id = window.generate_ops.job_id
     qtbot.waitUntil(lambda: not tab.preview.pixmap().isNull(), timeout=RENDER_TIMEOUT_MS)
     qtbot.waitUntil(lambda: events.finished(job_id) is not None, timeout=10_000)
 
@@ -71,7 +71,7 @@ def test_render_then_cancel_with_the_real_worker(qtbot, real_window, event_log):
     # Cancel during a render: the worker stops within a step and says so.
     tab.steps.setValue(40)
     tab.generate()
-    long_job = window.generate_model.job_id
+    long_job = window.generate_ops.job_id
     qtbot.waitUntil(lambda: first_render_step(events, long_job), timeout=RENDER_TIMEOUT_MS)
     qtbot.mouseClick(tab.cancel_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: events.finished(long_job) is not None, timeout=60_000)
@@ -98,7 +98,7 @@ def test_kill_9_mid_render_then_restart_and_render_again(qtbot, real_window, eve
 
     window.client.eventReceived.connect(kill_on_first_step)
     tab.generate()
-    job_id = window.generate_model.job_id
+    job_id = window.generate_ops.job_id
     qtbot.waitUntil(lambda: events.finished(job_id) is not None, timeout=RENDER_TIMEOUT_MS)
     window.client.eventReceived.disconnect(kill_on_first_step)
 
@@ -118,7 +118,7 @@ def test_kill_9_mid_render_then_restart_and_render_again(qtbot, real_window, eve
 
     tab.steps.setValue(2)
     tab.generate()
-    again = window.generate_model.job_id
+    again = window.generate_ops.job_id
     qtbot.waitUntil(lambda: events.finished(again) is not None, timeout=RENDER_TIMEOUT_MS)
     assert events.finished(again)["status"] == "done"
     image = events.of_type("image", again)[0]

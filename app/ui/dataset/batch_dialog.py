@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 from app.core.dataset.captions import split_tags
 from app.core.dataset.scan import ImageItem
 from app.core.dataset.tag_ops import Plan, Position, TagOperation, TagOpError, TagOpKind
-from app.ui.dataset.dataset_session import DatasetSession
+from app.ui.dataset.dataset_ops import DatasetSession
 
 OPERATIONS = [
     ("Add tags at the front", TagOpKind.ADD, Position.FRONT),

@@ -30,17 +30,16 @@ from PySide6.QtWidgets import (
 from app.core.dataset.scan import ImageItem
 from app.core.dataset.filter import rename_tag_in_filter, tag_filter_text
 from app.core.dataset.tag_ops import rename_tag
+from app.ui.common.formatting import format_eta
 from app.ui.dataset import item_actions
 from app.ui.dataset.batch_dialog import BatchDialog
 from app.ui.dataset.caption_dialog import CaptionDialog
 from app.ui.dataset.caption_editor import CaptionEditor
-from app.ui.dataset.dataset_session import DatasetSession
+from app.ui.dataset.dataset_ops import DatasetSession
 from app.ui.dataset.list_model import BadgeDelegate, DatasetFilterProxy, DatasetListModel, ItemRole
 from app.ui.dataset.preview import PreviewPane
 from app.ui.dataset.tag_panel import TagPanel
 from app.ui.dataset.thumbnails import THUMB_SIZE, ThumbnailLoader
-from app.ui.generate.generate_model import format_eta
-from app.ui.jobs import JobTracker
 from app.ui.widgets.details_line import DetailsLine
 
 ERROR_STYLE = "color: #c62828;"
@@ -54,9 +53,9 @@ def local_paths(event) -> list[str]:
 
 
 class DatasetTab(QWidget):
-    def __init__(self, tracker: JobTracker | None = None, parent: QWidget | None = None) -> None:
+    def __init__(self, session: DatasetSession | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.session = DatasetSession(tracker, parent=self)
+        self.session = session if session is not None else DatasetSession(None, parent=self)  # no worker
         self.thumbnails = ThumbnailLoader(self)
         self.model = DatasetListModel(self.session, self.thumbnails, self)
         self.proxy = DatasetFilterProxy(self.session.separator, self)
@@ -76,6 +75,14 @@ class DatasetTab(QWidget):
 
     # ------------------------------------------------------------ layout
     def _build(self) -> None:
+        top = self._build_toolbar()
+        strip = self._build_progress_strip()
+        self._build_grid()
+        right = self._build_side_panel()
+        self._build_layout(top, strip, right)
+
+    def _build_toolbar(self) -> QHBoxLayout:
+        """Open (with the recent folders), Rescan, the filter, Undo/Redo, the batch tools."""
         self.open_action = QAction("Open dataset…", self)
         self.open_action.setToolTip("Open a folder of pictures (searched recursively).")
         self.open_action.triggered.connect(self.choose_folder)
@@ -109,7 +116,10 @@ class DatasetTab(QWidget):
                   self.caption_button):
             top.addWidget(w)
         top.setStretch(2, 1)
+        return top
 
+    def _build_progress_strip(self) -> QHBoxLayout:
+        """Auto-captioning's progress and its Cancel button."""
         self.progress = QProgressBar(self)
         self.progress.setVisible(False)
         self.progress_label = QLabel("", self)
@@ -120,7 +130,9 @@ class DatasetTab(QWidget):
         strip.addWidget(self.progress, 1)
         strip.addWidget(self.progress_label, 2)
         strip.addWidget(self.cancel_button)
+        return strip
 
+    def _build_grid(self) -> None:
         self.grid = QListView(self)
         self.grid.setViewMode(QListView.ViewMode.IconMode)
         self.grid.setResizeMode(QListView.ResizeMode.Adjust)
@@ -144,6 +156,8 @@ class DatasetTab(QWidget):
         self.context_menu = None
         self.viewer: item_actions.PictureViewer | None = None
 
+    def _build_side_panel(self) -> QSplitter:
+        """The selected picture, its caption editor and save error, above the tag panel."""
         self.preview = PreviewPane(self)
         self.info = QLabel("", self)
         self.info.setWordWrap(True)
@@ -174,6 +188,9 @@ class DatasetTab(QWidget):
         right.addWidget(self.tag_panel)
         right.setStretchFactor(0, 3)
         right.setStretchFactor(1, 2)
+        return right
+
+    def _build_layout(self, top: QHBoxLayout, strip: QHBoxLayout, right: QSplitter) -> None:
         split = QSplitter(Qt.Orientation.Horizontal, self)
         split.addWidget(self.grid)
         split.addWidget(right)

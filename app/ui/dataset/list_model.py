@@ -18,7 +18,7 @@ from PySide6.QtWidgets import QApplication, QStyle, QStyledItemDelegate, QStyleO
 from app.core.dataset.scan import ImageItem
 from app.core.dataset.filter import parse_filter
 from app.core.dataset.problems import ProblemKind
-from app.ui.dataset.dataset_session import DatasetSession
+from app.ui.dataset.dataset_ops import DatasetSession
 from app.ui.dataset.thumbnails import THUMB_SIZE, ThumbnailLoader
 
 ItemRole = Qt.ItemDataRole.UserRole + 1

@@ -2,30 +2,24 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QObject, QRect, QRunnable, QSize, Qt, QThreadPool, Signal
+from PySide6.QtCore import QRect, QSize, Qt, Signal
 from PySide6.QtGui import QImage, QImageReader, QPainter, QPaintEvent, QPalette, QPixmap
 from PySide6.QtWidgets import QFrame, QSizePolicy, QWidget
+
+from app.ui.common.tasks import TaskRunner
 
 PREVIEW_MAX = 1280
 
 
-class _Signals(QObject):
-    done = Signal(int, str, QImage, str)  # (request number, path, image, error)
-
-
-class _Load(QRunnable):
-    def __init__(self, number: int, path: str, signals: _Signals) -> None:
-        super().__init__()
-        self.number, self.path, self.signals = number, path, signals
-
-    def run(self) -> None:
-        reader = QImageReader(self.path)
-        reader.setAutoTransform(True)
-        size = reader.size()
-        if size.isValid() and max(size.width(), size.height()) > PREVIEW_MAX:
-            reader.setScaledSize(size.scaled(QSize(PREVIEW_MAX, PREVIEW_MAX), Qt.AspectRatioMode.KeepAspectRatio))
-        image = reader.read()
-        self.signals.done.emit(self.number, self.path, image, "" if not image.isNull() else reader.errorString())
+def load_preview(path: str) -> tuple[QImage, str]:
+    """The picture at screen size (runs in a pool thread), with the reader's error when unreadable."""
+    reader = QImageReader(path)
+    reader.setAutoTransform(True)
+    size = reader.size()
+    if size.isValid() and max(size.width(), size.height()) > PREVIEW_MAX:
+        reader.setScaledSize(size.scaled(QSize(PREVIEW_MAX, PREVIEW_MAX), Qt.AspectRatioMode.KeepAspectRatio))
+    image = reader.read()
+    return image, "" if not image.isNull() else reader.errorString()
 
 
 class PreviewPane(QFrame):
@@ -39,11 +33,7 @@ class PreviewPane(QFrame):
         self._pixmap = QPixmap()
         self._path = ""
         self._text = "Drop a folder of pictures here, or use Open dataset."
-        self._number = 0
-        self._pool = QThreadPool(self)
-        self._pool.setMaxThreadCount(1)
-        self._signals = _Signals(self)
-        self._signals.done.connect(self._on_done)
+        self._tasks = TaskRunner(1, self)
 
     def path(self) -> str:
         return self._path
@@ -52,20 +42,17 @@ class PreviewPane(QFrame):
         return self._pixmap
 
     def show_path(self, path: str) -> None:
-        self._number += 1
-        self._pool.clear()
-        self._pool.start(_Load(self._number, path, self._signals))
+        self._tasks.cancel_all()  # another image was picked: the one loading now is never shown
+        self._tasks.run(lambda: load_preview(path), lambda result: self._on_done(path, *result))
 
     def show_text(self, text: str) -> None:
-        self._number += 1
+        self._tasks.cancel_all()
         self._pixmap = QPixmap()
         self._path = ""
         self._text = text
         self.update()
 
-    def _on_done(self, number: int, path: str, image: QImage, error: str) -> None:
-        if number != self._number:
-            return  # another image was picked meanwhile
+    def _on_done(self, path: str, image: QImage, error: str) -> None:
         self._path = path
         self._pixmap = QPixmap.fromImage(image) if not image.isNull() else QPixmap()
         self._text = f"Cannot show this picture ({error})." if image.isNull() else ""

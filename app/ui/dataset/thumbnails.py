@@ -1,6 +1,6 @@
 """Thumbnails made off the GUI thread and cached on disk.
 
-Each request is a QRunnable in a private QThreadPool: QImageReader with a scaled size
+Each request is a task of the shared relay (app/ui/common/tasks.py) on its own lane: QImageReader with a scaled size
 (JPEG decodes at reduced size), EXIF orientation applied, saved as PNG under
 ``cache_dir()/thumbnails`` with a name made from path + mtime + size, so a changed file
 gets a new thumbnail and a re-opened folder loads from the cache. The newest request
@@ -16,10 +16,11 @@ import os
 from collections import OrderedDict
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QRunnable, QSize, Qt, QThreadPool, Signal
+from PySide6.QtCore import QObject, QSize, Qt, QThreadPool, Signal
 from PySide6.QtGui import QImage, QImageReader, QPixmap
 
 from app.core import paths
+from app.ui.common.tasks import TaskRunner
 
 THUMB_SIZE = 160
 MEMORY_LIMIT = 3000  # pixmaps kept in memory (about 100 kB each at most)
@@ -46,37 +47,30 @@ def make_thumbnail(path: str, thumb: int = THUMB_SIZE) -> QImage:
     return image
 
 
-class _Signals(QObject):
-    done = Signal(str, QImage)  # (path, image; null when unreadable)
+def cached_thumbnail(path: str, mtime_ns: int, size: int, cache: Path) -> QImage:
+    """The thumbnail from the disk cache, else made and saved there (runs in a pool thread);
+    a null image when the picture cannot be read."""
+    cached = cache / f"{cache_key(path, mtime_ns, size)}.png"
+    image = QImage()
+    if cached.is_file():
+        image = QImageReader(str(cached)).read()
+    if image.isNull():
+        image = make_thumbnail(path)
+        if not image.isNull():
+            _save(image, cached)
+    return image
 
 
-class _ThumbTask(QRunnable):
-    def __init__(self, path: str, mtime_ns: int, size: int, cache: Path, signals: _Signals) -> None:
-        super().__init__()
-        self.path, self.mtime_ns, self.size, self.cache, self.signals = path, mtime_ns, size, cache, signals
-
-    def run(self) -> None:
-        cached = self.cache / f"{cache_key(self.path, self.mtime_ns, self.size)}.png"
-        image = QImage()
-        if cached.is_file():
-            image = QImageReader(str(cached)).read()
-        if image.isNull():
-            image = make_thumbnail(self.path)
-            if not image.isNull():
-                self._save(image, cached)
-        self.signals.done.emit(self.path, image)
-
-    @staticmethod
-    def _save(image: QImage, target: Path) -> None:
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.{os.getpid()}.{id(image)}.tmp")
-            if image.save(str(tmp), "PNG"):
-                os.replace(tmp, target)
-            else:
-                tmp.unlink(missing_ok=True)
-        except OSError:
-            pass  # a cache that cannot be written only costs speed
+def _save(image: QImage, target: Path) -> None:
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.{id(image)}.tmp")
+        if image.save(str(tmp), "PNG"):
+            os.replace(tmp, target)
+        else:
+            tmp.unlink(missing_ok=True)
+    except OSError:
+        pass  # a cache that cannot be written only costs speed
 
 
 class ThumbnailLoader(QObject):
@@ -88,10 +82,7 @@ class ThumbnailLoader(QObject):
 
     def __init__(self, parent: QObject | None = None, threads: int | None = None) -> None:
         super().__init__(parent)
-        self.pool = QThreadPool(self)
-        self.pool.setMaxThreadCount(threads or max(2, QThreadPool.globalInstance().maxThreadCount() // 2))
-        self._signals = _Signals(self)
-        self._signals.done.connect(self._on_done)
+        self._tasks = TaskRunner(threads or max(2, QThreadPool.globalInstance().maxThreadCount() // 2), self)
         self._pixmaps: OrderedDict[str, QPixmap] = OrderedDict()
         self._pending: set[str] = set()
         self._failed: set[str] = set()
@@ -106,8 +97,11 @@ class ThumbnailLoader(QObject):
         if path not in self._pending and path not in self._failed:
             self._pending.add(path)
             # Newest first: a higher priority runs earlier; wrap well inside a C int.
-            self.pool.start(_ThumbTask(path, mtime_ns, size, self.cache, self._signals),
-                            next(self._priority) % 1_000_000_000)
+            cache = self.cache
+            self._tasks.run(lambda: cached_thumbnail(path, mtime_ns, size, cache),
+                            lambda image: self._on_done(path, image),
+                            lambda _kind, _message: self._on_done(path, QImage()),
+                            priority=next(self._priority) % 1_000_000_000)
         return None
 
     def has_failed(self, path: str) -> bool:
@@ -121,13 +115,13 @@ class ThumbnailLoader(QObject):
         self._failed.discard(path)
 
     def clear(self) -> None:
-        self.pool.clear()  # queued, not started
+        self._tasks.cancel_all()  # queued ones never start; running ones are dropped on arrival
         self._pixmaps.clear()
         self._pending.clear()
         self._failed.clear()
 
     def wait(self, msecs: int = 5000) -> bool:
-        return self.pool.waitForDone(msecs)
+        return self._tasks.wait(msecs)
 
     def _on_done(self, path: str, image: QImage) -> None:
         if path not in self._pending:

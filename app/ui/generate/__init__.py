@@ -1,1 +1,1 @@
-"""The Generate tab: render pictures from a base model (adapters come later)."""
+"""The Generate tab: render pictures from a base model and a mix of adapters."""

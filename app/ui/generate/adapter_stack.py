@@ -17,7 +17,7 @@ from PySide6.QtCore import QObject, Signal
 
 from app.core.adapters import AdapterInfo, inspect_adapter
 from app.core.configs import WEIGHT_LIMIT, AdapterEntry, Family
-from app.ui.library.tasks import TaskRunner
+from app.ui.common.tasks import TaskRunner
 
 log = logging.getLogger(__name__)
 

@@ -31,11 +31,11 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.configs import ConfigError, GenerateRequest, Scheduler
+from app.ui.common.tasks import TaskRunner
 from app.ui.generate.adapter_rows import AdapterStackWidget
-from app.ui.generate.generate_model import GenerateModel
+from app.ui.generate.generate_ops import GenerateModel
 from app.ui.generate.tab_actions import TabActions
 from app.ui.generate.history_strip import HistoryStrip
-from app.ui.library.tasks import TaskRunner
 from app.ui.widgets.action_bar import action_bar
 from app.ui.widgets.image_preview import ImagePreview
 from app.ui.widgets.model_picker import ModelPicker
@@ -62,6 +62,24 @@ class GenerateTab(TabActions, QWidget):
     # ------------------------------------------------------------ layout
 
     def _build(self) -> None:
+        self._build_prompt_fields()
+        form = self._build_settings_form()
+        buttons = self._build_action_widgets()
+        column, left_width = self._build_left_column(form, buttons)
+        right = self._build_picture_side()
+
+        splitter = QSplitter(Qt.Orientation.Horizontal, self)
+        splitter.addWidget(column)
+        splitter.addWidget(right)
+        splitter.setStretchFactor(0, 0)
+        splitter.setStretchFactor(1, 1)
+        splitter.setChildrenCollapsible(False)
+        splitter.setSizes([left_width, 740])
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(splitter)
+
+    def _build_prompt_fields(self) -> None:
         self.model_picker = ModelPicker(self.model.recent, self)
 
         self.prompt = QPlainTextEdit(self)
@@ -75,6 +93,7 @@ class GenerateTab(TabActions, QWidget):
         self.negative.setTabChangesFocus(True)
         self.negative.setFixedHeight(46)
 
+    def _build_settings_form(self) -> QFormLayout:
         self.seed = QSpinBox(self)
         self.seed.setRange(0, SEED_MAX)
         self.seed.setToolTip("The random seed; the same seed and settings give the same picture.")
@@ -125,7 +144,10 @@ class GenerateTab(TabActions, QWidget):
         form.addRow("Size", size_row)
         form.addRow("Sampler", self.scheduler)
         form.addRow("Batch", self.batch)
+        return form
 
+    def _build_action_widgets(self) -> QHBoxLayout:
+        """Generate, Cancel (returned in their row), the progress bar and the status/error lines."""
         self.generate_button = QPushButton("Generate", self)
         self.generate_button.setDefault(True)
         self.generate_button.setMinimumHeight(34)
@@ -150,7 +172,10 @@ class GenerateTab(TabActions, QWidget):
         self.error_label.setStyleSheet(ERROR_STYLE)
         self.error_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.error_label.setVisible(False)
+        return buttons
 
+    def _build_left_column(self, form: QFormLayout, buttons: QHBoxLayout) -> tuple[QWidget, int]:
+        """The scrolled settings above the fixed action bar; returns it and its minimum width."""
         left = QWidget(self)
         left_layout = QVBoxLayout(left)
         left_layout.setContentsMargins(10, 10, 10, 10)
@@ -195,7 +220,10 @@ class GenerateTab(TabActions, QWidget):
         column_layout.setSpacing(0)
         column_layout.addWidget(scroll, 1)
         column_layout.addWidget(self.action_bar)
+        return column, left_width
 
+    def _build_picture_side(self) -> QSplitter:
+        """The picture with its info line and buttons, above the history strip."""
         self.preview = ImagePreview(self)
         self.image_info = QLabel("", self)
         self.image_info.setWordWrap(True)
@@ -225,18 +253,7 @@ class GenerateTab(TabActions, QWidget):
         right_split.addWidget(self.history)
         right_split.setCollapsible(0, False)
         right_split.setStretchFactor(0, 1)
-        right = right_split
-
-        splitter = QSplitter(Qt.Orientation.Horizontal, self)
-        splitter.addWidget(column)
-        splitter.addWidget(right)
-        splitter.setStretchFactor(0, 0)
-        splitter.setStretchFactor(1, 1)
-        splitter.setChildrenCollapsible(False)
-        splitter.setSizes([left_width, 740])
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(splitter)
+        return right_split
 
     def _build_adapters(self) -> QGroupBox:
         self.stack_widget = AdapterStackWidget(self.model.stack, self)

@@ -33,9 +33,9 @@ from PySide6.QtWidgets import (
 
 from app.core import paths
 from app.core.configs import WEIGHT_LIMIT, ConfigError
-from app.ui.generate.generate_model import GenerateModel
+from app.ui.common.tasks import TaskRunner
+from app.ui.generate.generate_ops import GenerateModel
 from app.ui.jobs import JobState
-from app.ui.library.tasks import TaskRunner
 from app.worker.protocol import JobKind
 
 MAX_CELLS = 64

@@ -23,7 +23,7 @@ from app.core.hub.client import Hub
 from app.core.hub.errors import HubError, HubErrorKind
 from app.core.hub.models import HubFile, HubRepo, SearchQuery
 from app.core.library import Library, LibraryEntry
-from app.ui.library.tasks import TaskRunner
+from app.ui.common.tasks import TaskRunner
 
 log = logging.getLogger(__name__)
 

@@ -69,6 +69,13 @@ class LibraryTab(QWidget):
     # -------------------------------------------------------- layout
 
     def _build(self) -> None:
+        bar = self._build_search_bar()
+        local_page = self._build_local_page()
+        hub_page = self._build_hub_page()
+        self._build_layout(bar, local_page, hub_page)
+
+    def _build_search_bar(self) -> QHBoxLayout:
+        """Local/Hub switch, search, family and sort, and the folder buttons."""
         self.local_button = QToolButton(self)
         self.local_button.setText("On this computer")
         self.hub_button = QToolButton(self)
@@ -109,7 +116,9 @@ class LibraryTab(QWidget):
         self.offline_banner = QLabel(self)
         self.offline_banner.setWordWrap(True)
         self.offline_banner.setStyleSheet(OFFLINE_STYLE)
+        return bar
 
+    def _build_local_page(self) -> QWidget:
         self.local_grid = CardGrid(self)
         self.local_status = QLabel(self)
         local_page = QWidget(self)
@@ -117,7 +126,10 @@ class LibraryTab(QWidget):
         local_layout.setContentsMargins(0, 0, 0, 0)
         local_layout.addWidget(self.local_grid, 1)
         local_layout.addWidget(self.local_status)
+        return local_page
 
+    def _build_hub_page(self) -> QWidget:
+        """Hub results with Load more, and the token box for gated repos."""
         self.hub_grid = CardGrid(self)
         self.hub_status = QLabel(self)
         self.hub_status.setWordWrap(True)
@@ -144,7 +156,9 @@ class LibraryTab(QWidget):
         row.addWidget(self.more_button)
         hub_layout.addLayout(row)
         hub_layout.addWidget(token_group)
+        return hub_page
 
+    def _build_layout(self, bar: QHBoxLayout, local_page: QWidget, hub_page: QWidget) -> None:
         self.pages = QStackedWidget(self)
         self.pages.addWidget(local_page)
         self.pages.addWidget(hub_page)

@@ -37,9 +37,9 @@ from PySide6.QtWidgets import (
 
 from app.core.configs import ConfigError, GenerateRequest, Scheduler
 from app.core.files import temp_path_beside
-from app.ui.generate.generate_model import describe_error
+from app.ui.common.errors import describe_error
+from app.ui.common.tasks import TaskRunner
 from app.ui.jobs import JobTracker
-from app.ui.library.tasks import TaskRunner
 from app.ui.train.sample_gallery import load_thumbnail
 from app.worker.protocol import JobKind
 

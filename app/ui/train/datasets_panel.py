@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 
 from app.core.dataset.scan import Dataset, scan_dataset
 from app.core.train_config import DatasetSpec
-from app.ui.library.tasks import TaskRunner
+from app.ui.common.tasks import TaskRunner
 from app.ui.train.form_fields import ERROR_STYLE, setting
 
 COLUMNS = ("path", "repeats", "regularization", "caption")
@@ -80,7 +80,6 @@ class DatasetsPanel(QWidget):
         self._runner = TaskRunner(max_threads=1, parent=self)
         self._summaries: dict[str, DatasetSummary] = {}  # (resolved path text) -> summary
         self._pending: set[str] = set()
-        self._generation = 0  # a rescan makes the results of earlier scans stale
         self.min_side = 256
         self.table = QTableWidget(0, len(COLUMNS), self)
         self.table.setHorizontalHeaderLabels(list(HEADERS))
@@ -178,7 +177,7 @@ class DatasetsPanel(QWidget):
         for path in stale:
             self._summaries.pop(path, None)
             self._pending.discard(path)
-        self._generation += 1  # an older scan of these rows still running must not land
+        self._runner.cancel_all()  # an older scan of these rows still running must not land
         self._pending.clear()
         self._rescan()
 
@@ -263,7 +262,7 @@ class DatasetsPanel(QWidget):
     # ------------------------------------------------------------ scanning
     def rescan(self) -> None:
         """Scan every folder again (pictures may have been added or fixed)."""
-        self._generation += 1
+        self._runner.cancel_all()  # a rescan makes the results of earlier scans stale
         self._summaries.clear()
         self._pending.clear()
         self._rescan()
@@ -273,24 +272,20 @@ class DatasetsPanel(QWidget):
             if path in self._summaries or path in self._pending:
                 continue
             self._pending.add(path)
-            min_side, generation = self.min_side, self._generation
+            min_side = self.min_side
             self._runner.run(lambda p=path, m=min_side: scan_dataset(p, min_side=m),
-                             lambda ds, p=path, g=generation: self._on_scanned(p, ds, g),
-                             lambda _kind, message, p=path, g=generation: self._on_failed(p, message, g))
+                             lambda ds, p=path: self._on_scanned(p, ds),
+                             lambda _kind, message, p=path: self._on_failed(p, message))
         self._show_summary()
 
-    def _on_scanned(self, path: str, dataset: Dataset, generation: int) -> None:
-        if generation != self._generation:
-            return
+    def _on_scanned(self, path: str, dataset: Dataset) -> None:
         self._pending.discard(path)
         self._summaries[path] = summarize(dataset)
         self._summaries[path].path = path
         self._show_summary()
         self.summariesChanged.emit()
 
-    def _on_failed(self, path: str, message: str, generation: int) -> None:
-        if generation != self._generation:
-            return
+    def _on_failed(self, path: str, message: str) -> None:
         self._pending.discard(path)
         self._summaries[path] = DatasetSummary(path=path, error=message)
         self._show_summary()

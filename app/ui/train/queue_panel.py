@@ -20,8 +20,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.core.train_queue import EntryState
 from app.ui.train.run_history import RunInfo, RunStatus
-from app.ui.train.train_ops import EntryState, TrainOps
+from app.ui.train.train_ops import TrainOps
 
 FAILED_COLOUR = QColor("#c62828")
 ID_ROLE = Qt.ItemDataRole.UserRole

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.ui.library.tasks import TaskRunner
+from app.ui.common.tasks import TaskRunner
 from app.ui.widgets.picture_dialog import PictureDialog
 
 THUMB = 128
@@ -85,13 +85,12 @@ class SampleGallery(QScrollArea):
         self._groups: dict[int, _StepGroup] = {}
         self._buttons: dict[str, QToolButton] = {}
         self._loaded: set[str] = set()
-        self._generation = 0
         self._runner = TaskRunner(max_threads=2, parent=self)
         self.viewer: SampleViewer | None = None
         self.sampleClicked.connect(self._enlarge)
 
     def clear(self) -> None:
-        self._generation += 1  # thumbnails still loading for the old run are dropped
+        self._runner.cancel_all()  # thumbnails still loading for the old run are dropped
         for group in self._groups.values():
             group.setParent(None)
             group.deleteLater()
@@ -118,10 +117,9 @@ class SampleGallery(QScrollArea):
         group.row.insertWidget(index, button)
         self._buttons[path] = button
         self._placeholder.setVisible(False)
-        generation = self._generation
         self._runner.run(lambda p=path: load_thumbnail(p),
-                         lambda image, p=path, g=generation: self._on_thumbnail(p, image, g),
-                         lambda _k, message, p=path, g=generation: self._on_failed(p, message, g))
+                         lambda image, p=path: self._on_thumbnail(p, image),
+                         lambda _k, message, p=path: self._on_failed(p, message))
 
     def _group(self, step: int) -> _StepGroup:
         group = self._groups.get(step)
@@ -132,16 +130,16 @@ class SampleGallery(QScrollArea):
             self._column.insertWidget(1 + newer, group)  # after the (hidden) placeholder
         return group
 
-    def _on_thumbnail(self, path: str, image: QImage, generation: int) -> None:
+    def _on_thumbnail(self, path: str, image: QImage) -> None:
         button = self._buttons.get(path)
-        if generation != self._generation or button is None:
+        if button is None:
             return
         button.setIcon(QIcon(QPixmap.fromImage(image)))
         self._loaded.add(path)
 
-    def _on_failed(self, path: str, message: str, generation: int) -> None:
+    def _on_failed(self, path: str, message: str) -> None:
         button = self._buttons.get(path)
-        if generation != self._generation or button is None:
+        if button is None:
             return
         button.setText("unreadable")
         button.setToolTip(message)

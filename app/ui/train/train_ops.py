@@ -12,7 +12,6 @@ import itertools
 import logging
 import uuid
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +20,10 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from app.core import paths
 from app.core.configs import ConfigError
 from app.core.train_config import TrainConfig, load_preset
-from app.ui.generate.generate_model import describe_error
+from app.core.train_queue import EntryState
+from app.ui.common.errors import describe_error
+from app.ui.common.tasks import TaskRunner
 from app.ui.jobs import JobError, JobTracker
-from app.ui.library.tasks import TaskRunner
 from app.ui.train.run_history import RunInfo, RunStatus, list_runs, read_run
 from app.worker.protocol import ErrorKind, EventType, JobKind, RequestAction
 
@@ -35,23 +35,6 @@ DEFAULT_PRESET = "sd15-character"
 
 def same_folder(a: str | Path, b: str | Path) -> bool:
     return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
-
-
-class EntryState(str, Enum):
-    WAITING = "waiting"
-    RUNNING = "running"
-    STOPPING = "stopping"  # Stop pressed: finishing the step and saving
-    DONE = "done"
-    STOPPED = "stopped"
-    FAILED = "failed"
-
-    @property
-    def active(self) -> bool:
-        return self in (EntryState.RUNNING, EntryState.STOPPING)
-
-    @property
-    def final(self) -> bool:
-        return self in (EntryState.DONE, EntryState.STOPPED, EntryState.FAILED)
 
 
 @dataclass

@@ -27,8 +27,8 @@ from PySide6.QtWidgets import (
 
 from app.core.configs import ConfigError
 from app.core.train_config import TrainConfig
-from app.ui.generate.generate_model import format_eta
-from app.ui.jobs import JobTracker
+from app.core.train_queue import EntryState
+from app.ui.common.formatting import format_eta
 from app.ui.recent_models import RecentModels
 from app.ui.train.checkpoints_panel import CheckpointsPanel
 from app.ui.train.compare import CompareDialog, CompareOps
@@ -36,7 +36,7 @@ from app.ui.train.loss_plot import LossPlot
 from app.ui.train.queue_panel import HistoryPanel, QueuePanel
 from app.ui.train.sample_gallery import SampleGallery
 from app.ui.train.train_form import FormError, TrainForm
-from app.ui.train.train_ops import EntryState, TrainOps
+from app.ui.train.train_ops import TrainOps
 from app.ui.widgets.action_bar import action_bar
 from app.worker.protocol import RequestAction
 
@@ -48,12 +48,12 @@ TOML_FILTER = "Training configs (*.toml);;All files (*)"
 class TrainTab(QWidget):
     useInGenerate = Signal(str, str)  # (an adapter file for the Generate tab's stack, its run's base model)
 
-    def __init__(self, tracker: JobTracker, recent: RecentModels, *, dataset_session: Any = None,
-                 settings_path: Path | None = None, parent: QWidget | None = None) -> None:
+    def __init__(self, ops: TrainOps, recent: RecentModels, *, dataset_session: Any = None,
+                 parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.recent = recent
-        self.ops = TrainOps(tracker, settings_path=settings_path, parent=self)
-        self.compare_ops = CompareOps(tracker, parent=self)
+        self.ops = ops
+        self.compare_ops = CompareOps(ops.tracker, parent=self)
         self.compare_dialog: CompareDialog | None = None
         self._history_read = False
         self._build()
@@ -71,6 +71,13 @@ class TrainTab(QWidget):
 
     # ------------------------------------------------------------ building
     def _build(self) -> None:
+        left = self._build_form_column()
+        self._build_run_buttons()
+        controls, right = self._build_run_side()
+        self._build_layout(left, right, controls)
+
+    def _build_form_column(self) -> QWidget:
+        """The scrolled settings form above Load/Save config."""
         self.form = TrainForm(self.recent, self)
         scroll = self.form_scroll = QScrollArea(self)
         scroll.setWidgetResizable(True)
@@ -91,7 +98,9 @@ class TrainTab(QWidget):
         file_row.addWidget(self.save_button)
         file_row.addStretch(1)
         left_layout.addLayout(file_row)
+        return left
 
+    def _build_run_buttons(self) -> None:
         self.start_button = QPushButton("Start", self)
         self.start_button.setToolTip("Check the settings and start training now.")
         self.start_button.setStyleSheet("font-weight: bold;")
@@ -114,6 +123,8 @@ class TrainTab(QWidget):
         self.live_button.setToolTip("Show the loss, samples and checkpoints of the run that is training now.")
         self.live_button.clicked.connect(lambda: self.ops.show_live())
 
+    def _build_run_side(self) -> tuple[QVBoxLayout, QWidget]:
+        """The button rows (returned for the action bar) and the loss plot above the run's views."""
         self.plot = LossPlot(self)
         self.gallery = SampleGallery(self)
         self.checkpoints = CheckpointsPanel(self)
@@ -151,7 +162,9 @@ class TrainTab(QWidget):
         vertical.setStretchFactor(0, 2)
         vertical.setStretchFactor(1, 3)
         right_layout.addWidget(vertical, 1)
+        return controls, right
 
+    def _build_layout(self, left: QWidget, right: QWidget, controls: QVBoxLayout) -> None:
         splitter = QSplitter(Qt.Orientation.Horizontal, self)
         splitter.addWidget(left)
         splitter.addWidget(right)

@@ -27,10 +27,6 @@ class ImagePreview(QFrame):
     def path(self) -> str:
         return self._path
 
-    def set_placeholder(self, text: str) -> None:
-        self._placeholder = text
-        self.update()
-
     def load(self, path: str) -> str | None:
         """Show the picture at ``path``; returns an error message instead of raising."""
         reader = QImageReader(path)

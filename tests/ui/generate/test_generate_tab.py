@@ -6,7 +6,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage
 
 from app.core.configs import GenerateRequest, Scheduler
-from app.ui.generate.generate_model import format_eta
+from app.ui.common.formatting import format_eta
 from app.ui.recent_models import RecentModels
 from app.ui.worker_client import WorkerState
 
@@ -39,7 +39,7 @@ def test_generate_shows_the_rendered_picture_and_the_seed_used(qtbot, make_windo
     pixmap = tab.preview.pixmap()
     assert (pixmap.width(), pixmap.height()) == (96, 64)
     assert same_picture(pixmap, tab.preview.path())
-    meta = window.generate_model.last_meta
+    meta = window.generate_ops.last_meta
     assert meta["scheduler"] == "DDIM" and meta["steps"] == 3
     assert tab.seed.value() == meta["seed"]  # unlocked: shows the seed drawn by the worker
     assert f"Seed {meta['seed']}" in tab.image_info.text()
@@ -58,7 +58,7 @@ def test_locked_seed_is_sent(qtbot, make_window):
     tab.seed.setValue(1234)
     assert tab.values()["seed"] == 1234
     tab.generate()
-    qtbot.waitUntil(lambda: window.generate_model.last_meta.get("seed") == 1234, timeout=10_000)
+    qtbot.waitUntil(lambda: window.generate_ops.last_meta.get("seed") == 1234, timeout=10_000)
 
 
 def test_invalid_settings_show_the_message_and_submit_nothing(qtbot, make_window):
@@ -103,10 +103,10 @@ def test_a_second_generate_replaces_the_running_one(qtbot, make_window, event_lo
     events = event_log(window.client)
     tab = window.generate_tab
     fill_form(tab, steps=200)
-    first = window.generate_model.generate(tab.values())
+    first = window.generate_ops.generate(tab.values())
     qtbot.waitUntil(lambda: bool(events.of_type("progress", first)), timeout=10_000)
     fill_form(tab, steps=2)
-    second = window.generate_model.generate(tab.values())
+    second = window.generate_ops.generate(tab.values())
     qtbot.waitUntil(lambda: events.finished(second) is not None, timeout=10_000)
     assert events.finished(first)["status"] == "cancelled"
     assert events.finished(second)["status"] == "done"
@@ -123,7 +123,7 @@ def test_last_settings_are_restored_at_start(qtbot, make_window):
     tab.guidance.setValue(5.5)
     window.close()
 
-    saved = GenerateRequest.load_toml(window.generate_model.settings_path)
+    saved = GenerateRequest.load_toml(window.generate_ops.settings_path)
     assert saved.steps == 17 and saved.seed == 42 and saved.scheduler is Scheduler.DDIM
 
     again = make_window().generate_tab

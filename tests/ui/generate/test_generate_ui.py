@@ -93,7 +93,7 @@ def test_trigger_words_never_reach_the_saved_prompt_and_leave_with_their_adapter
     from app.core.configs import GenerateRequest
 
     tab = window.generate_tab
-    model = window.generate_model
+    model = window.generate_ops
     tab.live.setChecked(False)
     add(qtbot, tab, adapters["red"])
     tab.generate()
@@ -116,7 +116,7 @@ def test_trigger_words_never_reach_the_saved_prompt_and_leave_with_their_adapter
 
 def test_adding_an_adapter_live_renders_once_with_its_trigger_words(qtbot, window, adapters):
     tab = window.generate_tab
-    model = window.generate_model
+    model = window.generate_ops
     tab.generate()
     qtbot.waitUntil(lambda: not model.busy and model.last_image != "", timeout=10_000)
     before = {job.id for job in model.tracker.jobs()}
@@ -131,7 +131,7 @@ def test_adding_an_adapter_live_renders_once_with_its_trigger_words(qtbot, windo
 
 def test_moving_a_slider_re_renders_the_preview_with_the_locked_seed(qtbot, window, adapters):
     tab = window.generate_tab
-    model = window.generate_model
+    model = window.generate_ops
     add(qtbot, tab, adapters["red"])
     tab.generate()
     qtbot.waitUntil(lambda: model.last_image != "" and not model.busy, timeout=10_000)
@@ -156,7 +156,7 @@ def test_moving_a_slider_re_renders_the_preview_with_the_locked_seed(qtbot, wind
 
 def test_a_newer_request_cancels_the_stale_one(qtbot, window, adapters, monkeypatch):
     tab = window.generate_tab
-    model = window.generate_model
+    model = window.generate_ops
     add(qtbot, tab, adapters["red"])
     tab.steps.setValue(20)
     row = tab.stack_widget.row_widgets[0]
@@ -184,7 +184,7 @@ def test_an_adapter_for_another_family_is_marked(qtbot, window, adapters):
 
 def test_a_b_button_shows_the_picture_without_adapters_while_held(qtbot, window, adapters):
     tab = window.generate_tab
-    model = window.generate_model
+    model = window.generate_ops
     add(qtbot, tab, adapters["red"])
     tab.generate()
     qtbot.waitUntil(lambda: model.last_image != "" and not model.busy, timeout=10_000)
@@ -204,7 +204,7 @@ def test_a_b_button_shows_the_picture_without_adapters_while_held(qtbot, window,
 
 def test_a_b_picture_ready_after_release_is_kept_as_the_a_side(qtbot, window, adapters):
     tab = window.generate_tab
-    model = window.generate_model
+    model = window.generate_ops
     add(qtbot, tab, adapters["red"])
     tab.generate()
     qtbot.waitUntil(lambda: model.last_image != "" and not model.busy, timeout=10_000)
@@ -224,7 +224,7 @@ def test_a_b_picture_ready_after_release_is_kept_as_the_a_side(qtbot, window, ad
 
 def test_batch_fills_the_history_strip(qtbot, window):
     tab = window.generate_tab
-    model = window.generate_model
+    model = window.generate_ops
     tab.batch.setValue(3)
     tab.generate()
     qtbot.waitUntil(lambda: not model.busy and tab.history.count() == 3, timeout=15_000)
@@ -305,7 +305,7 @@ def test_size_presets_and_saving_the_picture(qtbot, window, tmp_path):
     tab.width_box.setValue(64)
     tab.height_box.setValue(64)
     tab.generate()
-    qtbot.waitUntil(lambda: tab.save_button.isEnabled() and not window.generate_model.busy, timeout=10_000)
+    qtbot.waitUntil(lambda: tab.save_button.isEnabled() and not window.generate_ops.busy, timeout=10_000)
     target = tmp_path / "keep.png"
     tab.save_picture(str(target))
     qtbot.waitUntil(lambda: target.is_file(), timeout=10_000)

@@ -27,7 +27,7 @@ def test_slider_live_preview_refusal_and_bake_with_the_real_worker(qtbot, tiny_s
     qtbot.addWidget(window)
     window.show()
     tab = window.generate_tab
-    model = window.generate_model
+    model = window.generate_ops
     tab.model_picker.setText(str(tiny_sd1))
     tab.prompt.setPlainText("a red square")
     for box, value in ((tab.width_box, 64), (tab.height_box, 64), (tab.steps, 3), (tab.seed, 21)):

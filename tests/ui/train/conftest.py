@@ -32,10 +32,11 @@ def tracker(qtbot):
 @pytest.fixture
 def make_tab(qtbot, tracker):
     from app.ui.recent_models import RecentModels
+    from app.ui.train.train_ops import TrainOps
     from app.ui.train.train_tab import TrainTab
 
     def make(**kwargs):
-        tab = TrainTab(tracker, RecentModels(), **kwargs)
+        tab = TrainTab(TrainOps(tracker), RecentModels(), **kwargs)
         qtbot.addWidget(tab)
         tab.resize(1100, 760)
         tab.show()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from app.core.train_config import TrainConfig
-from app.ui.train.train_ops import EntryState
+from app.core.train_queue import EntryState
 
 
 def configs(*names: str) -> list[TrainConfig]:

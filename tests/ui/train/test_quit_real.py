@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from PySide6.QtWidgets import QMessageBox
 
+from app.core.train_queue import EntryState
 from app.ui.quit_guard import STOP_TEXT
 from app.ui.train.run_history import RunStatus, read_log, read_run
-from app.ui.train.train_ops import EntryState
 from test_train_tab_real import TIMEOUT_MS, click, fill
 
 pytestmark = pytest.mark.slow

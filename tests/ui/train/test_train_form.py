@@ -236,7 +236,7 @@ def test_the_last_config_is_restored_and_a_broken_one_ignored(make_tab, tmp_path
 
 
 def test_the_dataset_tabs_folder_is_the_default(make_tab, tmp_path, red_pictures, qtbot):
-    from app.ui.dataset.dataset_session import DatasetSession
+    from app.ui.dataset.dataset_ops import DatasetSession
 
     session = DatasetSession(None)
     tab = make_tab(dataset_session=session)

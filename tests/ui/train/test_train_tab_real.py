@@ -14,9 +14,9 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage
 
+from app.core.train_queue import EntryState
 from app.ui.train.compare import CELL, LABEL_H
 from app.ui.train.run_history import RunStatus, read_run
-from app.ui.train.train_ops import EntryState
 from app.ui.worker_client import WorkerState
 
 pytestmark = pytest.mark.slow
@@ -123,7 +123,7 @@ def test_train_watch_stop_resume_use_and_compare(qtbot, window, tiny_sd1, red_pi
     tab.checkpoints.select(str(final))
     click(qtbot, tab.checkpoints.use_button)
     assert window.tabs.currentWidget() is window.generate_tab
-    assert window.generate_model.stack.index_of(str(final)) >= 0
+    assert window.generate_ops.stack.index_of(str(final)) >= 0
     assert window.generate_tab.model_picker.text() == str(tiny_sd1), "the run's base comes along"
 
     # Compare checkpoints: the same prompt and seed with each, in one grid saved as one picture.

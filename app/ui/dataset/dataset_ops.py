@@ -1,9 +1,10 @@
 """The Dataset tab's state and operations, with no widget in sight.
 
 One :class:`DatasetSession` holds the open dataset (items, :class:`CaptionStore` with
-undo history) and does the slow work off the GUI thread: the scan in a QThreadPool,
-every caption write / batch / undo / file copy in a one-thread pool (so they happen in
-the order asked), auto-captioning in the worker process through the JobTracker.
+undo history) and does the slow work off the GUI thread: the scan and every caption
+write / batch / undo / file copy run on the background-task relay (app/ui/common/tasks.py),
+writes on a one-thread lane (so they happen in the order asked); auto-captioning runs in
+the worker process through the JobTracker.
 Widgets call its methods and listen to its signals.
 """
 
@@ -15,7 +16,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, QTimer, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 
 from app.core import paths
 from app.core.dataset.caption_config import CaptionRequest
@@ -26,7 +27,8 @@ from app.core.dataset.scan import Dataset, DatasetError, ImageItem, check_folder
 from app.core.dataset.problems import ProblemKind
 from app.core.dataset.exclusions import EXCLUDE_FILE, excluded_problem, set_excluded
 from app.core.dataset.tag_ops import Plan, TagOperation
-from app.ui.dataset.scanner import ScanSignals, ScanTask
+from app.ui.common.tasks import TaskRunner
+from app.ui.dataset.scanner import scan_folder
 from app.ui.jobs import JobError, JobTracker
 from app.ui.recent_models import RecentModels
 from app.worker.protocol import EventType, JobKind
@@ -34,24 +36,6 @@ from app.worker.protocol import EventType, JobKind
 log = logging.getLogger(__name__)
 
 RECENT_FILE = "recent_datasets.json"
-
-
-class _CallSignals(QObject):
-    done = Signal(object, object, object)  # (callback, result, exception or None)
-
-
-class _Call(QRunnable):
-    def __init__(self, fn: Callable[[], Any], callback: Callable[[Any, BaseException | None], None],
-                 signals: _CallSignals) -> None:
-        super().__init__()
-        self.fn, self.callback, self.signals = fn, callback, signals
-
-    def run(self) -> None:
-        try:
-            result, error = self.fn(), None
-        except Exception as exc:  # noqa: BLE001 - reported to the GUI, never raised in a pool thread
-            result, error = None, exc
-        self.signals.done.emit(self.callback, result, error)
 
 
 class DatasetSession(QObject):
@@ -81,18 +65,9 @@ class DatasetSession(QObject):
         self.items: list[ImageItem] = []
         self._by_path: dict[Path, ImageItem] = {}
         self.scanning = False
-        self._generation = 0
-        self._scan_task: ScanTask | None = None
-        self._scan_pool = QThreadPool(self)
-        self._scan_pool.setMaxThreadCount(1)
-        self._scan_signals = ScanSignals(self)
-        self._scan_signals.batch.connect(self._on_batch)
-        self._scan_signals.counted.connect(self._on_counted)
-        self._scan_signals.finished.connect(self._on_scan_finished)
-        self._io = QThreadPool(self)
-        self._io.setMaxThreadCount(1)  # writes happen in the order they were asked for
-        self._call_signals = _CallSignals(self)
-        self._call_signals.done.connect(lambda cb, result, err: cb(result, err))
+        self._scans = TaskRunner(1, self)
+        self._scan_id: int | None = None
+        self._io = TaskRunner(1, self)  # one thread: writes happen in the order they were asked for
         self._expected = 0
         self.caption_job: str | None = None
         self._caption_changes: list[tuple[ImageItem, str, str]] = []
@@ -122,7 +97,6 @@ class DatasetSession(QObject):
             return False
         self.flush()
         self._stop_scan()
-        self._generation += 1
         self.items = []
         self._by_path = {}
         self.dataset = Dataset(root=root, items=self.items, separator=self.separator, min_side=self.min_side)
@@ -133,8 +107,10 @@ class DatasetSession(QObject):
         self.opened.emit(str(root))
         self.historyChanged.emit()
         self.message.emit(f"Scanning {root} …")
-        self._scan_task = ScanTask(self._generation, root, self.min_side, self._scan_signals)
-        self._scan_pool.start(self._scan_task)
+        min_side = self.min_side
+        # A scan of the folder opened before is cancelled: its batches and result are dropped.
+        self._scan_id = self._scans.run(lambda report: scan_folder(root, min_side, report),
+                                        self._on_scan_finished, on_progress=self._on_scan_progress)
         return True
 
     def rescan(self) -> None:
@@ -142,18 +118,18 @@ class DatasetSession(QObject):
             self.open(self.root)
 
     def _stop_scan(self) -> None:
-        if self._scan_task is not None:
-            self._scan_task.stop.set()
-            self._scan_task = None
+        if self._scan_id is not None:
+            self._scans.cancel(self._scan_id)
+            self._scan_id = None
 
-    def _on_counted(self, generation: int, count: int) -> None:
-        if generation == self._generation:
-            self._expected = count
-            self.scanProgress.emit(len(self.items), count)
+    def _on_scan_progress(self, what: str, value: Any) -> None:
+        if what == "counted":
+            self._expected = value
+            self.scanProgress.emit(len(self.items), value)
+        else:
+            self._on_batch(value)
 
-    def _on_batch(self, generation: int, batch: list[ImageItem]) -> None:
-        if generation != self._generation:
-            return
+    def _on_batch(self, batch: list[ImageItem]) -> None:
         first = len(self.items)
         self.items.extend(batch)
         for item in batch:
@@ -161,15 +137,13 @@ class DatasetSession(QObject):
         self.itemsAdded.emit(first, len(batch))
         self.scanProgress.emit(len(self.items), self._expected)
 
-    def _on_scan_finished(self, generation: int, extra: list) -> None:
-        if generation != self._generation:
-            return
+    def _on_scan_finished(self, extra: list) -> None:
         changed = []
         for item, problem in extra:
             item.problems.append(problem)
             changed.append(item)
         self.scanning = False
-        self._scan_task = None
+        self._scan_id = None
         if changed:
             self.itemsChanged.emit(changed)
         self.tagsChanged.emit()
@@ -198,8 +172,9 @@ class DatasetSession(QObject):
         return counter
 
     # ------------------------------------------------------------ captions
-    def _run(self, fn: Callable[[], Any], callback: Callable[[Any, BaseException | None], None]) -> None:
-        self._io.start(_Call(fn, callback, self._call_signals))
+    def _run(self, fn: Callable[[], Any], callback: Callable[[Any, str | None], None]) -> None:
+        """``fn()`` on the ordered write lane; ``callback(result, None)`` or ``callback(None, error)``."""
+        self._io.run(fn, lambda result: callback(result, None), lambda _kind, message: callback(None, message))
 
     def save_caption(self, item: ImageItem, text: str, *, force: bool = False) -> None:
         """Save an edit (the in-memory caption changes now, the file in the background)."""
@@ -220,7 +195,7 @@ class DatasetSession(QObject):
         def work():
             return store.set_caption(item, text, force=force, before=before)
 
-        def done(error: str | None, exc: BaseException | None) -> None:
+        def done(error: str | None, exc: str | None) -> None:
             if exc is not None:
                 self.errorOccurred.emit(f"{item.caption_path}: could not save the caption ({exc})")
             elif error:
@@ -244,10 +219,15 @@ class DatasetSession(QObject):
         if root is None or not items:
             return
 
-        def done(_names, exc: BaseException | None) -> None:
+        def work() -> set[str]:
+            try:
+                return set_excluded(root, [i.path for i in items], excluded)
+            except OSError as exc:  # the sentence names the file: only the reason is wanted
+                raise OSError(exc.strerror or str(exc)) from exc
+
+        def done(_names, exc: str | None) -> None:
             if exc is not None:
-                self.errorOccurred.emit(f"{root / EXCLUDE_FILE}: could not save the exclusions "
-                                        f"({getattr(exc, 'strerror', None) or exc})")
+                self.errorOccurred.emit(f"{root / EXCLUDE_FILE}: could not save the exclusions ({exc})")
                 return
             for item in items:
                 item.problems[:] = [p for p in item.problems if p.kind is not ProblemKind.EXCLUDED]
@@ -257,7 +237,7 @@ class DatasetSession(QObject):
             verb = "excluded from" if excluded else "included in"
             self.message.emit(f"{len(items)} picture{'s' if len(items) != 1 else ''} {verb} training")
 
-        self._run(lambda: set_excluded(root, [i.path for i in items], excluded), done)
+        self._run(work, done)
 
     def is_pending(self, item: ImageItem) -> bool:
         return self.store is not None and self.store.is_pending(item)
@@ -287,7 +267,7 @@ class DatasetSession(QObject):
             store = self.store
             self._run(store.redo, self._after_write)
 
-    def _after_write(self, result: WriteResult | None, exc: BaseException | None) -> None:
+    def _after_write(self, result: WriteResult | None, exc: str | None) -> None:
         if exc is not None:
             self.errorOccurred.emit(f"could not save the captions ({exc})")
         elif result is not None:
@@ -302,7 +282,7 @@ class DatasetSession(QObject):
 
     def flush(self, msecs: int = 10_000) -> bool:
         """Wait for every queued write (before closing or opening another folder)."""
-        return self._io.waitForDone(msecs)
+        return self._io.wait(msecs)
 
     # ------------------------------------------------------------ adding pictures
     def copy_in(self, files: list[str]) -> None:
@@ -330,7 +310,7 @@ class DatasetSession(QObject):
                     errors.append(f"{src}: could not copy it into the dataset ({exc.strerror or exc})")
             return added, errors
 
-        def done(result, exc: BaseException | None) -> None:
+        def done(result, exc: str | None) -> None:
             if exc is not None or result is None:
                 self.errorOccurred.emit(f"could not copy the pictures ({exc})")
                 return

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import uuid
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,8 @@ from PySide6.QtCore import QObject, Signal
 
 from app.core import paths
 from app.core.configs import ConfigError, GenerateRequest
+from app.ui.common.errors import describe_error
+from app.ui.common.formatting import format_eta
 from app.ui.generate.adapter_stack import AdapterStack, compose_prompt
 from app.ui.jobs import JobError, JobState, JobTracker
 from app.ui.recent_models import RecentModels
@@ -27,37 +28,6 @@ from app.worker.protocol import JobKind
 log = logging.getLogger(__name__)
 
 SETTINGS_FILE = "generate.toml"
-
-# What the user can do about each error kind, shown before the worker's message.
-ERROR_HEADINGS = {
-    "bad_input": "Bad settings",
-    "incompatible_adapter": "Incompatible adapter",
-    "out_of_memory": "Out of memory (try a smaller size or fewer steps)",
-    "model_not_found": "Model not found",
-    "cancelled": "Cancelled",
-    "disk_full": "Disk full",
-    "permission": "Read-only folder",
-    "internal": "Worker error",
-}
-
-
-def describe_error(error: JobError | None) -> str:
-    if error is None:
-        return "Failed."
-    heading = ERROR_HEADINGS.get(error.kind, error.kind)
-    if error.message.startswith(heading):  # "Disk full while saving ...": a heading would repeat it
-        return error.message
-    return f"{heading}: {error.message}" if error.message else heading
-
-
-def format_eta(eta_s: float | None) -> str:
-    if eta_s is None or not math.isfinite(eta_s) or eta_s < 0:
-        return ""
-    if eta_s < 60:
-        return f"{eta_s:.0f} s"
-    minutes, seconds = divmod(int(round(eta_s)), 60)
-    return f"{minutes} min {seconds:02d} s"
-
 
 # Request fields that do not change the picture (compared when telling a stale preview).
 _NOT_PICTURE = ("output_dir", "version")
