@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from app import __version__, cli_setup
+from app.core.events import ArtifactKind, ArtifactSaved, ImageReady, JobEvent, LogLine, Phase, Progress
 from app.core.files import SaveError
 
 
@@ -559,6 +561,46 @@ def _add_train_parser(sub) -> None:
                        help="continue a stopped run exactly where it stopped (CONFIG may add steps)")
 
 
+class _TrainBars:
+    """The train command's view of the run's events: a bar while latents are cached, one for the
+    steps, every sentence on a line of its own above them."""
+
+    def __init__(self) -> None:
+        self.bars: dict[str, Any] = {}
+
+    def bar(self, name: str, total: int, initial: int = 0):
+        from tqdm import tqdm
+
+        if name not in self.bars:
+            self.bars[name] = tqdm(total=total, initial=initial, unit="step" if name == "train" else "img",
+                                   file=sys.stderr, desc=name, dynamic_ncols=True)
+        return self.bars[name]
+
+    def say(self, line: str) -> None:
+        (self.bars["train"].write if "train" in self.bars else print)(line, file=sys.stderr)
+
+    def on_event(self, event: JobEvent) -> None:
+        if isinstance(event, Progress) and event.phase is Phase.TRAINING:
+            b = self.bar("train", event.total, event.step - 1)
+            b.update(event.step - b.n)
+            b.set_postfix(loss=f"{event.loss:.4f}", lr=f"{event.lr:.2e}", refresh=False)
+        elif isinstance(event, Progress) and event.phase is Phase.CACHING:
+            b = self.bar("cache", event.total)
+            b.update(event.step - b.n)
+            if event.step >= event.total:
+                self.bars.pop("cache").close()
+        elif isinstance(event, ArtifactSaved) and event.kind is ArtifactKind.RUN:
+            print(f"run folder: {event.path}", file=sys.stderr)
+        elif isinstance(event, (ArtifactSaved, ImageReady)):
+            self.say(f"saved {event.path}")
+        elif isinstance(event, LogLine):
+            self.say(event.message)
+
+    def close(self) -> None:
+        for b in self.bars.values():
+            b.close()
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Same engine as the worker's train job. Ctrl+C once: finish the step, save, stop (resumable)."""
     import signal
@@ -573,8 +615,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return _fail(str(exc))
 
-    from tqdm import tqdm
-
     from app.core.dataset.scan import DatasetError
     from app.engine.models import ModelError
     from app.engine.training import TrainError, train
@@ -587,43 +627,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         stop["asked"] = True
         print("\nstopping after this step and saving (Ctrl+C again aborts without saving) ...", file=sys.stderr)
 
-    bars: dict[str, tqdm] = {}
-
-    def bar(name: str, total: int, initial: int = 0) -> tqdm:
-        if name not in bars:
-            bars[name] = tqdm(total=total, initial=initial, unit="step" if name == "train" else "img",
-                              file=sys.stderr, desc=name, dynamic_ncols=True)
-        return bars[name]
-
-    def on_event(event: dict) -> None:
-        kind = event["kind"]
-        if kind == "progress" and event.get("loss") is not None:
-            b = bar("train", event["total"], event["step"] - 1)
-            b.update(event["step"] - b.n)
-            b.set_postfix(loss=f"{event['loss']:.4f}", lr=f"{event['lr']:.2e}", refresh=False)
-        elif kind == "progress" and str(event.get("message", "")).startswith("caching latents"):
-            done, total = (int(x) for x in event["message"].rsplit(" ", 1)[1].split("/"))
-            b = bar("cache", total)
-            b.update(done - b.n)
-            if done >= total:
-                bars.pop("cache").close()
-        elif kind in ("checkpoint", "sample"):
-            (bars["train"].write if "train" in bars else print)(f"saved {event['path']}", file=sys.stderr)
-        elif kind == "started":
-            print(f"run folder: {event['run_dir']}", file=sys.stderr)
-        elif kind in ("status", "warning"):
-            (bars["train"].write if "train" in bars else print)(event["message"], file=sys.stderr)
+    bars = _TrainBars()
 
     previous = signal.signal(signal.SIGINT, on_sigint)
     failure = None
     try:
-        result = train(config, resume=args.resume, on_event=on_event, should_stop=lambda: stop["asked"])
+        result = train(config, resume=args.resume, on_event=bars.on_event, should_stop=lambda: stop["asked"])
     except (ConfigError, ModelError, TrainError, DatasetError, SaveError) as exc:
         failure = str(exc)
     finally:
         signal.signal(signal.SIGINT, previous)
-        for b in bars.values():
-            b.close()
+        bars.close()
     if failure is not None:  # after the bars are closed, so the sentence has a line of its own
         return _fail(failure)
     if result.status == "cancelled":

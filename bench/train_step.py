@@ -98,6 +98,7 @@ def _lora(unet):
 
 
 def run_ours(model: Path, data: Path, steps: int, batch: int, work: Path) -> dict:
+    from app.core.events import Phase, Progress
     from app.core.train_config import TrainConfig
     from app.engine.training import Trainer
     from app.engine.training.run import read_log
@@ -112,7 +113,7 @@ def run_ours(model: Path, data: Path, steps: int, batch: int, work: Path) -> dic
     })
     marks = {}
     trainer = Trainer(config, on_event=lambda e: marks.setdefault("first_step", time.perf_counter())
-                      if e["kind"] == "progress" and "loss" in e else None)
+                      if isinstance(e, Progress) and e.phase is Phase.TRAINING else None)
     start = time.perf_counter()
     result = trainer.run()
     times = [r["time"] for r in read_log(result.run_dir / "log.jsonl")]

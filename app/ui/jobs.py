@@ -13,6 +13,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
+from app.core.events import Phase
 from app.ui.worker_client import WorkerClient
 from app.worker.protocol import EventType, JobStatus
 
@@ -120,8 +121,9 @@ class JobTracker(QObject):
         if etype == EventType.ACCEPTED.value:
             self._set_state(job, JobState.QUEUED)
         elif etype == EventType.PROGRESS.value:
-            job.step = _int(event.get("step"))
-            job.total = _int(event.get("total"))
+            if event.get("phase") != Phase.CACHING.value:  # a training job's caching counts pictures, not steps
+                job.step = _int(event.get("step"))
+                job.total = _int(event.get("total"))
             eta = event.get("eta_s")
             job.eta_s = float(eta) if isinstance(eta, (int, float)) else None
             job.message = str(event.get("message") or "")

@@ -7,8 +7,9 @@ Job parameters (one of ``config`` / ``config_path``, optionally ``resume``)::
     {"id": "t3", "kind": "train", "resume": "/runs/mychar"}          # the run's own config
     {"id": "t4", "kind": "train", "resume": "/runs/mychar", "config": {... more steps ...}}
 
-Events: ``artifact {kind: "run", path}`` first (the run folder, for a later resume);
-``progress {step, total, eta_s, loss, lr}`` per step (and ``message`` while caching);
+Events (the trainer's :mod:`app.core.events`, sent on as they are): ``artifact {kind: "run", path}``
+first (the run folder, for a later resume); ``progress {step, total, eta_s, loss, lr, phase}`` per step
+(``phase`` "caching" with ``message`` while latents are encoded: step/total count pictures);
 ``image {path, step, meta}`` per sample picture; ``artifact {kind: "checkpoint" |
 "adapter", path, step}`` per saved file ("adapter" is the final one); ``log`` lines.
 Cancel finishes the current step, saves a checkpoint and the resume state, then the
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from app.core.configs import ConfigError
+from app.core.events import ArtifactSaved, ImageReady, JobEvent, LogLine, Progress
 from app.core.train_config import TrainConfig
 from app.worker import protocol as P
 from app.worker.loop import Handler, JobCancelled, JobContext
@@ -58,23 +60,22 @@ def make_train_handler(renderer: Any = None) -> Handler:
             renderer.unload()
             ctx.emit(P.EventType.LOG, level="info", message=f"unloaded {loaded.source} to make room for training")
 
-        def on_event(event: dict[str, Any]) -> None:
-            kind = event["kind"]
-            if kind == "progress":
-                fields = {k: event[k] for k in ("step", "total", "eta_s", "loss", "lr", "message") if k in event}
+        def on_event(event: JobEvent) -> None:
+            if isinstance(event, Progress):
+                fields: dict[str, Any] = {"step": event.step, "total": event.total, "eta_s": event.eta_s}
+                fields.update({k: v for k, v in (("loss", event.loss), ("lr", event.lr)) if v is not None})
+                if event.message:
+                    fields["message"] = event.message
+                if event.phase is not None:
+                    fields["phase"] = event.phase.value
                 ctx.emit(P.EventType.PROGRESS, **fields)
-            elif kind == "sample":
-                ctx.emit(P.EventType.IMAGE, path=str(Path(event["path"]).resolve()), step=event["step"],
-                         meta=event.get("meta", {}))
-            elif kind == "checkpoint":
-                ctx.emit(P.EventType.ARTIFACT, path=str(Path(event["path"]).resolve()),
-                         kind="adapter" if event.get("final") else "checkpoint", step=event["step"])
-            elif kind == "started":
-                ctx.emit(P.EventType.ARTIFACT, path=str(Path(event["run_dir"]).resolve()), kind="run")
-            elif kind == "status":
-                ctx.emit(P.EventType.LOG, level="info", message=event["message"])
-            elif kind == "warning":
-                ctx.emit(P.EventType.LOG, level="warning", message=event["message"])
+            elif isinstance(event, ImageReady):
+                ctx.emit(P.EventType.IMAGE, path=str(Path(event.path).resolve()), step=event.step, meta=event.meta)
+            elif isinstance(event, ArtifactSaved):
+                step = {} if event.step is None else {"step": event.step}
+                ctx.emit(P.EventType.ARTIFACT, path=str(Path(event.path).resolve()), kind=event.kind.value, **step)
+            elif isinstance(event, LogLine):
+                ctx.emit(P.EventType.LOG, level=event.level.value, message=event.message)
 
         result = train(config, resume=resume, on_event=on_event, should_stop=ctx.cancelled,
                        take_requests=ctx.take_requests)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from app.cli import main
@@ -62,6 +64,7 @@ def test_train_then_resume_with_more_steps(tmp_path, tiny_sd1, red_dataset, caps
     config = _write(tmp_path, _good(tiny_sd1, red_dataset))
     assert main(["train", str(config)]) == 0
     out = capsys.readouterr()
+    assert re.search(r"cache: 100%.*\| 4/4 \[", out.err), out.err  # the latent bar counts the 4 pictures
     final = out.out.strip().splitlines()[-1]
     assert final.endswith("cli.safetensors")
     run_dir = next(line.split(": ", 1)[1] for line in out.err.splitlines() if line.startswith("run folder: "))

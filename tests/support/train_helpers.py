@@ -102,3 +102,17 @@ class PicklePayload:
 
     def __reduce__(self):
         return (open, (self.marker, "w"))
+
+
+def warnings_in(events) -> list[str]:
+    """The sentences of the WARNING log lines among a run's typed events."""
+    from app.core.events import LogLevel, LogLine
+
+    return [e.message for e in events if isinstance(e, LogLine) and e.level is LogLevel.WARNING]
+
+
+def trained_to(events, step: int) -> bool:
+    """Whether the events report training step ``step`` done (a Progress of the training phase)."""
+    from app.core.events import Phase, Progress
+
+    return any(isinstance(e, Progress) and e.phase is Phase.TRAINING and e.step == step for e in events)

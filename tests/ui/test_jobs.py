@@ -72,3 +72,16 @@ def test_old_finished_jobs_are_forgotten(qtbot):
         tracker.handle_event({"type": "finished", "job": f"j{i}", "status": "done"})
     client.jobSubmitted.emit({"id": "last", "kind": "generate"})
     assert [job.id for job in tracker.jobs()] == ["j3", "j4", "j5", "last"]
+
+
+def test_a_training_jobs_caching_progress_does_not_count_as_its_steps(qtbot):
+    """Caching counts pictures (phase "caching"): the job's step/total, which the window title's
+    percentage reads, stay those of its training steps."""
+    tracker, _client = _tracker_with_job("t1")
+    tracker.handle_event({"type": "progress", "job": "t1", "step": 3, "total": 8, "eta_s": None,
+                          "message": "caching latents 3/8", "phase": "caching"})
+    job = tracker.get("t1")
+    assert (job.step, job.total, job.message) == (0, 0, "caching latents 3/8")
+    tracker.handle_event({"type": "progress", "job": "t1", "step": 1, "total": 100, "eta_s": 9.0, "loss": 0.1,
+                          "lr": 1e-4, "phase": "training"})
+    assert (job.step, job.total) == (1, 100)

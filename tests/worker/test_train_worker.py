@@ -34,6 +34,10 @@ def test_train_job_reports_progress_samples_and_saved_files(worker, tiny_sd1, re
     steps = [e for e in events if e["type"] == "progress" and "loss" in e]
     assert [e["step"] for e in steps] == [1, 2, 3]
     assert all(e["total"] == 3 and e["lr"] > 0 and e["eta_s"] >= 0 for e in steps)
+    assert all(e["phase"] == "training" for e in steps)
+    caching = [e for e in events if e["type"] == "progress" and e.get("phase") == "caching"]
+    assert [(e["step"], e["total"], e["message"]) for e in caching] == [(i, 4, f"caching latents {i}/4")
+                                                                        for i in range(1, 5)]
     images = [e for e in events if e["type"] == "image"]
     assert len(images) == 1 and Path(images[0]["path"]).is_file() and images[0]["step"] == 3
     assert images[0]["meta"]["prompt"] == "sks, red"

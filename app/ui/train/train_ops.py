@@ -19,6 +19,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from app.core import paths
 from app.core.configs import ConfigError
+from app.core.events import Phase
 from app.core.train_config import TrainConfig, load_preset
 from app.core.train_queue import EntryState
 from app.ui.common.errors import describe_error
@@ -281,7 +282,8 @@ class TrainOps(QObject):
         etype = event.get("type")
         view = self.live_view
         if etype == EventType.PROGRESS.value:
-            entry.step, entry.total = int(event.get("step") or 0), int(event.get("total") or entry.total)
+            if event.get("phase") != Phase.CACHING.value:  # caching counts pictures, not the run's steps
+                entry.step, entry.total = int(event.get("step") or 0), int(event.get("total") or entry.total)
             if isinstance(event.get("loss"), (int, float)):
                 if not entry.training:
                     entry.training = True

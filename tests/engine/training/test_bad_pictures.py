@@ -12,7 +12,8 @@ import pytest
 
 from app.core import paths
 from app.engine.training import TrainError, train
-from train_helpers import small_config, write_images, write_undecodable_png
+from app.core.events import Phase, Progress
+from train_helpers import small_config, warnings_in, write_images, write_undecodable_png
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +25,7 @@ def test_an_undecodable_picture_is_skipped_with_a_warning_and_listed(tiny_sd1, t
     events = []
     result = train(small_config(tiny_sd1, tmp_path / "ds", name="skip", steps=2), on_event=events.append)
     assert result.status == "done"
-    warnings = [e["message"] for e in events if e["kind"] == "warning"]
+    warnings = warnings_in(events)
     assert len(warnings) == 1 and warnings[0].startswith(f"skipped {bad}: the image cannot be decoded")
     assert result.skipped == [warnings[0][len("skipped "):]]
     notes = [json.loads(line) for line in (result.run_dir / "log.jsonl").read_text(encoding="utf-8").splitlines()]
@@ -38,7 +39,7 @@ def test_a_picture_deleted_while_caching_is_skipped(tiny_sd1, tmp_path):
 
     def on_event(event):
         events.append(event)
-        if event.get("message", "").startswith("caching latents 1/"):
+        if isinstance(event, Progress) and event.phase is Phase.CACHING and event.step == 1:
             doomed.unlink()
 
     result = train(small_config(tiny_sd1, tmp_path / "ds", name="gone", steps=1), on_event=on_event)
@@ -106,7 +107,7 @@ def test_a_long_caption_is_cut_with_a_warning_and_makes_no_huge_log_line(tiny_sd
     result = train(small_config(tiny_sd1, tmp_path / "ds", name="long", steps=2, data={"shuffle_tags": True}),
                    on_event=events.append)
     assert result.status == "done"
-    assert [e["message"] for e in events if e["kind"] == "warning"] == [
+    assert warnings_in(events) == [
         f"{folder / 'img0.png'}: the caption has 60,000 characters; only the first 2,000 are used "
         "(the text encoder reads about 77 tokens)"]
     cut = [m for m in diffusers_log if "truncated" in m]  # diffusers logs the part the tokenizer cut off

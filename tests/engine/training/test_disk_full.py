@@ -11,7 +11,7 @@ import pytest
 import app.core.files as files
 from app.core.errors import ErrorKind
 from app.engine.training import TrainError, train
-from train_helpers import small_config
+from train_helpers import small_config, warnings_in
 
 pytestmark = pytest.mark.slow
 
@@ -100,7 +100,7 @@ def test_too_little_free_space_is_a_warning_before_the_first_step(tiny_sd1, red_
     events = []
     result = train(small_config(tiny_sd1, red_dataset, name="tight", steps=1), on_event=events.append)
     assert result.status == "done"  # a warning, not a refusal: the estimate may be pessimistic
-    warnings = [e["message"] for e in events if e["kind"] == "warning"]
+    warnings = warnings_in(events)
     assert len(warnings) == 1
     assert warnings[0].startswith(f"only 0 MB free in {result.run_dir}, and this run needs about ")
     assert warnings[0].endswith("(checkpoints, resume state, caches): free space now or lower [output] keep_last, "

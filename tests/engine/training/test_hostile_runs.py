@@ -12,7 +12,7 @@ import torch
 
 from app.engine.training import TrainError, train
 from app.engine.training.run import RunDir, prune_checkpoints
-from train_helpers import PicklePayload, small_config
+from train_helpers import PicklePayload, small_config, trained_to, warnings_in
 
 pytestmark = pytest.mark.slow
 
@@ -21,7 +21,7 @@ def _stopped_run(base, dataset, name, **options):
     """A run stopped after step 2 of 4 (checkpoint and resume state saved at step 2)."""
     seen = []
     first = train(small_config(base, dataset, name=name, **options), on_event=seen.append,
-                  should_stop=lambda: any(e.get("step") == 2 and "loss" in e for e in seen))
+                  should_stop=lambda: trained_to(seen, 2))
     assert first.status == "cancelled" and first.step == 2
     return first
 
@@ -174,7 +174,7 @@ def test_resume_warns_when_the_dataset_changed_since_the_stop(tiny_sd1, tmp_path
     events = []
     rest = train(resume=first.run_dir, on_event=events.append)
     assert rest.status == "done"
-    assert [e["message"] for e in events if e["kind"] == "warning"] == [
+    assert warnings_in(events) == [
         "the dataset changed since the run stopped: 4 picture(s) differ (2 changed or recaptioned, 1 added, "
         "1 removed); the run goes on with the pictures as they are now, so it will not repeat an uninterrupted "
         "run exactly"]
@@ -184,4 +184,4 @@ def test_an_unchanged_dataset_resumes_without_a_warning(tiny_sd1, red_dataset):
     first = _stopped_run(tiny_sd1, red_dataset, "same")
     events = []
     train(resume=first.run_dir, on_event=events.append)
-    assert [e for e in events if e["kind"] == "warning"] == []
+    assert warnings_in(events) == []

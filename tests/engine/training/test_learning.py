@@ -8,6 +8,7 @@ import torch
 
 from app.engine.tiny import pretrained_tiny_path
 from app.engine.training import Trainer
+from app.engine.training.objective import fixed_loss
 from train_helpers import small_config
 
 pytestmark = pytest.mark.slow
@@ -29,18 +30,18 @@ def test_training_on_red_pictures_makes_renders_redder_and_the_fixed_loss_fall(r
     trainer = Trainer(config)
     result = trainer.run()
     assert result.status == "done"
-    unet = trainer.pipe.unet
+    unet = trainer.session.pipe.unet
 
     def render() -> np.ndarray:
-        return trainer.pipe("sks", num_inference_steps=8, guidance_scale=5.0, width=64, height=64,
+        return trainer.session.pipe("sks", num_inference_steps=8, guidance_scale=5.0, width=64, height=64,
                             generator=torch.Generator().manual_seed(3), output_type="np").images[0]
 
     unet.eval()
     with torch.no_grad():
-        trained_loss = trainer.fixed_loss()
+        trained_loss = fixed_loss(trainer.session)
         with_adapter = redness(render())
         unet.disable_adapters()
-        base_loss = trainer.fixed_loss()
+        base_loss = fixed_loss(trainer.session)
         without_adapter = redness(render())
         unet.enable_adapters()
     print(f"redness with adapter {with_adapter:.3f}, without {without_adapter:.3f}; "

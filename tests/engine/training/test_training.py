@@ -6,11 +6,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from app.core.events import ImageReady
 from app.core.safetensors_header import read_header
 from app.engine.tiny import load_tiny_pipeline
 from app.engine.training import TrainError, Trainer, train
 from app.engine.training.run import read_log
-from train_helpers import fail_writes_half_way, small_config
+from train_helpers import fail_writes_half_way, small_config, trained_to
 
 pytestmark = pytest.mark.slow
 
@@ -57,9 +58,9 @@ def test_saved_file_is_pure_kohya_and_diffusers_loads_it_identically(family, tin
     fresh = load_tiny_pipeline(base)
     before = _render(fresh)
     fresh.load_lora_weights(str(result.final))
-    for module in [trainer.pipe.unet] + trainer.net.text_encoders:
+    for module in [trainer.session.pipe.unet] + trainer.session.net.text_encoders:
         module.eval()
-    ours = _render(trainer.pipe)
+    ours = _render(trainer.session.pipe)
     assert abs(_render(fresh) - ours).max() < 1e-5
     assert abs(ours - before).max() > 1e-3  # the adapter does something
     if family == "sd1":
@@ -74,8 +75,7 @@ def test_resume_repeats_the_uninterrupted_losses_exactly(tiny_sd1, red_dataset):
     whole = train(small_config(tiny_sd1, red_dataset, name="whole", **options))
     seen = []
     first = train(small_config(tiny_sd1, red_dataset, name="part", **options),
-                  on_event=lambda e: seen.append(e), should_stop=lambda: any(e.get("step") == 2 and "loss" in e
-                                                                             for e in seen))
+                  on_event=lambda e: seen.append(e), should_stop=lambda: trained_to(seen, 2))
     assert first.status == "cancelled" and first.step == 2
     assert [p.name for p in first.checkpoints] == ["part-step000002.safetensors"]
     rest = train(resume=first.run_dir)
@@ -88,7 +88,7 @@ def test_resume_repeats_the_uninterrupted_losses_exactly(tiny_sd1, red_dataset):
 
 def test_an_interrupted_checkpoint_write_keeps_the_previous_one_and_leaves_no_partial_file(
         tiny_sd1, red_dataset, monkeypatch):
-    import app.engine.training.trainer as trainer_module
+    import app.engine.training.loop as trainer_module
     from app.core import paths
 
     real_save = trainer_module.lora_files.save_kohya
@@ -123,12 +123,12 @@ def test_old_checkpoints_are_pruned_and_a_second_run_reuses_every_cache_entry(ti
     assert sorted(p.name for p in (result.run_dir / "checkpoints").iterdir()) == \
         ["a-step000002.safetensors", "a-step000003.safetensors"]
     # Four identical red pictures: one content key, encoded once.
-    assert first.latents.misses == 1 and first.latents.hits == 3 and first.text_cache.misses >= 1
+    assert first.session.latents.misses == 1 and first.session.latents.hits == 3 and first.session.text_cache.misses >= 1
     second = Trainer(small_config(tiny_sd1, red_dataset, name="a", steps=1))
     again = second.run()
     assert again.run_dir.name == "a-2"  # a new folder, the first run untouched
-    assert second.latents.misses == 0 and second.latents.hits == 4
-    assert second.text_cache.misses == 0
+    assert second.session.latents.misses == 0 and second.session.latents.hits == 4
+    assert second.session.text_cache.misses == 0
 
 
 def test_every_optimizer_objective_and_option_trains(tiny_sdxl, red_dataset, tmp_path):
@@ -144,8 +144,8 @@ def test_every_optimizer_objective_and_option_trains(tiny_sdxl, red_dataset, tmp
     events = []
     result = train(config, on_event=events.append)
     assert result.status == "done" and all(torch.isfinite(torch.tensor(v)) for v in result.losses.values())
-    samples = [e for e in events if e["kind"] == "sample"]
-    assert len(samples) == 1 and samples[0]["meta"]["prompt"] == "sks, a square"
+    samples = [e for e in events if isinstance(e, ImageReady)]
+    assert len(samples) == 1 and samples[0].meta["prompt"] == "sks, a square"
     assert any(k.endswith(".dora_scale") for k in read_header(result.final).tensors)
     assert read_header(result.final).metadata["ss_v_parameterization"] == "True"
 

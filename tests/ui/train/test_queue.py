@@ -59,3 +59,17 @@ def test_the_compare_grid_is_one_labelled_picture(qtbot, tmp_path):
     assert grid.pixelColor(CELL + CELL // 2, CELL // 2) == QColor(0, 200, 0)
     assert grid.pixelColor(CELL // 2, CELL + LABEL_H + CELL // 2) == QColor(255, 255, 255)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp file left
+
+
+def test_caching_progress_shows_its_sentence_but_leaves_the_run_at_step_zero(make_tab):
+    """While latents are cached the worker counts pictures (phase "caching"); the queue, the bar and
+    a stop during caching still speak of the run's steps."""
+    ops = make_tab().ops
+    entry = ops.enqueue(configs("cache")[0])
+    entry.state, entry.job_id = EntryState.RUNNING, "job-1"  # as if the worker had taken it
+    shown = []
+    ops.progressChanged.connect(lambda *args: shown.append(args))
+    ops.client.eventReceived.emit({"type": "progress", "job": "job-1", "step": 3, "total": 8, "eta_s": None,
+                                   "message": "caching latents 3/8", "phase": "caching"})
+    assert shown == [(0, 5, None, "caching latents 3/8")]
+    assert entry.describe() == "cache — running 0/5"

@@ -1,0 +1,108 @@
+"""The training objective, written once: the training step and :func:`fixed_loss` both call it.
+
+Noise (with its offset) and timesteps come from the caller's generator in a fixed order, so
+a step's loss is a pure function of its seed and a resumed run repeats it exactly.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+
+from app.core.configs import Family
+from app.engine.training.buckets import plan_crop
+from app.engine.training.data import TrainItem
+
+if TYPE_CHECKING:
+    from app.engine.training.session import TrainSession
+
+
+def scaled(latents: torch.Tensor, vae_config: Any) -> torch.Tensor:
+    """VAE latents in the UNet's range (the shift and scale of the VAE's config)."""
+    return (latents - (getattr(vae_config, "shift_factor", None) or 0.0)) * vae_config.scaling_factor
+
+
+def time_ids(item: TrainItem) -> list[int]:
+    """SDXL's size conditioning of a picture: original size, crop corner, target size (h, w order)."""
+    plan = plan_crop(item.size[0], item.size[1], item.bucket)
+    return [item.size[1], item.size[0], plan.top, plan.left, item.bucket[1], item.bucket[0]]
+
+
+def objective(session: TrainSession, latents: torch.Tensor, captions: list[str], ids: list[list[int]],
+              gen: torch.Generator, *, timesteps: torch.Tensor | None = None,
+              noise_offset: float = 0.0) -> torch.Tensor:
+    """Per-picture loss on ``latents`` (scaled, on the CPU): noise (plus ``noise_offset`` times a
+    per-channel noise) and, unless given, timesteps are drawn from ``gen``; the UNet predicts the
+    noise schedule's target (noise or velocity); MSE, weighted by min-SNR-gamma when it is on."""
+    sched, device = session.noise_scheduler, session.device
+    noise = torch.randn(latents.shape, generator=gen)
+    if noise_offset:
+        noise = noise + noise_offset * torch.randn((latents.shape[0], latents.shape[1], 1, 1), generator=gen)
+    if timesteps is None:
+        timesteps = torch.randint(0, sched.config.num_train_timesteps, (latents.shape[0],), generator=gen)
+    latents, noise, timesteps = latents.to(device), noise.to(device), timesteps.to(device)
+    noisy = sched.add_noise(latents, noise, timesteps)
+    if sched.config.prediction_type == "v_prediction":
+        target = sched.get_velocity(latents, noise, timesteps)
+    else:
+        target = noise
+    cond = condition(session, captions, ids)
+    pred = session.net.unet(noisy.to(session.unet_dtype), timesteps, **cond).sample
+    loss = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
+    return loss * snr_weights(sched, session.config.min_snr_gamma, timesteps)
+
+
+def snr_weights(sched: Any, gamma: float, timesteps: torch.Tensor) -> torch.Tensor | float:
+    """min-SNR-gamma loss weights (Hang et al. 2023); 1 when off."""
+    if gamma <= 0:
+        return 1.0
+    from diffusers.training_utils import compute_snr
+
+    snr = compute_snr(sched, timesteps)
+    clipped = torch.clamp(snr, max=gamma)
+    return clipped / (snr + 1) if sched.config.prediction_type == "v_prediction" else clipped / snr
+
+
+def condition(session: TrainSession, captions: list[str], time_ids: list[list[int]]) -> dict[str, Any]:
+    """The UNet's conditioning keywords for ``captions``: from the text cache, or encoded now."""
+    if session.text_cache is not None:
+        found = session.text_cache.get_many(captions)
+        out = {k: torch.stack([f[k] for f in found]).to(session.device) for k in found[0]}
+    else:
+        out = session.encode(captions)
+    dtype = session.unet_dtype
+    cond: dict[str, Any] = {"encoder_hidden_states": out["embeds"].to(dtype)}
+    if session.family is Family.SDXL:
+        cond["added_cond_kwargs"] = {
+            "text_embeds": out["pooled"].to(dtype),
+            "time_ids": torch.tensor(time_ids, device=session.device, dtype=dtype),
+        }
+    return cond
+
+
+def fixed_loss(session: TrainSession, seed: int = 0,
+               timesteps: tuple[int, ...] = (999, 900, 750, 500, 250, 100)) -> float:
+    """The training objective (min-SNR weighting included) over the training pictures at fixed
+    noise and timesteps (latent means, plain captions, no dropout, no grad): a learning measure
+    free of each step's random choices."""
+    unet = session.net.unet
+    was_training = unet.training
+    unet.eval()
+    gen = torch.Generator("cpu").manual_seed(seed)
+    total, count = 0.0, 0
+    vae_config = session.pipe.vae.config
+    try:
+        with torch.no_grad(), session.accelerator.autocast():
+            for item in session.data.train_items:
+                mean, _ = session.latents.load(item.path, item.bucket, False)
+                latents = scaled(mean, vae_config)[None].repeat(len(timesteps), 1, 1, 1)
+                n = len(timesteps)
+                loss = objective(session, latents, [item.caption] * n, [time_ids(item)] * n, gen,
+                                 timesteps=torch.tensor(timesteps))
+                total += loss.mean().item()
+                count += 1
+    finally:
+        unet.train(was_training)
+    return total / count
