@@ -423,7 +423,7 @@ def _add_hub_parsers(sub) -> None:
 def cmd_hub(args: argparse.Namespace) -> int:
     import json
 
-    from app.core.configs import Family
+    from app.core.families import Family
     from app.core.hub import Hub, HubError, HubSort, SearchQuery
 
     hub = Hub()
@@ -516,7 +516,7 @@ def _hub_download(hub, args: argparse.Namespace) -> int:
 def cmd_library(args: argparse.Namespace) -> int:
     import json
 
-    from app.core.configs import Family
+    from app.core.families import Family
     from app.core.library import Library
 
     library = Library()

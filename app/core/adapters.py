@@ -22,7 +22,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from app.core.configs import Family
+from app.core.families import Family
 from app.core.safe_files import check_regular, open_regular, read_regular
 from app.core.safetensors_header import SafetensorsError, SafetensorsHeader, read_header
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from app.core.configs import Family
+from app.core.families import Family
 # The Hub's errors and their translation live in hub_errors; imported here, where callers look.
 from app.core.hub_errors import HubError, HubErrorKind, _short, translate_error, write_failed  # noqa: F401
 

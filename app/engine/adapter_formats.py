@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from app.core.adapters import AdapterError, AdapterInfo, AdapterLayout, Part, inspect_adapter
-from app.core.configs import Family
+from app.core.families import Family
 from app.core.errors import ErrorKind, clip_words
 from app.core.safe_files import read_regular
 from app.engine import lycoris_weights

@@ -29,7 +29,8 @@ import torch
 
 from app import __version__
 from app.core.adapters import Part
-from app.core.configs import AdapterEntry, Family
+from app.core.configs import AdapterEntry
+from app.core.families import Family
 from app.engine import lora_files
 from app.engine.adapter_formats import IncompatibleAdapter, Target
 from app.engine.patching import AdapterMixer

@@ -26,7 +26,7 @@ import torch
 from safetensors.torch import save as safetensors_save
 
 from app import __version__
-from app.core.configs import Family
+from app.core.families import Family
 from app.core.files import atomic_write_bytes, make_ordinary, replace_durably, saving
 
 UNET = "lora_unet"

@@ -18,7 +18,8 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 
-from app.core.configs import DevicePref, DtypePref, Family, ModelSpec
+from app.core.configs import DevicePref, DtypePref, ModelSpec
+from app.core.families import Family
 from app.core.errors import ErrorKind, clip_words, not_downloaded_message
 from app.core.safetensors_header import SafetensorsError, read_header
 from app.engine.single_file import (CheckpointInfo, CheckpointProblem, config_folder,

@@ -23,7 +23,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from app.core import paths
-from app.core.configs import Family
+from app.core.families import Family
 
 CONFIGS_DIR = Path(__file__).resolve().parents[2] / "resources" / "model_configs"
 _BPE_FILE = CONFIGS_DIR / "clip" / "bpe_simple_vocab_16e6.txt.gz"

@@ -10,7 +10,7 @@ import pytest
 from fake_hub import TOKEN
 
 from app.core.adapters import inspect_adapter
-from app.core.configs import Family
+from app.core.families import Family
 from app.core.hub import (
     Hub,
     HubError,

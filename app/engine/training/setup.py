@@ -15,7 +15,8 @@ from typing import Any, Callable
 
 import torch
 
-from app.core.configs import DevicePref, Family
+from app.core.configs import DevicePref
+from app.core.families import Family
 from app.core.dataset import DatasetError
 from app.core.train_config import LRSchedule, MixedPrecision, Optimizer, TrainConfig
 from app.engine import lora_files

@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from app.core import paths
-from app.core.configs import DtypePref, Family, ModelSpec
+from app.core.configs import DtypePref, ModelSpec
+from app.core.families import Family
 from app.core.files import SaveError
 from app.core.train_config import Prediction, TrainConfig
 from app.engine import lora_files

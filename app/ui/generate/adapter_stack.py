@@ -16,7 +16,8 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 
 from app.core.adapters import AdapterInfo, inspect_adapter
-from app.core.configs import WEIGHT_LIMIT, AdapterEntry, Family
+from app.core.configs import WEIGHT_LIMIT, AdapterEntry
+from app.core.families import Family
 from app.ui.library.tasks import TaskRunner
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from typing import Any
 from PySide6.QtCore import QCoreApplication, QObject, Qt, Signal
 from PySide6.QtGui import QImage
 
-from app.core.configs import Family
+from app.core.families import Family
 from app.core.hub import Hub, HubError, HubErrorKind, HubFile, HubRepo, SearchQuery
 from app.core.library import Library, LibraryEntry
 from app.ui.library.tasks import TaskRunner

@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.configs import Family
+from app.core.families import Family
 from app.core.hub import HubFile, HubRepo, HubSort, SearchQuery
 from app.core.library import LibraryEntry
 from app.ui.library.cards import CardGrid, CardItem
