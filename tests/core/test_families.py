@@ -133,3 +133,48 @@ def test_hub_family_guess_is_unchanged(bases):
     from app.core.hub import family_of_base
 
     assert family_of_base(bases) is _old_guess(bases)
+
+
+# ---------------------------------------------------------------- nothing else decides by family
+
+_FAMILY_FILES = ("app/core/families.py", "app/engine/families/")
+
+
+def _app_sources():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    for path in sorted((root / "app").rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        if not rel.startswith(_FAMILY_FILES):
+            yield rel, path.read_text(encoding="utf-8")
+
+
+def test_no_family_member_is_named_outside_the_family_files():
+    import re
+
+    found = [f"{rel}:{n}" for rel, text in _app_sources() for n, line in enumerate(text.splitlines(), 1)
+             if re.search(r"Family\.(SD1|SD2|SDXL)\b", line)]
+    assert found == []
+
+
+def test_no_family_value_is_compared_or_tabled_outside_the_family_files():
+    """A "sd1" / "sd2" / "sdxl" literal is allowed only as an assigned default (``default="sd1"``,
+    ``family: str = "sd1"``, an enum member's value); in a comparison, a tuple or a dict it is a
+    family branch or table that belongs in app/core/families.py."""
+    import ast
+    import io
+    import tokenize
+
+    found = []
+    for rel, text in _app_sources():
+        previous = None
+        for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+            if tok.type in (tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT, tokenize.INDENT, tokenize.DEDENT):
+                continue
+            if tok.type == tokenize.STRING and not tok.string.startswith(("f", "F", "rf", "fr")):
+                value = ast.literal_eval(tok.string)
+                if value in ("sd1", "sd2", "sdxl") and not (previous and previous.string == "="):
+                    found.append(f"{rel}:{tok.start[0]}: {tok.line.strip()}")
+            previous = tok
+    assert found == []

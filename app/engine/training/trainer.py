@@ -24,10 +24,10 @@ import torch.nn.functional as F
 
 from app.core import paths
 from app.core.configs import DtypePref, ModelSpec
-from app.core.families import Family
 from app.core.files import SaveError
 from app.core.train_config import Prediction, TrainConfig
 from app.engine import lora_files
+from app.engine.families import engine
 from app.engine.models import load_model
 from app.engine.training import run as runs
 from app.engine.training import setup
@@ -365,11 +365,7 @@ class Trainer:
             out = self.encode(captions)
         dtype = self.unet_dtype
         cond: dict[str, Any] = {"encoder_hidden_states": out["embeds"].to(dtype)}
-        if self.family is Family.SDXL:
-            cond["added_cond_kwargs"] = {
-                "text_embeds": out["pooled"].to(dtype),
-                "time_ids": torch.tensor(time_ids, device=self.device, dtype=dtype),
-            }
+        cond.update(engine(self.family).added_conditioning(out, time_ids, self.device, dtype))
         return cond
 
     def fixed_loss(self, seed: int = 0, timesteps: tuple[int, ...] = (999, 900, 750, 500, 250, 100)) -> float:
