@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from app import __version__, cli_setup
+from app.core import families
 from app.core.events import ArtifactKind, ArtifactSaved, ImageReady, JobEvent, LogLine, Phase, Progress
+from app.core.families import Family
 from app.core.files import SaveError
 
 
@@ -36,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tiny = sub.add_parser("tiny-model", help="write a tiny offline model (for tests and demos)")
     tiny.add_argument("dir", type=Path, help="folder to create")
-    tiny.add_argument("--family", default="sd1", choices=["sd1", "sdxl"])
+    tiny.add_argument("--family", default="sd1", choices=[f.value for f in Family])
     tiny.add_argument("--seed", type=int, default=0)
     tiny.add_argument("--overwrite", action="store_true", help="replace an existing folder")
 
@@ -205,8 +207,9 @@ def _defaults_for(base: str) -> tuple[int, tuple[int, int]]:
 
     if src.kind == "folder" and (Path(src.text) / INFO_FILE).is_file():
         return 4, (64, 64)
-    if src.family is not None and src.family.value == "sdxl":
-        return 20, (1024, 1024)
+    if src.family is not None:
+        spec = families.spec(src.family)
+        return spec.default_steps, spec.default_size
     return 20, (512, 512)
 
 
@@ -416,7 +419,7 @@ def _add_hub_parsers(sub) -> None:
     listing = library_sub.add_parser("list", help="list the adapters on this machine")
     listing.add_argument("--json", action="store_true", help="print the entries as JSON")
     listing.add_argument("--search", default="", help="only entries matching these words")
-    listing.add_argument("--base", default="", choices=["", "sd1", "sd2", "sdxl"],
+    listing.add_argument("--base", default="", choices=[""] + [f.value for f in Family],
                          help="only this family (adapters of unknown family are kept)")
     add = library_sub.add_parser("add", help="add a folder of adapters (e.g. A1111's models/Lora)")
     add.add_argument("folder", type=Path)
@@ -425,7 +428,7 @@ def _add_hub_parsers(sub) -> None:
 def cmd_hub(args: argparse.Namespace) -> int:
     import json
 
-    from app.core.configs import Family
+    from app.core.families import Family
     from app.core.hub.client import Hub
     from app.core.hub.errors import HubError
     from app.core.hub.models import HubSort, SearchQuery
@@ -521,7 +524,6 @@ def _hub_download(hub, args: argparse.Namespace) -> int:
 def cmd_library(args: argparse.Namespace) -> int:
     import json
 
-    from app.core.configs import Family
     from app.core.library import Library
 
     library = Library()

@@ -124,7 +124,8 @@ def main() -> int:
     CLOCK = time.process_time if clock == "cpu" else time.perf_counter
     torch.set_num_threads(args.threads)
 
-    from app.core.configs import AdapterEntry, Family
+    from app.core.configs import AdapterEntry
+    from app.core.families import Family
     from app.engine.patching import AdapterMixer
     from app.engine.tiny import quiet_libraries
 

@@ -22,7 +22,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from app.core.configs import Family
+from app.core import families
+from app.core.families import Family
 from app.core.safe_files import check_regular, open_regular, read_regular
 from app.core.safetensors_header import SafetensorsError, SafetensorsHeader, read_header
 
@@ -113,14 +114,6 @@ _LYCORIS_MARKERS = {"hada_w1_a": NetworkType.LOHA, "lokr_w1": NetworkType.LOKR, 
                     "on_input": NetworkType.IA3, "a1.weight": NetworkType.GLORA, "diff": NetworkType.FULL}
 _DOWN_SUFFIXES = (".lora_down.weight", ".lora_A.weight", ".lora.down.weight", ".lora_A.default.weight")
 
-_BASE_VERSION = {"sd_v1": Family.SD1, "sd_v2": Family.SD2, "sdxl_base_v1-0": Family.SDXL}
-_ARCH_PREFIX = [("stable-diffusion-xl", Family.SDXL), ("stable-diffusion-v2", Family.SD2),
-                ("stable-diffusion-v1", Family.SD1)]
-# Width of the text features a cross-attention k/v projection reads.
-_CROSS_WIDTH = {768: Family.SD1, 1024: Family.SD2, 2048: Family.SDXL}
-# Hidden width of a text-encoder layer (lora_te_ / text_encoder.).
-_TE_WIDTH = {768: Family.SD1, 1024: Family.SD2}
-
 
 _LYCORIS_SUFFIXES = tuple(f".{m}" for m in _LYCORIS_MARKERS) + (".oft_blocks", ".hada_w1_b", ".lokr_w2")
 
@@ -206,19 +199,18 @@ def _family(names: list[str], shapes: dict[str, list[int]], meta: dict[str, str]
     """The base family and the evidence for it: the metadata, else the tensor widths, else
     the block structure. Original UNet names (``input_blocks_…``) alone say nothing: SD 1.x/2.x
     files use them too."""
-    if meta.get("ss_base_model_version") in _BASE_VERSION:
-        version = meta["ss_base_model_version"]
-        return _BASE_VERSION[version], f"metadata ss_base_model_version = {version}"
+    version = meta.get("ss_base_model_version")
+    if (fam := families.by_base_version(version)) is not None:
+        return fam, f"metadata ss_base_model_version = {version}"
     arch = meta.get("modelspec.architecture", "")
-    for prefix, fam in _ARCH_PREFIX:
-        if arch.startswith(prefix):
-            return fam, f"metadata modelspec.architecture = {arch}"
-    if Part.TEXT_ENCODER_2 in parts:
-        return Family.SDXL, "it changes a second text encoder"
-    if any(n.startswith("lora_unet_label_emb") for n in names):
-        return Family.SDXL, "it changes label_emb (SDXL's size conditioning)"
-    if meta.get("ss_v2") == "True":
-        return Family.SD2, "metadata ss_v2 = True"
+    if (fam := families.by_architecture(arch)) is not None:
+        return fam, f"metadata modelspec.architecture = {arch}"
+    if Part.TEXT_ENCODER_2 in parts and (fam := families.with_second_text_encoder()) is not None:
+        return fam, "it changes a second text encoder"
+    if any(n.startswith("lora_unet_label_emb") for n in names) and (fam := families.with_size_conditioning()):
+        return fam, f"it changes label_emb ({families.label(fam)}'s size conditioning)"
+    if meta.get("ss_v2") == "True" and (fam := families.with_ss_v2()) is not None:
+        return fam, "metadata ss_v2 = True"
     for n in names:
         if not n.endswith(_DOWN_SUFFIXES):
             continue
@@ -226,10 +218,11 @@ def _family(names: list[str], shapes: dict[str, list[int]], meta: dict[str, str]
         if len(shape) < 2:
             continue
         low = n.lower()
-        if ("attn2" in low and ("to_k" in low or "to_v" in low)) and shape[1] in _CROSS_WIDTH:
-            return _CROSS_WIDTH[shape[1]], f"cross-attention reads {shape[1]}-wide text features ({n})"
-        if low.startswith(("lora_te_", "text_encoder.")) and "self_attn" in low and shape[1] in _TE_WIDTH:
-            return _TE_WIDTH[shape[1]], f"text-encoder layers are {shape[1]} wide ({n})"
+        if ("attn2" in low and ("to_k" in low or "to_v" in low)) and (fam := families.by_cross_width(shape[1])):
+            return fam, f"cross-attention reads {shape[1]}-wide text features ({n})"
+        if low.startswith(("lora_te_", "text_encoder.")) and "self_attn" in low \
+                and (fam := families.by_text_width(shape[1])):
+            return fam, f"text-encoder layers are {shape[1]} wide ({n})"
     return _family_from_blocks(names)
 
 
@@ -238,8 +231,8 @@ def _family_from_blocks(names: list[str]) -> tuple[Family | None, str]:
     else (SD 1.x vs 2.x differ only in widths) cannot be told from the names."""
     for n in names:
         m = _LDM_ATTENTION.match(n)
-        if m and int(m.group(3)) > 0:
-            return Family.SDXL, f"several transformer blocks in one attention ({n})"
+        if m and int(m.group(3)) > 0 and (fam := families.with_stacked_transformers()) is not None:
+            return fam, f"several transformer blocks in one attention ({n})"
     return None, "no metadata, and neither the widths nor the block structure tell"
 
 

@@ -37,12 +37,6 @@ class Scheduler(str, Enum):
     UNIPC = "UniPC"
 
 
-class Family(str, Enum):
-    SD1 = "sd1"
-    SD2 = "sd2"
-    SDXL = "sdxl"
-
-
 class DevicePref(str, Enum):
     AUTO = "auto"
     CUDA = "cuda"
@@ -352,7 +346,6 @@ __all__ = [
     "ConfigError",
     "DevicePref",
     "DtypePref",
-    "Family",
     "AdapterEntry",
     "BakeRequest",
     "GenerateRequest",

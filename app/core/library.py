@@ -26,7 +26,8 @@ from typing import Any
 
 from app.core import paths
 from app.core.adapters import PICKLE_SUFFIXES, AdapterError, inspect_adapter, tag_frequency
-from app.core.configs import ConfigError, Family, _Config
+from app.core.configs import ConfigError, _Config
+from app.core.families import Family
 from app.core.files import atomic_write_text
 
 log = logging.getLogger(__name__)

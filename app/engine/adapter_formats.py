@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from app.core.adapters import AdapterError, AdapterInfo, AdapterLayout, Part, inspect_adapter
-from app.core.configs import Family
+from app.core.families import FAMILIES, Family
 from app.core.errors import ErrorKind, clip_words
 from app.core.safe_files import read_regular
 from app.engine import lycoris_weights
@@ -36,7 +36,7 @@ from app.engine.lora_files import te_module_path
 
 log = logging.getLogger(__name__)
 
-FAMILY_NAMES = {Family.SD1: "SD 1.x", Family.SD2: "SD 2.x", Family.SDXL: "SDXL"}
+FAMILY_NAMES = {f.id: f.label for f in FAMILIES}
 MIN_COVERAGE = 0.5  # below this share of matching layers a file is refused, above it warned
 
 

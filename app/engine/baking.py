@@ -28,8 +28,10 @@ from typing import Any, Callable, Iterable
 import torch
 
 from app import __version__
+from app.core import families
 from app.core.adapters import Part
-from app.core.configs import AdapterEntry, Family
+from app.core.configs import AdapterEntry
+from app.core.families import Family
 from app.engine import lora_files
 from app.engine.adapter_formats import IncompatibleAdapter, Target
 from app.engine.patching import AdapterMixer
@@ -70,7 +72,7 @@ def kohya_name(target: Target, family: Family | None) -> str:
     if target.part is Part.TEXT_ENCODER_2:
         prefix = lora_files.TE2
     else:
-        prefix = lora_files.TE1 if family is Family.SDXL else lora_files.TE
+        prefix = lora_files.te_prefixes(family)[0] if family is not None else lora_files.TE
     return lora_files.kohya_key(prefix, lora_files.te_module_path(target.path))
 
 
@@ -220,9 +222,10 @@ def _metadata(mixer: AdapterMixer, held, out: Path, rank: int | None, max_rank: 
         "loraloom.bake": json.dumps({"base": base, "adapters": mix, "rank": rank, "relative_error": relative}),
     }
     if family is not None:
-        meta["ss_base_model_version"] = lora_files.BASE_MODEL_VERSION[family]
-        meta["ss_v2"] = str(family is Family.SD2)
-        meta["modelspec.architecture"] = lora_files.ARCHITECTURE[family]
+        spec = families.spec(family)
+        meta["ss_base_model_version"] = spec.base_version
+        meta["ss_v2"] = str(spec.ss_v2)
+        meta["modelspec.architecture"] = spec.architecture
     if words:
         meta["modelspec.trigger_phrase"] = ", ".join(words)
     return meta

@@ -26,8 +26,10 @@ import torch
 from safetensors.torch import save as safetensors_save
 
 from app import __version__
-from app.core.configs import Family
+from app.core import families
+from app.core.families import Family
 from app.core.files import atomic_write_bytes, make_ordinary, replace_durably, saving
+from app.engine.families import engine
 
 UNET = "lora_unet"
 TE = "lora_te"
@@ -35,12 +37,6 @@ TE1 = "lora_te1"
 TE2 = "lora_te2"
 DOWN, UP, ALPHA, DORA = "lora_down.weight", "lora_up.weight", "alpha", "dora_scale"
 
-BASE_MODEL_VERSION = {Family.SD1: "sd_v1", Family.SD2: "sd_v2", Family.SDXL: "sdxl_base_v1-0"}
-ARCHITECTURE = {
-    Family.SD1: "stable-diffusion-v1/lora",
-    Family.SD2: "stable-diffusion-v2-512/lora",
-    Family.SDXL: "stable-diffusion-xl-v1-base/lora",
-}
 
 
 # ---------------------------------------------------------------- naming
@@ -62,7 +58,7 @@ def te_module_path(module_path: str) -> str:
 
 def te_prefixes(family: Family | str) -> tuple[str, ...]:
     """kohya prefixes of the text encoders, in the pipeline's order."""
-    return (TE1, TE2) if Family(family) is Family.SDXL else (TE,)
+    return families.spec(family).te_prefixes
 
 
 def kohya_index(prefix: str, module_paths: Iterable[str]) -> dict[str, str]:
@@ -198,7 +194,7 @@ class AdapterInfo:
 
 
 def build_metadata(info: AdapterInfo) -> dict[str, str]:
-    family = Family(info.family)
+    family = families.spec(info.family)
     width, height = info.resolution
     network_args: dict[str, str] = {}
     if info.conv_rank:
@@ -210,8 +206,8 @@ def build_metadata(info: AdapterInfo) -> dict[str, str]:
         "ss_network_dim": str(info.rank),
         "ss_network_alpha": _num(info.alpha),
         "ss_network_args": json.dumps(network_args),
-        "ss_base_model_version": BASE_MODEL_VERSION[family],
-        "ss_v2": str(family is Family.SD2),
+        "ss_base_model_version": family.base_version,
+        "ss_v2": str(family.ss_v2),
         "ss_v_parameterization": str(info.v_prediction),
         "ss_resolution": f"({width}, {height})",
         "ss_steps": str(info.steps),
@@ -224,10 +220,8 @@ def build_metadata(info: AdapterInfo) -> dict[str, str]:
         "ss_training_started_at": _num(info.started_at),
         "ss_sd_model_name": Path(info.base_model).name if info.base_model else "",
         "modelspec.sai_model_spec": "1.0.0",
-        "modelspec.architecture": ARCHITECTURE[family] if not (family is Family.SD2 and info.v_prediction)
-        else "stable-diffusion-v2-768-v/lora",
-        "modelspec.implementation": "https://github.com/Stability-AI/generative-models" if family is Family.SDXL
-        else "diffusers",
+        "modelspec.architecture": family.architecture_for(info.v_prediction),
+        "modelspec.implementation": family.implementation,
         "modelspec.title": info.name,
         "modelspec.resolution": f"{width}x{height}",
         "modelspec.date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"),
@@ -280,8 +274,6 @@ def save_diffusers_copy(
 ) -> Path:
     """A diffusers/peft-layout copy (``pytorch_lora_weights.safetensors`` with the LoRA config
     in the metadata, so alpha survives) for ``pipe.load_lora_weights(folder)``. Atomic."""
-    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
-
     folder = Path(folder)
     with saving(folder):
         folder.parent.mkdir(parents=True, exist_ok=True)
@@ -295,7 +287,7 @@ def save_diffusers_copy(
         for name, state, config in zip(names, te_states, te_configs):
             kwargs[f"{name}_lora_layers"] = dict(state)
             kwargs[f"{name}_lora_adapter_metadata"] = config
-        cls = StableDiffusionXLPipeline if Family(family) is Family.SDXL else StableDiffusionPipeline
+        cls = engine(family).pipeline_class()
         with saving(folder):
             cls.save_lora_weights(str(tmp), **kwargs)
             for written in tmp.iterdir():  # safetensors writes its files private (0600)

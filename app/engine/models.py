@@ -18,9 +18,12 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 
-from app.core.configs import DevicePref, DtypePref, Family, ModelSpec
+from app.core import families
+from app.core.configs import DevicePref, DtypePref, ModelSpec
+from app.core.families import Family
 from app.core.errors import ErrorKind, clip_words, not_downloaded_message
 from app.core.safetensors_header import SafetensorsError, read_header
+from app.engine.families import engine
 from app.engine.single_file import (CheckpointInfo, CheckpointProblem, config_folder,
                                     detect_checkpoint, read_sidecar_yaml)
 
@@ -29,14 +32,6 @@ log = logging.getLogger(__name__)
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 
-# Text-encoder width tells SD1 (CLIP ViT-L, 768) from SD2 (OpenCLIP ViT-H, 1024).
-_TEXT_WIDTH_FAMILY = {768: Family.SD1, 1024: Family.SD2}
-
-_PIPELINE_FAMILY = {
-    "StableDiffusionXLPipeline": Family.SDXL,
-    "StableDiffusionXLImg2ImgPipeline": Family.SDXL,
-}
-_SD_PIPELINES = {"StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline"}
 
 
 class ModelError(Exception):
@@ -123,22 +118,23 @@ def _read_json(path: Path) -> dict | None:
 
 def _family_from_index(index: dict, read_config, where: str) -> Family:
     cls = index.get("_class_name", "")
-    if cls in _PIPELINE_FAMILY:
-        return _PIPELINE_FAMILY[cls]
-    if cls in _SD_PIPELINES:
+    candidates = families.by_pipeline_class(cls)
+    if len(candidates) == 1:
+        return candidates[0]
+    if candidates:
+        # One pipeline class for several families (SD 1.x and 2.x): the text width tells.
         te = read_config("text_encoder/config.json") or {}
         width = te.get("hidden_size") or te.get("projection_dim")
-        if width in _TEXT_WIDTH_FAMILY:
-            return _TEXT_WIDTH_FAMILY[width]
+        if (family := families.by_text_width(width, among=candidates)) is not None:
+            return family
         unet = read_config("unet/config.json") or {}
-        cross = unet.get("cross_attention_dim")
-        if cross in _TEXT_WIDTH_FAMILY:
-            return _TEXT_WIDTH_FAMILY[cross]
-        # Small test models (and odd fine-tunes) have other widths: an SD pipeline is SD1-shaped.
-        return Family.SD1
+        if (family := families.by_cross_width(unet.get("cross_attention_dim"), among=candidates)) is not None:
+            return family
+        # Small test models (and odd fine-tunes) have other widths.
+        return families.FALLBACK if families.FALLBACK in candidates else candidates[0]
     raise ModelError(
         f"{where}: unsupported model family ({cls or 'unknown pipeline'}); "
-        "LoRA Loom supports Stable Diffusion 1.x, 2.x and SDXL"
+        f"LoRA Loom supports {families.supported_labels()}"
     )
 
 
@@ -146,7 +142,7 @@ def family_from_checkpoint(path: Path) -> Family:
     """Family of an original-layout (A1111/ComfyUI) checkpoint, from tensor names and shapes."""
     if path.suffix.lower() == ".ckpt":
         # Pickle files cannot be inspected without unpickling; diffusers detects them itself.
-        return Family.SD1
+        return families.FALLBACK
     return checkpoint_info(path).family
 
 
@@ -168,9 +164,7 @@ def checkpoint_info(path: Path) -> CheckpointInfo:
 
 def _pipeline_class(family: Family):
     quiet_loading()
-    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
-
-    return StableDiffusionXLPipeline if family is Family.SDXL else StableDiffusionPipeline
+    return engine(family).pipeline_class()
 
 
 def quiet_loading() -> None:
@@ -208,8 +202,7 @@ class ShortLogLines(logging.Filter):
 
 def _common_kwargs(family: Family, dtype: torch.dtype) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"dtype": dtype}
-    if family is not Family.SDXL:
-        kwargs.update(safety_checker=None, requires_safety_checker=False)
+    kwargs.update(engine(family).load_kwargs())
     return kwargs
 
 

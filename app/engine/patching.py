@@ -24,7 +24,8 @@ from typing import Any, Iterable
 import torch
 
 from app.core.adapters import Part
-from app.core.configs import AdapterEntry, Family
+from app.core.configs import AdapterEntry
+from app.core.families import Family
 from app.engine.adapter_formats import (
     IncompatibleAdapter,
     LayerDelta,

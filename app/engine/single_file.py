@@ -22,8 +22,8 @@ from enum import Enum
 from functools import lru_cache
 from pathlib import Path
 
-from app.core import paths
-from app.core.configs import Family
+from app.core import families, paths
+from app.core.families import Family
 
 CONFIGS_DIR = Path(__file__).resolve().parents[2] / "resources" / "model_configs"
 _BPE_FILE = CONFIGS_DIR / "clip" / "bpe_simple_vocab_16e6.txt.gz"
@@ -39,15 +39,11 @@ class Variant(str, Enum):
 
     @property
     def family(self) -> Family:
-        return _VARIANT_FAMILY[self]
+        return families.by_variant(self.value)
 
     @property
     def config_source(self) -> Path:
         return CONFIGS_DIR / self.family.value / ("sdxl-base" if self is Variant.SDXL else self.value)
-
-
-_VARIANT_FAMILY = {Variant.SD15: Family.SD1, Variant.SD21: Family.SD2,
-                   Variant.SD21_BASE: Family.SD2, Variant.SDXL: Family.SDXL}
 
 
 class CheckpointProblem(ValueError):

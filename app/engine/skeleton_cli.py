@@ -6,7 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-FAMILIES = ("sd15", "sd21", "sd21-base", "sdxl")  # app.engine.single_file.Variant values
+from app.core.families import all_variants
+
+FAMILIES = all_variants()  # app.engine.single_file.Variant values
 
 
 def add_skeleton_parser(sub) -> None:

@@ -20,15 +20,20 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from app.core import families
+from app.core.families import Family
 from app.core.files import make_ordinary
+from app.engine.families import engine
 
-FAMILIES = ("sd1", "sd2", "sdxl")
+FAMILIES = tuple(f.value for f in Family)
 MAX_LENGTH = 77
 BOS = "<|startoftext|>"
 EOS = "<|endoftext|>"
 
 #: Written into each tiny folder (diffusers ignores unknown files at the root).
 INFO_FILE = "loraloom_tiny.json"
+_TOKENIZERS = ("tokenizer", "tokenizer_2")  # pipeline component names, in encoder order
+_TEXT_ENCODERS = ("text_encoder", "text_encoder_2")
 
 _FIXTURES = Path(__file__).resolve().parents[2] / "tests" / "fixtures"
 
@@ -164,40 +169,7 @@ def _text_config(vocab: dict[str, int], hidden: int, projection: int | None = No
 def unet_config(family: str) -> dict:
     """UNet2DConditionModel kwargs: the real layout, tiny widths, 8x8 latents (64 px)."""
     _check_family(family)
-    if family == "sdxl":
-        return dict(
-            sample_size=8,
-            in_channels=4,
-            out_channels=4,
-            block_out_channels=(32, 64),
-            layers_per_block=1,
-            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-            attention_head_dim=(2, 4),
-            transformer_layers_per_block=(1, 2),
-            cross_attention_dim=64,  # text_encoder 32 + text_encoder_2 32
-            use_linear_projection=True,
-            addition_embed_type="text_time",
-            addition_time_embed_dim=8,
-            projection_class_embeddings_input_dim=32 + 6 * 8,  # pooled te2 + 6 time ids
-            norm_num_groups=8,
-        )
-    cfg = dict(
-        sample_size=8,
-        in_channels=4,
-        out_channels=4,
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        attention_head_dim=8,
-        cross_attention_dim=32,
-        use_linear_projection=False,
-        norm_num_groups=8,  # >= 4 channels a group (real SD: 10)
-    )
-    if family == "sd2":
-        cfg.update(attention_head_dim=(2, 4), cross_attention_dim=48, use_linear_projection=True)
-    return cfg
+    return engine(family).tiny_unet_config()
 
 
 def vae_config() -> dict:
@@ -231,8 +203,9 @@ def scheduler_config() -> dict:
 
 
 def _pad_token(family: str, name: str) -> str:
-    """Real models: CLIP ViT-L tokenizers pad with <|endoftext|>, OpenCLIP ones with "!"."""
-    return "!" if (family == "sd2" or name == "tokenizer_2") else EOS
+    """The pad token of tokenizer ``name`` ("tokenizer", "tokenizer_2"…) of the family's tiny model."""
+    encoders = engine(family).tiny_text_encoders
+    return encoders[_TOKENIZERS.index(name)].pad
 
 
 def _check_family(family: str) -> None:
@@ -261,13 +234,13 @@ def build_tiny_pipeline(family: str = "sd1", seed: int = 0):
                               CLIPTokenizer)
 
     quiet_libraries()
-    pad1, pad2 = _pad_token(family, "tokenizer"), _pad_token(family, "tokenizer_2")
+    fam = engine(family)
+    encoders = fam.tiny_text_encoders
+    parts: dict = {}
     with tempfile.TemporaryDirectory(prefix="tiny-tok-") as tok_dir:
-        vocab = write_tokenizer(Path(tok_dir) / "tokenizer", pad_token=pad1)
-        tokenizer = CLIPTokenizer.from_pretrained(Path(tok_dir) / "tokenizer")
-        if family == "sdxl":
-            write_tokenizer(Path(tok_dir) / "tokenizer_2", pad_token=pad2)
-            tokenizer_2 = CLIPTokenizer.from_pretrained(Path(tok_dir) / "tokenizer_2")
+        for i, enc in enumerate(encoders):
+            vocab = write_tokenizer(Path(tok_dir) / _TOKENIZERS[i], pad_token=enc.pad)
+            parts[_TOKENIZERS[i]] = CLIPTokenizer.from_pretrained(Path(tok_dir) / _TOKENIZERS[i])
 
     def seeded(offset: int):
         torch.manual_seed(seed * 1000 + offset)
@@ -278,35 +251,15 @@ def build_tiny_pipeline(family: str = "sd1", seed: int = 0):
         seeded(2)
         vae = AutoencoderKL(**vae_config())
         scheduler = EulerDiscreteScheduler(**scheduler_config())
-        if family == "sdxl":
-            seeded(3)
-            te = CLIPTextModel(CLIPTextConfig(**_text_config(vocab, 32, pad_token=pad1)))
-            seeded(4)
-            te2 = CLIPTextModelWithProjection(
-                CLIPTextConfig(**_text_config(vocab, 32, projection=32, pad_token=pad2, act="gelu"))
-            )
-        else:
-            seeded(3)
-            width = 32 if family == "sd1" else 48
-            act = "quick_gelu" if family == "sd1" else "gelu"
-            te = CLIPTextModel(CLIPTextConfig(**_text_config(vocab, width, pad_token=pad1, act=act)))
+        for i, enc in enumerate(encoders):
+            seeded(3 + i)
+            cls = CLIPTextModel if enc.projection is None else CLIPTextModelWithProjection
+            config = _text_config(vocab, enc.width, projection=enc.projection, pad_token=enc.pad, act=enc.act)
+            parts[_TEXT_ENCODERS[i]] = cls(CLIPTextConfig(**config))
 
-    for m in (unet, vae, te) + ((te2,) if family == "sdxl" else ()):
+    for m in (unet, vae) + tuple(parts[name] for name in _TEXT_ENCODERS[:len(encoders)]):
         m.eval()
-    if family == "sdxl":
-        from diffusers import StableDiffusionXLPipeline
-
-        return StableDiffusionXLPipeline(
-            vae=vae, text_encoder=te, text_encoder_2=te2, tokenizer=tokenizer,
-            tokenizer_2=tokenizer_2, unet=unet, scheduler=scheduler,
-            force_zeros_for_empty_prompt=True,
-        )
-    from diffusers import StableDiffusionPipeline
-
-    return StableDiffusionPipeline(
-        vae=vae, text_encoder=te, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-    )
+    return fam.pipeline_class()(vae=vae, unet=unet, scheduler=scheduler, **parts, **fam.tiny_pipeline_kwargs())
 
 
 def save_pipeline(pipe, out_dir, family: str, *, overwrite: bool = False,
@@ -321,7 +274,7 @@ def save_pipeline(pipe, out_dir, family: str, *, overwrite: bool = False,
         make_ordinary(tmp, folder=True)  # mkdtemp makes it private; the result is an ordinary folder
         pipe.save_pretrained(tmp, safe_serialization=True)
         # transformers 5 saves tokenizer.json only; keep the CLIP files real models ship.
-        for name in ("tokenizer", "tokenizer_2"):
+        for name in _TOKENIZERS:
             if (tmp / name).is_dir():
                 shutil.rmtree(tmp / name)
                 write_tokenizer(tmp / name, pad_token=_pad_token(family, name))
@@ -392,11 +345,8 @@ def load_tiny_pipeline(path, family: str | None = None):
     path = Path(path)
     if family is None:
         index = json.loads((path / "model_index.json").read_text(encoding="utf-8"))
-        family = "sdxl" if index.get("_class_name") == "StableDiffusionXLPipeline" else "sd1"
-    if family == "sdxl":
-        from diffusers import StableDiffusionXLPipeline as cls
-    else:
-        from diffusers import StableDiffusionPipeline as cls
+        family = (families.by_pipeline_class(index.get("_class_name", "")) or (families.FALLBACK,))[0]
+    cls = engine(family).pipeline_class()
     pipe = cls.from_pretrained(path, local_files_only=True)
     pipe.set_progress_bar_config(disable=True)
     return pipe

@@ -9,7 +9,7 @@ import struct
 import pytest
 
 from app.core.adapters import AdapterError, AdapterLayout, NetworkType, Part, inspect_adapter
-from app.core.configs import Family
+from app.core.families import Family
 
 
 def write(path, tensors: dict[str, tuple[list[int], str]], metadata: dict | None = None, alpha_values=None):

@@ -10,7 +10,7 @@ import pytest
 from fake_hub import TOKEN
 
 from app.core.adapters import inspect_adapter
-from app.core.configs import Family
+from app.core.families import Family
 from app.core.hub.client import Hub
 from app.core.hub.download import PARTIAL_SUFFIX
 from app.core.hub.errors import HubError, HubErrorKind

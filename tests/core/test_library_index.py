@@ -8,7 +8,8 @@ import os
 import pytest
 from fake_hub import diffusers_sdxl, kohya_sd1, safetensors_bytes
 
-from app.core.configs import ConfigError, Family
+from app.core.configs import ConfigError
+from app.core.families import Family
 from app.core.hub.errors import HubError
 from app.core.library import Library, LibrarySettings, Source
 

@@ -9,7 +9,8 @@ from safetensors import safe_open
 
 import adapter_factory as F
 from app.core.adapters import AdapterLayout, inspect_adapter
-from app.core.configs import AdapterEntry, Family
+from app.core.configs import AdapterEntry
+from app.core.families import Family
 from app.engine.adapter_formats import IncompatibleAdapter
 from app.engine.baking import BakeError, bake_mix
 from app.engine.patching import AdapterMixer

@@ -9,7 +9,8 @@ import adapter_factory as F
 import writers as W
 from app.cli import main
 from app.core.adapters import AdapterLayout, inspect_adapter
-from app.core.configs import AdapterEntry, Family
+from app.core.configs import AdapterEntry
+from app.core.families import Family
 from app.engine.adapter_convert import convert
 from app.engine.adapter_formats import IncompatibleAdapter, LayerIndex
 from app.engine.patching import AdapterMixer

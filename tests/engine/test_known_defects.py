@@ -12,7 +12,8 @@ from safetensors.torch import save_file
 import adapter_factory as F
 import writers as W
 from app.core.adapters import inspect_adapter
-from app.core.configs import AdapterEntry, Family
+from app.core.configs import AdapterEntry
+from app.core.families import Family
 from app.engine.adapter_formats import IncompatibleAdapter, LayerIndex, read_adapter
 from app.engine.patching import AdapterMixer
 from app.engine.tiny import load_tiny_pipeline

@@ -9,7 +9,7 @@ from safetensors.torch import load_file, save_file
 
 import adapter_factory as F
 from app.cli import main
-from app.core.configs import Family
+from app.core.families import Family
 from app.engine.adapter_formats import LayerIndex, read_adapter
 
 

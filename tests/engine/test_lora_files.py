@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from app.core.configs import Family
+from app.core.families import Family
 from app.core.safetensors_header import read_header
 from app.engine import lora_files as lf
 from train_helpers import fail_writes_half_way

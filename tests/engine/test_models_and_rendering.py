@@ -10,7 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from app.core.configs import DevicePref, DtypePref, Family, GenerateRequest, ModelSpec, Scheduler
+from app.core.configs import DevicePref, DtypePref, GenerateRequest, ModelSpec, Scheduler
+from app.core.families import Family
 from app.core.errors import ErrorKind
 from app.engine.models import (
     ModelError,

@@ -11,7 +11,8 @@ import torch
 
 import adapter_factory as F
 from app.core.adapters import Part
-from app.core.configs import AdapterEntry, Family
+from app.core.configs import AdapterEntry
+from app.core.families import Family
 from app.engine.adapter_formats import IncompatibleAdapter, LayerIndex, Target, read_adapter
 from app.engine.patching import AdapterMixer
 from app.engine.tiny import load_tiny_pipeline

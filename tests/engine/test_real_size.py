@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from app.core.configs import Family, ModelSpec
+from app.core.configs import ModelSpec
+from app.core.families import Family
 from app.engine.models import ModelError, check_source, checkpoint_info, load_model
 from app.engine.single_file import Variant, clip_bpe, config_folder
 from app.engine.skeleton import (SkeletonError, component_shapes, parameter_bytes, random_tensor,

@@ -15,7 +15,8 @@ import pytest
 
 import adapter_factory as F
 import writers as W
-from app.core.configs import AdapterEntry, Family
+from app.core.configs import AdapterEntry
+from app.core.families import Family
 from app.engine.patching import AdapterMixer
 from app.engine.tiny import load_tiny_pipeline
 

@@ -10,7 +10,8 @@ from enum import Enum
 from typing import Any
 from urllib.parse import urlsplit
 
-from app.core.configs import Family
+from app.core import families
+from app.core.families import Family
 from app.core.hub.errors import HubError, HubErrorKind
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif")
@@ -31,31 +32,18 @@ _SORT_PARAM = {HubSort.DOWNLOADS: "downloads", HubSort.LIKES: "likes", HubSort.T
 
 
 # Base ids a LoRA repo names in ``base_model``; the first of each is used for the search filter.
-FAMILY_BASES: dict[Family, tuple[str, ...]] = {
-    Family.SD1: ("runwayml/stable-diffusion-v1-5", "stable-diffusion-v1-5/stable-diffusion-v1-5",
-                 "CompVis/stable-diffusion-v1-4", "CompVis/stable-diffusion-v1-5"),
-    Family.SD2: ("stabilityai/stable-diffusion-2-1", "stabilityai/stable-diffusion-2-1-base",
-                 "stabilityai/stable-diffusion-2", "stabilityai/stable-diffusion-2-base"),
-    Family.SDXL: ("stabilityai/stable-diffusion-xl-base-1.0", "stabilityai/stable-diffusion-xl-refiner-1.0"),
-}
-_BASE_FAMILY = {base.lower(): fam for fam, bases in FAMILY_BASES.items() for base in bases}
+FAMILY_BASES: dict[Family, tuple[str, ...]] = {f.id: f.hub_bases for f in families.FAMILIES}
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def family_of_base(base_ids: list[str]) -> Family | None:
     """The family of a base model id; a fine-tune is guessed from its name (``…xl…`` is SDXL)."""
     for base in base_ids:
-        low = base.lower()
-        if low in _BASE_FAMILY:
-            return _BASE_FAMILY[low]
+        if (family := families.by_hub_base(base)) is not None:
+            return family
     for base in base_ids:
-        name = base.lower().rsplit("/", 1)[-1]
-        if "xl" in re.split(r"[^a-z0-9]+", name) or re.search(r"(sdxl|xl[-_]|[-_]xl|pony|illustrious)", name):
-            return Family.SDXL
-        if re.search(r"(stable-diffusion-2|sd-?2)", name):
-            return Family.SD2
-        if re.search(r"(stable-diffusion-v?1|sd-?1|v1-5)", name):
-            return Family.SD1
+        if (family := families.guess_from_name(base.rsplit("/", 1)[-1])) is not None:
+            return family
     return None
 
 
@@ -191,8 +179,8 @@ def repo_from_info(info: Any) -> HubRepo:
         if t.startswith("base_model:adapter:") and t[len("base_model:adapter:"):] not in bases:
             bases.append(t[len("base_model:adapter:"):])
     family = family_of_base(bases)
-    if family is None and "stable-diffusion-xl" in tags:
-        family = Family.SDXL
+    if family is None:
+        family = families.by_hub_tags(tags)
     files = []
     for s in info.siblings or []:
         lfs = getattr(s, "lfs", None)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model, set_peft_model_state_dict
 
-from app.core.configs import Family
+from app.core.families import Family
 from app.core.train_config import NetworkOptions, Targets
 from app.engine import lora_files
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
-from app.core.configs import Family
+from app.engine.families import engine
 from app.engine.training.buckets import plan_crop
 from app.engine.training.data import TrainItem
 
@@ -74,11 +74,7 @@ def condition(session: TrainSession, captions: list[str], time_ids: list[list[in
         out = session.encode(captions)
     dtype = session.unet_dtype
     cond: dict[str, Any] = {"encoder_hidden_states": out["embeds"].to(dtype)}
-    if session.family is Family.SDXL:
-        cond["added_cond_kwargs"] = {
-            "text_embeds": out["pooled"].to(dtype),
-            "time_ids": torch.tensor(time_ids, device=session.device, dtype=dtype),
-        }
+    cond.update(engine(session.family).added_conditioning(out, time_ids, session.device, dtype))
     return cond
 
 

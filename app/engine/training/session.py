@@ -22,7 +22,8 @@ from typing import Any, Callable
 import torch
 
 from app.core import paths
-from app.core.configs import DtypePref, Family, ModelSpec
+from app.core.configs import DtypePref, ModelSpec
+from app.core.families import Family
 from app.core.events import ArtifactSaved, ArtifactKind, JobEvent, LogLevel, LogLine, Phase, Progress
 from app.core.train_config import Prediction, TrainConfig
 from app.engine.models import load_model

@@ -15,10 +15,12 @@ from typing import Any, Callable
 
 import torch
 
-from app.core.configs import DevicePref, Family
+from app.core.configs import DevicePref
+from app.core.families import Family
 from app.core.dataset.scan import DatasetError
 from app.core.train_config import LRSchedule, MixedPrecision, Optimizer, TrainConfig
 from app.engine import lora_files
+from app.engine.families import engine
 from app.engine.models import ModelSource, check_source
 from app.engine.training.caches import LatentCache, TextCache
 from app.engine.training.data import TrainData, TrainError, collect
@@ -105,12 +107,7 @@ def make_encoder(pipe: Any, family: Family, device: torch.device) -> Callable[[l
     """captions -> {"embeds": (B, 77, D)[, "pooled": (B, D2)]}, exactly as the pipeline encodes prompts."""
 
     def encode(captions: list[str]) -> dict[str, torch.Tensor]:
-        if family is Family.SDXL:
-            embeds, _, pooled, _ = pipe.encode_prompt(prompt=captions, device=device, num_images_per_prompt=1,
-                                                      do_classifier_free_guidance=False)
-            return {"embeds": embeds, "pooled": pooled}
-        embeds, _ = pipe.encode_prompt(captions, device, 1, False)
-        return {"embeds": embeds}
+        return engine(family).encode_prompts(pipe, captions, device)
 
     return encode
 

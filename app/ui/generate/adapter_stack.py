@@ -16,12 +16,13 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 
 from app.core.adapters import AdapterInfo, inspect_adapter
-from app.core.configs import WEIGHT_LIMIT, AdapterEntry, Family
+from app.core.configs import WEIGHT_LIMIT, AdapterEntry
+from app.core.families import FAMILIES, Family
 from app.ui.common.tasks import TaskRunner
 
 log = logging.getLogger(__name__)
 
-FAMILY_NAMES = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}
+FAMILY_NAMES = {f.id.value: f.label for f in FAMILIES}
 
 
 @dataclass

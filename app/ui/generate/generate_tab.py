@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.configs import ConfigError, GenerateRequest, Scheduler
+from app.core.families import FAMILIES
 from app.ui.common.tasks import TaskRunner
 from app.ui.generate.adapter_rows import AdapterStackWidget
 from app.ui.generate.generate_ops import GenerateModel
@@ -46,9 +47,7 @@ SEED_MAX = 2**31 - 1  # QSpinBox is 32-bit; the worker draws random seeds below 
 ERROR_STYLE = "color: #c62828;"
 NOTE_STYLE = "color: #b26a00;"
 # Size presets per family (the sizes each family was trained at), shown as "SD 1.x · 512 × 768".
-SIZE_PRESETS = [("Tiny test model", 64, 64), ("SD 1.x", 512, 512), ("SD 1.x", 512, 768), ("SD 1.x", 768, 512),
-                ("SD 2.x", 768, 768), ("SD 2.x", 512, 512), ("SDXL", 1024, 1024), ("SDXL", 832, 1216),
-                ("SDXL", 1216, 832), ("SDXL", 896, 1152), ("SDXL", 1152, 896), ("SDXL", 768, 1344)]
+SIZE_PRESETS = [("Tiny test model", 64, 64)] + [(f.label, w, h) for f in FAMILIES for w, h in f.size_presets]
 
 
 class GenerateTab(TabActions, QWidget):

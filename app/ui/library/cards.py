@@ -13,8 +13,10 @@ from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelInde
 from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPalette, QPen, QPixmap
 from PySide6.QtWidgets import QAbstractItemView, QListView, QStyle, QStyledItemDelegate, QStyleOptionViewItem, QWidget
 
+from app.core.families import FAMILIES
+
 CARD_W, CARD_H, PICTURE_H = 196, 262, 150
-FAMILY_COLORS = {"sd1": "#1e88e5", "sd2": "#00897b", "sdxl": "#8e24aa"}
+FAMILY_COLORS = {f.id.value: f.color for f in FAMILIES}
 UNKNOWN_COLOR = "#757575"
 MISMATCH_COLOR = "#ef6c00"
 PROBLEM_COLOR = "#c62828"
@@ -26,7 +28,7 @@ class CardItem:
     key: str  # a library path, or "hub:<repo id>"
     title: str
     subtitle: str = ""  # repo id, source, downloads …
-    family: str | None = None  # "sd1" | "sd2" | "sdxl" | None (unknown)
+    family: str | None = None  # a Family value, None: unknown
     rank: int | None = None
     trigger_words: list[str] = field(default_factory=list)
     problem: str = ""

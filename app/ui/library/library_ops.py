@@ -18,7 +18,7 @@ from typing import Any
 from PySide6.QtCore import QCoreApplication, QObject, Qt, Signal
 from PySide6.QtGui import QImage
 
-from app.core.configs import Family
+from app.core.families import Family
 from app.core.hub.client import Hub
 from app.core.hub.errors import HubError, HubErrorKind
 from app.core.hub.models import HubFile, HubRepo, SearchQuery

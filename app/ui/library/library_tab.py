@@ -26,14 +26,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.configs import Family
+from app.core.families import FAMILIES, Family
 from app.core.hub.models import HubFile, HubRepo, HubSort, SearchQuery
 from app.core.library import LibraryEntry
 from app.ui.library.cards import CardGrid, CardItem
 from app.ui.library.details_pane import DetailsPane
 from app.ui.library.library_ops import LibraryOps, download_key
 
-FAMILY_CHOICES = [("Any base", None), ("SD 1.x", Family.SD1), ("SD 2.x", Family.SD2), ("SDXL", Family.SDXL)]
+FAMILY_CHOICES = [("Any base", None)] + [(f.label, f.id) for f in FAMILIES]
 SORT_CHOICES = [("Most downloads", HubSort.DOWNLOADS), ("Most likes", HubSort.LIKES), ("Trending", HubSort.TRENDING),
                 ("Recently updated", HubSort.UPDATED)]
 OFFLINE_STYLE = "background: #fff3cd; color: #664d03; padding: 6px; border-radius: 4px;"

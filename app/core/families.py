@@ -1,0 +1,217 @@
+"""Base-model families as data: one table, one frozen entry per family.
+
+Everything the app decides by family without torch reads this table: the kohya and
+modelspec metadata written into and read from adapter files, how a family is told from
+tensor widths or a pipeline class, the Hub's base-model ids, the labels, colours and
+sizes the GUI shows. What needs torch (pipeline classes, prompt encoding, the tiny test
+models) lives in ``app/engine/families/<id>.py``. Adding a family = one entry here + one
+engine file + its tiny model + tests (CONTRIBUTING.md, "Add a base-model family").
+
+The ``Family`` values are on disk (TOML configs, library JSON, tiny-model info files):
+never change them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import Enum
+
+
+class Family(str, Enum):
+    SD1 = "sd1"
+    SD2 = "sd2"
+    SDXL = "sdxl"
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    id: Family
+    label: str  # what users read: "SD 1.x"
+    # kohya ``ss_base_model_version``: the value written, and every value read as this family.
+    base_version: str
+    base_versions_read: tuple[str, ...]
+    ss_v2: bool  # kohya's ``ss_v2`` flag (written, and read as evidence)
+    # modelspec: the architecture written (and the v-prediction variant's, where the family has
+    # one), the prefix read as this family, and the implementation URL.
+    architecture: str
+    architecture_v_prediction: str | None
+    architecture_prefix: str
+    implementation: str
+    # Text encoders in the pipeline's order: hidden widths and kohya key prefixes.
+    text_widths: tuple[int, ...]
+    te_prefixes: tuple[str, ...]
+    cross_width: int  # width of the text features the UNet's cross-attention reads
+    # Tensor-name evidence when a file has no metadata.
+    size_conditioning: bool  # the UNet has label_emb (size/crop conditioning)
+    stacked_transformers: bool  # several transformer blocks in one attention
+    pipeline_classes: tuple[str, ...]  # diffusers model_index.json ``_class_name`` values
+    variants: tuple[str, ...]  # bundled configs (app.engine.single_file.Variant values)
+    default_steps: int
+    default_size: tuple[int, int]
+    size_presets: tuple[tuple[int, int], ...]  # the sizes the family was trained at
+    color: str  # the Library card badge
+    # Hub: ids a LoRA repo names in ``base_model`` (the first is the search filter), a regex a
+    # fine-tune's name matches, and repo tags that say the family.
+    hub_bases: tuple[str, ...]
+    hub_name_pattern: str
+    hub_tags: tuple[str, ...] = ()
+
+    def architecture_for(self, v_prediction: bool) -> str:
+        return self.architecture_v_prediction if v_prediction and self.architecture_v_prediction \
+            else self.architecture
+
+
+_KOHYA_TE, _KOHYA_TE1, _KOHYA_TE2 = "lora_te", "lora_te1", "lora_te2"
+
+FAMILIES: tuple[FamilySpec, ...] = (
+    FamilySpec(
+        id=Family.SD1, label="SD 1.x", base_version="sd_v1", base_versions_read=("sd_v1",), ss_v2=False,
+        architecture="stable-diffusion-v1/lora", architecture_v_prediction=None,
+        architecture_prefix="stable-diffusion-v1", implementation="diffusers",
+        text_widths=(768,), te_prefixes=(_KOHYA_TE,), cross_width=768,
+        size_conditioning=False, stacked_transformers=False,
+        pipeline_classes=("StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline"), variants=("sd15",),
+        default_steps=20, default_size=(512, 512),
+        size_presets=((512, 512), (512, 768), (768, 512)), color="#1e88e5",
+        hub_bases=("runwayml/stable-diffusion-v1-5", "stable-diffusion-v1-5/stable-diffusion-v1-5",
+                   "CompVis/stable-diffusion-v1-4", "CompVis/stable-diffusion-v1-5"),
+        hub_name_pattern=r"(stable-diffusion-v?1|sd-?1|v1-5)",
+    ),
+    FamilySpec(
+        id=Family.SD2, label="SD 2.x", base_version="sd_v2", base_versions_read=("sd_v2",), ss_v2=True,
+        architecture="stable-diffusion-v2-512/lora", architecture_v_prediction="stable-diffusion-v2-768-v/lora",
+        architecture_prefix="stable-diffusion-v2", implementation="diffusers",
+        text_widths=(1024,), te_prefixes=(_KOHYA_TE,), cross_width=1024,
+        size_conditioning=False, stacked_transformers=False,
+        pipeline_classes=("StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline"),
+        variants=("sd21", "sd21-base"),
+        default_steps=20, default_size=(512, 512),
+        size_presets=((768, 768), (512, 512)), color="#00897b",
+        hub_bases=("stabilityai/stable-diffusion-2-1", "stabilityai/stable-diffusion-2-1-base",
+                   "stabilityai/stable-diffusion-2", "stabilityai/stable-diffusion-2-base"),
+        hub_name_pattern=r"(stable-diffusion-2|sd-?2)",
+    ),
+    FamilySpec(
+        id=Family.SDXL, label="SDXL", base_version="sdxl_base_v1-0", base_versions_read=("sdxl_base_v1-0",),
+        ss_v2=False, architecture="stable-diffusion-xl-v1-base/lora", architecture_v_prediction=None,
+        architecture_prefix="stable-diffusion-xl", implementation="https://github.com/Stability-AI/generative-models",
+        text_widths=(768, 1280), te_prefixes=(_KOHYA_TE1, _KOHYA_TE2), cross_width=2048,
+        size_conditioning=True, stacked_transformers=True,
+        pipeline_classes=("StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline"), variants=("sdxl",),
+        default_steps=20, default_size=(1024, 1024),
+        size_presets=((1024, 1024), (832, 1216), (1216, 832), (896, 1152), (1152, 896), (768, 1344)),
+        color="#8e24aa",
+        hub_bases=("stabilityai/stable-diffusion-xl-base-1.0", "stabilityai/stable-diffusion-xl-refiner-1.0"),
+        # A name word "xl", or sdxl / xl- / -xl, or the SDXL fine-tune lines Pony and Illustrious.
+        hub_name_pattern=r"(^|[^a-z0-9])xl([^a-z0-9]|$)|(sdxl|xl[-_]|[-_]xl|pony|illustrious)",
+        hub_tags=("stable-diffusion-xl",),
+    ),
+)
+
+_BY_ID = {f.id: f for f in FAMILIES}
+# Assumed when nothing tells: a ``.ckpt`` cannot be inspected without unpickling (diffusers
+# detects it itself), and an SD pipeline with other widths (tiny test models) is SD 1.x-shaped.
+FALLBACK = Family.SD1
+
+
+# ---------------------------------------------------------------- lookups (None: no family says so)
+
+
+def spec(family: Family | str) -> FamilySpec:
+    """The entry of a family (``Family`` or its value); ValueError for an unknown value."""
+    return _BY_ID[Family(family)]
+
+
+def label(family: Family | str | None) -> str:
+    """"SD 1.x" for a known family; an unknown value as it is."""
+    if family is None:
+        return ""
+    try:
+        return spec(family).label
+    except ValueError:
+        return str(family)
+
+
+def supported_labels() -> str:
+    """"SD 1.x, SD 2.x and SDXL": the families, for messages."""
+    labels = [f.label for f in FAMILIES]
+    return ", ".join(labels[:-1]) + f" and {labels[-1]}" if len(labels) > 1 else labels[0]
+
+
+def _first(matches) -> Family | None:
+    return next((f.id for f in FAMILIES if matches(f)), None)
+
+
+def by_base_version(value: str | None) -> Family | None:
+    """kohya ``ss_base_model_version`` -> family."""
+    return _first(lambda f: value in f.base_versions_read)
+
+
+def by_architecture(arch: str) -> Family | None:
+    """modelspec ``architecture`` (e.g. ``stable-diffusion-v2-768-v/lora``) -> family."""
+    return _first(lambda f: arch.startswith(f.architecture_prefix)) if arch else None
+
+
+def by_cross_width(width: int, among: tuple[Family, ...] | None = None) -> Family | None:
+    """The family whose cross-attention reads ``width``-wide text features."""
+    return _first(lambda f: f.cross_width == width and (among is None or f.id in among))
+
+
+def by_text_width(width: int, among: tuple[Family, ...] | None = None) -> Family | None:
+    """The single-text-encoder family whose encoder is ``width`` wide. Two-encoder families
+    are left out: SDXL's first encoder is as wide as SD 1.x's, so the width tells nothing."""
+    return _first(lambda f: len(f.text_widths) == 1 and f.text_widths[0] == width
+                  and (among is None or f.id in among))
+
+
+def by_pipeline_class(name: str) -> tuple[Family, ...]:
+    """Families a diffusers pipeline class serves (several: SD 1.x and 2.x share one)."""
+    return tuple(f.id for f in FAMILIES if name in f.pipeline_classes)
+
+
+def by_variant(variant: str) -> Family:
+    """Family of a bundled config variant (``sd21-base`` -> sd2)."""
+    found = _first(lambda f: variant in f.variants)
+    if found is None:
+        raise ValueError(f"unknown model variant {variant!r}")
+    return found
+
+
+def all_variants() -> tuple[str, ...]:
+    return tuple(v for f in FAMILIES for v in f.variants)
+
+
+def with_second_text_encoder() -> Family | None:
+    return _first(lambda f: len(f.te_prefixes) > 1)
+
+
+def with_size_conditioning() -> Family | None:
+    return _first(lambda f: f.size_conditioning)
+
+
+def with_ss_v2() -> Family | None:
+    return _first(lambda f: f.ss_v2)
+
+
+def with_stacked_transformers() -> Family | None:
+    return _first(lambda f: f.stacked_transformers)
+
+
+_BY_HUB_BASE = {base.lower(): f.id for f in FAMILIES for base in f.hub_bases}
+
+
+def by_hub_base(base_id: str) -> Family | None:
+    """A Hub base-model id (any case) -> family."""
+    return _BY_HUB_BASE.get(base_id.lower())
+
+
+def guess_from_name(name: str) -> Family | None:
+    """A fine-tune's family guessed from its repo name. Newest families first: their names
+    often carry an older family's marker too (``…-xl-v1-5``)."""
+    low = name.lower()
+    return next((f.id for f in reversed(FAMILIES) if re.search(f.hub_name_pattern, low)), None)
+
+
+def by_hub_tags(tags: list[str]) -> Family | None:
+    return _first(lambda f: any(t in f.hub_tags for t in tags))
