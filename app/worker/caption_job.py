@@ -15,7 +15,7 @@ from app.core.dataset import ImageItem, check_folder
 from app.engine.captioning import CaptionCancelled, Captioner, load_captioner, run_captioning
 from app.engine.captioning.registry import captioner_key
 from app.worker import protocol as P
-from app.worker.loop import Handler, JobCancelled, JobContext
+from app.worker.context import Handler, JobCancelled, JobContext
 
 
 class CaptionerCache:

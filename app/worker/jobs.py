@@ -7,7 +7,7 @@ from pathlib import Path
 from app.core.configs import GenerateRequest, ModelSpec
 from app.engine.rendering import RenderCancelled, Renderer
 from app.worker import protocol as P
-from app.worker.loop import Handler, JobCancelled, JobContext
+from app.worker.context import Handler, JobCancelled, JobContext
 from app.worker.train_job import make_train_handler
 
 

@@ -24,7 +24,7 @@ from typing import Any
 from app.core.configs import ConfigError
 from app.core.train_config import TrainConfig
 from app.worker import protocol as P
-from app.worker.loop import Handler, JobCancelled, JobContext
+from app.worker.context import Handler, JobCancelled, JobContext
 
 KNOWN = ("config", "config_path", "resume")
 
