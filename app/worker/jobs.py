@@ -8,7 +8,7 @@ from app.core.configs import GenerateRequest, ModelSpec
 from app.engine.rendering import RenderCancelled, Renderer
 from app.worker import protocol as P
 from app.worker.context import Handler, JobCancelled, JobContext
-from app.worker.train_job import make_train_handler
+from app.worker.handlers.train import make_train_handler
 
 
 def build_handlers() -> dict[P.JobKind, Handler]:
