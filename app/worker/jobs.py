@@ -76,7 +76,7 @@ def build_handlers() -> dict[P.JobKind, Handler]:
         out = convert_file(request.src, request.out, request.to, renderer.mixer.index, renderer.mixer.family)
         ctx.emit(P.EventType.ARTIFACT, path=str(out.resolve()), kind="adapter")
 
-    from app.worker.caption_job import make_caption_handler
+    from app.worker.handlers.caption import make_caption_handler
 
     return {P.JobKind.LOAD_MODEL: load_model, P.JobKind.GENERATE: generate,
             P.JobKind.CAPTION: make_caption_handler(), P.JobKind.BAKE: bake, P.JobKind.CONVERT: convert,
