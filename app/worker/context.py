@@ -44,6 +44,9 @@ class Emitter:
             except (BrokenPipeError, ValueError):  # the GUI went away; nothing to tell
                 pass
 
+    def report(self, job: str | None, event: P.WorkerEvent) -> None:
+        self.send(P.event_message(job, event))
+
 
 class JobContext:
     """What a job handler gets: its parameters, an emitter bound to its id, cancel state."""
@@ -56,7 +59,12 @@ class JobContext:
     def id(self) -> str:
         return self.job.id
 
+    def report(self, event: P.WorkerEvent) -> None:
+        """Send a typed event (a :mod:`app.core.events` job event, or ModelLoaded) for this job."""
+        self._emitter.report(self.job.id, event)
+
     def emit(self, type_: P.EventType, **fields: Any) -> None:
+        """The untyped form of :meth:`report`, kept while the train handler moves to typed events."""
         self._emitter.send(P.event(type_, self.job.id, **fields))
 
     def cancelled(self) -> bool:
