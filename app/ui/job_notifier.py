@@ -11,12 +11,12 @@ from __future__ import annotations
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QApplication, QMainWindow, QStyle, QSystemTrayIcon
 
-from app.ui.jobs import Job, JobError, JobTracker
+from app.ui.jobs import Job, JobError, JobState, JobTracker
 from app.worker.protocol import JobKind
 
 APP_TITLE = "LoRA Loom"
 LONG_KINDS = {JobKind.TRAIN.value: "Training", JobKind.CAPTION.value: "Auto-captioning"}
-ENDINGS = {"done": "finished", "cancelled": "stopped", "failed": "failed"}
+ENDINGS = {JobState.DONE: "finished", JobState.CANCELLED: "stopped", JobState.FAILED: "failed"}
 
 
 def job_title(job: Job) -> str:
@@ -57,15 +57,15 @@ class JobNotifier(QObject):
         percent = min(100, job.step * 100 // job.total)
         self._window.setWindowTitle(f"[{percent}%] {APP_TITLE}")
 
-    def _on_finished(self, job_id: str, state: str, error: object) -> None:
+    def _on_finished(self, job_id: str, state: JobState, error: JobError | None) -> None:
         job = self._tracker.get(job_id)
         if job is None or job.kind not in LONG_KINDS:
             return
         self.update_title()
         if self._window.isActiveWindow():
             return  # the user is looking: the tab's own status says it
-        text = f"{job_title(job)} {ENDINGS.get(state, state)}"
-        if isinstance(error, JobError) and error.message:
+        text = f"{job_title(job)} {ENDINGS[state]}"
+        if error is not None and error.message:
             text += f": {error.message.splitlines()[0]}"
         self.notify(text + ".")
 

@@ -1,21 +1,29 @@
 """Jobs as the GUI sees them: status, progress, pictures and the last error, by id.
 
-:class:`JobTracker` is the only place that interprets protocol events about jobs, so
-tabs listen to plain signals ("progress of job X", "job X failed with this message")
-instead of parsing dicts themselves.
+:class:`JobTracker` is the only place in the GUI that decodes worker events (through
+:func:`app.worker.protocol.typed_event`). :meth:`JobTracker.submit` returns a
+:class:`JobHandle` whose signals carry that job's typed events; "any job" listeners (the
+title bar, the log panel, the quit guard) use the tracker's own signals.
 """
 
 from __future__ import annotations
 
+import logging
+import uuid
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, Callable
 
 from PySide6.QtCore import QObject, Signal
 
-from app.core.events import Phase
+from app.core.events import ArtifactSaved, ImageReady, LogLine, Phase, Progress
 from app.ui.worker_client import WorkerClient
-from app.worker.protocol import EventType, JobStatus
+from app.worker import protocol as P
+from app.worker.protocol import JobError, JobStatus
+
+__all__ = ["Job", "JobError", "JobHandle", "JobState", "JobTracker"]
+
+log = logging.getLogger(__name__)
 
 
 class JobState(str, Enum):
@@ -32,17 +40,10 @@ class JobState(str, Enum):
 
 
 _FINAL_STATES = {
-    JobStatus.DONE.value: JobState.DONE,
-    JobStatus.CANCELLED.value: JobState.CANCELLED,
-    JobStatus.FAILED.value: JobState.FAILED,
+    JobStatus.DONE: JobState.DONE,
+    JobStatus.CANCELLED: JobState.CANCELLED,
+    JobStatus.FAILED: JobState.FAILED,
 }
-
-
-@dataclass
-class JobError:
-    kind: str
-    message: str
-    detail: str = ""
 
 
 @dataclass
@@ -60,17 +61,35 @@ class Job:
     error: JobError | None = None
 
 
+class JobHandle(QObject):
+    """One submitted job: its typed events as signals, in the order the worker sent them."""
+
+    stateChanged = Signal(object)  # JobState
+    progress = Signal(object)  # Progress
+    image = Signal(object)  # ImageReady
+    artifact = Signal(object)  # ArtifactSaved
+    log = Signal(object)  # LogLine
+    finished = Signal(object, object)  # (JobState, JobError or None)
+
+    def __init__(self, job: Job, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.job = job
+
+    @property
+    def id(self) -> str:
+        return self.job.id
+
+
 class JobTracker(QObject):
     """Follows every job a :class:`WorkerClient` sends and turns events into signals."""
 
     jobAdded = Signal(str)
-    stateChanged = Signal(str, str)  # (job id, JobState value)
+    stateChanged = Signal(str, object)  # (job id, JobState)
     progressChanged = Signal(str, int, int, object, str)  # (id, step, total, eta_s or None, message)
     imageReady = Signal(str, str, dict)  # (id, path, meta)
-    artifactReady = Signal(str, str, str)  # (id, path, kind)
-    jobFinished = Signal(str, str, object)  # (id, JobState value, JobError or None)
+    jobFinished = Signal(str, object, object)  # (id, JobState, JobError or None)
     modelChanged = Signal(dict)  # what the worker holds now: {base, family, device, dtype}
-    jobLog = Signal(str, str, str)  # (id, level, message) from "log" events
+    jobLog = Signal(str, str, str)  # (id, LogLevel value, message) from "log" events
 
     # Finished jobs kept for inspection; older ones are forgotten to bound memory.
     KEEP_FINISHED = 200
@@ -79,6 +98,7 @@ class JobTracker(QObject):
         super().__init__(parent)
         self._client = client
         self._jobs: dict[str, Job] = {}
+        self._handles: dict[str, JobHandle] = {}
         self.model: dict[str, Any] | None = None
         client.jobSubmitted.connect(self._on_submitted)
         client.eventReceived.connect(self.handle_event)
@@ -87,12 +107,23 @@ class JobTracker(QObject):
     def client(self) -> WorkerClient:
         return self._client
 
-    def submit(self, kind: str, params: dict[str, Any]) -> str:
-        return self._client.submit({**params, "kind": kind})
+    def submit(self, kind: str, params: dict[str, Any],
+               connect: Callable[[JobHandle], None] | None = None) -> JobHandle:
+        """Send a job; ``connect(handle)`` runs before it is sent, so that no event is missed
+        (a worker that cannot start finishes the job during this call)."""
+        job_id = str(params.get("id") or uuid.uuid4().hex)
+        handle = self._track({**params, "id": job_id, "kind": kind})
+        if connect is not None:
+            connect(handle)
+        self._client.submit({**params, "id": job_id, "kind": kind})
+        return handle
+
+    def handle(self, job_id: str) -> JobHandle | None:
+        """The handle of a job this tracker follows (any part of the GUI may have sent it)."""
+        return self._handles.get(job_id)
 
     def cancel(self, job_id: str) -> None:
         self._client.cancel(job_id)
-
     def get(self, job_id: str) -> Job | None:
         return self._jobs.get(job_id)
 
@@ -105,60 +136,65 @@ class JobTracker(QObject):
     # ------------------------------------------------------------ events
 
     def _on_submitted(self, job: dict[str, Any]) -> None:
+        if job["id"] not in self._handles:  # sent straight through the client, not by submit()
+            self._track(job)
+
+    def _track(self, job: dict[str, Any]) -> JobHandle:
         params = {k: v for k, v in job.items() if k not in ("id", "kind")}
-        self._jobs[job["id"]] = Job(id=job["id"], kind=str(job.get("kind", "")), params=params)
+        tracked = Job(id=job["id"], kind=str(job.get("kind", "")), params=params)
+        self._jobs[tracked.id] = tracked
+        handle = self._handles[tracked.id] = JobHandle(tracked, self)
         self._forget_old()
-        self.jobAdded.emit(job["id"])
+        self.jobAdded.emit(tracked.id)
+        return handle
 
     def handle_event(self, event: dict[str, Any]) -> None:
-        etype = event.get("type")
-        if etype == EventType.MODEL.value:
-            self.model = {k: v for k, v in event.items() if k not in ("type", "job")}
+        try:
+            job_id, ev = P.typed_event(event)
+        except P.ProtocolError as exc:
+            log.warning("ignored a worker event the GUI cannot read: %s", exc)
+            return
+        if isinstance(ev, P.ModelLoaded):
+            self.model = dict(vars(ev))
             self.modelChanged.emit(self.model)
-        job = self._jobs.get(event.get("job") or "")
+        job = self._jobs.get(job_id or "")
         if job is None or job.state.is_final:
             return
-        if etype == EventType.ACCEPTED.value:
+        handle = self._handles[job.id]
+        if isinstance(ev, P.Accepted):
             self._set_state(job, JobState.QUEUED)
-        elif etype == EventType.PROGRESS.value:
-            if event.get("phase") != Phase.CACHING.value:  # a training job's caching counts pictures, not steps
-                job.step = _int(event.get("step"))
-                job.total = _int(event.get("total"))
-            eta = event.get("eta_s")
-            job.eta_s = float(eta) if isinstance(eta, (int, float)) else None
-            job.message = str(event.get("message") or "")
+        elif isinstance(ev, Progress):
+            if ev.phase is not Phase.CACHING:  # a training job's caching counts pictures, not steps
+                job.step, job.total = ev.step, ev.total
+            job.eta_s, job.message = ev.eta_s, ev.message
             self._set_state(job, JobState.RUNNING)
             self.progressChanged.emit(job.id, job.step, job.total, job.eta_s, job.message)
-        elif etype == EventType.IMAGE.value:
-            meta = event.get("meta") if isinstance(event.get("meta"), dict) else {}
-            job.images.append(event["path"])
-            job.last_meta = meta
-            self.imageReady.emit(job.id, event["path"], meta)
-        elif etype == EventType.ARTIFACT.value:
-            self.artifactReady.emit(job.id, event["path"], str(event.get("kind", "")))
-        elif etype == EventType.LOG.value:
-            self.jobLog.emit(job.id, str(event.get("level", "info")), str(event.get("message", "")))
-        elif etype == EventType.FINISHED.value:
-            err = event.get("error")
-            if isinstance(err, dict):
-                job.error = JobError(
-                    kind=str(err.get("kind", "internal")),
-                    message=str(err.get("message", "")),
-                    detail=str(err.get("detail", "")),
-                )
-            self._set_state(job, _FINAL_STATES[event["status"]])
-            self.jobFinished.emit(job.id, job.state.value, job.error)
+            handle.progress.emit(ev)
+        elif isinstance(ev, ImageReady):
+            job.images.append(ev.path)
+            job.last_meta = ev.meta
+            self.imageReady.emit(job.id, ev.path, ev.meta)
+            handle.image.emit(ev)
+        elif isinstance(ev, ArtifactSaved):
+            handle.artifact.emit(ev)
+        elif isinstance(ev, LogLine):
+            self.jobLog.emit(job.id, ev.level.value, ev.message)
+            handle.log.emit(ev)
+        elif isinstance(ev, P.Finished):
+            job.error = ev.error
+            self._set_state(job, _FINAL_STATES[ev.status])
+            self.jobFinished.emit(job.id, job.state, job.error)
+            handle.finished.emit(job.state, job.error)
 
     def _set_state(self, job: Job, state: JobState) -> None:
         if job.state is not state:
             job.state = state
-            self.stateChanged.emit(job.id, state.value)
+            self.stateChanged.emit(job.id, state)
+            self._handles[job.id].stateChanged.emit(state)
 
     def _forget_old(self) -> None:
         finished = [job_id for job_id, job in self._jobs.items() if job.state.is_final]
         for job_id in finished[: max(0, len(finished) - self.KEEP_FINISHED)]:
             del self._jobs[job_id]
+            self._handles.pop(job_id).deleteLater()
 
-
-def _int(value: Any) -> int:
-    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0

@@ -15,75 +15,12 @@ import os
 import sys
 import threading
 import traceback
-from dataclasses import dataclass, field
-from typing import Any, Callable, TextIO
+from typing import Any, TextIO
 
 from app.worker import protocol as P
+from app.worker.context import Emitter, Handler, Job, JobCancelled, JobContext
 
 log = logging.getLogger("app.worker")
-
-
-class JobCancelled(Exception):
-    pass
-
-
-@dataclass
-class Job:
-    id: str
-    kind: P.JobKind
-    params: dict[str, Any]
-    cancel_event: threading.Event = field(default_factory=threading.Event)
-    # Actions asked of the running job ("checkpoint", "sample"), appended by the reader thread.
-    requests: list[str] = field(default_factory=list)
-    requests_lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-class Emitter:
-    """Thread-safe writer of protocol lines."""
-
-    def __init__(self, stream: TextIO) -> None:
-        self._stream = stream
-        self._lock = threading.Lock()
-
-    def send(self, message: dict[str, Any]) -> None:
-        line = P.encode(message)
-        with self._lock:
-            try:
-                self._stream.write(line)
-                self._stream.flush()
-            except (BrokenPipeError, ValueError):  # the GUI went away; nothing to tell
-                pass
-
-
-class JobContext:
-    """What a job handler gets: its parameters, an emitter bound to its id, cancel state."""
-
-    def __init__(self, job: Job, emitter: Emitter) -> None:
-        self.job = job
-        self._emitter = emitter
-
-    @property
-    def id(self) -> str:
-        return self.job.id
-
-    def emit(self, type_: P.EventType, **fields: Any) -> None:
-        self._emitter.send(P.event(type_, self.job.id, **fields))
-
-    def cancelled(self) -> bool:
-        return self.job.cancel_event.is_set()
-
-    def check_cancel(self) -> None:
-        if self.cancelled():
-            raise JobCancelled()
-
-    def take_requests(self) -> list[str]:
-        """The actions asked of this job since the last call (oldest first), and forget them."""
-        with self.job.requests_lock:
-            taken, self.job.requests[:] = list(self.job.requests), []
-        return taken
-
-
-Handler = Callable[[JobContext], None]
 
 
 class Worker:
@@ -123,7 +60,7 @@ class Worker:
     def _on_command(self, cmd: dict[str, Any]) -> None:
         name = P.CommandName(cmd["cmd"])
         if name is P.CommandName.PING:
-            self._emitter.send(P.event(P.EventType.PONG))
+            self._emitter.report(None, P.Pong())
         elif name is P.CommandName.SHUTDOWN:
             self.stop()
         elif name is P.CommandName.CANCEL:
@@ -136,7 +73,7 @@ class Worker:
             with self._cond:
                 self._queue.append(job)
                 self._cond.notify()
-            self._emitter.send(P.event(P.EventType.ACCEPTED, job.id, kind=job.kind.value))
+            self._emitter.report(job.id, P.Accepted(job.kind))
 
     def _cancel(self, job_id: str) -> None:
         with self._cond:
@@ -146,7 +83,7 @@ class Worker:
             for job in list(self._queue):
                 if job.id == job_id:
                     self._queue.remove(job)
-                    self._emitter.send(P.finished(job.id, P.JobStatus.CANCELLED))
+                    self._emitter.report(job.id, P.Finished(P.JobStatus.CANCELLED))
                     return
         log.info("cancel for unknown or finished job %s ignored", job_id)
 
@@ -165,7 +102,7 @@ class Worker:
             if self._running is not None:
                 self._running.cancel_event.set()
             for job in self._queue:
-                self._emitter.send(P.finished(job.id, P.JobStatus.CANCELLED))
+                self._emitter.report(job.id, P.Finished(P.JobStatus.CANCELLED))
             self._queue.clear()
             self._cond.notify_all()
 
@@ -191,13 +128,13 @@ class Worker:
         ctx = JobContext(job, self._emitter)
         handler = self._handlers.get(job.kind)
         if handler is None:
-            self._emitter.send(P.finished(job.id, P.JobStatus.FAILED, P.error(
+            self._emitter.report(job.id, P.Finished(P.JobStatus.FAILED, P.JobError(
                 P.ErrorKind.BAD_INPUT, f"this worker cannot run '{job.kind.value}' jobs yet")))
             return
         try:
             handler(ctx)
         except JobCancelled:
-            self._emitter.send(P.finished(job.id, P.JobStatus.CANCELLED))
+            self._emitter.report(job.id, P.Finished(P.JobStatus.CANCELLED))
         except BaseException as exc:  # noqa: BLE001 - every failure becomes a finished event
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
@@ -205,9 +142,10 @@ class Worker:
             log.error("job %s failed: %s", job.id, err["message"])
             if err["kind"] == P.ErrorKind.INTERNAL.value:
                 log.error("%s", err["detail"])
-            self._emitter.send(P.finished(job.id, P.JobStatus.FAILED, err))
+            failure = P.JobError(P.ErrorKind(err["kind"]), err["message"], err["detail"])
+            self._emitter.report(job.id, P.Finished(P.JobStatus.FAILED, failure))
         else:
-            self._emitter.send(P.finished(job.id, P.JobStatus.DONE))
+            self._emitter.report(job.id, P.Finished(P.JobStatus.DONE))
 
 
 def describe_error(exc: BaseException) -> dict[str, Any]:
@@ -278,9 +216,9 @@ def main() -> int:
     emitter = Emitter(proto_stream)
     stdin = open(sys.stdin.fileno(), "r", encoding="utf-8", errors="replace", closefd=False)
 
-    from app.worker.jobs import build_handlers
+    from app.worker.handlers import build_handlers
 
-    emitter.send(P.event(P.EventType.HELLO, **hello_fields()))
+    emitter.report(None, P.Hello(**hello_fields()))
     worker = Worker(stdin, emitter, build_handlers())
     worker.run()
     log.info("worker exits")

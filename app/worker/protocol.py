@@ -11,17 +11,37 @@ Commands (GUI -> worker)::
     {"cmd": "ping"}
     {"cmd": "shutdown"}
 
-Events (worker -> GUI) always carry ``type`` and ``job`` (a job id or null); see
-:class:`EventType` for the set and DESIGN.md section 2 for their fields.
+Events (worker -> GUI) always carry ``type`` and ``job`` (a job id or null). This module is
+the only place that encodes and decodes them: :func:`encode_event` turns a typed event into
+a line, :func:`decode_event` (or :func:`typed_event` for an already parsed object) turns a
+line back into ``(job id, typed event)``. The events, with their JSON fields::
+
+    hello     Hello          {device, torch, diffusers, cuda_name, protocol, pid}
+    pong      Pong           {}                             (answer to ping, job null)
+    accepted  Accepted       {kind}                         (the job was queued)
+    model     ModelLoaded    {base, family, device, dtype}  (what the worker holds now)
+    progress  Progress       {step, total, eta_s, phase?, loss?, lr?, message?}
+    image     ImageReady     {path, step?, meta}
+    artifact  ArtifactSaved  {path, kind, step?, ...details}   (kind: ArtifactKind)
+    log       LogLine        {level, message, ...details}
+    finished  Finished       {status, error?: {kind, message, detail}}
+
+``details`` travel as top-level fields (a caption artifact: image, caption, previous; a baked
+adapter: rank, exact, relative_error, layers; a skipped picture's log line: image), as they
+always have. Fields a reader does not know are ignored, so new fields can be added.
+The job events (Progress, ImageReady, ArtifactSaved, LogLine) are :mod:`app.core.events`,
+shared with the engine; the others are defined here.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, Union
 
 from app.core.errors import ErrorKind  # noqa: F401 - part of the protocol
+from app.core.events import ArtifactKind, ArtifactSaved, ImageReady, JobEvent, LogLevel, LogLine, Phase, Progress
 
 PROTOCOL_VERSION = 1
 
@@ -57,15 +77,17 @@ class JobKind(str, Enum):
 
 
 class EventType(str, Enum):
-    HELLO = "hello"  # {device, torch, diffusers, cuda_name, protocol}
-    PONG = "pong"  # answer to ping, job null
-    ACCEPTED = "accepted"  # the job was queued
-    PROGRESS = "progress"  # {step, total, eta_s, loss?, lr?, message?}
-    IMAGE = "image"  # {path, step?, meta}
-    ARTIFACT = "artifact"  # {path, kind}
-    MODEL = "model"  # what the worker holds now: {base, family, device, dtype}
-    LOG = "log"  # {level, message}
-    FINISHED = "finished"  # {status, error?: {kind, message, detail}}
+    """The ``type`` of an event line; the fields of each are in the module docstring."""
+
+    HELLO = "hello"
+    PONG = "pong"
+    ACCEPTED = "accepted"
+    PROGRESS = "progress"
+    IMAGE = "image"
+    ARTIFACT = "artifact"
+    MODEL = "model"
+    LOG = "log"
+    FINISHED = "finished"
 
 
 class JobStatus(str, Enum):
@@ -187,7 +209,10 @@ def finished(job: str, status: JobStatus, err: dict[str, Any] | None = None) -> 
 
 def parse_event(line: str | bytes) -> dict[str, Any]:
     """Validate one event line; raise :class:`ProtocolError` with the reason."""
-    obj = _decode_object(line)
+    return _check_event(_decode_object(line))
+
+
+def _check_event(obj: dict[str, Any]) -> dict[str, Any]:
     try:
         etype = EventType(obj.get("type"))
     except ValueError:
@@ -202,3 +227,203 @@ def parse_event(line: str | bytes) -> dict[str, Any]:
     if etype in (EventType.IMAGE, EventType.ARTIFACT) and not isinstance(obj.get("path"), str):
         raise ProtocolError(f"{etype.value} event without a 'path'")
     return obj
+
+
+# ---------------------------------------------------------------- typed events
+
+
+@dataclass(frozen=True)
+class Hello:
+    """The worker started; what it runs on (fields a fake or older worker leaves out are None)."""
+
+    device: str | None = None
+    torch: str | None = None
+    diffusers: str | None = None
+    cuda_name: str | None = None
+    protocol: int | None = None
+    pid: int | None = None
+
+
+@dataclass(frozen=True)
+class Pong:
+    """The answer to ``ping`` (job null)."""
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """The job was queued."""
+
+    kind: JobKind | None = None
+
+
+@dataclass(frozen=True)
+class ModelLoaded:
+    """What the worker holds now (``family`` is a Family value, ``base`` the source asked for)."""
+
+    base: str | None = None
+    family: str | None = None
+    device: str | None = None
+    dtype: str | None = None
+
+
+@dataclass(frozen=True)
+class JobError:
+    """Why a job failed or was cancelled: one of a closed set of kinds, one sentence, a trace."""
+
+    kind: ErrorKind
+    message: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The last event of every job."""
+
+    status: JobStatus
+    error: JobError | None = None
+
+
+WorkerEvent = Union[Hello, Pong, Accepted, ModelLoaded, Finished, JobEvent]
+_RESERVED = frozenset({"type", "job"})
+
+
+def _event_fields(ev: WorkerEvent) -> tuple[EventType, dict[str, Any]]:
+    """The ``type`` and the JSON fields of a typed event (optional fields only when set)."""
+    if isinstance(ev, Progress):
+        fields = {"step": ev.step, "total": ev.total, "eta_s": ev.eta_s}
+        optional = {"phase": ev.phase, "loss": ev.loss, "lr": ev.lr, "message": ev.message or None}
+        return EventType.PROGRESS, {**fields, **{k: v for k, v in optional.items() if v is not None}}
+    if isinstance(ev, ImageReady):
+        step = {} if ev.step is None else {"step": ev.step}
+        return EventType.IMAGE, {"path": ev.path, **step, "meta": dict(ev.meta)}
+    if isinstance(ev, ArtifactSaved):
+        step = {} if ev.step is None else {"step": ev.step}
+        return EventType.ARTIFACT, {**_details(ev.details, "path", "kind", "step"), "path": ev.path,
+                                    "kind": ArtifactKind(ev.kind), **step}
+    if isinstance(ev, LogLine):
+        return EventType.LOG, {**_details(ev.details, "level", "message"), "level": LogLevel(ev.level),
+                               "message": ev.message}
+    if isinstance(ev, Finished):
+        err = {} if ev.error is None else {"error": error(ev.error.kind, ev.error.message, ev.error.detail)}
+        return EventType.FINISHED, {"status": JobStatus(ev.status), **err}
+    if isinstance(ev, Accepted):
+        return EventType.ACCEPTED, {} if ev.kind is None else {"kind": JobKind(ev.kind)}
+    if isinstance(ev, Hello):
+        return EventType.HELLO, dict(vars(ev))
+    if isinstance(ev, ModelLoaded):
+        return EventType.MODEL, dict(vars(ev))
+    if isinstance(ev, Pong):
+        return EventType.PONG, {}
+    raise TypeError(f"{type(ev).__name__} is not a protocol event")
+
+
+def _details(details: dict[str, Any], *own: str) -> dict[str, Any]:
+    clash = (_RESERVED | set(own)) & set(details)
+    if clash:
+        raise ValueError(f"event details may not be named {sorted(clash)[0]!r} (a field of the event itself)")
+    return dict(details)
+
+
+def event_message(job: str | None, ev: WorkerEvent) -> dict[str, Any]:
+    """A typed event as the JSON object that goes on the wire."""
+    etype, fields = _event_fields(ev)
+    return event(etype, job, **fields)
+
+
+def encode_event(job: str | None, ev: WorkerEvent) -> str:
+    """A typed event as one protocol line (with the trailing newline)."""
+    return encode(event_message(job, ev))
+
+
+def decode_event(line: str | bytes) -> tuple[str | None, WorkerEvent]:
+    """One event line as ``(job id or None, typed event)``; :class:`ProtocolError` if it is not one."""
+    return typed_event(parse_event(line))
+
+
+def typed_event(obj: dict[str, Any]) -> tuple[str | None, WorkerEvent]:
+    """An event object (as :func:`parse_event` returns it) as ``(job id or None, typed event)``.
+
+    Fields of the wrong type read as absent, as readers always treated them; a missing ``type``,
+    ``job``, ``path`` or an unknown status or artifact kind raises :class:`ProtocolError`."""
+    _check_event(obj)
+    return obj["job"], _DECODERS[EventType(obj["type"])](obj)
+
+
+def _int(value: Any, default: int | None = 0) -> int | None:
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
+
+
+def _float(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _enum(enum: type[Enum], value: Any, default: Any = None) -> Any:
+    try:
+        return enum(value)
+    except ValueError:
+        return default
+
+
+def _extra(obj: dict[str, Any], *own: str) -> dict[str, Any]:
+    return {k: v for k, v in obj.items() if k not in _RESERVED and k not in own}
+
+
+def _progress(obj: dict[str, Any]) -> Progress:
+    return Progress(step=_int(obj.get("step")), total=_int(obj.get("total")), phase=_enum(Phase, obj.get("phase")),
+                    eta_s=_float(obj.get("eta_s")), loss=_float(obj.get("loss")), lr=_float(obj.get("lr")),
+                    message=str(obj.get("message") or ""))
+
+
+def _image(obj: dict[str, Any]) -> ImageReady:
+    meta = obj.get("meta")
+    return ImageReady(path=obj["path"], step=_int(obj.get("step"), None), meta=meta if isinstance(meta, dict) else {})
+
+
+def _artifact(obj: dict[str, Any]) -> ArtifactSaved:
+    kind = _enum(ArtifactKind, obj.get("kind"))
+    if kind is None:
+        raise ProtocolError(f"artifact event with unknown kind {obj.get('kind')!r}")
+    return ArtifactSaved(path=obj["path"], kind=kind, step=_int(obj.get("step"), None),
+                         details=_extra(obj, "path", "kind", "step"))
+
+
+def _log(obj: dict[str, Any]) -> LogLine:
+    return LogLine(message=str(obj.get("message", "")), level=_enum(LogLevel, obj.get("level"), LogLevel.INFO),
+                   details=_extra(obj, "level", "message"))
+
+
+def _finished(obj: dict[str, Any]) -> Finished:
+    err = obj.get("error")
+    job_error = None
+    if isinstance(err, dict):
+        job_error = JobError(kind=_enum(ErrorKind, err.get("kind", "internal"), ErrorKind.INTERNAL),
+                             message=str(err.get("message", "")), detail=str(err.get("detail", "")))
+    return Finished(status=JobStatus(obj["status"]), error=job_error)
+
+
+def _hello(obj: dict[str, Any]) -> Hello:
+    return Hello(device=_str(obj.get("device")), torch=_str(obj.get("torch")), diffusers=_str(obj.get("diffusers")),
+                 cuda_name=_str(obj.get("cuda_name")), protocol=_int(obj.get("protocol"), None),
+                 pid=_int(obj.get("pid"), None))
+
+
+def _model(obj: dict[str, Any]) -> ModelLoaded:
+    return ModelLoaded(base=_str(obj.get("base")), family=_str(obj.get("family")), device=_str(obj.get("device")),
+                       dtype=_str(obj.get("dtype")))
+
+
+_DECODERS = {
+    EventType.HELLO: _hello,
+    EventType.PONG: lambda obj: Pong(),
+    EventType.ACCEPTED: lambda obj: Accepted(kind=_enum(JobKind, obj.get("kind"))),
+    EventType.MODEL: _model,
+    EventType.PROGRESS: _progress,
+    EventType.IMAGE: _image,
+    EventType.ARTIFACT: _artifact,
+    EventType.LOG: _log,
+    EventType.FINISHED: _finished,
+}

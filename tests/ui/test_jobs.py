@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from app.core.events import Phase
 from app.ui.jobs import JobError, JobState, JobTracker
 from app.ui.worker_client import WorkerClient
 
@@ -85,3 +86,52 @@ def test_a_training_jobs_caching_progress_does_not_count_as_its_steps(qtbot):
     tracker.handle_event({"type": "progress", "job": "t1", "step": 1, "total": 100, "eta_s": 9.0, "loss": 0.1,
                           "lr": 1e-4, "phase": "training"})
     assert (job.step, job.total) == (1, 100)
+
+
+def test_a_handle_carries_its_jobs_typed_events_only(qtbot):
+    from app.core.events import ArtifactKind, ArtifactSaved, ImageReady, LogLevel, LogLine, Progress
+
+    client = WorkerClient(["unused"])
+    tracker = JobTracker(client)
+    client.submit = lambda job: job["id"]  # the wire is not under test here: no process
+    handle = tracker.submit("caption", {"id": "c1", "folder": "/d"})
+    other = tracker.submit("caption", {"id": "c2", "folder": "/e"})
+    assert handle.id == "c1" and tracker.handle("c1") is handle and tracker.get("c1").params == {"folder": "/d"}
+    seen: list = []
+    handle.stateChanged.connect(lambda state: seen.append(state))
+    for signal in (handle.progress, handle.image, handle.artifact, handle.log):
+        signal.connect(seen.append)
+    handle.finished.connect(lambda state, error: seen.append((state, error)))
+    other.progress.connect(lambda ev: seen.append(("other", ev)))
+
+    tracker.handle_event({"type": "accepted", "job": "c1"})
+    tracker.handle_event({"type": "progress", "job": "c1", "step": 1, "total": 3, "eta_s": 2, "phase": "captioning"})
+    tracker.handle_event({"type": "image", "job": "c1", "path": "/x.png", "step": 1, "meta": {}})
+    tracker.handle_event({"type": "artifact", "job": "c1", "path": "/d/a.txt", "kind": "caption", "image": "/d/a.png"})
+    tracker.handle_event({"type": "artifact", "job": "c1", "path": "/d/b.txt", "kind": "sculpture"})  # unreadable
+    tracker.handle_event({"type": "log", "job": "c1", "level": "warning", "message": "skipped b.png"})
+    tracker.handle_event({"type": "finished", "job": "c1", "status": "done"})
+    tracker.handle_event({"type": "progress", "job": "c1", "step": 2, "total": 3})  # after the end: dropped
+
+    assert seen == [
+        JobState.QUEUED,
+        JobState.RUNNING, Progress(step=1, total=3, phase=Phase.CAPTIONING, eta_s=2.0),
+        ImageReady("/x.png", step=1),
+        ArtifactSaved("/d/a.txt", ArtifactKind.CAPTION, details={"image": "/d/a.png"}),
+        LogLine("skipped b.png", LogLevel.WARNING),
+        JobState.DONE, (JobState.DONE, None),
+    ]
+
+
+def test_a_worker_that_cannot_start_fails_the_handles_job_with_a_sentence(qtbot):
+    """``connect`` runs before the job is sent, so even a finish during submit() reaches the handle."""
+    client = WorkerClient(["/nonexistent/loraloom-worker"])
+    tracker = JobTracker(client)
+    finished: list = []
+    handle = tracker.submit("generate", {"prompt": "a fox"},
+                            connect=lambda h: h.finished.connect(lambda state, error: finished.append((state, error))))
+    qtbot.waitUntil(lambda: bool(finished), timeout=10_000)
+    state, error = finished[0]
+    assert state is JobState.FAILED and tracker.get(handle.id).state is JobState.FAILED
+    assert "could not be started" in error.message
+    client.shutdown(wait=True)

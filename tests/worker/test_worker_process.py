@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from app.core.events import ImageReady, Phase, Progress
 from app.core.pngmeta import parse_parameters
 from app.worker import protocol as P
 from worker_process import WorkerProcess
@@ -81,6 +82,22 @@ def test_generate_writes_png_and_keeps_the_model_loaded(worker, tiny_sd1, tmp_pa
     image2 = next(e for e in events2 if e["type"] == "image")
     with Image.open(path) as a, Image.open(image2["path"]) as b:
         assert a.tobytes() == b.tobytes()
+
+
+def test_jobs_report_typed_events_with_their_phase(worker, tiny_sd1, tmp_path):
+    done, events = worker.run_job({"id": "l1", "kind": "load_model", "base": str(tiny_sd1)})
+    assert done["status"] == "done", done
+    typed = [P.typed_event(e)[1] for e in events]
+    assert [ev.phase for ev in typed if isinstance(ev, Progress)] == [Phase.LOADING]
+    assert any(isinstance(ev, P.ModelLoaded) and ev.family == "sd1" for ev in typed)
+
+    done, events = worker.run_job(gen_job("p1", tiny_sd1, output_dir=str(tmp_path)))
+    assert P.typed_event(done) == ("p1", P.Finished(P.JobStatus.DONE))
+    typed = [P.typed_event(e)[1] for e in events]
+    assert [(ev.step, ev.phase) for ev in typed if isinstance(ev, Progress) and ev.step > 0] == [
+        (1, Phase.RENDERING), (2, Phase.RENDERING), (3, Phase.RENDERING)]
+    image = next(ev for ev in typed if isinstance(ev, ImageReady))
+    assert Path(image.path).is_file() and image.meta["seed"] == 7
 
 
 def _expect_failure(worker, job, kind: str, needle: str):

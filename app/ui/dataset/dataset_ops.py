@@ -30,8 +30,10 @@ from app.core.dataset.tag_ops import Plan, TagOperation
 from app.ui.common.tasks import TaskRunner
 from app.ui.dataset.scanner import scan_folder
 from app.ui.jobs import JobError, JobTracker
+from app.core.events import ArtifactKind, ArtifactSaved, LogLevel, LogLine, Progress
+from app.ui.jobs import JobHandle, JobState
 from app.ui.recent_models import RecentModels
-from app.worker.protocol import EventType, JobKind
+from app.worker.protocol import JobKind
 
 log = logging.getLogger(__name__)
 
@@ -78,10 +80,6 @@ class DatasetSession(QObject):
         self._counts_timer.timeout.connect(self._emit_counts)
         self.itemsChanged.connect(self._counts_timer.start)
         self.itemsAdded.connect(self._counts_timer.start)
-        if tracker is not None:
-            tracker.client.eventReceived.connect(self._on_worker_event)
-            tracker.progressChanged.connect(self._on_caption_progress)
-            tracker.jobFinished.connect(self._on_job_finished)
 
     # ------------------------------------------------------------ opening
     @property
@@ -348,37 +346,40 @@ class DatasetSession(QObject):
             return None
         self.flush()
         self._caption_changes = []
-        self.caption_job = self.tracker.submit(JobKind.CAPTION.value, request.to_dict())
+        return self.tracker.submit(JobKind.CAPTION.value, request.to_dict(), connect=self._follow_caption).id
+
+    def _follow_caption(self, handle: JobHandle) -> None:
+        """Before the job is sent: a worker that cannot start finishes it during submit."""
+        self.caption_job = handle.id
+        handle.artifact.connect(self._on_caption_artifact)
+        handle.log.connect(self._on_caption_log)
+        handle.progress.connect(self._on_caption_progress)
+        handle.finished.connect(self._on_caption_finished)
         self.captionRunning.emit(True)
         self.captionProgress.emit(0, 0, None, "starting the worker …")
-        return self.caption_job
 
     def cancel_captioning(self) -> None:
         if self.tracker is not None and self.caption_job is not None:
             self.tracker.cancel(self.caption_job)
 
-    def _on_worker_event(self, event: dict) -> None:
-        if self.caption_job is None or event.get("job") != self.caption_job:
-            return
-        etype = event.get("type")
-        if etype == EventType.ARTIFACT.value and event.get("kind") == "caption":
-            item = self.item_for(str(event.get("image", "")))
+    def _on_caption_artifact(self, saved: ArtifactSaved) -> None:
+        if saved.kind is ArtifactKind.CAPTION:
+            item = self.item_for(str(saved.details.get("image", "")))
             if item is not None:
-                before = str(event.get("previous", ""))
-                after = str(event.get("caption", ""))
+                before = str(saved.details.get("previous", ""))
+                after = str(saved.details.get("caption", ""))
                 item.caption = after
                 self._caption_changes.append((item, before, after))
                 self.itemsChanged.emit([item])
-        elif etype == EventType.LOG.value and event.get("level") == "warning":
-            self.message.emit(str(event.get("message", "")))
 
-    def _on_caption_progress(self, job_id: str, step: int, total: int, eta, message: str) -> None:
-        if job_id == self.caption_job:
-            self.captionProgress.emit(step, total, eta, message)
+    def _on_caption_log(self, line: LogLine) -> None:
+        if line.level is LogLevel.WARNING:
+            self.message.emit(line.message)
 
-    def _on_job_finished(self, job_id: str, state: str, error: JobError | None) -> None:
-        if job_id != self.caption_job:
-            return
+    def _on_caption_progress(self, progress: Progress) -> None:
+        self.captionProgress.emit(progress.step, progress.total, progress.eta_s, progress.message)
+
+    def _on_caption_finished(self, state: JobState, error: JobError | None) -> None:
         self.caption_job = None
         if self._caption_changes and self.store is not None:
             self.store.record_external(f"auto-caption {len(self._caption_changes)} images", self._caption_changes)
@@ -392,7 +393,7 @@ class DatasetSession(QObject):
             if error.detail:
                 self.errorDetail.emit(f"auto-captioning failed: {error.message}", error.detail)
         else:
-            self.message.emit(f"auto-captioning {state}: {count} captions written")
+            self.message.emit(f"auto-captioning {state.value}: {count} captions written")
 
 
 def _free_name(target: Path) -> Path:

@@ -20,8 +20,9 @@ from app.core import paths
 from app.core.configs import ConfigError, GenerateRequest
 from app.ui.common.errors import describe_error
 from app.ui.common.formatting import format_eta
+from app.core.events import ArtifactKind, ArtifactSaved, LogLevel, LogLine, Progress
 from app.ui.generate.adapter_stack import AdapterStack, compose_prompt
-from app.ui.jobs import JobError, JobState, JobTracker
+from app.ui.jobs import JobError, JobHandle, JobState, JobTracker
 from app.ui.recent_models import RecentModels
 from app.worker.protocol import JobKind
 
@@ -80,13 +81,7 @@ class GenerateModel(QObject):
         self._convert_jobs: dict[str, str] = {}  # job id -> the file it writes
         self._bake_note = ""
         self._bake_done = ""
-        tracker.progressChanged.connect(self._on_progress)
-        tracker.imageReady.connect(self._on_image)
-        tracker.jobFinished.connect(self._on_finished)
-        tracker.stateChanged.connect(self._on_state)
         tracker.modelChanged.connect(lambda m: self.stack.set_base_family(m.get("family")))
-        tracker.artifactReady.connect(self._on_artifact)
-        tracker.jobLog.connect(self._on_job_log)
 
     # ------------------------------------------------------------ settings
 
@@ -173,7 +168,7 @@ class GenerateModel(QObject):
             params = request.to_dict()
             if i and request.seed >= 0:
                 params["seed"] = request.seed + i
-            self._tracker.submit(JobKind.GENERATE.value, {"id": job_id, **params})
+            self._submit(JobKind.GENERATE, {"id": job_id, **params})
         return ids[0]
 
     def cancel(self) -> None:
@@ -202,7 +197,7 @@ class GenerateModel(QObject):
             return None  # already rendering
         job_id = uuid.uuid4().hex
         self._base_jobs[job_id] = key
-        self._tracker.submit(JobKind.GENERATE.value, {"id": job_id, **params})
+        self._submit(JobKind.GENERATE, {"id": job_id, **params})
         return job_id
 
     def bake(self, base: str, out: str, rank: int = 0) -> str:
@@ -214,7 +209,7 @@ class GenerateModel(QObject):
         self._bake_job = job_id
         self._bake_note = ""
         self._set_status("Baking the mix…")
-        self._tracker.submit(JobKind.BAKE.value, {"id": job_id, **request.to_dict()})
+        self._submit(JobKind.BAKE, {"id": job_id, **request.to_dict()})
         return job_id
 
     def save_as(self, base: str, src: str, out: str, layout: str) -> str:
@@ -225,34 +220,48 @@ class GenerateModel(QObject):
         job_id = uuid.uuid4().hex
         self._convert_jobs[job_id] = out
         self._set_status(f"Saving {Path(src).name} as {layout}…")
-        self._tracker.submit(JobKind.CONVERT.value, {"id": job_id, **request.to_dict()})
+        self._submit(JobKind.CONVERT, {"id": job_id, **request.to_dict()})
         return job_id
-
-    def _on_artifact(self, job_id: str, path: str, kind: str) -> None:
-        if job_id == self._bake_job:
-            self._bake_done = path
-
-    def _on_job_log(self, job_id: str, level: str, message: str) -> None:
-        if job_id == self._bake_job and level == "info":
-            self._bake_note = message
-        elif job_id in self.batch and level == "warning":
-            log.warning("%s", message)
 
     # ------------------------------------------------------------ job events
 
-    def _on_state(self, job_id: str, state: str) -> None:
-        if job_id == self.job_id and state == JobState.QUEUED.value:
+    def _submit(self, kind: JobKind, params: dict[str, Any]) -> None:
+        """Send a job with its events routed here (connected before it is sent: none is missed)."""
+        job_id = params["id"]
+
+        def follow(handle: JobHandle) -> None:
+            handle.stateChanged.connect(lambda state: self._on_state(job_id, state))
+            handle.progress.connect(lambda progress: self._on_progress(job_id, progress))
+            handle.image.connect(lambda image: self._on_image(job_id, image.path, image.meta))
+            handle.artifact.connect(lambda saved: self._on_artifact(job_id, saved))
+            handle.log.connect(lambda line: self._on_job_log(job_id, line))
+            handle.finished.connect(lambda state, error: self._on_finished(job_id, state, error))
+
+        self._tracker.submit(kind.value, params, connect=follow)
+
+    def _on_artifact(self, job_id: str, saved: ArtifactSaved) -> None:
+        if job_id == self._bake_job and saved.kind is ArtifactKind.ADAPTER:
+            self._bake_done = saved.path
+
+    def _on_job_log(self, job_id: str, line: LogLine) -> None:
+        if job_id == self._bake_job and line.level is LogLevel.INFO:
+            self._bake_note = line.message
+        elif job_id in self.batch and line.level is LogLevel.WARNING:
+            log.warning("%s", line.message)
+
+    def _on_state(self, job_id: str, state: JobState) -> None:
+        if job_id == self.job_id and state is JobState.QUEUED:
             self._set_status("Queued; loading the model if needed…")
 
-    def _on_progress(self, job_id: str, step: int, total: int, eta_s: object, message: str) -> None:
+    def _on_progress(self, job_id: str, progress: Progress) -> None:
         if job_id not in self.batch:
             return
-        eta = format_eta(eta_s if isinstance(eta_s, (int, float)) else None)
-        text = message or f"Step {step}/{total}"
+        eta = format_eta(progress.eta_s)
+        text = progress.message or f"Step {progress.step}/{progress.total}"
         if eta:
             text += f" · about {eta} left"
         self._set_status(text)
-        self.progressChanged.emit(step, total, eta_s)
+        self.progressChanged.emit(progress.step, progress.total, progress.eta_s)
 
     def _on_image(self, job_id: str, path: str, meta: dict) -> None:
         if job_id in self._base_jobs:
@@ -274,41 +283,41 @@ class GenerateModel(QObject):
         self.historyChanged.emit()
         self.imageReady.emit(path, dict(meta))
 
-    def _on_finished(self, job_id: str, state: str, error: object) -> None:
+    def _on_finished(self, job_id: str, state: JobState, error: JobError | None) -> None:
         self._base_jobs.pop(job_id, None)
         if job_id in self._convert_jobs:
             out = self._convert_jobs.pop(job_id)
-            if state == JobState.DONE.value:
+            if state is JobState.DONE:
                 self._set_status(f"Saved {out}.")
                 self.savedAs.emit(out, f"Saved {out}.")
             else:
-                self.savedAs.emit("", describe_error(error if isinstance(error, JobError) else None))
+                self.savedAs.emit("", describe_error(error))
             return
         if job_id == self._bake_job:
             self._bake_job = None
             done, self._bake_done = self._bake_done, ""
-            if state == JobState.DONE.value and done:
+            if state is JobState.DONE and done:
                 self._set_status("Baked.")
                 self.bakeFinished.emit(done, self._bake_note or f"baked to {done}")
             else:
-                message = describe_error(error if isinstance(error, JobError) else None)
-                self._set_status("Bake failed." if state == JobState.FAILED.value else "Bake cancelled.")
+                message = describe_error(error)
+                self._set_status("Bake failed." if state is JobState.FAILED else "Bake cancelled.")
                 self.bakeFinished.emit("", message)
             return
         if job_id not in self.batch:
             return
-        if state == JobState.FAILED.value:
-            self._set_error(describe_error(error if isinstance(error, JobError) else None))
+        if state is JobState.FAILED:
+            self._set_error(describe_error(error))
         if self.busy:
             return  # more pictures of this batch to come
-        if state == JobState.DONE.value:
+        if state is JobState.DONE:
             self._set_status("Done.")
-        elif state == JobState.CANCELLED.value:
+        elif state is JobState.CANCELLED:
             self._set_status("Cancelled.")
         else:
             self._set_status("Failed.")
         self.busyChanged.emit(False)
-        self.finished.emit(state)
+        self.finished.emit(state.value)
 
     def _set_status(self, text: str) -> None:
         self.status = text

@@ -36,6 +36,8 @@ from app.core.configs import WEIGHT_LIMIT, ConfigError
 from app.ui.common.tasks import TaskRunner
 from app.ui.generate.generate_ops import GenerateModel
 from app.ui.jobs import JobState
+from app.core.events import ImageReady
+from app.ui.jobs import JobError, JobHandle
 from app.worker.protocol import JobKind
 
 MAX_CELLS = 64
@@ -75,8 +77,6 @@ class XYGrid(QObject):
         self.x_name = self.y_name = ""
         self.cells: dict[str, tuple[int, int]] = {}  # job id -> (column, row)
         self.paths: dict[tuple[int, int], str] = {}
-        model.tracker.imageReady.connect(self._on_image)
-        model.tracker.jobFinished.connect(self._on_finished)
 
     @property
     def total(self) -> int:
@@ -111,7 +111,7 @@ class XYGrid(QObject):
                 params["adapters"] = adapters
                 job_id = uuid.uuid4().hex
                 self.cells[job_id] = (i, j)
-                self.model.tracker.submit(JobKind.GENERATE.value, {"id": job_id, **params})
+                self.model.tracker.submit(JobKind.GENERATE.value, {"id": job_id, **params}, connect=self._follow)
         self.progress.emit(0, self.total)
         return self.total
 
@@ -121,16 +121,21 @@ class XYGrid(QObject):
             if job is not None and not job.state.is_final:
                 self.model.tracker.cancel(job_id)
 
-    def _on_image(self, job_id: str, path: str, meta: dict) -> None:
+    def _follow(self, handle: JobHandle) -> None:
+        job_id = handle.id
+        handle.image.connect(lambda image: self._on_image(job_id, image))
+        handle.finished.connect(lambda state, error: self._on_finished(job_id, state, error))
+
+    def _on_image(self, job_id: str, image: ImageReady) -> None:
         cell = self.cells.get(job_id)
         if cell is None:
             return
-        self.paths[cell] = path
-        self.cellReady.emit(cell[0], cell[1], path)
+        self.paths[cell] = image.path
+        self.cellReady.emit(cell[0], cell[1], image.path)
         self.progress.emit(len(self.paths), self.total)
 
-    def _on_finished(self, job_id: str, state: str, error: object) -> None:
-        if job_id in self.cells and state == JobState.FAILED.value:
+    def _on_finished(self, job_id: str, state: JobState, error: JobError | None) -> None:
+        if job_id in self.cells and state is JobState.FAILED:
             self.failed.emit(getattr(error, "message", "") or "a cell of the grid failed")
 
 

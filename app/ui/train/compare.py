@@ -36,10 +36,12 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.configs import ConfigError, GenerateRequest, Scheduler
+from app.core.events import ImageReady
 from app.core.files import temp_path_beside
 from app.ui.common.errors import describe_error
 from app.ui.common.tasks import TaskRunner
 from app.ui.jobs import JobTracker
+from app.ui.jobs import JobError, JobHandle, JobState
 from app.ui.train.sample_gallery import load_thumbnail
 from app.worker.protocol import JobKind
 
@@ -105,8 +107,6 @@ class CompareOps(QObject):
         self.tracker = tracker
         self.cells: list[Cell] = []
         self._runner = TaskRunner(max_threads=1, parent=self)
-        tracker.imageReady.connect(self._on_image)
-        tracker.jobFinished.connect(self._on_finished)
 
     def start(self, request: dict[str, Any], adapters: list[tuple[str, str]], *, weight: float = 1.0,
               include_base: bool = False) -> list[Cell]:
@@ -120,7 +120,8 @@ class CompareOps(QObject):
         self.cells = cells
         for cell, params in zip(cells, jobs):
             cell.job_id = uuid.uuid4().hex  # known before submit(): a worker that cannot start answers at once
-            self.tracker.submit(JobKind.GENERATE.value, {**params, "id": cell.job_id})
+            self.tracker.submit(JobKind.GENERATE.value, {**params, "id": cell.job_id},
+                                connect=lambda handle, c=cell: self._follow(c, handle))
         return cells
 
     def cancel(self) -> None:
@@ -135,19 +136,23 @@ class CompareOps(QObject):
     def _index(self, job_id: str) -> int:
         return next((i for i, c in enumerate(self.cells) if c.job_id == job_id), -1)
 
-    def _on_image(self, job_id: str, path: str, _meta: dict) -> None:
+    def _follow(self, cell: Cell, handle: JobHandle) -> None:
+        handle.image.connect(lambda image: self._on_image(cell.job_id, image))
+        handle.finished.connect(lambda state, error: self._on_finished(cell.job_id, state, error))
+
+    def _on_image(self, job_id: str, image: ImageReady) -> None:
         index = self._index(job_id)
         if index >= 0:
-            self.cells[index].image = path
+            self.cells[index].image = image.path
             self.cellChanged.emit(index)
             if self.done():
                 self.finished.emit()
 
-    def _on_finished(self, job_id: str, state: str, error: object) -> None:
+    def _on_finished(self, job_id: str, state: JobState, error: JobError | None) -> None:
         index = self._index(job_id)
         if index < 0 or self.cells[index].finished:
             return
-        self.cells[index].error = "cancelled" if state == "cancelled" else describe_error(error)  # type: ignore[arg-type]
+        self.cells[index].error = "cancelled" if state is JobState.CANCELLED else describe_error(error)
         self.cellChanged.emit(index)
         if self.done():
             self.finished.emit()

@@ -13,7 +13,7 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
@@ -25,8 +25,10 @@ from app.core.train_queue import EntryState
 from app.ui.common.errors import describe_error
 from app.ui.common.tasks import TaskRunner
 from app.ui.jobs import JobError, JobTracker
+from app.core.events import ArtifactKind, ArtifactSaved, ImageReady, LogLevel, LogLine, Progress
+from app.ui.jobs import JobHandle, JobState
 from app.ui.train.run_history import RunInfo, RunStatus, list_runs, read_run
-from app.worker.protocol import ErrorKind, EventType, JobKind, RequestAction
+from app.worker.protocol import ErrorKind, JobKind, RequestAction
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +76,7 @@ class RunView:
     config: TrainConfig | None = None
     points: dict[int, tuple[float, float]] = field(default_factory=dict)  # step -> (loss, lr)
     samples: dict[str, tuple[int, dict]] = field(default_factory=dict)  # picture -> (step, meta)
-    adapters: dict[str, tuple[int, str]] = field(default_factory=dict)  # file -> (step, "checkpoint" | "adapter")
+    adapters: dict[str, tuple[int, ArtifactKind]] = field(default_factory=dict)  # file -> (step, CHECKPOINT | ADAPTER)
 
     def series(self) -> tuple[list[int], list[float], list[float]]:
         steps = sorted(self.points)
@@ -82,8 +84,8 @@ class RunView:
 
     def adapter_list(self) -> list[tuple[str, str]]:
         """(label, file), step checkpoints by step, the final adapter last."""
-        ordered = sorted(self.adapters.items(), key=lambda kv: (kv[1][1] == "adapter", kv[1][0]))
-        return [(f"final (step {step})" if kind == "adapter" else f"step {step}", path)
+        ordered = sorted(self.adapters.items(), key=lambda kv: (kv[1][1] is ArtifactKind.ADAPTER, kv[1][0]))
+        return [(f"final (step {step})" if kind is ArtifactKind.ADAPTER else f"step {step}", path)
                 for path, (step, kind) in ordered]
 
     def merge(self, info: RunInfo) -> None:
@@ -94,9 +96,9 @@ class RunView:
         for step, path in info.samples:
             self.samples.setdefault(str(path), (step, {}))
         for step, path in info.checkpoints:
-            self.adapters.setdefault(str(path), (step, "checkpoint"))
+            self.adapters.setdefault(str(path), (step, ArtifactKind.CHECKPOINT))
         if info.final is not None:
-            self.adapters.setdefault(str(info.final), (info.saved_step or info.total, "adapter"))
+            self.adapters.setdefault(str(info.final), (info.saved_step or info.total, ArtifactKind.ADAPTER))
         if self.config is None:
             self.config = info.config
 
@@ -108,7 +110,7 @@ class TrainOps(QObject):
     viewReset = Signal()  # the shown run changed as a whole: redraw plot, gallery, checkpoints
     lossAdded = Signal()  # new points on the live run's curve
     sampleAdded = Signal(int, str, dict)  # (step, path, meta) of the shown run
-    adapterAdded = Signal(int, str, str)  # (step, path, kind) of the shown run
+    adapterAdded = Signal(int, str, object)  # (step, path, ArtifactKind CHECKPOINT | ADAPTER) of the shown run
     historyChanged = Signal()
     message = Signal(str)  # one line for the status
 
@@ -127,7 +129,6 @@ class TrainOps(QObject):
         self._shown = 0  # bumped whenever the shown run changes; stale reads are dropped
         self._runner = TaskRunner(max_threads=2, parent=self)
         self._settings_path = settings_path or paths.config_dir() / SETTINGS_FILE
-        self.client.eventReceived.connect(self._on_event)
 
     # ------------------------------------------------------------ settings
     @property
@@ -230,7 +231,8 @@ class TrainOps(QObject):
         self.live_view = RunView(name=entry.name, live=True, config=entry.config, run_dir=entry.resume)
         self.view = self.live_view
         self.viewReset.emit()
-        self.tracker.submit(JobKind.TRAIN.value, {**params, "id": entry.job_id})
+        self.tracker.submit(JobKind.TRAIN.value, {**params, "id": entry.job_id},
+                            connect=lambda handle, e=entry: self._follow(e, handle))
         self.progressChanged.emit(0, entry.total, None, "waiting for the worker…")
         self.message.emit(f"Training {entry.describe().split(' — ')[0]}…")
         self.queueChanged.emit()
@@ -275,43 +277,46 @@ class TrainOps(QObject):
     def _entry_for(self, job_id: str | None) -> QueueEntry | None:
         return next((e for e in self.entries if job_id and e.job_id == job_id), None)
 
-    def _on_event(self, event: dict[str, Any]) -> None:
-        entry = self._entry_for(event.get("job"))
-        if entry is None or entry.state.final:
-            return
-        etype = event.get("type")
-        view = self.live_view
-        if etype == EventType.PROGRESS.value:
-            if event.get("phase") != Phase.CACHING.value:  # caching counts pictures, not the run's steps
-                entry.step, entry.total = int(event.get("step") or 0), int(event.get("total") or entry.total)
-            if isinstance(event.get("loss"), (int, float)):
-                if not entry.training:
-                    entry.training = True
-                    self.message.emit(f"Training {entry.name}.")  # replaces "loading …", "caching …"
-                view.points[entry.step] = (float(event["loss"]), float(event.get("lr") or 0.0))
-                if self.view is view:
-                    self.lossAdded.emit()
-                if entry.step == 1 or entry.step % 25 == 0:
-                    self.currentChanged.emit()
-            eta = event.get("eta_s")
-            self.progressChanged.emit(entry.step, entry.total, eta if isinstance(eta, (int, float)) else None,
-                                      str(event.get("message") or ""))
-        elif etype == EventType.IMAGE.value:
-            step = int(event.get("step") or 0)
-            meta = event.get("meta") if isinstance(event.get("meta"), dict) else {}
-            view.samples[event["path"]] = (step, meta)
-            if self.view is view:
-                self.sampleAdded.emit(step, event["path"], meta)
-        elif etype == EventType.ARTIFACT.value:
-            self._on_artifact(entry, view, event)
-        elif etype == EventType.LOG.value and event.get("level") in ("info", "warning"):
-            self.message.emit(str(event.get("message", "")))
-        elif etype == EventType.FINISHED.value:
-            self._on_finished(entry, event)
+    def _follow(self, entry: QueueEntry, handle: JobHandle) -> None:
+        """Route one run's job events to this entry (events after the entry ended are dropped)."""
+        def live(method: Callable[..., None]) -> Callable[..., None]:
+            return lambda *args: None if entry.state.final else method(entry, *args)
 
-    def _on_artifact(self, entry: QueueEntry, view: RunView, event: dict[str, Any]) -> None:
-        kind, path = str(event.get("kind", "")), event["path"]
-        if kind == "run":
+        handle.progress.connect(live(self._on_progress))
+        handle.image.connect(live(self._on_image))
+        handle.artifact.connect(live(self._on_artifact))
+        handle.log.connect(live(self._on_log))
+        handle.finished.connect(live(self._on_finished))
+
+    def _on_progress(self, entry: QueueEntry, progress: Progress) -> None:
+        view = self.live_view
+        if progress.phase is not Phase.CACHING:  # caching counts pictures, not the run's steps
+            entry.step, entry.total = progress.step, progress.total or entry.total
+        if progress.loss is not None:
+            if not entry.training:
+                entry.training = True
+                self.message.emit(f"Training {entry.name}.")  # replaces "loading …", "caching …"
+            view.points[entry.step] = (progress.loss, progress.lr or 0.0)
+            if self.view is view:
+                self.lossAdded.emit()
+            if entry.step == 1 or entry.step % 25 == 0:
+                self.currentChanged.emit()
+        self.progressChanged.emit(entry.step, entry.total, progress.eta_s, progress.message)
+
+    def _on_image(self, entry: QueueEntry, image: ImageReady) -> None:
+        view = self.live_view
+        step = image.step or 0
+        view.samples[image.path] = (step, image.meta)
+        if self.view is view:
+            self.sampleAdded.emit(step, image.path, image.meta)
+
+    def _on_log(self, entry: QueueEntry, line: LogLine) -> None:
+        if line.level in (LogLevel.INFO, LogLevel.WARNING):
+            self.message.emit(line.message)
+
+    def _on_artifact(self, entry: QueueEntry, saved: ArtifactSaved) -> None:
+        view, kind, path = self.live_view, saved.kind, saved.path
+        if kind is ArtifactKind.RUN:
             entry.run_dir = view.run_dir = path
             # A second run named "shapes_a" is written to shapes_a-2: call it that from now on
             # (status line, queue, History), so two runs of one name are never confused.
@@ -320,8 +325,8 @@ class TrainOps(QObject):
             # A resumed run already has losses, samples and checkpoints on disk: show them too.
             self._runner.run(lambda p=path: read_run(p, with_log=True), lambda info, v=view: self._merged(v, info))
             self.refresh_history()
-        elif kind in ("checkpoint", "adapter"):
-            step = int(event.get("step") or 0)
+        elif kind in (ArtifactKind.CHECKPOINT, ArtifactKind.ADAPTER):
+            step = saved.step or 0
             view.adapters[path] = (step, kind)
             if self.view is view:
                 self.adapterAdded.emit(step, path, kind)
@@ -331,22 +336,19 @@ class TrainOps(QObject):
         if self.view is view:
             self.viewReset.emit()
 
-    def _on_finished(self, entry: QueueEntry, event: dict[str, Any]) -> None:
-        status = event.get("status")
-        if status == "done":
+    def _on_finished(self, entry: QueueEntry, state: JobState, error: JobError | None) -> None:
+        if state is JobState.DONE:
             entry.state = EntryState.DONE
             self.message.emit(f"{entry.name}: finished at step {entry.step}.")
-        elif status == "cancelled":
+        elif state is JobState.CANCELLED:
             entry.state = EntryState.STOPPED
             self.message.emit(f"{entry.name}: stopped at step {entry.step}; Resume (History) continues it.")
         else:
-            err = event.get("error") if isinstance(event.get("error"), dict) else {}
-            entry.error = describe_error(JobError(kind=str(err.get("kind", "internal")),
-                                                  message=str(err.get("message", "")),
-                                                  detail=str(err.get("detail", ""))))
+            error = error or JobError(ErrorKind.INTERNAL, "")
+            entry.error = describe_error(error)
             entry.state = EntryState.FAILED
             text = f"{entry.name} failed: {entry.error.splitlines()[0]}"
-            if err.get("kind") in (ErrorKind.DISK_FULL.value, ErrorKind.PERMISSION.value) and entry.run_dir:
+            if error.kind in (ErrorKind.DISK_FULL, ErrorKind.PERMISSION) and entry.run_dir:
                 # Nothing is wrong with the run itself: once there is room, Resume continues it.
                 self.resume_offer = entry.run_dir
                 text += " — then press Resume in History (the run is selected there)"

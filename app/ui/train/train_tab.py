@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.configs import ConfigError
+from app.core.events import ArtifactKind
 from app.core.train_config import TrainConfig
 from app.core.train_queue import EntryState
 from app.ui.common.formatting import format_eta
@@ -348,8 +349,8 @@ class TrainTab(QWidget):
         live = view.live and self.ops.current is not None
         self.view_label.setText(f"Showing: {name}" + (" (training now)" if live else "") if name else "")
 
-    def _on_adapter(self, step: int, path: str, kind: str) -> None:
-        self.checkpoints.add(f"final (step {step})" if kind == "adapter" else f"step {step}", path)
+    def _on_adapter(self, step: int, path: str, kind: ArtifactKind) -> None:
+        self.checkpoints.add(f"final (step {step})" if kind is ArtifactKind.ADAPTER else f"step {step}", path)
 
     def _show_status(self, text: str, *, error: bool = False) -> None:
         self.status_label.setStyleSheet(ERROR_STYLE if error else "")

@@ -33,6 +33,8 @@ def test_a_run_that_failed_for_space_is_selected_for_resume(kind, message, make_
     folder = _saved_run("full")
     entry = ops.enqueue(TrainConfig.from_dict({"name": "full", "steps": 10}))
     entry.state, entry.job_id = type(entry.state).RUNNING, "job-1"  # as if the worker had taken it
+    ops.client.jobSubmitted.emit({"id": "job-1", "kind": "train"})  # the tracker follows it,
+    ops._follow(entry, ops.tracker.handle("job-1"))  # and so does the queue (as _run_next does)
     said = []
     ops.message.connect(said.append)
     ops.client.eventReceived.emit({"type": "artifact", "job": "job-1", "kind": "run", "path": str(folder)})

@@ -1,21 +1,19 @@
 """The worker's ``caption`` job: auto-caption a dataset folder with a kept-loaded captioner.
 
-Events: ``progress`` {step, total, eta_s, message}; ``artifact`` {path: the caption file,
-kind: "caption", image, caption, previous} for every caption written (the GUI updates its
-items and records an undo step); ``log`` {level: "warning"} for every skipped image, and a
-closing ``log`` {level: "info"} with the summary.
+Reports Progress (LOADING, then CAPTIONING per picture); an ArtifactSaved of kind CAPTION
+for every caption written (details: image, caption, previous; the GUI updates its items and
+records an undo step); a warning LogLine for every skipped image (details: image) and a
+closing LogLine with the summary (details: written, skipped, kept).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from app.core.dataset.caption_config import CaptionRequest, Skip
 from app.core.dataset.scan import ImageItem, check_folder
 from app.engine.captioning import CaptionCancelled, Captioner, load_captioner, run_captioning
+from app.core.events import ArtifactKind, ArtifactSaved, LogLevel, LogLine, Phase, Progress
 from app.engine.captioning.registry import captioner_key
-from app.worker import protocol as P
-from app.worker.loop import Handler, JobCancelled, JobContext
+from app.worker.context import Handler, JobCancelled, JobContext
 
 
 class CaptionerCache:
@@ -43,31 +41,30 @@ def make_caption_handler() -> Handler:
     def caption(ctx: JobContext) -> None:
         request = CaptionRequest.from_dict(ctx.job.params, where="caption job")
         check_folder(request.folder)  # before a model loads (the folder may have gone since)
-        ctx.emit(P.EventType.PROGRESS, step=0, total=0, eta_s=None,
-                 message=f"loading {request.model or 'the default captioner'}")
+        ctx.report(Progress(step=0, total=0, phase=Phase.LOADING,
+                            message=f"loading {request.model or 'the default captioner'}"))
         captioner, loaded = cache.get(request)
         if loaded:
-            ctx.emit(P.EventType.LOG, level="info", message=f"loaded {captioner.name} from {captioner.source}")
+            ctx.report(LogLine(f"loaded {captioner.name} from {captioner.source}"))
         ctx.check_cancel()
 
         def on_progress(done: int, total: int, eta: float | None, message: str) -> None:
-            ctx.emit(P.EventType.PROGRESS, step=done, total=total,
-                     eta_s=None if eta is None else round(eta, 2), message=message)
+            ctx.report(Progress(step=done, total=total, phase=Phase.CAPTIONING,
+                                eta_s=None if eta is None else round(eta, 2), message=message))
 
         def on_caption(item: ImageItem, before: str, after: str) -> None:
-            fields: dict[str, Any] = {"path": str(item.caption_path), "kind": "caption", "image": str(item.path),
-                                      "caption": after, "previous": before}
-            ctx.emit(P.EventType.ARTIFACT, **fields)
+            ctx.report(ArtifactSaved(path=str(item.caption_path), kind=ArtifactKind.CAPTION,
+                                     details={"image": str(item.path), "caption": after, "previous": before}))
 
         def on_skip(skip: Skip) -> None:
-            ctx.emit(P.EventType.LOG, level="warning", message=skip.reason, image=str(skip.path))
+            ctx.report(LogLine(skip.reason, LogLevel.WARNING, details={"image": str(skip.path)}))
 
         try:
             summary = run_captioning(captioner, request, on_progress=on_progress, on_caption=on_caption,
                                      on_skip=on_skip, should_cancel=ctx.cancelled)
         except CaptionCancelled:
             raise JobCancelled() from None
-        ctx.emit(P.EventType.LOG, level="info", message=summary.line(), written=summary.written,
-                 skipped=len(summary.skipped), kept=summary.kept)
+        ctx.report(LogLine(summary.line(), details={"written": summary.written, "skipped": len(summary.skipped),
+                                                    "kept": summary.kept}))
 
     return caption

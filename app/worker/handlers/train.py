@@ -19,14 +19,14 @@ trainer save a checkpoint or render the sample prompts after the current step.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from app.core.configs import ConfigError
-from app.core.events import ArtifactSaved, ImageReady, JobEvent, LogLine, Progress
+from app.core.events import ArtifactSaved, ImageReady, JobEvent, LogLine
 from app.core.train_config import TrainConfig
-from app.worker import protocol as P
-from app.worker.loop import Handler, JobCancelled, JobContext
+from app.worker.context import Handler, JobCancelled, JobContext
 
 KNOWN = ("config", "config_path", "resume")
 
@@ -58,24 +58,13 @@ def make_train_handler(renderer: Any = None) -> Handler:
         loaded = getattr(renderer, "loaded", None)
         if loaded is not None and loaded.device.type != "cpu":
             renderer.unload()
-            ctx.emit(P.EventType.LOG, level="info", message=f"unloaded {loaded.source} to make room for training")
+            ctx.report(LogLine(f"unloaded {loaded.source} to make room for training"))
 
         def on_event(event: JobEvent) -> None:
-            if isinstance(event, Progress):
-                fields: dict[str, Any] = {"step": event.step, "total": event.total, "eta_s": event.eta_s}
-                fields.update({k: v for k, v in (("loss", event.loss), ("lr", event.lr)) if v is not None})
-                if event.message:
-                    fields["message"] = event.message
-                if event.phase is not None:
-                    fields["phase"] = event.phase.value
-                ctx.emit(P.EventType.PROGRESS, **fields)
-            elif isinstance(event, ImageReady):
-                ctx.emit(P.EventType.IMAGE, path=str(Path(event.path).resolve()), step=event.step, meta=event.meta)
-            elif isinstance(event, ArtifactSaved):
-                step = {} if event.step is None else {"step": event.step}
-                ctx.emit(P.EventType.ARTIFACT, path=str(Path(event.path).resolve()), kind=event.kind.value, **step)
-            elif isinstance(event, LogLine):
-                ctx.emit(P.EventType.LOG, level=event.level.value, message=event.message)
+            # Paths go to the GUI absolute: it may not share the worker's working directory.
+            if isinstance(event, (ImageReady, ArtifactSaved)):
+                event = replace(event, path=str(Path(event.path).resolve()))
+            ctx.report(event)
 
         result = train(config, resume=resume, on_event=on_event, should_stop=ctx.cancelled,
                        take_requests=ctx.take_requests)
