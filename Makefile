@@ -1,4 +1,4 @@
-# Two commands: `make run` starts the GUI, `make test` runs the suite.
+# Two commands: `make run` starts the GUI, `make test` runs the linter and the suite.
 # Both create .venv when missing and install only what changed since the last install.
 
 PYTHON ?= python3
@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: run test install install-test bench clean worker-wheels worker-lock package package-tools
+.PHONY: run test lint install install-test bench clean worker-wheels worker-lock package package-tools
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -35,7 +35,12 @@ run: install
 	@$(PY) -m app.ui.qt_check
 	$(VENV)/bin/loraloom
 
-test: install-test worker-wheels
+# ruff's settings are in pyproject.toml; `ruff check --fix . && ruff format .` fixes most of what this reports.
+lint: install-test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: lint install-test worker-wheels
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q $(PYTEST_ARGS)
 
 bench: install
