@@ -1,4 +1,4 @@
-"""``loraloom inspect FILE --base MODEL`` and ``loraloom convert``: adapter-file commands that need torch.
+"""``loraloom inspect FILE [--base MODEL]`` and ``loraloom convert``: the adapter-file commands.
 
 Kept out of :mod:`app.cli` so that module stays argparse wiring; every failure is one
 sentence naming the file (``loraloom: error: …``), never a traceback.
@@ -10,10 +10,21 @@ import argparse
 import json
 import sys
 
+from app.cli_common import _fail
 
-def _fail(message: str) -> int:
-    print(f"loraloom: error: {message}", file=sys.stderr)
-    return 1
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    """What an adapter file is, as JSON, from its header alone (with ``--base``: also its load report)."""
+    from app.core.adapters import AdapterError, inspect_adapter
+
+    if args.base:
+        return cmd_inspect_base(args)
+    try:
+        info = inspect_adapter(args.file)
+    except AdapterError as exc:
+        return _fail(str(exc))
+    print(json.dumps(info.to_json(), indent=2, ensure_ascii=False))
+    return 0
 
 
 def cmd_inspect_base(args: argparse.Namespace) -> int:

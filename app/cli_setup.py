@@ -6,10 +6,10 @@ Kept out of cli.py so that the job commands stay in one place and these in anoth
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from app import __version__
+from app.cli_common import _fail
 
 
 class VersionAction(argparse.Action):
@@ -71,11 +71,6 @@ def run_in_worker(command: str, argv: list[str]) -> int:
 
 def run(args: argparse.Namespace) -> int:
     return cmd_setup_worker(args) if args.command == "setup-worker" else cmd_doctor(args)
-
-
-def _fail(message: str) -> int:
-    print(f"loraloom: error: {message}", file=sys.stderr)
-    return 1
 
 
 def cmd_setup_worker(args: argparse.Namespace) -> int:

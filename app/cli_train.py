@@ -1,0 +1,100 @@
+"""``loraloom train``: the Train tab, headless, on the same engine as the worker's train job."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from app.cli_common import _fail
+from app.core.files import SaveError
+
+
+def add_parser(sub) -> None:
+    train = sub.add_parser("train", help="train a LoRA from a TOML config (presets in resources/presets/)")
+    train.add_argument("config", type=Path, nargs="?", default=None,
+                       help="the run's settings; may start with preset = \"sd15-character\" and override it")
+    train.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
+                       help="continue a stopped run exactly where it stopped (CONFIG may add steps)")
+
+
+def cmd_train(args: argparse.Namespace) -> int:  # noqa: C901 (on_event becomes typed this round; drop this then)
+    """Same engine as the worker's train job. Ctrl+C once: finish the step, save, stop (resumable)."""
+    import signal
+
+    from app.core.configs import ConfigError
+    from app.core.train_config import TrainConfig
+
+    if args.config is None and args.resume is None:
+        return _fail("give a config file (loraloom train CONFIG.toml) or a run to resume (--resume RUN_DIR)")
+    try:
+        config = TrainConfig.load_toml(args.config) if args.config is not None else None
+    except ConfigError as exc:
+        return _fail(str(exc))
+
+    from tqdm import tqdm
+
+    from app.core.dataset import DatasetError
+    from app.engine.models import ModelError
+    from app.engine.training import TrainError, train
+
+    stop = {"asked": False}
+
+    def on_sigint(signum, frame) -> None:
+        if stop["asked"]:
+            raise KeyboardInterrupt
+        stop["asked"] = True
+        print("\nstopping after this step and saving (Ctrl+C again aborts without saving) ...", file=sys.stderr)
+
+    bars: dict[str, tqdm] = {}
+
+    def bar(name: str, total: int, initial: int = 0) -> tqdm:
+        if name not in bars:
+            bars[name] = tqdm(total=total, initial=initial, unit="step" if name == "train" else "img",
+                              file=sys.stderr, desc=name, dynamic_ncols=True)
+        return bars[name]
+
+    def on_event(event: dict) -> None:
+        kind = event["kind"]
+        if kind == "progress" and event.get("loss") is not None:
+            b = bar("train", event["total"], event["step"] - 1)
+            b.update(event["step"] - b.n)
+            b.set_postfix(loss=f"{event['loss']:.4f}", lr=f"{event['lr']:.2e}", refresh=False)
+        elif kind == "progress" and str(event.get("message", "")).startswith("caching latents"):
+            done, total = (int(x) for x in event["message"].rsplit(" ", 1)[1].split("/"))
+            b = bar("cache", total)
+            b.update(done - b.n)
+            if done >= total:
+                bars.pop("cache").close()
+        elif kind in ("checkpoint", "sample"):
+            (bars["train"].write if "train" in bars else print)(f"saved {event['path']}", file=sys.stderr)
+        elif kind == "started":
+            print(f"run folder: {event['run_dir']}", file=sys.stderr)
+        elif kind in ("status", "warning"):
+            (bars["train"].write if "train" in bars else print)(event["message"], file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    failure = None
+    try:
+        result = train(config, resume=args.resume, on_event=on_event, should_stop=lambda: stop["asked"])
+    except (ConfigError, ModelError, TrainError, DatasetError, SaveError) as exc:
+        failure = str(exc)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        for b in bars.values():
+            b.close()
+    if failure is not None:  # after the bars are closed, so the sentence has a line of its own
+        return _fail(failure)
+    if result.status == "cancelled":
+        if result.step:
+            print(f"stopped at step {result.step}; resume with: loraloom train --resume {result.run_dir}",
+                  file=sys.stderr)
+        else:
+            print("stopped before the first step; nothing to resume", file=sys.stderr)
+        return 130
+    if result.skipped:
+        print(f"{len(result.skipped)} picture(s) skipped (listed above and in {result.run_dir / 'log.jsonl'})",
+              file=sys.stderr)
+    if result.final is not None:
+        print(result.final)
+    return 0
