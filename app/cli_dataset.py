@@ -11,6 +11,9 @@ from app.cli_common import _add_model_args, _fail
 
 def add_parsers(sub) -> None:
     """``dataset check`` and ``caption``."""
+    from app.core.caption_config import BACKEND_LABELS, CaptionBackend, CaptionMode
+
+    backends = "; ".join(f"{backend.value}: {label}" for backend, label in BACKEND_LABELS.items())
     dataset = sub.add_parser("dataset", help="dataset tools")
     dataset_sub = dataset.add_subparsers(dest="dataset_command", metavar="ACTION", required=True)
     check = dataset_sub.add_parser("check", help="scan a dataset folder and report problems, repeats and tags")
@@ -23,8 +26,9 @@ def add_parsers(sub) -> None:
     cap = sub.add_parser("caption", help="auto-caption a dataset folder (BLIP, Florence-2 or a WD14 tagger)")
     cap.add_argument("dir", type=Path, help="the dataset folder")
     cap.add_argument("--model", default="", help="Hub id or local folder (default: Salesforce/blip-image-captioning-large)")
-    cap.add_argument("--backend", default="auto", choices=["auto", "blip", "florence", "wd14"])
-    cap.add_argument("--mode", default="fill", choices=["fill", "replace", "append"],
+    cap.add_argument("--backend", default="auto", choices=[b.value for b in CaptionBackend],
+                     help=f"{backends}; auto (default): from the model id or folder")
+    cap.add_argument("--mode", default="fill", choices=[m.value for m in CaptionMode],
                      help="fill: only images without a caption (default); replace; append")
     cap.add_argument("--prefix", default="", help="put first in every new caption (e.g. the trigger word)")
     cap.add_argument("--suffix", default="", help="put last in every new caption")
