@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from app import cli_adapters, cli_dataset, cli_hub, cli_render, cli_setup, cli_train
-from app.cli_common import _add_model_args, _fail
+from app.cli_common import add_model_args, fail
 from app.core.files import SaveError
 
 
@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--out", type=Path, default=None, help="PNG to write (default: the outputs folder)")
     gen.add_argument("--lora", action="append", default=[], metavar="PATH[:WEIGHT[:TE_WEIGHT]]",
                      help="an adapter to mix in (repeatable); weight 1 by default, e.g. style.safetensors:0.8")
-    _add_model_args(gen)
+    add_model_args(gen)
 
     bake = sub.add_parser("bake", help="bake a weighted mix of adapters into one kohya LoRA file")
     bake.add_argument("--base", required=True, help="the base model the adapters belong to")
@@ -56,12 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     bake.add_argument("--out", type=Path, required=True, help="the .safetensors file to write")
     bake.add_argument("--rank", type=int, default=0,
                       help="reduce every layer to this rank by SVD (default: exact, rank = sum of ranks)")
-    _add_model_args(bake)
+    add_model_args(bake)
 
     insp = sub.add_parser("inspect", help="print what an adapter file is, as JSON (no model needed)")
     insp.add_argument("file", type=Path)
     insp.add_argument("--base", help="also apply it to this base model and print the load report")
-    _add_model_args(insp)
+    add_model_args(insp)
 
     conv = sub.add_parser("convert", help="rewrite an adapter file in another layout (kohya, diffusers, peft, comfy)")
     conv.add_argument("src", type=Path, metavar="IN")
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except SaveError as exc:  # a full disk or a read-only folder, from any command that saves
-        return _fail(str(exc))
+        return fail(str(exc))
     except BrokenPipeError:
         return _reader_went_away()
     parser.error(f"unknown command {command!r}")

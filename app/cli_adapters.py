@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 
-from app.cli_common import _fail
+from app.cli_common import fail
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -22,7 +22,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     try:
         info = inspect_adapter(args.file)
     except AdapterError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     print(json.dumps(info.to_json(), indent=2, ensure_ascii=False))
     return 0
 
@@ -37,7 +37,7 @@ def cmd_inspect_base(args: argparse.Namespace) -> int:
         spec = ModelSpec.from_dict({"base": args.base, "device": args.device, "dtype": args.dtype},
                                    where="inspect")
     except (AdapterError, ConfigError) as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     from app.engine.adapter_formats import IncompatibleAdapter, LayerIndex, read_adapter
     from app.engine.models import ModelError, load_model
 
@@ -46,7 +46,7 @@ def cmd_inspect_base(args: argparse.Namespace) -> int:
         loaded = load_model(spec)
         parsed = read_adapter(args.file, LayerIndex(loaded.pipe), loaded.family)
     except (ModelError, IncompatibleAdapter) as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     out = info.to_json()
     out["load_report"] = parsed.report.to_json() if parsed.report else None
     out["warnings"] = parsed.warnings
@@ -63,7 +63,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         inspect_adapter(args.src)  # a broken file fails before the model loads
         spec = ModelSpec.from_dict({"base": args.base, "device": "cpu", "dtype": "fp32"}, where="convert")
     except (AdapterError, ConfigError) as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     from app.engine.adapter_convert import convert
     from app.engine.adapter_formats import IncompatibleAdapter, LayerIndex
     from app.engine.models import ModelError, load_model
@@ -73,8 +73,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
         loaded = load_model(spec)
         out = convert(args.src, args.out, args.to, LayerIndex(loaded.pipe), loaded.family)
     except (ModelError, IncompatibleAdapter) as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     except OSError as exc:
-        return _fail(f"{args.out}: cannot be written ({exc.strerror or exc})")
+        return fail(f"{args.out}: cannot be written ({exc.strerror or exc})")
     print(out)
     return 0

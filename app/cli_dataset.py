@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from app.cli_common import _add_model_args, _fail
+from app.cli_common import add_model_args, fail
 
 
 def add_parsers(sub) -> None:
@@ -43,7 +43,7 @@ def add_parsers(sub) -> None:
     cap.add_argument("--max-tags", type=int, default=0, help="WD14: keep at most N tags (0: no limit)")
     cap.add_argument("--exclude-tags", default="", help="WD14: comma-separated tags to leave out")
     cap.add_argument("--keep-underscores", action="store_true", help="WD14: keep underscores in tags")
-    _add_model_args(cap)
+    add_model_args(cap)
 
 
 def cmd_dataset_check(args: argparse.Namespace) -> int:
@@ -56,7 +56,7 @@ def cmd_dataset_check(args: argparse.Namespace) -> int:
     try:
         ds = scan_dataset(args.dir, min_side=args.min_side, separator=args.separator, deep=args.deep)
     except DatasetError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     report = dataset_report(ds)
     print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else format_report(report))
     return 0 if report["usable"] else 1
@@ -82,7 +82,7 @@ def cmd_caption(args: argparse.Namespace) -> int:
             where="caption",
         )
     except ConfigError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     from tqdm import tqdm
 
     from app.core.dataset import check_folder
@@ -105,7 +105,7 @@ def cmd_caption(args: argparse.Namespace) -> int:
                                  on_skip=lambda skip: (bar.write(skip.reason, file=sys.stderr) if bar
                                                        else print(skip.reason, file=sys.stderr)))
     except (ModelError, DatasetError) as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     finally:
         if bar is not None:
             bar.close()

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from app.cli_common import _fail
+from app.cli_common import fail
 
 
 def add_parsers(sub) -> None:
@@ -44,10 +44,10 @@ def cmd_hub(args: argparse.Namespace) -> int:
     hub = Hub()
     if args.hub_command == "search":
         if not 1 <= args.limit <= 1000:
-            return _fail(f"--limit {args.limit} must be between 1 and 1000")
+            return fail(f"--limit {args.limit} must be between 1 and 1000")
         family = Family(args.base) if args.base in {f.value for f in Family} else None
         if args.base and family is None and "/" not in args.base:
-            return _fail(f"--base {args.base!r} must be sd1, sd2, sdxl or a base model repo id (owner/name)")
+            return fail(f"--base {args.base!r} must be sd1, sd2, sdxl or a base model repo id (owner/name)")
         query = SearchQuery(text=args.query, family=family, base_id="" if family or not args.base else args.base,
                             sort=HubSort(args.sort), limit=min(args.limit, 100))
         try:
@@ -57,7 +57,7 @@ def cmd_hub(args: argparse.Namespace) -> int:
                 page = hub.more(page.next_url)
                 repos += page.repos
         except HubError as exc:
-            return _fail(str(exc))
+            return fail(str(exc))
         repos = repos[: args.limit]
         if args.json:
             print(json.dumps([r.to_json() for r in repos], indent=2, ensure_ascii=False))
@@ -83,21 +83,21 @@ def _hub_download(hub, args: argparse.Namespace) -> int:
         repo = hub.details(args.repo, revision=None if args.revision == "main" else args.revision)
     except HubError as exc:
         if exc.kind is not HubErrorKind.OFFLINE or not args.file:
-            return _fail(str(exc))
+            return fail(str(exc))
         repo = HubRepo(args.repo)  # offline: the cached copy may still be there
     names = [f.name for f in repo.adapter_files]
     filename = args.file or (names[0] if len(names) == 1 else "")
     if not filename:
         if not names:
-            return _fail(f"{args.repo}: no .safetensors adapter in this repo")
-        return _fail(f"{args.repo} has {len(names)} adapters, choose one with --file: {', '.join(names)}")
+            return fail(f"{args.repo}: no .safetensors adapter in this repo")
+        return fail(f"{args.repo} has {len(names)} adapters, choose one with --file: {', '.join(names)}")
     listed = next((f for f in repo.files if f.name == filename), None)
     if repo.files and listed is None:
-        return _fail(f"{args.repo}/{filename}: no such file in the repo (adapters: {', '.join(names) or 'none'})")
+        return fail(f"{args.repo}/{filename}: no such file in the repo (adapters: {', '.join(names) or 'none'})")
     sha256 = listed.sha256 if listed else None
     refused = hub.not_an_adapter(args.repo, filename, revision=args.revision)
     if refused:
-        return _fail(refused)
+        return fail(refused)
     bar = None
 
     def on_progress(done: int, total: int | None) -> None:
@@ -111,7 +111,7 @@ def _hub_download(hub, args: argparse.Namespace) -> int:
         path = hub.download(args.repo, filename, revision=args.revision, expected_sha256=sha256,
                             on_progress=on_progress)
     except HubError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     except KeyboardInterrupt:
         print("\ninterrupted; run the same command again to resume the download", file=sys.stderr)
         return 130
@@ -121,7 +121,7 @@ def _hub_download(hub, args: argparse.Namespace) -> int:
     entry = Library().record_download(path, repo_id=args.repo, trigger_words=repo.trigger_words,
                                       family=repo.family, license=repo.license, sha256=sha256)
     if entry.problem:  # downloaded and verified, but not an adapter we can use
-        return _fail(entry.problem)
+        return fail(entry.problem)
     print(path)
     if repo.trigger_words:
         print(f"trigger words: {', '.join(repo.trigger_words)}", file=sys.stderr)
@@ -139,7 +139,7 @@ def cmd_library(args: argparse.Namespace) -> int:
         try:
             folder = library.add_folder(args.folder)
         except ValueError as exc:
-            return _fail(str(exc))
+            return fail(str(exc))
         report = library.refresh()
         mine = [e for e in report.entries if Path(e.path).is_relative_to(folder)]
         bad = [e for e in mine if e.problem]

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from app.cli_common import _fail
+from app.cli_common import fail
 
 
 def cmd_tiny_model(args: argparse.Namespace) -> int:
@@ -18,7 +18,7 @@ def cmd_tiny_model(args: argparse.Namespace) -> int:
     try:
         out = write_tiny_model(args.dir, family=args.family, seed=args.seed, overwrite=args.overwrite)
     except (FileExistsError, ValueError) as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     print(out)
     return 0
 
@@ -65,16 +65,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
             where="generate",
         )
     except ConfigError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     if args.out is not None and args.out.suffix.lower() != ".png":
-        return _fail(f"{args.out}: the output must be a .png file")
+        return fail(f"{args.out}: the output must be a .png file")
     from app.core.adapters import AdapterError, inspect_adapter
 
     try:  # a missing or broken file fails before the model loads
         for entry in request.adapter_entries():
             inspect_adapter(entry.path)
     except AdapterError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
 
     from tqdm import tqdm
 
@@ -95,7 +95,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 request, out_path=args.out, on_step=lambda step, total, eta: bar.update(step - bar.n)
             )
     except (ModelError, IncompatibleAdapter) as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     for warning in result.mix.warnings if result.mix else []:
         print(f"loraloom: warning: {warning}", file=sys.stderr)
     print(result.path)
@@ -113,14 +113,14 @@ def cmd_bake(args: argparse.Namespace) -> int:
             where="bake",
         )
     except ConfigError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     from app.core.adapters import AdapterError, inspect_adapter
 
     try:  # cheap header checks first: a broken file fails before the model loads
         for entry in request.adapter_entries():
             inspect_adapter(entry.path)
     except AdapterError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
 
     from app.engine.adapter_formats import IncompatibleAdapter
     from app.engine.baking import BakeError, bake_mix
@@ -135,7 +135,7 @@ def cmd_bake(args: argparse.Namespace) -> int:
         result = bake_mix(renderer.mixer, request.adapter_entries(), request.out,
                           rank=request.rank or None, base=request.base)
     except (ModelError, IncompatibleAdapter, BakeError) as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     print(result.path)
     print(result.describe(), file=sys.stderr)
     return 0

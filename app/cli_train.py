@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from app.cli_common import _fail
+from app.cli_common import fail
 from app.core.files import SaveError
 
 
@@ -26,11 +26,11 @@ def cmd_train(args: argparse.Namespace) -> int:  # noqa: C901 (on_event becomes 
     from app.core.train_config import TrainConfig
 
     if args.config is None and args.resume is None:
-        return _fail("give a config file (loraloom train CONFIG.toml) or a run to resume (--resume RUN_DIR)")
+        return fail("give a config file (loraloom train CONFIG.toml) or a run to resume (--resume RUN_DIR)")
     try:
         config = TrainConfig.load_toml(args.config) if args.config is not None else None
     except ConfigError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
 
     from tqdm import tqdm
 
@@ -84,7 +84,7 @@ def cmd_train(args: argparse.Namespace) -> int:  # noqa: C901 (on_event becomes 
         for b in bars.values():
             b.close()
     if failure is not None:  # after the bars are closed, so the sentence has a line of its own
-        return _fail(failure)
+        return fail(failure)
     if result.status == "cancelled":
         if result.step:
             print(f"stopped at step {result.step}; resume with: loraloom train --resume {result.run_dir}",
