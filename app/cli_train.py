@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app.cli_common import fail
 from app.core.files import SaveError
+
+if TYPE_CHECKING:
+    from app.engine.training import TrainResult
 
 
 def add_parser(sub) -> None:
@@ -18,7 +22,7 @@ def add_parser(sub) -> None:
                        help="continue a stopped run exactly where it stopped (CONFIG may add steps)")
 
 
-def cmd_train(args: argparse.Namespace) -> int:  # noqa: C901 (on_event becomes typed this round; drop this then)
+def cmd_train(args: argparse.Namespace) -> int:
     """Same engine as the worker's train job. Ctrl+C once: finish the step, save, stop (resumable)."""
     import signal
 
@@ -85,6 +89,11 @@ def cmd_train(args: argparse.Namespace) -> int:  # noqa: C901 (on_event becomes 
             b.close()
     if failure is not None:  # after the bars are closed, so the sentence has a line of its own
         return fail(failure)
+    return _report(result)
+
+
+def _report(result: TrainResult) -> int:
+    """The run's last lines on the terminal, and the exit status: 130 when stopped, else 0."""
     if result.status == "cancelled":
         if result.step:
             print(f"stopped at step {result.step}; resume with: loraloom train --resume {result.run_dir}",

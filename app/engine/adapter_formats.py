@@ -215,17 +215,7 @@ def _check_finite(path: Path, module_key: str, delta: LayerDelta) -> None:
 
 
 def _read_adapter(p: Path, index: LayerIndex, family: Family | None, device: torch.device) -> ParsedAdapter:
-    try:
-        info = inspect_adapter(p)
-    except AdapterError as exc:
-        raise IncompatibleAdapter(str(exc)) from None
-    if family is not None and info.family is not None and info.family is not family:
-        raise IncompatibleAdapter(
-            f"{p}: made for {FAMILY_NAMES[info.family]}, but the loaded base model is "
-            f"{FAMILY_NAMES[family]}; pick a {FAMILY_NAMES[info.family]} base model for it")
-    if Part.TEXT_ENCODER_2 in info.parts and Part.TEXT_ENCODER_2 not in index.parts:
-        raise IncompatibleAdapter(f"{p}: it changes a second text encoder (an SDXL adapter), "
-                                  f"but the loaded base model has only one")
+    info = _header(p, index, family)
     tensors = _load_tensors(p)
     groups: dict[str, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
@@ -273,6 +263,30 @@ def _read_adapter(p: Path, index: LayerIndex, family: Family | None, device: tor
     skipped.update({m: "an adapter type LoRA Loom cannot apply" for m in unsupported})
     parsed.report = build_report(p.name, groups, applied, skipped,
                                  FAMILY_NAMES.get(info.family) if info.family else None, info.family_evidence)
+    _add_warnings(parsed, groups, skipped, unmatched, unsupported, total)
+    return parsed
+
+
+def _header(p: Path, index: LayerIndex, family: Family | None) -> AdapterInfo:
+    """What the file's header says, refused before any tensor is read when it is for another base."""
+    try:
+        info = inspect_adapter(p)
+    except AdapterError as exc:
+        raise IncompatibleAdapter(str(exc)) from None
+    if family is not None and info.family is not None and info.family is not family:
+        raise IncompatibleAdapter(
+            f"{p}: made for {FAMILY_NAMES[info.family]}, but the loaded base model is "
+            f"{FAMILY_NAMES[family]}; pick a {FAMILY_NAMES[info.family]} base model for it")
+    if Part.TEXT_ENCODER_2 in info.parts and Part.TEXT_ENCODER_2 not in index.parts:
+        raise IncompatibleAdapter(f"{p}: it changes a second text encoder (an SDXL adapter), "
+                                  f"but the loaded base model has only one")
+    return info
+
+
+def _add_warnings(parsed: ParsedAdapter, groups: dict[str, dict[str, torch.Tensor]], skipped: dict[str, str],
+                  unmatched: list[str], unsupported: list[str], total: int) -> None:
+    """What was left out of a file that is used anyway: ignored tensor kinds, missing and unsupported layers."""
+    p = parsed.path
     ignored = collections.Counter(parsed.report.ignored)
     for module, _ in parsed.report.skipped:
         if module not in skipped:  # a layer of unknown kinds only (a LyCORIS norm layer …)
@@ -286,7 +300,6 @@ def _read_adapter(p: Path, index: LayerIndex, family: Family | None, device: tor
     if unsupported:
         parsed.warnings.append(f"{p.name}: {len(unsupported)} layers of an unsupported adapter type "
                                f"were skipped (e.g. {unsupported[0]})")
-    return parsed
 
 
 def _unknown_kinds(path: Path, groups: dict[str, dict[str, torch.Tensor]]) -> str:
