@@ -1,4 +1,4 @@
-# Two commands: `make run` starts the GUI, `make test` runs the suite.
+# Two commands: `make run` starts the GUI, `make test` runs the linter and the suite.
 # Both create .venv when missing and install only what changed since the last install.
 
 PYTHON ?= python3
@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: run test install install-test bench clean worker-wheels worker-lock package package-tools
+.PHONY: run test lint install install-test bench clean worker-wheels worker-lock package package-tools
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -35,11 +35,29 @@ run: install
 	@$(PY) -m app.ui.qt_check
 	$(VENV)/bin/loraloom
 
-test: install-test worker-wheels
+# ruff's settings are in pyproject.toml; `ruff check --fix . && ruff format .` fixes most of what this reports.
+lint: install-test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: lint install-test worker-wheels
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q $(PYTEST_ARGS)
 
-bench: install
-	$(PY) bench/startup.py
+# Every bench script with small inputs, so that a change that breaks one shows in minutes on
+# a CPU (the figures mean little at this size; run a script alone with its defaults for those).
+# bench/real_size.py is left out: it writes 9 GB of full-size skeletons and runs SDXL on the CPU
+# (tens of minutes); gpu_check.py --smoke runs the same measurements on the tiny models.
+BENCH_OUT ?= $(VENV)/bench-out
+bench: install-test
+	mkdir -p $(BENCH_OUT)
+	$(PY) bench/startup.py --runs 2
+	$(PY) bench/dataset_scan.py --images 200 --folder $(BENCH_OUT)/dataset-scan
+	$(PY) bench/library_index.py --files 50 --runs 1
+	$(PY) bench/hub_download.py --mb 4 --runs 1
+	$(PY) bench/captioning.py --images 8 --batch 4 --repeats 1
+	$(PY) bench/mixing.py --steps 2 --repeats 1
+	$(PY) bench/train_step.py --steps 3 --rounds 1
+	$(PY) bench/gpu_check.py --smoke --no-install --out $(BENCH_OUT)
 
 # The worker environment's pinned packages (packaging/worker-requirements.txt), torch aside
 # (it comes from the index that fits the GPU). worker-wheels downloads them once, so that

@@ -1,4 +1,4 @@
-"""``loraloom inspect FILE --base MODEL`` and ``loraloom convert``: adapter-file commands that need torch.
+"""``loraloom inspect FILE [--base MODEL]`` and ``loraloom convert``: the adapter-file commands.
 
 Kept out of :mod:`app.cli` so that module stays argparse wiring; every failure is one
 sentence naming the file (``loraloom: error: …``), never a traceback.
@@ -10,10 +10,21 @@ import argparse
 import json
 import sys
 
+from app.cli_common import fail
 
-def _fail(message: str) -> int:
-    print(f"loraloom: error: {message}", file=sys.stderr)
-    return 1
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    """What an adapter file is, as JSON, from its header alone (with ``--base``: also its load report)."""
+    from app.core.adapters import AdapterError, inspect_adapter
+
+    if args.base:
+        return cmd_inspect_base(args)
+    try:
+        info = inspect_adapter(args.file)
+    except AdapterError as exc:
+        return fail(str(exc))
+    print(json.dumps(info.to_json(), indent=2, ensure_ascii=False))
+    return 0
 
 
 def cmd_inspect_base(args: argparse.Namespace) -> int:
@@ -26,7 +37,7 @@ def cmd_inspect_base(args: argparse.Namespace) -> int:
         spec = ModelSpec.from_dict({"base": args.base, "device": args.device, "dtype": args.dtype},
                                    where="inspect")
     except (AdapterError, ConfigError) as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     from app.engine.adapter_formats import IncompatibleAdapter, LayerIndex, read_adapter
     from app.engine.models import ModelError, load_model
 
@@ -35,7 +46,7 @@ def cmd_inspect_base(args: argparse.Namespace) -> int:
         loaded = load_model(spec)
         parsed = read_adapter(args.file, LayerIndex(loaded.pipe), loaded.family)
     except (ModelError, IncompatibleAdapter) as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     out = info.to_json()
     out["load_report"] = parsed.report.to_json() if parsed.report else None
     out["warnings"] = parsed.warnings
@@ -52,7 +63,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         inspect_adapter(args.src)  # a broken file fails before the model loads
         spec = ModelSpec.from_dict({"base": args.base, "device": "cpu", "dtype": "fp32"}, where="convert")
     except (AdapterError, ConfigError) as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     from app.engine.adapter_convert import convert
     from app.engine.adapter_formats import IncompatibleAdapter, LayerIndex
     from app.engine.models import ModelError, load_model
@@ -62,8 +73,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
         loaded = load_model(spec)
         out = convert(args.src, args.out, args.to, LayerIndex(loaded.pipe), loaded.family)
     except (ModelError, IncompatibleAdapter) as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     except OSError as exc:
-        return _fail(f"{args.out}: cannot be written ({exc.strerror or exc})")
+        return fail(f"{args.out}: cannot be written ({exc.strerror or exc})")
     print(out)
     return 0

@@ -6,10 +6,10 @@ Kept out of cli.py so that the job commands stay in one place and these in anoth
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from app import __version__
+from app.cli_common import fail
 
 
 class VersionAction(argparse.Action):
@@ -60,22 +60,17 @@ def run_in_worker(command: str, argv: list[str]) -> int:
 
     python = w.worker_python()
     if python is None:
-        return _fail(f"`loraloom {command}` runs in the worker environment and there is none yet: "
+        return fail(f"`loraloom {command}` runs in the worker environment and there is none yet: "
                      "run `loraloom setup-worker` first")
     env = {**os.environ, **w.launch_env(python)}
     try:
         return subprocess.run([str(python), "-m", "app.cli", *argv], env=env, check=False).returncode
     except OSError as exc:
-        return _fail(f"{python}: the worker's Python could not be started ({exc.strerror or exc})")
+        return fail(f"{python}: the worker's Python could not be started ({exc.strerror or exc})")
 
 
 def run(args: argparse.Namespace) -> int:
     return cmd_setup_worker(args) if args.command == "setup-worker" else cmd_doctor(args)
-
-
-def _fail(message: str) -> int:
-    print(f"loraloom: error: {message}", file=sys.stderr)
-    return 1
 
 
 def cmd_setup_worker(args: argparse.Namespace) -> int:
@@ -85,16 +80,16 @@ def cmd_setup_worker(args: argparse.Namespace) -> int:
         try:
             hello = w.probe_worker(args.use)
         except w.SetupError as exc:
-            return _fail(str(exc))
+            return fail(str(exc))
         w.save_python(args.use)
         print(f"worker uses {args.use}: device {hello.get('device')}, torch {hello.get('torch')}")
         return 0
     uv = w.find_uv()
     if uv is None:
-        return _fail("the uv binary was not found: install it with `pip install uv`")
+        return fail("the uv binary was not found: install it with `pip install uv`")
     env_dir = (args.env or w.default_env_dir()).expanduser().absolute()
     if env_dir.exists() and any(env_dir.iterdir()):
-        return _fail(f"{env_dir} already exists: remove it first, or pass --env with a new folder")
+        return fail(f"{env_dir} already exists: remove it first, or pass --env with a new folder")
     hardware = w.detect_hardware()
     defaults = w.setup_defaults()
     find_links = [str(Path(d).absolute()) for d in args.find_links] or defaults["find_links"]
@@ -104,7 +99,7 @@ def cmd_setup_worker(args: argparse.Namespace) -> int:
                             find_links=find_links, offline=offline,
                             base_python=args.python or defaults["base_python"])
     except (FileNotFoundError, ValueError) as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     print(f"hardware: {hardware.describe()}")
     print(f"torch from: {plan.torch_index or 'the default index (PyPI)'}" + (" (offline)" if offline else ""))
     try:
@@ -112,7 +107,7 @@ def cmd_setup_worker(args: argparse.Namespace) -> int:
         hello = w.probe_worker(plan.python)
     except w.SetupError as exc:
         w.discard_env(env_dir)
-        return _fail(str(exc))
+        return fail(str(exc))
     w.save_python(plan.python)
     print(f"worker environment ready at {env_dir}: device {hello.get('device')}, torch {hello.get('torch')}, "
           f"diffusers {hello.get('diffusers')}")
@@ -129,6 +124,6 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         try:
             written = debug_report.write_report(args.report, debug_report.report_text(checks, __version__))
         except OSError as exc:
-            return _fail(f"{args.report}: could not write the report ({exc.strerror or exc})")
+            return fail(f"{args.report}: could not write the report ({exc.strerror or exc})")
         print(f"debug report written to {written} (tokens and home paths removed)")
     return 1 if any(c.status is doctor.Status.FAIL for c in checks) else 0

@@ -135,7 +135,7 @@ def run_checks(work: Path, smoke: bool, device: str, dtypes: list[str], optimize
         block: dict = {}
         results[family] = block
 
-        def attempt(label: str, measure: str, **kwargs) -> None:
+        def attempt(label: str, measure: str, block: dict = block, family: str = family, **kwargs) -> None:
             try:
                 if smoke:  # tiny models: one process is enough (a child per measurement costs its imports)
                     block[label] = _measures()[measure](**kwargs)

@@ -215,9 +215,8 @@ MEASURES = {"load": measure_load, "patching": measure_patching, "training": meas
 
 def in_child(name: str, module: str = "real_size", **kwargs) -> dict:
     """Run ``<module>.MEASURES[name](**kwargs)`` in a fresh process; its JSON result (or the error)."""
-    code = ("import json, sys; sys.path.insert(0, %r); import %s as m; "
-            "print('RESULT ' + json.dumps(m.MEASURES[%r](**json.loads(sys.argv[1]))))") % (
-        str(Path(__file__).parent), module, name)
+    code = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import {module} as m; "
+            f"print('RESULT ' + json.dumps(m.MEASURES[{name!r}](**json.loads(sys.argv[1]))))")
     proc = subprocess.run([sys.executable, "-c", code, json.dumps(kwargs)], capture_output=True, text=True,
                           cwd=ROOT, env=dict(os.environ, TOKENIZERS_PARALLELISM="false"))
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]

@@ -47,8 +47,3 @@ def outputs_dir() -> Path:
 def runs_dir() -> Path:
     """One folder per training run."""
     return data_dir() / "runs"
-
-
-def models_dir() -> Path:
-    """Tiny demo models and user-added base models."""
-    return data_dir() / "models"

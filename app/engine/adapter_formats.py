@@ -7,9 +7,10 @@ Stability (SGM) UNet names), diffusers (``unet.….lora_A/lora_B``, ``lora.down/
 DoRA (``dora_scale`` / ``lora_magnitude_vector``) and tucker ``lora_mid``. The ΔW math
 of LoRA/LoCon, LoHa, LoKr and DoRA comes from lycoris-lora's functional API.
 
-Every layer is matched to a module of the model and its shape is checked *before*
-anything is patched, so a wrong-base or broken file is refused with one sentence that
-names the file and the reason (:class:`IncompatibleAdapter`).
+Every layer is matched to a module of the model (:mod:`app.engine.layer_index`) and its
+change (:mod:`app.engine.layer_delta`) has its shape checked *before* anything is patched,
+so a wrong-base or broken file is refused with one sentence that names the file and the
+reason (:class:`IncompatibleAdapter`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from app.core.adapters import AdapterError, AdapterInfo, AdapterLayout, Part, inspect_adapter
 from app.core.families import FAMILIES, Family
@@ -32,7 +32,8 @@ from app.core.errors import ErrorKind, clip_words
 from app.core.safe_files import read_regular
 from app.engine import lycoris_weights
 from app.engine.adapter_report import NOT_IN_BASE, LoadReport, build_report
-from app.engine.lora_files import te_module_path
+from app.engine.layer_delta import LayerDelta, split_key
+from app.engine.layer_index import LayerIndex, Target
 
 log = logging.getLogger(__name__)
 
@@ -48,312 +49,6 @@ class IncompatibleAdapter(Exception):
     def __init__(self, message: str, detail: str = "") -> None:
         super().__init__(message)
         self.detail = detail
-
-
-# ---------------------------------------------------------------- model layers
-
-
-@dataclass(frozen=True, order=True)
-class Target:
-    """One patchable layer: which part of the pipeline and the module path inside it."""
-
-    part: Part
-    path: str
-
-    def __str__(self) -> str:
-        return f"{self.part.value}.{self.path}"
-
-
-_RESNET_SGM = {"norm1": "in_layers.0", "conv1": "in_layers.2", "time_emb_proj": "emb_layers.1",
-               "norm2": "out_layers.0", "conv2": "out_layers.3", "conv_shortcut": "skip_connection"}
-_KOHYA_TE = {Part.TEXT_ENCODER: ("lora_te_", "lora_te1_"), Part.TEXT_ENCODER_2: ("lora_te2_",)}
-_COMFY_TE = {Part.TEXT_ENCODER: "text_encoders.clip_l.transformer.", Part.TEXT_ENCODER_2: "text_encoders.clip_g.transformer."}
-_DIFFUSERS_PREFIX = {Part.UNET: "unet.", Part.TEXT_ENCODER: "text_encoder.", Part.TEXT_ENCODER_2: "text_encoder_2."}
-
-
-def pipeline_parts(pipe: Any) -> dict[Part, nn.Module]:
-    parts = {Part.UNET: pipe.unet, Part.TEXT_ENCODER: getattr(pipe, "text_encoder", None),
-             Part.TEXT_ENCODER_2: getattr(pipe, "text_encoder_2", None)}
-    return {p: m for p, m in parts.items() if m is not None}
-
-
-def sgm_prefixes(unet: nn.Module) -> dict[str, str]:
-    """Diffusers module prefixes of a UNet -> the original Stability (SGM) names, from its structure."""
-    out = {"conv_in": "input_blocks.0.0", "time_embedding.linear_1": "time_embed.0",
-           "time_embedding.linear_2": "time_embed.2", "add_embedding.linear_1": "label_emb.0.0",
-           "add_embedding.linear_2": "label_emb.0.2", "conv_norm_out": "out.0", "conv_out": "out.2"}
-    index = 1
-    for i, block in enumerate(unet.down_blocks):
-        attentions = getattr(block, "attentions", None)
-        for j in range(len(block.resnets)):
-            out[f"down_blocks.{i}.resnets.{j}"] = f"input_blocks.{index}.0"
-            if attentions:
-                out[f"down_blocks.{i}.attentions.{j}"] = f"input_blocks.{index}.1"
-            index += 1
-        if getattr(block, "downsamplers", None):
-            out[f"down_blocks.{i}.downsamplers.0.conv"] = f"input_blocks.{index}.0.op"
-            index += 1
-    mid = getattr(unet, "mid_block", None)
-    if mid is not None:
-        out["mid_block.resnets.0"] = "middle_block.0"
-        if getattr(mid, "attentions", None):
-            out["mid_block.attentions.0"] = "middle_block.1"
-            out["mid_block.resnets.1"] = "middle_block.2"
-        elif len(mid.resnets) > 1:
-            out["mid_block.resnets.1"] = "middle_block.1"
-    index = 0
-    for i, block in enumerate(unet.up_blocks):
-        attentions = getattr(block, "attentions", None)
-        n = len(block.resnets)
-        for j in range(n):
-            out[f"up_blocks.{i}.resnets.{j}"] = f"output_blocks.{index}.0"
-            if attentions:
-                out[f"up_blocks.{i}.attentions.{j}"] = f"output_blocks.{index}.1"
-            if j == n - 1 and getattr(block, "upsamplers", None):
-                out[f"up_blocks.{i}.upsamplers.0.conv"] = f"output_blocks.{index}.{2 if attentions else 1}.conv"
-            index += 1
-    return out
-
-
-def _to_sgm(path: str, prefixes: dict[str, str]) -> str | None:
-    parts = path.split(".")
-    for cut in range(len(parts), 0, -1):
-        prefix = ".".join(parts[:cut])
-        if prefix in prefixes:
-            rest = parts[cut:]
-            if ".resnets." in f".{prefix}." and rest and rest[0] in _RESNET_SGM:
-                rest = _RESNET_SGM[rest[0]].split(".") + rest[1:]
-            return ".".join([prefixes[prefix]] + rest)
-    return None
-
-
-class LayerIndex:
-    """Every Linear/Conv layer of a pipeline, findable by each naming scheme adapter files use."""
-
-    def __init__(self, pipe: Any) -> None:
-        self.parts = pipeline_parts(pipe)
-        self.modules: dict[Target, nn.Module] = {}
-        self.names: dict[str, Target] = {}
-        self._sgm: dict[Target, str] = {}
-        for part, root in self.parts.items():
-            sgm = sgm_prefixes(root) if part is Part.UNET else {}
-            for path, module in root.named_modules():
-                if not isinstance(module, (nn.Linear, nn.Conv2d)):
-                    continue
-                target = Target(part, path)
-                self.modules[target] = module
-                flat = path.replace(".", "_")
-                self.names[_DIFFUSERS_PREFIX[part] + path] = target
-                if part is Part.UNET:
-                    self.names["lora_unet_" + flat] = target
-                    self.names.setdefault("lycoris_" + flat, target)  # SimpleTuner's LyCORIS files
-                    self.names.setdefault("base_model.model." + path, target)
-                    self.names.setdefault(path, target)  # the UNet's own state-dict names
-                    sgm_path = _to_sgm(path, sgm)
-                    if sgm_path:
-                        self._sgm[target] = sgm_path
-                        self.names.setdefault("lora_unet_" + sgm_path.replace(".", "_"), target)
-                        self.names.setdefault("diffusion_model." + sgm_path, target)  # ComfyUI's own
-                else:
-                    # transformers 5's CLIPTextModel drops "text_model." from its paths; files keep it.
-                    full = te_module_path(path)
-                    self.names.setdefault(_DIFFUSERS_PREFIX[part] + full, target)
-                    self.names.setdefault(_COMFY_TE[part] + full, target)
-                    for prefix in _KOHYA_TE[part]:
-                        self.names.setdefault(prefix + full.replace(".", "_"), target)
-                        self.names.setdefault(prefix + flat, target)
-                    self.names.setdefault("base_model.model." + path, target)
-                    self.names.setdefault("base_model.model." + full, target)
-
-    def resolve(self, module_key: str) -> Target | None:
-        return self.names.get(_normalise_module_key(module_key))
-
-    def sgm_path(self, target: Target) -> str | None:
-        """The original Stability (SGM/LDM) name of a UNet layer, as ComfyUI files use it."""
-        return self._sgm.get(target)
-
-    def shape(self, target: Target) -> tuple[int, ...]:
-        return tuple(self.modules[target].weight.shape)
-
-
-_PROCESSOR = re.compile(r"^(.*)\.processor\.(to_q|to_k|to_v|to_out)_lora$")
-
-
-def _normalise_module_key(key: str) -> str:
-    """Old diffusers attention-processor names -> module paths."""
-    m = _PROCESSOR.match(key)
-    if m:
-        name = m.group(2)
-        return f"{m.group(1)}.{'to_out.0' if name == 'to_out' else name}"
-    return key
-
-
-# ---------------------------------------------------------------- tensor roles
-
-# Longest suffixes first: "<module>.<suffix>" -> role.
-_ROLES = sorted({
-    ".lora_down.weight": "down", ".lora_up.weight": "up", ".lora_mid.weight": "mid",
-    ".lora_A.weight": "down", ".lora_B.weight": "up",
-    ".lora_A.default.weight": "down", ".lora_B.default.weight": "up",
-    ".lora.down.weight": "down", ".lora.up.weight": "up",
-    ".lora_linear_layer.down.weight": "down", ".lora_linear_layer.up.weight": "up",
-    ".down.weight": "down", ".up.weight": "up",  # attention-processor keys (to_q_lora.down.weight)
-    ".alpha": "alpha", ".dora_scale": "dora",
-    # peft's magnitude is always one value per output channel, whatever its shape.
-    ".lora_magnitude_vector": "magnitude", ".lora_magnitude_vector.weight": "magnitude",
-    ".lora_magnitude_vector.default.weight": "magnitude", ".lora_magnitude_vector.default": "magnitude",
-    ".hada_w1_a": "hada_w1_a", ".hada_w1_b": "hada_w1_b", ".hada_w2_a": "hada_w2_a",
-    ".hada_w2_b": "hada_w2_b", ".hada_t1": "hada_t1", ".hada_t2": "hada_t2",
-    ".lokr_w1": "lokr_w1", ".lokr_w1_a": "lokr_w1_a", ".lokr_w1_b": "lokr_w1_b",
-    ".lokr_w2": "lokr_w2", ".lokr_w2_a": "lokr_w2_a", ".lokr_w2_b": "lokr_w2_b", ".lokr_t2": "lokr_t2",
-    ".diff": "diff", ".diff_b": "diff_b", ".set_weight": "set_weight",
-    ".weight": "weight", ".on_input": "on_input",  # (IA)³
-    ".a1.weight": "a1", ".a2.weight": "a2", ".b1.weight": "b1", ".b2.weight": "b2",  # GLoRA
-    ".oft_blocks": "oft_blocks", ".rescale": "rescale",  # OFT / BOFT
-    ".w_norm": "?w_norm", ".b_norm": "?b_norm",  # LyCORIS norm layers: not applied (named in the report)
-}.items(), key=lambda kv: -len(kv[0]))
-
-
-def split_key(key: str) -> tuple[str, str]:
-    """``lora_unet_x.lora_down.weight`` -> (``lora_unet_x``, ``down``); unknown tensors get role ``?``."""
-    for suffix, role in _ROLES:
-        if key.endswith(suffix):
-            return key[: -len(suffix)], role
-    module, _, last = key.rpartition(".")
-    return (module or key), f"?{last}"
-
-
-# ---------------------------------------------------------------- one layer's change
-
-
-@dataclass
-class LayerDelta:
-    """The change one adapter makes to one layer, kept as the file's factors (dense ΔW on demand)."""
-
-    kind: str  # "lora" | "loha" | "lokr" | "full" | "set" | one of lycoris_weights.KINDS
-    tensors: dict[str, torch.Tensor]
-    alpha: float | None
-    dora: torch.Tensor | None = None
-    dora_on_out: bool | None = None  # None: decide from the magnitude's shape (see dora_axis)
-
-    @property
-    def rank(self) -> int:
-        t = self.tensors
-        if self.kind == "lora":
-            return int(t["down"].shape[0])
-        if self.kind == "loha":
-            return int(t["hada_w1_b"].shape[0])
-        if self.kind == "lokr":
-            if "lokr_t2" in t:  # tucker: lokr_w2_a is (rank, out/factor), the core is (rank, rank, k, k)
-                return int(t["lokr_t2"].shape[0])
-            for name in ("lokr_w1_a", "lokr_w2_a"):
-                if name in t:
-                    return int(t[name].shape[1])
-            return 0  # full Kronecker factors: no rank, scale 1 (LyCORIS ignores alpha then)
-        if self.kind in lycoris_weights.KINDS:
-            return lycoris_weights.rank(self.kind, t)
-        return 0
-
-    def scale(self) -> float:
-        """alpha / rank, the kohya convention (no alpha means alpha = rank)."""
-        rank = self.rank
-        if self.alpha is None or not rank:
-            return 1.0
-        return self.alpha / rank
-
-    def raw_delta(self) -> torch.Tensor:
-        """ΔW at strength 1 without DoRA, in the file's own (possibly flattened) shape."""
-        t = self.tensors
-        if self.kind == "lora":
-            from lycoris.functional import locon
-
-            return locon.diff_weight(t["down"], t["up"], t.get("mid"), gamma=self.scale(), backend="torch")
-        if self.kind == "loha":
-            from lycoris.functional import loha
-
-            return loha.diff_weight(t["hada_w1_b"], t["hada_w1_a"], t["hada_w2_b"], t["hada_w2_a"],
-                                    t.get("hada_t1"), t.get("hada_t2"), gamma=self.scale(), backend="torch")
-        if self.kind == "lokr":
-            from lycoris.functional import lokr
-
-            # kron_weight with our own scale: lycoris' diff_weight takes the rank from
-            # lokr_w2_a.shape[1], which is the factor width, not the rank, for tucker files.
-            return lokr.kron_weight(t.get("lokr_w1"), t.get("lokr_w1_a"), t.get("lokr_w1_b"), t.get("lokr_w2"),
-                                    t.get("lokr_w2_a"), t.get("lokr_w2_b"), t.get("lokr_t2"),
-                                    scale=self.scale(), backend="torch")
-        return t["diff"]
-
-    def delta(self, w0: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
-        """ΔW at ``strength`` in float32 and ``w0``'s shape.
-
-        Types whose change depends on W0 get it here: DoRA's rescale (at strength w it is
-        W0 + w·(W_DoRA − W0), as ComfyUI does), a ``set_weight`` replacement, and those of
-        :mod:`app.engine.lycoris_weights`.
-        """
-        if self.kind in lycoris_weights.KINDS:
-            return lycoris_weights.delta(self.kind, self.tensors, self.alpha, w0, strength)
-        if self.kind == "set":
-            return (self.tensors["set_weight"].float().reshape(w0.shape) - w0.float()) * strength
-        d = self.raw_delta().float().reshape(w0.shape)
-        if self.dora is not None:
-            from lycoris.functional import weight_decompose
-
-            base = w0.float()
-            on_out = self.dora_axis(tuple(w0.shape))
-            out = w0.shape[0]
-            shape = (out,) + (1,) * (w0.dim() - 1) if on_out else (1, w0.shape[1]) + (1,) * (w0.dim() - 2)
-            d = weight_decompose(base + d, self.dora.float().reshape(shape), 1, on_out, backend="torch") - base
-        return d if strength == 1.0 else d * strength
-
-    def bias_delta(self, strength: float = 1.0) -> torch.Tensor | None:
-        """The change to the layer's bias (a LyCORIS full ``diff_b``), or None."""
-        diff_b = self.tensors.get("diff_b")
-        return None if diff_b is None else diff_b.float().reshape(-1) * strength
-
-    def dora_axis(self, shape: tuple[int, ...]) -> bool | None:
-        """True: one magnitude per output row; False: per input column; None: it fits neither.
-
-        Decided from the magnitude's whole shape: LyCORIS writes (out, 1[, 1, 1]) or
-        (1, in[, 1, 1]), peft (out,) or (1, out, 1, 1) for a conv (marked by its key).
-        """
-        if self.dora is None:
-            return None
-        if self.dora_on_out is not None:
-            return self.dora_on_out if self.dora.numel() == shape[0] else None
-        dims, n = tuple(self.dora.shape), self.dora.numel()
-        out, inp = shape[0], (shape[1] if len(shape) > 1 else -1)
-        if len(dims) >= 2 and dims[0] == out == n:
-            return True
-        if len(dims) >= 2 and dims[0] == 1 and dims[1] == inp == n:
-            return False
-        if n == out:
-            return True
-        return False if n == inp else None
-
-    def lora_factors(self, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """(up, down) with the scale folded into up, shaped for a layer of ``shape``; None if not a plain LoRA."""
-        if self.kind != "lora" or "mid" in self.tensors or self.dora is not None:
-            return None
-        up = self.tensors["up"].float() * self.scale()
-        down = self.tensors["down"].float()
-        r = down.shape[0]
-        if len(shape) == 4:
-            kernel = tuple(shape[2:])
-            if down.dim() == 2:
-                down = down.reshape(r, -1, *([1] * 2))
-            if tuple(down.shape[2:]) != kernel and math.prod(down.shape[1:]) == math.prod(shape[1:]):
-                down = down.reshape(r, *shape[1:])
-            up = up.reshape(up.shape[0], r, 1, 1)
-        else:
-            up = up.reshape(up.shape[0], r)
-            down = down.reshape(r, -1)
-        return up, down
-
-    def to(self, device: torch.device) -> "LayerDelta":
-        self.tensors = {k: v.to(device) for k, v in self.tensors.items()}
-        if self.dora is not None:
-            self.dora = self.dora.to(device)
-        return self
 
 
 # ---------------------------------------------------------------- a whole file
@@ -520,17 +215,7 @@ def _check_finite(path: Path, module_key: str, delta: LayerDelta) -> None:
 
 
 def _read_adapter(p: Path, index: LayerIndex, family: Family | None, device: torch.device) -> ParsedAdapter:
-    try:
-        info = inspect_adapter(p)
-    except AdapterError as exc:
-        raise IncompatibleAdapter(str(exc)) from None
-    if family is not None and info.family is not None and info.family is not family:
-        raise IncompatibleAdapter(
-            f"{p}: made for {FAMILY_NAMES[info.family]}, but the loaded base model is "
-            f"{FAMILY_NAMES[family]}; pick a {FAMILY_NAMES[info.family]} base model for it")
-    if Part.TEXT_ENCODER_2 in info.parts and Part.TEXT_ENCODER_2 not in index.parts:
-        raise IncompatibleAdapter(f"{p}: it changes a second text encoder (an SDXL adapter), "
-                                  f"but the loaded base model has only one")
+    info = _header(p, index, family)
     tensors = _load_tensors(p)
     groups: dict[str, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
@@ -578,6 +263,30 @@ def _read_adapter(p: Path, index: LayerIndex, family: Family | None, device: tor
     skipped.update({m: "an adapter type LoRA Loom cannot apply" for m in unsupported})
     parsed.report = build_report(p.name, groups, applied, skipped,
                                  FAMILY_NAMES.get(info.family) if info.family else None, info.family_evidence)
+    _add_warnings(parsed, groups, skipped, unmatched, unsupported, total)
+    return parsed
+
+
+def _header(p: Path, index: LayerIndex, family: Family | None) -> AdapterInfo:
+    """What the file's header says, refused before any tensor is read when it is for another base."""
+    try:
+        info = inspect_adapter(p)
+    except AdapterError as exc:
+        raise IncompatibleAdapter(str(exc)) from None
+    if family is not None and info.family is not None and info.family is not family:
+        raise IncompatibleAdapter(
+            f"{p}: made for {FAMILY_NAMES[info.family]}, but the loaded base model is "
+            f"{FAMILY_NAMES[family]}; pick a {FAMILY_NAMES[info.family]} base model for it")
+    if Part.TEXT_ENCODER_2 in info.parts and Part.TEXT_ENCODER_2 not in index.parts:
+        raise IncompatibleAdapter(f"{p}: it changes a second text encoder (an SDXL adapter), "
+                                  f"but the loaded base model has only one")
+    return info
+
+
+def _add_warnings(parsed: ParsedAdapter, groups: dict[str, dict[str, torch.Tensor]], skipped: dict[str, str],
+                  unmatched: list[str], unsupported: list[str], total: int) -> None:
+    """What was left out of a file that is used anyway: ignored tensor kinds, missing and unsupported layers."""
+    p = parsed.path
     ignored = collections.Counter(parsed.report.ignored)
     for module, _ in parsed.report.skipped:
         if module not in skipped:  # a layer of unknown kinds only (a LyCORIS norm layer …)
@@ -591,7 +300,6 @@ def _read_adapter(p: Path, index: LayerIndex, family: Family | None, device: tor
     if unsupported:
         parsed.warnings.append(f"{p.name}: {len(unsupported)} layers of an unsupported adapter type "
                                f"were skipped (e.g. {unsupported[0]})")
-    return parsed
 
 
 def _unknown_kinds(path: Path, groups: dict[str, dict[str, torch.Tensor]]) -> str:

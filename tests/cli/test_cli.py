@@ -57,3 +57,15 @@ def test_generate_errors_are_one_line_with_the_path(tmp_path):
     assert "Traceback" not in gen.stderr
     bad = loraloom("generate", "--base", str(missing), "--prompt", "x", "--size", "huge")
     assert bad.returncode == 1 and "WIDTHxHEIGHT" in bad.stderr
+
+
+def test_caption_help_names_each_backend_as_the_caption_dialog_does():
+    from app.core.caption_config import BACKEND_LABELS
+
+    shown = loraloom("caption", "--help")
+    assert shown.returncode == 0, shown.stderr
+    text = " ".join(shown.stdout.split())  # argparse wraps the help at the terminal's width
+    for backend, label in BACKEND_LABELS.items():
+        assert f"{backend.value}: {label}" in text
+    wrong = loraloom("caption", "somewhere", "--backend", "clip")
+    assert wrong.returncode == 2 and "--backend {auto,blip,florence,wd14}" in wrong.stderr

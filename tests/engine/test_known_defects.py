@@ -123,7 +123,7 @@ def _relabelled(pipe, path, key_of, *, te: bool = True, seed: int = 6):
     """One set of seeded LoRA factors saved under the names ``key_of(part, module path)`` gives."""
     import math
 
-    from app.engine.adapter_formats import _to_sgm, sgm_prefixes
+    from app.engine.layer_index import _to_sgm, sgm_prefixes
 
     gen = torch.Generator().manual_seed(seed)
     sgm = sgm_prefixes(pipe.unet)

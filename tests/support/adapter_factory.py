@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from app.engine.adapter_formats import _to_sgm, sgm_prefixes
+from app.engine.layer_index import _to_sgm, sgm_prefixes
 from app.engine.lora_files import te_module_path
 
 ATTN = ("to_q", "to_k", "to_v", "to_out.0")

@@ -30,6 +30,13 @@ class CaptionBackend(str, Enum):
     WD14 = "wd14"
 
 
+# What each backend writes, in the words the Caption dialog and ``loraloom caption --help`` show.
+BACKEND_LABELS: dict[CaptionBackend, str] = {
+    CaptionBackend.BLIP: "BLIP — a sentence",
+    CaptionBackend.FLORENCE: "Florence-2 — a detailed description",
+    CaptionBackend.WD14: "WD14 tagger — booru tags",
+}
+
 DEFAULT_MODELS: dict[CaptionBackend, str] = {
     CaptionBackend.BLIP: "Salesforce/blip-image-captioning-large",
     CaptionBackend.FLORENCE: "florence-community/Florence-2-large",

@@ -30,7 +30,7 @@ class Captioner(abc.ABC):
     def caption_batch(self, images: list[Image.Image], request: CaptionRequest) -> list[str]:
         """One caption per image, in order (an empty string when the model found nothing)."""
 
-    def close(self) -> None:  # free memory; the default lets garbage collection do it
+    def close(self) -> None:  # noqa: B027 (optional: by default garbage collection frees the memory)
         pass
 
 

@@ -3,19 +3,11 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 from app.core.dataset.caption_config import CaptionBackend, CaptionRequest
 from app.engine.captioning.base import Captioner, CaptionerError, local_folder
 from app.engine.models import pick_device, pick_dtype
-
-
-@dataclass(frozen=True)
-class BackendInfo:
-    backend: CaptionBackend
-    label: str
-    load: Callable[[str, CaptionRequest], Captioner]
 
 
 def _load_blip(source: str, request: CaptionRequest) -> Captioner:
@@ -38,10 +30,11 @@ def _load_wd14(source: str, request: CaptionRequest) -> Captioner:
     return WdTagger(source, use_gpu=pick_device(request.device).type == "cuda")
 
 
-BACKENDS: dict[CaptionBackend, BackendInfo] = {
-    CaptionBackend.BLIP: BackendInfo(CaptionBackend.BLIP, "BLIP (sentences)", _load_blip),
-    CaptionBackend.FLORENCE: BackendInfo(CaptionBackend.FLORENCE, "Florence-2 (detailed sentences)", _load_florence),
-    CaptionBackend.WD14: BackendInfo(CaptionBackend.WD14, "WD14 tagger (booru tags)", _load_wd14),
+# How to load each backend; what they are called is core's (caption_config.BACKEND_LABELS).
+BACKENDS: dict[CaptionBackend, Callable[[str, CaptionRequest], Captioner]] = {
+    CaptionBackend.BLIP: _load_blip,
+    CaptionBackend.FLORENCE: _load_florence,
+    CaptionBackend.WD14: _load_wd14,
 }
 
 
@@ -82,7 +75,7 @@ def load_captioner(request: CaptionRequest) -> Captioner:
     """Load the request's model (Hub id via the huggingface_hub cache, or a local folder)."""
     backend = detect_backend(request.model, request.backend)
     source = request.model_id(backend)
-    return BACKENDS[backend].load(source, request)
+    return BACKENDS[backend](source, request)
 
 
 def captioner_key(request: CaptionRequest) -> tuple[str, str, str, str]:

@@ -37,7 +37,7 @@ def main() -> int:
 
     dataset = home / "pictures" / "4_sks ball"
     dataset.mkdir(parents=True)
-    for i, (name, colour) in enumerate(COLOURS.items()):
+    for name, colour in COLOURS.items():
         for j in range(3):
             picture = Image.new("RGB", (64, 64), (235, 235, 235))
             ImageDraw.Draw(picture).ellipse((8 + 4 * j, 8, 56 - 4 * j, 56), fill=colour)
