@@ -21,6 +21,7 @@ from app.ui.dataset.dataset_tab import DatasetTab
 from app.ui.generate.generate_ops import GenerateModel
 from app.ui.generate.generate_tab import GenerateTab
 from app.ui.job_notifier import JobNotifier
+from app.ui.common.settings import window_settings
 from app.ui.jobs import JobTracker
 from app.ui.library.library_ops import LibraryOps
 from app.ui.library.library_tab import LibraryTab
@@ -36,8 +37,6 @@ from app.ui.worker_client import WorkerClient, WorkerState
 
 log = logging.getLogger(__name__)
 
-WINDOW_SETTINGS_FILE = "window.ini"
-
 STATE_TEXT = {
     WorkerState.STOPPED: "not started (starts with the first job)",
     WorkerState.STARTING: "starting…",
@@ -45,12 +44,6 @@ STATE_TEXT = {
     WorkerState.BUSY: "busy",
     WorkerState.CRASHED: "stopped unexpectedly",
 }
-
-
-def window_settings() -> QSettings:
-    # An ini file in our config folder rather than the platform registry, so that
-    # LORALOOM_HOME (tests, portable installs) keeps it with everything else.
-    return QSettings(str(paths.config_dir() / WINDOW_SETTINGS_FILE), QSettings.Format.IniFormat)
 
 
 class MainWindow(QMainWindow):

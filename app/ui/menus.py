@@ -108,7 +108,7 @@ def find_field(window: MainWindow) -> QLineEdit:
 
 
 def _view_menu(window: MainWindow, bar: QMenuBar) -> None:
-    from app.ui.main_window import window_settings
+    from app.ui.common.settings import window_settings
 
     menu = bar.addMenu("&View")
     themes = menu.addMenu("Theme")
@@ -130,7 +130,7 @@ def _view_menu(window: MainWindow, bar: QMenuBar) -> None:
 
 
 def set_theme(theme: Theme) -> None:
-    from app.ui.main_window import window_settings
+    from app.ui.common.settings import window_settings
 
     theme_keeper().apply(theme)
     settings = window_settings()

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from app.ui.main_window import window_settings
+from app.ui.common.settings import window_settings
 from app.ui.worker_client import WorkerState
 
 ROOT = Path(__file__).resolve().parents[2]
