@@ -60,7 +60,7 @@ def test_generate_errors_are_one_line_with_the_path(tmp_path):
 
 
 def test_caption_help_names_each_backend_as_the_caption_dialog_does():
-    from app.core.caption_config import BACKEND_LABELS
+    from app.core.dataset.caption_config import BACKEND_LABELS
 
     shown = loraloom("caption", "--help")
     assert shown.returncode == 0, shown.stderr

@@ -130,7 +130,7 @@ def _old_guess(base_ids: list[str]) -> Family | None:
     [], ["me/unknown", "stabilityai/stable-diffusion-xl-base-1.0"], ["me/sd-2", "me/v1-5"],
 ])
 def test_hub_family_guess_is_unchanged(bases):
-    from app.core.hub import family_of_base
+    from app.core.hub.models import family_of_base
 
     assert family_of_base(bases) is _old_guess(bases)
 
