@@ -2,11 +2,17 @@
 
 Why patch instead of running adapters as extra branches (peft/diffusers' unfused
 ``set_adapters``): a patched model costs exactly what the base model costs per sampling
-step, however many adapters are mixed, and weight-0 adapters cost nothing. W0 of every
-touched layer is kept, and a layer is always recomputed from W0 (never by adding and
-subtracting deltas), so there is no drift: with every adapter at 0, disabled or removed,
+step, however many adapters are mixed, and weight-0 adapters cost nothing. A layer is
+always recomputed from W0 (never by adding and subtracting deltas), so there is no drift: with every adapter at 0, disabled or removed,
 each weight is W0 again, bit for bit. Moving one slider recomputes only the layers that
 adapter touches.
+
+W0 is read back from the base model's safetensors files when the model came from one
+(:mod:`app.engine.file_tensors`; the match is checked bit for bit on the first patch), so
+patching holds no second copy of the layers it touches. A model built in memory, loaded
+from a ``.ckpt`` or from the Hub cache, or a layer the files do not hold exactly, keeps a
+CPU copy of the W0 of every layer adapters touch, as before. Held adapters keep only where
+their factors lie in their files (read again, as float32, each time a layer is recomputed).
 
 The sum runs over adapters in a fixed order (by path), so the same mix gives the same
 bits whatever sequence of slider moves led to it.
@@ -34,6 +40,7 @@ from app.engine.adapter_formats import (
     Target,
     read_adapter,
 )
+from app.engine.file_tensors import BaseWeights, Source, read_factors_lazily
 
 log = logging.getLogger(__name__)
 
@@ -71,14 +78,20 @@ def _key(path: str | os.PathLike[str]) -> str:
 
 
 class AdapterMixer:
-    """Holds the adapters patched into one pipeline and the W0 of every layer they touch."""
+    """Holds the adapters patched into one pipeline and where the W0 of every layer they touch is.
 
-    def __init__(self, pipe: Any, family: Family | None) -> None:
+    ``base`` is the file or diffusers folder the pipeline was loaded from (W0 is read back from
+    it); without one, W0 copies are kept in memory.
+    """
+
+    def __init__(self, pipe: Any, family: Family | None, base: str | os.PathLike[str] | None = None) -> None:
         self.index = LayerIndex(pipe)
         self.family = family
         self._held: dict[str, _Held] = {}
-        self._backup: dict[Target, torch.Tensor] = {}
-        self._bias_backup: dict[Target, torch.Tensor] = {}  # only layers a full (diff_b) adapter changes
+        self._base = BaseWeights.for_source(base)
+        # W0 of each patched layer: a kept copy, or its place in the base files.
+        self._backup: dict[Target, torch.Tensor | Source] = {}
+        self._bias_backup: dict[Target, torch.Tensor | Source] = {}  # only layers a full (diff_b) adapter changes
         first = next(iter(self.index.modules.values()))
         self.device = first.weight.device
         self._pin = self.device.type == "cuda"
@@ -92,10 +105,16 @@ class AdapterMixer:
         return set(self._backup)
 
     def base_weight(self, target: Target) -> torch.Tensor:
-        """W0 of a layer (a copy is kept only while some adapter touches it)."""
+        """W0 of a layer (kept or read back only while some adapter touches it)."""
+        weight = self.index.modules[target].weight
         if target in self._backup:
-            return self._backup[target].to(self.device)
-        return self.index.modules[target].weight.detach()
+            return self._original(self._backup[target], weight)
+        return weight.detach()
+
+    def kept_bytes(self) -> int:
+        """Bytes of W0 copies held in memory (0 when every patched layer reads W0 from the base files)."""
+        return sum(b.numel() * b.element_size() for backups in (self._backup, self._bias_backup)
+                   for b in backups.values() if isinstance(b, torch.Tensor))
 
     # ------------------------------------------------------------ loading
     def load(self, entries: Iterable[AdapterEntry], report: MixReport | None = None,
@@ -134,6 +153,7 @@ class AdapterMixer:
         if held is not None:  # the file changed on disk (e.g. a new checkpoint): read it again
             self._drop(key)
         parsed = read_adapter(path, self.index, self.family, device=self.device)
+        read_factors_lazily(parsed, self.index, self.device)
         report.loaded += 1
         report.warnings.extend(parsed.warnings)
         for warning in parsed.warnings:
@@ -209,20 +229,27 @@ class AdapterMixer:
         if not active:
             backup = backups.get(target)
             if backup is not None:
-                tensor.copy_(backup)
+                tensor.copy_(self._original(backup, tensor))
                 if not keep_backup:
                     del backups[target]
             return
         if target not in backups:
-            copy = tensor.detach().to("cpu", copy=True)
-            backups[target] = copy.pin_memory() if self._pin else copy
-        w0 = backups[target].to(self.device)
+            backups[target] = self._keep(tensor)
+        w0 = self._original(backups[target], tensor)
         acc = w0.clone() if w0.dtype == torch.float32 else w0.float()  # never add into the backup itself
         for delta, strength in active:
             acc.add_(change(delta, w0, strength))
         tensor.copy_(acc.to(tensor.dtype))
 
+    def _keep(self, tensor: torch.Tensor) -> torch.Tensor | Source:
+        """Where W0 of ``tensor`` (unpatched now) will come from: its place in the base files, or a copy."""
+        source = self._base.find(tensor) if self._base is not None else None
+        if source is not None:
+            return source
+        copy = tensor.detach().to("cpu", copy=True)
+        return copy.pin_memory() if self._pin else copy
 
-def entries_from(adapters: Iterable[dict[str, Any]]) -> list[AdapterEntry]:
-    """GenerateRequest.adapters (validated dicts) as entries."""
-    return [AdapterEntry.from_dict(a) for a in adapters]
+    def _original(self, backup: torch.Tensor | Source, like: torch.Tensor) -> torch.Tensor:
+        if isinstance(backup, Source):
+            return self._base.read(backup, like)
+        return backup.to(self.device)

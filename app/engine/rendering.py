@@ -24,6 +24,7 @@ from app.core.configs import GenerateRequest, ModelSpec, Scheduler
 from app.core.errors import ErrorKind
 from app.core.files import replace_durably, saving, temp_path_beside
 from app.core.pngmeta import PARAMETERS_KEY, format_parameters
+from app.engine.file_tensors import FileChanged
 from app.engine.models import LoadedModel, check_source, load_model
 from app.engine.patching import AdapterMixer, MixReport
 
@@ -101,7 +102,7 @@ class Renderer:
         self.loaded = load_model(spec)
         self._key = key
         self._base_scheduler_config = dict(self.loaded.pipe.scheduler.config)
-        self.mixer = AdapterMixer(self.loaded.pipe, self.loaded.family)
+        self.mixer = AdapterMixer(self.loaded.pipe, self.loaded.family, base=self.loaded.source)
         return self.loaded
 
     def unload(self) -> None:
@@ -118,7 +119,11 @@ class Renderer:
         """Patch the held pipeline to this adapter stack (only what changed is recomputed)."""
         if self.mixer is None:
             raise RuntimeError("no model is loaded")
-        return self.mixer.set_mix(entries)
+        try:
+            return self.mixer.set_mix(entries)
+        except FileChanged as exc:
+            self.unload()  # its weights cannot be put back to W0 any more: the next render loads it anew
+            raise RenderFailed(str(exc), ErrorKind.BAD_INPUT) from None
 
     # ------------------------------------------------------------ render
     def render(

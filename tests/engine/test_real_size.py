@@ -300,7 +300,7 @@ def test_mixing_three_loras_on_the_sdxl_skeleton_patches_every_target_layer(sdxl
     pipe = loaded.pipe
     files = [write_lora(pipe, tmp_path / f"l{i}.safetensors", seed=i, rank=2, convs=False) for i in range(3)]
     index = LayerIndex(pipe)
-    mixer = AdapterMixer(pipe, loaded.family)
+    mixer = AdapterMixer(pipe, loaded.family, base=str(sdxl_file))
     report = mixer.set_mix([AdapterEntry(path=str(f), weight=0.5) for f in files])
     assert not report.refused and not report.warnings
     targets = set(mixer.index.modules)
