@@ -13,7 +13,8 @@ import types
 import pytest
 import torch
 
-from app.core.configs import AdapterEntry, DevicePref, DtypePref, Family, ModelSpec
+from app.core.configs import AdapterEntry, DevicePref, DtypePref, ModelSpec
+from app.core.families import Family
 from app.engine.adapter_formats import LayerIndex, ParsedAdapter
 from app.engine.patching import AdapterMixer
 from app.engine.rendering import Renderer, RenderFailed
