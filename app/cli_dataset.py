@@ -50,8 +50,8 @@ def cmd_dataset_check(args: argparse.Namespace) -> int:
     """Exit 0 when at least one image is usable, 1 when none is (or the folder is missing)."""
     import json
 
-    from app.core.dataset.scan import DatasetError, scan_dataset
     from app.core.dataset.report import dataset_report, format_report
+    from app.core.dataset.scan import DatasetError, scan_dataset
 
     try:
         ds = scan_dataset(args.dir, min_side=args.min_side, separator=args.separator, deep=args.deep)
@@ -64,8 +64,8 @@ def cmd_dataset_check(args: argparse.Namespace) -> int:
 
 def cmd_caption(args: argparse.Namespace) -> int:
     """Same engine code as the worker's caption job; a progress bar with ETA on stderr."""
-    from app.core.dataset.caption_config import CaptionRequest
     from app.core.configs import ConfigError
+    from app.core.dataset.caption_config import CaptionRequest
     from app.core.dataset.scan import DatasetError
 
     try:

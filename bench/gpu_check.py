@@ -55,7 +55,6 @@ def ensure_cuda_torch(install: bool) -> None:
 def render_its(pipe, size: int, steps: int) -> float:
     """Sampling steps per second of one picture (CFG on), after a warm-up render."""
     import torch
-
     from real_size import sync
 
     kwargs = dict(prompt="a red square", width=size, height=size, guidance_scale=5.0, output_type="latent")
@@ -71,11 +70,11 @@ def render_its(pipe, size: int, steps: int) -> float:
 def check_render(path: str, work: str, size: int, steps: int, device: str, dtype: str) -> dict:
     """Bare and 3-LoRA it/s, and slider move -> new picture (patch + a full render)."""
     import torch
+    from real_size import sync, write_lora
 
     from app.core.configs import AdapterEntry, ModelSpec
     from app.engine.models import load_model
     from app.engine.patching import AdapterMixer
-    from real_size import sync, write_lora
 
     loaded = load_model(ModelSpec(base=path, device=device, dtype=dtype))
     pipe = loaded.pipe

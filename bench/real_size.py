@@ -98,10 +98,10 @@ def write_lora(pipe, path: Path, seed: int, rank: int = 32, convs: bool = True, 
 
 
 def measure_load(path: str, device: str = "cpu", dtype: str = "fp16") -> dict:
+    import diffusers  # noqa: F401  (imports are not the model's cost)
+
     from app.core.configs import ModelSpec
     from app.engine.models import load_model
-
-    import diffusers  # noqa: F401  (imports are not the model's cost)
 
     base = rss_now()
     start = time.perf_counter()

@@ -183,9 +183,7 @@ def _network_type(names: list[str], shapes: dict[str, list[int]]) -> NetworkType
 def _ranks(names: list[str], shapes: dict[str, list[int]]) -> collections.Counter:
     ranks: collections.Counter = collections.Counter()
     for n in names:
-        if n.endswith(_DOWN_SUFFIXES) and shapes.get(n):
-            ranks[shapes[n][0]] += 1
-        elif n.endswith(".hada_w1_b") and shapes.get(n):
+        if n.endswith(_DOWN_SUFFIXES) and shapes.get(n) or n.endswith(".hada_w1_b") and shapes.get(n):
             ranks[shapes[n][0]] += 1
     return ranks
 

@@ -176,7 +176,7 @@ class AdapterEntry:
         return out
 
     @classmethod
-    def from_dict(cls, data: Any, *, where: str = "adapter") -> "AdapterEntry":
+    def from_dict(cls, data: Any, *, where: str = "adapter") -> AdapterEntry:
         if not isinstance(data, dict):
             raise ConfigError(f"{where} must be a table like {{path = \"x.safetensors\", weight = 0.8}}")
         known = ("path", "weight", "te_weight", "enabled", "name")
@@ -272,7 +272,7 @@ class GenerateRequest(_Config):
             for i, a in enumerate(self.adapters)
         ]
 
-    def adapter_entries(self) -> list["AdapterEntry"]:
+    def adapter_entries(self) -> list[AdapterEntry]:
         return [AdapterEntry.from_dict(a) for a in self.adapters]
 
     def model_spec(self) -> ModelSpec:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Union
+from typing import Any
 
 
 class ArtifactKind(str, Enum):
@@ -83,4 +83,4 @@ class LogLine:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-JobEvent = Union[Progress, ImageReady, ArtifactSaved, LogLine]
+JobEvent = Progress | ImageReady | ArtifactSaved | LogLine

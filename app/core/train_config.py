@@ -256,7 +256,7 @@ class TrainConfig(_Config):
     sample: SampleOptions = field(default_factory=SampleOptions)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], *, where: str = "") -> "TrainConfig":
+    def from_dict(cls, data: dict[str, Any], *, where: str = "") -> TrainConfig:
         if not isinstance(data, dict):
             raise ConfigError(f"{where or 'config'}: must be a table of settings")
         prefix = f"{where}: " if where else ""

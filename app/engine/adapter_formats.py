@@ -27,8 +27,8 @@ from typing import Any
 import torch
 
 from app.core.adapters import AdapterError, AdapterInfo, AdapterLayout, Part, inspect_adapter
-from app.core.families import FAMILIES, Family
 from app.core.errors import ErrorKind, clip_words
+from app.core.families import FAMILIES, Family
 from app.core.safe_files import read_regular
 from app.engine import lycoris_weights
 from app.engine.adapter_report import NOT_IN_BASE, LoadReport, build_report

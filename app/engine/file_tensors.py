@@ -120,7 +120,7 @@ class BaseWeights:
         self._index: dict[torch.dtype, dict[bytes, list[Source]]] = {}
 
     @classmethod
-    def for_source(cls, source: str | os.PathLike[str] | None) -> "BaseWeights | None":
+    def for_source(cls, source: str | os.PathLike[str] | None) -> BaseWeights | None:
         root, paths = model_files(source)
         weights = cls(root, paths) if paths else None
         return weights if weights is not None and weights.files else None

@@ -171,7 +171,7 @@ class LayerDelta:
             down = down.reshape(r, -1)
         return up, down
 
-    def to(self, device: torch.device) -> "LayerDelta":
+    def to(self, device: torch.device) -> LayerDelta:
         self.tensors = {k: v.to(device) for k, v in self.tensors.items()}
         if self.dora is not None:
             self.dora = self.dora.to(device)

@@ -20,12 +20,17 @@ from safetensors import SafetensorError
 
 from app.core import families
 from app.core.configs import DevicePref, DtypePref, ModelSpec
-from app.core.families import Family
 from app.core.errors import ErrorKind, clip_words, not_downloaded_message
+from app.core.families import Family
 from app.core.safetensors_header import SafetensorsError, read_header
 from app.engine.families import engine
-from app.engine.single_file import (CheckpointInfo, CheckpointProblem, config_folder,
-                                    detect_checkpoint, read_sidecar_yaml)
+from app.engine.single_file import (
+    CheckpointInfo,
+    CheckpointProblem,
+    config_folder,
+    detect_checkpoint,
+    read_sidecar_yaml,
+)
 
 log = logging.getLogger(__name__)
 
@@ -358,11 +363,11 @@ def hub_load_error(repo_id: str, exc: BaseException, what: str,
 
 
 def _load_hub(repo_id: str, dtype: torch.dtype):
+    from diffusers import DiffusionPipeline
     from huggingface_hub.errors import (
         GatedRepoError,
         RepositoryNotFoundError,
     )
-    from diffusers import DiffusionPipeline
 
     check_hub_available(repo_id)
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from PySide6.QtCore import QSettings, Qt, QUrl
+from PySide6.QtCore import Qt, QUrl
 from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget,
@@ -16,12 +16,12 @@ from PySide6.QtWidgets import (
 )
 
 from app.core import paths
+from app.ui.common.settings import window_settings
 from app.ui.dataset.dataset_ops import DatasetSession
 from app.ui.dataset.dataset_tab import DatasetTab
 from app.ui.generate.generate_ops import GenerateModel
 from app.ui.generate.generate_tab import GenerateTab
 from app.ui.job_notifier import JobNotifier
-from app.ui.common.settings import window_settings
 from app.ui.jobs import JobTracker
 from app.ui.library.library_ops import LibraryOps
 from app.ui.library.library_tab import LibraryTab

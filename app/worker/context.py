@@ -7,8 +7,9 @@ context) both import it, and neither imports the other.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, TextIO
+from typing import Any, TextIO
 
 from app.worker import protocol as P
 

@@ -214,7 +214,7 @@ def main() -> int:
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
     proto_stream = take_over_stdout()
     emitter = Emitter(proto_stream)
-    stdin = open(sys.stdin.fileno(), "r", encoding="utf-8", errors="replace", closefd=False)
+    stdin = open(sys.stdin.fileno(), encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115 - the process's stdin
 
     from app.worker.handlers import build_handlers
 

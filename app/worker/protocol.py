@@ -36,9 +36,9 @@ shared with the engine; the others are defined here.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Union
+from typing import Any
 
 from app.core.errors import ErrorKind  # noqa: F401 - part of the protocol
 from app.core.events import ArtifactKind, ArtifactSaved, ImageReady, JobEvent, LogLevel, LogLine, Phase, Progress
@@ -283,7 +283,7 @@ class Finished:
     error: JobError | None = None
 
 
-WorkerEvent = Union[Hello, Pong, Accepted, ModelLoaded, Finished, JobEvent]
+WorkerEvent = Hello | Pong | Accepted | ModelLoaded | Finished | JobEvent
 _RESERVED = frozenset({"type", "job"})
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
-from app.cli import main
 from dataset_files import make_bad_dataset, make_good_dataset
+
+from app.cli import main
 
 
 def test_check_text_report_names_every_problem_file(tmp_path, capsys):

@@ -6,6 +6,7 @@ import os
 import stat
 
 import pytest
+from dataset_files import make_good_dataset
 
 from app.core.dataset.caption_store import CaptionStore
 from app.core.dataset.captions import (
@@ -29,7 +30,6 @@ from app.core.dataset.tag_ops import (
     sort_tags,
     trigger_to_front,
 )
-from dataset_files import make_good_dataset
 
 
 def test_read_and_write_captions(tmp_path):
@@ -180,7 +180,7 @@ def test_batch_skips_non_utf8_caption_and_reports_failed_writes(tmp_path):
     assert ds.items[2].caption == "c, new" and store.is_pending(ds.items[2])
     # saving on purpose converts the caption to UTF-8 and clears the problem
     assert store.set_caption(ds.items[1], "café") is None
-    assert (tmp_path / "img001.txt").read_bytes() == "café".encode("utf-8")
+    assert (tmp_path / "img001.txt").read_bytes() == "café".encode()
     assert not ds.items[1].has_problem(ProblemKind.CAPTION_NOT_UTF8)
     store.undo()
     assert (tmp_path / "img001.txt").read_bytes() == b"caf\xe9"

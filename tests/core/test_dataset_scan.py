@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-
 import pytest
+from dataset_files import make_bad_dataset, make_good_dataset, picture, save
 from PIL import Image
 
 from app.core.dataset.scan import (
@@ -16,7 +16,6 @@ from app.core.dataset.scan import (
     load_training_image,
     scan_dataset,
 )
-from dataset_files import make_bad_dataset, make_good_dataset, picture, save
 
 
 def _by_rel(ds: Dataset) -> dict[str, ImageItem]:

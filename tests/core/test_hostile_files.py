@@ -11,13 +11,13 @@ import json
 import os
 
 import pytest
+from dataset_files import make_good_dataset
 
 from app.cli import main
 from app.core.dataset.captions import MAX_CAPTION_BYTES
-from app.core.dataset.scan import scan_dataset
-from app.core.dataset.problems import ProblemKind
 from app.core.dataset.image_check import inspect_image
-from dataset_files import make_good_dataset
+from app.core.dataset.problems import ProblemKind
+from app.core.dataset.scan import scan_dataset
 
 pytestmark = pytest.mark.timeout(120)  # a FIFO that is opened would block here until then
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import adapter_factory as F
 import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
 
-import adapter_factory as F
 from app.core.adapters import AdapterLayout, inspect_adapter
 from app.core.configs import AdapterEntry
 from app.core.families import Family

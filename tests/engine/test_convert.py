@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import adapter_factory as F
 import pytest
+import writers as W
 from safetensors import safe_open
 
-import adapter_factory as F
-import writers as W
 from app.cli import main
 from app.core.adapters import AdapterLayout, inspect_adapter
 from app.core.configs import AdapterEntry

@@ -5,12 +5,12 @@ The truth is the writing library's own forward (tests/support/writers.py), never
 
 from __future__ import annotations
 
+import adapter_factory as F
 import pytest
 import torch
+import writers as W
 from safetensors.torch import save_file
 
-import adapter_factory as F
-import writers as W
 from app.core.adapters import inspect_adapter
 from app.core.configs import AdapterEntry
 from app.core.families import Family

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
+import adapter_factory as F
 import torch
 from safetensors.torch import load_file, save_file
 
-import adapter_factory as F
 from app.cli import main
 from app.core.families import Family
 from app.engine.adapter_formats import LayerIndex, read_adapter

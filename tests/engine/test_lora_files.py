@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 from safetensors.torch import load_file
+from train_helpers import fail_writes_half_way
 
 from app.core.families import Family
 from app.core.safetensors_header import read_header
 from app.engine import lora_files as lf
-from train_helpers import fail_writes_half_way
 
 UNET_PATHS = ["down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q",
               "down_blocks.0.attentions.0.proj_in", "mid_block.resnets.0.conv1", "up_blocks.1.upsamplers.0.conv"]

@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 
 from app.core.configs import DevicePref, DtypePref, GenerateRequest, ModelSpec, Scheduler
-from app.core.families import Family
 from app.core.errors import ErrorKind
+from app.core.families import Family
 from app.engine.models import (
     ModelError,
     check_source,

@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 import struct
 
+import adapter_factory as F
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-import adapter_factory as F
 from app.core.configs import GenerateRequest
 from app.engine.rendering import Renderer, RenderFailed
 

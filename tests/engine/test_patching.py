@@ -5,11 +5,11 @@ from __future__ import annotations
 import pickle
 import random
 
+import adapter_factory as F
 import numpy as np
 import pytest
 import torch
 
-import adapter_factory as F
 from app.core.adapters import Part
 from app.core.configs import AdapterEntry
 from app.core.families import Family

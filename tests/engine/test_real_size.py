@@ -22,8 +22,13 @@ from app.core.configs import ModelSpec
 from app.core.families import Family
 from app.engine.models import ModelError, check_source, checkpoint_info, load_model
 from app.engine.single_file import Variant, clip_bpe, config_folder
-from app.engine.skeleton import (SkeletonError, component_shapes, parameter_bytes, random_tensor,
-                                 write_safetensors_streamed)
+from app.engine.skeleton import (
+    SkeletonError,
+    component_shapes,
+    parameter_bytes,
+    random_tensor,
+    write_safetensors_streamed,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
+import adapter_factory as F
 import numpy as np
 import pytest
 from PIL import Image
 
-import adapter_factory as F
 from app.cli import main
 from app.core.configs import GenerateRequest
 from app.core.pngmeta import PARAMETERS_KEY, format_parameters, lora_tag, parse_lora_tags, parse_parameters

@@ -10,11 +10,11 @@ the adapter's own effect must be far above the tolerance, or the test could not 
 
 from __future__ import annotations
 
+import adapter_factory as F
 import numpy as np
 import pytest
-
-import adapter_factory as F
 import writers as W
+
 from app.core.configs import AdapterEntry
 from app.core.families import Family
 from app.engine.patching import AdapterMixer

@@ -25,11 +25,7 @@ BASE_VERSION = {"sd1": "sd_v1", "sd2": "sd_v2", "sdxl": "sdxl_base_v1-0"}
 def unet_layers(pipe, *, convs: bool = False, proj: bool = False) -> dict[str, nn.Module]:
     out = {}
     for path, m in pipe.unet.named_modules():
-        if isinstance(m, nn.Linear) and path.endswith(ATTN):
-            out[path] = m
-        elif proj and path.endswith(("proj_in", "proj_out")):
-            out[path] = m
-        elif convs and isinstance(m, nn.Conv2d) and path.endswith(("conv1", "conv2")) and "resnets" in path:
+        if isinstance(m, nn.Linear) and path.endswith(ATTN) or proj and path.endswith(("proj_in", "proj_out")) or convs and isinstance(m, nn.Conv2d) and path.endswith(("conv1", "conv2")) and "resnets" in path:
             out[path] = m
     return out
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 from safetensors.torch import save_file
@@ -154,9 +155,7 @@ def _targets(module: nn.Module, convs: bool) -> list[str]:
     names = []
     for path, m in module.named_modules():
         if isinstance(m, nn.Linear) and path.endswith(("to_q", "to_k", "to_v", "to_out.0", "q_proj", "k_proj",
-                                                        "v_proj", "out_proj", "proj_in", "proj_out")):
-            names.append(path)
-        elif convs and isinstance(m, nn.Conv2d) and path.endswith(("conv1", "conv2", "proj_in", "proj_out")):
+                                                        "v_proj", "out_proj", "proj_in", "proj_out")) or convs and isinstance(m, nn.Conv2d) and path.endswith(("conv1", "conv2", "proj_in", "proj_out")):
             names.append(path)
     return names
 

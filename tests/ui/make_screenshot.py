@@ -8,7 +8,6 @@ Offscreen, in a throw-away LORALOOM_HOME; not a test (pytest does not collect it
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path

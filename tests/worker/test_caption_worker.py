@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from dataset_files import make_bad_dataset
 from PIL import Image
+from worker_process import WorkerProcess
 
 from app.cli import main
-from dataset_files import make_bad_dataset
-from worker_process import WorkerProcess
 
 
 def _flat(path, color):

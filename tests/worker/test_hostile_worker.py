@@ -7,7 +7,6 @@ import pickle
 from pathlib import Path
 
 import pytest
-
 from train_helpers import PicklePayload, small_config, write_images, write_undecodable_png
 from worker_process import WorkerProcess
 

@@ -7,9 +7,9 @@ ping afterwards, and end of input still shuts it down.
 from __future__ import annotations
 
 import pytest
+from worker_process import WorkerProcess
 
 from app.worker import protocol as P
-from worker_process import WorkerProcess
 
 pytestmark = pytest.mark.slow
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from train_helpers import small_config
+from worker_process import WorkerProcess
 
 from app.core.safetensors_header import read_header
 from app.worker import protocol as P
-from train_helpers import small_config
-from worker_process import WorkerProcess
 
 pytestmark = pytest.mark.slow
 

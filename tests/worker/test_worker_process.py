@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from worker_process import WorkerProcess
 
 from app.core.events import ImageReady, Phase, Progress
 from app.core.pngmeta import parse_parameters
 from app.worker import protocol as P
-from worker_process import WorkerProcess
 
 pytestmark = pytest.mark.slow
 

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
-from app.core.dataset.captions import DEFAULT_SEPARATOR, is_read_only, join_tags, split_tags
 from app.core.configs import ConfigError, DevicePref, DtypePref, _Config
-from app.core.dataset.scan import Dataset, ImageItem
+from app.core.dataset.captions import DEFAULT_SEPARATOR, is_read_only, join_tags, split_tags
 from app.core.dataset.problems import ProblemKind
+from app.core.dataset.scan import Dataset, ImageItem
 
 
 class CaptionMode(str, Enum):

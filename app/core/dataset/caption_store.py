@@ -13,9 +13,9 @@ memory as *pending*; :meth:`CaptionStore.retry_pending` tries again.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 from app.core.dataset.captions import (
     CaptionWriteError,
@@ -24,8 +24,8 @@ from app.core.dataset.captions import (
     remove_caption,
     write_caption_bytes,
 )
-from app.core.dataset.scan import Dataset, ImageItem
 from app.core.dataset.problems import ProblemKind
+from app.core.dataset.scan import Dataset, ImageItem
 from app.core.dataset.tag_ops import Plan, TagOperation, plan_operation
 
 DEFAULT_HISTORY = 50

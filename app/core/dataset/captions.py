@@ -10,8 +10,9 @@ from __future__ import annotations
 import collections
 import os
 import stat
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, Protocol
+from typing import Protocol
 
 from app.core.dataset.problems import Problem, ProblemKind
 from app.core.errors import ErrorKind

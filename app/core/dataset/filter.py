@@ -13,12 +13,12 @@ Terms are separated by spaces and must all match (quote a term with spaces):
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from app.core.dataset.captions import DEFAULT_SEPARATOR, split_tags
-from app.core.dataset.scan import ImageItem
 from app.core.dataset.problems import PROBLEM_LABELS
+from app.core.dataset.scan import ImageItem
 
 Predicate = Callable[[ImageItem, str], bool]
 

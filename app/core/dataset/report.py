@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.core.dataset.scan import Dataset
 from app.core.dataset.problems import PROBLEM_LABELS
+from app.core.dataset.scan import Dataset
 
 
 def dataset_report(ds: Dataset, top_tags: int = 50) -> dict[str, Any]:

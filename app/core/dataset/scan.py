@@ -11,16 +11,16 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from app.core.dataset.captions import DEFAULT_SEPARATOR, caption_path_for, read_caption, tag_frequencies
+from app.core.dataset.image_check import DEFAULT_MIN_SIDE, inspect_image
 from app.core.dataset.problems import Problem, ProblemKind
 from app.core.errors import ErrorKind
-from app.core.dataset.image_check import DEFAULT_MIN_SIDE, inspect_image
 from app.core.safe_files import open_regular
 
 IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")

@@ -10,9 +10,9 @@ rewritten just to normalise spaces.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Iterable, Sequence
 
 from app.core.dataset.captions import DEFAULT_SEPARATOR, join_tags, split_tags
 from app.core.errors import ErrorKind

@@ -27,8 +27,16 @@ from typing import Any
 
 from app.core.hub.download import ProgressFn, download_to_cache
 from app.core.hub.errors import HubError, HubErrorKind, brief, translate_error
-from app.core.hub.models import (ADAPTER_SUFFIX, HubRepo, SearchPage, SearchQuery, check_repo_id, is_safe_name, origin,
-                                 repo_from_info)
+from app.core.hub.models import (
+    ADAPTER_SUFFIX,
+    HubRepo,
+    SearchPage,
+    SearchQuery,
+    check_repo_id,
+    is_safe_name,
+    origin,
+    repo_from_info,
+)
 
 log = logging.getLogger(__name__)
 

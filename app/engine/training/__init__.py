@@ -5,6 +5,6 @@
 """
 
 from app.engine.training.data import TrainError
-from app.engine.training.trainer import TrainResult, Trainer, train
+from app.engine.training.trainer import Trainer, TrainResult, train
 
 __all__ = ["TrainError", "TrainResult", "Trainer", "train"]

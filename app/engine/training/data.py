@@ -10,9 +10,9 @@ from __future__ import annotations
 import hashlib
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from app.core.dataset.captions import join_tags, split_tags
 from app.core.dataset.scan import DatasetError, ImageItem, scan_dataset

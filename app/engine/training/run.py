@@ -32,8 +32,16 @@ from safetensors.torch import save as safetensors_save
 
 from app.core import paths, run_state
 from app.core.configs import ConfigError
-from app.core.files import (SaveError, atomic_write_text, free_bytes, fsync_dir, make_ordinary, replace_durably,
-                            saving, size_text)
+from app.core.files import (
+    SaveError,
+    atomic_write_text,
+    free_bytes,
+    fsync_dir,
+    make_ordinary,
+    replace_durably,
+    saving,
+    size_text,
+)
 from app.core.train_config import TrainConfig, load_run_config
 from app.engine.training import state_codec
 from app.engine.training.data import TrainError
@@ -363,7 +371,7 @@ class StepLog:
                     continue
             atomic_write_text(path, "".join(k + "\n" for k in kept))
         with saving(path):
-            self._fh = open(path, "a", encoding="utf-8")
+            self._fh = open(path, "a", encoding="utf-8")  # noqa: SIM115 - held for the run, closed by close()
 
     def note_skipped(self, lines: list[str]) -> None:
         """One ``{"skipped": "path: problem"}`` line per skipped picture (once, even over resumes)."""

@@ -15,16 +15,17 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 from app.core import paths
 from app.core.configs import DtypePref, ModelSpec
+from app.core.events import ArtifactKind, ArtifactSaved, JobEvent, LogLevel, LogLine, Phase, Progress
 from app.core.families import Family
-from app.core.events import ArtifactSaved, ArtifactKind, JobEvent, LogLevel, LogLine, Phase, Progress
 from app.core.train_config import Prediction, TrainConfig
 from app.engine.models import load_model
 from app.engine.training import run as runs

@@ -9,15 +9,16 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 from app.core.configs import DevicePref
-from app.core.families import Family
 from app.core.dataset.scan import DatasetError
+from app.core.families import Family
 from app.core.train_config import LRSchedule, MixedPrecision, Optimizer, TrainConfig
 from app.engine import lora_files
 from app.engine.families import engine

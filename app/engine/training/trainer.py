@@ -11,15 +11,14 @@ INFO / WARNING sentences.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from app.core.events import JobEvent
 from app.core.train_config import TrainConfig
 from app.engine.training.data import TrainError
 from app.engine.training.loop import loop
-from app.engine.training.session import (Reporter, TrainResult, TrainSession, build_session, discard_if_unused,
-                                         open_run)
+from app.engine.training.session import Reporter, TrainResult, TrainSession, build_session, discard_if_unused, open_run
 
 
 class Trainer:

@@ -13,25 +13,25 @@ from __future__ import annotations
 import collections
 import logging
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from app.core import paths
+from app.core.configs import ConfigError
 from app.core.dataset.caption_config import CaptionRequest
 from app.core.dataset.caption_store import CaptionStore, WriteResult
 from app.core.dataset.captions import DEFAULT_SEPARATOR, caption_path_for
-from app.core.configs import ConfigError
-from app.core.dataset.scan import Dataset, DatasetError, ImageItem, check_folder, is_image_name, make_item
-from app.core.dataset.problems import ProblemKind
 from app.core.dataset.exclusions import EXCLUDE_FILE, excluded_problem, set_excluded
+from app.core.dataset.problems import ProblemKind
+from app.core.dataset.scan import Dataset, DatasetError, ImageItem, check_folder, is_image_name, make_item
 from app.core.dataset.tag_ops import Plan, TagOperation
+from app.core.events import ArtifactKind, ArtifactSaved, LogLevel, LogLine, Progress
 from app.ui.common.tasks import TaskRunner
 from app.ui.dataset.scanner import scan_folder
-from app.ui.jobs import JobError, JobTracker
-from app.core.events import ArtifactKind, ArtifactSaved, LogLevel, LogLine, Progress
-from app.ui.jobs import JobHandle, JobState
+from app.ui.jobs import JobError, JobHandle, JobState, JobTracker
 from app.ui.recent_models import RecentModels
 from app.worker.protocol import JobKind
 

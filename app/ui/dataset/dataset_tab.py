@@ -27,8 +27,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.dataset.scan import ImageItem
 from app.core.dataset.filter import rename_tag_in_filter, tag_filter_text
+from app.core.dataset.scan import ImageItem
 from app.core.dataset.tag_ops import rename_tag
 from app.ui.common.formatting import format_eta
 from app.ui.dataset import item_actions

@@ -10,8 +10,8 @@ from PySide6.QtCore import QPoint, QUrl
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import QMenu
 
-from app.core.dataset.scan import ImageItem
 from app.core.dataset.problems import ProblemKind
+from app.core.dataset.scan import ImageItem
 from app.ui.dataset.list_model import ItemRole
 from app.ui.widgets.picture_dialog import PictureDialog
 

@@ -15,9 +15,9 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap
 from PySide6.QtWidgets import QApplication, QStyle, QStyledItemDelegate, QStyleOptionViewItem
 
-from app.core.dataset.scan import ImageItem
 from app.core.dataset.filter import parse_filter
 from app.core.dataset.problems import ProblemKind
+from app.core.dataset.scan import ImageItem
 from app.ui.dataset.dataset_ops import DatasetSession
 from app.ui.dataset.thumbnails import THUMB_SIZE, ThumbnailLoader
 

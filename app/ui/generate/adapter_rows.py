@@ -85,7 +85,7 @@ class AdapterRowWidget(QFrame):
         self.menu_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
         menu = QMenu(self.menu_button)
         save_as = menu.addMenu("Save as…")
-        self.save_as_actions = {layout: save_as.addAction(label, lambda l=layout: self._save_as(l))
+        self.save_as_actions = {layout: save_as.addAction(label, lambda chosen=layout: self._save_as(chosen))
                                 for layout, label in SAVE_AS}
         self.menu_button.setMenu(menu)
         self.chips = QHBoxLayout()

@@ -18,9 +18,9 @@ from PySide6.QtCore import QObject, Signal
 
 from app.core import paths
 from app.core.configs import ConfigError, GenerateRequest
+from app.core.events import ArtifactKind, ArtifactSaved, LogLevel, LogLine, Progress
 from app.ui.common.errors import describe_error
 from app.ui.common.formatting import format_eta
-from app.core.events import ArtifactKind, ArtifactSaved, LogLevel, LogLine, Progress
 from app.ui.generate.adapter_stack import AdapterStack, compose_prompt
 from app.ui.jobs import JobError, JobHandle, JobState, JobTracker
 from app.ui.recent_models import RecentModels

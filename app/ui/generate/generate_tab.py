@@ -35,8 +35,8 @@ from app.core.families import FAMILIES
 from app.ui.common.tasks import TaskRunner
 from app.ui.generate.adapter_rows import AdapterStackWidget
 from app.ui.generate.generate_ops import GenerateModel
-from app.ui.generate.tab_actions import TabActions
 from app.ui.generate.history_strip import HistoryStrip
+from app.ui.generate.tab_actions import TabActions
 from app.ui.widgets.action_bar import action_bar
 from app.ui.widgets.image_preview import ImagePreview
 from app.ui.widgets.model_picker import ModelPicker

@@ -33,11 +33,10 @@ from PySide6.QtWidgets import (
 
 from app.core import paths
 from app.core.configs import WEIGHT_LIMIT, ConfigError
+from app.core.events import ImageReady
 from app.ui.common.tasks import TaskRunner
 from app.ui.generate.generate_ops import GenerateModel
-from app.ui.jobs import JobState
-from app.core.events import ImageReady
-from app.ui.jobs import JobError, JobHandle
+from app.ui.jobs import JobError, JobHandle, JobState
 from app.worker.protocol import JobKind
 
 MAX_CELLS = 64

@@ -40,8 +40,7 @@ from app.core.events import ImageReady
 from app.core.files import temp_path_beside
 from app.ui.common.errors import describe_error
 from app.ui.common.tasks import TaskRunner
-from app.ui.jobs import JobTracker
-from app.ui.jobs import JobError, JobHandle, JobState
+from app.ui.jobs import JobError, JobHandle, JobState, JobTracker
 from app.ui.train.sample_gallery import load_thumbnail
 from app.worker.protocol import JobKind
 

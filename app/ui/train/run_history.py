@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
-from app.core.configs import ConfigError
 from app.core import run_state
+from app.core.configs import ConfigError
 from app.core.train_config import TrainConfig, load_run_config
-
 
 _CHECKPOINT = re.compile(r"-step(\d+)\.safetensors$")
 _SAMPLE = re.compile(r"^step(\d+)-(\d+)\.png$")

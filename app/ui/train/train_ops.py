@@ -11,22 +11,21 @@ from __future__ import annotations
 import itertools
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from app.core import paths
 from app.core.configs import ConfigError
-from app.core.events import Phase
+from app.core.events import ArtifactKind, ArtifactSaved, ImageReady, LogLevel, LogLine, Phase, Progress
 from app.core.train_config import TrainConfig, load_preset
 from app.core.train_queue import EntryState
 from app.ui.common.errors import describe_error
 from app.ui.common.tasks import TaskRunner
-from app.ui.jobs import JobError, JobTracker
-from app.core.events import ArtifactKind, ArtifactSaved, ImageReady, LogLevel, LogLine, Progress
-from app.ui.jobs import JobHandle, JobState
+from app.ui.jobs import JobError, JobHandle, JobState, JobTracker
 from app.ui.train.run_history import RunInfo, RunStatus, list_runs, read_run
 from app.worker.protocol import ErrorKind, JobKind, RequestAction
 

@@ -24,7 +24,7 @@ JOB_ID_CHARS = 8
 _LEVEL_COLOURS = {"warning": "#b36b00", "error": "#c62828", "critical": "#c62828"}
 # "2026-12-01 21:40:02,123 WARNING app.engine.x: message" (app/worker/loop.py's format)
 _WORKER_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:,\d+)? (DEBUG|INFO|WARNING|ERROR|CRITICAL) (.*)$")
-_JOB_ID = re.compile(r"\b([0-9a-f]{%d})[0-9a-f]{24}\b" % JOB_ID_CHARS)  # uuid4().hex
+_JOB_ID = re.compile(rf"\b([0-9a-f]{{{JOB_ID_CHARS}}})[0-9a-f]{{24}}\b")  # uuid4().hex
 _TRACEBACK_PART = re.compile(r"^(Traceback |\s+|\w+(\.\w+)*(Error|Exception|Interrupt)\b)")
 
 

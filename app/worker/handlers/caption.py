@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from app.core.dataset.caption_config import CaptionRequest, Skip
 from app.core.dataset.scan import ImageItem, check_folder
-from app.engine.captioning import CaptionCancelled, Captioner, load_captioner, run_captioning
 from app.core.events import ArtifactKind, ArtifactSaved, LogLevel, LogLine, Phase, Progress
+from app.engine.captioning import CaptionCancelled, Captioner, load_captioner, run_captioning
 from app.engine.captioning.registry import captioner_key
 from app.worker.context import Handler, JobCancelled, JobContext
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 
 import pytest
+from dataset_files import make_bad_dataset
 from PIL import Image
 
-from app.core.dataset.caption_config import CaptionBackend, CaptionMode, CaptionRequest, compose_caption
 from app.core.configs import ConfigError
+from app.core.dataset.caption_config import CaptionBackend, CaptionMode, CaptionRequest, compose_caption
 from app.engine.captioning import (
     CaptionCancelled,
     CaptionerError,
@@ -18,7 +19,6 @@ from app.engine.captioning import (
 )
 from app.engine.captioning.blip import BlipCaptioner
 from app.engine.captioning.wd_tagger import WdTagger
-from dataset_files import make_bad_dataset
 
 
 def _flat(path, color, size=(300, 300)):

@@ -9,11 +9,11 @@ import subprocess
 import sys
 
 import pytest
+from train_helpers import small_config, warnings_in, write_images, write_undecodable_png
 
 from app.core import paths
-from app.engine.training import TrainError, train
 from app.core.events import Phase, Progress
-from train_helpers import small_config, warnings_in, write_images, write_undecodable_png
+from app.engine.training import TrainError, train
 
 pytestmark = pytest.mark.slow
 

@@ -7,11 +7,11 @@ import errno
 import os
 
 import pytest
+from train_helpers import small_config, warnings_in
 
 import app.core.files as files
 from app.core.errors import ErrorKind
 from app.engine.training import TrainError, train
-from train_helpers import small_config, warnings_in
 
 pytestmark = pytest.mark.slow
 

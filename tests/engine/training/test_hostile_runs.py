@@ -9,10 +9,10 @@ import shutil
 
 import pytest
 import torch
+from train_helpers import PicklePayload, small_config, trained_to, warnings_in
 
 from app.engine.training import TrainError, train
 from app.engine.training.run import RunDir, prune_checkpoints
-from train_helpers import PicklePayload, small_config, trained_to, warnings_in
 
 pytestmark = pytest.mark.slow
 
@@ -161,7 +161,6 @@ def test_output_dir_set_to_a_file_is_one_sentence(tiny_sd1, red_dataset, tmp_pat
 
 def test_resume_warns_when_the_dataset_changed_since_the_stop(tiny_sd1, tmp_path):
     from PIL import Image
-
     from train_helpers import write_images
 
     folder = write_images(tmp_path / "ds" / "1_sks")

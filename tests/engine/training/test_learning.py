@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from train_helpers import small_config
 
 from app.engine.tiny import pretrained_tiny_path
 from app.engine.training import Trainer
 from app.engine.training.objective import fixed_loss
-from train_helpers import small_config
 
 pytestmark = pytest.mark.slow
 

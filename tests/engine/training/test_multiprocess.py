@@ -8,10 +8,10 @@ import subprocess
 import sys
 
 import pytest
+from train_helpers import small_config
 
 from app.engine.training import train
 from app.engine.training.run import read_log
-from train_helpers import small_config
 
 pytestmark = pytest.mark.slow
 

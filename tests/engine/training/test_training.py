@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 from safetensors.torch import load_file
+from train_helpers import fail_writes_half_way, small_config, trained_to
 
 from app.core.events import ImageReady
 from app.core.safetensors_header import read_header
 from app.engine.tiny import load_tiny_pipeline
-from app.engine.training import TrainError, Trainer, train
+from app.engine.training import Trainer, TrainError, train
 from app.engine.training.run import read_log
-from train_helpers import fail_writes_half_way, small_config, trained_to
 
 pytestmark = pytest.mark.slow
 

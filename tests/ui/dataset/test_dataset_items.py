@@ -11,12 +11,12 @@ import pytest
 from PIL import Image
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QDesktopServices, QPixmap
+from qt_helpers import all_thumbnails_loaded, drop
 
-from app.core.dataset.scan import scan_dataset
 from app.core.dataset.exclusions import EXCLUDE_FILE
+from app.core.dataset.scan import scan_dataset
 from app.ui.dataset.dataset_tab import DatasetTab
 from app.ui.dataset.list_model import BadgeRole
-from qt_helpers import all_thumbnails_loaded, drop
 
 TIMEOUT = 20_000
 SHOTS = os.environ.get("LORALOOM_SHOTS")

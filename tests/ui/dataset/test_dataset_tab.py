@@ -6,14 +6,14 @@ import os
 from pathlib import Path
 
 import pytest
+from dataset_files import make_bad_dataset, make_good_dataset
 from PySide6.QtCore import Qt
+from qt_helpers import all_thumbnails_loaded, caption_files, drop
 
 from app.core.dataset.problems import ProblemKind
 from app.ui.dataset.dataset_tab import DatasetTab
 from app.ui.dataset.list_model import BadgeRole
 from app.ui.dataset.thumbnails import thumbnail_cache_dir
-from dataset_files import make_bad_dataset, make_good_dataset
-from qt_helpers import all_thumbnails_loaded, caption_files, drop
 
 TIMEOUT = 20_000
 

@@ -4,10 +4,11 @@ through the real worker on the tiny stand-ins (fill mode, prefix first, undo).""
 from __future__ import annotations
 
 import pytest
-from app.ui.main_window import MainWindow
-from app.ui.worker_client import WorkerClient
 from dataset_files import make_bad_dataset
 from qt_helpers import all_thumbnails_loaded, caption_files, drop
+
+from app.ui.main_window import MainWindow
+from app.ui.worker_client import WorkerClient
 
 TIMEOUT = 20_000
 CAPTION_TIMEOUT = 120_000  # the worker imports torch and transformers on a busy 2-core CPU

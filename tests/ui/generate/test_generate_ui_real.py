@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import adapter_factory as F
 import numpy as np
 import pytest
 from PySide6.QtGui import QImage
 
-import adapter_factory as F
 from app.core.adapters import inspect_adapter
 
 pytestmark = pytest.mark.slow

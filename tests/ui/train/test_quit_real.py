@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtWidgets import QMessageBox
+from test_train_tab_real import TIMEOUT_MS, click, fill
 
 from app.core.train_queue import EntryState
 from app.ui.quit_guard import STOP_TEXT
 from app.ui.train.run_history import RunStatus, read_log, read_run
-from test_train_tab_real import TIMEOUT_MS, click, fill
 
 pytestmark = pytest.mark.slow
 

@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 from PySide6.QtCore import Qt
+from train_ui_helpers import write_pictures
 
 from app.core.train_config import TrainConfig
 from app.ui.train.form_fields import ERROR_STYLE
 from app.ui.train.settings_help import HELP
 from app.ui.train.train_form import config_keys
-from train_ui_helpers import write_pictures
 
 
 def every_field_changed(tmp_path: Path, dataset: Path) -> TrainConfig:
