@@ -46,17 +46,31 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--size", default=None, help="WIDTHxHEIGHT, default 512x512 (1024x1024 SDXL, 64x64 tiny)")
     gen.add_argument("--scheduler", default=Scheduler.EULER.value, choices=[s.value for s in Scheduler])
     gen.add_argument("--out", type=Path, default=None, help="PNG to write (default: the outputs folder)")
-    gen.add_argument("--lora", action="append", default=[], metavar="PATH[:WEIGHT[:TE_WEIGHT]]",
-                     help="an adapter to mix in (repeatable); weight 1 by default, e.g. style.safetensors:0.8")
+    gen.add_argument(
+        "--lora",
+        action="append",
+        default=[],
+        metavar="PATH[:WEIGHT[:TE_WEIGHT]]",
+        help="an adapter to mix in (repeatable); weight 1 by default, e.g. style.safetensors:0.8",
+    )
     add_model_args(gen)
 
     bake = sub.add_parser("bake", help="bake a weighted mix of adapters into one kohya LoRA file")
     bake.add_argument("--base", required=True, help="the base model the adapters belong to")
-    bake.add_argument("--lora", action="append", required=True, metavar="PATH[:WEIGHT[:TE_WEIGHT]]",
-                      help="an adapter and its weight (repeatable), e.g. A.safetensors:0.8")
+    bake.add_argument(
+        "--lora",
+        action="append",
+        required=True,
+        metavar="PATH[:WEIGHT[:TE_WEIGHT]]",
+        help="an adapter and its weight (repeatable), e.g. A.safetensors:0.8",
+    )
     bake.add_argument("--out", type=Path, required=True, help="the .safetensors file to write")
-    bake.add_argument("--rank", type=int, default=0,
-                      help="reduce every layer to this rank by SVD (default: exact, rank = sum of ranks)")
+    bake.add_argument(
+        "--rank",
+        type=int,
+        default=0,
+        help="reduce every layer to this rank by SVD (default: exact, rank = sum of ranks)",
+    )
     add_model_args(bake)
 
     insp = sub.add_parser("inspect", help="print what an adapter file is, as JSON (no model needed)")
@@ -138,7 +152,6 @@ def _reader_went_away() -> int:
     except (OSError, ValueError):
         pass
     return 141  # what a shell reports for a program ended by SIGPIPE
-
 
 
 if __name__ == "__main__":

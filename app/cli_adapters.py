@@ -34,8 +34,7 @@ def cmd_inspect_base(args: argparse.Namespace) -> int:
 
     try:
         info = inspect_adapter(args.file)
-        spec = ModelSpec.from_dict({"base": args.base, "device": args.device, "dtype": args.dtype},
-                                   where="inspect")
+        spec = ModelSpec.from_dict({"base": args.base, "device": args.device, "dtype": args.dtype}, where="inspect")
     except (AdapterError, ConfigError) as exc:
         return fail(str(exc))
     from app.engine.adapter_formats import IncompatibleAdapter, LayerIndex, read_adapter

@@ -25,11 +25,21 @@ def add_parsers(sub) -> None:
 
     cap = sub.add_parser("caption", help="auto-caption a dataset folder (BLIP, Florence-2 or a WD14 tagger)")
     cap.add_argument("dir", type=Path, help="the dataset folder")
-    cap.add_argument("--model", default="", help="Hub id or local folder (default: Salesforce/blip-image-captioning-large)")
-    cap.add_argument("--backend", default="auto", choices=[b.value for b in CaptionBackend],
-                     help=f"{backends}; auto (default): from the model id or folder")
-    cap.add_argument("--mode", default="fill", choices=[m.value for m in CaptionMode],
-                     help="fill: only images without a caption (default); replace; append")
+    cap.add_argument(
+        "--model", default="", help="Hub id or local folder (default: Salesforce/blip-image-captioning-large)"
+    )
+    cap.add_argument(
+        "--backend",
+        default="auto",
+        choices=[b.value for b in CaptionBackend],
+        help=f"{backends}; auto (default): from the model id or folder",
+    )
+    cap.add_argument(
+        "--mode",
+        default="fill",
+        choices=[m.value for m in CaptionMode],
+        help="fill: only images without a caption (default); replace; append",
+    )
     cap.add_argument("--prefix", default="", help="put first in every new caption (e.g. the trigger word)")
     cap.add_argument("--suffix", default="", help="put last in every new caption")
     cap.add_argument("--batch-size", type=int, default=8)
@@ -71,13 +81,25 @@ def cmd_caption(args: argparse.Namespace) -> int:
     try:
         request = CaptionRequest.from_dict(
             {
-                "folder": str(args.dir), "model": args.model, "backend": args.backend, "mode": args.mode,
-                "prefix": args.prefix, "suffix": args.suffix, "batch_size": args.batch_size,
-                "separator": args.separator, "min_side": args.min_side, "max_new_tokens": args.max_new_tokens,
-                "num_beams": args.beams, "florence_task": args.task, "general_threshold": args.general_threshold,
-                "character_threshold": args.character_threshold, "max_tags": args.max_tags,
-                "exclude_tags": args.exclude_tags, "underscores_to_spaces": not args.keep_underscores,
-                "device": args.device, "dtype": args.dtype,
+                "folder": str(args.dir),
+                "model": args.model,
+                "backend": args.backend,
+                "mode": args.mode,
+                "prefix": args.prefix,
+                "suffix": args.suffix,
+                "batch_size": args.batch_size,
+                "separator": args.separator,
+                "min_side": args.min_side,
+                "max_new_tokens": args.max_new_tokens,
+                "num_beams": args.beams,
+                "florence_task": args.task,
+                "general_threshold": args.general_threshold,
+                "character_threshold": args.character_threshold,
+                "max_tags": args.max_tags,
+                "exclude_tags": args.exclude_tags,
+                "underscores_to_spaces": not args.keep_underscores,
+                "device": args.device,
+                "dtype": args.dtype,
             },
             where="caption",
         )
@@ -101,9 +123,14 @@ def cmd_caption(args: argparse.Namespace) -> int:
                 bar = tqdm(total=total, unit="img", file=sys.stderr, desc="caption")
             bar.update(done - bar.n)
 
-        summary = run_captioning(captioner, request, on_progress=on_progress,
-                                 on_skip=lambda skip: (bar.write(skip.reason, file=sys.stderr) if bar
-                                                       else print(skip.reason, file=sys.stderr)))
+        summary = run_captioning(
+            captioner,
+            request,
+            on_progress=on_progress,
+            on_skip=lambda skip: (
+                bar.write(skip.reason, file=sys.stderr) if bar else print(skip.reason, file=sys.stderr)
+            ),
+        )
     except (ModelError, DatasetError) as exc:
         return fail(str(exc))
     finally:

@@ -30,8 +30,12 @@ def add_parsers(sub) -> None:
     listing = library_sub.add_parser("list", help="list the adapters on this machine")
     listing.add_argument("--json", action="store_true", help="print the entries as JSON")
     listing.add_argument("--search", default="", help="only entries matching these words")
-    listing.add_argument("--base", default="", choices=[""] + [f.value for f in Family],
-                         help="only this family (adapters of unknown family are kept)")
+    listing.add_argument(
+        "--base",
+        default="",
+        choices=[""] + [f.value for f in Family],
+        help="only this family (adapters of unknown family are kept)",
+    )
     add = library_sub.add_parser("add", help="add a folder of adapters (e.g. A1111's models/Lora)")
     add.add_argument("folder", type=Path)
 
@@ -50,8 +54,13 @@ def cmd_hub(args: argparse.Namespace) -> int:
         family = Family(args.base) if args.base in {f.value for f in Family} else None
         if args.base and family is None and "/" not in args.base:
             return fail(f"--base {args.base!r} must be sd1, sd2, sdxl or a base model repo id (owner/name)")
-        query = SearchQuery(text=args.query, family=family, base_id="" if family or not args.base else args.base,
-                            sort=HubSort(args.sort), limit=min(args.limit, 100))
+        query = SearchQuery(
+            text=args.query,
+            family=family,
+            base_id="" if family or not args.base else args.base,
+            sort=HubSort(args.sort),
+            limit=min(args.limit, 100),
+        )
         try:
             page = hub.search(query)
             repos = page.repos
@@ -106,13 +115,13 @@ def _hub_download(hub, args: argparse.Namespace) -> int:
     def on_progress(done: int, total: int | None) -> None:
         nonlocal bar
         if bar is None:  # only once bytes flow: errors stay one line
-            bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
-                       desc=filename[-40:])
+            bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr, desc=filename[-40:])
         bar.update(done - bar.n)
 
     try:
-        path = hub.download(args.repo, filename, revision=args.revision, expected_sha256=sha256,
-                            on_progress=on_progress)
+        path = hub.download(
+            args.repo, filename, revision=args.revision, expected_sha256=sha256, on_progress=on_progress
+        )
     except HubError as exc:
         return fail(str(exc))
     except KeyboardInterrupt:
@@ -121,8 +130,14 @@ def _hub_download(hub, args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
-    entry = Library().record_download(path, repo_id=args.repo, trigger_words=repo.trigger_words,
-                                      family=repo.family, license=repo.license, sha256=sha256)
+    entry = Library().record_download(
+        path,
+        repo_id=args.repo,
+        trigger_words=repo.trigger_words,
+        family=repo.family,
+        license=repo.license,
+        sha256=sha256,
+    )
     if entry.problem:  # downloaded and verified, but not an adapter we can use
         return fail(entry.problem)
     print(path)

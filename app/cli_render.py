@@ -110,8 +110,14 @@ def cmd_bake(args: argparse.Namespace) -> int:
 
     try:
         request = BakeRequest.from_dict(
-            {"base": args.base, "adapters": [parse_lora_arg(text).to_dict() for text in args.lora],
-             "out": str(args.out), "rank": args.rank, "device": args.device, "dtype": args.dtype},
+            {
+                "base": args.base,
+                "adapters": [parse_lora_arg(text).to_dict() for text in args.lora],
+                "out": str(args.out),
+                "rank": args.rank,
+                "device": args.device,
+                "dtype": args.dtype,
+            },
             where="bake",
         )
     except ConfigError as exc:
@@ -134,11 +140,11 @@ def cmd_bake(args: argparse.Namespace) -> int:
         print(f"loading {request.base} ...", file=sys.stderr)
         renderer.ensure_model(request.model_spec())
         assert renderer.mixer is not None
-        result = bake_mix(renderer.mixer, request.adapter_entries(), request.out,
-                          rank=request.rank or None, base=request.base)
+        result = bake_mix(
+            renderer.mixer, request.adapter_entries(), request.out, rank=request.rank or None, base=request.base
+        )
     except (ModelError, IncompatibleAdapter, BakeError) as exc:
         return fail(str(exc))
     print(result.path)
     print(result.describe(), file=sys.stderr)
     return 0
-

@@ -26,24 +26,58 @@ class VersionAction(argparse.Action):
 
 
 def add_parsers(parser: argparse.ArgumentParser, sub) -> None:
-    parser.add_argument("--version", action=VersionAction,
-                        help="show the version, the git commit and the worker's torch/diffusers, then exit")
+    parser.add_argument(
+        "--version",
+        action=VersionAction,
+        help="show the version, the git commit and the worker's torch/diffusers, then exit",
+    )
     setup = sub.add_parser("setup-worker", help="create the worker's Python environment (torch for this GPU)")
-    setup.add_argument("--torch-index", default=None, metavar="URL",
-                       help="install torch from this index (default: chosen from the GPU found)")
-    setup.add_argument("--find-links", action="append", default=[], metavar="DIR",
-                       help="also look for wheels in this folder (repeatable)")
-    setup.add_argument("--offline", action="store_true",
-                       help="install from --find-links folders only, no index (and no Python download)")
-    setup.add_argument("--python", default=None, metavar="PATH",
-                       help="base Python for the new environment (default: uv finds or downloads 3.11)")
-    setup.add_argument("--env", type=Path, default=None, metavar="DIR",
-                       help="where to create it (default: worker-env in the data folder)")
-    setup.add_argument("--use", type=Path, default=None, metavar="PYTHON",
-                       help="instead of creating one, use this existing interpreter (it must have torch)")
+    setup.add_argument(
+        "--torch-index",
+        default=None,
+        metavar="URL",
+        help="install torch from this index (default: chosen from the GPU found)",
+    )
+    setup.add_argument(
+        "--find-links",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="also look for wheels in this folder (repeatable)",
+    )
+    setup.add_argument(
+        "--offline",
+        action="store_true",
+        help="install from --find-links folders only, no index (and no Python download)",
+    )
+    setup.add_argument(
+        "--python",
+        default=None,
+        metavar="PATH",
+        help="base Python for the new environment (default: uv finds or downloads 3.11)",
+    )
+    setup.add_argument(
+        "--env",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="where to create it (default: worker-env in the data folder)",
+    )
+    setup.add_argument(
+        "--use",
+        type=Path,
+        default=None,
+        metavar="PYTHON",
+        help="instead of creating one, use this existing interpreter (it must have torch)",
+    )
     doctor = sub.add_parser("doctor", help="check the installation and say how to fix what is wrong")
-    doctor.add_argument("--report", type=Path, default=None, metavar="FILE.zip",
-                        help="also write a debug report (tokens and home paths removed)")
+    doctor.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        metavar="FILE.zip",
+        help="also write a debug report (tokens and home paths removed)",
+    )
 
 
 COMMANDS = ("setup-worker", "doctor")
@@ -60,8 +94,10 @@ def run_in_worker(command: str, argv: list[str]) -> int:
 
     python = w.worker_python()
     if python is None:
-        return fail(f"`loraloom {command}` runs in the worker environment and there is none yet: "
-                     "run `loraloom setup-worker` first")
+        return fail(
+            f"`loraloom {command}` runs in the worker environment and there is none yet: "
+            "run `loraloom setup-worker` first"
+        )
     env = {**os.environ, **w.launch_env(python)}
     try:
         return subprocess.run([str(python), "-m", "app.cli", *argv], env=env, check=False).returncode
@@ -95,9 +131,15 @@ def cmd_setup_worker(args: argparse.Namespace) -> int:
     find_links = [str(Path(d).absolute()) for d in args.find_links] or defaults["find_links"]
     offline = args.offline or defaults["offline"]
     try:
-        plan = w.plan_setup(env_dir, uv=uv, hardware=hardware, torch_index=args.torch_index,
-                            find_links=find_links, offline=offline,
-                            base_python=args.python or defaults["base_python"])
+        plan = w.plan_setup(
+            env_dir,
+            uv=uv,
+            hardware=hardware,
+            torch_index=args.torch_index,
+            find_links=find_links,
+            offline=offline,
+            base_python=args.python or defaults["base_python"],
+        )
     except (FileNotFoundError, ValueError) as exc:
         return fail(str(exc))
     print(f"hardware: {hardware.describe()}")
@@ -109,8 +151,10 @@ def cmd_setup_worker(args: argparse.Namespace) -> int:
         w.discard_env(env_dir)
         return fail(str(exc))
     w.save_python(plan.python)
-    print(f"worker environment ready at {env_dir}: device {hello.get('device')}, torch {hello.get('torch')}, "
-          f"diffusers {hello.get('diffusers')}")
+    print(
+        f"worker environment ready at {env_dir}: device {hello.get('device')}, torch {hello.get('torch')}, "
+        f"diffusers {hello.get('diffusers')}"
+    )
     return 0
 
 

@@ -17,10 +17,20 @@ if TYPE_CHECKING:
 
 def add_parser(sub) -> None:
     train = sub.add_parser("train", help="train a LoRA from a TOML config (presets in resources/presets/)")
-    train.add_argument("config", type=Path, nargs="?", default=None,
-                       help="the run's settings; may start with preset = \"sd15-character\" and override it")
-    train.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
-                       help="continue a stopped run exactly where it stopped (CONFIG may add steps)")
+    train.add_argument(
+        "config",
+        type=Path,
+        nargs="?",
+        default=None,
+        help='the run\'s settings; may start with preset = "sd15-character" and override it',
+    )
+    train.add_argument(
+        "--resume",
+        type=Path,
+        default=None,
+        metavar="RUN_DIR",
+        help="continue a stopped run exactly where it stopped (CONFIG may add steps)",
+    )
 
 
 class _TrainBars:
@@ -34,8 +44,14 @@ class _TrainBars:
         from tqdm import tqdm
 
         if name not in self.bars:
-            self.bars[name] = tqdm(total=total, initial=initial, unit="step" if name == "train" else "img",
-                                   file=sys.stderr, desc=name, dynamic_ncols=True)
+            self.bars[name] = tqdm(
+                total=total,
+                initial=initial,
+                unit="step" if name == "train" else "img",
+                file=sys.stderr,
+                desc=name,
+                dynamic_ncols=True,
+            )
         return self.bars[name]
 
     def say(self, line: str) -> None:
@@ -109,14 +125,17 @@ def _report(result: TrainResult) -> int:
     """The run's last lines on the terminal, and the exit status: 130 when stopped, else 0."""
     if result.status == "cancelled":
         if result.step:
-            print(f"stopped at step {result.step}; resume with: loraloom train --resume {result.run_dir}",
-                  file=sys.stderr)
+            print(
+                f"stopped at step {result.step}; resume with: loraloom train --resume {result.run_dir}", file=sys.stderr
+            )
         else:
             print("stopped before the first step; nothing to resume", file=sys.stderr)
         return 130
     if result.skipped:
-        print(f"{len(result.skipped)} picture(s) skipped (listed above and in {result.run_dir / 'log.jsonl'})",
-              file=sys.stderr)
+        print(
+            f"{len(result.skipped)} picture(s) skipped (listed above and in {result.run_dir / 'log.jsonl'})",
+            file=sys.stderr,
+        )
     if result.final is not None:
         print(result.final)
     return 0

@@ -31,8 +31,15 @@ def images_per_second(captioner, folder: Path, model: Path, batch: int, repeats:
     for _ in range(repeats):
         for txt in folder.glob("*.txt"):
             txt.unlink()
-        request = CaptionRequest.from_dict({"folder": str(folder), "model": str(model), "batch_size": batch,
-                                            "max_new_tokens": max_new_tokens, "min_side": 0})
+        request = CaptionRequest.from_dict(
+            {
+                "folder": str(folder),
+                "model": str(model),
+                "batch_size": batch,
+                "max_new_tokens": max_new_tokens,
+                "min_side": 0,
+            }
+        )
         summary = run_captioning(captioner, request)
         rates.append(summary.written / summary.seconds)
     return statistics.median(rates)
@@ -61,19 +68,25 @@ def main() -> int:
         for i in range(args.images):
             Image.new("RGB", (320, 288), ((i * 37) % 256, (i * 91) % 256, (i * 53) % 256)).save(folder / f"{i:03d}.png")
         results = []
-        for name, model in (("tiny BLIP", write_tiny_blip(work / "blip")),
-                            ("tiny WD14 tagger", write_tiny_wd_tagger(work / "wd"))):
+        for name, model in (
+            ("tiny BLIP", write_tiny_blip(work / "blip")),
+            ("tiny WD14 tagger", write_tiny_wd_tagger(work / "wd")),
+        ):
             captioner = load_captioner(CaptionRequest.from_dict({"folder": str(folder), "model": str(model)}))
             # warm-up (first call allocates)
             images_per_second(captioner, folder, model, args.batch, 1, args.max_new_tokens)
             batched = images_per_second(captioner, folder, model, args.batch, args.repeats, args.max_new_tokens)
             single = images_per_second(captioner, folder, model, 1, args.repeats, args.max_new_tokens)
             results.append((name, batched, single))
-        print(f"{args.images} images, batch {args.batch} vs 1, median of {args.repeats} runs, "
-              f"{torch.get_num_threads()} CPU threads")
+        print(
+            f"{args.images} images, batch {args.batch} vs 1, median of {args.repeats} runs, "
+            f"{torch.get_num_threads()} CPU threads"
+        )
         for name, batched, single in results:
-            print(f"{name:18} batched {batched:7.1f} img/s   one at a time {single:7.1f} img/s   "
-                  f"ratio {batched / single:.1f}x")
+            print(
+                f"{name:18} batched {batched:7.1f} img/s   one at a time {single:7.1f} img/s   "
+                f"ratio {batched / single:.1f}x"
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -108,8 +108,11 @@ def gui_stall(folder: Path) -> tuple[float, float, int]:
     timer.stop()
     worst = max(range(len(gaps)), key=gaps.__getitem__) if gaps else 0
     where = next((name for name, end in phases if worst < end), "thumbnails finishing")
-    print(f"(longest gap during: {where}; the GUI thread used {cpu[worst] if cpu else 0:.0f} ms of CPU in it, "
-          "the rest it waited for the CPU or the GIL)", file=sys.stderr)
+    print(
+        f"(longest gap during: {where}; the GUI thread used {cpu[worst] if cpu else 0:.0f} ms of CPU in it, "
+        "the rest it waited for the CPU or the GIL)",
+        file=sys.stderr,
+    )
     loaded = sum(1 for i in tab.session.items if tab.thumbnails.is_loaded(str(i.path)))
     tab.close()
     stall = max(gaps) - 5 if gaps else 0

@@ -92,8 +92,14 @@ def check_render(path: str, work: str, size: int, steps: int, device: str, dtype
     start = time.perf_counter()
     mixer.set_mix(entries)
     with torch.inference_mode():
-        pipe(prompt="a red square", width=size, height=size, num_inference_steps=steps,
-             generator=torch.Generator("cpu").manual_seed(1), output_type="latent")
+        pipe(
+            prompt="a red square",
+            width=size,
+            height=size,
+            num_inference_steps=steps,
+            generator=torch.Generator("cpu").manual_seed(1),
+            output_type="latent",
+        )
     sync(device)
     out["slider_to_picture_s"] = time.perf_counter() - start
     return out
@@ -144,15 +150,39 @@ def run_checks(work: Path, smoke: bool, device: str, dtypes: list[str], optimize
                 results["failures"].append(f"{family} {label}: {str(exc).strip().splitlines()[-1][:300]}")
 
         for dtype in dtypes:
-            attempt(f"render_{dtype}", "render", path=path, work=str(work), size=size, steps=steps,
-                    device=device, dtype=dtype)
-        attempt("bare_step", "bare_step", path=path, size=train_size, device=device,
-                dtype="fp32" if device == "cpu" else dtypes[0])
+            attempt(
+                f"render_{dtype}",
+                "render",
+                path=path,
+                work=str(work),
+                size=size,
+                steps=steps,
+                device=device,
+                dtype=dtype,
+            )
+        attempt(
+            "bare_step",
+            "bare_step",
+            path=path,
+            size=train_size,
+            device=device,
+            dtype="fp32" if device == "cpu" else dtypes[0],
+        )
         for opt in optimizers:
             for gc in (False, True):
                 label = f"train_{opt}_gc_{'on' if gc else 'off'}"
-                attempt(label, "training", path=path, work=str(work / f"{family}-{label}"), checkpointing=gc,
-                        size=train_size, steps=2 if smoke else 3, rank=16, device=device, optimizer=opt)
+                attempt(
+                    label,
+                    "training",
+                    path=path,
+                    work=str(work / f"{family}-{label}"),
+                    checkpointing=gc,
+                    size=train_size,
+                    steps=2 if smoke else 3,
+                    rank=16,
+                    device=device,
+                    optimizer=opt,
+                )
                 if label in block and "bare_step" in block:
                     block[label]["step_vs_bare_fwd_bwd"] = block[label]["step_s"] / block["bare_step"]["step_s"]
     return results
@@ -164,8 +194,10 @@ def summary(results: dict) -> str:
         block = results.get(family, {})
         for key, r in block.items():
             if key.startswith("render_"):
-                lines.append(f"  {family} {key[7:]}: {r['bare_its']:.2f} it/s bare, {r['lora3_its']:.2f} with 3 LoRAs "
-                             f"(x{r['lora3_vs_bare']:.2f}); slider -> picture {r['slider_to_picture_s']:.2f} s")
+                lines.append(
+                    f"  {family} {key[7:]}: {r['bare_its']:.2f} it/s bare, {r['lora3_its']:.2f} with 3 LoRAs "
+                    f"(x{r['lora3_vs_bare']:.2f}); slider -> picture {r['slider_to_picture_s']:.2f} s"
+                )
             elif key.startswith("train_"):
                 vram = f", peak VRAM {r['peak_vram_gb']:.1f} GB" if "peak_vram_gb" in r else ""
                 ratio = f" (x{r['step_vs_bare_fwd_bwd']:.2f} bare fwd/bwd)" if "step_vs_bare_fwd_bwd" in r else ""

@@ -87,16 +87,21 @@ def main() -> int:
         cancel = threading.Event()
         hub = Hub(endpoint=fake.url, token=False, cache_dir=root / "resume-ours")
         try:
-            hub.download(REPO, NAME, cancel=cancel,
-                         on_progress=lambda done, total: cancel.set() if done >= len(data) // 2 else None)
+            hub.download(
+                REPO,
+                NAME,
+                cancel=cancel,
+                on_progress=lambda done, total: cancel.set() if done >= len(data) // 2 else None,
+            )
         except HubError:
             pass
         hub.download(REPO, NAME)
         ours_bytes = sent_bytes(fake)
         fake.reset()
         try:
-            hf_hub_download(REPO, NAME, cache_dir=root / "resume-hf", endpoint=fake.url, token=False,
-                            tqdm_class=_StopAtHalf)
+            hf_hub_download(
+                REPO, NAME, cache_dir=root / "resume-hf", endpoint=fake.url, token=False, tqdm_class=_StopAtHalf
+            )
         except KeyboardInterrupt:
             pass
         hf_hub_download(REPO, NAME, cache_dir=root / "resume-hf", endpoint=fake.url, token=False)

@@ -33,8 +33,11 @@ def write_lora(path: Path, i: int, modules: int = 64) -> None:
         for suffix, shape in ((".lora_down.weight", [4, 768]), (".lora_up.weight", [320, 4]), (".alpha", [])):
             header[name + suffix] = {"dtype": "F16", "shape": shape, "data_offsets": [offset, offset + 2]}
             offset += 2
-    header["__metadata__"] = {"ss_base_model_version": "sd_v1", "ss_output_name": f"lora{i}",
-                              "ss_tag_frequency": json.dumps({"5_x": {f"tag{t}": t for t in range(40)}})}
+    header["__metadata__"] = {
+        "ss_base_model_version": "sd_v1",
+        "ss_output_name": f"lora{i}",
+        "ss_tag_frequency": json.dumps({"5_x": {f"tag{t}": t for t in range(40)}}),
+    }
     raw = json.dumps(header).encode()
     path.write_bytes(struct.pack("<Q", len(raw)) + raw + b"\0" * offset)
 
@@ -52,8 +55,13 @@ def main() -> int:
             write_lora(folder / f"lora{i:05d}.safetensors", i)
         first, again = [], []
         for run in range(args.runs):
-            kw = dict(settings_path=root / f"s{run}.toml", index_path=root / f"index{run}.json",
-                      records_path=root / "records.json", runs_dir=root / "runs", hub_cache=root / "hf")
+            kw = dict(
+                settings_path=root / f"s{run}.toml",
+                index_path=root / f"index{run}.json",
+                records_path=root / "records.json",
+                runs_dir=root / "runs",
+                hub_cache=root / "hf",
+            )
             lib = Library(**kw)
             lib.add_folder(folder)
             t = time.perf_counter()

@@ -43,11 +43,16 @@ def build_pipeline(device: str):
     pipe = build_tiny_pipeline("sd1", seed=0)
     torch.manual_seed(0)
     pipe.unet = UNet2DConditionModel(
-        sample_size=16, in_channels=4, out_channels=4, layers_per_block=2,
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=2,
         block_out_channels=(32, 64, 128, 128),
         down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
         up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-        attention_head_dim=8, cross_attention_dim=pipe.text_encoder.config.hidden_size, norm_num_groups=32,
+        attention_head_dim=8,
+        cross_attention_dim=pipe.text_encoder.config.hidden_size,
+        norm_num_groups=32,
     ).eval()
     pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
@@ -59,10 +64,16 @@ def write_adapter(pipe, path: Path, seed: int, rank: int = 16) -> Path:
 
     gen = torch.Generator().manual_seed(seed)
     tensors = {}
-    layers = [(UNET, p, m) for p, m in pipe.unet.named_modules()
-              if isinstance(m, nn.Linear) and p.endswith(("to_q", "to_k", "to_v", "to_out.0"))]
-    layers += [(TE, te_module_path(p), m) for p, m in pipe.text_encoder.named_modules()
-               if isinstance(m, nn.Linear) and p.endswith(("q_proj", "k_proj", "v_proj", "out_proj"))]
+    layers = [
+        (UNET, p, m)
+        for p, m in pipe.unet.named_modules()
+        if isinstance(m, nn.Linear) and p.endswith(("to_q", "to_k", "to_v", "to_out.0"))
+    ]
+    layers += [
+        (TE, te_module_path(p), m)
+        for p, m in pipe.text_encoder.named_modules()
+        if isinstance(m, nn.Linear) and p.endswith(("q_proj", "k_proj", "v_proj", "out_proj"))
+    ]
     for prefix, path_, module in layers:
         out, inp = module.weight.shape
         name = kohya_key(prefix, path_)
@@ -77,8 +88,9 @@ def step_time(pipe, repeats: int) -> float:
     """Fastest of ``repeats`` timed UNet calls (batch 2: guidance on): the least disturbed by other load."""
     device = pipe.unet.device
     latents = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(0)).to(device)
-    text = torch.randn(2, 77, pipe.text_encoder.config.hidden_size,
-                       generator=torch.Generator().manual_seed(1)).to(device)
+    text = torch.randn(2, 77, pipe.text_encoder.config.hidden_size, generator=torch.Generator().manual_seed(1)).to(
+        device
+    )
     t = torch.tensor([500] * 2, device=device)
     times = []
     with torch.inference_mode():
@@ -104,8 +116,15 @@ def render(pipe, steps: int) -> float:
     sync(pipe.unet.device)
     start = CLOCK()
     with torch.inference_mode():
-        pipe(prompt="a red square", num_inference_steps=steps, guidance_scale=5.0, width=128, height=128,
-             generator=torch.Generator("cpu").manual_seed(3), output_type="latent")
+        pipe(
+            prompt="a red square",
+            num_inference_steps=steps,
+            guidance_scale=5.0,
+            width=128,
+            height=128,
+            generator=torch.Generator("cpu").manual_seed(3),
+            output_type="latent",
+        )
     sync(pipe.unet.device)
     return CLOCK() - start
 
@@ -116,8 +135,12 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=5, help="timing rounds (cases interleaved in each round)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    parser.add_argument("--clock", choices=["cpu", "wall"], default=None,
-                        help="cpu: this process's CPU time (default on CPU); wall: elapsed time (default on GPU)")
+    parser.add_argument(
+        "--clock",
+        choices=["cpu", "wall"],
+        default=None,
+        help="cpu: this process's CPU time (default on CPU); wall: elapsed time (default on GPU)",
+    )
     args = parser.parse_args()
     global CLOCK
     clock = args.clock or ("cpu" if args.device == "cpu" else "wall")
@@ -147,13 +170,19 @@ def main() -> int:
             return lambda: mixer.set_mix([AdapterEntry(str(f), w) for f, w in zip(files[:n], weights)])
 
         def theirs_with(active):
-            return lambda: theirs.set_adapters(names, adapter_weights=[w if i < active else 0.0
-                                                                      for i, w in enumerate(weights)])
+            return lambda: theirs.set_adapters(
+                names, adapter_weights=[w if i < active else 0.0 for i, w in enumerate(weights)]
+            )
 
         # Every case once per round, rounds repeated: drift in machine load hits all cases alike.
-        cases = {"base": (ours, ours_with(0)), "ours 1": (ours, ours_with(1)), "ours 3": (ours, ours_with(3)),
-                 "diffusers 1": (theirs, theirs_with(1)), "diffusers 3": (theirs, theirs_with(3)),
-                 "diffusers 3 loaded, 1 active": (theirs, theirs_with(1))}
+        cases = {
+            "base": (ours, ours_with(0)),
+            "ours 1": (ours, ours_with(1)),
+            "ours 3": (ours, ours_with(3)),
+            "diffusers 1": (theirs, theirs_with(1)),
+            "diffusers 3": (theirs, theirs_with(3)),
+            "diffusers 3 loaded, 1 active": (theirs, theirs_with(1)),
+        }
         theirs_only_one = build_pipeline(args.device)
         theirs_only_one.unet.load_state_dict(ours.unet.state_dict())
         theirs_only_one.load_lora_weights(str(files[0]), adapter_name="a0")
@@ -186,27 +215,39 @@ def main() -> int:
         bare_s, change_s, unfused_s = (statistics.median(x) for x in (bare, change, unfused))
 
     base = per_step["base"]
-    print(f"model: SD-1.x-shaped UNet, {params:.1f} M parameters, 128x128, device {args.device}, "
-          f"{torch.get_num_threads()} threads, {clock} clock; adapters: rank 16 on every attention projection "
-          "+ text encoder")
+    print(
+        f"model: SD-1.x-shaped UNet, {params:.1f} M parameters, 128x128, device {args.device}, "
+        f"{torch.get_num_threads()} threads, {clock} clock; adapters: rank 16 on every attention projection "
+        "+ text encoder"
+    )
     print()
-    print(f"per-step time (one UNet call, guidance batch 2): median over {args.repeats} interleaved rounds "
-          "of the fastest of 3 calls")
+    print(
+        f"per-step time (one UNet call, guidance batch 2): median over {args.repeats} interleaved rounds "
+        "of the fastest of 3 calls"
+    )
     for name, value in per_step.items():
         print(f"  {name:<30} {value * 1000:8.1f} ms   {value / base:5.2f}x base")
     print()
-    print(f"{args.steps}-step render, median: bare base {bare_s:.3f} s; weight change with 3 adapters "
-          f"(patch {statistics.median(patch) * 1000:.1f} ms + render) {change_s:.3f} s; "
-          f"diffusers unfused, 3 adapters {unfused_s:.3f} s")
+    print(
+        f"{args.steps}-step render, median: bare base {bare_s:.3f} s; weight change with 3 adapters "
+        f"(patch {statistics.median(patch) * 1000:.1f} ms + render) {change_s:.3f} s; "
+        f"diffusers unfused, 3 adapters {unfused_s:.3f} s"
+    )
     print()
     print("ratios")
-    print(f"  per step, 3 adapters: ours / base {per_step['ours 3'] / base:.2f}, "
-          f"diffusers unfused / base {per_step['diffusers 3'] / base:.2f}, "
-          f"diffusers / ours {per_step['diffusers 3'] / per_step['ours 3']:.2f}")
-    print(f"  per step, 1 adapter:  ours / base {per_step['ours 1'] / base:.2f}, "
-          f"diffusers unfused / base {per_step['diffusers 1'] / base:.2f}")
-    print(f"  weight change to new picture / bare render: {change_s / bare_s:.2f} "
-          f"(diffusers unfused render / bare render: {unfused_s / bare_s:.2f})")
+    print(
+        f"  per step, 3 adapters: ours / base {per_step['ours 3'] / base:.2f}, "
+        f"diffusers unfused / base {per_step['diffusers 3'] / base:.2f}, "
+        f"diffusers / ours {per_step['diffusers 3'] / per_step['ours 3']:.2f}"
+    )
+    print(
+        f"  per step, 1 adapter:  ours / base {per_step['ours 1'] / base:.2f}, "
+        f"diffusers unfused / base {per_step['diffusers 1'] / base:.2f}"
+    )
+    print(
+        f"  weight change to new picture / bare render: {change_s / bare_s:.2f} "
+        f"(diffusers unfused render / bare render: {unfused_s / bare_s:.2f})"
+    )
     return 0
 
 

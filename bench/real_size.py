@@ -74,7 +74,9 @@ def write_lora(pipe, path: Path, seed: int, rank: int = 32, convs: bool = True, 
     dtype = dtype or torch.float16
     gen = torch.Generator().manual_seed(seed)
     modules = dict(pipe.unet.named_modules())
-    layers = [(UNET, n, modules[n]) for n in unet_target_names(pipe.unet, Targets.LOCON if convs else Targets.ATTENTION)]
+    layers = [
+        (UNET, n, modules[n]) for n in unet_target_names(pipe.unet, Targets.LOCON if convs else Targets.ATTENTION)
+    ]
     encoders = [pipe.text_encoder] + ([pipe.text_encoder_2] if getattr(pipe, "text_encoder_2", None) else [])
     prefixes = [TE] if len(encoders) == 1 else [TE1, TE2]
     for prefix, enc in zip(prefixes, encoders):
@@ -110,8 +112,9 @@ def measure_load(path: str, device: str = "cpu", dtype: str = "fp16") -> dict:
     return {"load_s": seconds, "rss_added_gb": (rss_now() - base) / 1e9, "family": loaded.family.value}
 
 
-def measure_patching(path: str, work: str, counts=(1, 3, 8), device: str = "cpu", dtype: str = "fp16",
-                     rank: int = 32, convs: bool = True) -> dict:
+def measure_patching(
+    path: str, work: str, counts=(1, 3, 8), device: str = "cpu", dtype: str = "fp16", rank: int = 32, convs: bool = True
+) -> dict:
     """Patch 1/3/8 LoRAs (fresh mixer each), one slider move, RSS of the patched vs the bare model."""
     import torch
 
@@ -123,11 +126,13 @@ def measure_patching(path: str, work: str, counts=(1, 3, 8), device: str = "cpu"
     pipe = loaded.pipe
     for comp in ("unet", "vae", "text_encoder", "text_encoder_2"):  # make every weight resident
         m = getattr(pipe, comp, None)
-        for p in (m.parameters() if m is not None else ()):
+        for p in m.parameters() if m is not None else ():
             p.data.add_(0)
     bare, bare_parts = rss_now(), rss_parts()
-    files = [write_lora(pipe, Path(work) / f"lora{i}.safetensors", seed=i, rank=rank, convs=convs)
-             for i in range(max(counts))]
+    files = [
+        write_lora(pipe, Path(work) / f"lora{i}.safetensors", seed=i, rank=rank, convs=convs)
+        for i in range(max(counts))
+    ]
     out: dict = {"bare_rss_gb": bare / 1e9, "rank": rank, "convs": convs}
     for n in counts:
         mixer = AdapterMixer(pipe, loaded.family, base=path)
@@ -158,8 +163,16 @@ def measure_patching(path: str, work: str, counts=(1, 3, 8), device: str = "cpu"
     return out
 
 
-def measure_training(path: str, work: str, checkpointing: bool, size: int = 512, steps: int = 3,
-                     rank: int = 16, device: str = "cpu", optimizer: str = "adamw") -> dict:
+def measure_training(
+    path: str,
+    work: str,
+    checkpointing: bool,
+    size: int = 512,
+    steps: int = 3,
+    rank: int = 16,
+    device: str = "cpu",
+    optimizer: str = "adamw",
+) -> dict:
     from PIL import Image
 
     from app.core.train_config import TrainConfig
@@ -170,16 +183,25 @@ def measure_training(path: str, work: str, checkpointing: bool, size: int = 512,
     data.mkdir(parents=True, exist_ok=True)
     for i in range(2):
         Image.new("RGB", (size, size), (200, 60 * i, 30)).save(data / f"{i}.png")
-    config = TrainConfig.from_dict({
-        "name": "bench", "base": path, "steps": steps, "seed": 0, "device": device,
-        "gradient_checkpointing": checkpointing,
-        "output_dir": str(Path(work) / "runs"), "cache_dir": str(Path(work) / "cache"),
-        "datasets": [{"path": str(data.parent)}],
-        "data": {"resolution": size, "min_bucket": size, "max_bucket": size, "min_image_side": 32, "batch_size": 1},
-        "network": {"rank": rank, "alpha": float(rank), "targets": "attention_ff"},
-        "optimizer": {"kind": optimizer, "schedule": "constant"}, "output": {"save_every": 0},
-        "sample": {"every": 0, "prompts": []},
-    }, where="bench")
+    config = TrainConfig.from_dict(
+        {
+            "name": "bench",
+            "base": path,
+            "steps": steps,
+            "seed": 0,
+            "device": device,
+            "gradient_checkpointing": checkpointing,
+            "output_dir": str(Path(work) / "runs"),
+            "cache_dir": str(Path(work) / "cache"),
+            "datasets": [{"path": str(data.parent)}],
+            "data": {"resolution": size, "min_bucket": size, "max_bucket": size, "min_image_side": 32, "batch_size": 1},
+            "network": {"rank": rank, "alpha": float(rank), "targets": "attention_ff"},
+            "optimizer": {"kind": optimizer, "schedule": "constant"},
+            "output": {"save_every": 0},
+            "sample": {"every": 0, "prompts": []},
+        },
+        where="bench",
+    )
     import torch
 
     if torch.cuda.is_available():
@@ -210,8 +232,10 @@ def measure_bare_step(path: str, size: int = 512, device: str = "cpu", dtype: st
     kwargs = {}
     if unet.config.addition_embed_type == "text_time":
         pooled = unet.config.projection_class_embeddings_input_dim - 6 * unet.config.addition_time_embed_dim
-        kwargs["added_cond_kwargs"] = {"text_embeds": torch.randn(1, pooled).to(device, unet.dtype),
-                                       "time_ids": torch.tensor([[size, size, 0, 0, size, size]]).to(device, unet.dtype)}
+        kwargs["added_cond_kwargs"] = {
+            "text_embeds": torch.randn(1, pooled).to(device, unet.dtype),
+            "time_ids": torch.tensor([[size, size, 0, 0, size, size]]).to(device, unet.dtype),
+        }
     lat.requires_grad_(True)
     times = []
     for _ in range(2):
@@ -224,16 +248,27 @@ def measure_bare_step(path: str, size: int = 512, device: str = "cpu", dtype: st
     return {"step_s": min(times), "peak_rss_gb": peak_rss() / 1e9}
 
 
-MEASURES = {"load": measure_load, "patching": measure_patching, "training": measure_training,
-            "bare_step": measure_bare_step}
+MEASURES = {
+    "load": measure_load,
+    "patching": measure_patching,
+    "training": measure_training,
+    "bare_step": measure_bare_step,
+}
 
 
 def in_child(name: str, module: str = "real_size", **kwargs) -> dict:
     """Run ``<module>.MEASURES[name](**kwargs)`` in a fresh process; its JSON result (or the error)."""
-    code = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import {module} as m; "
-            f"print('RESULT ' + json.dumps(m.MEASURES[{name!r}](**json.loads(sys.argv[1]))))")
-    proc = subprocess.run([sys.executable, "-c", code, json.dumps(kwargs)], capture_output=True, text=True,
-                          cwd=ROOT, env=dict(os.environ, TOKENIZERS_PARALLELISM="false"))
+    code = (
+        f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import {module} as m; "
+        f"print('RESULT ' + json.dumps(m.MEASURES[{name!r}](**json.loads(sys.argv[1]))))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(kwargs)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=dict(os.environ, TOKENIZERS_PARALLELISM="false"),
+    )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
         raise RuntimeError(f"{name} failed: {proc.stderr.strip()[-1500:]}")
@@ -276,8 +311,12 @@ def main() -> int:
         record("load_sdxl", in_child("load", path=str(sdxl)))
         record("bare_step_sd15_512", in_child("bare_step", path=str(sd15)))
         for gc in (False, True):
-            record(f"train_sd15_512_gc_{'on' if gc else 'off'}", in_child(
-                "training", path=str(sd15), work=str(work / f"train-{gc}"), checkpointing=gc, steps=args.train_steps))
+            record(
+                f"train_sd15_512_gc_{'on' if gc else 'off'}",
+                in_child(
+                    "training", path=str(sd15), work=str(work / f"train-{gc}"), checkpointing=gc, steps=args.train_steps
+                ),
+            )
         record("patching_sdxl", in_child("patching", path=str(sdxl), work=str(work)))
         bare = results["bare_step_sd15_512"]["step_s"]
         for gc in ("off", "on"):

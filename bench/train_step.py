@@ -47,23 +47,43 @@ def build_model(folder: Path) -> None:
     tiny.quiet_libraries()
     torch.manual_seed(0)
     unet_cfg = tiny.unet_config("sd1")
-    unet_cfg.update(sample_size=SIZE // 8, block_out_channels=(64, 128, 256), layers_per_block=2,
-                    down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-                    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-                    attention_head_dim=8, cross_attention_dim=256)
+    unet_cfg.update(
+        sample_size=SIZE // 8,
+        block_out_channels=(64, 128, 256),
+        layers_per_block=2,
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        attention_head_dim=8,
+        cross_attention_dim=256,
+    )
     vae_cfg = tiny.vae_config()
     vae_cfg.update(block_out_channels=(32, 64, 128, 128), norm_num_groups=32, sample_size=SIZE)
     with tempfile.TemporaryDirectory() as tok_dir:
         vocab = tiny.write_tokenizer(Path(tok_dir))
         tokenizer = CLIPTokenizer.from_pretrained(tok_dir)
-    text = CLIPTextModel(CLIPTextConfig(vocab_size=len(vocab), hidden_size=256, intermediate_size=1024,
-                                        num_hidden_layers=4, num_attention_heads=4, max_position_embeddings=77,
-                                        bos_token_id=vocab[tiny.BOS], eos_token_id=vocab[tiny.EOS],
-                                        pad_token_id=vocab[tiny.EOS]))
-    pipe = StableDiffusionPipeline(vae=AutoencoderKL(**vae_cfg), text_encoder=text, tokenizer=tokenizer,
-                                   unet=UNet2DConditionModel(**unet_cfg),
-                                   scheduler=EulerDiscreteScheduler(**tiny.scheduler_config()), safety_checker=None,
-                                   feature_extractor=None, requires_safety_checker=False)
+    text = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(vocab),
+            hidden_size=256,
+            intermediate_size=1024,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            max_position_embeddings=77,
+            bos_token_id=vocab[tiny.BOS],
+            eos_token_id=vocab[tiny.EOS],
+            pad_token_id=vocab[tiny.EOS],
+        )
+    )
+    pipe = StableDiffusionPipeline(
+        vae=AutoencoderKL(**vae_cfg),
+        text_encoder=text,
+        tokenizer=tokenizer,
+        unet=UNet2DConditionModel(**unet_cfg),
+        scheduler=EulerDiscreteScheduler(**tiny.scheduler_config()),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
     tiny.save_pipeline(pipe, folder, "sd1", info={"bench": "train_step"})
 
 
@@ -103,17 +123,39 @@ def run_ours(model: Path, data: Path, steps: int, batch: int, work: Path) -> dic
     from app.engine.training import Trainer
     from app.engine.training.run import read_log
 
-    config = TrainConfig.from_dict({
-        "name": "bench", "base": str(model), "steps": steps, "seed": 0, "min_snr_gamma": 5.0,
-        "output_dir": str(work / "runs"), "cache_dir": str(work / "cache"), "datasets": [{"path": str(data)}],
-        "data": {"resolution": SIZE, "min_bucket": 64, "max_bucket": 256, "min_image_side": 32, "batch_size": batch,
-                 "caption_dropout": 0.0},
-        "network": {"rank": RANK, "alpha": float(RANK), "targets": "attention_ff"},
-        "optimizer": {"schedule": "constant"}, "output": {"save_every": 0}, "sample": {"every": 0},
-    })
+    config = TrainConfig.from_dict(
+        {
+            "name": "bench",
+            "base": str(model),
+            "steps": steps,
+            "seed": 0,
+            "min_snr_gamma": 5.0,
+            "output_dir": str(work / "runs"),
+            "cache_dir": str(work / "cache"),
+            "datasets": [{"path": str(data)}],
+            "data": {
+                "resolution": SIZE,
+                "min_bucket": 64,
+                "max_bucket": 256,
+                "min_image_side": 32,
+                "batch_size": batch,
+                "caption_dropout": 0.0,
+            },
+            "network": {"rank": RANK, "alpha": float(RANK), "targets": "attention_ff"},
+            "optimizer": {"schedule": "constant"},
+            "output": {"save_every": 0},
+            "sample": {"every": 0},
+        }
+    )
     marks = {}
-    trainer = Trainer(config, on_event=lambda e: marks.setdefault("first_step", time.perf_counter())
-                      if isinstance(e, Progress) and e.phase is Phase.TRAINING else None)
+    trainer = Trainer(
+        config,
+        on_event=lambda e: (
+            marks.setdefault("first_step", time.perf_counter())
+            if isinstance(e, Progress) and e.phase is Phase.TRAINING
+            else None
+        ),
+    )
     start = time.perf_counter()
     result = trainer.run()
     times = [r["time"] for r in read_log(result.run_dir / "log.jsonl")]
@@ -175,8 +217,9 @@ def run_reference(model: Path, data: Path, steps: int, batch: int) -> dict:
             image = Image.open(path).convert("RGB").resize((SIZE, SIZE), Image.Resampling.BILINEAR)
             pixels.append(torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.5 - 1).permute(2, 0, 1))
         captions = [path.with_suffix(".txt").read_text(encoding="utf-8") for path in chosen]
-        ids = tokenizer(captions, max_length=tokenizer.model_max_length, padding="max_length", truncation=True,
-                        return_tensors="pt").input_ids
+        ids = tokenizer(
+            captions, max_length=tokenizer.model_max_length, padding="max_length", truncation=True, return_tensors="pt"
+        ).input_ids
         latents = vae.encode(torch.stack(pixels)).latent_dist.sample(generator=g) * vae.config.scaling_factor
         noise = torch.randn(latents.shape, generator=g)
         timesteps = torch.randint(0, sched.config.num_train_timesteps, (batch,), generator=g)
@@ -228,8 +271,20 @@ def main() -> int:
         results: dict[str, dict] = {}
         for _ in range(args.rounds):  # interleaved rounds; the fastest round of each counts (less noise)
             for variant in ("bare", "ours", "reference"):
-                cmd = [sys.executable, __file__, "--variant", variant, "--work", str(work), "--steps",
-                       str(args.steps), "--batch", str(args.batch), "--threads", str(args.threads)]
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "--variant",
+                    variant,
+                    "--work",
+                    str(work),
+                    "--steps",
+                    str(args.steps),
+                    "--batch",
+                    str(args.batch),
+                    "--threads",
+                    str(args.threads),
+                ]
                 env = dict(os.environ, LORALOOM_HOME=str(work / "home"))
                 out = subprocess.run(cmd, capture_output=True, text=True, env=env)
                 line = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
@@ -240,14 +295,22 @@ def main() -> int:
                 if variant not in results or got["step_s"] < results[variant]["step_s"]:
                     results[variant] = got
     bare, ours, ref = results["bare"], results["ours"], results["reference"]
-    print(f"UNet 64/128/256 + LoRA rank {RANK} (attention_ff), {SIZE}x{SIZE} px, batch {args.batch}, "
-          f"median of {args.steps - 2} steps, best of {args.rounds} rounds, {args.threads or 'default'} thread(s), CPU")
-    print(f"  bare forward+backward (the limit)   {bare['step_s'] * 1000:8.1f} ms/step   peak RSS "
-          f"{bare['peak_rss_mb']:7.0f} MB")
-    print(f"  LoRA Loom Trainer                    {ours['step_s'] * 1000:8.1f} ms/step   peak RSS "
-          f"{ours['peak_rss_mb']:7.0f} MB   (setup incl. model load and caches {ours['setup_s']:.1f} s)")
-    print(f"  diffusers-example-style loop         {ref['step_s'] * 1000:8.1f} ms/step   peak RSS "
-          f"{ref['peak_rss_mb']:7.0f} MB")
+    print(
+        f"UNet 64/128/256 + LoRA rank {RANK} (attention_ff), {SIZE}x{SIZE} px, batch {args.batch}, "
+        f"median of {args.steps - 2} steps, best of {args.rounds} rounds, {args.threads or 'default'} thread(s), CPU"
+    )
+    print(
+        f"  bare forward+backward (the limit)   {bare['step_s'] * 1000:8.1f} ms/step   peak RSS "
+        f"{bare['peak_rss_mb']:7.0f} MB"
+    )
+    print(
+        f"  LoRA Loom Trainer                    {ours['step_s'] * 1000:8.1f} ms/step   peak RSS "
+        f"{ours['peak_rss_mb']:7.0f} MB   (setup incl. model load and caches {ours['setup_s']:.1f} s)"
+    )
+    print(
+        f"  diffusers-example-style loop         {ref['step_s'] * 1000:8.1f} ms/step   peak RSS "
+        f"{ref['peak_rss_mb']:7.0f} MB"
+    )
     print(f"ours / limit     = {ours['step_s'] / bare['step_s']:.2f}x  (1.00x = no overhead over the UNet's own work)")
     print(f"reference / ours = {ref['step_s'] / ours['step_s']:.2f}x  (above 1: our step is that much faster)")
     return 0

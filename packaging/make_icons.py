@@ -56,7 +56,9 @@ def main() -> int:
     scalable = HICOLOR / "scalable" / "apps" / f"{APP_ID}.svg"
     scalable.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(SVG, scalable)
-    images[256].save(ROOT / "packaging" / "windows" / "loraloom.ico", sizes=[(s, s) for s in (16, 24, 32, 48, 64, 128, 256)])
+    images[256].save(
+        ROOT / "packaging" / "windows" / "loraloom.ico", sizes=[(s, s) for s in (16, 24, 32, 48, 64, 128, 256)]
+    )
     images[512].save(ROOT / "packaging" / "macos" / "loraloom.icns")
     print(f"wrote {len(SIZES)} PNGs under {HICOLOR}, the .ico and the .icns")
     return 0

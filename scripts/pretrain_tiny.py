@@ -222,8 +222,7 @@ def train_vae(vae, steps: int, batch: int, seed: int, lr: float) -> dict:
         opt.step()
         sched.step()
         if step % 100 == 0 or step == steps - 1:
-            print(f"vae {step:5d} rec {rec_loss.item():.4f} kl {kl.item():.2f} "
-                  f"({time.time() - t0:.0f} s)", flush=True)
+            print(f"vae {step:5d} rec {rec_loss.item():.4f} kl {kl.item():.2f} ({time.time() - t0:.0f} s)", flush=True)
             if VERBOSE:
                 vae.eval()
                 print(vae_metrics(vae, seed), flush=True)
@@ -245,8 +244,11 @@ def vae_metrics(vae, seed: int) -> dict:
     red = torch.tensor([1.0, -1.0, -1.0])[None, :, None, None].expand(1, 3, SIZE, SIZE)
     rec = vae.decode(vae.encode(red).latent_dist.mode()).sample.clamp(-1, 1)
     red_err = ((rec - red).abs().mean() / 2).item()
-    return {"vae_flat_mae": round(flat_err, 4), "vae_shapes_mae": round(shape_err, 4),
-            "vae_pure_red_mae": round(red_err, 4)}
+    return {
+        "vae_flat_mae": round(flat_err, 4),
+        "vae_shapes_mae": round(shape_err, 4),
+        "vae_pure_red_mae": round(red_err, 4),
+    }
 
 
 @torch.no_grad()
@@ -265,10 +267,11 @@ def encode_captions(pipe, family: str, captions: list[str]):
     uniq = sorted(set(captions) | {""})
     embeds, pooled = {}, {}
     for i in range(0, len(uniq), 64):
-        chunk = uniq[i:i + 64]
+        chunk = uniq[i : i + 64]
         if family == "sdxl":
-            pe, _, pp, _ = pipe.encode_prompt(chunk, device="cpu", num_images_per_prompt=1,
-                                              do_classifier_free_guidance=False)
+            pe, _, pp, _ = pipe.encode_prompt(
+                chunk, device="cpu", num_images_per_prompt=1, do_classifier_free_guidance=False
+            )
         else:
             pe, _ = pipe.encode_prompt(chunk, "cpu", 1, False)
             pp = [None] * len(chunk)
@@ -280,14 +283,15 @@ def encode_captions(pipe, family: str, captions: list[str]):
     return embeds, pooled
 
 
-def train_unet(pipe, family: str, steps: int, batch: int, seed: int, lr: float,
-               n_images: int, offset_noise: float) -> dict:
+def train_unet(
+    pipe, family: str, steps: int, batch: int, seed: int, lr: float, n_images: int, offset_noise: float
+) -> dict:
     rng = np.random.default_rng(seed + 1)
     torch.manual_seed(seed + 1)
     unet, vae = pipe.unet, pipe.vae
     imgs, captions = captioned_set(rng, n_images)
     with torch.no_grad():
-        dist = [vae.encode(imgs[i:i + 128]).latent_dist for i in range(0, n_images, 128)]
+        dist = [vae.encode(imgs[i : i + 128]).latent_dist for i in range(0, n_images, 128)]
         mean = torch.cat([d.mean for d in dist])
         std = torch.cat([d.std for d in dist])
     embeds, pooled = encode_captions(pipe, family, captions)
@@ -318,8 +322,10 @@ def train_unet(pipe, family: str, steps: int, batch: int, seed: int, lr: float,
         noisy = a.sqrt() * z + (1 - a).sqrt() * noise
         extra = {}
         if family == "sdxl":
-            extra["added_cond_kwargs"] = {"text_embeds": torch.stack([pooled[c] for c in caps]),
-                                          "time_ids": time_ids.expand(batch, -1)}
+            extra["added_cond_kwargs"] = {
+                "text_embeds": torch.stack([pooled[c] for c in caps]),
+                "time_ids": time_ids.expand(batch, -1),
+            }
         pred = unet(noisy, t, encoder_hidden_states=cond, **extra).sample
         loss = F.mse_loss(pred, noise)
         opt.zero_grad(set_to_none=True)
@@ -345,8 +351,14 @@ def render_metrics(pipe, prompts: list[str], seeds: list[int], steps: int, guida
     for p in prompts:
         means = []
         for s in seeds:
-            img = pipe(p, num_inference_steps=steps, guidance_scale=guidance, height=SIZE, width=SIZE,
-                       generator=torch.Generator().manual_seed(s)).images[0]
+            img = pipe(
+                p,
+                num_inference_steps=steps,
+                guidance_scale=guidance,
+                height=SIZE,
+                width=SIZE,
+                generator=torch.Generator().manual_seed(s),
+            ).images[0]
             means.append(np.asarray(img, dtype=np.float32).reshape(-1, 3).mean(0) / 255)
         out[p] = [round(float(v), 3) for v in np.mean(means, 0)]
     return out
@@ -365,8 +377,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--unet-lr", type=float, default=2e-3)
     ap.add_argument("--offset-noise", type=float, default=0.2)
     ap.add_argument("--images", type=int, default=2048, help="captioned pictures for the UNet")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch CPU threads (1: same numbers on any machine, robust when busy)")
+    ap.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads (1: same numbers on any machine, robust when busy)"
+    )
     ap.add_argument("--overwrite", action="store_true")
     ap.add_argument("--verbose", action="store_true", help="print metrics while training")
     args = ap.parse_args(argv)
@@ -377,18 +390,28 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.time()
     pipe = build_tiny_pipeline(args.family, args.seed)
     argv_used = sys.argv[1:] if argv is None else argv
-    info: dict = {"seed": args.seed, "pretrained": True,
-                  "command": "python scripts/pretrain_tiny.py " + " ".join(argv_used)}
+    info: dict = {
+        "seed": args.seed,
+        "pretrained": True,
+        "command": "python scripts/pretrain_tiny.py " + " ".join(argv_used),
+    }
     info.update(train_vae(pipe.vae, args.vae_steps, args.vae_batch, args.seed, args.vae_lr))
     info["vae_scaling_factor"] = set_scaling_factor(pipe.vae, args.seed)
     info.update(vae_metrics(pipe.vae, args.seed))
     print(json.dumps(info), flush=True)
-    info.update(train_unet(pipe, args.family, args.unet_steps, args.unet_batch, args.seed,
-                           args.unet_lr, args.images, args.offset_noise))
+    info.update(
+        train_unet(
+            pipe, args.family, args.unet_steps, args.unet_batch, args.seed, args.unet_lr, args.images, args.offset_noise
+        )
+    )
     t_render = time.time()
     info["render_mean_rgb"] = render_metrics(
-        pipe, ["red", "blue", "green", "a red square", "a blue square", "a yellow circle on black"],
-        seeds=[0, 1, 2, 3], steps=20, guidance=5.0)
+        pipe,
+        ["red", "blue", "green", "a red square", "a blue square", "a yellow circle on black"],
+        seeds=[0, 1, 2, 3],
+        steps=20,
+        guidance=5.0,
+    )
     info["render_settings"] = "64x64, 20 steps, guidance 5, seeds 0-3, mean RGB in [0, 1]"
     info["render_seconds"] = round(time.time() - t_render, 1)
     info["total_seconds"] = round(time.time() - t_start, 1)

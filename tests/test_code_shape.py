@@ -55,8 +55,9 @@ def test_no_module_over_500_lines():
 
 
 def test_no_function_over_80_lines():
-    long = [f"{where}: {n} lines" for path in _sources() for where, n in long_functions(path)
-            if where not in ALLOWED_LONG]
+    long = [
+        f"{where}: {n} lines" for path in _sources() for where, n in long_functions(path) if where not in ALLOWED_LONG
+    ]
     assert not long, f"functions over {MAX_FUNCTION_LINES} lines (split them):\n" + "\n".join(long)
 
 

@@ -31,7 +31,8 @@ def _type_checking_block(node: ast.AST) -> bool:
     test = getattr(node, "test", None)
     return isinstance(node, ast.If) and (
         (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING")
-        or (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"))
+        or (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+    )
 
 
 def _imports(path, module: str) -> set[str]:
@@ -84,8 +85,11 @@ def cycles(graph: nx.DiGraph) -> dict[frozenset[str], list[str]]:
 
 def test_no_import_cycles():
     found = cycles(import_graph())
-    new = [f"{' -> '.join(loop)}  (the group: {', '.join(sorted(group))})"
-           for group, loop in found.items() if group not in ALLOWED_CYCLES]
+    new = [
+        f"{' -> '.join(loop)}  (the group: {', '.join(sorted(group))})"
+        for group, loop in found.items()
+        if group not in ALLOWED_CYCLES
+    ]
     assert not new, "import cycles (move what both need into a third module):\n" + "\n".join(sorted(new))
 
 

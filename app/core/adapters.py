@@ -102,16 +102,37 @@ class AdapterInfo:
 # ------------------------------------------------------------------ key patterns
 
 # "lycoris_": SimpleTuner's LyCORIS files (UNet only).
-_KOHYA_PREFIXES = {"lora_unet_": Part.UNET, "lora_te_": Part.TEXT_ENCODER, "lora_te1_": Part.TEXT_ENCODER,
-                   "lora_te2_": Part.TEXT_ENCODER_2, "lycoris_": Part.UNET}
+_KOHYA_PREFIXES = {
+    "lora_unet_": Part.UNET,
+    "lora_te_": Part.TEXT_ENCODER,
+    "lora_te1_": Part.TEXT_ENCODER,
+    "lora_te2_": Part.TEXT_ENCODER_2,
+    "lycoris_": Part.UNET,
+}
 _DIFFUSERS_PREFIXES = {"unet.": Part.UNET, "text_encoder.": Part.TEXT_ENCODER, "text_encoder_2.": Part.TEXT_ENCODER_2}
-_COMFY_PREFIXES = {"diffusion_model.": Part.UNET, "text_encoders.clip_l.": Part.TEXT_ENCODER,
-                   "text_encoders.clip_g.": Part.TEXT_ENCODER_2}
+_COMFY_PREFIXES = {
+    "diffusion_model.": Part.UNET,
+    "text_encoders.clip_l.": Part.TEXT_ENCODER,
+    "text_encoders.clip_g.": Part.TEXT_ENCODER_2,
+}
 # diffusers module paths without "unet." (some trainers save the UNet's own state dict).
-_BARE_UNET_ROOTS = ("down_blocks.", "mid_block.", "up_blocks.", "conv_in.", "conv_out.", "time_embedding.",
-                    "add_embedding.")
-_LYCORIS_MARKERS = {"hada_w1_a": NetworkType.LOHA, "lokr_w1": NetworkType.LOKR, "lokr_w1_a": NetworkType.LOKR,
-                    "on_input": NetworkType.IA3, "a1.weight": NetworkType.GLORA, "diff": NetworkType.FULL}
+_BARE_UNET_ROOTS = (
+    "down_blocks.",
+    "mid_block.",
+    "up_blocks.",
+    "conv_in.",
+    "conv_out.",
+    "time_embedding.",
+    "add_embedding.",
+)
+_LYCORIS_MARKERS = {
+    "hada_w1_a": NetworkType.LOHA,
+    "lokr_w1": NetworkType.LOKR,
+    "lokr_w1_a": NetworkType.LOKR,
+    "on_input": NetworkType.IA3,
+    "a1.weight": NetworkType.GLORA,
+    "diff": NetworkType.FULL,
+}
 _DOWN_SUFFIXES = (".lora_down.weight", ".lora_A.weight", ".lora.down.weight", ".lora_A.default.weight")
 
 
@@ -120,9 +141,20 @@ _LYCORIS_SUFFIXES = tuple(f".{m}" for m in _LYCORIS_MARKERS) + (".oft_blocks", "
 
 def _module_of(key: str) -> str:
     """``lora_unet_x.lora_down.weight`` -> ``lora_unet_x`` (the layer the tensor belongs to)."""
-    for suffix in _DOWN_SUFFIXES + (".lora_up.weight", ".lora_B.weight", ".lora_B.default.weight", ".lora.up.weight", ".alpha",
-                                    ".lora_mid.weight", ".dora_scale", ".lora_magnitude_vector",
-                                    ".a1.weight", ".a2.weight", ".b1.weight", ".b2.weight"):
+    for suffix in _DOWN_SUFFIXES + (
+        ".lora_up.weight",
+        ".lora_B.weight",
+        ".lora_B.default.weight",
+        ".lora.up.weight",
+        ".alpha",
+        ".lora_mid.weight",
+        ".dora_scale",
+        ".lora_magnitude_vector",
+        ".a1.weight",
+        ".a2.weight",
+        ".b1.weight",
+        ".b2.weight",
+    ):
         if key.endswith(suffix):
             return key[: -len(suffix)]
     return key.rsplit(".", 1)[0]
@@ -133,8 +165,9 @@ def _layout_and_parts(names: list[str]) -> tuple[AdapterLayout | None, set[Part]
     kohya = [n for n in names if n.startswith(tuple(_KOHYA_PREFIXES))]
     if kohya:
         for n in kohya:
-            parts.add(next(p for pre, p in sorted(_KOHYA_PREFIXES.items(), key=lambda kv: -len(kv[0]))
-                           if n.startswith(pre)))
+            parts.add(
+                next(p for pre, p in sorted(_KOHYA_PREFIXES.items(), key=lambda kv: -len(kv[0])) if n.startswith(pre))
+            )
         lyco = any(n.startswith("lycoris_") or n.endswith(_LYCORIS_SUFFIXES) for n in kohya)
         return (AdapterLayout.LYCORIS if lyco else AdapterLayout.KOHYA), parts
     adapter_like = [n for n in names if "lora" in n.lower() or n.endswith(_LYCORIS_SUFFIXES)]
@@ -158,8 +191,9 @@ def not_an_adapter_reason(names: list[str]) -> str | None:
     file check below and the Hub's look at a file's header before downloading it."""
     if _layout_and_parts(sorted(names))[0] is not None:
         return None
-    return (f"not a LoRA adapter (none of its {len(names)} tensors is a LoRA weight)"
-            + ("; it looks like a full model checkpoint" if len(names) > 500 else ""))
+    return f"not a LoRA adapter (none of its {len(names)} tensors is a LoRA weight)" + (
+        "; it looks like a full model checkpoint" if len(names) > 500 else ""
+    )
 
 
 def _network_type(names: list[str], shapes: dict[str, list[int]]) -> NetworkType:
@@ -192,8 +226,9 @@ def _ranks(names: list[str], shapes: dict[str, list[int]]) -> collections.Counte
 _LDM_ATTENTION = re.compile(r"lora_unet_(input|middle|output)_blocks?_(\d+_)?1_transformer_blocks_(\d+)_")
 
 
-def _family(names: list[str], shapes: dict[str, list[int]], meta: dict[str, str],
-            parts: set[Part]) -> tuple[Family | None, str]:
+def _family(
+    names: list[str], shapes: dict[str, list[int]], meta: dict[str, str], parts: set[Part]
+) -> tuple[Family | None, str]:
     """The base family and the evidence for it: the metadata, else the tensor widths, else
     the block structure. Original UNet names (``input_blocks_…``) alone say nothing: SD 1.x/2.x
     files use them too."""
@@ -218,8 +253,11 @@ def _family(names: list[str], shapes: dict[str, list[int]], meta: dict[str, str]
         low = n.lower()
         if ("attn2" in low and ("to_k" in low or "to_v" in low)) and (fam := families.by_cross_width(shape[1])):
             return fam, f"cross-attention reads {shape[1]}-wide text features ({n})"
-        if low.startswith(("lora_te_", "text_encoder.")) and "self_attn" in low \
-                and (fam := families.by_text_width(shape[1])):
+        if (
+            low.startswith(("lora_te_", "text_encoder."))
+            and "self_attn" in low
+            and (fam := families.by_text_width(shape[1]))
+        ):
             return fam, f"text-encoder layers are {shape[1]} wide ({n})"
     return _family_from_blocks(names)
 
@@ -273,8 +311,14 @@ def _sidecar_words(path: Path, root: str | Path | None) -> str:
     return str(data.get("activation text", "")) if isinstance(data, dict) else ""
 
 
-def _trigger_words(path: Path, meta: dict[str, str], card_data: dict[str, Any] | None, top_tags: int,
-                   tags: collections.Counter, root: str | Path | None) -> list[str]:
+def _trigger_words(
+    path: Path,
+    meta: dict[str, str],
+    card_data: dict[str, Any] | None,
+    top_tags: int,
+    tags: collections.Counter,
+    root: str | Path | None,
+) -> list[str]:
     words: list[str] = []
 
     def add(text: str | None) -> None:
@@ -366,8 +410,10 @@ def _rank(path: Path, names: list[str], shapes: dict[str, list[int]], meta: dict
     ranks = _ranks(names, shapes)
     dim = _number(meta, "ss_network_dim", path)
     if dim is not None and (dim < 0 or dim != int(dim)):
-        raise AdapterError(f"{path}: its metadata ss_network_dim is {meta['ss_network_dim'][:40]!r}, "
-                           "not a whole number; the file is damaged")
+        raise AdapterError(
+            f"{path}: its metadata ss_network_dim is {meta['ss_network_dim'][:40]!r}, "
+            "not a whole number; the file is damaged"
+        )
     if 0 in ranks or (not ranks and dim == 0):
         raise AdapterError(f"{path}: a rank-0 adapter (its layers have no rank, so it changes nothing)")
     if ranks:
@@ -375,14 +421,17 @@ def _rank(path: Path, names: list[str], shapes: dict[str, list[int]], meta: dict
     return int(dim) if dim is not None else None
 
 
-def inspect_adapter(path: str | Path, *, card_data: dict[str, Any] | None = None, top_tags: int = 3,
-                    root: str | Path | None = None) -> AdapterInfo:
+def inspect_adapter(
+    path: str | Path, *, card_data: dict[str, Any] | None = None, top_tags: int = 3, root: str | Path | None = None
+) -> AdapterInfo:
     """Describe an adapter file. Raises :class:`AdapterError` with a sentence naming the file, and
     nothing else, whatever the file holds. Only a regular file (inside ``root`` when given) is read."""
     p = Path(path)
     if p.suffix.lower() in PICKLE_SUFFIXES:
-        raise AdapterError(f"{p}: pickle files ({p.suffix}) can run code when opened and are refused; "
-                           "use a .safetensors version of this adapter")
+        raise AdapterError(
+            f"{p}: pickle files ({p.suffix}) can run code when opened and are refused; "
+            "use a .safetensors version of this adapter"
+        )
     try:
         header = read_header(p, root=root)
     except SafetensorsError as exc:

@@ -178,7 +178,7 @@ class AdapterEntry:
     @classmethod
     def from_dict(cls, data: Any, *, where: str = "adapter") -> AdapterEntry:
         if not isinstance(data, dict):
-            raise ConfigError(f"{where} must be a table like {{path = \"x.safetensors\", weight = 0.8}}")
+            raise ConfigError(f'{where} must be a table like {{path = "x.safetensors", weight = 0.8}}')
         known = ("path", "weight", "te_weight", "enabled", "name")
         unknown = sorted(set(data) - set(known))
         if unknown:
@@ -223,8 +223,7 @@ def parse_lora_arg(text: str) -> AdapterEntry:
     head, colon, tail = path.rpartition(":")
     if colon and len(numbers) < 2 and not Path(path).exists() and len(head) > 1 and Path(head).exists():
         # "style.safetensors:abc": a typo in the weight, not a file whose name has a colon
-        raise ConfigError(f"--lora {text}: {tail!r} is not a weight; write PATH:WEIGHT with a number, "
-                          f"e.g. {head}:0.8")
+        raise ConfigError(f"--lora {text}: {tail!r} is not a weight; write PATH:WEIGHT with a number, e.g. {head}:0.8")
     data: dict[str, Any] = {"path": path}
     if numbers:
         data["weight"] = numbers[0]

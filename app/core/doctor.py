@@ -91,8 +91,10 @@ SETUP_FIX = "run `loraloom setup-worker` (or start a job in the app: it offers t
 
 
 def check_python_os() -> Check:
-    line = (f"Python {platform.python_version()} ({sys.executable}), {platform.system()} {platform.release()} "
-            f"{platform.machine()}")
+    line = (
+        f"Python {platform.python_version()} ({sys.executable}), {platform.system()} {platform.release()} "
+        f"{platform.machine()}"
+    )
     return Check("Python and OS", Status.OK, line)
 
 
@@ -104,8 +106,14 @@ def probe_torch(python: Path | None, timeout_s: float = 120.0) -> dict[str, Any]
     if python is None:
         return {"error": "no worker environment yet"}
     try:
-        out = subprocess.run([str(python), "-c", TORCH_PROBE], capture_output=True, text=True,
-                             timeout=timeout_s, check=False, errors="replace")
+        out = subprocess.run(
+            [str(python), "-c", TORCH_PROBE],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+            errors="replace",
+        )
     except (OSError, subprocess.SubprocessError) as exc:
         return {"error": f"{python} could not be run ({exc})"}
     try:
@@ -139,12 +147,20 @@ def check_torch_build(probe: dict[str, Any], hw: Hardware) -> Check:
             return Check(name, Status.WARN, f"{line}; {hw.note}")
         return Check(name, Status.WARN, line, "run `loraloom setup-worker` to install the CUDA build")
     if hw.accelerator is Accelerator.ROCM and not probe.get("hip"):
-        return Check(name, Status.WARN, f"{build} installed but an AMD GPU with ROCm is present",
-                     "run `loraloom setup-worker` to install the ROCm build")
+        return Check(
+            name,
+            Status.WARN,
+            f"{build} installed but an AMD GPU with ROCm is present",
+            "run `loraloom setup-worker` to install the ROCm build",
+        )
     if probe.get("cuda_build") and not probe.get("cuda_available"):
         found = f"driver {hw.driver}" if hw.driver else "no NVIDIA driver answers (nvidia-smi not found)"
-        return Check(name, Status.WARN, f"{build} installed but CUDA is not usable: {found}",
-                     "update the NVIDIA driver, or run `loraloom setup-worker` for a build this driver runs")
+        return Check(
+            name,
+            Status.WARN,
+            f"{build} installed but CUDA is not usable: {found}",
+            "update the NVIDIA driver, or run `loraloom setup-worker` for a build this driver runs",
+        )
     return Check(name, Status.OK, f"{build}, fits this machine ({hw.describe()})")
 
 
@@ -157,8 +173,12 @@ def check_accelerator(probe: dict[str, Any]) -> Check:
         vram = int(probe.get("vram_mb") or 0)
         line = f"CUDA usable: {probe.get('device_name')}, {vram} MiB"
         if vram and vram < LOW_VRAM_MB:
-            return Check(name, Status.WARN, line + " (little memory: SDXL may run out)",
-                         "use fp16, smaller sizes and batch 1; train SD 1.x rather than SDXL")
+            return Check(
+                name,
+                Status.WARN,
+                line + " (little memory: SDXL may run out)",
+                "use fp16, smaller sizes and batch 1; train SD 1.x rather than SDXL",
+            )
         return Check(name, Status.OK, line)
     if probe.get("mps"):
         return Check(name, Status.OK, "Apple MPS usable (memory shared with the system)")
@@ -187,8 +207,9 @@ def human_bytes(n: float) -> str:
     return f"{n:.1f} TB"
 
 
-def check_disk(label: str, folder: Path, disk_usage: Callable[[str], Any] = shutil.disk_usage,
-               low_bytes: int = LOW_DISK_BYTES) -> Check:
+def check_disk(
+    label: str, folder: Path, disk_usage: Callable[[str], Any] = shutil.disk_usage, low_bytes: int = LOW_DISK_BYTES
+) -> Check:
     """Free space where a folder lives, and what the folder already takes."""
     name = f"disk ({label})"
     existing = folder
@@ -201,8 +222,12 @@ def check_disk(label: str, folder: Path, disk_usage: Callable[[str], Any] = shut
     held = f"holds {human_bytes(folder_size(folder))}" if folder.is_dir() else "not created yet"
     line = f"{folder} ({held}): {human_bytes(usage.free)} free of {human_bytes(usage.total)}"
     if usage.free < low_bytes:
-        return Check(name, Status.WARN, line + " (nearly full)",
-                     f"free at least {human_bytes(low_bytes)} there, or set LORALOOM_HOME to a larger disk")
+        return Check(
+            name,
+            Status.WARN,
+            line + " (nearly full)",
+            f"free at least {human_bytes(low_bytes)} there, or set LORALOOM_HOME to a larger disk",
+        )
     return Check(name, Status.OK, line)
 
 
@@ -216,7 +241,10 @@ def qt_xcb_plugin() -> Path | None:
     if spec is None or not spec.origin:
         return None
     base = Path(spec.origin).parent
-    for candidate in (base / "Qt" / "plugins" / "platforms" / "libqxcb.so", base / "plugins" / "platforms" / "libqxcb.so"):
+    for candidate in (
+        base / "Qt" / "plugins" / "platforms" / "libqxcb.so",
+        base / "plugins" / "platforms" / "libqxcb.so",
+    ):
         if candidate.is_file():
             return candidate
     return None
@@ -245,8 +273,12 @@ def check_qt(plugin: Path | None = None) -> Check:
     missing = missing_libraries(out)
     if missing:
         packages = " ".join(QT_LIB_PACKAGES.get(lib, lib) for lib in missing)
-        return Check(name, Status.FAIL, f"the xcb platform plugin needs missing libraries: {', '.join(missing)}",
-                     f"sudo apt install {packages}   (Debian/Ubuntu package names)")
+        return Check(
+            name,
+            Status.FAIL,
+            f"the xcb platform plugin needs missing libraries: {', '.join(missing)}",
+            f"sudo apt install {packages}   (Debian/Ubuntu package names)",
+        )
     extra = f" (QT_QPA_PLATFORM={platform_name})" if platform_name else ""
     return Check(name, Status.OK, f"xcb platform plugin and its libraries found{extra}")
 
@@ -259,8 +291,12 @@ def check_hub_env() -> Check:
     endpoint = os.environ.get("HF_ENDPOINT", "")
     parts = [f"HF_HUB_OFFLINE={offline or 'unset'}", f"HF_ENDPOINT={endpoint or 'unset (https://huggingface.co)'}"]
     if offline.lower() in ("1", "true", "yes", "on"):
-        return Check("Hub settings", Status.INFO, ", ".join(parts) + ": only cached files are used",
-                     "unset HF_HUB_OFFLINE to search and download")
+        return Check(
+            "Hub settings",
+            Status.INFO,
+            ", ".join(parts) + ": only cached files are used",
+            "unset HF_HUB_OFFLINE to search and download",
+        )
     return Check("Hub settings", Status.OK, ", ".join(parts))
 
 
@@ -284,8 +320,12 @@ def check_hub(endpoint: str | None = None, timeout_s: float = 5.0) -> Check:
         status = exc.code
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        return Check(name, Status.WARN, f"{endpoint} cannot be reached ({reason}); {login}",
-                     "check the network or proxy (HTTPS_PROXY), or set HF_HUB_OFFLINE=1 to work from the cache")
+        return Check(
+            name,
+            Status.WARN,
+            f"{endpoint} cannot be reached ({reason}); {login}",
+            "check the network or proxy (HTTPS_PROXY), or set HF_HUB_OFFLINE=1 to work from the cache",
+        )
     if status >= 500:
         return Check(name, Status.WARN, f"{endpoint} answers with HTTP {status}; {login}", "try again later")
     return Check(name, Status.OK, f"{endpoint} reachable; {login}")

@@ -38,5 +38,7 @@ def clip_words(text: str, limit: int = MESSAGE_PART_CHARS) -> str:
 
 def not_downloaded_message(repo_id: str) -> str:
     """A Hub model that is not on disk while the Hub cannot be reached (captioner or base model)."""
-    return (f"{repo_id} is not downloaded and the Hub cannot be reached (offline). "
-            "Download it once online, or pick a local model folder.")
+    return (
+        f"{repo_id} is not downloaded and the Hub cannot be reached (offline). "
+        "Download it once online, or pick a local model folder."
+    )

@@ -58,48 +58,89 @@ class FamilySpec:
     hub_tags: tuple[str, ...] = ()
 
     def architecture_for(self, v_prediction: bool) -> str:
-        return self.architecture_v_prediction if v_prediction and self.architecture_v_prediction \
-            else self.architecture
+        return self.architecture_v_prediction if v_prediction and self.architecture_v_prediction else self.architecture
 
 
 _KOHYA_TE, _KOHYA_TE1, _KOHYA_TE2 = "lora_te", "lora_te1", "lora_te2"
 
 FAMILIES: tuple[FamilySpec, ...] = (
     FamilySpec(
-        id=Family.SD1, label="SD 1.x", base_version="sd_v1", base_versions_read=("sd_v1",), ss_v2=False,
-        architecture="stable-diffusion-v1/lora", architecture_v_prediction=None,
-        architecture_prefix="stable-diffusion-v1", implementation="diffusers",
-        text_widths=(768,), te_prefixes=(_KOHYA_TE,), cross_width=768,
-        size_conditioning=False, stacked_transformers=False,
-        pipeline_classes=("StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline"), variants=("sd15",),
-        default_steps=20, default_size=(512, 512),
-        size_presets=((512, 512), (512, 768), (768, 512)), color="#1e88e5",
-        hub_bases=("runwayml/stable-diffusion-v1-5", "stable-diffusion-v1-5/stable-diffusion-v1-5",
-                   "CompVis/stable-diffusion-v1-4", "CompVis/stable-diffusion-v1-5"),
+        id=Family.SD1,
+        label="SD 1.x",
+        base_version="sd_v1",
+        base_versions_read=("sd_v1",),
+        ss_v2=False,
+        architecture="stable-diffusion-v1/lora",
+        architecture_v_prediction=None,
+        architecture_prefix="stable-diffusion-v1",
+        implementation="diffusers",
+        text_widths=(768,),
+        te_prefixes=(_KOHYA_TE,),
+        cross_width=768,
+        size_conditioning=False,
+        stacked_transformers=False,
+        pipeline_classes=("StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline"),
+        variants=("sd15",),
+        default_steps=20,
+        default_size=(512, 512),
+        size_presets=((512, 512), (512, 768), (768, 512)),
+        color="#1e88e5",
+        hub_bases=(
+            "runwayml/stable-diffusion-v1-5",
+            "stable-diffusion-v1-5/stable-diffusion-v1-5",
+            "CompVis/stable-diffusion-v1-4",
+            "CompVis/stable-diffusion-v1-5",
+        ),
         hub_name_pattern=r"(stable-diffusion-v?1|sd-?1|v1-5)",
     ),
     FamilySpec(
-        id=Family.SD2, label="SD 2.x", base_version="sd_v2", base_versions_read=("sd_v2",), ss_v2=True,
-        architecture="stable-diffusion-v2-512/lora", architecture_v_prediction="stable-diffusion-v2-768-v/lora",
-        architecture_prefix="stable-diffusion-v2", implementation="diffusers",
-        text_widths=(1024,), te_prefixes=(_KOHYA_TE,), cross_width=1024,
-        size_conditioning=False, stacked_transformers=False,
+        id=Family.SD2,
+        label="SD 2.x",
+        base_version="sd_v2",
+        base_versions_read=("sd_v2",),
+        ss_v2=True,
+        architecture="stable-diffusion-v2-512/lora",
+        architecture_v_prediction="stable-diffusion-v2-768-v/lora",
+        architecture_prefix="stable-diffusion-v2",
+        implementation="diffusers",
+        text_widths=(1024,),
+        te_prefixes=(_KOHYA_TE,),
+        cross_width=1024,
+        size_conditioning=False,
+        stacked_transformers=False,
         pipeline_classes=("StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline"),
         variants=("sd21", "sd21-base"),
-        default_steps=20, default_size=(512, 512),
-        size_presets=((768, 768), (512, 512)), color="#00897b",
-        hub_bases=("stabilityai/stable-diffusion-2-1", "stabilityai/stable-diffusion-2-1-base",
-                   "stabilityai/stable-diffusion-2", "stabilityai/stable-diffusion-2-base"),
+        default_steps=20,
+        default_size=(512, 512),
+        size_presets=((768, 768), (512, 512)),
+        color="#00897b",
+        hub_bases=(
+            "stabilityai/stable-diffusion-2-1",
+            "stabilityai/stable-diffusion-2-1-base",
+            "stabilityai/stable-diffusion-2",
+            "stabilityai/stable-diffusion-2-base",
+        ),
         hub_name_pattern=r"(stable-diffusion-2|sd-?2)",
     ),
     FamilySpec(
-        id=Family.SDXL, label="SDXL", base_version="sdxl_base_v1-0", base_versions_read=("sdxl_base_v1-0",),
-        ss_v2=False, architecture="stable-diffusion-xl-v1-base/lora", architecture_v_prediction=None,
-        architecture_prefix="stable-diffusion-xl", implementation="https://github.com/Stability-AI/generative-models",
-        text_widths=(768, 1280), te_prefixes=(_KOHYA_TE1, _KOHYA_TE2), cross_width=2048,
-        size_conditioning=True, stacked_transformers=True,
-        pipeline_classes=("StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline"), variants=("sdxl",),
-        default_steps=20, default_size=(1024, 1024),
+        id=Family.SDXL,
+        label="SDXL",
+        base_version="sdxl_base_v1-0",
+        base_versions_read=("sdxl_base_v1-0",),
+        ss_v2=False,
+        architecture="stable-diffusion-xl-v1-base/lora",
+        architecture_v_prediction=None,
+        architecture_prefix="stable-diffusion-xl",
+        implementation="https://github.com/Stability-AI/generative-models",
+        text_widths=(768, 1280),
+        te_prefixes=(_KOHYA_TE1, _KOHYA_TE2),
+        cross_width=2048,
+        size_conditioning=True,
+        stacked_transformers=True,
+        pipeline_classes=("StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline"),
+        variants=("sdxl",),
+        default_steps=20,
+        default_size=(1024, 1024),
         size_presets=((1024, 1024), (832, 1216), (1216, 832), (896, 1152), (1152, 896), (768, 1344)),
         color="#8e24aa",
         hub_bases=("stabilityai/stable-diffusion-xl-base-1.0", "stabilityai/stable-diffusion-xl-refiner-1.0"),
@@ -124,7 +165,7 @@ def spec(family: Family | str) -> FamilySpec:
 
 
 def label(family: Family | str | None) -> str:
-    """"SD 1.x" for a known family; an unknown value as it is."""
+    """ "SD 1.x" for a known family; an unknown value as it is."""
     if family is None:
         return ""
     try:
@@ -134,7 +175,7 @@ def label(family: Family | str | None) -> str:
 
 
 def supported_labels() -> str:
-    """"SD 1.x, SD 2.x and SDXL": the families, for messages."""
+    """ "SD 1.x, SD 2.x and SDXL": the families, for messages."""
     labels = [f.label for f in FAMILIES]
     return ", ".join(labels[:-1]) + f" and {labels[-1]}" if len(labels) > 1 else labels[0]
 
@@ -161,8 +202,7 @@ def by_cross_width(width: int, among: tuple[Family, ...] | None = None) -> Famil
 def by_text_width(width: int, among: tuple[Family, ...] | None = None) -> Family | None:
     """The single-text-encoder family whose encoder is ``width`` wide. Two-encoder families
     are left out: SDXL's first encoder is as wide as SD 1.x's, so the width tells nothing."""
-    return _first(lambda f: len(f.text_widths) == 1 and f.text_widths[0] == width
-                  and (among is None or f.id in among))
+    return _first(lambda f: len(f.text_widths) == 1 and f.text_widths[0] == width and (among is None or f.id in among))
 
 
 def by_pipeline_class(name: str) -> tuple[Family, ...]:

@@ -39,8 +39,10 @@ class SaveError(OSError):
     def sentence(self, then: str = "try again") -> str:
         if self.kind is ErrorKind.DISK_FULL:
             return f"Disk full while saving {self.path}: free {free_hint(self.need_bytes)} and {then}"
-        return (f"Cannot save {self.path} ({self.reason}): the folder is read-only or not yours; "
-                f"make it writable and {then}")
+        return (
+            f"Cannot save {self.path} ({self.reason}): the folder is read-only or not yours; "
+            f"make it writable and {then}"
+        )
 
     def __str__(self) -> str:
         return self.sentence()

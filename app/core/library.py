@@ -128,8 +128,9 @@ def _top_tags(metadata: dict[str, str]) -> list[str]:
     return [t for t, _ in sorted(counts.items(), key=lambda kv: -kv[1])[:TOP_TAGS] if t]
 
 
-def describe(path: Path, source: Source, hub_record: dict[str, Any] | None = None,
-             root: Path | None = None) -> LibraryEntry:
+def describe(
+    path: Path, source: Source, hub_record: dict[str, Any] | None = None, root: Path | None = None
+) -> LibraryEntry:
     """One file as a library entry; a file that cannot be used gets ``problem`` instead of an error.
     ``root``: the folder the file was found in; a link out of it is refused."""
     try:
@@ -156,10 +157,21 @@ def describe(path: Path, source: Source, hub_record: dict[str, Any] | None = Non
     if source is Source.RUN:
         title, preview = _run_title_and_preview(path, preview)
     return LibraryEntry(
-        str(path), source, title=title, family=family, network=info.network.value, layout=info.layout.value,
-        rank=info.rank, alpha=info.alpha, parts=[p.value for p in info.parts], trigger_words=info.trigger_words,
-        tags=_top_tags(info.metadata), preview=str(preview) if preview else None,
-        embedded_preview=info.preview_bytes is not None, repo_id=repo_id, license=str(record.get("license") or ""),
+        str(path),
+        source,
+        title=title,
+        family=family,
+        network=info.network.value,
+        layout=info.layout.value,
+        rank=info.rank,
+        alpha=info.alpha,
+        parts=[p.value for p in info.parts],
+        trigger_words=info.trigger_words,
+        tags=_top_tags(info.metadata),
+        preview=str(preview) if preview else None,
+        embedded_preview=info.preview_bytes is not None,
+        repo_id=repo_id,
+        license=str(record.get("license") or ""),
         size=size,
         mtime_ns=mtime_ns,
     )
@@ -176,8 +188,9 @@ def _run_title_and_preview(path: Path, preview: Path | None) -> tuple[str, Path 
     found = _CHECKPOINT_STEP.search(path.stem)
     title = f"{run.name} · step {int(found.group(1))}" if found else run.name
     if preview is None:
-        samples = sorted(p for p in (run / "samples").glob("step*.png") if p.is_file()) \
-            if (run / "samples").is_dir() else []
+        samples = (
+            sorted(p for p in (run / "samples").glob("step*.png") if p.is_file()) if (run / "samples").is_dir() else []
+        )
         if samples:
             newest_step = samples[-1].name.split("-")[0]
             preview = next(p for p in samples if p.name.split("-")[0] == newest_step)
@@ -187,7 +200,7 @@ def _run_title_and_preview(path: Path, preview: Path | None) -> tuple[str, Path 
 def _repo_of_cache_path(path: Path) -> str:
     for part in path.parts:
         if part.startswith("models--"):
-            return part[len("models--"):].replace("--", "/")
+            return part[len("models--") :].replace("--", "/")
     return ""
 
 
@@ -203,9 +216,15 @@ def _walk(root: Path, suffixes: tuple[str, ...]) -> list[Path]:
 class Library:
     """The adapters on this machine. ``refresh()`` does disk work: call it off the GUI thread."""
 
-    def __init__(self, *, settings_path: str | Path | None = None, index_path: str | Path | None = None,
-                 records_path: str | Path | None = None, runs_dir: str | Path | None = None,
-                 hub_cache: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        settings_path: str | Path | None = None,
+        index_path: str | Path | None = None,
+        records_path: str | Path | None = None,
+        runs_dir: str | Path | None = None,
+        hub_cache: str | Path | None = None,
+    ) -> None:
         self.settings_path = Path(settings_path or paths.config_dir() / SETTINGS_FILE)
         self.index_path = Path(index_path or paths.cache_dir() / "library" / "index.json")
         self.records_path = Path(records_path or paths.data_dir() / "library" / "hub-downloads.json")
@@ -267,14 +286,27 @@ class Library:
             log.warning("ignoring %s: %s", self.records_path, exc)
             return {}
 
-    def record_download(self, path: str | Path, *, repo_id: str, trigger_words: list[str] | None = None,
-                        family: Family | None = None, license: str = "", sha256: str | None = None,
-                        preview: str | Path | None = None) -> LibraryEntry:
+    def record_download(
+        self,
+        path: str | Path,
+        *,
+        repo_id: str,
+        trigger_words: list[str] | None = None,
+        family: Family | None = None,
+        license: str = "",
+        sha256: str | None = None,
+        preview: str | Path | None = None,
+    ) -> LibraryEntry:
         """Remember what the Hub said about a downloaded file and add it to the library at once."""
         p = Path(path)
-        record = {"repo_id": repo_id, "trigger_words": list(trigger_words or []),
-                  "family": family.value if family else None, "license": license, "sha256": sha256,
-                  "preview": str(preview) if preview else None}
+        record = {
+            "repo_id": repo_id,
+            "trigger_words": list(trigger_words or []),
+            "family": family.value if family else None,
+            "license": license,
+            "sha256": sha256,
+            "preview": str(preview) if preview else None,
+        }
         with self._lock:
             records = self._records()
             records[str(p)] = record
@@ -318,8 +350,11 @@ class Library:
         for repo in self.hub_cache.glob("models--*"):
             refs = set()
             if (repo / "refs").is_dir():
-                refs = {r.read_text(encoding="utf-8", errors="replace").strip() for r in (repo / "refs").iterdir()
-                        if r.is_file()}
+                refs = {
+                    r.read_text(encoding="utf-8", errors="replace").strip()
+                    for r in (repo / "refs").iterdir()
+                    if r.is_file()
+                }
             for snap in (repo / "snapshots").glob("*") if (repo / "snapshots").is_dir() else []:
                 for f in _walk(snap, (ADAPTER_SUFFIX,)):
                     try:
@@ -364,8 +399,13 @@ class Library:
                     stat = None  # a dangling link or a link loop: describe() lists it with the reason
                 old = index.get(str(path))
                 record = records.get(str(path))
-                if (old and stat is not None and old.get("size") == stat.st_size
-                        and old.get("mtime_ns") == stat.st_mtime_ns and old.get("source") == source.value):
+                if (
+                    old
+                    and stat is not None
+                    and old.get("size") == stat.st_size
+                    and old.get("mtime_ns") == stat.st_mtime_ns
+                    and old.get("source") == source.value
+                ):
                     try:
                         entries.append(LibraryEntry.from_json(old))
                         reused += 1
@@ -396,8 +436,11 @@ class Library:
 
     def search(self, text: str = "", family: Family | None = None) -> list[LibraryEntry]:
         """Entries matching every word of ``text``; with ``family``, those of that family or unknown."""
-        return [e for e in self.entries
-                if (not text.strip() or e.matches(text)) and (family is None or e.family in (family, None))]
+        return [
+            e
+            for e in self.entries
+            if (not text.strip() or e.matches(text)) and (family is None or e.family in (family, None))
+        ]
 
 
 def _sort_key(entry: LibraryEntry) -> tuple[bool, str, str]:

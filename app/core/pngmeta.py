@@ -52,8 +52,11 @@ def parse_lora_tags(prompt: str) -> tuple[str, list[dict[str, Any]]]:
 
 def format_parameters(meta: dict[str, Any]) -> str:
     lines = [str(meta.get("prompt", ""))]
-    tags = [lora_tag(str(a.get("name", "")), a.get("weight", 1.0), a.get("te_weight"))
-            for a in meta.get("adapters") or [] if a.get("name")]
+    tags = [
+        lora_tag(str(a.get("name", "")), a.get("weight", 1.0), a.get("te_weight"))
+        for a in meta.get("adapters") or []
+        if a.get("name")
+    ]
     if tags:
         lines[0] = " ".join(([lines[0]] if lines[0] else []) + tags)
     if meta.get("negative"):
@@ -95,7 +98,7 @@ def parse_parameters(text: str) -> dict[str, Any]:
     for line in body:
         if line.startswith("Negative prompt:"):
             in_negative = True
-            line = line[len("Negative prompt:"):].lstrip()
+            line = line[len("Negative prompt:") :].lstrip()
         (negative_lines if in_negative else prompt_lines).append(line)
     out["prompt"] = "\n".join(prompt_lines)
     out["negative"] = "\n".join(negative_lines)

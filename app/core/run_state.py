@@ -59,13 +59,15 @@ def read_state_info(path: Path) -> dict[str, Any]:
         raise StateInfoError(f"{path}: not a table; the resume state is damaged")
     step = info.get("step")
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-        raise StateInfoError(f"{path}: 'step' must be a whole number of 0 or more, not {str(step)[:40]!r}; "
-                             "the resume state is damaged")
+        raise StateInfoError(
+            f"{path}: 'step' must be a whole number of 0 or more, not {str(step)[:40]!r}; the resume state is damaged"
+        )
     for key in ("elapsed", "started_at"):
         value = info.get(key, 0.0)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-            raise StateInfoError(f"{path}: {key!r} must be a number of 0 or more, not {str(value)[:40]!r}; "
-                                 "the resume state is damaged")
+            raise StateInfoError(
+                f"{path}: {key!r} must be a number of 0 or more, not {str(value)[:40]!r}; the resume state is damaged"
+            )
     return info
 
 

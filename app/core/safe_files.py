@@ -107,8 +107,9 @@ def _refusal(path: str | os.PathLike[str], exc: OSError) -> OSError:
     return exc
 
 
-def open_regular(path: str | os.PathLike[str], *, root: str | os.PathLike[str] | None = None,
-                 max_bytes: int | None = None) -> BinaryIO:
+def open_regular(
+    path: str | os.PathLike[str], *, root: str | os.PathLike[str] | None = None, max_bytes: int | None = None
+) -> BinaryIO:
     """Open ``path`` for binary reading if it is a regular file (inside ``root`` when given) of at
     most ``max_bytes``; else raise :class:`RefusedFile`. Missing or unreadable files raise the
     usual ``OSError`` subclasses."""
@@ -141,8 +142,10 @@ def open_regular(path: str | os.PathLike[str], *, root: str | os.PathLike[str] |
         if not stat.S_ISREG(st.st_mode):
             raise RefusedFile(path, f"{_what(st.st_mode)}, not a regular file; it is not read")
         if max_bytes is not None and st.st_size > max_bytes:
-            raise RefusedFile(path, f"{st.st_size:,} bytes, over the {_size_words(max_bytes)} limit for this "
-                                    "kind of file; it is not read")
+            raise RefusedFile(
+                path,
+                f"{st.st_size:,} bytes, over the {_size_words(max_bytes)} limit for this kind of file; it is not read",
+            )
         return os.fdopen(fd, "rb")
     except BaseException:
         os.close(fd)

@@ -21,9 +21,28 @@ MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit
 
 # Bits per element of every dtype the safetensors format knows (sub-byte ones included).
 DTYPE_BITS = {
-    "BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E4M3FNUZ": 8, "F8_E5M2FNUZ": 8, "F8_E8M0": 8,
-    "I16": 16, "U16": 16, "F16": 16, "BF16": 16, "I32": 32, "U32": 32, "F32": 32, "I64": 64, "U64": 64,
-    "F64": 64, "C64": 64, "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6,
+    "BOOL": 8,
+    "U8": 8,
+    "I8": 8,
+    "F8_E5M2": 8,
+    "F8_E4M3": 8,
+    "F8_E4M3FNUZ": 8,
+    "F8_E5M2FNUZ": 8,
+    "F8_E8M0": 8,
+    "I16": 16,
+    "U16": 16,
+    "F16": 16,
+    "BF16": 16,
+    "I32": 32,
+    "U32": 32,
+    "F32": 32,
+    "I64": 64,
+    "U64": 64,
+    "F64": 64,
+    "C64": 64,
+    "F4": 4,
+    "F6_E2M3": 6,
+    "F6_E3M2": 6,
 }
 
 
@@ -110,8 +129,7 @@ def _tensor_problem(info: Any, data_len: int, check_offsets: bool) -> str | None
         return None  # reported once for the whole file as truncation
     bits = math.prod(shape) * DTYPE_BITS[dtype]
     if bits % 8 or end - begin != bits // 8:
-        return (f"holds {end - begin} bytes but its shape {shape} of {dtype} needs "
-                f"{bits / 8:g}")
+        return f"holds {end - begin} bytes but its shape {shape} of {dtype} needs {bits / 8:g}"
     return None
 
 
@@ -138,7 +156,6 @@ def read_header(path: str | Path, *, check_offsets: bool = True, root: str | Pat
         end_max = max(end_max, info["data_offsets"][1])
     if check_offsets and end_max > data_len:
         raise SafetensorsError(
-            f"{p}: truncated (tensor data needs {end_max} bytes, the file has {data_len}); "
-            "download or copy it again"
+            f"{p}: truncated (tensor data needs {end_max} bytes, the file has {data_len}); download or copy it again"
         )
     return SafetensorsHeader(p, header, dict(metadata), data_start, size)

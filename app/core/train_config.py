@@ -131,18 +131,33 @@ class DataOptions(_Section):
     def validate(self, prefix: str = "") -> None:
         for name in ("resolution", "min_bucket", "max_bucket"):
             value = getattr(self, name)
-            _check(64 <= value <= 4096 and value % 64 == 0, prefix,
-                   f"{name} = {value} must be a multiple of 64 between 64 and 4096")
-        _check(self.bucket_step in (8, 16, 32, 64, 128), prefix,
-               f"bucket_step = {self.bucket_step} must be 8, 16, 32, 64 or 128")
-        _check(self.min_bucket <= self.resolution <= self.max_bucket, prefix,
-               f"resolution = {self.resolution} must lie between min_bucket ({self.min_bucket}) "
-               f"and max_bucket ({self.max_bucket})")
-        _check(1 <= self.min_image_side <= 4096, prefix,
-               f"min_image_side = {self.min_image_side} must be between 1 and 4096")
+            _check(
+                64 <= value <= 4096 and value % 64 == 0,
+                prefix,
+                f"{name} = {value} must be a multiple of 64 between 64 and 4096",
+            )
+        _check(
+            self.bucket_step in (8, 16, 32, 64, 128),
+            prefix,
+            f"bucket_step = {self.bucket_step} must be 8, 16, 32, 64 or 128",
+        )
+        _check(
+            self.min_bucket <= self.resolution <= self.max_bucket,
+            prefix,
+            f"resolution = {self.resolution} must lie between min_bucket ({self.min_bucket}) "
+            f"and max_bucket ({self.max_bucket})",
+        )
+        _check(
+            1 <= self.min_image_side <= 4096,
+            prefix,
+            f"min_image_side = {self.min_image_side} must be between 1 and 4096",
+        )
         _check(1 <= self.batch_size <= 256, prefix, f"batch_size = {self.batch_size} must be between 1 and 256")
-        _check(0.0 <= self.caption_dropout <= 1.0, prefix,
-               f"caption_dropout = {self.caption_dropout} must be between 0 and 1")
+        _check(
+            0.0 <= self.caption_dropout <= 1.0,
+            prefix,
+            f"caption_dropout = {self.caption_dropout} must be between 0 and 1",
+        )
         _check(self.keep_tags >= 0, prefix, f"keep_tags = {self.keep_tags} must be 0 or more")
         _check(bool(self.separator), prefix, "separator is empty")
         _check(self.reg_weight >= 0.0, prefix, f"reg_weight = {self.reg_weight} must be 0 or more")
@@ -210,15 +225,21 @@ class SampleOptions(_Section):
 
     def validate(self, prefix: str = "") -> None:
         _check(self.every >= 0, prefix, f"every = {self.every} must be 0 or more")
-        _check(isinstance(self.prompts, list) and all(isinstance(p, str) for p in self.prompts), prefix,
-               f"prompts must be a list of texts, not {self.prompts!r}")
+        _check(
+            isinstance(self.prompts, list) and all(isinstance(p, str) for p in self.prompts),
+            prefix,
+            f"prompts must be a list of texts, not {self.prompts!r}",
+        )
         _check(0 <= self.seed < 2**63, prefix, f"seed = {self.seed} must be 0 or more")
         _check(1 <= self.steps <= 500, prefix, f"steps = {self.steps} must be between 1 and 500")
         _check(0 <= self.guidance <= 50, prefix, f"guidance = {self.guidance} must be between 0 and 50")
         for name in ("width", "height"):
             value = getattr(self, name)
-            _check(value == 0 or (64 <= value <= 4096 and value % 8 == 0), prefix,
-                   f"{name} = {value} must be 0 (the training size) or a multiple of 8 from 64 to 4096")
+            _check(
+                value == 0 or (64 <= value <= 4096 and value % 8 == 0),
+                prefix,
+                f"{name} = {value} must be 0 (the training size) or a multiple of 8 from 64 to 4096",
+            )
 
 
 _SECTIONS: dict[str, type[_Section]] = {
@@ -268,8 +289,9 @@ class TrainConfig(_Config):
             data = merge(preset_dict(preset, where=where), data)
         version = data.get("version", CONFIG_VERSION)
         if version != CONFIG_VERSION:
-            raise ConfigError(f"{prefix}version = {version!r} is not supported (this build reads version "
-                              f"{CONFIG_VERSION})")
+            raise ConfigError(
+                f"{prefix}version = {version!r} is not supported (this build reads version {CONFIG_VERSION})"
+            )
         here = where or "config"
         sections: dict[str, Any] = {}
         for name, section_cls in _SECTIONS.items():
@@ -293,13 +315,19 @@ class TrainConfig(_Config):
         return out
 
     def validate(self, prefix: str = "") -> None:
-        _check(bool(_NAME_OK.fullmatch(self.name)) and len(self.name) <= 100, prefix,
-               f"name = {self.name!r} must be letters, digits, spaces, '.', '-' or '_', not ending in a space "
-               "or '.' (at most 100)")
+        _check(
+            bool(_NAME_OK.fullmatch(self.name)) and len(self.name) <= 100,
+            prefix,
+            f"name = {self.name!r} must be letters, digits, spaces, '.', '-' or '_', not ending in a space "
+            "or '.' (at most 100)",
+        )
         _check(0 <= self.seed < 2**32, prefix, f"seed = {self.seed} must be between 0 and 4294967295")
         _check(1 <= self.steps <= 10_000_000, prefix, f"steps = {self.steps} must be 1 or more")
-        _check(1 <= self.gradient_accumulation <= 1024, prefix,
-               f"gradient_accumulation = {self.gradient_accumulation} must be between 1 and 1024")
+        _check(
+            1 <= self.gradient_accumulation <= 1024,
+            prefix,
+            f"gradient_accumulation = {self.gradient_accumulation} must be between 1 and 1024",
+        )
         _check(0.0 <= self.noise_offset <= 1.0, prefix, f"noise_offset = {self.noise_offset} must be between 0 and 1")
         _check(self.min_snr_gamma >= 0, prefix, f"min_snr_gamma = {self.min_snr_gamma} must be 0 (off) or more")
 
@@ -307,8 +335,11 @@ class TrainConfig(_Config):
         """What a config needs before a run can start (presets may leave these empty)."""
         prefix = f"{where}: " if where else ""
         _check(bool(self.base.strip()), prefix, "base is empty: give a Hub id, a model folder or a .safetensors file")
-        _check(any(not d.regularization for d in self.datasets), prefix,
-               "no dataset: add a [[datasets]] table with the path of your training pictures")
+        _check(
+            any(not d.regularization for d in self.datasets),
+            prefix,
+            "no dataset: add a [[datasets]] table with the path of your training pictures",
+        )
 
     def sample_prompts(self) -> list[str]:
         trigger = self.trigger.strip()
@@ -390,18 +421,26 @@ def setting_problems(data: dict[str, Any]) -> list[SettingProblem]:
     resolution, low, high = (_number(section, k) for k in ("resolution", "min_bucket", "max_bucket"))
     if resolution and low and high and not low <= resolution <= high:
         low, high = min(low, resolution), max(high, resolution)
-        problems.append(SettingProblem(
-            "data.resolution",
-            f"resolution = {resolution} lies outside min_bucket ({section['min_bucket']}) … max_bucket "
-            f"({section['max_bucket']}): no picture could be trained at it",
-            f"Set the bucket range to {low}–{high}", {"data.min_bucket": low, "data.max_bucket": high}))
+        problems.append(
+            SettingProblem(
+                "data.resolution",
+                f"resolution = {resolution} lies outside min_bucket ({section['min_bucket']}) … max_bucket "
+                f"({section['max_bucket']}): no picture could be trained at it",
+                f"Set the bucket range to {low}–{high}",
+                {"data.min_bucket": low, "data.max_bucket": high},
+            )
+        )
     steps, warmup = _number(data, "steps"), _number(data.get("optimizer"), "warmup_steps")
     if steps and warmup is not None and warmup >= steps:
         tenth = steps // 10
-        problems.append(SettingProblem(
-            "optimizer.warmup_steps",
-            f"warmup_steps = {warmup} is not below steps = {steps}: the learning rate would never reach its value",
-            f"Warm up for {tenth} steps (10%)", {"optimizer.warmup_steps": tenth}))
+        problems.append(
+            SettingProblem(
+                "optimizer.warmup_steps",
+                f"warmup_steps = {warmup} is not below steps = {steps}: the learning rate would never reach its value",
+                f"Warm up for {tenth} steps (10%)",
+                {"optimizer.warmup_steps": tenth},
+            )
+        )
     preset = data.get("preset")
     if isinstance(preset, str) and preset in preset_names() and resolution:
         defaults = preset_dict(preset).get("data", {})
@@ -409,11 +448,15 @@ def setting_problems(data: dict[str, Any]) -> list[SettingProblem]:
         # Within 1.5x is a choice (SD 1.5 at 768); 2x is another family's size (SDXL at 512).
         if wanted and max(wanted, resolution) / min(wanted, resolution) > 1.5:
             fix = {f"data.{k}": defaults[k] for k in ("resolution", "min_bucket", "max_bucket") if k in defaults}
-            problems.append(SettingProblem(
-                "data.resolution",
-                f"resolution = {resolution} does not suit the preset {preset}, tuned for {wanted} px: use its "
-                f"size, or pick the preset (none) to keep yours",
-                f"Use the preset's {wanted} px", fix))
+            problems.append(
+                SettingProblem(
+                    "data.resolution",
+                    f"resolution = {resolution} does not suit the preset {preset}, tuned for {wanted} px: use its "
+                    f"size, or pick the preset (none) to keep yours",
+                    f"Use the preset's {wanted} px",
+                    fix,
+                )
+            )
     return problems
 
 

@@ -108,7 +108,10 @@ def nvidia_gpus() -> list[tuple[str, str, int]]:
     try:
         out = subprocess.run(
             [exe, "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader,nounits"],
-            capture_output=True, text=True, timeout=15, check=False,
+            capture_output=True,
+            text=True,
+            timeout=15,
+            check=False,
         )
     except (OSError, subprocess.SubprocessError):
         return []
@@ -122,9 +125,14 @@ def detect_hardware() -> Hardware:
         hw = Hardware(Accelerator.CUDA, name, driver, vram)
         if cuda_tag(hw) is None:
             oldest = CUDA_BUILDS[-1][0]
-            return Hardware(Accelerator.CPU, name, driver, vram,
-                            note=f"driver {driver} is older than {oldest}, the oldest today's torch runs on: "
-                                 f"CPU build (update the NVIDIA driver to use the GPU)")
+            return Hardware(
+                Accelerator.CPU,
+                name,
+                driver,
+                vram,
+                note=f"driver {driver} is older than {oldest}, the oldest today's torch runs on: "
+                f"CPU build (update the NVIDIA driver to use the GPU)",
+            )
         return hw
     if sys.platform.startswith("linux") and (shutil.which("rocminfo") or os.path.exists("/dev/kfd")):
         return Hardware(Accelerator.ROCM)
@@ -285,7 +293,19 @@ def plan_setup(
     # --no-config: a uv.toml of the user's must not send torch to another index.
     commands = [
         [str(uv), "venv", "--no-config", "--no-project", "--python", base_python, str(env_dir)],
-        [str(uv), "pip", "install", "--no-config", "--python", str(python), *torch_source, *links, "-c", str(lock), torch_pin(lock)],
+        [
+            str(uv),
+            "pip",
+            "install",
+            "--no-config",
+            "--python",
+            str(python),
+            *torch_source,
+            *links,
+            "-c",
+            str(lock),
+            torch_pin(lock),
+        ],
         [str(uv), "pip", "install", "--no-config", "--python", str(python), *source, *links, "-r", str(lock)],
     ]
     # uv's cache under our cache folder: the user's data stays in one place, tests stay private.
@@ -318,8 +338,9 @@ class SetupRun:
                 if self._cancelled.is_set():
                     raise SetupError("setup cancelled")
                 on_line(f"[{step}/{len(self.plan.commands)}] $ " + " ".join(cmd))
-                with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                      errors="replace", env=env) as proc:
+                with subprocess.Popen(
+                    cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", env=env
+                ) as proc:
                     self._proc = proc
                     assert proc.stdout is not None
                     for line in proc.stdout:
@@ -328,7 +349,9 @@ class SetupRun:
                 if self._cancelled.is_set():
                     raise SetupError("setup cancelled")
                 if proc.returncode != 0:
-                    raise SetupError(f"`{Path(cmd[0]).name} {' '.join(cmd[1:3])}` failed with exit code {proc.returncode}")
+                    raise SetupError(
+                        f"`{Path(cmd[0]).name} {' '.join(cmd[1:3])}` failed with exit code {proc.returncode}"
+                    )
         except BaseException:
             discard_env(self.plan.env_dir)
             raise
@@ -345,8 +368,11 @@ def setup_defaults() -> dict:
     and ``LORALOOM_SETUP_PYTHON`` (the base interpreter).
     """
     links = [p for p in os.environ.get("LORALOOM_SETUP_FIND_LINKS", "").split(os.pathsep) if p]
-    return {"find_links": links, "offline": os.environ.get("LORALOOM_SETUP_OFFLINE") == "1",
-            "base_python": os.environ.get("LORALOOM_SETUP_PYTHON") or BASE_PYTHON}
+    return {
+        "find_links": links,
+        "offline": os.environ.get("LORALOOM_SETUP_OFFLINE") == "1",
+        "base_python": os.environ.get("LORALOOM_SETUP_PYTHON") or BASE_PYTHON,
+    }
 
 
 def discard_env(env_dir: Path) -> None:
@@ -371,8 +397,16 @@ def probe_worker(python: Path | str, timeout_s: float = HELLO_TIMEOUT_S) -> dict
     assert cmd is not None
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **launch_env(python)}
     try:
-        out = subprocess.run(cmd, input='{"cmd":"shutdown"}\n', capture_output=True, text=True,
-                             errors="replace", timeout=timeout_s, env=env, check=False)
+        out = subprocess.run(
+            cmd,
+            input='{"cmd":"shutdown"}\n',
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=timeout_s,
+            env=env,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError) as exc:
         raise SetupError(f"{python}: the worker could not be started ({exc})") from None
     for line in out.stdout.splitlines():
@@ -397,8 +431,9 @@ def package_versions(python: Path | str, names: tuple[str, ...] = ("torch", "dif
         "print(json.dumps(out))\n"
     )
     try:
-        out = subprocess.run([str(python), "-c", script, *names], capture_output=True, text=True,
-                             timeout=30, check=False)
+        out = subprocess.run(
+            [str(python), "-c", script, *names], capture_output=True, text=True, timeout=30, check=False
+        )
         data = json.loads(out.stdout)
     except (OSError, subprocess.SubprocessError, ValueError):
         return {n: None for n in names}

@@ -32,10 +32,20 @@ class Layout(str, enum.Enum):
 
 
 # reader role -> the tensor suffix kohya / LyCORIS / ComfyUI files use for it
-_SUFFIX = {"down": "lora_down.weight", "up": "lora_up.weight", "mid": "lora_mid.weight", "a1": "a1.weight",
-           "a2": "a2.weight", "b1": "b1.weight", "b2": "b2.weight"}
+_SUFFIX = {
+    "down": "lora_down.weight",
+    "up": "lora_up.weight",
+    "mid": "lora_mid.weight",
+    "a1": "a1.weight",
+    "a2": "a2.weight",
+    "b1": "b1.weight",
+    "b2": "b2.weight",
+}
 _KOHYA_TE = {Part.TEXT_ENCODER: "lora_te", Part.TEXT_ENCODER_2: "lora_te2"}
-_COMFY_TE = {Part.TEXT_ENCODER: "text_encoders.clip_l.transformer", Part.TEXT_ENCODER_2: "text_encoders.clip_g.transformer"}
+_COMFY_TE = {
+    Part.TEXT_ENCODER: "text_encoders.clip_l.transformer",
+    Part.TEXT_ENCODER_2: "text_encoders.clip_g.transformer",
+}
 _DIFFUSERS_PART = {Part.UNET: "unet", Part.TEXT_ENCODER: "text_encoder", Part.TEXT_ENCODER_2: "text_encoder_2"}
 
 
@@ -74,17 +84,32 @@ def _factor_tensors(layout: Layout, name: str, delta: LayerDelta, dtype: torch.d
 def _refusal(path: Path, layout: Layout, target: Target, delta: LayerDelta, shape: tuple[int, ...]) -> str:
     if layout in (Layout.KOHYA, Layout.COMFY):
         return ""
-    kind = {"lora": "LoRA", "loha": "LoHa", "lokr": "LoKr", "full": "full-weight", "set": "set_weight",
-            "ia3": "(IA)³", "glora": "GLoRA", "oft": "OFT", "boft": "BOFT"}.get(delta.kind, delta.kind)
+    kind = {
+        "lora": "LoRA",
+        "loha": "LoHa",
+        "lokr": "LoKr",
+        "full": "full-weight",
+        "set": "set_weight",
+        "ia3": "(IA)³",
+        "glora": "GLoRA",
+        "oft": "OFT",
+        "boft": "BOFT",
+    }.get(delta.kind, delta.kind)
     if delta.kind != "lora" or "mid" in delta.tensors:
-        return (f"{path}: a {kind}{' (tucker)' if 'mid' in delta.tensors else ''} adapter cannot be written in "
-                f"the {layout.value} layout (it holds LoRA and DoRA only); use --to kohya or --to comfy")
+        return (
+            f"{path}: a {kind}{' (tucker)' if 'mid' in delta.tensors else ''} adapter cannot be written in "
+            f"the {layout.value} layout (it holds LoRA and DoRA only); use --to kohya or --to comfy"
+        )
     if delta.dora is not None and delta.dora_axis(shape) is not True:
-        return (f"{path}: its DoRA magnitudes are per input column, which the {layout.value} layout cannot "
-                "hold (peft keeps one per output row); use --to kohya or --to comfy")
+        return (
+            f"{path}: its DoRA magnitudes are per input column, which the {layout.value} layout cannot "
+            "hold (peft keeps one per output row); use --to kohya or --to comfy"
+        )
     if layout is Layout.PEFT and target.part is not Part.UNET:
-        return (f"{path}: it changes a text encoder too, and peft's own layout holds one model; "
-                "use --to diffusers for a file with every part")
+        return (
+            f"{path}: it changes a text encoder too, and peft's own layout holds one model; "
+            "use --to diffusers for a file with every part"
+        )
     return ""
 
 
@@ -114,11 +139,16 @@ def convert(src: str | Path, out: str | Path, layout: Layout | str, index: Layer
 
 def _write_peft_config(out: Path, parsed) -> None:
     ranks = sorted({d.rank for d in parsed.layers.values()})
-    config = {"peft_type": "LORA", "r": ranks[0], "lora_alpha": ranks[0],  # scale folded into lora_B
-              "rank_pattern": {t.path: d.rank for t, d in parsed.layers.items() if d.rank != ranks[0]},
-              "alpha_pattern": {t.path: d.rank for t, d in parsed.layers.items() if d.rank != ranks[0]},
-              "target_modules": sorted(t.path for t in parsed.layers),
-              "use_dora": any(d.dora is not None for d in parsed.layers.values()), "bias": "none"}
+    config = {
+        "peft_type": "LORA",
+        "r": ranks[0],
+        "lora_alpha": ranks[0],  # scale folded into lora_B
+        "rank_pattern": {t.path: d.rank for t, d in parsed.layers.items() if d.rank != ranks[0]},
+        "alpha_pattern": {t.path: d.rank for t, d in parsed.layers.items() if d.rank != ranks[0]},
+        "target_modules": sorted(t.path for t in parsed.layers),
+        "use_dora": any(d.dora is not None for d in parsed.layers.values()),
+        "bias": "none",
+    }
     atomic_write_bytes(out.with_name("adapter_config.json"), json.dumps(config, indent=2).encode("utf-8"))
 
 

@@ -78,8 +78,9 @@ def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise IncompatibleAdapter(f"{path}: could not be read as safetensors ({_first_line(exc)})",
-                                  detail=repr(exc)) from None
+        raise IncompatibleAdapter(
+            f"{path}: could not be read as safetensors ({_first_line(exc)})", detail=repr(exc)
+        ) from None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -126,7 +127,7 @@ def _config_alpha(configs: dict[str, dict[str, Any]], module_key: str, rank: int
     for prefix in sorted(configs, key=len, reverse=True):
         if module_key.startswith(prefix):
             try:
-                return _peft_alpha(configs[prefix], module_key[len(prefix):], rank)
+                return _peft_alpha(configs[prefix], module_key[len(prefix) :], rank)
             except (TypeError, ValueError, ZeroDivisionError, re.error):
                 return None  # a broken config: the tensors alone decide (alpha = rank)
     return None
@@ -161,7 +162,8 @@ def _build_delta(roles: dict[str, torch.Tensor]) -> LayerDelta | None:
     if {"hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b"} <= set(tensors):
         kind = "loha"
     elif ("lokr_w1" in tensors or {"lokr_w1_a", "lokr_w1_b"} <= set(tensors)) and (
-            "lokr_w2" in tensors or {"lokr_w2_a", "lokr_w2_b"} <= set(tensors)):
+        "lokr_w2" in tensors or {"lokr_w2_a", "lokr_w2_b"} <= set(tensors)
+    ):
         kind = "lokr"
     elif {"up", "down"} <= set(tensors):
         kind = "lora"
@@ -176,8 +178,9 @@ def _build_delta(roles: dict[str, torch.Tensor]) -> LayerDelta | None:
     return LayerDelta(kind, tensors, alpha, dora.float() if dora is not None else None, on_out)
 
 
-def read_adapter(path: str | Path, index: LayerIndex, family: Family | None, *,
-                 device: torch.device | str = "cpu") -> ParsedAdapter:
+def read_adapter(
+    path: str | Path, index: LayerIndex, family: Family | None, *, device: torch.device | str = "cpu"
+) -> ParsedAdapter:
     """Read and check ``path`` against the model behind ``index``. Raises :class:`IncompatibleAdapter`,
     and nothing else for a damaged file: one bad row of a stack is refused, the others still render."""
     try:
@@ -188,8 +191,9 @@ def read_adapter(path: str | Path, index: LayerIndex, family: Family | None, *,
         if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
             raise  # the machine's problem, not the file's
         log.warning("reading %s failed", path, exc_info=True)
-        raise IncompatibleAdapter(f"{path}: could not be read as an adapter ({_first_line(exc)}); "
-                                  "the file is damaged", detail=repr(exc)) from None
+        raise IncompatibleAdapter(
+            f"{path}: could not be read as an adapter ({_first_line(exc)}); the file is damaged", detail=repr(exc)
+        ) from None
 
 
 # The largest ΔW entry float32 holds; a bound over it means "compute ΔW and look".
@@ -200,18 +204,24 @@ def _check_finite(path: Path, module_key: str, delta: LayerDelta) -> None:
     """NaN or infinite factors, alpha or ΔW render an all-black picture: refuse the file instead.
     Cheap: the factors are scanned once; ΔW is built only when a bound says it might overflow."""
     if delta.alpha is not None and not math.isfinite(delta.alpha):
-        raise IncompatibleAdapter(f"{path}: layer {module_key} has an alpha of {delta.alpha}; the file is "
-                                  "damaged (it would render a black picture)")
+        raise IncompatibleAdapter(
+            f"{path}: layer {module_key} has an alpha of {delta.alpha}; the file is "
+            "damaged (it would render a black picture)"
+        )
     factors = list(delta.tensors.values()) + ([delta.dora] if delta.dora is not None else [])
     if not all(bool(torch.isfinite(t).all()) for t in factors):
-        raise IncompatibleAdapter(f"{path}: layer {module_key} has NaN or infinite weights; the file is "
-                                  "damaged (it would render a black picture)")
+        raise IncompatibleAdapter(
+            f"{path}: layer {module_key} has NaN or infinite weights; the file is "
+            "damaged (it would render a black picture)"
+        )
     bound = abs(delta.scale()) * max(1, delta.rank)
     for t in factors:
         bound *= float(t.abs().max()) if t.numel() else 0.0
     if bound > _F32_MAX / 1e3 and not bool(torch.isfinite(delta.raw_delta()).all()):
-        raise IncompatibleAdapter(f"{path}: layer {module_key} has weights so large that its change "
-                                  "overflows to infinity; the file is damaged (it would render a black picture)")
+        raise IncompatibleAdapter(
+            f"{path}: layer {module_key} has weights so large that its change "
+            "overflows to infinity; the file is damaged (it would render a black picture)"
+        )
 
 
 def _read_adapter(p: Path, index: LayerIndex, family: Family | None, device: torch.device) -> ParsedAdapter:
@@ -249,20 +259,25 @@ def _read_adapter(p: Path, index: LayerIndex, family: Family | None, device: tor
         raise IncompatibleAdapter(_unknown_kinds(p, groups))
     if not layers:
         if unsupported and not unmatched:
-            raise IncompatibleAdapter(f"{p}: its {len(unsupported)} layers use an adapter type LoRA Loom "
-                                      "cannot apply (supported: LoRA, LoCon, LoHa, LoKr, DoRA)")
+            raise IncompatibleAdapter(
+                f"{p}: its {len(unsupported)} layers use an adapter type LoRA Loom "
+                "cannot apply (supported: LoRA, LoCon, LoHa, LoKr, DoRA)"
+            )
         raise IncompatibleAdapter(
             f"{p}: none of its {total} layers exist in the loaded base model "
-            f"(e.g. {unmatched[0] if unmatched else '?'}); it was made for another kind of model")
+            f"(e.g. {unmatched[0] if unmatched else '?'}); it was made for another kind of model"
+        )
     if len(layers) / total < MIN_COVERAGE:
         raise IncompatibleAdapter(
             f"{p}: only {len(layers)} of its {total} layers exist in the loaded base model "
-            f"(missing e.g. {unmatched[0]}); it was made for another kind of model")
+            f"(missing e.g. {unmatched[0]}); it was made for another kind of model"
+        )
     parsed = ParsedAdapter(p, info, {t: d.to(torch.device(device)) for t, d in layers.items()}, unmatched)
     skipped = {m: NOT_IN_BASE for m in unmatched}
     skipped.update({m: "an adapter type LoRA Loom cannot apply" for m in unsupported})
-    parsed.report = build_report(p.name, groups, applied, skipped,
-                                 FAMILY_NAMES.get(info.family) if info.family else None, info.family_evidence)
+    parsed.report = build_report(
+        p.name, groups, applied, skipped, FAMILY_NAMES.get(info.family) if info.family else None, info.family_evidence
+    )
     _add_warnings(parsed, groups, skipped, unmatched, unsupported, total)
     return parsed
 
@@ -276,15 +291,23 @@ def _header(p: Path, index: LayerIndex, family: Family | None) -> AdapterInfo:
     if family is not None and info.family is not None and info.family is not family:
         raise IncompatibleAdapter(
             f"{p}: made for {FAMILY_NAMES[info.family]}, but the loaded base model is "
-            f"{FAMILY_NAMES[family]}; pick a {FAMILY_NAMES[info.family]} base model for it")
+            f"{FAMILY_NAMES[family]}; pick a {FAMILY_NAMES[info.family]} base model for it"
+        )
     if Part.TEXT_ENCODER_2 in info.parts and Part.TEXT_ENCODER_2 not in index.parts:
-        raise IncompatibleAdapter(f"{p}: it changes a second text encoder (an SDXL adapter), "
-                                  f"but the loaded base model has only one")
+        raise IncompatibleAdapter(
+            f"{p}: it changes a second text encoder (an SDXL adapter), but the loaded base model has only one"
+        )
     return info
 
 
-def _add_warnings(parsed: ParsedAdapter, groups: dict[str, dict[str, torch.Tensor]], skipped: dict[str, str],
-                  unmatched: list[str], unsupported: list[str], total: int) -> None:
+def _add_warnings(
+    parsed: ParsedAdapter,
+    groups: dict[str, dict[str, torch.Tensor]],
+    skipped: dict[str, str],
+    unmatched: list[str],
+    unsupported: list[str],
+    total: int,
+) -> None:
     """What was left out of a file that is used anyway: ignored tensor kinds, missing and unsupported layers."""
     p = parsed.path
     ignored = collections.Counter(parsed.report.ignored)
@@ -292,22 +315,29 @@ def _add_warnings(parsed: ParsedAdapter, groups: dict[str, dict[str, torch.Tenso
         if module not in skipped:  # a layer of unknown kinds only (a LyCORIS norm layer …)
             ignored.update(r.lstrip("?") for r in groups[module])
     if ignored:
-        parsed.warnings.append(f"{p.name}: {sum(ignored.values())} tensors of kinds LoRA Loom cannot apply "
-                               f"were ignored ({', '.join('.' + k for k in sorted(ignored))})")
+        parsed.warnings.append(
+            f"{p.name}: {sum(ignored.values())} tensors of kinds LoRA Loom cannot apply "
+            f"were ignored ({', '.join('.' + k for k in sorted(ignored))})"
+        )
     if unmatched:
-        parsed.warnings.append(f"{p.name}: {len(unmatched)} of its {total} layers are not in the base "
-                               f"model and were skipped (e.g. {unmatched[0]})")
+        parsed.warnings.append(
+            f"{p.name}: {len(unmatched)} of its {total} layers are not in the base "
+            f"model and were skipped (e.g. {unmatched[0]})"
+        )
     if unsupported:
-        parsed.warnings.append(f"{p.name}: {len(unsupported)} layers of an unsupported adapter type "
-                               f"were skipped (e.g. {unsupported[0]})")
+        parsed.warnings.append(
+            f"{p.name}: {len(unsupported)} layers of an unsupported adapter type were skipped (e.g. {unsupported[0]})"
+        )
 
 
 def _unknown_kinds(path: Path, groups: dict[str, dict[str, torch.Tensor]]) -> str:
     """The refusal for a file none of whose tensors is a weight kind the reader knows."""
     kinds = sorted({role[1:] for roles in groups.values() for role in roles if role.startswith("?")})
     shown = ", ".join(f".{k}" for k in kinds[:6]) + (" …" if len(kinds) > 6 else "")
-    return (f"{path}: none of its {sum(map(len, groups.values()))} tensors is a weight kind LoRA Loom can "
-            f"apply (it has {shown or 'no tensors'}); it is another adapter type or not an adapter")
+    return (
+        f"{path}: none of its {sum(map(len, groups.values()))} tensors is a weight kind LoRA Loom can "
+        f"apply (it has {shown or 'no tensors'}); it is another adapter type or not an adapter"
+    )
 
 
 def _delta_shape(delta: LayerDelta) -> tuple[int, ...]:
@@ -326,22 +356,32 @@ def _check_shape(path: Path, module_key: str, delta: LayerDelta, shape: tuple[in
     if delta.kind in lycoris_weights.KINDS:
         problem = lycoris_weights.problem(delta.kind, delta.tensors, shape)
         if problem:
-            raise IncompatibleAdapter(f"{path}: layer {module_key} does not fit the base model ({problem}); "
-                                      "the adapter was made for another base model")
+            raise IncompatibleAdapter(
+                f"{path}: layer {module_key} does not fit the base model ({problem}); "
+                "the adapter was made for another base model"
+            )
         return
     bias = delta.tensors.get("diff_b")
     if bias is not None and bias.numel() != shape[0]:
-        raise IncompatibleAdapter(f"{path}: layer {module_key} changes {bias.numel()} biases but the base "
-                                  f"model's layer has {shape[0]} outputs; the adapter was made for another base model")
+        raise IncompatibleAdapter(
+            f"{path}: layer {module_key} changes {bias.numel()} biases but the base "
+            f"model's layer has {shape[0]} outputs; the adapter was made for another base model"
+        )
     try:
         got = _delta_shape(delta)
     except (RuntimeError, ValueError, IndexError) as exc:
-        raise IncompatibleAdapter(f"{path}: layer {module_key} has factors that do not fit together "
-                                  f"({_first_line(exc)}); the file is damaged", detail=repr(exc)) from None
+        raise IncompatibleAdapter(
+            f"{path}: layer {module_key} has factors that do not fit together "
+            f"({_first_line(exc)}); the file is damaged",
+            detail=repr(exc),
+        ) from None
     if math.prod(got) != math.prod(shape) or got[0] != shape[0]:
         raise IncompatibleAdapter(
             f"{path}: layer {module_key} is {'x'.join(map(str, got))} but the base model's is "
-            f"{'x'.join(map(str, shape))}; the adapter was made for another base model")
+            f"{'x'.join(map(str, shape))}; the adapter was made for another base model"
+        )
     if delta.dora is not None and delta.dora_axis(shape) is None:
-        raise IncompatibleAdapter(f"{path}: layer {module_key} has a DoRA scale of "
-                                  f"{delta.dora.numel()} values for a {shape[0]}x{shape[1]} layer")
+        raise IncompatibleAdapter(
+            f"{path}: layer {module_key} has a DoRA scale of "
+            f"{delta.dora.numel()} values for a {shape[0]}x{shape[1]} layer"
+        )

@@ -36,8 +36,10 @@ class LoadReport:
         return f"{self.layers_applied}/{self.layers_total} layers"
 
     def lines(self) -> list[str]:
-        out = [f"layers: {self.layers_applied} of {self.layers_total} applied",
-               f"tensors: {self.tensors_used} of {self.tensors_total} used"]
+        out = [
+            f"layers: {self.layers_applied} of {self.layers_total} applied",
+            f"tensors: {self.tensors_used} of {self.tensors_total} used",
+        ]
         if self.ignored:
             out.append("ignored tensors: " + ", ".join(f".{role} ×{n}" for role, n in sorted(self.ignored.items())))
         reasons = collections.Counter(reason for _, reason in self.skipped)
@@ -55,20 +57,37 @@ class LoadReport:
         if self.layers_applied != self.layers_total:
             parts.append(f"{self.layers_total - self.layers_applied} of its {self.layers_total} layers were skipped")
         if self.ignored:
-            parts.append(f"{sum(self.ignored.values())} tensors were ignored "
-                         f"({', '.join('.' + r for r in sorted(self.ignored))})")
+            parts.append(
+                f"{sum(self.ignored.values())} tensors were ignored "
+                f"({', '.join('.' + r for r in sorted(self.ignored))})"
+            )
         return f"{self.file}: " + " and ".join(parts)
 
     def to_json(self) -> dict[str, Any]:
-        return {"file": self.file, "layers": self.badge(), "complete": self.complete,
-                "layers_total": self.layers_total, "layers_applied": self.layers_applied,
-                "tensors_total": self.tensors_total, "tensors_used": self.tensors_used,
-                "ignored": dict(self.ignored), "skipped": [list(s) for s in self.skipped],
-                "family": self.family, "family_evidence": self.family_evidence, "lines": self.lines()}
+        return {
+            "file": self.file,
+            "layers": self.badge(),
+            "complete": self.complete,
+            "layers_total": self.layers_total,
+            "layers_applied": self.layers_applied,
+            "tensors_total": self.tensors_total,
+            "tensors_used": self.tensors_used,
+            "ignored": dict(self.ignored),
+            "skipped": [list(s) for s in self.skipped],
+            "family": self.family,
+            "family_evidence": self.family_evidence,
+            "lines": self.lines(),
+        }
 
 
-def build_report(file: str, groups: dict[str, dict[str, Any]], applied: set[str],
-                 skipped: dict[str, str], family: str | None, evidence: str) -> LoadReport:
+def build_report(
+    file: str,
+    groups: dict[str, dict[str, Any]],
+    applied: set[str],
+    skipped: dict[str, str],
+    family: str | None,
+    evidence: str,
+) -> LoadReport:
     """From the file's tensors grouped by layer (role -> tensor) and what became of each layer.
 
     A role starting with ``?`` is one the reader does not know: in an applied layer it is
@@ -84,9 +103,17 @@ def build_report(file: str, groups: dict[str, dict[str, Any]], applied: set[str]
                 used += 1
     skipped = dict(skipped)
     for module in set(groups) - applied - set(skipped):
-        skipped[module] = "no weights LoRA Loom can apply (" + ", ".join(
-            "." + r.lstrip("?") for r in sorted(groups[module])) + ")"
-    return LoadReport(file=file, layers_total=len(groups), layers_applied=len(applied),
-                      tensors_total=sum(len(r) for r in groups.values()), tensors_used=used,
-                      ignored=dict(ignored),
-                      skipped=sorted(skipped.items()), family=family, family_evidence=evidence)
+        skipped[module] = (
+            "no weights LoRA Loom can apply (" + ", ".join("." + r.lstrip("?") for r in sorted(groups[module])) + ")"
+        )
+    return LoadReport(
+        file=file,
+        layers_total=len(groups),
+        layers_applied=len(applied),
+        tensors_total=sum(len(r) for r in groups.values()),
+        tensors_used=used,
+        ignored=dict(ignored),
+        skipped=sorted(skipped.items()),
+        family=family,
+        family_evidence=evidence,
+    )

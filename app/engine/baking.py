@@ -40,7 +40,6 @@ from app.engine.patching import AdapterMixer
 log = logging.getLogger(__name__)
 
 
-
 class BakeError(Exception):
     """Nothing to bake, or the output cannot be written; the message says which."""
 
@@ -62,8 +61,10 @@ class BakeResult:
 
     def describe(self) -> str:
         kind = "exact" if self.exact else f"rank {self.rank}"
-        return (f"baked {self.layers} layers ({kind}, max rank {self.rank}) to {self.path}; "
-                f"relative error {self.relative_error:.2e}")
+        return (
+            f"baked {self.layers} layers ({kind}, max rank {self.rank}) to {self.path}; "
+            f"relative error {self.relative_error:.2e}"
+        )
 
 
 def kohya_name(target: Target, family: Family | None) -> str:
@@ -134,9 +135,16 @@ def _layer(mixer: AdapterMixer, target: Target, parts: list[tuple[Any, float]], 
     return up, down, dense
 
 
-def bake_mix(mixer: AdapterMixer, entries: Iterable[AdapterEntry], out: str | Path, *,
-             rank: int | None = None, base: str = "", on_progress: Callable[[int, int], None] | None = None,
-             should_cancel: Callable[[], bool] | None = None) -> BakeResult:
+def bake_mix(
+    mixer: AdapterMixer,
+    entries: Iterable[AdapterEntry],
+    out: str | Path,
+    *,
+    rank: int | None = None,
+    base: str = "",
+    on_progress: Callable[[int, int], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+) -> BakeResult:
     """Bake the enabled, non-zero entries into ``out`` (a .safetensors file, written atomically).
 
     Raises :class:`IncompatibleAdapter` when an adapter cannot be used with the base model
@@ -200,16 +208,23 @@ def bake_mix(mixer: AdapterMixer, entries: Iterable[AdapterEntry], out: str | Pa
     return result
 
 
-def _metadata(mixer: AdapterMixer, held, out: Path, rank: int | None, max_rank: int, relative: float,
-              base: str) -> dict[str, str]:
+def _metadata(
+    mixer: AdapterMixer, held, out: Path, rank: int | None, max_rank: int, relative: float, base: str
+) -> dict[str, str]:
     family = mixer.family
     words: list[str] = []
     mix = []
     for h, entry in held:
         if entry.enabled:
             words.extend(w for w in h.parsed.info.trigger_words if w not in words)
-            mix.append({"name": entry.display_name(), "path": entry.path, "weight": entry.weight,
-                        "te_weight": entry.text_weight()})
+            mix.append(
+                {
+                    "name": entry.display_name(),
+                    "path": entry.path,
+                    "weight": entry.weight,
+                    "te_weight": entry.text_weight(),
+                }
+            )
     meta = {
         "ss_network_module": "networks.lora",
         "ss_network_dim": str(max_rank),

@@ -74,8 +74,10 @@ class TensorFile:
         """``rows`` rows from ``row`` (default: all; or only the first ``count`` values there), flat,
         in the file's dtype."""
         if self._stamp() != self.stamp:
-            raise FileChanged(f"{self.path}: the file changed on disk while it was in use; render again "
-                              "(the model and its adapters are read anew)")
+            raise FileChanged(
+                f"{self.path}: the file changed on disk while it was in use; render again "
+                "(the model and its adapters are read anew)"
+            )
         info = self.header.tensors[key]
         dtype = DTYPES[info["dtype"]]
         shape = info["shape"]
@@ -90,8 +92,10 @@ class TensorFile:
         start = self.header.data_start + info["data_offsets"][0] + row * row_values * size
         got = os.preadv(self.handle.fileno(), [buf], start)
         if got != len(buf):
-            raise FileChanged(f"{self.path}: the file is shorter than when it was read; render again "
-                              "(the model and its adapters are read anew)")
+            raise FileChanged(
+                f"{self.path}: the file is shorter than when it was read; render again "
+                "(the model and its adapters are read anew)"
+            )
         return torch.frombuffer(buf, dtype=dtype)
 
 
@@ -184,8 +188,9 @@ class LazyFactors(Mapping):
     checked against the file bit for bit before being swapped for its place there.
     """
 
-    def __init__(self, file: TensorFile, keys: dict[str, str], kept: dict[str, torch.Tensor],
-                 device: torch.device) -> None:
+    def __init__(
+        self, file: TensorFile, keys: dict[str, str], kept: dict[str, torch.Tensor], device: torch.device
+    ) -> None:
         self._file, self._keys, self._kept, self._device = file, keys, kept, device
 
     def __getitem__(self, role: str) -> torch.Tensor:

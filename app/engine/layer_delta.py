@@ -13,27 +13,57 @@ import torch
 from app.engine import lycoris_weights
 
 # Longest suffixes first: "<module>.<suffix>" -> role.
-_ROLES = sorted({
-    ".lora_down.weight": "down", ".lora_up.weight": "up", ".lora_mid.weight": "mid",
-    ".lora_A.weight": "down", ".lora_B.weight": "up",
-    ".lora_A.default.weight": "down", ".lora_B.default.weight": "up",
-    ".lora.down.weight": "down", ".lora.up.weight": "up",
-    ".lora_linear_layer.down.weight": "down", ".lora_linear_layer.up.weight": "up",
-    ".down.weight": "down", ".up.weight": "up",  # attention-processor keys (to_q_lora.down.weight)
-    ".alpha": "alpha", ".dora_scale": "dora",
-    # peft's magnitude is always one value per output channel, whatever its shape.
-    ".lora_magnitude_vector": "magnitude", ".lora_magnitude_vector.weight": "magnitude",
-    ".lora_magnitude_vector.default.weight": "magnitude", ".lora_magnitude_vector.default": "magnitude",
-    ".hada_w1_a": "hada_w1_a", ".hada_w1_b": "hada_w1_b", ".hada_w2_a": "hada_w2_a",
-    ".hada_w2_b": "hada_w2_b", ".hada_t1": "hada_t1", ".hada_t2": "hada_t2",
-    ".lokr_w1": "lokr_w1", ".lokr_w1_a": "lokr_w1_a", ".lokr_w1_b": "lokr_w1_b",
-    ".lokr_w2": "lokr_w2", ".lokr_w2_a": "lokr_w2_a", ".lokr_w2_b": "lokr_w2_b", ".lokr_t2": "lokr_t2",
-    ".diff": "diff", ".diff_b": "diff_b", ".set_weight": "set_weight",
-    ".weight": "weight", ".on_input": "on_input",  # (IA)³
-    ".a1.weight": "a1", ".a2.weight": "a2", ".b1.weight": "b1", ".b2.weight": "b2",  # GLoRA
-    ".oft_blocks": "oft_blocks", ".rescale": "rescale",  # OFT / BOFT
-    ".w_norm": "?w_norm", ".b_norm": "?b_norm",  # LyCORIS norm layers: not applied (named in the report)
-}.items(), key=lambda kv: -len(kv[0]))
+_ROLES = sorted(
+    {
+        ".lora_down.weight": "down",
+        ".lora_up.weight": "up",
+        ".lora_mid.weight": "mid",
+        ".lora_A.weight": "down",
+        ".lora_B.weight": "up",
+        ".lora_A.default.weight": "down",
+        ".lora_B.default.weight": "up",
+        ".lora.down.weight": "down",
+        ".lora.up.weight": "up",
+        ".lora_linear_layer.down.weight": "down",
+        ".lora_linear_layer.up.weight": "up",
+        ".down.weight": "down",
+        ".up.weight": "up",  # attention-processor keys (to_q_lora.down.weight)
+        ".alpha": "alpha",
+        ".dora_scale": "dora",
+        # peft's magnitude is always one value per output channel, whatever its shape.
+        ".lora_magnitude_vector": "magnitude",
+        ".lora_magnitude_vector.weight": "magnitude",
+        ".lora_magnitude_vector.default.weight": "magnitude",
+        ".lora_magnitude_vector.default": "magnitude",
+        ".hada_w1_a": "hada_w1_a",
+        ".hada_w1_b": "hada_w1_b",
+        ".hada_w2_a": "hada_w2_a",
+        ".hada_w2_b": "hada_w2_b",
+        ".hada_t1": "hada_t1",
+        ".hada_t2": "hada_t2",
+        ".lokr_w1": "lokr_w1",
+        ".lokr_w1_a": "lokr_w1_a",
+        ".lokr_w1_b": "lokr_w1_b",
+        ".lokr_w2": "lokr_w2",
+        ".lokr_w2_a": "lokr_w2_a",
+        ".lokr_w2_b": "lokr_w2_b",
+        ".lokr_t2": "lokr_t2",
+        ".diff": "diff",
+        ".diff_b": "diff_b",
+        ".set_weight": "set_weight",
+        ".weight": "weight",
+        ".on_input": "on_input",  # (IA)³
+        ".a1.weight": "a1",
+        ".a2.weight": "a2",
+        ".b1.weight": "b1",
+        ".b2.weight": "b2",  # GLoRA
+        ".oft_blocks": "oft_blocks",
+        ".rescale": "rescale",  # OFT / BOFT
+        ".w_norm": "?w_norm",
+        ".b_norm": "?b_norm",  # LyCORIS norm layers: not applied (named in the report)
+    }.items(),
+    key=lambda kv: -len(kv[0]),
+)
 
 
 def split_key(key: str) -> tuple[str, str]:
@@ -93,16 +123,32 @@ class LayerDelta:
         if self.kind == "loha":
             from lycoris.functional import loha
 
-            return loha.diff_weight(t["hada_w1_b"], t["hada_w1_a"], t["hada_w2_b"], t["hada_w2_a"],
-                                    t.get("hada_t1"), t.get("hada_t2"), gamma=self.scale(), backend="torch")
+            return loha.diff_weight(
+                t["hada_w1_b"],
+                t["hada_w1_a"],
+                t["hada_w2_b"],
+                t["hada_w2_a"],
+                t.get("hada_t1"),
+                t.get("hada_t2"),
+                gamma=self.scale(),
+                backend="torch",
+            )
         if self.kind == "lokr":
             from lycoris.functional import lokr
 
             # kron_weight with our own scale: lycoris' diff_weight takes the rank from
             # lokr_w2_a.shape[1], which is the factor width, not the rank, for tucker files.
-            return lokr.kron_weight(t.get("lokr_w1"), t.get("lokr_w1_a"), t.get("lokr_w1_b"), t.get("lokr_w2"),
-                                    t.get("lokr_w2_a"), t.get("lokr_w2_b"), t.get("lokr_t2"),
-                                    scale=self.scale(), backend="torch")
+            return lokr.kron_weight(
+                t.get("lokr_w1"),
+                t.get("lokr_w1_a"),
+                t.get("lokr_w1_b"),
+                t.get("lokr_w2"),
+                t.get("lokr_w2_a"),
+                t.get("lokr_w2_b"),
+                t.get("lokr_t2"),
+                scale=self.scale(),
+                backend="torch",
+            )
         return t["diff"]
 
     def delta(self, w0: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
@@ -176,4 +222,3 @@ class LayerDelta:
         if self.dora is not None:
             self.dora = self.dora.to(device)
         return self
-

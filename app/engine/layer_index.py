@@ -27,24 +27,42 @@ class Target:
         return f"{self.part.value}.{self.path}"
 
 
-_RESNET_SGM = {"norm1": "in_layers.0", "conv1": "in_layers.2", "time_emb_proj": "emb_layers.1",
-               "norm2": "out_layers.0", "conv2": "out_layers.3", "conv_shortcut": "skip_connection"}
+_RESNET_SGM = {
+    "norm1": "in_layers.0",
+    "conv1": "in_layers.2",
+    "time_emb_proj": "emb_layers.1",
+    "norm2": "out_layers.0",
+    "conv2": "out_layers.3",
+    "conv_shortcut": "skip_connection",
+}
 _KOHYA_TE = {Part.TEXT_ENCODER: ("lora_te_", "lora_te1_"), Part.TEXT_ENCODER_2: ("lora_te2_",)}
-_COMFY_TE = {Part.TEXT_ENCODER: "text_encoders.clip_l.transformer.", Part.TEXT_ENCODER_2: "text_encoders.clip_g.transformer."}
+_COMFY_TE = {
+    Part.TEXT_ENCODER: "text_encoders.clip_l.transformer.",
+    Part.TEXT_ENCODER_2: "text_encoders.clip_g.transformer.",
+}
 _DIFFUSERS_PREFIX = {Part.UNET: "unet.", Part.TEXT_ENCODER: "text_encoder.", Part.TEXT_ENCODER_2: "text_encoder_2."}
 
 
 def pipeline_parts(pipe: Any) -> dict[Part, nn.Module]:
-    parts = {Part.UNET: pipe.unet, Part.TEXT_ENCODER: getattr(pipe, "text_encoder", None),
-             Part.TEXT_ENCODER_2: getattr(pipe, "text_encoder_2", None)}
+    parts = {
+        Part.UNET: pipe.unet,
+        Part.TEXT_ENCODER: getattr(pipe, "text_encoder", None),
+        Part.TEXT_ENCODER_2: getattr(pipe, "text_encoder_2", None),
+    }
     return {p: m for p, m in parts.items() if m is not None}
 
 
 def sgm_prefixes(unet: nn.Module) -> dict[str, str]:
     """Diffusers module prefixes of a UNet -> the original Stability (SGM) names, from its structure."""
-    out = {"conv_in": "input_blocks.0.0", "time_embedding.linear_1": "time_embed.0",
-           "time_embedding.linear_2": "time_embed.2", "add_embedding.linear_1": "label_emb.0.0",
-           "add_embedding.linear_2": "label_emb.0.2", "conv_norm_out": "out.0", "conv_out": "out.2"}
+    out = {
+        "conv_in": "input_blocks.0.0",
+        "time_embedding.linear_1": "time_embed.0",
+        "time_embedding.linear_2": "time_embed.2",
+        "add_embedding.linear_1": "label_emb.0.0",
+        "add_embedding.linear_2": "label_emb.0.2",
+        "conv_norm_out": "out.0",
+        "conv_out": "out.2",
+    }
     index = 1
     for i, block in enumerate(unet.down_blocks):
         attentions = getattr(block, "attentions", None)
@@ -149,4 +167,3 @@ def _normalise_module_key(key: str) -> str:
         name = m.group(2)
         return f"{m.group(1)}.{'to_out.0' if name == 'to_out' else name}"
     return key
-

@@ -38,7 +38,6 @@ TE2 = "lora_te2"
 DOWN, UP, ALPHA, DORA = "lora_down.weight", "lora_up.weight", "alpha", "dora_scale"
 
 
-
 # ---------------------------------------------------------------- naming
 
 
@@ -142,8 +141,9 @@ def peft_alphas(module: torch.nn.Module, adapter: str = "default") -> dict[str, 
     return out
 
 
-def kohya_to_peft(tensors: Mapping[str, torch.Tensor], prefix: str, module_paths: Iterable[str]
-                  ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+def kohya_to_peft(
+    tensors: Mapping[str, torch.Tensor], prefix: str, module_paths: Iterable[str]
+) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
     """The reverse of :func:`peft_to_kohya` for one model: (peft state dict, alpha per module path)."""
     index = kohya_index(prefix, module_paths)
     state: dict[str, torch.Tensor] = {}

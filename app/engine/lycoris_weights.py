@@ -34,8 +34,9 @@ def rank(kind: str, tensors: dict[str, torch.Tensor]) -> int:
     return int(tensors["b2"].shape[0]) if kind == "glora" else 0
 
 
-def delta(kind: str, tensors: dict[str, torch.Tensor], alpha: float | None, w0: torch.Tensor,
-          strength: float) -> torch.Tensor:
+def delta(
+    kind: str, tensors: dict[str, torch.Tensor], alpha: float | None, w0: torch.Tensor, strength: float
+) -> torch.Tensor:
     """ΔW at ``strength``, in float32 and ``w0``'s shape."""
     base = w0.float()
     if kind == "ia3":
@@ -67,8 +68,9 @@ def delta(kind: str, tensors: dict[str, torch.Tensor], alpha: float | None, w0: 
         return d if rescale is None else rescale * d + (rescale - 1) * base
     from lycoris.functional import boft
 
-    return boft.diff_weight(base, blocks, rescale, constraint=constraint, scale=strength,
-                            backend="torch").reshape(base.shape)
+    return boft.diff_weight(base, blocks, rescale, constraint=constraint, scale=strength, backend="torch").reshape(
+        base.shape
+    )
 
 
 def problem(kind: str, tensors: dict[str, torch.Tensor], shape: tuple[int, ...]) -> str | None:
@@ -80,8 +82,12 @@ def problem(kind: str, tensors: dict[str, torch.Tensor], shape: tuple[int, ...])
         return None if n == want else f"(IA)³ scales {n} channels, the layer has {want}"
     if kind == "glora":
         b1, b2, a1, a2 = (tensors[k] for k in ("b1", "b2", "a1", "a2"))
-        fits = (b1.shape[0] == out and b2[0].numel() == torch.Size(shape[1:]).numel()
-                and a1.shape[0] == inp and a2.shape[1] == inp)
+        fits = (
+            b1.shape[0] == out
+            and b2[0].numel() == torch.Size(shape[1:]).numel()
+            and a1.shape[0] == inp
+            and a2.shape[1] == inp
+        )
         return None if fits else f"GLoRA factors {tuple(b1.shape)}/{tuple(b2.shape)} do not fit"
     blocks = tensors["oft_blocks"]
     rows = blocks.shape[-3] * blocks.shape[-1]

@@ -38,7 +38,6 @@ SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 
 
-
 class ModelError(Exception):
     """A base model could not be loaded. ``kind`` is a protocol ErrorKind."""
 
@@ -189,8 +188,10 @@ def quiet_loading() -> None:
 
 
 # The pipelines whose encode_prompt logs the whole part of a prompt or caption that CLIP cut off.
-_PROMPT_LOGGERS = ("diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion",
-                   "diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl")
+_PROMPT_LOGGERS = (
+    "diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion",
+    "diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl",
+)
 
 
 class ShortLogLines(logging.Filter):
@@ -201,7 +202,7 @@ class ShortLogLines(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         if len(message) > self.MAX:
-            record.msg, record.args = f"{message[:self.MAX]}… ({len(message) - self.MAX:,} more characters)", None
+            record.msg, record.args = f"{message[: self.MAX]}… ({len(message) - self.MAX:,} more characters)", None
         return True
 
 
@@ -271,8 +272,9 @@ def _load_folder(folder: Path, family: Family, dtype: torch.dtype):
     try:
         pipe = cls.from_pretrained(str(folder), local_files_only=True, **_common_kwargs(family, dtype))
     except _LOAD_ERRORS as exc:
-        raise ModelError(f"{folder}: the model folder is incomplete or damaged ({_first_line(exc)})",
-                         detail=repr(exc)) from None
+        raise ModelError(
+            f"{folder}: the model folder is incomplete or damaged ({_first_line(exc)})", detail=repr(exc)
+        ) from None
     return pipe, family
 
 
@@ -318,8 +320,12 @@ def _hub_unreachable(exc: BaseException) -> bool:
         if seen is None:
             return False
         name = type(seen).__name__
-        if isinstance(seen, (LocalEntryNotFoundError, OfflineModeIsEnabled, ConnectionError, TimeoutError)) \
-                or name in ("ConnectError", "ConnectTimeout", "ProxyError", "NameResolutionError"):
+        if isinstance(seen, (LocalEntryNotFoundError, OfflineModeIsEnabled, ConnectionError, TimeoutError)) or name in (
+            "ConnectError",
+            "ConnectTimeout",
+            "ProxyError",
+            "NameResolutionError",
+        ):
             return True
         text = str(seen).lower()
         if "offline" in text or "cannot reach" in text or "connection" in text:
@@ -352,14 +358,16 @@ def check_hub_available(repo_id: str, error: type[ModelError] | None = None) -> 
         raise (error or ModelError)(not_downloaded_message(repo_id), kind=ErrorKind.MODEL_NOT_FOUND)
 
 
-def hub_load_error(repo_id: str, exc: BaseException, what: str,
-                   error: type[ModelError] | None = None) -> ModelError:
+def hub_load_error(repo_id: str, exc: BaseException, what: str, error: type[ModelError] | None = None) -> ModelError:
     """A Hub loader's failure as one sentence; not on disk and unreachable reads as such."""
     cls = error or ModelError
     if not hub_cached(repo_id) and (_hub_unreachable(exc) or not _hub_answers()):
         return cls(not_downloaded_message(repo_id), kind=ErrorKind.MODEL_NOT_FOUND, detail=repr(exc))
-    return cls(f"{repo_id}: could not load {what} ({_first_line(exc)})", kind=ErrorKind.MODEL_NOT_FOUND,
-               detail=f"{type(exc).__name__}: {exc}")
+    return cls(
+        f"{repo_id}: could not load {what} ({_first_line(exc)})",
+        kind=ErrorKind.MODEL_NOT_FOUND,
+        detail=f"{type(exc).__name__}: {exc}",
+    )
 
 
 def _load_hub(repo_id: str, dtype: torch.dtype):
@@ -380,7 +388,9 @@ def _load_hub(repo_id: str, dtype: torch.dtype):
             kind=ErrorKind.MODEL_NOT_FOUND,
         ) from None
     except RepositoryNotFoundError:
-        raise ModelError(f"{repo_id}: no such model repo on the Hugging Face Hub", kind=ErrorKind.MODEL_NOT_FOUND) from None
+        raise ModelError(
+            f"{repo_id}: no such model repo on the Hugging Face Hub", kind=ErrorKind.MODEL_NOT_FOUND
+        ) from None
     except (OSError, ValueError) as exc:  # LocalEntryNotFoundError is an OSError
         raise hub_load_error(repo_id, exc, "from the Hub") from None
     return pipe, family

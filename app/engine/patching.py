@@ -114,12 +114,17 @@ class AdapterMixer:
 
     def kept_bytes(self) -> int:
         """Bytes of W0 copies held in memory (0 when every patched layer reads W0 from the base files)."""
-        return sum(b.numel() * b.element_size() for backups in (self._backup, self._bias_backup)
-                   for b in backups.values() if isinstance(b, torch.Tensor))
+        return sum(
+            b.numel() * b.element_size()
+            for backups in (self._backup, self._bias_backup)
+            for b in backups.values()
+            if isinstance(b, torch.Tensor)
+        )
 
     # ------------------------------------------------------------ loading
-    def load(self, entries: Iterable[AdapterEntry], report: MixReport | None = None,
-             *, strict: bool = False) -> list[tuple[_Held, AdapterEntry]]:
+    def load(
+        self, entries: Iterable[AdapterEntry], report: MixReport | None = None, *, strict: bool = False
+    ) -> list[tuple[_Held, AdapterEntry]]:
         """Read (or reuse) the files of ``entries``; refused ones go to ``report`` (or raise if strict)."""
         report = report if report is not None else MixReport()
         out: list[tuple[_Held, AdapterEntry]] = []
@@ -189,10 +194,16 @@ class AdapterMixer:
             held.unet_weight, held.te_weight = unet_w, te_w
             if entry.enabled:
                 load = held.parsed.report
-                report.applied.append({"name": entry.display_name(), "path": entry.path,
-                                       "weight": unet_w, "te_weight": te_w,
-                                       "layers": load.badge() if load else "",
-                                       "load_details": "\n".join(load.lines()) if load and not load.complete else ""})
+                report.applied.append(
+                    {
+                        "name": entry.display_name(),
+                        "path": entry.path,
+                        "weight": unet_w,
+                        "te_weight": te_w,
+                        "layers": load.badge() if load else "",
+                        "load_details": "\n".join(load.lines()) if load and not load.complete else "",
+                    }
+                )
         report.layers_updated = self._update(dirty)
         report.seconds = time.perf_counter() - started
         return report
@@ -216,16 +227,36 @@ class AdapterMixer:
 
     def _write(self, target: Target, active: list[tuple[LayerDelta, float]], keep_backup: bool) -> None:
         module = self.index.modules[target]
-        self._write_tensor(target, module.weight, self._backup, active, keep_backup,
-                           lambda delta, w0, strength: delta.delta(w0, strength))
-        if module.bias is not None and (target in self._bias_backup
-                                        or any(d.bias_delta() is not None for d, _ in active)):
+        self._write_tensor(
+            target,
+            module.weight,
+            self._backup,
+            active,
+            keep_backup,
+            lambda delta, w0, strength: delta.delta(w0, strength),
+        )
+        if module.bias is not None and (
+            target in self._bias_backup or any(d.bias_delta() is not None for d, _ in active)
+        ):
             with_bias = [(d, s) for d, s in active if d.bias_delta() is not None]
-            self._write_tensor(target, module.bias, self._bias_backup, with_bias,
-                               keep_backup and bool(with_bias), lambda delta, _b0, strength: delta.bias_delta(strength))
+            self._write_tensor(
+                target,
+                module.bias,
+                self._bias_backup,
+                with_bias,
+                keep_backup and bool(with_bias),
+                lambda delta, _b0, strength: delta.bias_delta(strength),
+            )
 
-    def _write_tensor(self, target: Target, tensor: torch.Tensor, backups: dict[Target, torch.Tensor],
-                      active: list[tuple[LayerDelta, float]], keep_backup: bool, change) -> None:
+    def _write_tensor(
+        self,
+        target: Target,
+        tensor: torch.Tensor,
+        backups: dict[Target, torch.Tensor],
+        active: list[tuple[LayerDelta, float]],
+        keep_backup: bool,
+        change,
+    ) -> None:
         """tensor = original + Σ change(delta, original, strength), always from the kept original."""
         if not active:
             backup = backups.get(target)

@@ -51,10 +51,13 @@ def _nan_failure(step: int, mix: MixReport, dtype: str) -> RenderFailed:
     """A non-finite latent would decode to an all-black picture reported as done; say who is likely to blame."""
     names = [a["name"] for a in mix.applied if a.get("weight") or a.get("te_weight")]
     if names:
-        return RenderFailed(f"the picture became NaN at step {step} (adapter {' or '.join(names)}?); "
-                            "lower its weight or leave it out", ErrorKind.INCOMPATIBLE_ADAPTER)
-    return RenderFailed(f"the picture became NaN at step {step} (the base model in {dtype}?); "
-                        "try another dtype", ErrorKind.BAD_INPUT)
+        return RenderFailed(
+            f"the picture became NaN at step {step} (adapter {' or '.join(names)}?); lower its weight or leave it out",
+            ErrorKind.INCOMPATIBLE_ADAPTER,
+        )
+    return RenderFailed(
+        f"the picture became NaN at step {step} (the base model in {dtype}?); try another dtype", ErrorKind.BAD_INPUT
+    )
 
 
 @dataclass

@@ -69,8 +69,9 @@ _CLIP = "cond_stage_model.transformer."
 _CONV_IN = "model.diffusion_model.input_blocks.0.0.weight"
 
 
-def detect_checkpoint(shapes: dict[str, list[int]], metadata: dict[str, str] | None = None,
-                      sidecar_yaml: str | None = None) -> CheckpointInfo:
+def detect_checkpoint(
+    shapes: dict[str, list[int]], metadata: dict[str, str] | None = None, sidecar_yaml: str | None = None
+) -> CheckpointInfo:
     """Family and variant from tensor names -> shapes (a safetensors header is enough).
 
     SD2 weights do not say whether they predict v or epsilon: the SAI model-spec metadata
@@ -182,5 +183,8 @@ def component_config(variant: Variant | str, component: str) -> dict:
 def components(variant: Variant | str) -> list[str]:
     """Model components with weights, in model_index order."""
     index = json.loads((Variant(variant).config_source / "model_index.json").read_text(encoding="utf-8"))
-    return [k for k, v in index.items() if isinstance(v, list) and v[0] and k not in ("scheduler",)
-            and not k.startswith("tokenizer")]
+    return [
+        k
+        for k, v in index.items()
+        if isinstance(v, list) and v[0] and k not in ("scheduler",) and not k.startswith("tokenizer")
+    ]

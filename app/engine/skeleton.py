@@ -77,7 +77,7 @@ def random_tensor(name: str, shape: tuple[int, ...], dtype: torch.dtype, seed: i
     numel = int(torch.Size(shape).numel())
     # Drawing billions of normals costs minutes on a small CPU; a block of a prime length
     # repeated over the tensor is as good for shapes, memory and time (rows never repeat).
-    block = torch.randn(min(numel, _BLOCK), generator=gen, dtype=torch.float32).mul_(fan_in ** -0.5).to(dtype)
+    block = torch.randn(min(numel, _BLOCK), generator=gen, dtype=torch.float32).mul_(fan_in**-0.5).to(dtype)
     return block.repeat(-(-numel // block.numel()))[:numel].reshape(shape)
 
 
@@ -103,12 +103,22 @@ def _unet_prefixes(names: Iterable[str], levels: int) -> list[tuple[str, str]]:
     return pairs
 
 
-_RESNET = [("norm1", "in_layers.0"), ("conv1", "in_layers.2"), ("norm2", "out_layers.0"),
-           ("conv2", "out_layers.3"), ("time_emb_proj", "emb_layers.1"), ("conv_shortcut", "skip_connection")]
+_RESNET = [
+    ("norm1", "in_layers.0"),
+    ("conv1", "in_layers.2"),
+    ("norm2", "out_layers.0"),
+    ("conv2", "out_layers.3"),
+    ("time_emb_proj", "emb_layers.1"),
+    ("conv_shortcut", "skip_connection"),
+]
 _UNET_FIXED = {
-    "time_embedding.linear_1": "time_embed.0", "time_embedding.linear_2": "time_embed.2",
-    "add_embedding.linear_1": "label_emb.0.0", "add_embedding.linear_2": "label_emb.0.2",
-    "conv_in": "input_blocks.0.0", "conv_norm_out": "out.0", "conv_out": "out.2",
+    "time_embedding.linear_1": "time_embed.0",
+    "time_embedding.linear_2": "time_embed.2",
+    "add_embedding.linear_1": "label_emb.0.0",
+    "add_embedding.linear_2": "label_emb.0.2",
+    "conv_in": "input_blocks.0.0",
+    "conv_norm_out": "out.0",
+    "conv_out": "out.2",
 }
 
 
@@ -122,7 +132,7 @@ def _unet_ldm(names: list[str], levels: int) -> dict[str, str]:
             continue
         for hf, ldm in pairs:
             if name.startswith(hf):
-                rest = name[len(hf):]
+                rest = name[len(hf) :]
                 if ".resnets." in hf:
                     for a, b in _RESNET:
                         rest = rest.replace(a, b, 1) if rest.startswith(a) else rest
@@ -144,22 +154,35 @@ def _vae_ldm(name: str) -> str:
         n = n.replace(f"decoder.up_blocks.{i}.resnets.", f"decoder.up.{3 - i}.block.")
         n = n.replace(f"up_blocks.{i}.upsamplers.0.", f"up.{3 - i}.upsample.")
     if ".attn_1." in n:
-        for a, b in (("group_norm.", "norm."), ("to_q.", "q."), ("to_k.", "k."), ("to_v.", "v."),
-                     ("to_out.0.", "proj_out.")):
+        for a, b in (
+            ("group_norm.", "norm."),
+            ("to_q.", "q."),
+            ("to_k.", "k."),
+            ("to_v.", "v."),
+            ("to_out.0.", "proj_out."),
+        ):
             n = n.replace(a, b)
     return n
 
 
 def _open_clip_ldm(name: str) -> str:
-    fixed = {"text_model.embeddings.position_embedding.weight": "positional_embedding",
-             "text_model.embeddings.token_embedding.weight": "token_embedding.weight",
-             "text_model.final_layer_norm.weight": "ln_final.weight",
-             "text_model.final_layer_norm.bias": "ln_final.bias", "text_projection.weight": "text_projection"}
+    fixed = {
+        "text_model.embeddings.position_embedding.weight": "positional_embedding",
+        "text_model.embeddings.token_embedding.weight": "token_embedding.weight",
+        "text_model.final_layer_norm.weight": "ln_final.weight",
+        "text_model.final_layer_norm.bias": "ln_final.bias",
+        "text_projection.weight": "text_projection",
+    }
     if name in fixed:
         return fixed[name]
     n = name.replace("text_model.encoder.layers.", "transformer.resblocks.")
-    for a, b in (("layer_norm1", "ln_1"), ("layer_norm2", "ln_2"), (".mlp.fc1.", ".mlp.c_fc."),
-                 (".mlp.fc2.", ".mlp.c_proj."), (".self_attn.out_proj.", ".attn.out_proj.")):
+    for a, b in (
+        ("layer_norm1", "ln_1"),
+        ("layer_norm2", "ln_2"),
+        (".mlp.fc1.", ".mlp.c_fc."),
+        (".mlp.fc2.", ".mlp.c_proj."),
+        (".self_attn.out_proj.", ".attn.out_proj."),
+    ):
         n = n.replace(a, b)
     return n
 
@@ -173,8 +196,9 @@ _TE_PREFIX = {
 }
 
 
-def ldm_tensors(variant: Variant, component: str, shapes: dict[str, tuple[int, ...]]
-                ) -> Iterator[tuple[str, tuple[int, ...], list[str]]]:
+def ldm_tensors(
+    variant: Variant, component: str, shapes: dict[str, tuple[int, ...]]
+) -> Iterator[tuple[str, tuple[int, ...], list[str]]]:
     """(LDM name, LDM shape, diffusers names it is made of, in order) for one component.
 
     Differences in shape: the VAE's attention projections are 1x1 convolutions in LDM, and
@@ -226,8 +250,9 @@ def ldm_value(ldm_name: str, shape: tuple[int, ...], parts: list[str], shapes, d
 # ---------------------------------------------------------------- streaming safetensors
 
 
-def write_safetensors_streamed(path: Path, entries: list[tuple[str, tuple[int, ...], torch.dtype]],
-                               make, metadata: dict[str, str] | None = None) -> int:
+def write_safetensors_streamed(
+    path: Path, entries: list[tuple[str, tuple[int, ...], torch.dtype]], make, metadata: dict[str, str] | None = None
+) -> int:
     """Write a safetensors file tensor by tensor: ``make(i)`` returns entry ``i``'s tensor.
 
     The header is computed from shapes alone, then each tensor is made, written and
@@ -272,12 +297,20 @@ def _weights_name(component: str) -> str:
 def parameter_bytes(variant: Variant | str, dtype: torch.dtype = torch.float16) -> int:
     """Bytes of all weights of ``variant`` in ``dtype`` (what loading it must cost, at least)."""
     size = torch.empty((), dtype=dtype).element_size()
-    return sum(int(torch.Size(s).numel()) * size
-               for c in components(variant) for s in component_shapes(variant, c).values())
+    return sum(
+        int(torch.Size(s).numel()) * size for c in components(variant) for s in component_shapes(variant, c).values()
+    )
 
 
-def write_skeleton(out: Path | str, variant: Variant | str, *, single_file: bool = False,
-                   dtype: str = "fp16", seed: int = 0, overwrite: bool = False) -> Path:
+def write_skeleton(
+    out: Path | str,
+    variant: Variant | str,
+    *,
+    single_file: bool = False,
+    dtype: str = "fp16",
+    seed: int = 0,
+    overwrite: bool = False,
+) -> Path:
     """Write a full-size random-weight model; return the folder or the ``.safetensors`` file.
 
     ``out`` is the folder for a diffusers model, or the folder that receives
@@ -320,12 +353,16 @@ def _write_folder(folder: Path, variant: Variant, dtype: torch.dtype, seed: int,
     for comp in components(variant):
         shapes = component_shapes(variant, comp)
         entries = [(name, shape, dtype) for name, shape in shapes.items()]
-        write_safetensors_streamed(folder / comp / _weights_name(comp), entries,
-                                   lambda i, e=entries: random_tensor(e[i][0], e[i][1], dtype, seed),
-                                   metadata={"format": "pt", **meta})
+        write_safetensors_streamed(
+            folder / comp / _weights_name(comp),
+            entries,
+            lambda i, e=entries: random_tensor(e[i][0], e[i][1], dtype, seed),
+            metadata={"format": "pt", **meta},
+        )
     (folder / "loraloom_skeleton.json").write_text(
         json.dumps({"variant": variant.value, "seed": seed, "dtype": str(dtype).removeprefix("torch.")}) + "\n",
-        encoding="utf-8")
+        encoding="utf-8",
+    )
 
 
 def _write_single_file(target: Path, variant: Variant, dtype: torch.dtype, seed: int, meta: dict) -> None:

@@ -39,17 +39,156 @@ _FIXTURES = Path(__file__).resolve().parents[2] / "tests" / "fixtures"
 
 # Words that become single tokens; anything else still tokenizes (byte pieces). Editing
 # this list changes token ids of newly written models (committed fixtures keep theirs).
-_WORDS = ["a", "an", "the", "of", "on", "in", "with", "and", "or", "to", "at", "by", "for", "from", "is", "are", "this", "that", "it", "its", "photo", "picture", "image", "painting", "drawing", "render", "illustration", "portrait", "close", "up", "square", "squares", "circle", "circles", "stripe", "stripes", "striped", "triangle", "shape", "shapes", "dot", "dots", "line", "lines", "grid", "checker", "checkered", "background", "foreground", "left", "right", "top", "bottom", "center", "middle", "half", "big", "small", "large", "tiny", "flat", "plain", "solid", "simple", "two", "one", "red", "green", "blue", "yellow", "orange", "purple", "pink", "brown", "black", "white", "gray", "grey", "cyan", "magenta", "violet", "gold", "silver", "dark", "light", "bright", "pale", "colour", "color", "colours", "colors", "cat", "cats", "dog", "dogs", "bird", "car", "tree", "house", "man", "woman", "person", "face", "sky", "sea", "mountain", "flower", "apple", "ball", "box", "cup", "chair", "table", "room", "street", "city", "forest", "field", "water", "style", "art", "sks", "ohwx", "token", "trigger", "lora", "high", "quality", "best", "detailed", "blurry", "low", "sharp", "soft", "noise", "noisy", "smooth", "warm", "cold", "sunny", "night", "day"]
+_WORDS = [
+    "a",
+    "an",
+    "the",
+    "of",
+    "on",
+    "in",
+    "with",
+    "and",
+    "or",
+    "to",
+    "at",
+    "by",
+    "for",
+    "from",
+    "is",
+    "are",
+    "this",
+    "that",
+    "it",
+    "its",
+    "photo",
+    "picture",
+    "image",
+    "painting",
+    "drawing",
+    "render",
+    "illustration",
+    "portrait",
+    "close",
+    "up",
+    "square",
+    "squares",
+    "circle",
+    "circles",
+    "stripe",
+    "stripes",
+    "striped",
+    "triangle",
+    "shape",
+    "shapes",
+    "dot",
+    "dots",
+    "line",
+    "lines",
+    "grid",
+    "checker",
+    "checkered",
+    "background",
+    "foreground",
+    "left",
+    "right",
+    "top",
+    "bottom",
+    "center",
+    "middle",
+    "half",
+    "big",
+    "small",
+    "large",
+    "tiny",
+    "flat",
+    "plain",
+    "solid",
+    "simple",
+    "two",
+    "one",
+    "red",
+    "green",
+    "blue",
+    "yellow",
+    "orange",
+    "purple",
+    "pink",
+    "brown",
+    "black",
+    "white",
+    "gray",
+    "grey",
+    "cyan",
+    "magenta",
+    "violet",
+    "gold",
+    "silver",
+    "dark",
+    "light",
+    "bright",
+    "pale",
+    "colour",
+    "color",
+    "colours",
+    "colors",
+    "cat",
+    "cats",
+    "dog",
+    "dogs",
+    "bird",
+    "car",
+    "tree",
+    "house",
+    "man",
+    "woman",
+    "person",
+    "face",
+    "sky",
+    "sea",
+    "mountain",
+    "flower",
+    "apple",
+    "ball",
+    "box",
+    "cup",
+    "chair",
+    "table",
+    "room",
+    "street",
+    "city",
+    "forest",
+    "field",
+    "water",
+    "style",
+    "art",
+    "sks",
+    "ohwx",
+    "token",
+    "trigger",
+    "lora",
+    "high",
+    "quality",
+    "best",
+    "detailed",
+    "blurry",
+    "low",
+    "sharp",
+    "soft",
+    "noise",
+    "noisy",
+    "smooth",
+    "warm",
+    "cold",
+    "sunny",
+    "night",
+    "day",
+]
 
 
 # ---------------------------------------------------------------------------- tokenizer
 def _bytes_to_unicode() -> dict[int, str]:
     """GPT-2/CLIP reversible byte -> printable unicode mapping."""
-    bs = (
-        list(range(ord("!"), ord("~") + 1))
-        + list(range(ord("¡"), ord("¬") + 1))
-        + list(range(ord("®"), ord("ÿ") + 1))
-    )
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
     cs = bs[:]
     n = 0
     for b in range(256):
@@ -112,8 +251,14 @@ def write_tokenizer(folder: Path, pad_token: str = EOS) -> dict[str, int]:
     (folder / "merges.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
     def tok(content: str) -> dict:
-        return {"content": content, "lstrip": False, "normalized": True, "rstrip": False,
-                "single_word": False, "__type": "AddedToken"}
+        return {
+            "content": content,
+            "lstrip": False,
+            "normalized": True,
+            "rstrip": False,
+            "single_word": False,
+            "__type": "AddedToken",
+        }
 
     config = {
         "add_prefix_space": False,
@@ -134,8 +279,9 @@ def write_tokenizer(folder: Path, pad_token: str = EOS) -> dict[str, int]:
 
 
 # ---------------------------------------------------------------------------- configs
-def _text_config(vocab: dict[str, int], hidden: int, projection: int | None = None,
-                 pad_token: str = EOS, act: str = "quick_gelu") -> dict:
+def _text_config(
+    vocab: dict[str, int], hidden: int, projection: int | None = None, pad_token: str = EOS, act: str = "quick_gelu"
+) -> dict:
     cfg = dict(
         vocab_size=len(vocab),
         hidden_size=hidden,
@@ -198,9 +344,7 @@ def _pad_token(family: str, name: str) -> str:
 
 def _check_family(family: str) -> None:
     if family not in FAMILIES:
-        raise ValueError(
-            f"unknown tiny model family {family!r}: expected one of {', '.join(FAMILIES)}"
-        )
+        raise ValueError(f"unknown tiny model family {family!r}: expected one of {', '.join(FAMILIES)}")
 
 
 # ---------------------------------------------------------------------------- building
@@ -244,13 +388,12 @@ def build_tiny_pipeline(family: str = "sd1", seed: int = 0):
             config = _text_config(vocab, enc.width, projection=enc.projection, pad_token=enc.pad, act=enc.act)
             parts[_TEXT_ENCODERS[i]] = cls(CLIPTextConfig(**config))
 
-    for m in (unet, vae) + tuple(parts[name] for name in _TEXT_ENCODERS[:len(encoders)]):
+    for m in (unet, vae) + tuple(parts[name] for name in _TEXT_ENCODERS[: len(encoders)]):
         m.eval()
     return fam.pipeline_class()(vae=vae, unet=unet, scheduler=scheduler, **parts, **fam.tiny_pipeline_kwargs())
 
 
-def save_pipeline(pipe, out_dir, family: str, *, overwrite: bool = False,
-                  info: dict | None = None) -> Path:
+def save_pipeline(pipe, out_dir, family: str, *, overwrite: bool = False, info: dict | None = None) -> Path:
     """Save ``pipe`` as a diffusers folder (fp32 safetensors), atomically: written into a
     temp folder beside ``out_dir``, then renamed into place."""
     out = Path(out_dir)
@@ -279,9 +422,7 @@ def _check_target(out: Path, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"{out} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(
-            f"{out} exists and is not empty; choose another folder or replace it (--overwrite)"
-        )
+        raise FileExistsError(f"{out} exists and is not empty; choose another folder or replace it (--overwrite)")
 
 
 def _move_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
@@ -310,8 +451,7 @@ def write_tiny_model(out_dir, family: str = "sd1", seed: int = 0, *, overwrite: 
     out = Path(out_dir)
     _check_target(out, overwrite)
     pipe = build_tiny_pipeline(family, seed)
-    return save_pipeline(pipe, out, family, overwrite=overwrite,
-                         info={"seed": seed, "pretrained": False})
+    return save_pipeline(pipe, out, family, overwrite=overwrite, info={"seed": seed, "pretrained": False})
 
 
 def pretrained_tiny_path(family: str = "sd1") -> Path:

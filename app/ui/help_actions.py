@@ -44,8 +44,10 @@ class HelpActions(QObject):
         self._tasks = TaskRunner(max_threads=1, parent=self)
         self.summary = ""  # the last report's text, redacted (what went to the clipboard)
         self.report_action = QAction("Report a problem…", self)
-        self.report_action.setToolTip("Check the installation, copy a report to the clipboard, and offer "
-                                      "to save it with logs and settings as a zip (tokens and home paths removed).")
+        self.report_action.setToolTip(
+            "Check the installation, copy a report to the clipboard, and offer "
+            "to save it with logs and settings as a zip (tokens and home paths removed)."
+        )
         self.report_action.triggered.connect(self.report_problem)
         self.about_action = QAction("About LoRA Loom", self)
         self.about_action.triggered.connect(self.show_about)
@@ -57,18 +59,23 @@ class HelpActions(QObject):
         self.report_action.setEnabled(False)
         hello = self.window.client.hello
         self.window.statusBar().showMessage("Checking the installation for the report…")
-        self._tasks.run(lambda: debug_report.report_text(doctor.run_checks(), __version__, hello),
-                        self._on_report, self._on_failed)
+        self._tasks.run(
+            lambda: debug_report.report_text(doctor.run_checks(), __version__, hello), self._on_report, self._on_failed
+        )
 
     def _on_report(self, summary: str) -> None:
         self.report_action.setEnabled(True)
         self.summary = debug_report.redact(summary)
         QGuiApplication.clipboard().setText(self.summary)
         self.window.statusBar().showMessage("Problem report copied to the clipboard.", 8000)
-        box = QMessageBox(QMessageBox.Icon.Information, "Report a problem",
-                          "The report is on the clipboard, with tokens and home paths removed: paste it into "
-                          "your issue.\n\nAlso save it as a zip with the logs and settings, to attach?",
-                          QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Close, self.window)
+        box = QMessageBox(
+            QMessageBox.Icon.Information,
+            "Report a problem",
+            "The report is on the clipboard, with tokens and home paths removed: paste it into "
+            "your issue.\n\nAlso save it as a zip with the logs and settings, to attach?",
+            QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Close,
+            self.window,
+        )
         box.setDetailedText(self.summary)
         box.accepted.connect(self.choose_zip)
         self.box = box
@@ -80,22 +87,31 @@ class HelpActions(QObject):
 
     def choose_zip(self) -> None:
         folder = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.DocumentsLocation) or str(Path.home())
-        path, _ = QFileDialog.getSaveFileName(self.window, "Save the problem report", str(Path(folder) / REPORT_NAME),
-                                              "Zip archives (*.zip)")
+        path, _ = QFileDialog.getSaveFileName(
+            self.window, "Save the problem report", str(Path(folder) / REPORT_NAME), "Zip archives (*.zip)"
+        )
         if path:
             self.save_zip(Path(path))
 
     def save_zip(self, path: Path) -> None:
         """Write the zip on a pool thread: the summary, the log panel, logs and settings."""
         extra = {"log-panel.txt": self.window.log_panel.text()}
-        self._tasks.run(lambda: debug_report.write_report(path, self.summary, extra),
-                        lambda written: self.window.statusBar().showMessage(f"Report saved: {written}", 8000),
-                        lambda _k, message: self.window.statusBar().showMessage(
-                            f"{path}: the report could not be saved ({message})", 8000))
+        self._tasks.run(
+            lambda: debug_report.write_report(path, self.summary, extra),
+            lambda written: self.window.statusBar().showMessage(f"Report saved: {written}", 8000),
+            lambda _k, message: self.window.statusBar().showMessage(
+                f"{path}: the report could not be saved ({message})", 8000
+            ),
+        )
 
     def show_about(self) -> None:
-        box = QMessageBox(QMessageBox.Icon.NoIcon, "About LoRA Loom", about_html(self.window.client.hello),
-                          QMessageBox.StandardButton.Close, self.window)
+        box = QMessageBox(
+            QMessageBox.Icon.NoIcon,
+            "About LoRA Loom",
+            about_html(self.window.client.hello),
+            QMessageBox.StandardButton.Close,
+            self.window,
+        )
         self.box = box
         box.open()
 

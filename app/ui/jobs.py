@@ -108,8 +108,9 @@ class JobTracker(QObject):
     def client(self) -> WorkerClient:
         return self._client
 
-    def submit(self, kind: str, params: dict[str, Any],
-               connect: Callable[[JobHandle], None] | None = None) -> JobHandle:
+    def submit(
+        self, kind: str, params: dict[str, Any], connect: Callable[[JobHandle], None] | None = None
+    ) -> JobHandle:
         """Send a job; ``connect(handle)`` runs before it is sent, so that no event is missed
         (a worker that cannot start finishes the job during this call)."""
         job_id = str(params.get("id") or uuid.uuid4().hex)
@@ -125,6 +126,7 @@ class JobTracker(QObject):
 
     def cancel(self, job_id: str) -> None:
         self._client.cancel(job_id)
+
     def get(self, job_id: str) -> Job | None:
         return self._jobs.get(job_id)
 
@@ -198,4 +200,3 @@ class JobTracker(QObject):
         for job_id in finished[: max(0, len(finished) - self.KEEP_FINISHED)]:
             del self._jobs[job_id]
             self._handles.pop(job_id).deleteLater()
-

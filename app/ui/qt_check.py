@@ -91,9 +91,11 @@ def problem(environ=os.environ) -> str | None:
     if not missing:
         return None
     packages = " ".join(dict.fromkeys(PACKAGES.get(name, name) for name in missing))
-    return (f"Qt's window system plugin cannot load: {', '.join(missing)} "
-            f"{'is' if len(missing) == 1 else 'are'} missing. Install the system packages with "
-            f"`sudo apt-get install {packages}` (README, \"System packages\"), then run `make run` again.")
+    return (
+        f"Qt's window system plugin cannot load: {', '.join(missing)} "
+        f"{'is' if len(missing) == 1 else 'are'} missing. Install the system packages with "
+        f'`sudo apt-get install {packages}` (README, "System packages"), then run `make run` again.'
+    )
 
 
 def main() -> int:

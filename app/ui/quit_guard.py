@@ -24,8 +24,9 @@ QUIT_TEXT = "Quit"  # only waiting runs: nothing to stop or save
 class QuitGuard(QObject):
     """Decides whether a close may go ahead; ``window.closeEvent`` asks :meth:`allow_close`."""
 
-    def __init__(self, window: QMainWindow, tracker: JobTracker, train_ops, dataset_session,
-                 parent: QObject | None = None) -> None:
+    def __init__(
+        self, window: QMainWindow, tracker: JobTracker, train_ops, dataset_session, parent: QObject | None = None
+    ) -> None:
         super().__init__(parent or window)
         self._window = window
         self._tracker = tracker
@@ -73,8 +74,9 @@ class QuitGuard(QObject):
     def ask(self, text: str, on_stop: Callable[[], None], stop_text: str = STOP_TEXT) -> QMessageBox:
         if self.box is not None:
             self.box.close()
-        box = QMessageBox(QMessageBox.Icon.Question, "Quit LoRA Loom", text, QMessageBox.StandardButton.NoButton,
-                          self._window)
+        box = QMessageBox(
+            QMessageBox.Icon.Question, "Quit LoRA Loom", text, QMessageBox.StandardButton.NoButton, self._window
+        )
         stop = box.addButton(stop_text, QMessageBox.ButtonRole.AcceptRole)
         cancel = box.addButton(QMessageBox.StandardButton.Cancel)
         box.setDefaultButton(cancel)  # Enter keeps the job running: quitting is the deliberate choice

@@ -32,8 +32,7 @@ from PySide6.QtWidgets import (
 from app.core import worker_env
 from app.ui.common.tasks import TaskRunner
 
-DECLINED = ("No worker environment: the job was not run. Start it again to set one up, "
-            "or run `loraloom setup-worker`.")
+DECLINED = "No worker environment: the job was not run. Start it again to set one up, or run `loraloom setup-worker`."
 
 
 def _create(run: worker_env.SetupRun, report) -> dict:
@@ -69,7 +68,9 @@ class SetupDialog(QDialog):
         intro = QLabel(
             "Generating, training and captioning run in a separate Python environment with PyTorch, "
             "and there is none yet. LoRA Loom can create one (a download of about 1 GB for the CPU "
-            "build, up to 5 GB for a GPU build).", self)
+            "build, up to 5 GB for a GPU build).",
+            self,
+        )
         intro.setWordWrap(True)
         self.hardware_label = QLabel("Looking for a GPU…", self)
         self.hardware_label.setWordWrap(True)
@@ -150,8 +151,10 @@ class SetupDialog(QDialog):
             self._show_error(str(exc))
             return
         if self.env_dir.exists() and any(self.env_dir.iterdir()):
-            self._show_error(f"{self.env_dir} already exists but holds no working environment: "
-                             "remove it, or choose it as an existing venv.")
+            self._show_error(
+                f"{self.env_dir} already exists but holds no working environment: "
+                "remove it, or choose it as an existing venv."
+            )
             return
         self._run = worker_env.SetupRun(plan)
         run = self._run
@@ -207,7 +210,9 @@ class SetupDialog(QDialog):
     def _on_line(self, kind: str, line: str) -> None:
         self.lineLogged.emit(line)
         if line.startswith("[") and "] $ " in line:
-            self.status_label.setText(f"Step {line[1:line.index(']')]}: {'creating the environment' if ' venv ' in line else 'installing packages'}…")
+            self.status_label.setText(
+                f"Step {line[1 : line.index(']')]}: {'creating the environment' if ' venv ' in line else 'installing packages'}…"
+            )
 
     def _finished(self, result: dict) -> None:
         self._end()

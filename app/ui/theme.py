@@ -32,15 +32,24 @@ def dark_palette() -> QPalette:
     window, base, text = QColor(45, 45, 48), QColor(30, 30, 32), QColor(230, 230, 230)
     disabled = QColor(130, 130, 130)
     for role, colour in {
-        QPalette.ColorRole.Window: window, QPalette.ColorRole.WindowText: text,
-        QPalette.ColorRole.Base: base, QPalette.ColorRole.AlternateBase: QColor(40, 40, 43),
-        QPalette.ColorRole.ToolTipBase: QColor(60, 60, 64), QPalette.ColorRole.ToolTipText: text,
-        QPalette.ColorRole.PlaceholderText: disabled, QPalette.ColorRole.Text: text,
-        QPalette.ColorRole.Button: QColor(55, 55, 58), QPalette.ColorRole.ButtonText: text,
-        QPalette.ColorRole.BrightText: QColor(255, 90, 90), QPalette.ColorRole.Link: QColor(100, 160, 255),
-        QPalette.ColorRole.Highlight: QColor(60, 110, 190), QPalette.ColorRole.HighlightedText: QColor(255, 255, 255),
-        QPalette.ColorRole.Light: QColor(75, 75, 78), QPalette.ColorRole.Midlight: QColor(62, 62, 65),
-        QPalette.ColorRole.Mid: QColor(40, 40, 42), QPalette.ColorRole.Dark: QColor(25, 25, 27),
+        QPalette.ColorRole.Window: window,
+        QPalette.ColorRole.WindowText: text,
+        QPalette.ColorRole.Base: base,
+        QPalette.ColorRole.AlternateBase: QColor(40, 40, 43),
+        QPalette.ColorRole.ToolTipBase: QColor(60, 60, 64),
+        QPalette.ColorRole.ToolTipText: text,
+        QPalette.ColorRole.PlaceholderText: disabled,
+        QPalette.ColorRole.Text: text,
+        QPalette.ColorRole.Button: QColor(55, 55, 58),
+        QPalette.ColorRole.ButtonText: text,
+        QPalette.ColorRole.BrightText: QColor(255, 90, 90),
+        QPalette.ColorRole.Link: QColor(100, 160, 255),
+        QPalette.ColorRole.Highlight: QColor(60, 110, 190),
+        QPalette.ColorRole.HighlightedText: QColor(255, 255, 255),
+        QPalette.ColorRole.Light: QColor(75, 75, 78),
+        QPalette.ColorRole.Midlight: QColor(62, 62, 65),
+        QPalette.ColorRole.Mid: QColor(40, 40, 42),
+        QPalette.ColorRole.Dark: QColor(25, 25, 27),
         QPalette.ColorRole.Shadow: QColor(10, 10, 10),
     }.items():
         pal.setColor(role, colour)

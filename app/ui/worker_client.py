@@ -154,7 +154,9 @@ class WorkerClient(QObject):
         env = QProcessEnvironment.systemEnvironment()
         # Without it the worker's stdout is block-buffered and events arrive only at exit.
         env.insert("PYTHONUNBUFFERED", "1")
-        extra = self._extra_env if self._fixed_command else {**worker_env.launch_env(self._command[0]), **self._extra_env}
+        extra = (
+            self._extra_env if self._fixed_command else {**worker_env.launch_env(self._command[0]), **self._extra_env}
+        )
         for key, value in extra.items():
             env.insert(key, value)
         process.setProcessEnvironment(env)
@@ -389,9 +391,7 @@ class WorkerClient(QObject):
         for job_id in list(self._open_jobs):
             self._finish_locally(job_id, JobStatus.FAILED, ErrorKind.INTERNAL, message, detail)
 
-    def _finish_locally(
-        self, job_id: str, status: JobStatus, kind: ErrorKind, message: str, detail: str = ""
-    ) -> None:
+    def _finish_locally(self, job_id: str, status: JobStatus, kind: ErrorKind, message: str, detail: str = "") -> None:
         """A finished event the worker could not send itself, so every job ends once."""
         self._open_jobs.pop(job_id, None)
         self.eventReceived.emit(protocol.finished(job_id, status, protocol.error(kind, message, detail)))

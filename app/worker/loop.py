@@ -128,8 +128,13 @@ class Worker:
         ctx = JobContext(job, self._emitter)
         handler = self._handlers.get(job.kind)
         if handler is None:
-            self._emitter.report(job.id, P.Finished(P.JobStatus.FAILED, P.JobError(
-                P.ErrorKind.BAD_INPUT, f"this worker cannot run '{job.kind.value}' jobs yet")))
+            self._emitter.report(
+                job.id,
+                P.Finished(
+                    P.JobStatus.FAILED,
+                    P.JobError(P.ErrorKind.BAD_INPUT, f"this worker cannot run '{job.kind.value}' jobs yet"),
+                ),
+            )
             return
         try:
             handler(ctx)

@@ -298,11 +298,18 @@ def _event_fields(ev: WorkerEvent) -> tuple[EventType, dict[str, Any]]:
         return EventType.IMAGE, {"path": ev.path, **step, "meta": dict(ev.meta)}
     if isinstance(ev, ArtifactSaved):
         step = {} if ev.step is None else {"step": ev.step}
-        return EventType.ARTIFACT, {**_details(ev.details, "path", "kind", "step"), "path": ev.path,
-                                    "kind": ArtifactKind(ev.kind), **step}
+        return EventType.ARTIFACT, {
+            **_details(ev.details, "path", "kind", "step"),
+            "path": ev.path,
+            "kind": ArtifactKind(ev.kind),
+            **step,
+        }
     if isinstance(ev, LogLine):
-        return EventType.LOG, {**_details(ev.details, "level", "message"), "level": LogLevel(ev.level),
-                               "message": ev.message}
+        return EventType.LOG, {
+            **_details(ev.details, "level", "message"),
+            "level": LogLevel(ev.level),
+            "message": ev.message,
+        }
     if isinstance(ev, Finished):
         err = {} if ev.error is None else {"error": error(ev.error.kind, ev.error.message, ev.error.detail)}
         return EventType.FINISHED, {"status": JobStatus(ev.status), **err}
@@ -373,9 +380,15 @@ def _extra(obj: dict[str, Any], *own: str) -> dict[str, Any]:
 
 
 def _progress(obj: dict[str, Any]) -> Progress:
-    return Progress(step=_int(obj.get("step")), total=_int(obj.get("total")), phase=_enum(Phase, obj.get("phase")),
-                    eta_s=_float(obj.get("eta_s")), loss=_float(obj.get("loss")), lr=_float(obj.get("lr")),
-                    message=str(obj.get("message") or ""))
+    return Progress(
+        step=_int(obj.get("step")),
+        total=_int(obj.get("total")),
+        phase=_enum(Phase, obj.get("phase")),
+        eta_s=_float(obj.get("eta_s")),
+        loss=_float(obj.get("loss")),
+        lr=_float(obj.get("lr")),
+        message=str(obj.get("message") or ""),
+    )
 
 
 def _image(obj: dict[str, Any]) -> ImageReady:
@@ -387,33 +400,49 @@ def _artifact(obj: dict[str, Any]) -> ArtifactSaved:
     kind = _enum(ArtifactKind, obj.get("kind"))
     if kind is None:
         raise ProtocolError(f"artifact event with unknown kind {obj.get('kind')!r}")
-    return ArtifactSaved(path=obj["path"], kind=kind, step=_int(obj.get("step"), None),
-                         details=_extra(obj, "path", "kind", "step"))
+    return ArtifactSaved(
+        path=obj["path"], kind=kind, step=_int(obj.get("step"), None), details=_extra(obj, "path", "kind", "step")
+    )
 
 
 def _log(obj: dict[str, Any]) -> LogLine:
-    return LogLine(message=str(obj.get("message", "")), level=_enum(LogLevel, obj.get("level"), LogLevel.INFO),
-                   details=_extra(obj, "level", "message"))
+    return LogLine(
+        message=str(obj.get("message", "")),
+        level=_enum(LogLevel, obj.get("level"), LogLevel.INFO),
+        details=_extra(obj, "level", "message"),
+    )
 
 
 def _finished(obj: dict[str, Any]) -> Finished:
     err = obj.get("error")
     job_error = None
     if isinstance(err, dict):
-        job_error = JobError(kind=_enum(ErrorKind, err.get("kind", "internal"), ErrorKind.INTERNAL),
-                             message=str(err.get("message", "")), detail=str(err.get("detail", "")))
+        job_error = JobError(
+            kind=_enum(ErrorKind, err.get("kind", "internal"), ErrorKind.INTERNAL),
+            message=str(err.get("message", "")),
+            detail=str(err.get("detail", "")),
+        )
     return Finished(status=JobStatus(obj["status"]), error=job_error)
 
 
 def _hello(obj: dict[str, Any]) -> Hello:
-    return Hello(device=_str(obj.get("device")), torch=_str(obj.get("torch")), diffusers=_str(obj.get("diffusers")),
-                 cuda_name=_str(obj.get("cuda_name")), protocol=_int(obj.get("protocol"), None),
-                 pid=_int(obj.get("pid"), None))
+    return Hello(
+        device=_str(obj.get("device")),
+        torch=_str(obj.get("torch")),
+        diffusers=_str(obj.get("diffusers")),
+        cuda_name=_str(obj.get("cuda_name")),
+        protocol=_int(obj.get("protocol"), None),
+        pid=_int(obj.get("pid"), None),
+    )
 
 
 def _model(obj: dict[str, Any]) -> ModelLoaded:
-    return ModelLoaded(base=_str(obj.get("base")), family=_str(obj.get("family")), device=_str(obj.get("device")),
-                       dtype=_str(obj.get("dtype")))
+    return ModelLoaded(
+        base=_str(obj.get("base")),
+        family=_str(obj.get("family")),
+        device=_str(obj.get("device")),
+        dtype=_str(obj.get("dtype")),
+    )
 
 
 _DECODERS = {

@@ -16,8 +16,9 @@ pytestmark = pytest.mark.slow
 
 
 def loraloom(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "app.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, env=dict(os.environ))
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args], capture_output=True, text=True, timeout=timeout, env=dict(os.environ)
+    )
 
 
 def test_version_and_help_do_not_import_torch():

@@ -53,8 +53,11 @@ def test_check_json_into_a_reader_that_stops_early_exits_quietly(tmp_path):
     (tmp_path / "ds").mkdir()
     for i in range(400):  # a report well over a pipe's buffer, so the write meets the closed pipe
         (tmp_path / "ds" / f"broken_{i:03d}.png").write_bytes(b"x")
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "dataset", "check", str(tmp_path / "ds"), "--json"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "dataset", "check", str(tmp_path / "ds"), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     assert proc.stdout.read(2) == b"{\n"
     proc.stdout.close()  # what head does after its lines
     err = proc.stderr.read().decode()

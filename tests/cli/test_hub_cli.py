@@ -16,8 +16,9 @@ from fake_hub import TOKEN
 
 
 def loraloom(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "app.cli", *args], capture_output=True, text=True, timeout=120,
-                          env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args], capture_output=True, text=True, timeout=120, env=env
+    )
 
 
 def test_hub_search_filters_sorts_and_limits(subprocess_env, fake_hub):
@@ -50,7 +51,8 @@ def test_hub_download_then_library_list(subprocess_env, fake_hub, tmp_path):
     assert listing.returncode == 0, listing.stderr
     entries = json.loads(listing.stdout)
     assert [(e["repo_id"], e["family"], e["trigger_words"], e["source"]) for e in entries] == [
-        ("alice/red-style-lora", "sd1", ["zzred style"], "hub")]
+        ("alice/red-style-lora", "sd1", ["zzred style"], "hub")
+    ]
     plain = loraloom(subprocess_env, "library", "list")
     assert "zzred style" in plain.stdout and str(path) in plain.stdout
 
@@ -91,20 +93,21 @@ def test_hub_download_of_a_repo_without_a_lora_refuses_before_downloading(subpro
     out = loraloom(subprocess_env, "hub", "download", "frank/full-model")
     assert out.returncode == 1 and out.stderr.strip() == (
         "loraloom: error: frank/full-model/model.safetensors: not a LoRA adapter (none of its 2 tensors is a "
-        "LoRA weight); nothing was downloaded")
+        "LoRA weight); nothing was downloaded"
+    )
     gets = fake_hub.gets_of("model.safetensors")
-    assert gets and all(g["range"] and g["range"].startswith("bytes=0-") and g["range"] != "bytes=0-"
-                        for g in gets), gets  # only the header, never the whole file
+    assert gets and all(g["range"] and g["range"].startswith("bytes=0-") and g["range"] != "bytes=0-" for g in gets), (
+        gets
+    )  # only the header, never the whole file
     hub_cache = Path(subprocess_env["HF_HOME"]) / "hub"
     assert not [p for p in hub_cache.rglob("*") if p.is_file()], "nothing written into the HF cache"
 
 
 def test_a_saved_token_opens_a_gated_repo_and_stays_in_the_hf_store(subprocess_env, fake_hub, loraloom_home):
-    code = ("from app.core.hub.client import Hub\n"
-            "import sys\n"
-            "print(Hub().save_token(sys.stdin.read()))\n")
-    saved = subprocess.run([sys.executable, "-c", code], input=TOKEN, capture_output=True, text=True,
-                           timeout=60, env=subprocess_env)
+    code = "from app.core.hub.client import Hub\nimport sys\nprint(Hub().save_token(sys.stdin.read()))\n"
+    saved = subprocess.run(
+        [sys.executable, "-c", code], input=TOKEN, capture_output=True, text=True, timeout=60, env=subprocess_env
+    )
     assert saved.returncode == 0, saved.stderr
     assert saved.stdout.strip() == "tester"
     assert TOKEN not in saved.stdout + saved.stderr

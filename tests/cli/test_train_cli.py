@@ -16,21 +16,26 @@ def _write(tmp_path, text: str):
 
 
 def _good(base, dataset) -> str:
-    return (f'name = "cli"\nbase = "{base}"\nsteps = 2\n[[datasets]]\npath = "{dataset}"\n'
-            '[data]\nresolution = 64\nmin_bucket = 64\nmax_bucket = 128\nmin_image_side = 32\n'
-            '[network]\nrank = 2\n[output]\nsave_every = 1\n[sample]\nevery = 0\n')
+    return (
+        f'name = "cli"\nbase = "{base}"\nsteps = 2\n[[datasets]]\npath = "{dataset}"\n'
+        "[data]\nresolution = 64\nmin_bucket = 64\nmax_bucket = 128\nmin_image_side = 32\n"
+        "[network]\nrank = 2\n[output]\nsave_every = 1\n[sample]\nevery = 0\n"
+    )
 
 
-@pytest.mark.parametrize("case, needle", [
-    ("unknown key", "unknown key 'stpes'"),
-    ("wrong type", "steps must be a whole number, not 'ten'"),
-    ("missing dataset", "no-such-folder: no such folder"),
-    ("no usable image", "no usable training picture: 1 picture(s) found, none usable"),
-    ("missing base model", "no-such-model: no such file or folder"),
-    ("resolution", "[data]: resolution = 500 must be a multiple of 64"),
-    ("rank 0", "[network]: rank = 0 must be between 1 and 1024"),
-    ("no dataset table", "no dataset: add a [[datasets]] table"),
-])
+@pytest.mark.parametrize(
+    "case, needle",
+    [
+        ("unknown key", "unknown key 'stpes'"),
+        ("wrong type", "steps must be a whole number, not 'ten'"),
+        ("missing dataset", "no-such-folder: no such folder"),
+        ("no usable image", "no usable training picture: 1 picture(s) found, none usable"),
+        ("missing base model", "no-such-model: no such file or folder"),
+        ("resolution", "[data]: resolution = 500 must be a multiple of 64"),
+        ("rank 0", "[network]: rank = 0 must be between 1 and 1024"),
+        ("no dataset table", "no dataset: add a [[datasets]] table"),
+    ],
+)
 def test_a_bad_config_is_one_clear_line_and_no_traceback(case, needle, tmp_path, tiny_sd1, red_dataset, capsys):
     text = _good(tiny_sd1, red_dataset)
     if case == "unknown key":
@@ -90,7 +95,11 @@ def test_cli_train_reports_each_skipped_picture_once(tmp_path, tiny_sd1, red_dat
     shutil.copytree(red_dataset, dataset)
     (dataset / "2_sks" / "broken.png").write_bytes(b"not a picture")
     text = _good(tiny_sd1, dataset).replace("steps = 2", "steps = 1")
-    done = subprocess.run([sys.executable, "-m", "app.cli", "train", str(_write(tmp_path, text))],
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "app.cli", "train", str(_write(tmp_path, text))],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stderr.count("broken.png") == 1, done.stderr

@@ -73,27 +73,33 @@ def test_split_join_and_frequencies():
     assert freq == {"a": 1, "b": 2, "c": 1}
 
 
-@pytest.mark.parametrize("op, before, after", [
-    (add_tags(["sks"], Position.FRONT), "cat, sks, dog", "sks, cat, dog"),
-    (add_tags(["x", "y"]), "cat, x", "cat, x, y"),
-    (remove_tags(["dog"]), "cat, dog, dog", "cat"),
-    (remove_tags(["DOG"], ignore_case=True), "cat, Dog", "cat"),
-    (remove_tags([r"\d+girls?"], regex=True), "1girl, 2girls, girl", "girl"),
-    (rename_tag("cat", "feline"), "cat, black cat, dog", "feline, black cat, dog"),
-    (rename_tag("cat", "dog"), "cat, small, dog", "small, dog"),
-    (rename_tag("cat", ""), "cat, dog", "dog"),
-    (replace_text("cat", "dog"), "cat, black cat", "dog, black dog"),
-    (replace_text(r"(\w+) hair", r"hair \1", regex=True, whole_tag=True), "red hair, long red hair",
-     "hair red, long red hair"),
-    (replace_text(r"\s+", "_", regex=True), "long hair, cat", "long_hair, cat"),
-    (dedupe_tags(), "a, b, a, c, b", "a, b, c"),
-    (dedupe_tags(ignore_case=True), "A, a", "A"),
-    (sort_tags(), "b, C, a", "a, b, C"),
-    (sort_tags(keep_first=1), "sks, b, a", "sks, a, b"),
-    (trigger_to_front("sks"), "a, sks", "sks, a"),
-    (trigger_to_front("sks"), "a", "sks, a"),
-    (trigger_to_front("sks", add_if_missing=False), "a", "a"),
-])
+@pytest.mark.parametrize(
+    "op, before, after",
+    [
+        (add_tags(["sks"], Position.FRONT), "cat, sks, dog", "sks, cat, dog"),
+        (add_tags(["x", "y"]), "cat, x", "cat, x, y"),
+        (remove_tags(["dog"]), "cat, dog, dog", "cat"),
+        (remove_tags(["DOG"], ignore_case=True), "cat, Dog", "cat"),
+        (remove_tags([r"\d+girls?"], regex=True), "1girl, 2girls, girl", "girl"),
+        (rename_tag("cat", "feline"), "cat, black cat, dog", "feline, black cat, dog"),
+        (rename_tag("cat", "dog"), "cat, small, dog", "small, dog"),
+        (rename_tag("cat", ""), "cat, dog", "dog"),
+        (replace_text("cat", "dog"), "cat, black cat", "dog, black dog"),
+        (
+            replace_text(r"(\w+) hair", r"hair \1", regex=True, whole_tag=True),
+            "red hair, long red hair",
+            "hair red, long red hair",
+        ),
+        (replace_text(r"\s+", "_", regex=True), "long hair, cat", "long_hair, cat"),
+        (dedupe_tags(), "a, b, a, c, b", "a, b, c"),
+        (dedupe_tags(ignore_case=True), "A, a", "A"),
+        (sort_tags(), "b, C, a", "a, b, C"),
+        (sort_tags(keep_first=1), "sks, b, a", "sks, a, b"),
+        (trigger_to_front("sks"), "a, sks", "sks, a"),
+        (trigger_to_front("sks"), "a", "sks, a"),
+        (trigger_to_front("sks", add_if_missing=False), "a", "a"),
+    ],
+)
 def test_tag_operations(op, before, after):
     assert op.apply(before) == after
 
@@ -108,8 +114,9 @@ def test_untouched_caption_keeps_its_exact_text_and_bad_regex_is_named():
 
 
 def _dataset(tmp_path, captions):
-    make_good_dataset(tmp_path, count=len(captions), size=(260, 260),
-                      captions={i: c for i, c in enumerate(captions) if c is not None})
+    make_good_dataset(
+        tmp_path, count=len(captions), size=(260, 260), captions={i: c for i, c in enumerate(captions) if c is not None}
+    )
     return scan_dataset(tmp_path)
 
 

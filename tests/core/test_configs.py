@@ -33,8 +33,17 @@ def test_bad_values_name_the_field(field, value, needle):
 
 
 def test_toml_round_trip_keeps_every_field(tmp_path):
-    req = GenerateRequest(base="/models/x", prompt="a 'quoted' \"cat\"", negative="blur", seed=42, steps=9,
-                          guidance=3.5, width=640, height=384, scheduler=Scheduler.DPMPP_2M_KARRAS)
+    req = GenerateRequest(
+        base="/models/x",
+        prompt="a 'quoted' \"cat\"",
+        negative="blur",
+        seed=42,
+        steps=9,
+        guidance=3.5,
+        width=640,
+        height=384,
+        scheduler=Scheduler.DPMPP_2M_KARRAS,
+    )
     path = tmp_path / "gen.toml"
     req.save_toml(path)
     assert GenerateRequest.load_toml(path) == req

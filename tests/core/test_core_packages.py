@@ -61,8 +61,10 @@ def test_the_modules_of_a_package_import_one_another_one_way(package):
 @pytest.mark.parametrize("package", PACKAGES)
 def test_no_module_reaches_into_another_modules_private_names(package):
     modules = _modules(package)
-    wrong = [f"{module} imports {source}.{name}"
-             for module, path in modules.items()
-             for source, name in _from_imports(path, module)
-             if source.startswith(f"{package}.") and source != module and name.startswith("_")]
+    wrong = [
+        f"{module} imports {source}.{name}"
+        for module, path in modules.items()
+        for source, name in _from_imports(path, module)
+        if source.startswith(f"{package}.") and source != module and name.startswith("_")
+    ]
     assert not wrong, "\n".join(wrong)

@@ -40,8 +40,17 @@ def test_bad_folder_lists_every_file_with_its_problem_and_never_raises(tmp_path)
             assert isinstance(p, Problem) and p.message.startswith(str(item.path.parent)), p
             assert "\n" not in p.message and "Traceback" not in p.message
     blocking = {rel for rel, item in items.items() if not item.usable}
-    assert blocking == {"zero.png", "notes.jpg", "cut_jpeg.jpg", "cut_png.png", "cut_webp.webp", "damaged.png",
-                        "tiny.png", "bomb.png", "dangling.jpg"}
+    assert blocking == {
+        "zero.png",
+        "notes.jpg",
+        "cut_jpeg.jpg",
+        "cut_png.png",
+        "cut_webp.webp",
+        "damaged.png",
+        "tiny.png",
+        "bomb.png",
+        "dangling.jpg",
+    }
     assert {i.path for i in ds.usable_items()} == {i.path for i in ds.items if i.usable}
 
 
@@ -97,8 +106,9 @@ def test_load_training_image_converts_every_mode_to_rgb(tmp_path):
     alpha = load_training_image(tmp_path / "ds" / "alpha.png")
     assert alpha.getpixel((5, 5)) == (255, 127, 127), "half-transparent red on white"
     sixteen = load_training_image(tmp_path / "ds" / "sixteen.png")
-    assert sixteen.getpixel((10, 10))[0] == 155 and sixteen.getpixel((200, 10)) == (0, 0, 0), \
+    assert sixteen.getpixel((10, 10))[0] == 155 and sixteen.getpixel((200, 10)) == (0, 0, 0), (
         "16-bit values are scaled, not clipped to white"
+    )
     rotated = load_training_image(tmp_path / "ds" / "rotated.jpg")
     assert rotated.size == (300, 400)
 
@@ -117,13 +127,14 @@ def test_header_scan_finds_damage_inside_png_data(tmp_path):
     save(picture((300, 300)), tmp_path / "p.png")
     data = bytearray((tmp_path / "p.png").read_bytes())
     idat = data.index(b"IDAT")
-    data[idat + 10: idat + 30] = b"\xff" * 20
+    data[idat + 10 : idat + 30] = b"\xff" * 20
     (tmp_path / "p.png").write_bytes(bytes(data))
     for deep in (False, True):
         item = scan_dataset(tmp_path, deep=deep).items[0]
         assert not item.usable and item.problems[0].kind is ProblemKind.CORRUPT
-        assert item.problems[0].message == (f"{tmp_path / 'p.png'}: the PNG data is damaged (its IDAT chunk at "
-                                            f"byte {idat - 4} fails its checksum)")
+        assert item.problems[0].message == (
+            f"{tmp_path / 'p.png'}: the PNG data is damaged (its IDAT chunk at byte {idat - 4} fails its checksum)"
+        )
 
 
 def test_png_without_iend_is_truncated_and_a_chunk_length_that_lies_is_damaged(tmp_path):
@@ -131,13 +142,14 @@ def test_png_without_iend_is_truncated_and_a_chunk_length_that_lies_is_damaged(t
     data = (tmp_path / "whole.png").read_bytes()
     (tmp_path / "cut.png").write_bytes(data[:-30])  # the end of the last IDAT and IEND are missing
     idat = data.index(b"IDAT") - 4
-    (tmp_path / "long.png").write_bytes(data[:idat] + (10**6).to_bytes(4, "big") + data[idat + 4:])
+    (tmp_path / "long.png").write_bytes(data[:idat] + (10**6).to_bytes(4, "big") + data[idat + 4 :])
     items = {i.path.name: i for i in scan_dataset(tmp_path).items}
     assert items["whole.png"].usable
     assert items["cut.png"].problems[0].kind is ProblemKind.TRUNCATED
     assert items["long.png"].problems[0].kind is ProblemKind.CORRUPT
     assert "the IDAT chunk at byte" in items["long.png"].problems[0].message and "longer than the file" in (
-        items["long.png"].problems[0].message)
+        items["long.png"].problems[0].message
+    )
 
 
 def test_scan_reports_progress_and_can_stop(tmp_path):
@@ -160,6 +172,7 @@ def test_large_header_only_scan_does_not_decode(tmp_path, monkeypatch):
 
     monkeypatch.setattr(Image.Image, "load", spy)
     from PIL import ImageFile
+
     monkeypatch.setattr(ImageFile.ImageFile, "load", spy)
     ds = scan_dataset(tmp_path)
     assert ds.items[0].usable and calls == [], "a good file is never decoded by the scan"

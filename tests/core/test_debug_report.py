@@ -37,7 +37,8 @@ def planted(tmp_path, monkeypatch) -> dict[str, str]:
     config = paths.config_dir()
     config.mkdir(parents=True)
     (config / "library.toml").write_text(
-        f'folders = ["{home}/loras"]\ntoken = "{FILE_TOKEN}"\nnote = "{ODD_TOKEN}"\n', encoding="utf-8")
+        f'folders = ["{home}/loras"]\ntoken = "{FILE_TOKEN}"\nnote = "{ODD_TOKEN}"\n', encoding="utf-8"
+    )
     logs = paths.log_dir()
     logs.mkdir(parents=True)
     (logs / "loraloom.log").write_text(f"loaded {home}/models/x.safetensors with {ENV_TOKEN}\n", encoding="utf-8")
@@ -69,22 +70,39 @@ def test_the_report_zip_holds_no_token_and_no_home_path(planted, tmp_path):
 
 def test_doctor_report_command_writes_a_clean_zip(planted, tmp_path):
     target = tmp_path / "out" / "problem"
-    out = subprocess.run([sys.executable, "-m", "app.cli", "doctor", "--report", str(target)],
-                         capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    out = subprocess.run(
+        [sys.executable, "-m", "app.cli", "doctor", "--report", str(target)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     written = target.with_suffix(".zip")
     assert f"debug report written to {written} (tokens and home paths removed)" in out.stdout, out.stderr
     texts = _all_text(written)
-    assert "[  ok] Python and OS" in texts["report.txt"] and "Hub: not contacted (offline mode); a token is stored" in texts["report.txt"]
+    assert (
+        "[  ok] Python and OS" in texts["report.txt"]
+        and "Hub: not contacted (offline mode); a token is stored" in texts["report.txt"]
+    )
     _assert_clean(texts, planted["home"])
 
 
 def test_a_report_that_cannot_be_written_is_one_sentence(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("", encoding="utf-8")
-    out = subprocess.run([sys.executable, "-m", "app.cli", "doctor", "--report", str(blocker / "r.zip")],
-                         capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    out = subprocess.run(
+        [sys.executable, "-m", "app.cli", "doctor", "--report", str(blocker / "r.zip")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert out.returncode == 1 and "Traceback" not in out.stderr
-    assert out.stderr.strip().splitlines()[-1].startswith(f"loraloom: error: {blocker / 'r.zip'}: could not write the report")
+    assert (
+        out.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"loraloom: error: {blocker / 'r.zip'}: could not write the report")
+    )
 
 
 def test_links_out_of_the_config_folder_are_not_followed(planted, tmp_path):

@@ -82,7 +82,9 @@ def test_a_python_without_torch_is_reported_not_crashed(tmp_path):
 def test_disk_nearly_full(tmp_path):
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "model.bin").write_bytes(b"x" * 2048)
-    full = doctor.check_disk("data", tmp_path / "data", disk_usage=lambda _p: Usage(100 * 2**30, 99.5 * 2**30, 512 * 2**20))
+    full = doctor.check_disk(
+        "data", tmp_path / "data", disk_usage=lambda _p: Usage(100 * 2**30, 99.5 * 2**30, 512 * 2**20)
+    )
     assert full.status is Status.WARN
     assert full.line == f"{tmp_path / 'data'} (holds 2.0 KB): 512.0 MB free of 100.0 GB (nearly full)"
     assert "LORALOOM_HOME" in full.fix
@@ -161,9 +163,24 @@ def test_hub_reachable_and_unreachable_and_the_token_never_shown(monkeypatch):
 
 
 def test_doctor_command_prints_one_line_per_check():
-    out = subprocess.run([sys.executable, "-m", "app.cli", "doctor"], capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    out = subprocess.run(
+        [sys.executable, "-m", "app.cli", "doctor"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     names = [line.split("]", 1)[1].split(":", 1)[0].strip() for line in out.stdout.splitlines() if line.startswith("[")]
-    assert names == ["Python and OS", "worker", "torch build", "GPU", "disk (data)", "disk (cache)",
-                     "disk (Hub cache)", "Qt", "Hub settings", "Hub"]
+    assert names == [
+        "Python and OS",
+        "worker",
+        "torch build",
+        "GPU",
+        "disk (data)",
+        "disk (cache)",
+        "disk (Hub cache)",
+        "Qt",
+        "Hub settings",
+        "Hub",
+    ]
     assert "Traceback" not in out.stderr

@@ -9,31 +9,58 @@ from app.core.families import FAMILIES, Family
 
 # The constants as they were before the table (copied verbatim from the old modules).
 OLD_BASE_MODEL_VERSION = {Family.SD1: "sd_v1", Family.SD2: "sd_v2", Family.SDXL: "sdxl_base_v1-0"}
-OLD_ARCHITECTURE = {Family.SD1: "stable-diffusion-v1/lora", Family.SD2: "stable-diffusion-v2-512/lora",
-                    Family.SDXL: "stable-diffusion-xl-v1-base/lora"}
+OLD_ARCHITECTURE = {
+    Family.SD1: "stable-diffusion-v1/lora",
+    Family.SD2: "stable-diffusion-v2-512/lora",
+    Family.SDXL: "stable-diffusion-xl-v1-base/lora",
+}
 OLD_BASE_VERSION = {"sd_v1": Family.SD1, "sd_v2": Family.SD2, "sdxl_base_v1-0": Family.SDXL}
-OLD_ARCH_PREFIX = [("stable-diffusion-xl", Family.SDXL), ("stable-diffusion-v2", Family.SD2),
-                   ("stable-diffusion-v1", Family.SD1)]
+OLD_ARCH_PREFIX = [
+    ("stable-diffusion-xl", Family.SDXL),
+    ("stable-diffusion-v2", Family.SD2),
+    ("stable-diffusion-v1", Family.SD1),
+]
 OLD_CROSS_WIDTH = {768: Family.SD1, 1024: Family.SD2, 2048: Family.SDXL}
 OLD_TE_WIDTH = {768: Family.SD1, 1024: Family.SD2}
 OLD_PIPELINE_FAMILY = {"StableDiffusionXLPipeline": Family.SDXL, "StableDiffusionXLImg2ImgPipeline": Family.SDXL}
 OLD_SD_PIPELINES = {"StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline"}
 OLD_FAMILY_BASES = {
-    Family.SD1: ("runwayml/stable-diffusion-v1-5", "stable-diffusion-v1-5/stable-diffusion-v1-5",
-                 "CompVis/stable-diffusion-v1-4", "CompVis/stable-diffusion-v1-5"),
-    Family.SD2: ("stabilityai/stable-diffusion-2-1", "stabilityai/stable-diffusion-2-1-base",
-                 "stabilityai/stable-diffusion-2", "stabilityai/stable-diffusion-2-base"),
+    Family.SD1: (
+        "runwayml/stable-diffusion-v1-5",
+        "stable-diffusion-v1-5/stable-diffusion-v1-5",
+        "CompVis/stable-diffusion-v1-4",
+        "CompVis/stable-diffusion-v1-5",
+    ),
+    Family.SD2: (
+        "stabilityai/stable-diffusion-2-1",
+        "stabilityai/stable-diffusion-2-1-base",
+        "stabilityai/stable-diffusion-2",
+        "stabilityai/stable-diffusion-2-base",
+    ),
     Family.SDXL: ("stabilityai/stable-diffusion-xl-base-1.0", "stabilityai/stable-diffusion-xl-refiner-1.0"),
 }
 OLD_FAMILY_NAMES = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}
 OLD_FAMILY_COLORS = {"sd1": "#1e88e5", "sd2": "#00897b", "sdxl": "#8e24aa"}
-OLD_SIZE_PRESETS = [("SD 1.x", 512, 512), ("SD 1.x", 512, 768), ("SD 1.x", 768, 512),
-                    ("SD 2.x", 768, 768), ("SD 2.x", 512, 512), ("SDXL", 1024, 1024), ("SDXL", 832, 1216),
-                    ("SDXL", 1216, 832), ("SDXL", 896, 1152), ("SDXL", 1152, 896), ("SDXL", 768, 1344)]
+OLD_SIZE_PRESETS = [
+    ("SD 1.x", 512, 512),
+    ("SD 1.x", 512, 768),
+    ("SD 1.x", 768, 512),
+    ("SD 2.x", 768, 768),
+    ("SD 2.x", 512, 512),
+    ("SDXL", 1024, 1024),
+    ("SDXL", 832, 1216),
+    ("SDXL", 1216, 832),
+    ("SDXL", 896, 1152),
+    ("SDXL", 1152, 896),
+    ("SDXL", 768, 1344),
+]
 OLD_TE_PREFIXES = {Family.SD1: ("lora_te",), Family.SD2: ("lora_te",), Family.SDXL: ("lora_te1", "lora_te2")}
 OLD_VARIANT_FAMILY = {"sd15": Family.SD1, "sd21": Family.SD2, "sd21-base": Family.SD2, "sdxl": Family.SDXL}
-OLD_IMPLEMENTATION = {Family.SD1: "diffusers", Family.SD2: "diffusers",
-                      Family.SDXL: "https://github.com/Stability-AI/generative-models"}
+OLD_IMPLEMENTATION = {
+    Family.SD1: "diffusers",
+    Family.SD2: "diffusers",
+    Family.SDXL: "https://github.com/Stability-AI/generative-models",
+}
 
 
 def test_family_values_are_the_ones_on_disk():
@@ -58,8 +85,14 @@ def test_metadata_read_is_unchanged():
     for value, fam in OLD_BASE_VERSION.items():
         assert families.by_base_version(value) is fam
     assert families.by_base_version("sd_v3") is None and families.by_base_version(None) is None
-    for arch in ("stable-diffusion-xl-v1-base/lora", "stable-diffusion-v2-768-v/lora", "stable-diffusion-v1/lora",
-                 "stable-diffusion-v2-512/lora", "flux-1-dev/lora", ""):
+    for arch in (
+        "stable-diffusion-xl-v1-base/lora",
+        "stable-diffusion-v2-768-v/lora",
+        "stable-diffusion-v1/lora",
+        "stable-diffusion-v2-512/lora",
+        "flux-1-dev/lora",
+        "",
+    ):
         old = next((fam for prefix, fam in OLD_ARCH_PREFIX if arch.startswith(prefix)), None)
         assert families.by_architecture(arch) is old, arch
 
@@ -104,6 +137,7 @@ def test_every_entry_is_complete():
 
 # ---------------------------------------------------------------- the Hub's guess from a name
 
+
 def _old_guess(base_ids: list[str]) -> Family | None:
     """core/hub.py's family_of_base before the table (verbatim but for the names)."""
     import re
@@ -123,12 +157,28 @@ def _old_guess(base_ids: list[str]) -> Family | None:
     return None
 
 
-@pytest.mark.parametrize("bases", [
-    ["Runwayml/Stable-Diffusion-v1-5"], ["me/ponyDiffusionV6XL"], ["me/juggernaut-xl-v9"], ["me/xl"],
-    ["me/model-XL_v2"], ["me/illustrious-v1-5"], ["me/sd-2-finetune"], ["me/stable-diffusion-2-1-anime"],
-    ["me/sd15-anime"], ["me/sd-1-anime"], ["me/v1-5-pruned"], ["me/flux-dev"], ["me/axle"], ["me/sdxl2"],
-    [], ["me/unknown", "stabilityai/stable-diffusion-xl-base-1.0"], ["me/sd-2", "me/v1-5"],
-])
+@pytest.mark.parametrize(
+    "bases",
+    [
+        ["Runwayml/Stable-Diffusion-v1-5"],
+        ["me/ponyDiffusionV6XL"],
+        ["me/juggernaut-xl-v9"],
+        ["me/xl"],
+        ["me/model-XL_v2"],
+        ["me/illustrious-v1-5"],
+        ["me/sd-2-finetune"],
+        ["me/stable-diffusion-2-1-anime"],
+        ["me/sd15-anime"],
+        ["me/sd-1-anime"],
+        ["me/v1-5-pruned"],
+        ["me/flux-dev"],
+        ["me/axle"],
+        ["me/sdxl2"],
+        [],
+        ["me/unknown", "stabilityai/stable-diffusion-xl-base-1.0"],
+        ["me/sd-2", "me/v1-5"],
+    ],
+)
 def test_hub_family_guess_is_unchanged(bases):
     from app.core.hub.models import family_of_base
 
@@ -153,8 +203,12 @@ def _app_sources():
 def test_no_family_member_is_named_outside_the_family_files():
     import re
 
-    found = [f"{rel}:{n}" for rel, text in _app_sources() for n, line in enumerate(text.splitlines(), 1)
-             if re.search(r"Family\.(SD1|SD2|SDXL)\b", line)]
+    found = [
+        f"{rel}:{n}"
+        for rel, text in _app_sources()
+        for n, line in enumerate(text.splitlines(), 1)
+        if re.search(r"Family\.(SD1|SD2|SDXL)\b", line)
+    ]
     assert found == []
 
 

@@ -76,8 +76,10 @@ def test_a_read_only_folder_is_a_permission_error_naming_the_file(code, tmp_path
     with pytest.raises(SaveError) as caught:
         atomic_write_bytes(target, b"png")
     assert caught.value.kind is ErrorKind.PERMISSION
-    assert str(caught.value) == (f"Cannot save {target} ({os.strerror(code)}): the folder is read-only or not "
-                                 "yours; make it writable and try again")
+    assert str(caught.value) == (
+        f"Cannot save {target} ({os.strerror(code)}): the folder is read-only or not "
+        "yours; make it writable and try again"
+    )
     assert isinstance(caught.value, OSError)  # callers that skip one unwritable file still catch it
 
 
@@ -95,8 +97,11 @@ def test_the_worker_and_the_gui_name_the_new_error_kinds():
     from app.worker.loop import describe_error as worker_describe
 
     err = worker_describe(SaveError(ErrorKind.DISK_FULL, "/out/x.png", "No space left on device", 2 * 10**9))
-    assert err == {"kind": "disk_full", "message": "Disk full while saving /out/x.png: free 2.2 GB and try again",
-                   "detail": ""}
+    assert err == {
+        "kind": "disk_full",
+        "message": "Disk full while saving /out/x.png: free 2.2 GB and try again",
+        "detail": "",
+    }
     assert P.ErrorKind("disk_full") is ErrorKind.DISK_FULL and P.ErrorKind("permission") is ErrorKind.PERMISSION
     shown = describe_error(JobError(kind="disk_full", message=err["message"], detail=""))
     assert shown == "Disk full while saving /out/x.png: free 2.2 GB and try again"

@@ -20,29 +20,47 @@ from app.core.adapters import AdapterError, inspect_adapter
 from app.core.safetensors_header import DTYPE_BITS, SafetensorsError, read_header
 from app.worker import protocol as P
 
-FUZZ = settings(max_examples=250, deadline=None, derandomize=True,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=250,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 # Any JSON value, with the awkward ones over-represented: bools where ints belong, huge and
 # negative ints, non-finite floats, nesting.
-scalars = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
-                    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12),
-                    st.sampled_from(list(DTYPE_BITS) + ["F33", ""]))
-values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
-    st.text(max_size=8), inner, max_size=4), max_leaves=12)
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.sampled_from(list(DTYPE_BITS) + ["F33", ""]),
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
 small_ints = st.integers(min_value=-2, max_value=4096) | st.booleans()
-tensor_names = st.sampled_from([
-    "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k.lora_down.weight",
-    "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k.lora_up.weight",
-    "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k.alpha",
-    "lora_te_text_model_encoder_layers_0_self_attn_q_proj.hada_w1_b", "unet.x.lora_A.weight", "w",
-])
+tensor_names = st.sampled_from(
+    [
+        "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k.lora_down.weight",
+        "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k.lora_up.weight",
+        "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k.alpha",
+        "lora_te_text_model_encoder_layers_0_self_attn_q_proj.hada_w1_b",
+        "unet.x.lora_A.weight",
+        "w",
+    ]
+)
 meta_values = st.one_of(
-    st.text(max_size=16), st.sampled_from(["None", "inf", "-1", "0", "nan", "²", "1e400", "4", "2.5"]),
+    st.text(max_size=16),
+    st.sampled_from(["None", "inf", "-1", "0", "nan", "²", "1e400", "4", "2.5"]),
     values.map(lambda v: json.dumps(v, allow_nan=True)),
 )
-meta_keys = st.sampled_from(["ss_network_dim", "ss_network_alpha", "ss_tag_frequency", "ss_base_model_version",
-                             "modelspec.thumbnail", "x"])
+meta_keys = st.sampled_from(
+    ["ss_network_dim", "ss_network_alpha", "ss_tag_frequency", "ss_base_model_version", "modelspec.thumbnail", "x"]
+)
 
 
 @st.composite
@@ -117,10 +135,15 @@ def test_header_reader_survives_deep_nesting(depth, opener):
 
 
 commands = st.one_of(
-    st.fixed_dictionaries({"cmd": st.sampled_from([c.value for c in P.CommandName]) | values},
-                          optional={"job": st.fixed_dictionaries(
-                              {"id": values, "kind": st.sampled_from([k.value for k in P.JobKind]) | values}) | values,
-                              "id": values, "action": values}),
+    st.fixed_dictionaries(
+        {"cmd": st.sampled_from([c.value for c in P.CommandName]) | values},
+        optional={
+            "job": st.fixed_dictionaries({"id": values, "kind": st.sampled_from([k.value for k in P.JobKind]) | values})
+            | values,
+            "id": values,
+            "action": values,
+        },
+    ),
     values,
 )
 
@@ -146,8 +169,11 @@ def test_protocol_decoder_raises_only_protocol_error_on_any_line(line):
 
 
 @FUZZ
-@given(st.integers(min_value=1, max_value=50000), st.sampled_from(["[", '{"cmd":', '{"a":{"b":']),
-       st.integers(min_value=4000, max_value=6000))
+@given(
+    st.integers(min_value=1, max_value=50000),
+    st.sampled_from(["[", '{"cmd":', '{"a":{"b":']),
+    st.integers(min_value=4000, max_value=6000),
+)
 def test_protocol_decoder_survives_deep_nesting_and_huge_integers(depth, opener, digits):
     _decoders(opener * depth)
     _decoders('{"cmd": "ping", "n": ' + "9" * digits + "}")

@@ -20,8 +20,10 @@ from app.core.library import Library
 pytestmark = pytest.mark.timeout(120)  # a FIFO that is opened would block here until then
 
 MOD = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k"
-GOOD = {f"{MOD}.lora_down.weight": {"dtype": "F32", "shape": [4, 768], "data_offsets": [0, 12288]},
-        f"{MOD}.lora_up.weight": {"dtype": "F32", "shape": [320, 4], "data_offsets": [12288, 17408]}}
+GOOD = {
+    f"{MOD}.lora_down.weight": {"dtype": "F32", "shape": [4, 768], "data_offsets": [0, 12288]},
+    f"{MOD}.lora_up.weight": {"dtype": "F32", "shape": [320, 4], "data_offsets": [12288, 17408]},
+}
 DATA = 17408
 
 
@@ -54,26 +56,39 @@ BAD_HEADERS = {
     "offsets-three": (with_entry(data_offsets=[0, 1, 2]), "data_offsets that are not two"),
     "offsets-strings": (with_entry(data_offsets=["0", "12288"]), "data_offsets that are not two"),
     "offsets-size-mismatch": (with_entry(data_offsets=[0, 16]), "holds 16 bytes but its shape"),
-    "offsets-past-end": (with_entry(data_offsets=[0, 10 ** 12]), "truncated"),
+    "offsets-past-end": (with_entry(data_offsets=[0, 10**12]), "truncated"),
     "entry-not-object": (json.dumps({**GOOD, "x.lora_down.weight": [1, 2]}), "is not a JSON object"),
     "deep-nesting": ('{"a":' * 5000 + "1" + "}" * 5000, "nested too deeply"),
     "huge-integer": (with_entry(shape=[12345, 768]).replace("12345", "9" * 5000), "not JSON"),
-    "nan-in-header": (with_entry(shape="NaN").replace('"NaN"', "NaN"), "not a safetensors file (header has NaN, which JSON does not allow)"),
+    "nan-in-header": (
+        with_entry(shape="NaN").replace('"NaN"', "NaN"),
+        "not a safetensors file (header has NaN, which JSON does not allow)",
+    ),
     "metadata-list": (json.dumps({"__metadata__": ["a"], **GOOD}), "malformed safetensors metadata"),
     "metadata-value-int": (with_meta({"ss_network_dim": 4}), "every value must be a string"),
     "network-dim-text": (with_meta({"ss_network_dim": "four"}), "ss_network_dim is 'four', not a finite number"),
     "network-dim-superscript": (with_meta({"ss_network_dim": "²"}), "ss_network_dim is '²'"),
     "network-dim-fraction": (with_meta({"ss_network_dim": "2.5"}), "not a whole number"),
     "alpha-infinite": (with_meta({"ss_network_alpha": "inf"}), "ss_network_alpha is 'inf', not a finite number"),
-    "tag-frequency-infinity": (with_meta({"ss_tag_frequency": '{"1_a": {"cat": Infinity}}'}),
-                               "ss_tag_frequency is malformed"),
+    "tag-frequency-infinity": (
+        with_meta({"ss_tag_frequency": '{"1_a": {"cat": Infinity}}'}),
+        "ss_tag_frequency is malformed",
+    ),
     "tag-frequency-nan": (with_meta({"ss_tag_frequency": '{"1_a": {"cat": NaN}}'}), "ss_tag_frequency is malformed"),
     "tag-frequency-shape": (with_meta({"ss_tag_frequency": '["cat"]'}), "ss_tag_frequency is malformed"),
-    "tag-frequency-deep": (with_meta({"ss_tag_frequency": "[" * 100000 + "]" * 100000}),
-                           "ss_tag_frequency is malformed"),
-    "rank-0": (json.dumps({f"{MOD}.lora_down.weight": {"dtype": "F32", "shape": [0, 768], "data_offsets": [0, 0]},
-                           f"{MOD}.lora_up.weight": {"dtype": "F32", "shape": [320, 0], "data_offsets": [0, 0]}}),
-               "a rank-0 adapter"),
+    "tag-frequency-deep": (
+        with_meta({"ss_tag_frequency": "[" * 100000 + "]" * 100000}),
+        "ss_tag_frequency is malformed",
+    ),
+    "rank-0": (
+        json.dumps(
+            {
+                f"{MOD}.lora_down.weight": {"dtype": "F32", "shape": [0, 768], "data_offsets": [0, 0]},
+                f"{MOD}.lora_up.weight": {"dtype": "F32", "shape": [320, 0], "data_offsets": [0, 0]},
+            }
+        ),
+        "a rank-0 adapter",
+    ),
 }
 
 
@@ -114,9 +129,14 @@ def _special_files(folder, tmp_path):
     os.symlink(secret, folder / "link-out.safetensors")
     os.symlink("loop-b.safetensors", folder / "loop-a.safetensors")
     os.symlink("loop-a.safetensors", folder / "loop-b.safetensors")
-    return {"pipe": "named pipe (FIFO), not a regular file", "device": "outside the folder",
-            "zero": "outside the folder", "link-out": "outside the folder", "loop-a": "symbolic link loop",
-            "loop-b": "symbolic link loop"}
+    return {
+        "pipe": "named pipe (FIFO), not a regular file",
+        "device": "outside the folder",
+        "zero": "outside the folder",
+        "link-out": "outside the folder",
+        "loop-a": "symbolic link loop",
+        "loop-b": "symbolic link loop",
+    }
 
 
 def test_special_files_named_safetensors_are_refused_without_being_opened(tmp_path):
@@ -136,8 +156,14 @@ def test_library_add_and_list_skip_bad_files_and_list_them(tmp_path, capsys):
     folder.mkdir()
     (folder / "good.safetensors").write_bytes(kohya_sd1(4, {"ss_base_model_version": "sd_v1"}))
     expect = _special_files(folder, tmp_path)
-    for name in ("shape-bool", "dtype-list", "network-dim-superscript", "tag-frequency-infinity", "deep-nesting",
-                 "rank-0"):
+    for name in (
+        "shape-bool",
+        "dtype-list",
+        "network-dim-superscript",
+        "tag-frequency-infinity",
+        "deep-nesting",
+        "rank-0",
+    ):
         text, words = BAD_HEADERS[name]
         raw_file(folder / f"{name}.safetensors", text, 0 if name == "rank-0" else DATA)
         expect[name] = words

@@ -23,8 +23,11 @@ def test_a_folder_given_as_the_settings_file_is_one_sentence(tmp_path):
 
 @pytest.mark.parametrize("name", ["cat\n", "cat\x1b[2J", "ca\tt", "cat ", "cat."])
 def test_a_run_name_with_control_characters_or_a_trailing_space_is_refused(name):
-    with pytest.raises(ConfigError, match=r"^test: name = .* must be letters, digits, spaces, '\.', '-' or '_', not "
-                                          r"ending in a space or '\.' \(at most 100\)$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^test: name = .* must be letters, digits, spaces, '\.', '-' or '_', not "
+        r"ending in a space or '\.' \(at most 100\)$",
+    ):
         TrainConfig.from_dict({"name": name}, where="test")
 
 

@@ -100,9 +100,13 @@ def test_special_and_linked_pictures_are_refused_without_being_opened(dataset, t
     os.symlink("loop1.png", dataset / "loop2.png")
     ds = scan_dataset(dataset)
     by_name = {i.path.name: i for i in ds.items}
-    expect = {"pipe.png": "named pipe (FIFO)", "device.png": "a link to /dev/null, outside the folder",
-              "zero.jpg": "a link to /dev/zero, outside the folder", "img000.png": "outside the folder",
-              "loop1.png": "symbolic link loop"}
+    expect = {
+        "pipe.png": "named pipe (FIFO)",
+        "device.png": "a link to /dev/null, outside the folder",
+        "zero.jpg": "a link to /dev/zero, outside the folder",
+        "img000.png": "outside the folder",
+        "loop1.png": "symbolic link loop",
+    }
     for name, words in expect.items():
         item = by_name[name]
         assert not item.usable, name

@@ -26,8 +26,13 @@ def ids(page):
 def test_search_filters_sorts_and_pages(hub, fake_hub):
     page = hub.search(SearchQuery(sort=HubSort.DOWNLOADS))
     # Only repos tagged "lora"; the full model with the most downloads is not one of them.
-    assert ids(page) == ["bob/sdxl-pixel-lora", "alice/red-style-lora", "carol/sd1-ink-lora",
-                         "dave/gated-sdxl-lora", "eve/hostile-names"]
+    assert ids(page) == [
+        "bob/sdxl-pixel-lora",
+        "alice/red-style-lora",
+        "carol/sd1-ink-lora",
+        "dave/gated-sdxl-lora",
+        "eve/hostile-names",
+    ]
     assert page.next_url is None
     assert ids(hub.search(SearchQuery(sort=HubSort.LIKES)))[0] == "carol/sd1-ink-lora"
     assert ids(hub.search(SearchQuery(sort=HubSort.UPDATED)))[0] == "carol/sd1-ink-lora"
@@ -72,8 +77,9 @@ def test_download_progress_then_cache_hit(hub, fake_hub, hf_cache):
     path = hub.download("bob/sdxl-pixel-lora", BIG, on_progress=lambda done, total: events.append((done, total)))
     assert path.read_bytes() == expected.data
     assert path.is_relative_to(hf_cache / "models--bob--sdxl-pixel-lora" / "snapshots")
-    assert (hf_cache / "models--bob--sdxl-pixel-lora" / "refs" / "main").read_text() == \
-        fake_hub.repos["bob/sdxl-pixel-lora"].sha
+    assert (hf_cache / "models--bob--sdxl-pixel-lora" / "refs" / "main").read_text() == fake_hub.repos[
+        "bob/sdxl-pixel-lora"
+    ].sha
     assert path.resolve().name == expected.sha256  # the standard cache layout: blobs/<sha256>
     assert events[0][0] == 0 and events[-1] == (len(expected.data), len(expected.data))
     assert all(total == len(expected.data) for _, total in events)
@@ -180,8 +186,11 @@ def closed_port() -> int:
 def test_server_down_is_offline_and_the_cache_still_answers(hub, fake_hub, hf_cache):
     cached = hub.download("alice/red-style-lora", "red-style.safetensors")
     down = Hub(endpoint=f"http://127.0.0.1:{closed_port()}", token=False, cache_dir=hf_cache, timeout=2.0)
-    for call in (lambda: down.search(SearchQuery()), lambda: down.details("alice/red-style-lora"),
-                 lambda: down.download("carol/sd1-ink-lora", "ink.safetensors")):
+    for call in (
+        lambda: down.search(SearchQuery()),
+        lambda: down.details("alice/red-style-lora"),
+        lambda: down.download("carol/sd1-ink-lora", "ink.safetensors"),
+    ):
         with pytest.raises(HubError) as info:
             call()
         assert info.value.kind is HubErrorKind.OFFLINE and "cannot reach" in str(info.value)

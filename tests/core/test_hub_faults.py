@@ -38,13 +38,16 @@ def test_a_redirect_loop_is_one_sentence(quick_hub, fake_hub):
 @pytest.mark.timeout(60)  # without the deadline these take hours: the bound of the test, not an assert
 def test_a_server_trickling_a_byte_a_second_ends_at_the_deadline(quick_hub, fake_hub):
     fake_hub.trickle = 0.2
-    for call, what in ((lambda: quick_hub.search(SearchQuery()), "search"),
-                       (lambda: quick_hub.details("alice/red-style-lora"), "alice/red-style-lora")):
+    for call, what in (
+        (lambda: quick_hub.search(SearchQuery()), "search"),
+        (lambda: quick_hub.details("alice/red-style-lora"), "alice/red-style-lora"),
+    ):
         with pytest.raises(HubError) as caught:
             call()
         assert caught.value.kind is HubErrorKind.OFFLINE
-        assert str(caught.value) == (f"{what}: the Hub is answering too slowly (no whole answer in 1.5 s); "
-                                     "try again later")
+        assert str(caught.value) == (
+            f"{what}: the Hub is answering too slowly (no whole answer in 1.5 s); try again later"
+        )
 
 
 def test_search_and_details_still_work_through_the_deadline_reader(quick_hub, fake_hub):
@@ -88,5 +91,6 @@ def test_a_read_only_download_folder_is_a_permission_sentence(hub, fake_hub, hf_
         hub.download("bob/sdxl-pixel-lora", BIG)
     assert caught.value.kind is HubErrorKind.PERMISSION
     assert str(caught.value).startswith(f"Cannot save bob/sdxl-pixel-lora/{BIG} in ")
-    assert str(caught.value).endswith("(Read-only file system): the folder is read-only or not yours; make it "
-                                      "writable and Download again")
+    assert str(caught.value).endswith(
+        "(Read-only file system): the folder is read-only or not yours; make it writable and Download again"
+    )

@@ -21,14 +21,16 @@ def lora_folder(tmp_path):
     (root / "styles").mkdir(parents=True)
     (root / ".trash").mkdir()
     tags = json.dumps({"5_cat": {"tabby": 9, "whiskers": 4}})
-    (root / "catstyle.safetensors").write_bytes(kohya_sd1(8, {"ss_base_model_version": "sd_v1",
-                                                              "ss_tag_frequency": tags}))
+    (root / "catstyle.safetensors").write_bytes(
+        kohya_sd1(8, {"ss_base_model_version": "sd_v1", "ss_tag_frequency": tags})
+    )
     (root / "catstyle.json").write_text(json.dumps({"activation text": "catstyle, fluffy"}))
     (root / "catstyle.preview.png").write_bytes(b"\x89PNG")
     (root / "styles" / "neon-xl.safetensors").write_bytes(diffusers_sdxl(16))
     mystery = "unet.mid_block.attentions.0.transformer_blocks.0.attn1.to_q"
     (root / "styles" / "mystery.safetensors").write_bytes(
-        safetensors_bytes({f"{mystery}.lora_A.weight": ([4, 32], "F32"), f"{mystery}.lora_B.weight": ([32, 4], "F32")}))
+        safetensors_bytes({f"{mystery}.lora_A.weight": ([4, 32], "F32"), f"{mystery}.lora_B.weight": ([32, 4], "F32")})
+    )
     (root / "old.pt").write_bytes(b"\x80\x04pickle")
     (root / "vae.safetensors").write_bytes(safetensors_bytes({"decoder.conv_in.weight": ([4, 4], "F32")}))
     cut = kohya_sd1(4)
@@ -48,8 +50,14 @@ def test_a_folder_is_listed_with_families_trigger_words_and_problems(tmp_path, l
     lib.add_folder(lora_folder)
     report = lib.refresh()
     by_name = {e.name: e for e in report.entries}
-    assert set(by_name) == {"catstyle.safetensors", "neon-xl.safetensors", "mystery.safetensors", "old.pt",
-                            "vae.safetensors", "cut.safetensors"}  # the hidden folder is skipped
+    assert set(by_name) == {
+        "catstyle.safetensors",
+        "neon-xl.safetensors",
+        "mystery.safetensors",
+        "old.pt",
+        "vae.safetensors",
+        "cut.safetensors",
+    }  # the hidden folder is skipped
     cat = by_name["catstyle.safetensors"]
     assert cat.source is Source.FOLDER and cat.family is Family.SD1 and cat.rank == 8
     assert cat.trigger_words == ["catstyle", "fluffy"] and cat.tags == ["tabby", "whiskers"]
@@ -127,8 +135,7 @@ def test_a_second_run_of_a_name_is_its_folder_with_its_newest_sample_as_cover(tm
     assert entries["mycat-2 · step 200"].preview == str(run / "samples" / "step000200-0.png")
 
 
-def test_hub_downloads_are_listed_with_card_trigger_words_and_full_models_are_not(tmp_path, hub, fake_hub,
-                                                                                  hf_cache):
+def test_hub_downloads_are_listed_with_card_trigger_words_and_full_models_are_not(tmp_path, hub, fake_hub, hf_cache):
     lib = make_library(tmp_path, hub_cache=hf_cache)
     repo = hub.details("bob/sdxl-pixel-lora")
     path = hub.download(repo.repo_id, "pytorch_lora_weights.safetensors")
@@ -146,8 +153,7 @@ def test_hub_downloads_are_listed_with_card_trigger_words_and_full_models_are_no
     fake_hub.corrupt.add("red-style.safetensors")
     with pytest.raises(HubError):
         hub.download("alice/red-style-lora", "red-style.safetensors")
-    assert [e.repo_id for e in make_library(tmp_path, hub_cache=hf_cache).refresh().entries] == \
-        ["bob/sdxl-pixel-lora"]
+    assert [e.repo_id for e in make_library(tmp_path, hub_cache=hf_cache).refresh().entries] == ["bob/sdxl-pixel-lora"]
 
 
 def test_settings_reject_bad_folders_and_unknown_keys(tmp_path):

@@ -8,8 +8,17 @@ from app.core.safetensors_header import SafetensorsError, read_header
 
 
 def test_a1111_parameters_round_trip():
-    meta = {"prompt": "a red cat, masterpiece", "negative": "blurry", "steps": 20, "scheduler": "Euler a",
-            "guidance": 7.0, "seed": 42, "width": 512, "height": 768, "model": "tiny-sd1"}
+    meta = {
+        "prompt": "a red cat, masterpiece",
+        "negative": "blurry",
+        "steps": 20,
+        "scheduler": "Euler a",
+        "guidance": 7.0,
+        "seed": 42,
+        "width": 512,
+        "height": 768,
+        "model": "tiny-sd1",
+    }
     text = format_parameters(meta)
     assert text.splitlines()[1] == "Negative prompt: blurry"
     assert "Steps: 20, Sampler: Euler a, CFG scale: 7, Seed: 42, Size: 512x768, Model: tiny-sd1" in text
@@ -20,8 +29,10 @@ def test_a1111_parameters_round_trip():
 
 
 def test_reads_an_a1111_string():
-    text = ("masterpiece, 1girl\nNegative prompt: lowres\nSteps: 28, Sampler: DPM++ 2M Karras, CFG scale: 5.5, "
-            "Seed: 123, Size: 832x1216, Model hash: abc, Model: ponyXL")
+    text = (
+        "masterpiece, 1girl\nNegative prompt: lowres\nSteps: 28, Sampler: DPM++ 2M Karras, CFG scale: 5.5, "
+        "Seed: 123, Size: 832x1216, Model hash: abc, Model: ponyXL"
+    )
     back = parse_parameters(text)
     assert back["scheduler"] == "DPM++ 2M Karras" and back["guidance"] == 5.5 and back["height"] == 1216
 

@@ -10,8 +10,12 @@ def test_round_trip_of_commands_and_events():
     assert P.parse_command(line)["job"] == job
     ev = P.finished("a", P.JobStatus.FAILED, P.error(P.ErrorKind.BAD_INPUT, "bad", "detail"))
     parsed = P.parse_event(P.encode(ev))
-    assert parsed == {"type": "finished", "job": "a", "status": "failed",
-                      "error": {"kind": "bad_input", "message": "bad", "detail": "detail"}}
+    assert parsed == {
+        "type": "finished",
+        "job": "a",
+        "status": "failed",
+        "error": {"kind": "bad_input", "message": "bad", "detail": "detail"},
+    }
 
 
 @pytest.mark.parametrize(

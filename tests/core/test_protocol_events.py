@@ -23,8 +23,9 @@ EVERY_EVENT = [
     ImageReady(path="/out/b.png"),
     ArtifactSaved(path="/runs/x", kind=ArtifactKind.RUN),
     ArtifactSaved(path="/runs/x/x-step000004.safetensors", kind=ArtifactKind.CHECKPOINT, step=4),
-    ArtifactSaved(path="/d/a.txt", kind=ArtifactKind.CAPTION,
-                  details={"image": "/d/a.png", "caption": "a fox", "previous": ""}),
+    ArtifactSaved(
+        path="/d/a.txt", kind=ArtifactKind.CAPTION, details={"image": "/d/a.png", "caption": "a fox", "previous": ""}
+    ),
     LogLine("skipped a.png: not a picture", LogLevel.WARNING, details={"image": "/d/a.png"}),
     LogLine("hello"),
 ]
@@ -43,24 +44,41 @@ def test_every_event_type_is_covered():
     assert {P._event_fields(ev)[0] for ev in EVERY_EVENT} == set(P.EventType)
 
 
-@pytest.mark.parametrize("line, expected", [
-    # what workers and the fake worker sent before events were typed
-    ('{"type":"progress","job":"g","step":2,"total":4,"eta_s":1.5}', Progress(step=2, total=4, eta_s=1.5)),
-    ('{"type":"progress","job":"g","step":0,"total":1,"eta_s":null,"message":"loading x"}',
-     Progress(step=0, total=1, message="loading x")),
-    ('{"type":"image","job":"g","path":"/x.png","meta":{"seed":3}}', ImageReady(path="/x.png", meta={"seed": 3})),
-    ('{"type":"artifact","job":"b","path":"/a.safetensors","kind":"adapter","rank":4,"exact":true,'
-     '"relative_error":0.0,"layers":12}',
-     ArtifactSaved(path="/a.safetensors", kind=ArtifactKind.ADAPTER,
-                   details={"rank": 4, "exact": True, "relative_error": 0.0, "layers": 12})),
-    ('{"type":"log","job":"c","level":"info","message":"2 written","written":2,"skipped":0,"kept":1}',
-     LogLine("2 written", details={"written": 2, "skipped": 0, "kept": 1})),
-    ('{"type":"accepted","job":"g"}', P.Accepted()),
-    ('{"type":"finished","job":"g","status":"cancelled","error":{"kind":"cancelled","message":"cancelled",'
-     '"detail":""}}', P.Finished(P.JobStatus.CANCELLED, P.JobError(P.ErrorKind.CANCELLED, "cancelled"))),
-    ('{"type":"hello","job":null,"device":"cpu","torch":"fake","diffusers":"fake","cuda_name":null,"protocol":1}',
-     P.Hello(device="cpu", torch="fake", diffusers="fake", protocol=1)),
-])
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        # what workers and the fake worker sent before events were typed
+        ('{"type":"progress","job":"g","step":2,"total":4,"eta_s":1.5}', Progress(step=2, total=4, eta_s=1.5)),
+        (
+            '{"type":"progress","job":"g","step":0,"total":1,"eta_s":null,"message":"loading x"}',
+            Progress(step=0, total=1, message="loading x"),
+        ),
+        ('{"type":"image","job":"g","path":"/x.png","meta":{"seed":3}}', ImageReady(path="/x.png", meta={"seed": 3})),
+        (
+            '{"type":"artifact","job":"b","path":"/a.safetensors","kind":"adapter","rank":4,"exact":true,'
+            '"relative_error":0.0,"layers":12}',
+            ArtifactSaved(
+                path="/a.safetensors",
+                kind=ArtifactKind.ADAPTER,
+                details={"rank": 4, "exact": True, "relative_error": 0.0, "layers": 12},
+            ),
+        ),
+        (
+            '{"type":"log","job":"c","level":"info","message":"2 written","written":2,"skipped":0,"kept":1}',
+            LogLine("2 written", details={"written": 2, "skipped": 0, "kept": 1}),
+        ),
+        ('{"type":"accepted","job":"g"}', P.Accepted()),
+        (
+            '{"type":"finished","job":"g","status":"cancelled","error":{"kind":"cancelled","message":"cancelled",'
+            '"detail":""}}',
+            P.Finished(P.JobStatus.CANCELLED, P.JobError(P.ErrorKind.CANCELLED, "cancelled")),
+        ),
+        (
+            '{"type":"hello","job":null,"device":"cpu","torch":"fake","diffusers":"fake","cuda_name":null,"protocol":1}',
+            P.Hello(device="cpu", torch="fake", diffusers="fake", protocol=1),
+        ),
+    ],
+)
 def test_old_format_lines_still_decode(line, expected):
     assert P.decode_event(line)[1] == expected
 
@@ -68,31 +86,52 @@ def test_old_format_lines_still_decode(line, expected):
 def test_wire_field_names_are_unchanged():
     """An old GUI reads these exact names; new fields (phase) are added, none renamed."""
     progress = json.loads(P.encode_event("t", Progress(step=1, total=2, phase=Phase.CACHING, message="caching")))
-    assert progress == {"type": "progress", "job": "t", "step": 1, "total": 2, "eta_s": None,
-                        "phase": "caching", "message": "caching"}
-    caption = json.loads(P.encode_event("c", ArtifactSaved("/d/a.txt", ArtifactKind.CAPTION,
-                                                           details={"image": "/d/a.png", "caption": "x"})))
-    assert caption == {"type": "artifact", "job": "c", "path": "/d/a.txt", "kind": "caption",
-                       "image": "/d/a.png", "caption": "x"}
+    assert progress == {
+        "type": "progress",
+        "job": "t",
+        "step": 1,
+        "total": 2,
+        "eta_s": None,
+        "phase": "caching",
+        "message": "caching",
+    }
+    caption = json.loads(
+        P.encode_event(
+            "c", ArtifactSaved("/d/a.txt", ArtifactKind.CAPTION, details={"image": "/d/a.png", "caption": "x"})
+        )
+    )
+    assert caption == {
+        "type": "artifact",
+        "job": "c",
+        "path": "/d/a.txt",
+        "kind": "caption",
+        "image": "/d/a.png",
+        "caption": "x",
+    }
     failed = P.Finished(P.JobStatus.FAILED, P.JobError(P.ErrorKind.BAD_INPUT, "bad", "detail"))
-    assert P.encode_event("a", failed) == P.encode(P.finished("a", P.JobStatus.FAILED,
-                                                              P.error(P.ErrorKind.BAD_INPUT, "bad", "detail")))
+    assert P.encode_event("a", failed) == P.encode(
+        P.finished("a", P.JobStatus.FAILED, P.error(P.ErrorKind.BAD_INPUT, "bad", "detail"))
+    )
 
 
-@pytest.mark.parametrize("line, reason", [
-    ('{"type":"artifact","job":"a","path":"/x","kind":"sculpture"}', "unknown kind"),
-    ('{"type":"artifact","job":"a","kind":"adapter"}', "without a 'path'"),
-    ('{"type":"finished","job":"a","status":"meh"}', "unknown status"),
-    ('{"type":"sparkle","job":null}', "unknown event type"),
-])
+@pytest.mark.parametrize(
+    "line, reason",
+    [
+        ('{"type":"artifact","job":"a","path":"/x","kind":"sculpture"}', "unknown kind"),
+        ('{"type":"artifact","job":"a","kind":"adapter"}', "without a 'path'"),
+        ('{"type":"finished","job":"a","status":"meh"}', "unknown status"),
+        ('{"type":"sparkle","job":null}', "unknown event type"),
+    ],
+)
 def test_lines_that_are_not_events_raise_protocol_error(line, reason):
     with pytest.raises(P.ProtocolError, match=reason):
         P.decode_event(line)
 
 
 def test_fields_of_the_wrong_type_read_as_absent():
-    job, ev = P.decode_event('{"type":"progress","job":"g","step":"two","total":true,"eta_s":"soon",'
-                             '"phase":"dancing","message":null}')
+    job, ev = P.decode_event(
+        '{"type":"progress","job":"g","step":"two","total":true,"eta_s":"soon","phase":"dancing","message":null}'
+    )
     assert (job, ev) == ("g", Progress(step=0, total=0))
     _job, log = P.decode_event('{"type":"log","job":"g","level":"shout","message":"hi"}')
     assert log == LogLine("hi", LogLevel.INFO)

@@ -23,8 +23,9 @@ def test_resolution_outside_the_buckets_offers_the_range_that_holds_it():
     data = table(data__resolution=1024, data__max_bucket=768, preset="")
     [problem] = setting_problems(data)
     assert problem.key == "data.resolution"
-    assert problem.message == ("resolution = 1024 lies outside min_bucket (256) … max_bucket (768): "
-                               "no picture could be trained at it")
+    assert problem.message == (
+        "resolution = 1024 lies outside min_bucket (256) … max_bucket (768): no picture could be trained at it"
+    )
     assert problem.fix == {"data.min_bucket": 256, "data.max_bucket": 1024}
     assert problem.fix_label == "Set the bucket range to 256–1024"
 

@@ -82,8 +82,14 @@ def test_plan_installs_torch_from_the_hardware_index_then_the_lock(tmp_path):
 
 
 def test_offline_plan_uses_no_index_at_all(tmp_path):
-    plan = w.plan_setup(tmp_path / "env", uv=tmp_path / "uv", hardware=Hardware(Accelerator.CPU),
-                        torch_index="https://example.invalid/whl", find_links=["/wheels"], offline=True)
+    plan = w.plan_setup(
+        tmp_path / "env",
+        uv=tmp_path / "uv",
+        hardware=Hardware(Accelerator.CPU),
+        torch_index="https://example.invalid/whl",
+        find_links=["/wheels"],
+        offline=True,
+    )
     for cmd in plan.commands[1:]:
         assert "--no-index" in cmd and "--offline" in cmd and "--index-url" not in cmd
     assert plan.env["UV_PYTHON_DOWNLOADS"] == "never"

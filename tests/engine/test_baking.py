@@ -30,8 +30,11 @@ def loha_file(sd1_pipe, tmp_path_factory):
 
 
 def _mix(rgb, loha_file=None):
-    entries = [AdapterEntry(str(rgb["red"]), 0.8), AdapterEntry(str(rgb["blue"]), -0.3, te_weight=0.6),
-               AdapterEntry(str(rgb["green"]), 1.0, enabled=False)]
+    entries = [
+        AdapterEntry(str(rgb["red"]), 0.8),
+        AdapterEntry(str(rgb["blue"]), -0.3, te_weight=0.6),
+        AdapterEntry(str(rgb["green"]), 1.0, enabled=False),
+    ]
     if loha_file is not None:
         entries.append(AdapterEntry(str(loha_file), 0.5))
     return entries

@@ -21,11 +21,16 @@ from app.engine.tiny import load_tiny_pipeline
 def sources(sd1_pipe, tiny_sd1, tmp_path_factory):
     folder = tmp_path_factory.mktemp("convert-src")
     ref = load_tiny_pipeline(tiny_sd1)
-    out = {"kohya": F.kohya_lora(sd1_pipe, folder / "kohya.safetensors", seed=21, proj=True, convs=True,
-                                 trigger="ohwx style"),
-           "dora": F.dora(sd1_pipe, folder / "dora.safetensors", seed=22)}
-    for name, kwargs in {"loha": dict(algo="loha", sigma=0.3), "dora-in": dict(algo="locon", dora_wd=True,
-                                                                              wd_on_output=False)}.items():
+    out = {
+        "kohya": F.kohya_lora(
+            sd1_pipe, folder / "kohya.safetensors", seed=21, proj=True, convs=True, trigger="ohwx style"
+        ),
+        "dora": F.dora(sd1_pipe, folder / "dora.safetensors", seed=22),
+    }
+    for name, kwargs in {
+        "loha": dict(algo="loha", sigma=0.3),
+        "dora-in": dict(algo="locon", dora_wd=True, wd_on_output=False),
+    }.items():
         written = W.lycoris_file(ref, folder / f"{name}.safetensors", kwargs.pop("algo"), **kwargs)
         written.remove()
         out[name] = written.path
@@ -49,7 +54,12 @@ def _applied(mixer, pipe, path):
 
 
 CASES = [(s, t) for s in ("kohya", "dora", "diffusers") for t in ("kohya", "diffusers", "comfy")] + [
-    ("loha", "kohya"), ("loha", "comfy"), ("dora-in", "kohya"), ("kohya", "peft"), ("dora", "peft")]
+    ("loha", "kohya"),
+    ("loha", "comfy"),
+    ("dora-in", "kohya"),
+    ("kohya", "peft"),
+    ("dora", "peft"),
+]
 
 
 @pytest.mark.parametrize(("source", "to"), CASES, ids=[f"{s}-to-{t}" for s, t in CASES])
@@ -85,8 +95,10 @@ def test_a_lycoris_type_is_not_written_where_the_layout_cannot_hold_it(sd1_pipe,
     src = sources["loha"]
     with pytest.raises(IncompatibleAdapter) as err:
         convert(src, tmp_path / "x.safetensors", "diffusers", LayerIndex(sd1_pipe), Family.SD1)
-    assert str(err.value) == (f"{src}: a LoHa adapter cannot be written in the diffusers layout "
-                              "(it holds LoRA and DoRA only); use --to kohya or --to comfy")
+    assert str(err.value) == (
+        f"{src}: a LoHa adapter cannot be written in the diffusers layout "
+        "(it holds LoRA and DoRA only); use --to kohya or --to comfy"
+    )
     assert not (tmp_path / "x.safetensors").exists()
 
 
@@ -96,8 +108,12 @@ def test_convert_on_the_command_line(tiny_sd1, sources, tmp_path, capsys):
     assert capsys.readouterr().out.strip() == str(out)
     info = inspect_adapter(out)
     assert info.layout is AdapterLayout.COMFY and info.trigger_words == ["ohwx style"]
-    assert main(["convert", str(sources["loha"]), str(tmp_path / "d.safetensors"), "--to", "peft",
-                 "--base", str(tiny_sd1)]) == 1
+    assert (
+        main(
+            ["convert", str(sources["loha"]), str(tmp_path / "d.safetensors"), "--to", "peft", "--base", str(tiny_sd1)]
+        )
+        == 1
+    )
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith(f"loraloom: error: {sources['loha']}: ")
 
 

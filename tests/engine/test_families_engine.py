@@ -38,8 +38,12 @@ def test_prompt_encoding_and_added_conditioning_match_the_pipeline(fam):
     with torch.no_grad():
         out = eng.encode_prompts(pipe, ["a red square", "a blue circle"], torch.device("cpu"))
         cond = eng.added_conditioning(out, [[64, 64, 0, 0, 64, 64]] * 2, torch.device("cpu"), torch.float32)
-        expected = pipe.encode_prompt(prompt=["a red square", "a blue circle"], device=torch.device("cpu"),
-                                      num_images_per_prompt=1, do_classifier_free_guidance=False)
+        expected = pipe.encode_prompt(
+            prompt=["a red square", "a blue circle"],
+            device=torch.device("cpu"),
+            num_images_per_prompt=1,
+            do_classifier_free_guidance=False,
+        )
     assert torch.equal(out["embeds"], expected[0])
     if spec_has_size_conditioning(fam):
         assert torch.equal(out["pooled"], expected[2])

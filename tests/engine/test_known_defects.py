@@ -62,14 +62,22 @@ def test_1_diffusers_alpha_kept_in_the_header_metadata_is_applied(ref_sd1, sd1_p
 
 
 def test_1_alpha_pattern_in_the_header_metadata_is_applied(ref_sd1, sd1_pipe, mixer, inputs, tmp_path):
-    written = W.peft_file(ref_sd1, tmp_path / "pat" / "pytorch_lora_weights.safetensors", rank=4, alpha=8.0,
-                          te=False, alpha_pattern={"to_k": 2.0}, use_rslora=True)
+    written = W.peft_file(
+        ref_sd1,
+        tmp_path / "pat" / "pytorch_lora_weights.safetensors",
+        rank=4,
+        alpha=8.0,
+        te=False,
+        alpha_pattern={"to_k": 2.0},
+        use_rslora=True,
+    )
     _compare(written, ref_sd1, sd1_pipe, mixer, inputs, weights=(1.0,))
 
 
 def test_2_lokr_tucker_on_convs_uses_the_real_rank(ref_sd1, sd1_pipe, mixer, inputs, tmp_path):
-    written = W.lycoris_file(ref_sd1, tmp_path / "lokr-tucker.safetensors", "lokr", rank=2, alpha=1.0,
-                             use_tucker=True, factor=4, te=False)
+    written = W.lycoris_file(
+        ref_sd1, tmp_path / "lokr-tucker.safetensors", "lokr", rank=2, alpha=1.0, use_tucker=True, factor=4, te=False
+    )
     from safetensors import safe_open
 
     with safe_open(str(written.path), "pt") as fh:
@@ -78,8 +86,9 @@ def test_2_lokr_tucker_on_convs_uses_the_real_rank(ref_sd1, sd1_pipe, mixer, inp
 
 
 def test_3_peft_dora_on_conv_layers_applies(ref_sd1, sd1_pipe, mixer, inputs, tmp_path):
-    written = W.peft_file(ref_sd1, tmp_path / "dora" / "pytorch_lora_weights.safetensors", te=False,
-                          convs=True, use_dora=True)
+    written = W.peft_file(
+        ref_sd1, tmp_path / "dora" / "pytorch_lora_weights.safetensors", te=False, convs=True, use_dora=True
+    )
     # DoRA at a weight other than 1 means something different in every tool (README); 1 is the truth.
     _compare(written, ref_sd1, sd1_pipe, mixer, inputs, weights=(1.0,))
 
@@ -96,16 +105,27 @@ def test_4_sd1_file_with_original_unet_names_and_no_metadata_applies(sd1_pipe, m
     assert all(torch.equal(now[k], patched[k]) for k in now)
 
 
-@pytest.mark.parametrize(("width", "block", "family"), [(768, "input_blocks_1_1_transformer_blocks_0", Family.SD1),
-                                                        (1024, "input_blocks_1_1_transformer_blocks_0", Family.SD2),
-                                                        (2048, "input_blocks_4_1_transformer_blocks_1", Family.SDXL),
-                                                        (64, "input_blocks_4_1_transformer_blocks_1", Family.SDXL),
-                                                        (64, "input_blocks_1_1_transformer_blocks_0", None)])
+@pytest.mark.parametrize(
+    ("width", "block", "family"),
+    [
+        (768, "input_blocks_1_1_transformer_blocks_0", Family.SD1),
+        (1024, "input_blocks_1_1_transformer_blocks_0", Family.SD2),
+        (2048, "input_blocks_4_1_transformer_blocks_1", Family.SDXL),
+        (64, "input_blocks_4_1_transformer_blocks_1", Family.SDXL),
+        (64, "input_blocks_1_1_transformer_blocks_0", None),
+    ],
+)
 def test_4_family_comes_from_widths_and_block_structure(tmp_path, width, block, family):
     key = f"lora_unet_{block}_attn2_to_k"
     path = tmp_path / "bare.safetensors"
-    save_file({f"{key}.lora_down.weight": torch.zeros(4, width), f"{key}.lora_up.weight": torch.zeros(320, 4),
-               f"{key}.alpha": torch.tensor(4.0)}, str(path))
+    save_file(
+        {
+            f"{key}.lora_down.weight": torch.zeros(4, width),
+            f"{key}.lora_up.weight": torch.zeros(320, 4),
+            f"{key}.alpha": torch.tensor(4.0),
+        },
+        str(path),
+    )
     assert inspect_adapter(path).family is family
 
 
@@ -115,8 +135,10 @@ def test_7_unknown_weight_kinds_are_refused_with_the_real_reason(sd1_pipe, tmp_p
     save_file({f"{key}.lora_zeta": torch.ones(32), f"{key}.lora_gamma": torch.ones(4, 32)}, str(path))
     with pytest.raises(IncompatibleAdapter) as err:
         read_adapter(path, LayerIndex(sd1_pipe), Family.SD1)
-    assert str(err.value) == (f"{path}: none of its 2 tensors is a weight kind LoRA Loom can apply "
-                              "(it has .lora_gamma, .lora_zeta); it is another adapter type or not an adapter")
+    assert str(err.value) == (
+        f"{path}: none of its 2 tensors is a weight kind LoRA Loom can apply "
+        "(it has .lora_gamma, .lora_zeta); it is another adapter type or not an adapter"
+    )
 
 
 def _relabelled(pipe, path, key_of, *, te: bool = True, seed: int = 6):
@@ -142,15 +164,21 @@ def _relabelled(pipe, path, key_of, *, te: bool = True, seed: int = 6):
 _KOHYA = ("lora_down.weight", "lora_up.weight")
 _PEFT = ("lora_A.weight", "lora_B.weight")
 LAYOUTS = {
-    "kohya": lambda part, p, sgm: ((f"lora_unet_{p}" if part == "unet" else
-                                    f"lora_te_{F.te_module_path(p)}").replace(".", "_"), *_KOHYA),
+    "kohya": lambda part, p, sgm: (
+        (f"lora_unet_{p}" if part == "unet" else f"lora_te_{F.te_module_path(p)}").replace(".", "_"),
+        *_KOHYA,
+    ),
     "simpletuner-lycoris": lambda part, p, sgm: (f"lycoris_{p}".replace(".", "_"), *_KOHYA),
-    "comfy": lambda part, p, sgm: ((f"diffusion_model.{sgm}" if part == "unet" else
-                                    f"text_encoders.clip_l.transformer.{F.te_module_path(p)}"), *_KOHYA),
+    "comfy": lambda part, p, sgm: (
+        (f"diffusion_model.{sgm}" if part == "unet" else f"text_encoders.clip_l.transformer.{F.te_module_path(p)}"),
+        *_KOHYA,
+    ),
     "bare-diffusers": lambda part, p, sgm: (p, *_PEFT),
-    "peft-default": lambda part, p, sgm: ((f"base_model.model.{p}" if part == "unet" else
-                                           f"text_encoder.{F.te_module_path(p)}"),
-                                          "lora_A.default.weight", "lora_B.default.weight"),
+    "peft-default": lambda part, p, sgm: (
+        (f"base_model.model.{p}" if part == "unet" else f"text_encoder.{F.te_module_path(p)}"),
+        "lora_A.default.weight",
+        "lora_B.default.weight",
+    ),
 }
 
 

@@ -50,11 +50,15 @@ def test_ignored_tensors_and_skipped_layers_are_named(sd1_pipe, rgb, tmp_path):
     assert report.ignored == {"reshape_weight": 1}
     assert dict(report.skipped) == {
         "lora_unet_down_blocks_0_resnets_0_norm1": "no weights LoRA Loom can apply (.b_norm, .w_norm)",
-        "lora_unet_no_such_layer": "not in the base model"}
-    assert report.warning() == ("extras.safetensors: 2 of its "
-                                f"{n + 2} layers were skipped and 1 tensors were ignored (.reshape_weight)")
-    assert "extras.safetensors: 3 tensors of kinds LoRA Loom cannot apply were ignored " \
-           "(.b_norm, .reshape_weight, .w_norm)" in parsed.warnings
+        "lora_unet_no_such_layer": "not in the base model",
+    }
+    assert report.warning() == (
+        f"extras.safetensors: 2 of its {n + 2} layers were skipped and 1 tensors were ignored (.reshape_weight)"
+    )
+    assert (
+        "extras.safetensors: 3 tensors of kinds LoRA Loom cannot apply were ignored "
+        "(.b_norm, .reshape_weight, .w_norm)" in parsed.warnings
+    )
 
 
 def test_inspect_with_a_base_prints_the_load_report(tiny_sd1, sd1_pipe, rgb, tmp_path, capsys):
@@ -71,8 +75,9 @@ def test_inspect_with_a_base_refuses_a_wrong_base_in_one_sentence(tiny_sd1, sdxl
     xl = F.kohya_lora(sdxl_pipe, tmp_path / "xl.safetensors", family="sdxl")
     assert main(["inspect", str(xl), "--base", str(tiny_sd1), "--device", "cpu"]) == 1
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err == (f"loraloom: error: {xl}: made for SDXL, but the loaded base model is SD 1.x; "
-                   "pick a SDXL base model for it")
+    assert err == (
+        f"loraloom: error: {xl}: made for SDXL, but the loaded base model is SD 1.x; pick a SDXL base model for it"
+    )
 
 
 def test_the_generate_row_shows_the_layer_count_and_a_warning_with_the_details(qtbot, rgb, tmp_path):
@@ -88,9 +93,12 @@ def test_the_generate_row_shows_the_layer_count_and_a_warning_with_the_details(q
     qtbot.addWidget(partial)
     assert full.layers_badge.isHidden()  # nothing rendered yet: no report to show
     details = "layers: 80 of 92 applied\nskipped 12 layers (not in the base model), e.g. lora_unet_x"
-    stack.mark_applied([{"path": str(rgb["red"]), "layers": "92/92 layers", "load_details": ""},
-                        {"path": str(tmp_path / "partial.safetensors"), "layers": "80/92 layers",
-                         "load_details": details}])
+    stack.mark_applied(
+        [
+            {"path": str(rgb["red"]), "layers": "92/92 layers", "load_details": ""},
+            {"path": str(tmp_path / "partial.safetensors"), "layers": "80/92 layers", "load_details": details},
+        ]
+    )
     full.refresh()
     partial.refresh()
     assert full.layers_badge.text() == "92/92 layers" and not full.layers_badge.isHidden()

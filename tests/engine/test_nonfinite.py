@@ -24,8 +24,11 @@ def renderer():
 
 
 def _request(base, adapters):
-    return GenerateRequest.from_dict(dict(base=str(base), prompt="a red square", seed=5, steps=3, width=64,
-                                          height=64, guidance=5.0, adapters=adapters))
+    return GenerateRequest.from_dict(
+        dict(
+            base=str(base), prompt="a red square", seed=5, steps=3, width=64, height=64, guidance=5.0, adapters=adapters
+        )
+    )
 
 
 def _spoiled(good, path, change):
@@ -41,6 +44,7 @@ def _set_first(value):
     def change(t):
         t.view(-1)[0] = value
         return t
+
     return change
 
 
@@ -62,8 +66,9 @@ def test_a_non_finite_adapter_is_refused_and_the_rest_renders(case, renderer, ti
     else:
         path, module = _spoiled(rgb["green"], path, _set_first(float(case)))
         words = f"layer {module} has NaN or infinite weights"
-    result = renderer.render(_request(tiny_sd1, [{"path": str(path)}, {"path": str(rgb["red"]), "weight": 1.0}]),
-                             out_path=tmp_path / "x.png")
+    result = renderer.render(
+        _request(tiny_sd1, [{"path": str(path)}, {"path": str(rgb["red"]), "weight": 1.0}]), out_path=tmp_path / "x.png"
+    )
     assert [a["name"] for a in result.meta["adapters"]] == ["red"]
     (refused,) = result.meta["adapter_errors"]
     assert refused["path"] == str(path)
@@ -79,21 +84,23 @@ def test_an_infinite_alpha_of_any_layer_is_refused(renderer, tiny_sd1, rgb, tmp_
     save_file(tensors, str(path), metadata={"ss_base_model_version": "sd_v1"})
     result = renderer.render(_request(tiny_sd1, [{"path": str(path)}]), out_path=tmp_path / "x.png")
     assert result.meta["adapter_errors"][0]["message"] == (
-        f"{path}: layer {module} has an alpha of -inf; the file is damaged (it would render a black picture)")
+        f"{path}: layer {module} has an alpha of -inf; the file is damaged (it would render a black picture)"
+    )
 
 
 def test_a_header_that_lies_about_types_refuses_only_its_row(renderer, tiny_sd1, rgb, tmp_path):
     """Generate: the bad row is refused with its reason and the others render (it was an 'internal' failure)."""
     raw = rgb["green"].read_bytes()
     (n,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8:8 + n])
+    header = json.loads(raw[8 : 8 + n])
     first = sorted(k for k in header if k != "__metadata__")[0]
     header[first]["shape"] = [True] + header[first]["shape"][1:]
     text = json.dumps(header).encode()
     bad = tmp_path / "liar.safetensors"
-    bad.write_bytes(struct.pack("<Q", len(text)) + text + raw[8 + n:])
-    result = renderer.render(_request(tiny_sd1, [{"path": str(bad)}, {"path": str(rgb["red"]), "weight": 1.0}]),
-                             out_path=tmp_path / "x.png")
+    bad.write_bytes(struct.pack("<Q", len(text)) + text + raw[8 + n :])
+    result = renderer.render(
+        _request(tiny_sd1, [{"path": str(bad)}, {"path": str(rgb["red"]), "weight": 1.0}]), out_path=tmp_path / "x.png"
+    )
     assert result.path.is_file() and [a["name"] for a in result.meta["adapters"]] == ["red"]
     assert result.meta["adapter_errors"][0]["message"].startswith(f"{bad}: malformed entry for tensor")
 
@@ -115,8 +122,9 @@ def test_a_picture_that_becomes_nan_fails_the_render_naming_the_step_and_adapter
     assert not out.exists()
 
 
-def test_a_peft_config_that_is_a_fifo_or_infinite_is_not_a_hang_or_a_black_picture(renderer, tiny_sd1, sd1_pipe,
-                                                                                     tmp_path):
+def test_a_peft_config_that_is_a_fifo_or_infinite_is_not_a_hang_or_a_black_picture(
+    renderer, tiny_sd1, sd1_pipe, tmp_path
+):
     import os
 
     (tmp_path / "fifo").mkdir()
@@ -125,8 +133,7 @@ def test_a_peft_config_that_is_a_fifo_or_infinite_is_not_a_hang_or_a_black_pictu
     os.mkfifo(tmp_path / "fifo" / "adapter_config.json")
     inf = F.peft_lora(sd1_pipe, tmp_path / "inf" / "adapter_model.safetensors")
     (tmp_path / "inf" / "adapter_config.json").write_text('{"r": 4, "lora_alpha": Infinity}')
-    result = renderer.render(_request(tiny_sd1, [{"path": str(fifo)}, {"path": str(inf)}]),
-                             out_path=tmp_path / "x.png")
+    result = renderer.render(_request(tiny_sd1, [{"path": str(fifo)}, {"path": str(inf)}]), out_path=tmp_path / "x.png")
     assert [a["path"] for a in result.meta["adapters"]] == [str(fifo)]  # read without its config (scale 1)
     (refused,) = result.meta["adapter_errors"]
     assert refused["path"] == str(inf) and "has an alpha of inf" in refused["message"]

@@ -64,9 +64,11 @@ def same_as(pipe, snap: dict[str, torch.Tensor]) -> bool:
 
 
 def mix(rgb, red=0.8, green=0.5, blue=1.2, red_te=0.6) -> list[AdapterEntry]:
-    return [AdapterEntry(path=str(rgb["red"]), weight=red, te_weight=red_te),
-            AdapterEntry(path=str(rgb["green"]), weight=green),
-            AdapterEntry(path=str(rgb["blue"]), weight=blue)]
+    return [
+        AdapterEntry(path=str(rgb["red"]), weight=red, te_weight=red_te),
+        AdapterEntry(path=str(rgb["green"]), weight=green),
+        AdapterEntry(path=str(rgb["blue"]), weight=blue),
+    ]
 
 
 def test_patching_a_model_loaded_from_its_folder_keeps_no_copy_of_w0(tiny_sd1, rgb):
@@ -109,8 +111,7 @@ def test_w0_read_back_from_the_files_mixes_and_restores_bit_for_bit(tiny_sd1, rg
     assert same_as(pipe, original) and not mixer.patched_layers()
 
 
-def test_a_base_file_rewritten_in_place_fails_the_render_with_a_sentence_and_is_loaded_anew(tiny_sd1, rgb,
-                                                                                          tmp_path):
+def test_a_base_file_rewritten_in_place_fails_the_render_with_a_sentence_and_is_loaded_anew(tiny_sd1, rgb, tmp_path):
     folder = tmp_path / "model"
     shutil.copytree(tiny_sd1, folder)
     renderer = Renderer()
@@ -122,8 +123,10 @@ def test_a_base_file_rewritten_in_place_fails_the_render_with_a_sentence_and_is_
         fh.write(b"\0" * 16)
     with pytest.raises(RenderFailed) as err:
         renderer.set_adapters([])
-    assert str(err.value) == (f"{unet_file}: the file changed on disk while it was in use; render again "
-                              "(the model and its adapters are read anew)")
+    assert str(err.value) == (
+        f"{unet_file}: the file changed on disk while it was in use; render again "
+        "(the model and its adapters are read anew)"
+    )
     assert renderer.loaded is None  # its patched weights could not be put back
 
 

@@ -59,8 +59,9 @@ def test_weight_zero_gives_exactly_the_base_output(sd1_pipe, mixer, rgb, base_im
 
 
 @pytest.mark.parametrize("layout", ["kohya", "diffusers"])
-def test_weight_one_matches_diffusers_load_lora_weights(sd1_pipe, mixer, rgb, base_image, reference_pipe,
-                                                        tmp_path, layout):
+def test_weight_one_matches_diffusers_load_lora_weights(
+    sd1_pipe, mixer, rgb, base_image, reference_pipe, tmp_path, layout
+):
     path = rgb["red"] if layout == "kohya" else F.diffusers_lora(sd1_pipe, tmp_path / "d.safetensors", seed=5)
     mixer.set_mix([_entry(path, 1.0)])
     ours = F.render_np(sd1_pipe)
@@ -85,8 +86,9 @@ def test_any_sequence_of_moves_and_removals_returns_bit_exact_to_w0(sd1_pipe, mi
         elif action < 0.3 and name in stack:
             stack[name].enabled = not stack[name].enabled
         else:
-            stack[name] = _entry(rgb[name], rng.choice([-2.0, -0.7, 0.0, 0.35, 1.0, 1.9, 3.5]),
-                                 te_weight=rng.choice([None, 0.0, 0.5]))
+            stack[name] = _entry(
+                rgb[name], rng.choice([-2.0, -0.7, 0.0, 0.35, 1.0, 1.9, 3.5]), te_weight=rng.choice([None, 0.0, 0.5])
+            )
         mixer.set_mix(list(stack.values()))
     mixer.set_mix([])
     _assert_weights_equal(sd1_pipe, base_weights)
@@ -137,10 +139,12 @@ def test_patched_layer_is_w0_plus_weighted_sum(sd1_pipe, mixer, rgb, base_weight
 
 
 @pytest.mark.parametrize("kind", ["loha", "lokr", "dora", "locon_mid", "peft"])
-def test_lycoris_and_other_layouts_apply_and_change_the_output(sd1_pipe, mixer, base_image, base_weights,
-                                                               tmp_path, kind):
-    path = getattr(F, kind if kind != "peft" else "peft_lora")(sd1_pipe, tmp_path / kind / f"{kind}.safetensors"
-                                                                 if kind == "peft" else tmp_path / f"{kind}.safetensors")
+def test_lycoris_and_other_layouts_apply_and_change_the_output(
+    sd1_pipe, mixer, base_image, base_weights, tmp_path, kind
+):
+    path = getattr(F, kind if kind != "peft" else "peft_lora")(
+        sd1_pipe, tmp_path / kind / f"{kind}.safetensors" if kind == "peft" else tmp_path / f"{kind}.safetensors"
+    )
     report = mixer.set_mix([_entry(path, 1.0)])
     assert report.refused == [] and report.layers_updated > 0
     changed = F.render_np(sd1_pipe)
@@ -166,14 +170,14 @@ def test_loha_lokr_dora_math(sd1_pipe, mixer, base_weights, tmp_path):
     lokr = load_file(str(F.lokr(sd1_pipe, tmp_path / "k.safetensors", alpha=1.0, rank=2)))
     mixer.set_mix([_entry(tmp_path / "k.safetensors", 1.0)])
     w2 = lokr[f"{key}.lokr_w2_a"] @ lokr[f"{key}.lokr_w2_b"]
-    torch.testing.assert_close(module.weight, w0 + (1.0 / 2) * torch.kron(lokr[f"{key}.lokr_w1"], w2),
-                               rtol=0, atol=1e-6)
+    torch.testing.assert_close(
+        module.weight, w0 + (1.0 / 2) * torch.kron(lokr[f"{key}.lokr_w1"], w2), rtol=0, atol=1e-6
+    )
 
     dora = load_file(str(F.dora(sd1_pipe, tmp_path / "o.safetensors")))
     mixer.set_mix([_entry(tmp_path / "o.safetensors", 1.0)])
     # DoRA at full strength: every output row has exactly the stored magnitude.
-    torch.testing.assert_close(module.weight.norm(dim=1, keepdim=True), dora[f"{key}.dora_scale"],
-                               rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(module.weight.norm(dim=1, keepdim=True), dora[f"{key}.dora_scale"], rtol=1e-5, atol=1e-5)
 
 
 def test_sgm_and_diffusers_names_patch_the_same_layers(sdxl_pipe, tmp_path):
@@ -192,19 +196,20 @@ def test_sgm_and_diffusers_names_patch_the_same_layers(sdxl_pipe, tmp_path):
 
 
 def test_an_sdxl_adapter_on_an_sd1_base_is_refused_and_the_others_keep_working(
-        sd1_pipe, mixer, rgb, sdxl_pipe, tmp_path, base_image):
+    sd1_pipe, mixer, rgb, sdxl_pipe, tmp_path, base_image
+):
     xl = F.kohya_lora(sdxl_pipe, tmp_path / "xl-style.safetensors", family="sdxl")
     report = mixer.set_mix([_entry(xl, 1.0), _entry(rgb["red"], 1.0)])
     assert [a["name"] for a in report.applied] == ["red"]
     (refused,) = report.refused
-    assert refused["message"] == (f"{xl}: made for SDXL, but the loaded base model is SD 1.x; "
-                                  "pick a SDXL base model for it")
+    assert refused["message"] == (
+        f"{xl}: made for SDXL, but the loaded base model is SD 1.x; pick a SDXL base model for it"
+    )
     assert np.abs(F.render_np(sd1_pipe) - base_image).max() > 0.01
 
 
 def test_an_sdxl_adapter_without_metadata_is_refused_by_its_layers(sd1_pipe, sdxl_pipe, tmp_path):
-    xl = F.kohya_lora(sdxl_pipe, tmp_path / "bare.safetensors", family="sdxl",
-                      metadata=False, te=False)
+    xl = F.kohya_lora(sdxl_pipe, tmp_path / "bare.safetensors", family="sdxl", metadata=False, te=False)
     refusal = r"bare\.safetensors: ((none|only \d+) of its \d+ layers|layer \w+ is \d+x\d+ but the base model.s is)"
     with pytest.raises(IncompatibleAdapter, match=refusal):
         read_adapter(xl, LayerIndex(sd1_pipe), Family.SD1)
@@ -215,12 +220,12 @@ def test_wrong_shapes_are_refused_with_a_sentence(sd1_pipe, tmp_path):
 
     key = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k"
     path = tmp_path / "sd2ish.safetensors"
-    save_file({f"{key}.lora_down.weight": torch.zeros(4, 40), f"{key}.lora_up.weight": torch.zeros(32, 4)},
-              str(path))
+    save_file({f"{key}.lora_down.weight": torch.zeros(4, 40), f"{key}.lora_up.weight": torch.zeros(32, 4)}, str(path))
     with pytest.raises(IncompatibleAdapter) as err:
         read_adapter(path, LayerIndex(sd1_pipe), Family.SD1)
-    assert str(err.value) == (f"{path}: layer {key} is 32x40 but the base model's is 32x32; "
-                              "the adapter was made for another base model")
+    assert str(err.value) == (
+        f"{path}: layer {key} is 32x40 but the base model's is 32x32; the adapter was made for another base model"
+    )
 
 
 class _Boom:
@@ -269,8 +274,9 @@ def test_a_changed_file_is_read_again(sd1_pipe, mixer, tmp_path):
 
 def test_a_missing_file_is_reported(mixer, tmp_path):
     report = mixer.set_mix([_entry(tmp_path / "gone.safetensors", 1.0)])
-    assert report.refused == [{"path": str(tmp_path / "gone.safetensors"),
-                               "message": f"{tmp_path / 'gone.safetensors'}: no such file"}]
+    assert report.refused == [
+        {"path": str(tmp_path / "gone.safetensors"), "message": f"{tmp_path / 'gone.safetensors'}: no such file"}
+    ]
 
 
 def test_target_names(sd1_pipe):
@@ -280,4 +286,6 @@ def test_target_names(sd1_pipe):
     assert index.resolve("text_encoder.text_model.encoder.layers.0.self_attn.q_proj") == q
     old = "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.processor.to_out_lora"
     assert index.resolve(old) == Target(Part.UNET, "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_out.0")
-    assert index.resolve("lora_unet_input_blocks_1_1_proj_in") == Target(Part.UNET, "down_blocks.0.attentions.0.proj_in")
+    assert index.resolve("lora_unet_input_blocks_1_1_proj_in") == Target(
+        Part.UNET, "down_blocks.0.attentions.0.proj_in"
+    )

@@ -137,8 +137,14 @@ print(json.dumps({"added": peak - base, "finite": total == total}))
 @pytest.mark.parametrize("family", ["sd15", "sdxl"])
 def test_loading_a_skeleton_costs_its_parameter_bytes_and_no_second_copy(family, skeleton_dir):
     path = _skeleton(skeleton_dir, family)
-    out = subprocess.run([sys.executable, "-c", _RSS_SCRIPT, str(path)], capture_output=True, text=True,
-                         cwd=ROOT, env=dict(os.environ), timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-c", _RSS_SCRIPT, str(path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=dict(os.environ),
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     weights = parameter_bytes(family, torch.float16)
@@ -162,18 +168,31 @@ _SD2_TE = {"cond_stage_model.model.token_embedding.weight": (4, 2), _UNET + "inp
 @pytest.mark.parametrize(
     "shapes, metadata, yaml, variant, inpainting, refiner",
     [
-        ({"cond_stage_model.transformer.text_model.x": (1,), _UNET + "input_blocks.0.0.weight": (4, 9, 1, 1)},
-         None, None, Variant.SD15, True, False),
+        (
+            {"cond_stage_model.transformer.text_model.x": (1,), _UNET + "input_blocks.0.0.weight": (4, 9, 1, 1)},
+            None,
+            None,
+            Variant.SD15,
+            True,
+            False,
+        ),
         (_SD2_TE, None, None, Variant.SD21, False, False),
         (_SD2_TE, {"modelspec.prediction_type": "epsilon"}, None, Variant.SD21_BASE, False, False),
-        (_SD2_TE, None, "model:\n  params:\n    parameterization: \"v\"\n", Variant.SD21, False, False),
+        (_SD2_TE, None, 'model:\n  params:\n    parameterization: "v"\n', Variant.SD21, False, False),
         (_SD2_TE, None, "model:\n  params:\n    linear_start: 0.00085\n", Variant.SD21_BASE, False, False),
-        ({"conditioner.embedders.0.model.text_projection": (2, 2), _UNET + "x": (1,)},
-         None, None, Variant.SDXL, False, True),
+        (
+            {"conditioner.embedders.0.model.text_projection": (2, 2), _UNET + "x": (1,)},
+            None,
+            None,
+            Variant.SDXL,
+            False,
+            True,
+        ),
     ],
 )
-def test_variant_comes_from_keys_shapes_metadata_and_the_a1111_yaml(tmp_path, shapes, metadata, yaml, variant,
-                                                                   inpainting, refiner):
+def test_variant_comes_from_keys_shapes_metadata_and_the_a1111_yaml(
+    tmp_path, shapes, metadata, yaml, variant, inpainting, refiner
+):
     path = _header_only(tmp_path / "model.safetensors", shapes, metadata)
     if yaml is not None:
         (tmp_path / "model.yaml").write_text(yaml, encoding="utf-8")
@@ -181,11 +200,16 @@ def test_variant_comes_from_keys_shapes_metadata_and_the_a1111_yaml(tmp_path, sh
     assert (info.variant, info.inpainting, info.refiner) == (variant, inpainting, refiner)
 
 
-@pytest.mark.parametrize("shapes, kind", [
-    ({"conditioner.embedders.0.model.text_projection": (2, 2), _UNET + "x": (1,)}, "an SDXL refiner"),
-    ({"cond_stage_model.transformer.text_model.x": (1,), _UNET + "input_blocks.0.0.weight": (4, 9, 1, 1)},
-     "an inpainting sd1 model"),
-])
+@pytest.mark.parametrize(
+    "shapes, kind",
+    [
+        ({"conditioner.embedders.0.model.text_projection": (2, 2), _UNET + "x": (1,)}, "an SDXL refiner"),
+        (
+            {"cond_stage_model.transformer.text_model.x": (1,), _UNET + "input_blocks.0.0.weight": (4, 9, 1, 1)},
+            "an inpainting sd1 model",
+        ),
+    ],
+)
 def test_refiner_and_inpainting_checkpoints_are_refused_in_one_sentence(tmp_path, shapes, kind):
     path = _header_only(tmp_path / "odd.safetensors", shapes)
     with pytest.raises(ModelError) as info:
@@ -214,8 +238,10 @@ def test_skeleton_cli_refuses_to_overwrite_in_one_sentence(tmp_path, capsys):
     (tmp_path / "sd15.safetensors").write_bytes(b"mine")
     assert main(["skeleton", str(tmp_path), "--family", "sd15", "--single-file"]) == 1
     err = capsys.readouterr().err.strip()
-    assert err == (f"loraloom: error: {tmp_path / 'sd15.safetensors'} already exists; "
-                   "choose another folder or replace it (--overwrite)")
+    assert err == (
+        f"loraloom: error: {tmp_path / 'sd15.safetensors'} already exists; "
+        "choose another folder or replace it (--overwrite)"
+    )
     assert (tmp_path / "sd15.safetensors").read_bytes() == b"mine"
     with pytest.raises(SkeletonError, match="unknown dtype 'fp8'"):
         from app.engine.skeleton import write_skeleton
@@ -268,13 +294,21 @@ def test_a_lora_trained_on_the_sd15_skeleton_has_every_kohya_module(sd15_file, t
     data.mkdir(parents=True)
     for i in range(2):
         Image.new("RGB", (64, 64), (200, 40 * i, 30)).save(data / f"{i}.png")
-    config = TrainConfig.from_dict({
-        "name": "skel", "base": str(sd15_file), "trigger": "sks", "seed": 1, "steps": 2,
-        "datasets": [{"path": str(data.parent)}],
-        "data": {"resolution": 64, "min_bucket": 64, "max_bucket": 64, "min_image_side": 32, "batch_size": 1},
-        "network": {"rank": 4, "alpha": 4.0, "targets": "locon", "conv_rank": 2, "train_text_encoder": True},
-        "output": {"save_every": 0}, "sample": {"every": 0, "prompts": []},
-    }, where="test config")
+    config = TrainConfig.from_dict(
+        {
+            "name": "skel",
+            "base": str(sd15_file),
+            "trigger": "sks",
+            "seed": 1,
+            "steps": 2,
+            "datasets": [{"path": str(data.parent)}],
+            "data": {"resolution": 64, "min_bucket": 64, "max_bucket": 64, "min_image_side": 32, "batch_size": 1},
+            "network": {"rank": 4, "alpha": 4.0, "targets": "locon", "conv_rank": 2, "train_text_encoder": True},
+            "output": {"save_every": 0},
+            "sample": {"every": 0, "prompts": []},
+        },
+        where="test config",
+    )
     result = Trainer(config).run()
     assert result.status == "done"
 
@@ -326,9 +360,22 @@ def test_mixing_three_loras_on_the_sdxl_skeleton_patches_every_target_layer(sdxl
 def test_gpu_check_runs_end_to_end_with_smoke(tmp_path):
     """The GPU script is prepared here: with --smoke (tiny models, CPU) every measurement runs."""
     env = dict(os.environ, LORALOOM_HOME=str(tmp_path / "home"))
-    out = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_check.py"), "--smoke", "--out", str(tmp_path / "o"),
-                          "--work", str(tmp_path / "w")], capture_output=True, text=True, cwd=ROOT, env=env,
-                         timeout=900)
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "gpu_check.py"),
+            "--smoke",
+            "--out",
+            str(tmp_path / "o"),
+            "--work",
+            str(tmp_path / "w"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=900,
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     result = json.loads((tmp_path / "o" / "gpu_check.json").read_text(encoding="utf-8"))
     assert result["failures"] == [] and result["smoke"] is True

@@ -16,16 +16,29 @@ from app.engine.rendering import Renderer
 
 
 def test_lora_tags_round_trip():
-    meta = {"prompt": "a red cat", "negative": "blurry", "steps": 4, "scheduler": "Euler", "guidance": 5.0,
-            "seed": 3, "width": 64, "height": 64, "model": "tiny",
-            "adapters": [{"name": "red", "weight": 0.8, "te_weight": 0.8},
-                         {"name": "blue style", "weight": -0.3, "te_weight": 0.5}]}
+    meta = {
+        "prompt": "a red cat",
+        "negative": "blurry",
+        "steps": 4,
+        "scheduler": "Euler",
+        "guidance": 5.0,
+        "seed": 3,
+        "width": 64,
+        "height": 64,
+        "model": "tiny",
+        "adapters": [
+            {"name": "red", "weight": 0.8, "te_weight": 0.8},
+            {"name": "blue style", "weight": -0.3, "te_weight": 0.5},
+        ],
+    }
     text = format_parameters(meta)
     assert text.splitlines()[0] == "a red cat <lora:red:0.8> <lora:blue style:te=0.5:unet=-0.3>"
     back = parse_parameters(text)
     assert back["prompt"] == "a red cat"
-    assert back["adapters"] == [{"name": "red", "weight": 0.8, "te_weight": None},
-                                {"name": "blue style", "weight": -0.3, "te_weight": 0.5}]
+    assert back["adapters"] == [
+        {"name": "red", "weight": 0.8, "te_weight": None},
+        {"name": "blue style", "weight": -0.3, "te_weight": 0.5},
+    ]
     # A1111's positional form: the first number is the text encoder's, the second the UNet's.
     assert parse_lora_tags("x <lora:a:0.5:1>")[1] == [{"name": "a", "weight": 1.0, "te_weight": 0.5}]
     assert lora_tag("a", 1.0) == "<lora:a:1>"
@@ -37,19 +50,25 @@ def renderer():
 
 
 def _request(base, adapters, **kw):
-    values = dict(base=str(base), prompt="a red square", seed=5, steps=3, width=64, height=64, guidance=5.0,
-                  adapters=adapters)
+    values = dict(
+        base=str(base), prompt="a red square", seed=5, steps=3, width=64, height=64, guidance=5.0, adapters=adapters
+    )
     values.update(kw)
     return GenerateRequest.from_dict(values)
 
 
 def test_renderer_applies_the_stack_and_writes_lora_tags(renderer, tiny_sd1, rgb, tmp_path):
     base = renderer.render(_request(tiny_sd1, []), out_path=tmp_path / "base.png")
-    zero = renderer.render(_request(tiny_sd1, [{"path": str(rgb["red"]), "weight": 0.0}]),
-                           out_path=tmp_path / "zero.png")
-    mixed = renderer.render(_request(tiny_sd1, [{"path": str(rgb["red"]), "weight": 1.5},
-                                                {"path": str(rgb["blue"]), "weight": -0.5, "enabled": False}]),
-                            out_path=tmp_path / "mixed.png")
+    zero = renderer.render(
+        _request(tiny_sd1, [{"path": str(rgb["red"]), "weight": 0.0}]), out_path=tmp_path / "zero.png"
+    )
+    mixed = renderer.render(
+        _request(
+            tiny_sd1,
+            [{"path": str(rgb["red"]), "weight": 1.5}, {"path": str(rgb["blue"]), "weight": -0.5, "enabled": False}],
+        ),
+        out_path=tmp_path / "mixed.png",
+    )
     pixels = {p: np.asarray(Image.open(tmp_path / f"{p}.png")) for p in ("base", "zero", "mixed")}
     assert np.array_equal(pixels["base"], pixels["zero"])
     assert np.abs(pixels["mixed"].astype(int) - pixels["base"]).max() > 5
@@ -65,8 +84,10 @@ def test_renderer_applies_the_stack_and_writes_lora_tags(renderer, tiny_sd1, rgb
 
 def test_renderer_skips_and_reports_a_refused_adapter(renderer, tiny_sd1, rgb, tmp_path):
     bad = F.not_a_lora(tmp_path / "ckpt.safetensors")
-    result = renderer.render(_request(tiny_sd1, [{"path": str(bad)}, {"path": str(rgb["green"]), "weight": 1.0}]),
-                             out_path=tmp_path / "x.png")
+    result = renderer.render(
+        _request(tiny_sd1, [{"path": str(bad)}, {"path": str(rgb["green"]), "weight": 1.0}]),
+        out_path=tmp_path / "x.png",
+    )
     assert [a["name"] for a in result.meta["adapters"]] == ["green"]
     assert result.meta["adapter_errors"][0]["message"].startswith(f"{bad}: not a LoRA adapter")
 
@@ -90,16 +111,44 @@ def test_cli_generate_with_loras_and_bake(tiny_sd1, rgb, tmp_path, capsys):
     out = tmp_path / "g.png"
     bad = tmp_path / "legacy.ckpt"
     bad.write_bytes(b"not really")
-    code = main(["generate", "--base", str(tiny_sd1), "--prompt", "a red square", "--seed", "3", "--out", str(out),
-                 "--lora", f"{rgb['red']}:0.8", "--lora", f"{rgb['blue']}:-0.3:0.5"])
+    code = main(
+        [
+            "generate",
+            "--base",
+            str(tiny_sd1),
+            "--prompt",
+            "a red square",
+            "--seed",
+            "3",
+            "--out",
+            str(out),
+            "--lora",
+            f"{rgb['red']}:0.8",
+            "--lora",
+            f"{rgb['blue']}:-0.3:0.5",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     first_line = Image.open(out).text[PARAMETERS_KEY].splitlines()[0]
     assert first_line == "a red square <lora:red:0.8> <lora:blue:te=0.5:unet=-0.3>"
 
     baked = tmp_path / "mix.safetensors"
-    code = main(["bake", "--base", str(tiny_sd1), "--lora", f"{rgb['red']}:0.8", "--lora", f"{rgb['blue']}:-0.3",
-                 "--out", str(baked), "--rank", "3"])
+    code = main(
+        [
+            "bake",
+            "--base",
+            str(tiny_sd1),
+            "--lora",
+            f"{rgb['red']}:0.8",
+            "--lora",
+            f"{rgb['blue']}:-0.3",
+            "--out",
+            str(baked),
+            "--rank",
+            "3",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert captured.out.strip() == str(baked) and "relative error" in captured.err and baked.is_file()
@@ -110,14 +159,15 @@ def test_cli_generate_with_loras_and_bake(tiny_sd1, rgb, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("case", ["bad weight", "missing", "not a lora", "wrong base"])
-def test_cli_generate_refuses_an_adapter_it_cannot_use_in_one_line(case, tiny_sd1, tiny_sdxl, rgb, tmp_path,
-                                                                  capsys):
+def test_cli_generate_refuses_an_adapter_it_cannot_use_in_one_line(case, tiny_sd1, tiny_sdxl, rgb, tmp_path, capsys):
     """A CLI picture rendered without an adapter the user asked for would be silently wrong."""
     out = tmp_path / "g.png"
     lora, base, expected = {
-        "bad weight": (f"{rgb['red']}:abc", tiny_sd1,
-                       f"--lora {rgb['red']}:abc: 'abc' is not a weight; write PATH:WEIGHT with a number, "
-                       f"e.g. {rgb['red']}:0.8"),
+        "bad weight": (
+            f"{rgb['red']}:abc",
+            tiny_sd1,
+            f"--lora {rgb['red']}:abc: 'abc' is not a weight; write PATH:WEIGHT with a number, e.g. {rgb['red']}:0.8",
+        ),
         "missing": (str(tmp_path / "missing.safetensors"), tiny_sd1, f"{tmp_path / 'missing.safetensors'}: "),
         "not a lora": (str(F.not_a_lora(tmp_path / "legacy.ckpt")), tiny_sd1, f"{tmp_path / 'legacy.ckpt'}: "),
         "wrong base": (str(rgb["red"]), tiny_sdxl, f"{rgb['red']}: "),

@@ -25,8 +25,9 @@ def _load(path: Path, cls_name: str):
 
 def _render(pipe, prompt, seeds, steps=4, guidance=5.0):
     gens = [torch.Generator().manual_seed(s) for s in seeds]
-    return pipe([prompt] * len(seeds), num_inference_steps=steps, guidance_scale=guidance,
-                height=64, width=64, generator=gens).images
+    return pipe(
+        [prompt] * len(seeds), num_inference_steps=steps, guidance_scale=guidance, height=64, width=64, generator=gens
+    ).images
 
 
 def _mean_rgb(images) -> np.ndarray:
@@ -52,7 +53,10 @@ def test_sd1_loads_offline_and_renders(tiny_sd1):
     assert pipe.unet.config.cross_attention_dim == pipe.text_encoder.config.hidden_size == 32
     sched = pipe.scheduler.config
     assert (type(pipe.scheduler).__name__, sched.steps_offset, sched.prediction_type) == (
-        "EulerDiscreteScheduler", 1, "epsilon")
+        "EulerDiscreteScheduler",
+        1,
+        "epsilon",
+    )
     image = _render(pipe, "a red cat", [0])[0]
     assert image.size == (64, 64) and image.mode == "RGB"
 
@@ -62,8 +66,7 @@ def test_sdxl_loads_offline_and_renders(tiny_sdxl):
     assert type(pipe.text_encoder_2).__name__ == "CLIPTextModelWithProjection"
     cfg = pipe.unet.config
     assert cfg.addition_embed_type == "text_time"
-    assert cfg.cross_attention_dim == (pipe.text_encoder.config.hidden_size
-                                       + pipe.text_encoder_2.config.hidden_size)
+    assert cfg.cross_attention_dim == (pipe.text_encoder.config.hidden_size + pipe.text_encoder_2.config.hidden_size)
     assert isinstance(pipe.unet.down_blocks[1].attentions[0].proj_in, torch.nn.Linear)
     assert pipe.tokenizer_2.pad_token == "!"
     image = _render(pipe, "a blue dog", [0])[0]
@@ -77,14 +80,12 @@ def test_tokenizer_round_trip_and_padding(tiny_sd1):
     assert (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file()
     tok = CLIPTokenizer.from_pretrained(folder)
     ids = tok("a red cat").input_ids
-    assert tok.convert_ids_to_tokens(ids) == [
-        "<|startoftext|>", "a</w>", "red</w>", "cat</w>", "<|endoftext|>"]
+    assert tok.convert_ids_to_tokens(ids) == ["<|startoftext|>", "a</w>", "red</w>", "cat</w>", "<|endoftext|>"]
     assert tok.decode(ids, skip_special_tokens=True) == "a red cat"
     # unknown words fall back to byte pieces and still round-trip
     odd = tok("Zebra xylophone 42!").input_ids
     assert tok.decode(odd, skip_special_tokens=True) == "zebra xylophone 4 2 !"
-    padded = tok("a red cat", padding="max_length", max_length=tok.model_max_length,
-                 truncation=True).input_ids
+    padded = tok("a red cat", padding="max_length", max_length=tok.model_max_length, truncation=True).input_ids
     assert tok.model_max_length == 77 and len(padded) == 77
     assert padded[:5] == ids and set(padded[5:]) == {tok.eos_token_id}
     assert len(tok("word " * 200, truncation=True, max_length=77).input_ids) == 77
@@ -93,11 +94,17 @@ def test_tokenizer_round_trip_and_padding(tiny_sd1):
 def test_same_seed_same_weights(tiny_sd1, tmp_path):
     again = write_tiny_model(tmp_path / "again", family="sd1", seed=0)
     other = write_tiny_model(tmp_path / "other", family="sd1", seed=1)
-    for rel in ("unet/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors",
-                "text_encoder/model.safetensors", "tokenizer/vocab.json", "tokenizer/merges.txt"):
+    for rel in (
+        "unet/diffusion_pytorch_model.safetensors",
+        "vae/diffusion_pytorch_model.safetensors",
+        "text_encoder/model.safetensors",
+        "tokenizer/vocab.json",
+        "tokenizer/merges.txt",
+    ):
         assert (again / rel).read_bytes() == (tiny_sd1 / rel).read_bytes(), rel
     assert (other / "unet/diffusion_pytorch_model.safetensors").read_bytes() != (
-        tiny_sd1 / "unet/diffusion_pytorch_model.safetensors").read_bytes()
+        tiny_sd1 / "unet/diffusion_pytorch_model.safetensors"
+    ).read_bytes()
 
 
 def test_refuses_unknown_family_and_nonempty_folder(tmp_path):
@@ -144,8 +151,7 @@ def test_pretrained_vae_round_trips_flat_red(pretrained_sd1):
 
 @pytest.mark.parametrize("family", ["sd1", "sdxl"])
 def test_pretrained_prompt_colour_reaches_the_picture(family, pretrained_sd1):
-    pipe = pretrained_sd1 if family == "sd1" else _load(
-        pretrained_tiny_path("sdxl"), "StableDiffusionXLPipeline")
+    pipe = pretrained_sd1 if family == "sd1" else _load(pretrained_tiny_path("sdxl"), "StableDiffusionXLPipeline")
     seeds = [0, 1, 2, 3]
     red = _mean_rgb(_render(pipe, "red", seeds, steps=10))
     blue = _mean_rgb(_render(pipe, "blue", seeds, steps=10))

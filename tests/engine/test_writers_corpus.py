@@ -55,9 +55,19 @@ PEFT = {
 }
 # The picture is a function of the text-encoder and UNet outputs checked for every case; it is
 # also rendered for one case of each kind of maths (rendering is most of the corpus' time).
-RENDERED = {("sd1", "locon-tucker"), ("sd1", "loha"), ("sd1", "lokr-tucker"), ("sd1", "dora-in"), ("sd1", "ia3"),
-            ("sd1", "oft"), ("sd1", "glora"), ("sd1", "peft-dora-conv"), ("sdxl", "locon"), ("sdxl", "boft"),
-            ("sdxl", "diffusers-metadata")}
+RENDERED = {
+    ("sd1", "locon-tucker"),
+    ("sd1", "loha"),
+    ("sd1", "lokr-tucker"),
+    ("sd1", "dora-in"),
+    ("sd1", "ia3"),
+    ("sd1", "oft"),
+    ("sd1", "glora"),
+    ("sd1", "peft-dora-conv"),
+    ("sdxl", "locon"),
+    ("sdxl", "boft"),
+    ("sdxl", "diffusers-metadata"),
+}
 CASES = [(fam, name) for fam in ("sd1", "sdxl") for name in [*LYCORIS, *PEFT]]
 
 

@@ -29,9 +29,11 @@ def _kohya_addnet_hashes(tensors, metadata):
 
 def test_written_files_carry_kohyas_sshs_hashes(tmp_path):
     gen = torch.Generator().manual_seed(0)
-    tensors = {"lora_unet_x.lora_down.weight": torch.randn(64, 3000, generator=gen),
-               "lora_unet_x.lora_up.weight": torch.randn(3000, 64, generator=gen),
-               "lora_unet_x.alpha": torch.tensor(32.0)}
+    tensors = {
+        "lora_unet_x.lora_down.weight": torch.randn(64, 3000, generator=gen),
+        "lora_unet_x.lora_up.weight": torch.randn(3000, 64, generator=gen),
+        "lora_unet_x.alpha": torch.tensor(32.0),
+    }
     metadata = {"ss_network_dim": "64", "ss_network_alpha": "32.0", "modelspec.title": "x"}
     path = lora_files.save_kohya(tmp_path / "x.safetensors", tensors, metadata)
     with safe_open(str(path), "pt") as fh:

@@ -20,18 +20,22 @@ LINUX = ROOT / "packaging" / "linux"
 APP_ID = "io.github.loraloom.LoRALoom"
 
 
-@pytest.mark.skipif(shutil.which("desktop-file-validate") is None,
-                    reason="desktop-file-validate missing: `make package-tools` (apt desktop-file-utils)")
+@pytest.mark.skipif(
+    shutil.which("desktop-file-validate") is None,
+    reason="desktop-file-validate missing: `make package-tools` (apt desktop-file-utils)",
+)
 def test_desktop_entry_validates():
     out = subprocess.run(["desktop-file-validate", str(LINUX / f"{APP_ID}.desktop")], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == "", out.stdout + out.stderr
 
 
-@pytest.mark.skipif(shutil.which("appstreamcli") is None,
-                    reason="appstreamcli missing: `make package-tools` (apt appstream)")
+@pytest.mark.skipif(
+    shutil.which("appstreamcli") is None, reason="appstreamcli missing: `make package-tools` (apt appstream)"
+)
 def test_metainfo_validates():
-    out = subprocess.run(["appstreamcli", "validate", "--no-net", str(LINUX / f"{APP_ID}.metainfo.xml")],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        ["appstreamcli", "validate", "--no-net", str(LINUX / f"{APP_ID}.metainfo.xml")], capture_output=True, text=True
+    )
     assert out.returncode == 0, out.stdout + out.stderr
 
 

@@ -51,17 +51,25 @@ def test_the_bundle_holds_no_torch_and_fits_a_release(bundle):
 @pytest.mark.timeout(1800)
 def test_the_built_binary_answers_version_and_paints_its_window(bundle, tmp_path):
     env = frozen_env(tmp_path / "home")
-    version = subprocess.run([str(BINARY), "--version"], capture_output=True, text=True, timeout=60, env=env,
-                             cwd=tmp_path)
+    version = subprocess.run(
+        [str(BINARY), "--version"], capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path
+    )
     assert version.returncode == 0, version.stderr
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
     assert version.stdout.splitlines() == [
         f"loraloom 0.1.0 (commit {commit})",
         "worker: torch not installed, diffusers not installed (no worker environment yet)",
     ]
-    painted = subprocess.run([str(BINARY)], capture_output=True, text=True, timeout=120, cwd=tmp_path,
-                             env={**env, "LORALOOM_EXIT_AFTER_PAINT": "1"})
+    painted = subprocess.run(
+        [str(BINARY)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={**env, "LORALOOM_EXIT_AFTER_PAINT": "1"},
+    )
     assert painted.returncode == 0, painted.stderr[-2000:]
     assert painted.stdout.startswith("first-paint ")
     assert "Traceback" not in painted.stderr
@@ -73,16 +81,32 @@ def test_the_frozen_app_sets_up_a_worker_that_answers(bundle, tmp_path):
     import sys
 
     env = frozen_env(tmp_path / "home")
-    setup = subprocess.run([str(BINARY), "setup-worker", "--offline", "--find-links", str(TORCH_WHEELS),
-                            "--find-links", str(WORKER_WHEELS), "--python", sys.executable],
-                           capture_output=True, text=True, timeout=900, env=env, cwd=tmp_path)
+    setup = subprocess.run(
+        [
+            str(BINARY),
+            "setup-worker",
+            "--offline",
+            "--find-links",
+            str(TORCH_WHEELS),
+            "--find-links",
+            str(WORKER_WHEELS),
+            "--python",
+            sys.executable,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
+        cwd=tmp_path,
+    )
     assert setup.returncode == 0, setup.stdout[-2000:] + setup.stderr[-2000:]
     assert "device cpu, torch 2.13.0" in setup.stdout.splitlines()[-1]
     version = subprocess.run([str(BINARY), "--version"], capture_output=True, text=True, timeout=60, env=env)
     assert version.stdout.splitlines()[1].startswith("worker: torch 2.13.0")
     # A torch command of the frozen CLI runs on the worker's interpreter.
-    tiny = subprocess.run([str(BINARY), "tiny-model", str(tmp_path / "tiny")], capture_output=True, text=True,
-                          timeout=600, env=env)
+    tiny = subprocess.run(
+        [str(BINARY), "tiny-model", str(tmp_path / "tiny")], capture_output=True, text=True, timeout=600, env=env
+    )
     assert tiny.returncode == 0, tiny.stderr[-2000:]
     assert (tmp_path / "tiny" / "model_index.json").is_file()
 
@@ -91,8 +115,9 @@ def test_the_frozen_app_sets_up_a_worker_that_answers(bundle, tmp_path):
 def test_the_appimage_recipe_makes_an_appdir_that_runs(bundle, tmp_path):
     env = {k: v for k, v in frozen_env(tmp_path / "home").items()}
     env["PATH"] = "/usr/bin:/bin"  # no appimagetool: the recipe stops at the AppDir
-    made = subprocess.run([str(ROOT / "packaging" / "linux" / "build-appimage.sh")], capture_output=True, text=True,
-                          timeout=300, env=env)
+    made = subprocess.run(
+        [str(ROOT / "packaging" / "linux" / "build-appimage.sh")], capture_output=True, text=True, timeout=300, env=env
+    )
     assert made.returncode == 0, made.stderr
     appdir = ROOT / "build" / "LoRALoom.AppDir"
     assert (appdir / "io.github.loraloom.LoRALoom.desktop").is_file()

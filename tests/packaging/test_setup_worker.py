@@ -31,9 +31,26 @@ def _have_wheels() -> bool:
 def test_setup_worker_from_local_wheels_makes_a_worker_that_answers_hello(tmp_path):
     env_dir = tmp_path / "worker env"  # a space in the path, as on many Windows/macOS homes
     out = subprocess.run(
-        [sys.executable, "-m", "app.cli", "setup-worker", "--offline", "--find-links", str(TORCH_WHEELS),
-         "--find-links", str(WORKER_WHEELS), "--python", sys.executable, "--env", str(env_dir)],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "setup-worker",
+            "--offline",
+            "--find-links",
+            str(TORCH_WHEELS),
+            "--find-links",
+            str(WORKER_WHEELS),
+            "--python",
+            sys.executable,
+            "--env",
+            str(env_dir),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "hardware: " in out.stdout and "(offline)" in out.stdout
@@ -50,9 +67,24 @@ def test_a_missing_wheel_fails_in_one_sentence_and_leaves_no_half_environment(tm
     empty.mkdir()
     env_dir = tmp_path / "env"
     out = subprocess.run(
-        [sys.executable, "-m", "app.cli", "setup-worker", "--offline", "--find-links", str(empty),
-         "--python", sys.executable, "--env", str(env_dir)],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "setup-worker",
+            "--offline",
+            "--find-links",
+            str(empty),
+            "--python",
+            sys.executable,
+            "--env",
+            str(env_dir),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert out.returncode == 1
     assert out.stderr.strip().splitlines()[-1] == "loraloom: error: `uv pip install` failed with exit code 1"
@@ -65,22 +97,38 @@ def test_an_existing_folder_is_never_overwritten(tmp_path):
     env_dir = tmp_path / "env"
     env_dir.mkdir()
     (env_dir / "mine.txt").write_text("keep", encoding="utf-8")
-    out = subprocess.run([sys.executable, "-m", "app.cli", "setup-worker", "--env", str(env_dir)],
-                         capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    out = subprocess.run(
+        [sys.executable, "-m", "app.cli", "setup-worker", "--env", str(env_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert out.returncode == 1
-    assert out.stderr.strip() == (f"loraloom: error: {env_dir} already exists: remove it first, "
-                                  "or pass --env with a new folder")
+    assert out.stderr.strip() == (
+        f"loraloom: error: {env_dir} already exists: remove it first, or pass --env with a new folder"
+    )
     assert (env_dir / "mine.txt").read_text(encoding="utf-8") == "keep"
 
 
 def test_use_an_existing_interpreter_checks_it_answers_first(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "app.cli", "setup-worker", "--use", "/bin/false"],
-                         capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    out = subprocess.run(
+        [sys.executable, "-m", "app.cli", "setup-worker", "--use", "/bin/false"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert out.returncode == 1 and "Traceback" not in out.stderr
     assert out.stderr.startswith("loraloom: error: /bin/false: the worker did not start")
     assert not worker_env.settings_path().exists()
-    out = subprocess.run([sys.executable, "-m", "app.cli", "setup-worker", "--use", sys.executable],
-                         capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    out = subprocess.run(
+        [sys.executable, "-m", "app.cli", "setup-worker", "--use", sys.executable],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith(f"worker uses {sys.executable}: device cpu, torch 2.13.0")
     assert worker_env.load_settings().python == sys.executable

@@ -25,7 +25,16 @@ BASE_VERSION = {"sd1": "sd_v1", "sd2": "sd_v2", "sdxl": "sdxl_base_v1-0"}
 def unet_layers(pipe, *, convs: bool = False, proj: bool = False) -> dict[str, nn.Module]:
     out = {}
     for path, m in pipe.unet.named_modules():
-        if isinstance(m, nn.Linear) and path.endswith(ATTN) or proj and path.endswith(("proj_in", "proj_out")) or convs and isinstance(m, nn.Conv2d) and path.endswith(("conv1", "conv2")) and "resnets" in path:
+        if (
+            isinstance(m, nn.Linear)
+            and path.endswith(ATTN)
+            or proj
+            and path.endswith(("proj_in", "proj_out"))
+            or convs
+            and isinstance(m, nn.Conv2d)
+            and path.endswith(("conv1", "conv2"))
+            and "resnets" in path
+        ):
             out[path] = m
     return out
 
@@ -43,15 +52,32 @@ def _factors(gen: torch.Generator, weight: torch.Tensor, rank: int, strength: fl
 
 
 def _meta(family: str, title: str, extra: dict | None = None) -> dict[str, str]:
-    meta = {"ss_network_module": "networks.lora", "ss_base_model_version": BASE_VERSION[family],
-            "modelspec.title": title}
+    meta = {
+        "ss_network_module": "networks.lora",
+        "ss_base_model_version": BASE_VERSION[family],
+        "modelspec.title": title,
+    }
     meta.update(extra or {})
     return meta
 
 
-def kohya_lora(pipe, path: Path, *, family: str = "sd1", seed: int = 0, rank: int = 4, alpha: float = 2.0,
-               strength: float = 1.0, te: bool = True, convs: bool = False, proj: bool = False,
-               sgm: bool = False, trigger: str = "", metadata: bool = True, unet: bool = True) -> Path:
+def kohya_lora(
+    pipe,
+    path: Path,
+    *,
+    family: str = "sd1",
+    seed: int = 0,
+    rank: int = 4,
+    alpha: float = 2.0,
+    strength: float = 1.0,
+    te: bool = True,
+    convs: bool = False,
+    proj: bool = False,
+    sgm: bool = False,
+    trigger: str = "",
+    metadata: bool = True,
+    unet: bool = True,
+) -> Path:
     """A kohya LoRA (LoCon when ``convs``): ``lora_unet_*``/``lora_te*_`` with float32 alpha."""
     gen = torch.Generator().manual_seed(seed)
     sd: dict[str, torch.Tensor] = {}
@@ -79,8 +105,7 @@ def kohya_lora(pipe, path: Path, *, family: str = "sd1", seed: int = 0, rank: in
     return path
 
 
-def diffusers_lora(pipe, path: Path, *, seed: int = 0, rank: int = 4, strength: float = 1.0,
-                   te: bool = True) -> Path:
+def diffusers_lora(pipe, path: Path, *, seed: int = 0, rank: int = 4, strength: float = 1.0, te: bool = True) -> Path:
     """diffusers/peft keys as ``save_lora_weights`` writes them: ``unet.<path>.lora_A.weight`` (scale 1)."""
     gen = torch.Generator().manual_seed(seed)
     sd: dict[str, torch.Tensor] = {}
@@ -111,8 +136,9 @@ def peft_lora(pipe, path: Path, *, seed: int = 0, rank: int = 4, alpha: float = 
     return path
 
 
-def loha(pipe, path: Path, *, family: str = "sd1", seed: int = 0, rank: int = 4, alpha: float = 4.0,
-         strength: float = 1.0) -> Path:
+def loha(
+    pipe, path: Path, *, family: str = "sd1", seed: int = 0, rank: int = 4, alpha: float = 4.0, strength: float = 1.0
+) -> Path:
     """LyCORIS LoHa: ``hada_w1_a`` (out, r), ``hada_w1_b`` (r, in), w2 the same, alpha."""
     gen = torch.Generator().manual_seed(seed)
     sd = {}
@@ -128,8 +154,9 @@ def loha(pipe, path: Path, *, family: str = "sd1", seed: int = 0, rank: int = 4,
     return path
 
 
-def lokr(pipe, path: Path, *, family: str = "sd1", seed: int = 0, rank: int = 2, alpha: float = 2.0,
-         strength: float = 1.0) -> Path:
+def lokr(
+    pipe, path: Path, *, family: str = "sd1", seed: int = 0, rank: int = 2, alpha: float = 2.0, strength: float = 1.0
+) -> Path:
     """LyCORIS LoKr: ``lokr_w1`` (a, c) full, ``lokr_w2_a`` (b, r) @ ``lokr_w2_b`` (r, d); out = a·b, in = c·d."""
     gen = torch.Generator().manual_seed(seed)
     sd = {}
@@ -146,8 +173,9 @@ def lokr(pipe, path: Path, *, family: str = "sd1", seed: int = 0, rank: int = 2,
     return path
 
 
-def dora(pipe, path: Path, *, family: str = "sd1", seed: int = 0, rank: int = 4, alpha: float = 4.0,
-         strength: float = 1.0) -> Path:
+def dora(
+    pipe, path: Path, *, family: str = "sd1", seed: int = 0, rank: int = 4, alpha: float = 4.0, strength: float = 1.0
+) -> Path:
     """A kohya LoRA with DoRA magnitudes (``dora_scale``, one per output row, as LyCORIS writes it)."""
     gen = torch.Generator().manual_seed(seed)
     sd = {}
@@ -190,8 +218,15 @@ def render_np(pipe, prompt: str = "a red square", seed: int = 1, steps: int = 3)
 
     generator = torch.Generator("cpu").manual_seed(seed)
     with torch.inference_mode():
-        return pipe(prompt=prompt, num_inference_steps=steps, guidance_scale=5.0, width=64, height=64,
-                    generator=generator, output_type="np").images[0]
+        return pipe(
+            prompt=prompt,
+            num_inference_steps=steps,
+            guidance_scale=5.0,
+            width=64,
+            height=64,
+            generator=generator,
+            output_type="np",
+        ).images[0]
 
 
 def weights_of(pipe) -> dict[str, torch.Tensor]:
@@ -202,7 +237,6 @@ def weights_of(pipe) -> dict[str, torch.Tensor]:
             for name, tensor in module.state_dict().items():
                 out[f"{part}.{name}"] = tensor.clone()
     return out
-
 
 
 def not_a_lora(path: Path) -> Path:

@@ -32,8 +32,10 @@ def rgb(sd1_pipe, tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("rgb")
     return {
         "red": F.kohya_lora(sd1_pipe, folder / "red.safetensors", seed=11, trigger="red style", proj=True),
-        "green": F.kohya_lora(sd1_pipe, folder / "green.safetensors", seed=12, rank=2, alpha=1.0,
-                              trigger="green style"),
-        "blue": F.kohya_lora(sd1_pipe, folder / "blue.safetensors", seed=13, rank=8, alpha=4.0, convs=True,
-                             trigger="blue style"),
+        "green": F.kohya_lora(
+            sd1_pipe, folder / "green.safetensors", seed=12, rank=2, alpha=1.0, trigger="green style"
+        ),
+        "blue": F.kohya_lora(
+            sd1_pipe, folder / "blue.safetensors", seed=13, rank=8, alpha=4.0, convs=True, trigger="blue style"
+        ),
     }

@@ -35,8 +35,9 @@ def bomb_png(path: Path, side: int = 40000) -> Path:
     """A valid PNG header declaring side×side pixels (1.6 G pixels): Pillow refuses it on open."""
     ihdr = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
     idat = zlib.compress(b"\x00" * 64)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat)
-                     + png_chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
+    )
     return path
 
 
@@ -46,8 +47,9 @@ def jpeg_bytes(im: Image.Image, **kw) -> bytes:
     return buf.getvalue()
 
 
-def make_good_dataset(root: Path, count: int = 3, size=(320, 288), captions: dict[int, str] | None = None,
-                      fmt: str = "png") -> list[Path]:
+def make_good_dataset(
+    root: Path, count: int = 3, size=(320, 288), captions: dict[int, str] | None = None, fmt: str = "png"
+) -> list[Path]:
     """``count`` distinct pictures img000.<fmt>…; ``captions`` maps an index to its .txt text."""
     root.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -87,8 +89,7 @@ def make_bad_dataset(root: Path) -> dict[str, ProblemKind | None]:
     (root / "cut_png.png").write_bytes(buf.getvalue()[: len(buf.getvalue()) * 2 // 3])
     expect["cut_png.png"] = ProblemKind.TRUNCATED
 
-    (root / "damaged.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00garbage-not-a-chunk" * 8
-                                          + png_chunk(b"IEND", b""))
+    (root / "damaged.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00garbage-not-a-chunk" * 8 + png_chunk(b"IEND", b""))
     expect["damaged.png"] = ProblemKind.CORRUPT
 
     save(picture((120, 90), (1, 2, 3)), root / "tiny.png")

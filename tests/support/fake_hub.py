@@ -45,8 +45,9 @@ CHUNK = 64 * 1024
 # ------------------------------------------------------------------ repo content
 
 
-def safetensors_bytes(tensors: dict[str, tuple[list[int], str]], metadata: dict[str, str] | None = None,
-                      seed: int = 0) -> bytes:
+def safetensors_bytes(
+    tensors: dict[str, tuple[list[int], str]], metadata: dict[str, str] | None = None, seed: int = 0
+) -> bytes:
     """A valid safetensors file; tensor data is seeded random bytes (so hashes mean something)."""
     sizes = {"F32": 4, "F16": 2}
     rng = random.Random(seed)
@@ -69,19 +70,26 @@ def safetensors_bytes(tensors: dict[str, tuple[list[int], str]], metadata: dict[
 def kohya_sd1(rank: int = 4, metadata: dict[str, str] | None = None, seed: int = 0) -> bytes:
     mod = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k"
     te = "lora_te_text_model_encoder_layers_0_self_attn_q_proj"
-    return safetensors_bytes({
-        f"{mod}.lora_down.weight": ([rank, 768], "F16"),
-        f"{mod}.lora_up.weight": ([320, rank], "F16"),
-        f"{te}.lora_down.weight": ([rank, 768], "F16"),
-        f"{te}.lora_up.weight": ([768, rank], "F16"),
-    }, metadata, seed)
+    return safetensors_bytes(
+        {
+            f"{mod}.lora_down.weight": ([rank, 768], "F16"),
+            f"{mod}.lora_up.weight": ([320, rank], "F16"),
+            f"{te}.lora_down.weight": ([rank, 768], "F16"),
+            f"{te}.lora_up.weight": ([768, rank], "F16"),
+        },
+        metadata,
+        seed,
+    )
 
 
 def diffusers_sdxl(rank: int = 8, big: bool = False, seed: int = 1) -> bytes:
     mod = "unet.down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_v"
-    tensors = {f"{mod}.lora_A.weight": ([rank, 2048], "F16"), f"{mod}.lora_B.weight": ([640, rank], "F16"),
-               "text_encoder_2.text_model.encoder.layers.0.self_attn.q_proj.lora_A.weight": ([rank, 1280], "F16"),
-               "text_encoder_2.text_model.encoder.layers.0.self_attn.q_proj.lora_B.weight": ([1280, rank], "F16")}
+    tensors = {
+        f"{mod}.lora_A.weight": ([rank, 2048], "F16"),
+        f"{mod}.lora_B.weight": ([640, rank], "F16"),
+        "text_encoder_2.text_model.encoder.layers.0.self_attn.q_proj.lora_A.weight": ([rank, 1280], "F16"),
+        "text_encoder_2.text_model.encoder.layers.0.self_attn.q_proj.lora_B.weight": ([1280, rank], "F16"),
+    }
     if big:  # about 3 MB: several chunks, so progress, cancel and resume have room
         tensors["unet.mid_block.attentions.0.transformer_blocks.0.ff.net.2.lora_A.weight"] = ([rank, 5120], "F16")
         tensors["unet.mid_block.attentions.0.transformer_blocks.0.ff.net.2.lora_B.weight"] = ([196608, rank], "F16")
@@ -139,48 +147,114 @@ def sample_repos() -> list[FakeRepo]:
     sdxl = "stabilityai/stable-diffusion-xl-base-1.0"
 
     def lora_tags(base: str) -> list[str]:
-        return ["diffusers", "lora", "text-to-image", "stable-diffusion", "template:sd-lora",
-                f"base_model:{base}", f"base_model:adapter:{base}"]
+        return [
+            "diffusers",
+            "lora",
+            "text-to-image",
+            "stable-diffusion",
+            "template:sd-lora",
+            f"base_model:{base}",
+            f"base_model:adapter:{base}",
+        ]
 
-    red_card = {"license": "creativeml-openrail-m", "base_model": sd1, "instance_prompt": "zzred style",
-                "tags": ["lora", "text-to-image"],
-                "widget": [{"text": "zzred style, a cat", "output": {"url": "images/red.png"}}]}
-    pixel_card = {"license": "openrail++", "base_model": sdxl, "instance_prompt": "pixel art, 8-bit",
-                  "widget": [{"text": "pixel art", "output": {"url": "images/pixel.png"}}]}
+    red_card = {
+        "license": "creativeml-openrail-m",
+        "base_model": sd1,
+        "instance_prompt": "zzred style",
+        "tags": ["lora", "text-to-image"],
+        "widget": [{"text": "zzred style, a cat", "output": {"url": "images/red.png"}}],
+    }
+    pixel_card = {
+        "license": "openrail++",
+        "base_model": sdxl,
+        "instance_prompt": "pixel art, 8-bit",
+        "widget": [{"text": "pixel art", "output": {"url": "images/pixel.png"}}],
+    }
     ink_tags = json.dumps({"10_ink": {"inkdrawing": 30, "monochrome": 12, "sketch": 5, "cat": 1}})
     return [
-        FakeRepo("alice/red-style-lora", {
-            "README.md": FakeFile(readme(red_card, "# Red style\n\nMakes everything **red**."), lfs=False),
-            "red-style.safetensors": FakeFile(kohya_sd1(4, {"ss_base_model_version": "sd_v1",
-                                                            "ss_network_alpha": "2.0"})),
-            "images/red.png": FakeFile(png_bytes((220, 30, 30))),
-        }, red_card, lora_tags(sd1), downloads=500, likes=20, trending=5.0,
-            last_modified="2024-03-01T00:00:00.000Z"),
-        FakeRepo("bob/sdxl-pixel-lora", {
-            "README.md": FakeFile(readme(pixel_card, "# Pixel\n\nPixel art for SDXL."), lfs=False),
-            "pytorch_lora_weights.safetensors": FakeFile(diffusers_sdxl(8, big=True)),
-            "images/pixel.png": FakeFile(png_bytes((30, 200, 30))),
-        }, pixel_card, lora_tags(sdxl), downloads=900, likes=5, trending=9.0,
-            last_modified="2024-01-15T00:00:00.000Z"),
-        FakeRepo("carol/sd1-ink-lora", {
-            "ink.safetensors": FakeFile(kohya_sd1(8, {"ss_base_model_version": "sd_v1",
-                                                      "ss_tag_frequency": ink_tags}, seed=3)),
-            "ink.preview.png": FakeFile(png_bytes((20, 20, 20))),
-        }, {"base_model": sd1, "license": "mit"}, lora_tags(sd1), downloads=100, likes=80, trending=1.0,
-            last_modified="2024-06-01T00:00:00.000Z"),
-        FakeRepo("dave/gated-sdxl-lora", {
-            "gated.safetensors": FakeFile(diffusers_sdxl(4, seed=4)),
-        }, {"base_model": sdxl, "instance_prompt": "gatedword"}, lora_tags(sdxl), downloads=50, likes=1,
-            gated="manual"),
-        FakeRepo("eve/hostile-names", {
-            "../../escape.safetensors": FakeFile(kohya_sd1(4, seed=5)),
-            "dir/../../../up.safetensors": FakeFile(kohya_sd1(4, seed=6)),
-            "/abs.safetensors": FakeFile(kohya_sd1(4, seed=7)),
-            "ok.safetensors": FakeFile(kohya_sd1(4, seed=8)),
-        }, {"base_model": sd1}, lora_tags(sd1), downloads=10, likes=0),
-        FakeRepo("frank/full-model", {"model.safetensors": FakeFile(safetensors_bytes(
-            {"conv_in.weight": ([320, 4, 3, 3], "F16"), "conv_out.weight": ([4, 320, 3, 3], "F16")}))},
-                 {"license": "mit"}, ["diffusers", "text-to-image"], downloads=10_000, likes=999),
+        FakeRepo(
+            "alice/red-style-lora",
+            {
+                "README.md": FakeFile(readme(red_card, "# Red style\n\nMakes everything **red**."), lfs=False),
+                "red-style.safetensors": FakeFile(
+                    kohya_sd1(4, {"ss_base_model_version": "sd_v1", "ss_network_alpha": "2.0"})
+                ),
+                "images/red.png": FakeFile(png_bytes((220, 30, 30))),
+            },
+            red_card,
+            lora_tags(sd1),
+            downloads=500,
+            likes=20,
+            trending=5.0,
+            last_modified="2024-03-01T00:00:00.000Z",
+        ),
+        FakeRepo(
+            "bob/sdxl-pixel-lora",
+            {
+                "README.md": FakeFile(readme(pixel_card, "# Pixel\n\nPixel art for SDXL."), lfs=False),
+                "pytorch_lora_weights.safetensors": FakeFile(diffusers_sdxl(8, big=True)),
+                "images/pixel.png": FakeFile(png_bytes((30, 200, 30))),
+            },
+            pixel_card,
+            lora_tags(sdxl),
+            downloads=900,
+            likes=5,
+            trending=9.0,
+            last_modified="2024-01-15T00:00:00.000Z",
+        ),
+        FakeRepo(
+            "carol/sd1-ink-lora",
+            {
+                "ink.safetensors": FakeFile(
+                    kohya_sd1(8, {"ss_base_model_version": "sd_v1", "ss_tag_frequency": ink_tags}, seed=3)
+                ),
+                "ink.preview.png": FakeFile(png_bytes((20, 20, 20))),
+            },
+            {"base_model": sd1, "license": "mit"},
+            lora_tags(sd1),
+            downloads=100,
+            likes=80,
+            trending=1.0,
+            last_modified="2024-06-01T00:00:00.000Z",
+        ),
+        FakeRepo(
+            "dave/gated-sdxl-lora",
+            {
+                "gated.safetensors": FakeFile(diffusers_sdxl(4, seed=4)),
+            },
+            {"base_model": sdxl, "instance_prompt": "gatedword"},
+            lora_tags(sdxl),
+            downloads=50,
+            likes=1,
+            gated="manual",
+        ),
+        FakeRepo(
+            "eve/hostile-names",
+            {
+                "../../escape.safetensors": FakeFile(kohya_sd1(4, seed=5)),
+                "dir/../../../up.safetensors": FakeFile(kohya_sd1(4, seed=6)),
+                "/abs.safetensors": FakeFile(kohya_sd1(4, seed=7)),
+                "ok.safetensors": FakeFile(kohya_sd1(4, seed=8)),
+            },
+            {"base_model": sd1},
+            lora_tags(sd1),
+            downloads=10,
+            likes=0,
+        ),
+        FakeRepo(
+            "frank/full-model",
+            {
+                "model.safetensors": FakeFile(
+                    safetensors_bytes(
+                        {"conv_in.weight": ([320, 4, 3, 3], "F16"), "conv_out.weight": ([4, 320, 3, 3], "F16")}
+                    )
+                )
+            },
+            {"license": "mit"},
+            ["diffusers", "text-to-image"],
+            downloads=10_000,
+            likes=999,
+        ),
     ]
 
 
@@ -258,8 +332,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -------------------------------------------------------- plumbing
 
-    def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None,
-              content_type: str = "application/json") -> None:
+    def _send(
+        self,
+        status: int,
+        body: bytes = b"",
+        headers: dict[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -288,7 +367,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
                 return
             try:
-                self.wfile.write(body[i:i + 1])
+                self.wfile.write(body[i : i + 1])
                 self.wfile.flush()
             except (BrokenPipeError, ConnectionResetError):
                 self.close_connection = True
@@ -315,8 +394,14 @@ class _Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         path = unquote(parts.path)
         query = parse_qs(parts.query)
-        entry = {"method": self.command, "path": path, "query": query, "range": self.headers.get("Range"),
-                 "auth": bool(self.headers.get("Authorization")), "host": self.headers.get("Host", "")}
+        entry = {
+            "method": self.command,
+            "path": path,
+            "query": query,
+            "range": self.headers.get("Range"),
+            "auth": bool(self.headers.get("Authorization")),
+            "host": self.headers.get("Host", ""),
+        }
         self.fake.log(entry)
         if self.fake.redirect_loop and path.startswith("/api/models"):
             return self._send(302, b"", {"Location": self.path})
@@ -324,13 +409,18 @@ class _Handler(BaseHTTPRequestHandler):
             return self._search(query)
         if path == "/api/whoami-v2":
             if self._authorised():
-                return self._json({"type": "user", "name": "tester",
-                                   "auth": {"accessToken": {"displayName": "loraloom-test", "role": "read"}}})
+                return self._json(
+                    {
+                        "type": "user",
+                        "name": "tester",
+                        "auth": {"accessToken": {"displayName": "loraloom-test", "role": "read"}},
+                    }
+                )
             return self._error(401, None, "Invalid credentials in Authorization header")
         if path.startswith("/api/models/"):
-            return self._model_api(path[len("/api/models/"):], query)
+            return self._model_api(path[len("/api/models/") :], query)
         if path.startswith("/cdn/"):
-            return self._cdn(path[len("/cdn/"):], entry)
+            return self._cdn(path[len("/cdn/") :], entry)
         segments = path.lstrip("/").split("/")
         if len(segments) >= 5 and segments[2] == "resolve":
             repo_id = "/".join(segments[:2])
@@ -349,28 +439,45 @@ class _Handler(BaseHTTPRequestHandler):
                 if f.lfs:
                     sib["lfs"] = {"sha256": f.sha256, "size": len(f.data), "pointerSize": 134}
             siblings.append(sib)
-        return {"_id": repo.sha[:24], "id": repo.repo_id, "modelId": repo.repo_id,
-                "author": repo.repo_id.split("/")[0], "sha": repo.sha, "lastModified": repo.last_modified,
-                "private": False, "gated": repo.gated, "disabled": False, "downloads": repo.downloads,
-                "likes": repo.likes, "trendingScore": repo.trending, "tags": repo.tags,
-                "pipeline_tag": "text-to-image", "library_name": "diffusers", "cardData": repo.card,
-                "siblings": siblings, "createdAt": "2023-12-01T00:00:00.000Z"}
+        return {
+            "_id": repo.sha[:24],
+            "id": repo.repo_id,
+            "modelId": repo.repo_id,
+            "author": repo.repo_id.split("/")[0],
+            "sha": repo.sha,
+            "lastModified": repo.last_modified,
+            "private": False,
+            "gated": repo.gated,
+            "disabled": False,
+            "downloads": repo.downloads,
+            "likes": repo.likes,
+            "trendingScore": repo.trending,
+            "tags": repo.tags,
+            "pipeline_tag": "text-to-image",
+            "library_name": "diffusers",
+            "cardData": repo.card,
+            "siblings": siblings,
+            "createdAt": "2023-12-01T00:00:00.000Z",
+        }
 
     def _search(self, query: dict[str, list[str]]) -> None:
         if self.fake.stall is not None:
             self.fake.stall.wait(30)
         filters = query.get("filter", [])
         text = (query.get("search") or [""])[0].lower()
-        repos = [r for r in self.fake.repos.values()
-                 if all(f in r.tags for f in filters) and text in r.repo_id.lower()]
+        repos = [r for r in self.fake.repos.values() if all(f in r.tags for f in filters) and text in r.repo_id.lower()]
         sort = (query.get("sort") or [""])[0]
-        key = {"downloads": lambda r: r.downloads, "likes": lambda r: r.likes,
-               "trendingScore": lambda r: r.trending, "lastModified": lambda r: r.last_modified}.get(sort)
+        key = {
+            "downloads": lambda r: r.downloads,
+            "likes": lambda r: r.likes,
+            "trendingScore": lambda r: r.trending,
+            "lastModified": lambda r: r.last_modified,
+        }.get(sort)
         if key is not None:
             repos.sort(key=key, reverse=True)
         limit = int((query.get("limit") or ["1000"])[0])
         start = int((query.get("cursor") or ["0"])[0])
-        page = repos[start:start + limit]
+        page = repos[start : start + limit]
         headers = {}
         if start + limit < len(repos):
             nxt = {k: v for k, v in query.items() if k != "cursor"}
@@ -389,12 +496,22 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._error(404, "RevisionNotFound", "Invalid rev id")
             tail = []
         if not tail:
-            return self._json(self._model_json(repo, blobs=query.get("blobs") == ["True"]
-                                               or query.get("blobs") == ["true"]))
+            return self._json(
+                self._model_json(repo, blobs=query.get("blobs") == ["True"] or query.get("blobs") == ["true"])
+            )
         if tail[0] == "tree":
-            return self._json([{"type": "file", "path": n, "size": len(f.data), "oid": f.git_sha,
-                                **({"lfs": {"oid": f.sha256, "size": len(f.data), "pointerSize": 134}}
-                                   if f.lfs else {})} for n, f in repo.files.items()])
+            return self._json(
+                [
+                    {
+                        "type": "file",
+                        "path": n,
+                        "size": len(f.data),
+                        "oid": f.git_sha,
+                        **({"lfs": {"oid": f.sha256, "size": len(f.data), "pointerSize": 134}} if f.lfs else {}),
+                    }
+                    for n, f in repo.files.items()
+                ]
+            )
         return self._error(404, None, "Not Found")
 
     # -------------------------------------------------------- files
@@ -412,9 +529,14 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(404, "EntryNotFound", f"{filename} does not exist", commit=repo.sha)
         headers = {"X-Repo-Commit": repo.sha, "Accept-Ranges": "bytes"}
         if f.lfs:
-            headers.update({"ETag": f'"{f.sha256}"', "X-Linked-Etag": f'"{f.sha256}"',
-                            "X-Linked-Size": str(len(f.data)),
-                            "Location": f"{self.fake.cdn}/cdn/{quote(repo_id)}/{f.sha256}/{quote(filename)}"})
+            headers.update(
+                {
+                    "ETag": f'"{f.sha256}"',
+                    "X-Linked-Etag": f'"{f.sha256}"',
+                    "X-Linked-Size": str(len(f.data)),
+                    "Location": f"{self.fake.cdn}/cdn/{quote(repo_id)}/{f.sha256}/{quote(filename)}",
+                }
+            )
             self.send_response(302)
             for k, v in headers.items():
                 self.send_header(k, v)
@@ -442,14 +564,14 @@ class _Handler(BaseHTTPRequestHandler):
         rng = self.headers.get("Range")
         status = 200
         if rng and rng.startswith("bytes=") and self.command == "GET" and not self.fake.ignore_range:
-            first, _, last = rng[len("bytes="):].partition("-")
+            first, _, last = rng[len("bytes=") :].partition("-")
             start = int(first or 0)
             if start >= len(data):
                 return self._send(416, b"", {"Content-Range": f"bytes */{len(data)}"})
             status = 206
             end = min(int(last), len(data) - 1) if last.strip() else len(data) - 1  # as the Hub: an end is kept
             headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
-            data = data[:end + 1]
+            data = data[: end + 1]
         body = data[start:]
         self.send_response(status)
         self.send_header("Content-Type", "application/octet-stream")
@@ -468,10 +590,10 @@ class _Handler(BaseHTTPRequestHandler):
             if self.fake.slow:
                 time.sleep(self.fake.slow)
             try:
-                self.wfile.write(body[i:i + CHUNK])
+                self.wfile.write(body[i : i + CHUNK])
             except (BrokenPipeError, ConnectionResetError):
                 self.close_connection = True
                 return
-            entry["sent"] += len(body[i:i + CHUNK])
+            entry["sent"] += len(body[i : i + CHUNK])
         if cut is not None:
             self.wfile.flush()

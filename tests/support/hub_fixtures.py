@@ -62,8 +62,15 @@ def hub(fake_hub, hf_cache):
 def subprocess_env(fake_hub, tmp_path) -> dict[str, str]:
     """Environment for a ``loraloom`` subprocess that talks to the fake Hub with its own HF_HOME."""
     env = dict(os.environ)
-    env.update({"HF_ENDPOINT": fake_hub.url, "HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path / "hf-home"),
-                "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"})
+    env.update(
+        {
+            "HF_ENDPOINT": fake_hub.url,
+            "HF_HUB_OFFLINE": "0",
+            "HF_HOME": str(tmp_path / "hf-home"),
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+            "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        }
+    )
     env.pop("HF_HUB_CACHE", None)
     env.pop("HF_TOKEN", None)
     return env

@@ -32,8 +32,14 @@ def small_config(base: Path, dataset: Path, **overrides):
         "seed": 7,
         "steps": 4,
         "datasets": [{"path": str(dataset)}],
-        "data": {"resolution": 64, "min_bucket": 64, "max_bucket": 128, "min_image_side": 32,
-                 "batch_size": 2, "caption_dropout": 0.0},
+        "data": {
+            "resolution": 64,
+            "min_bucket": 64,
+            "max_bucket": 128,
+            "min_image_side": 32,
+            "batch_size": 2,
+            "caption_dropout": 0.0,
+        },
         "network": {"rank": 4, "alpha": 4.0},
         "optimizer": {"learning_rate": 1e-3, "schedule": "constant"},
         "output": {"save_every": 2, "keep_last": 2},
@@ -85,8 +91,8 @@ def write_undecodable_png(path: Path) -> None:
     Image.new("RGB", (64, 64), (10, 200, 10)).save(buf, format="PNG")
     data, out, pos = buf.getvalue(), bytearray(buf.getvalue()[:8]), 8
     while pos < len(data):
-        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        body = data[pos + 8:pos + 8 + length]
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        body = data[pos + 8 : pos + 8 + length]
         if kind == b"IDAT":
             body = bytes(range(256)) * 2
         out += struct.pack(">I4s", len(body), kind) + body + struct.pack(">I", zlib.crc32(kind + body))

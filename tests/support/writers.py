@@ -39,8 +39,10 @@ def fixed_inputs(pipe, seed: int = 0) -> dict[str, Any]:
     }
     if cfg.addition_embed_type == "text_time":
         text = cfg.projection_class_embeddings_input_dim - 6 * cfg.addition_time_embed_dim
-        inputs["added"] = {"text_embeds": torch.randn(1, text, generator=gen),
-                           "time_ids": torch.tensor([[64.0, 64.0, 0.0, 0.0, 64.0, 64.0]])}
+        inputs["added"] = {
+            "text_embeds": torch.randn(1, text, generator=gen),
+            "time_ids": torch.tensor([[64.0, 64.0, 0.0, 0.0, 64.0, 64.0]]),
+        }
     return inputs
 
 
@@ -85,16 +87,22 @@ def lycoris_targets(prefix: str) -> Iterator[None]:
 class Written:
     """A file on disk plus the live writer objects in the reference pipeline."""
 
-    def __init__(self, path: Path, set_weight: Callable[[float], None], remove: Callable[[], None],
-                 writers: list[Any] | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        set_weight: Callable[[float], None],
+        remove: Callable[[], None],
+        writers: list[Any] | None = None,
+    ) -> None:
         self.path = path
         self.writers = writers or []  # the writer's own objects (LycorisNetwork …), for diagnosis
         self.set_weight = set_weight
         self.remove = remove
 
 
-def _randomise(params: Iterator[tuple[str, nn.Parameter]], gen: torch.Generator, sigma: float,
-               perturb: bool = False) -> None:
+def _randomise(
+    params: Iterator[tuple[str, nn.Parameter]], gen: torch.Generator, sigma: float, perturb: bool = False
+) -> None:
     """Random non-zero factors; ``perturb``: the parameters are whole weights (LyCORIS full), nudge them."""
     with torch.no_grad():
         for name, p in params:
@@ -106,8 +114,19 @@ def _randomise(params: Iterator[tuple[str, nn.Parameter]], gen: torch.Generator,
                 p.copy_(torch.randn(p.shape, generator=gen) * sigma)
 
 
-def lycoris_file(pipe, path: Path, algo: str, *, seed: int = 0, te: bool = True, prefix: str | None = None,
-                 sigma: float = 0.1, rank: int = 4, alpha: float = 2.0, **kwargs: Any) -> Written:
+def lycoris_file(
+    pipe,
+    path: Path,
+    algo: str,
+    *,
+    seed: int = 0,
+    te: bool = True,
+    prefix: str | None = None,
+    sigma: float = 0.1,
+    rank: int = 4,
+    alpha: float = 2.0,
+    **kwargs: Any,
+) -> Written:
     """Wrap the pipeline's layers with lycoris-lora's ``create_lycoris`` and save its state dict.
 
     ``prefix=None``: kohya's LyCORIS names (``lora_unet_`` / ``lora_te[12]_``); a string: that
@@ -127,15 +146,26 @@ def lycoris_file(pipe, path: Path, algo: str, *, seed: int = 0, te: bool = True,
     for part, module in parts:
         name = prefix or ("lora_te1" if xl and part == "text_encoder" else KOHYA_PREFIX[part])
         with lycoris_targets(name):
-            net = create_lycoris(module, 1.0, linear_dim=rank, linear_alpha=alpha, algo=algo, preset="full",
-                                 warn_on_unmatched=False, **kwargs)
+            net = create_lycoris(
+                module,
+                1.0,
+                linear_dim=rank,
+                linear_alpha=alpha,
+                algo=algo,
+                preset="full",
+                warn_on_unmatched=False,
+                **kwargs,
+            )
         net.apply_to()
         _randomise(net.named_parameters(), gen, sigma, perturb=algo == "full")
         nets.append(net)
         state.update({k: v.detach().clone().contiguous() for k, v in net.state_dict().items()})
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(path), metadata={"ss_network_module": "lycoris.kohya",
-                                          "ss_network_args": json.dumps({"algo": algo, **kwargs})})
+    save_file(
+        state,
+        str(path),
+        metadata={"ss_network_module": "lycoris.kohya", "ss_network_args": json.dumps({"algo": algo, **kwargs})},
+    )
 
     def set_weight(w: float) -> None:
         for net in nets:
@@ -154,15 +184,33 @@ def lycoris_file(pipe, path: Path, algo: str, *, seed: int = 0, te: bool = True,
 def _targets(module: nn.Module, convs: bool) -> list[str]:
     names = []
     for path, m in module.named_modules():
-        if isinstance(m, nn.Linear) and path.endswith(("to_q", "to_k", "to_v", "to_out.0", "q_proj", "k_proj",
-                                                        "v_proj", "out_proj", "proj_in", "proj_out")) or convs and isinstance(m, nn.Conv2d) and path.endswith(("conv1", "conv2", "proj_in", "proj_out")):
+        if (
+            isinstance(m, nn.Linear)
+            and path.endswith(
+                ("to_q", "to_k", "to_v", "to_out.0", "q_proj", "k_proj", "v_proj", "out_proj", "proj_in", "proj_out")
+            )
+            or convs
+            and isinstance(m, nn.Conv2d)
+            and path.endswith(("conv1", "conv2", "proj_in", "proj_out"))
+        ):
             names.append(path)
     return names
 
 
-def peft_file(pipe, path: Path, *, how: str = "diffusers", seed: int = 0, te: bool = True, rank: int = 4,
-              alpha: float = 8.0, convs: bool = False, metadata: bool = True, sigma: float = 0.2,
-              **config: Any) -> Written:
+def peft_file(
+    pipe,
+    path: Path,
+    *,
+    how: str = "diffusers",
+    seed: int = 0,
+    te: bool = True,
+    rank: int = 4,
+    alpha: float = 8.0,
+    convs: bool = False,
+    metadata: bool = True,
+    sigma: float = 0.2,
+    **config: Any,
+) -> Written:
     """peft layers added with ``add_adapter``; saved as ``how``:
 
     ``diffusers``: ``save_lora_weights`` (alpha in ``lora_adapter_metadata`` unless ``metadata=False``);
@@ -178,14 +226,18 @@ def peft_file(pipe, path: Path, *, how: str = "diffusers", seed: int = 0, te: bo
     configs, wrapped = {}, None
     for part in parts:
         module = getattr(pipe, part)
-        cfg = LoraConfig(r=rank, lora_alpha=alpha, target_modules=_targets(module, convs and part == "unet"),
-                         init_lora_weights=False, **config)
+        cfg = LoraConfig(
+            r=rank,
+            lora_alpha=alpha,
+            target_modules=_targets(module, convs and part == "unet"),
+            init_lora_weights=False,
+            **config,
+        )
         if how == "peft":
             wrapped = get_peft_model(module, cfg)  # injects into the pipeline's own UNet
         else:  # what diffusers' add_adapter does (transformers' own wants a newer peft)
             inject_adapter_in_model(cfg, module, adapter_name=name)
-        _randomise(((n, p) for n, p in module.named_parameters() if f".{name}" in n and "lora_A" not in n),
-                   gen, sigma)
+        _randomise(((n, p) for n, p in module.named_parameters() if f".{name}" in n and "lora_A" not in n), gen, sigma)
         configs[part] = cfg
     path.parent.mkdir(parents=True, exist_ok=True)
     if wrapped is not None:
@@ -194,8 +246,11 @@ def peft_file(pipe, path: Path, *, how: str = "diffusers", seed: int = 0, te: bo
     elif how == "kohya":
         from diffusers.utils import convert_state_dict_to_kohya
 
-        flat = {f"{part}.{k}": v for part in parts
-                for k, v in get_peft_model_state_dict(getattr(pipe, part), adapter_name=name).items()}
+        flat = {
+            f"{part}.{k}": v
+            for part in parts
+            for k, v in get_peft_model_state_dict(getattr(pipe, part), adapter_name=name).items()
+        }
         save_file({k: v.contiguous() for k, v in convert_state_dict_to_kohya(flat).items()}, str(path))
     else:
         from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline

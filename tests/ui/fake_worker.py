@@ -123,8 +123,18 @@ def main() -> int:
             sys.stdout.write("this is not json\n")
             sys.stdout.write('{"type": "no-such-event", "job": null}\n')
             sys.stdout.flush()
-    emit({"type": "hello", "job": None, "device": "cpu", "torch": "fake", "diffusers": "fake",
-          "cuda_name": None, "protocol": 1, "pid": os.getpid()})
+    emit(
+        {
+            "type": "hello",
+            "job": None,
+            "device": "cpu",
+            "torch": "fake",
+            "diffusers": "fake",
+            "cuda_name": None,
+            "protocol": 1,
+            "pid": os.getpid(),
+        }
+    )
     threading.Thread(target=reader, daemon=True).start()
     while True:
         job = jobs.get()
@@ -135,8 +145,16 @@ def main() -> int:
             emit(_finished(job["id"], "cancelled", {"kind": "cancelled", "message": "cancelled", "detail": ""}))
             continue
         if job.get("kind") == "load_model":
-            emit({"type": "model", "job": job["id"], "base": job.get("base"), "family": "sd1",
-                  "device": "cpu", "dtype": "fp32"})
+            emit(
+                {
+                    "type": "model",
+                    "job": job["id"],
+                    "base": job.get("base"),
+                    "family": "sd1",
+                    "device": "cpu",
+                    "dtype": "fp32",
+                }
+            )
             emit(_finished(job["id"], "done"))
             continue
         render(job)

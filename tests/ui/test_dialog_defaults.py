@@ -30,8 +30,9 @@ def test_caption_xy_and_compare_dialogs_default_to_their_action(qtbot, make_wind
     cancel = grid.cancel_button
     assert not cancel.autoDefault()
 
-    compare = CompareDialog(window.train_tab.compare_ops, [("step 1", str(tmp_path / "a.safetensors"))],
-                            {"base": "tiny"}, None, window)
+    compare = CompareDialog(
+        window.train_tab.compare_ops, [("step 1", str(tmp_path / "a.safetensors"))], {"base": "tiny"}, None, window
+    )
     compare.show()
     assert default_buttons(compare) == ["Render"] and not compare.save_button.autoDefault()
     for dialog in (caption, grid, compare):

@@ -31,8 +31,11 @@ def window(qtbot):
 
 def test_about_shows_the_version_and_the_worker_once_known(qtbot, window):
     help_menu = [a for a in window.menuBar().actions() if a.text() == "&Help"][0].menu()
-    assert [a.text() for a in help_menu.actions() if a.text()] == ["Open documentation", "Report a problem…",
-                                                                    "About LoRA Loom"]
+    assert [a.text() for a in help_menu.actions() if a.text()] == [
+        "Open documentation",
+        "Report a problem…",
+        "About LoRA Loom",
+    ]
     window.help_actions.about_action.trigger()
     box = window.help_actions.box
     assert f"LoRA Loom {__version__}" in box.text() and "Built from commit " in box.text()
@@ -48,7 +51,9 @@ def test_report_a_problem_copies_a_redacted_report_and_saves_the_zip(qtbot, wind
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     window.log_panel.append_app_message("info", f"something with {TOKEN} in {Path.home()}/x")
     window.help_actions.report_action.trigger()
-    qtbot.waitUntil(lambda: window.help_actions.box is not None and window.help_actions.box.isVisible(), timeout=120_000)
+    qtbot.waitUntil(
+        lambda: window.help_actions.box is not None and window.help_actions.box.isVisible(), timeout=120_000
+    )
     copied = QGuiApplication.clipboard().text()
     assert copied == window.help_actions.summary
     assert "[  ok] Python and OS" in copied and "] Hub: " in copied and TOKEN not in copied

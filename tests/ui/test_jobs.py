@@ -58,7 +58,9 @@ def test_events_for_unknown_jobs_and_model_events(qtbot):
     models: list[dict] = []
     tracker.modelChanged.connect(models.append)
     tracker.handle_event({"type": "progress", "job": "nobody", "step": 1, "total": 2})
-    tracker.handle_event({"type": "model", "job": "j1", "base": "/m", "family": "sd1", "device": "cpu", "dtype": "fp32"})
+    tracker.handle_event(
+        {"type": "model", "job": "j1", "base": "/m", "family": "sd1", "device": "cpu", "dtype": "fp32"}
+    )
     assert models == [{"base": "/m", "family": "sd1", "device": "cpu", "dtype": "fp32"}]
     assert tracker.model["family"] == "sd1"
     assert [job.id for job in tracker.jobs()] == ["j1"]
@@ -79,12 +81,31 @@ def test_a_training_jobs_caching_progress_does_not_count_as_its_steps(qtbot):
     """Caching counts pictures (phase "caching"): the job's step/total, which the window title's
     percentage reads, stay those of its training steps."""
     tracker, _client = _tracker_with_job("t1")
-    tracker.handle_event({"type": "progress", "job": "t1", "step": 3, "total": 8, "eta_s": None,
-                          "message": "caching latents 3/8", "phase": "caching"})
+    tracker.handle_event(
+        {
+            "type": "progress",
+            "job": "t1",
+            "step": 3,
+            "total": 8,
+            "eta_s": None,
+            "message": "caching latents 3/8",
+            "phase": "caching",
+        }
+    )
     job = tracker.get("t1")
     assert (job.step, job.total, job.message) == (0, 0, "caching latents 3/8")
-    tracker.handle_event({"type": "progress", "job": "t1", "step": 1, "total": 100, "eta_s": 9.0, "loss": 0.1,
-                          "lr": 1e-4, "phase": "training"})
+    tracker.handle_event(
+        {
+            "type": "progress",
+            "job": "t1",
+            "step": 1,
+            "total": 100,
+            "eta_s": 9.0,
+            "loss": 0.1,
+            "lr": 1e-4,
+            "phase": "training",
+        }
+    )
     assert (job.step, job.total) == (1, 100)
 
 
@@ -115,11 +136,13 @@ def test_a_handle_carries_its_jobs_typed_events_only(qtbot):
 
     assert seen == [
         JobState.QUEUED,
-        JobState.RUNNING, Progress(step=1, total=3, phase=Phase.CAPTIONING, eta_s=2.0),
+        JobState.RUNNING,
+        Progress(step=1, total=3, phase=Phase.CAPTIONING, eta_s=2.0),
         ImageReady("/x.png", step=1),
         ArtifactSaved("/d/a.txt", ArtifactKind.CAPTION, details={"image": "/d/a.png"}),
         LogLine("skipped b.png", LogLevel.WARNING),
-        JobState.DONE, (JobState.DONE, None),
+        JobState.DONE,
+        (JobState.DONE, None),
     ]
 
 
@@ -128,8 +151,11 @@ def test_a_worker_that_cannot_start_fails_the_handles_job_with_a_sentence(qtbot)
     client = WorkerClient(["/nonexistent/loraloom-worker"])
     tracker = JobTracker(client)
     finished: list = []
-    handle = tracker.submit("generate", {"prompt": "a fox"},
-                            connect=lambda h: h.finished.connect(lambda state, error: finished.append((state, error))))
+    handle = tracker.submit(
+        "generate",
+        {"prompt": "a fox"},
+        connect=lambda h: h.finished.connect(lambda state, error: finished.append((state, error))),
+    )
     qtbot.waitUntil(lambda: bool(finished), timeout=10_000)
     state, error = finished[0]
     assert state is JobState.FAILED and tracker.get(handle.id).state is JobState.FAILED

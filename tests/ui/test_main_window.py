@@ -113,7 +113,12 @@ def test_exit_after_paint_prints_and_quits(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "app"],
         cwd=ROOT,
-        env={**os.environ, "QT_QPA_PLATFORM": "offscreen", "LORALOOM_HOME": str(tmp_path), "LORALOOM_EXIT_AFTER_PAINT": "1"},
+        env={
+            **os.environ,
+            "QT_QPA_PLATFORM": "offscreen",
+            "LORALOOM_HOME": str(tmp_path),
+            "LORALOOM_EXIT_AFTER_PAINT": "1",
+        },
         capture_output=True,
         text=True,
         timeout=60,

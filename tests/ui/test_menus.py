@@ -29,9 +29,13 @@ def _entries(window, title: str) -> dict[str, object]:
 
 def test_menus_show_the_shortcuts_that_exist(qtbot, make_window):
     window = make_window()
-    assert _entries(window, "&File") == {"Open dataset…": "Ctrl+O", "Recent datasets": None,
-                                         "Open data folder": None, "Generate picture": "Ctrl+Enter",
-                                         "Quit": "Ctrl+Q"}
+    assert _entries(window, "&File") == {
+        "Open dataset…": "Ctrl+O",
+        "Recent datasets": None,
+        "Open data folder": None,
+        "Generate picture": "Ctrl+Enter",
+        "Quit": "Ctrl+Q",
+    }
     assert _entries(window, "&Edit") == {"Undo": "Ctrl+Z", "Redo": "Ctrl+Shift+Z", "Find": "Ctrl+F"}
     help_entries = _entries(window, "&Help")
     assert list(help_entries)[0] == "Open documentation" and "About LoRA Loom" in help_entries

@@ -25,8 +25,9 @@ def _fake_ldd(tmp_path, *missing: str) -> dict:
 
 
 def _check(env):
-    return subprocess.run([sys.executable, "-m", "app.ui.qt_check"], env=env, capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "app.ui.qt_check"], env=env, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_missing_xcb_libraries_are_named_with_their_packages_in_one_line(tmp_path):
@@ -35,8 +36,9 @@ def test_missing_xcb_libraries_are_named_with_their_packages_in_one_line(tmp_pat
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
     assert done.stderr.strip() == (
         "Qt's window system plugin cannot load: libxcb-cursor.so.0, libEGL.so.1 are missing. Install the "
-        "system packages with `sudo apt-get install libxcb-cursor0 libegl1` (README, \"System packages\"), "
-        "then run `make run` again.")
+        'system packages with `sudo apt-get install libxcb-cursor0 libegl1` (README, "System packages"), '
+        "then run `make run` again."
+    )
 
 
 def test_nothing_missing_or_another_platform_starts_quietly(tmp_path):

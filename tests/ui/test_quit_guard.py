@@ -46,16 +46,16 @@ def test_cancel_keeps_the_window_and_the_training(qtbot, make_window):
 def test_a_waiting_queue_is_named_and_a_render_just_stops(qtbot, make_window):
     window = make_window(FAKE_WORKER_STEP_S="0.3")
     job = window.generate_ops.generate({"base": "tiny", "prompt": "a fox", "steps": 20})
-    qtbot.waitUntil(lambda: window.tracker.get(job) is not None and window.tracker.get(job).step >= 1,
-                    timeout=10_000)
+    qtbot.waitUntil(lambda: window.tracker.get(job) is not None and window.tracker.get(job).step >= 1, timeout=10_000)
     ops = window.train_tab.ops
     ops.enqueue(config("one"))
     ops.enqueue(config("two"))
     window.close()
     box = window.quit_guard.box
     assert box.isVisible() and window.isVisible()
-    assert box.text() == ("2 runs are waiting in the training queue and will not start. "
-                          "Quit anyway, or keep the window open?")
+    assert box.text() == (
+        "2 runs are waiting in the training queue and will not start. Quit anyway, or keep the window open?"
+    )
     assert [b.text() for b in box.buttons() if b is not box.button(QMessageBox.StandardButton.Cancel)] == ["Quit"]
     box.button(QMessageBox.StandardButton.Cancel).click()
     ops.clear_finished()

@@ -35,8 +35,9 @@ def cross_tab_imports(ui_root: Path) -> list[str]:
 def test_no_tab_package_imports_another_tab():
     assert all((UI / tab).is_dir() for tab in TABS)
     problems = cross_tab_imports(UI)
-    assert not problems, "tabs import each other (move the shared thing to app/ui/common or app/core):\n" + \
-        "\n".join(problems)
+    assert not problems, "tabs import each other (move the shared thing to app/ui/common or app/core):\n" + "\n".join(
+        problems
+    )
 
 
 def test_the_check_sees_a_cross_tab_import(tmp_path):
@@ -44,6 +45,9 @@ def test_the_check_sees_a_cross_tab_import(tmp_path):
         (tmp_path / "app" / "ui" / tab).mkdir(parents=True)
     (tmp_path / "app" / "ui" / "train" / "panel.py").write_text(
         "from app.ui.train.train_ops import TrainOps\n"
-        "def later():\n    from app.ui.generate.generate_ops import describe_error\n", encoding="utf-8")
+        "def later():\n    from app.ui.generate.generate_ops import describe_error\n",
+        encoding="utf-8",
+    )
     assert cross_tab_imports(tmp_path / "app" / "ui") == [
-        "app/ui/train/panel.py:3 imports app.ui.generate.generate_ops"]
+        "app/ui/train/panel.py:3 imports app.ui.generate.generate_ops"
+    ]

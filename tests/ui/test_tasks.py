@@ -15,8 +15,11 @@ def test_result_and_error_arrive_on_the_gui_thread(qtbot):
     seen: list = []
     gui = QThread.currentThread()
     runner.run(lambda: 21 * 2, lambda result: seen.append(("done", result, QThread.currentThread() is gui)))
-    runner.run(lambda: open("/nonexistent/file"), None,  # noqa: SIM115 - it must fail to open
-               lambda kind, message: seen.append(("failed", kind, "/nonexistent/file" in message)))
+    runner.run(
+        lambda: open("/nonexistent/file"),  # noqa: SIM115 - it must fail to open
+        None,
+        lambda kind, message: seen.append(("failed", kind, "/nonexistent/file" in message)),
+    )
     qtbot.waitUntil(lambda: len(seen) == 2, timeout=10_000)
     assert sorted(seen) == [("done", 42, True), ("failed", "error", True)]
     assert runner.active == 0

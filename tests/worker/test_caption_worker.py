@@ -24,12 +24,18 @@ def worker():
     w.close()
 
 
-def test_worker_caption_job_fills_missing_captions_with_prefix_and_reports_skips(worker, tiny_blip, tiny_wd,
-                                                                                  tmp_path):
+def test_worker_caption_job_fills_missing_captions_with_prefix_and_reports_skips(worker, tiny_blip, tiny_wd, tmp_path):
     ds = tmp_path / "ds"
     make_bad_dataset(ds)
-    job = {"id": "c1", "kind": "caption", "folder": str(ds), "model": str(tiny_blip), "prefix": "sks",
-           "batch_size": 4, "max_new_tokens": 6}
+    job = {
+        "id": "c1",
+        "kind": "caption",
+        "folder": str(ds),
+        "model": str(tiny_blip),
+        "prefix": "sks",
+        "batch_size": 4,
+        "max_new_tokens": 6,
+    }
     done, seen = worker.run_job(job)
     assert done["status"] == "done", done
     artifacts = [e for e in seen if e["type"] == "artifact"]
@@ -52,8 +58,16 @@ def test_worker_caption_job_fills_missing_captions_with_prefix_and_reports_skips
 
     # the tagger in replace mode on a selection, then cancel a long run
     _flat(ds / "red.png", (250, 0, 0))
-    done, seen = worker.run_job({"id": "c3", "kind": "caption", "folder": str(ds), "model": str(tiny_wd),
-                                 "mode": "replace", "files": [str(ds / "red.png")]})
+    done, seen = worker.run_job(
+        {
+            "id": "c3",
+            "kind": "caption",
+            "folder": str(ds),
+            "model": str(tiny_wd),
+            "mode": "replace",
+            "files": [str(ds / "red.png")],
+        }
+    )
     assert done["status"] == "done"
     assert [Path(e["image"]).name for e in seen if e["type"] == "artifact"] == ["red.png"]
     assert (ds / "red.txt").read_text().startswith("red, ")
@@ -62,8 +76,19 @@ def test_worker_caption_job_fills_missing_captions_with_prefix_and_reports_skips
 def test_worker_caption_job_cancel_and_bad_model(worker, tiny_blip, tmp_path):
     for i in range(40):
         _flat(tmp_path / f"{i:02d}.png", (i * 6, 0, 0))
-    worker.send({"cmd": "submit", "job": {"id": "long", "kind": "caption", "folder": str(tmp_path),
-                                          "model": str(tiny_blip), "batch_size": 1, "max_new_tokens": 20}})
+    worker.send(
+        {
+            "cmd": "submit",
+            "job": {
+                "id": "long",
+                "kind": "caption",
+                "folder": str(tmp_path),
+                "model": str(tiny_blip),
+                "batch_size": 1,
+                "max_new_tokens": 20,
+            },
+        }
+    )
     worker.wait_for(lambda e: e["type"] == "artifact" and e["job"] == "long")
     worker.send({"cmd": "cancel", "id": "long"})
     done, _ = worker.wait_for(lambda e: e["type"] == "finished" and e["job"] == "long")
@@ -71,12 +96,14 @@ def test_worker_caption_job_cancel_and_bad_model(worker, tiny_blip, tmp_path):
     written = len(list(tmp_path.glob("*.txt")))
     assert 1 <= written < 40
 
-    done, _ = worker.run_job({"id": "bad", "kind": "caption", "folder": str(tmp_path),
-                              "model": str(tmp_path / "no-such-model")})
+    done, _ = worker.run_job(
+        {"id": "bad", "kind": "caption", "folder": str(tmp_path), "model": str(tmp_path / "no-such-model")}
+    )
     assert done["status"] == "failed" and done["error"]["kind"] == "model_not_found"
     assert "no such model folder" in done["error"]["message"]
-    done, _ = worker.run_job({"id": "bad2", "kind": "caption", "folder": str(tmp_path / "nope"),
-                              "model": str(tiny_blip)})
+    done, _ = worker.run_job(
+        {"id": "bad2", "kind": "caption", "folder": str(tmp_path / "nope"), "model": str(tiny_blip)}
+    )
     assert done["status"] == "failed" and done["error"]["kind"] == "bad_input"
     assert "no such folder" in done["error"]["message"]
 
@@ -86,8 +113,9 @@ def test_cli_caption_fill_mode_with_prefix(tiny_wd, tmp_path, capsys):
     _flat(tmp_path / "b.png", (0, 250, 0))
     (tmp_path / "b.txt").write_text("hand written")
     (tmp_path / "c.png").write_bytes(b"")
-    rc = main(["caption", str(tmp_path), "--model", str(tiny_wd), "--prefix", "sks", "--batch-size", "2",
-               "--max-tags", "3"])
+    rc = main(
+        ["caption", str(tmp_path), "--model", str(tiny_wd), "--prefix", "sks", "--batch-size", "2", "--max-tags", "3"]
+    )
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert (tmp_path / "a.txt").read_text() == "sks, blue, simple background, no humans"
@@ -113,7 +141,11 @@ def test_cli_caption_reports_each_skipped_file_once(tiny_wd, tmp_path):
 
     _flat(tmp_path / "a.png", (0, 0, 250))
     (tmp_path / "c.png").write_bytes(b"")
-    done = subprocess.run([sys.executable, "-m", "app.cli", "caption", str(tmp_path), "--model", str(tiny_wd)],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "app.cli", "caption", str(tmp_path), "--model", str(tiny_wd)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stderr.count("c.png") == 1, done.stderr

@@ -25,8 +25,9 @@ def worker(tmp_path_factory):
 
 
 def test_train_job_reports_progress_samples_and_saved_files(worker, tiny_sd1, red_dataset):
-    config = small_config(tiny_sd1, red_dataset, name="job", steps=3,
-                          sample={"every": 3, "prompts": ["{trigger}, red"], "steps": 2})
+    config = small_config(
+        tiny_sd1, red_dataset, name="job", steps=3, sample={"every": 3, "prompts": ["{trigger}, red"], "steps": 2}
+    )
     done, events = worker.run_job({"id": "t1", "kind": "train", "config": config.to_dict()}, timeout=240)
     assert done["status"] == "done", done
     run = [e for e in events if e["type"] == "artifact" and e["kind"] == "run"]
@@ -36,8 +37,9 @@ def test_train_job_reports_progress_samples_and_saved_files(worker, tiny_sd1, re
     assert all(e["total"] == 3 and e["lr"] > 0 and e["eta_s"] >= 0 for e in steps)
     assert all(e["phase"] == "training" for e in steps)
     caching = [e for e in events if e["type"] == "progress" and e.get("phase") == "caching"]
-    assert [(e["step"], e["total"], e["message"]) for e in caching] == [(i, 4, f"caching latents {i}/4")
-                                                                        for i in range(1, 5)]
+    assert [(e["step"], e["total"], e["message"]) for e in caching] == [
+        (i, 4, f"caching latents {i}/4") for i in range(1, 5)
+    ]
     images = [e for e in events if e["type"] == "image"]
     assert len(images) == 1 and Path(images[0]["path"]).is_file() and images[0]["step"] == 3
     assert images[0]["meta"]["prompt"] == "sks, red"
@@ -60,8 +62,9 @@ def test_cancel_finishes_the_step_saves_and_the_run_resumes(worker, tiny_sd1, re
     run_dir = Path(checkpoint[0]["path"]).parents[1]
     assert Path(checkpoint[0]["path"]).is_file() and (run_dir / "state" / "trainer.json").is_file()
     more = small_config(tiny_sd1, red_dataset, name="long", steps=stopped + 1, output={"save_every": 0})
-    done, events = worker.run_job({"id": "t3", "kind": "train", "resume": str(run_dir), "config": more.to_dict()},
-                                  timeout=240)
+    done, events = worker.run_job(
+        {"id": "t3", "kind": "train", "resume": str(run_dir), "config": more.to_dict()}, timeout=240
+    )
     assert done["status"] == "done", done
     assert [e["step"] for e in events if e["type"] == "progress" and "loss" in e] == [stopped + 1]
 

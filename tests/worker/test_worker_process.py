@@ -31,8 +31,16 @@ def worker(tmp_path_factory):
 
 
 def gen_job(job_id: str, base: Path, **overrides) -> dict:
-    job = {"id": job_id, "kind": "generate", "base": str(base), "prompt": "a red cat",
-           "width": 64, "height": 64, "steps": 3, "seed": 7}
+    job = {
+        "id": job_id,
+        "kind": "generate",
+        "base": str(base),
+        "prompt": "a red cat",
+        "width": 64,
+        "height": 64,
+        "steps": 3,
+        "seed": 7,
+    }
     job.update(overrides)
     return job
 
@@ -45,8 +53,14 @@ def test_hello_describes_the_device(worker):
 
 
 def test_malformed_lines_are_logged_and_ignored(worker):
-    for bad in ("garbage\n", "[1, 2]\n", '{"cmd": "explode"}\n', '{"cmd": "submit", "job": {"kind": "generate"}}\n',
-                "\n", '{"cmd":"submit","job":{"id":"x","kind":"nope"}}\n'):
+    for bad in (
+        "garbage\n",
+        "[1, 2]\n",
+        '{"cmd": "explode"}\n',
+        '{"cmd": "submit", "job": {"kind": "generate"}}\n',
+        "\n",
+        '{"cmd":"submit","job":{"id":"x","kind":"nope"}}\n',
+    ):
         worker.send(bad)
     worker.send(P.ping())
     pong, before = worker.wait_for(lambda e: e["type"] == "pong", timeout=30)
@@ -95,7 +109,10 @@ def test_jobs_report_typed_events_with_their_phase(worker, tiny_sd1, tmp_path):
     assert P.typed_event(done) == ("p1", P.Finished(P.JobStatus.DONE))
     typed = [P.typed_event(e)[1] for e in events]
     assert [(ev.step, ev.phase) for ev in typed if isinstance(ev, Progress) and ev.step > 0] == [
-        (1, Phase.RENDERING), (2, Phase.RENDERING), (3, Phase.RENDERING)]
+        (1, Phase.RENDERING),
+        (2, Phase.RENDERING),
+        (3, Phase.RENDERING),
+    ]
     image = next(ev for ev in typed if isinstance(ev, ImageReady))
     assert Path(image.path).is_file() and image.meta["seed"] == 7
 
@@ -118,8 +135,12 @@ def test_bad_models_fail_with_the_path_and_the_worker_lives_on(worker, tiny_sd1,
     _expect_failure(worker, gen_job("b2", not_model), "bad_input", str(not_model))
 
     # A checkpoint cut off in the middle of its tensor data (an interrupted download).
-    header = json.dumps({"model.diffusion_model.x": {"dtype": "F32", "shape": [1024], "data_offsets": [0, 4096]},
-                         "cond_stage_model.transformer.y": {"dtype": "F32", "shape": [1], "data_offsets": [4096, 4100]}})
+    header = json.dumps(
+        {
+            "model.diffusion_model.x": {"dtype": "F32", "shape": [1024], "data_offsets": [0, 4096]},
+            "cond_stage_model.transformer.y": {"dtype": "F32", "shape": [1], "data_offsets": [4096, 4100]},
+        }
+    )
     truncated = tmp_path / "model.safetensors"
     truncated.write_bytes(struct.pack("<Q", len(header)) + header.encode() + b"\0" * 100)
     done = _expect_failure(worker, gen_job("b3", truncated), "bad_input", str(truncated))

@@ -126,8 +126,13 @@ def caption_targets(ds: Dataset, request: CaptionRequest) -> tuple[list[ImageIte
             kept += 1
             continue
         if item.has_problem(ProblemKind.CAPTION_NOT_UTF8) and request.mode is not CaptionMode.FILL:
-            skipped.append(Skip(item.path, f"skipped: {item.caption_path} is not UTF-8 and is never "
-                                           "overwritten by auto-captioning; fix or re-save it first"))
+            skipped.append(
+                Skip(
+                    item.path,
+                    f"skipped: {item.caption_path} is not UTF-8 and is never "
+                    "overwritten by auto-captioning; fix or re-save it first",
+                )
+            )
             continue
         if is_read_only(item.caption_path):
             skipped.append(Skip(item.path, f"skipped: {item.caption_path} is read-only"))

@@ -101,8 +101,9 @@ class CaptionStore:
         return self.dataset.separator
 
     # ------------------------------------------------------------ single edits
-    def set_caption(self, item: ImageItem, text: str, *, label: str | None = None,
-                    force: bool = False, before: str | None = None) -> str | None:
+    def set_caption(
+        self, item: ImageItem, text: str, *, label: str | None = None, force: bool = False, before: str | None = None
+    ) -> str | None:
         """Save an edit typed by the user. Returns None, or the error message (the text is kept
         as pending). Saving on purpose (``force`` or changed text) also replaces a caption file
         that was not UTF-8. ``before`` is the caption the edit started from, when the caller
@@ -115,8 +116,10 @@ class CaptionStore:
             before_bytes = _read_bytes(item.caption_path, self.dataset.root)
             step = FileStep(item, before_text, before_bytes, text, _encode(text, before_bytes is not None))
             result = self._write([step])
-            self._record(HistoryStep(label or f"edit caption of {item.path.name}", [step],
-                                     merge_key=item.caption_path), merge=True)
+            self._record(
+                HistoryStep(label or f"edit caption of {item.path.name}", [step], merge_key=item.caption_path),
+                merge=True,
+            )
             return result.failed[0][1] if result.failed else None
 
     def retry_pending(self) -> WriteResult:
@@ -156,7 +159,9 @@ class CaptionStore:
         with self._lock:
             steps = []
             for item, before, after in changes:
-                steps.append(FileStep(item, before, _encode(before), after, _read_bytes(item.caption_path, self.dataset.root)))
+                steps.append(
+                    FileStep(item, before, _encode(before), after, _read_bytes(item.caption_path, self.dataset.root))
+                )
                 item.caption = after
                 self._clear_caption_problem(item)
             if steps:
@@ -199,8 +204,13 @@ class CaptionStore:
     # ------------------------------------------------------------ internals
     def _record(self, step: HistoryStep, merge: bool = False) -> None:
         top = self._undo[-1] if self._undo else None
-        if merge and top is not None and top.merge_key is not None and top.merge_key == step.merge_key \
-                and not self._redo:
+        if (
+            merge
+            and top is not None
+            and top.merge_key is not None
+            and top.merge_key == step.merge_key
+            and not self._redo
+        ):
             top.files[0].after_text = step.files[0].after_text
             top.files[0].after_bytes = step.files[0].after_bytes
         else:
@@ -243,10 +253,12 @@ class CaptionStore:
     def delete_captions(self, items: list[ImageItem]) -> WriteResult:
         """Remove the caption files of ``items`` (one undo step puts them back byte for byte)."""
         with self._lock:
-            steps = [FileStep(i, i.caption, before, "", None) for i in items
-                     if (before := _read_bytes(i.caption_path, self.dataset.root)) is not None or i.caption]
-            label = f"delete caption of {items[0].path.name}" if len(items) == 1 else \
-                f"delete {len(steps)} captions"
+            steps = [
+                FileStep(i, i.caption, before, "", None)
+                for i in items
+                if (before := _read_bytes(i.caption_path, self.dataset.root)) is not None or i.caption
+            ]
+            label = f"delete caption of {items[0].path.name}" if len(items) == 1 else f"delete {len(steps)} captions"
             result = self._write(steps, label)
             if steps:
                 self._record(HistoryStep(label, steps))
@@ -254,8 +266,9 @@ class CaptionStore:
 
     @staticmethod
     def _clear_caption_problem(item: ImageItem) -> None:
-        item.problems[:] = [p for p in item.problems
-                            if p.kind not in (ProblemKind.CAPTION_NOT_UTF8, ProblemKind.CAPTION_UNREADABLE)]
+        item.problems[:] = [
+            p for p in item.problems if p.kind not in (ProblemKind.CAPTION_NOT_UTF8, ProblemKind.CAPTION_UNREADABLE)
+        ]
 
 
 __all__ = ["DEFAULT_HISTORY", "CaptionStore", "FileStep", "HistoryStep", "WriteResult"]

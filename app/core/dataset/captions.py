@@ -74,8 +74,9 @@ def read_caption(path: str | Path, root: str | Path | None = None) -> tuple[str,
     try:
         data = read_caption_bytes(path, root)
     except RefusedFile as exc:
-        return "", Problem(ProblemKind.CAPTION_UNREADABLE, f"{exc}; the picture is used without a caption",
-                           blocking=False)
+        return "", Problem(
+            ProblemKind.CAPTION_UNREADABLE, f"{exc}; the picture is used without a caption", blocking=False
+        )
     except OSError as exc:
         return "", Problem(
             ProblemKind.CAPTION_UNREADABLE,

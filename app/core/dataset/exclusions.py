@@ -63,8 +63,11 @@ def set_excluded(root: str | Path, paths: list[Path], excluded: bool) -> set[str
 
 
 def excluded_problem(path: Path) -> Problem:
-    return Problem(ProblemKind.EXCLUDED, f"{path}: excluded from training (right-click it in the Dataset tab "
-                                         "to include it again)", blocking=True)
+    return Problem(
+        ProblemKind.EXCLUDED,
+        f"{path}: excluded from training (right-click it in the Dataset tab to include it again)",
+        blocking=True,
+    )
 
 
 def excluded_problems(items, root: Path) -> list:

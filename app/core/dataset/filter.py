@@ -51,8 +51,11 @@ def _tag_term(wanted: str) -> Predicate:
 
 def _problem_term(wanted: str) -> Predicate:
     wanted = wanted.casefold().replace("-", "_")
-    kinds = {k for k, label in PROBLEM_LABELS.items()
-             if wanted in (k.value, label.casefold().replace(" ", "_"), label.casefold())}
+    kinds = {
+        k
+        for k, label in PROBLEM_LABELS.items()
+        if wanted in (k.value, label.casefold().replace(" ", "_"), label.casefold())
+    }
     if not kinds:  # a prefix while typing ("dup")
         kinds = {k for k in PROBLEM_LABELS if k.value.startswith(wanted)}
     return lambda item, _sep: any(p.kind in kinds for p in item.problems)

@@ -43,7 +43,6 @@ _SUFFIX_FORMATS = {
 }
 
 
-
 @dataclass
 class _Header:
     width: int = 0
@@ -106,8 +105,11 @@ def _png_damage(fh, size: int) -> str | None:
             # Running off the end is a cut file, unless the file still ends with IEND: then
             # this chunk's length is wrong.
             fh.seek(max(0, size - 12))
-            return f"the {kind.decode('ascii')} chunk at byte {pos} is longer than the file" if (
-                b"IEND" in fh.read()) else "truncated"
+            return (
+                f"the {kind.decode('ascii')} chunk at byte {pos} is longer than the file"
+                if (b"IEND" in fh.read())
+                else "truncated"
+            )
         crc = zlib.crc32(kind)
         left = length
         while left:
@@ -177,14 +179,18 @@ def _confirm_by_decoding(im: Image.Image, path: Path, fmt: str) -> Problem | Non
     except (EOFError, OSError, SyntaxError, ValueError) as exc:
         text = str(exc)
         if isinstance(exc, EOFError) or "truncated" in text.lower() or "end of file" in text.lower():
-            return Problem(ProblemKind.TRUNCATED, f"{path}: the {fmt} file is truncated (it stops before "
-                           "the image data ends)", blocking=True)
+            return Problem(
+                ProblemKind.TRUNCATED,
+                f"{path}: the {fmt} file is truncated (it stops before the image data ends)",
+                blocking=True,
+            )
         return Problem(ProblemKind.CORRUPT, f"{path}: the {fmt} image data is damaged ({text[:120]})", blocking=True)
     return None
 
 
-def inspect_image(path: Path, min_side: int = DEFAULT_MIN_SIDE, *, deep: bool = False,
-                  root: Path | None = None) -> _Header:
+def inspect_image(
+    path: Path, min_side: int = DEFAULT_MIN_SIDE, *, deep: bool = False, root: Path | None = None
+) -> _Header:
     """Size, format, mode and problems of one image file, from its header (``deep`` decodes it).
     Only a regular file (inside ``root``, the dataset folder, when given) is opened."""
     out = _Header()
@@ -204,48 +210,71 @@ def inspect_image(path: Path, min_side: int = DEFAULT_MIN_SIDE, *, deep: bool = 
         try:
             head = fh.read(32)
         except OSError as exc:
-            out.problems.append(Problem(ProblemKind.UNREADABLE, f"{path}: the file cannot be read "
-                                        f"({exc.strerror or exc})", blocking=True))
+            out.problems.append(
+                Problem(
+                    ProblemKind.UNREADABLE, f"{path}: the file cannot be read ({exc.strerror or exc})", blocking=True
+                )
+            )
             return out
         sig = _signature_format(head)
         fh.seek(0)
         try:
             im = Image.open(fh)
         except Image.DecompressionBombError:
-            out.problems.append(Problem(ProblemKind.DECOMPRESSION_BOMB, f"{path}: over Pillow's safety limit "
-                                        f"of {Image.MAX_IMAGE_PIXELS:,} pixels (a possible decompression bomb)",
-                                        blocking=True))
+            out.problems.append(
+                Problem(
+                    ProblemKind.DECOMPRESSION_BOMB,
+                    f"{path}: over Pillow's safety limit "
+                    f"of {Image.MAX_IMAGE_PIXELS:,} pixels (a possible decompression bomb)",
+                    blocking=True,
+                )
+            )
             return out
         except UnidentifiedImageError:
             if sig is not None and sig != "GIF":
-                out.problems.append(Problem(ProblemKind.CORRUPT, f"{path}: starts like a {sig} file but its "
-                                            "header is damaged", blocking=True))
+                out.problems.append(
+                    Problem(
+                        ProblemKind.CORRUPT,
+                        f"{path}: starts like a {sig} file but its header is damaged",
+                        blocking=True,
+                    )
+                )
             else:
-                out.problems.append(Problem(ProblemKind.NOT_AN_IMAGE, f"{path}: not an image despite its "
-                                            f"{path.suffix} suffix", blocking=True))
+                out.problems.append(
+                    Problem(
+                        ProblemKind.NOT_AN_IMAGE,
+                        f"{path}: not an image despite its {path.suffix} suffix",
+                        blocking=True,
+                    )
+                )
             return out
         except Exception as exc:  # noqa: BLE001 - Pillow plugins raise many types for bad headers
             truncated = isinstance(exc, EOFError) or (sig is not None and _tail_says_truncated(fh, sig, head, size))
             kind = ProblemKind.TRUNCATED if truncated else ProblemKind.CORRUPT
             word = "truncated" if kind is ProblemKind.TRUNCATED else "damaged"
-            out.problems.append(Problem(kind, f"{path}: the image header is {word} ({str(exc)[:120]})",
-                                        blocking=True))
+            out.problems.append(Problem(kind, f"{path}: the image header is {word} ({str(exc)[:120]})", blocking=True))
             return out
         with im:
             _describe(im, path, head, size, suffix, min_side, deep, fh, out)
     return out
 
 
-def _describe(im: Image.Image, path: Path, head: bytes, size: int, suffix: str, min_side: int,
-              deep: bool, fh, out: _Header) -> None:
+def _describe(
+    im: Image.Image, path: Path, head: bytes, size: int, suffix: str, min_side: int, deep: bool, fh, out: _Header
+) -> None:
     fmt = im.format or "image"
     out.format, out.mode = fmt, im.mode
     width, height = im.size
     pixels = width * height
     if Image.MAX_IMAGE_PIXELS and pixels > Image.MAX_IMAGE_PIXELS:
-        out.problems.append(Problem(ProblemKind.DECOMPRESSION_BOMB, f"{path}: {width}×{height} is {pixels:,} "
-                                    f"pixels, over Pillow's safety limit of {Image.MAX_IMAGE_PIXELS:,}",
-                                    blocking=True))
+        out.problems.append(
+            Problem(
+                ProblemKind.DECOMPRESSION_BOMB,
+                f"{path}: {width}×{height} is {pixels:,} "
+                f"pixels, over Pillow's safety limit of {Image.MAX_IMAGE_PIXELS:,}",
+                blocking=True,
+            )
+        )
         out.width, out.height = width, height
         return
     broken = None
@@ -268,19 +297,37 @@ def _describe(im: Image.Image, path: Path, head: bytes, size: int, suffix: str, 
     if broken is not None:
         return
     if suffix in _SUFFIX_FORMATS and fmt not in _SUFFIX_FORMATS[suffix]:
-        out.problems.append(Problem(ProblemKind.WRONG_SUFFIX, f"{path}: a {fmt} file with a {suffix} suffix "
-                                    "(it is read as what it is)", blocking=False))
+        out.problems.append(
+            Problem(
+                ProblemKind.WRONG_SUFFIX,
+                f"{path}: a {fmt} file with a {suffix} suffix (it is read as what it is)",
+                blocking=False,
+            )
+        )
     if min(width, height) < min_side:
-        out.problems.append(Problem(ProblemKind.TOO_SMALL, f"{path}: too small, {width}×{height} has a short "
-                                    f"side under {min_side} px", blocking=True))
+        out.problems.append(
+            Problem(
+                ProblemKind.TOO_SMALL,
+                f"{path}: too small, {width}×{height} has a short side under {min_side} px",
+                blocking=True,
+            )
+        )
     note = _mode_note(path, im, head)
     if note:
         out.problems.append(Problem(ProblemKind.UNUSUAL_MODE, f"{path}: {note}", blocking=False))
     if orientation in _ORIENTATION_WORDS:
-        out.problems.append(Problem(ProblemKind.EXIF_ROTATED, f"{path}: EXIF says the picture is "
-                                    f"{_ORIENTATION_WORDS[orientation]}; it is shown and trained upright",
-                                    blocking=False))
+        out.problems.append(
+            Problem(
+                ProblemKind.EXIF_ROTATED,
+                f"{path}: EXIF says the picture is {_ORIENTATION_WORDS[orientation]}; it is shown and trained upright",
+                blocking=False,
+            )
+        )
     if getattr(im, "is_animated", False):
-        out.problems.append(Problem(ProblemKind.ANIMATED, f"{path}: an animation with "
-                                    f"{getattr(im, 'n_frames', 'several')} frames; only the first is used",
-                                    blocking=False))
+        out.problems.append(
+            Problem(
+                ProblemKind.ANIMATED,
+                f"{path}: an animation with {getattr(im, 'n_frames', 'several')} frames; only the first is used",
+                blocking=False,
+            )
+        )

@@ -31,8 +31,7 @@ def dataset_report(ds: Dataset, top_tags: int = 50) -> dict[str, Any]:
                 "height": i.height,
                 "repeats": i.repeats,
                 "usable": i.usable,
-                "problems": [{"kind": p.kind.value, "blocking": p.blocking, "message": p.message}
-                             for p in i.problems],
+                "problems": [{"kind": p.kind.value, "blocking": p.blocking, "message": p.message} for p in i.problems],
             }
             for i in items
             if i.problems

@@ -27,8 +27,6 @@ IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".t
 _REPEATS_FOLDER = re.compile(r"^(\d+)_(.+)$")
 
 
-
-
 class DatasetError(ValueError):
     """The dataset folder itself is unusable (missing, not a folder) or an image cannot be loaded."""
 
@@ -194,8 +192,16 @@ def duplicate_problems(items: list[ImageItem], root: Path) -> list[tuple[ImageIt
                 continue
             first = first_by_hash.setdefault(digest, item)
             if first is not item:
-                found.append((item, Problem(ProblemKind.DUPLICATE, f"{item.path}: the same picture as "
-                                                                   f"{_rel(first.path, root)}", blocking=False)))
+                found.append(
+                    (
+                        item,
+                        Problem(
+                            ProblemKind.DUPLICATE,
+                            f"{item.path}: the same picture as {_rel(first.path, root)}",
+                            blocking=False,
+                        ),
+                    )
+                )
     return found
 
 
@@ -210,8 +216,16 @@ def shared_caption_problems(items: list[ImageItem], root: Path) -> list[tuple[Im
             continue
         names = ", ".join(_rel(i.path, root) for i in group)
         for item in group:
-            found.append((item, Problem(ProblemKind.CAPTION_SHARED, f"{path}: this caption file belongs to "
-                                                                    f"several images ({names})", blocking=False)))
+            found.append(
+                (
+                    item,
+                    Problem(
+                        ProblemKind.CAPTION_SHARED,
+                        f"{path}: this caption file belongs to several images ({names})",
+                        blocking=False,
+                    ),
+                )
+            )
     return found
 
 

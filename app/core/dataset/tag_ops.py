@@ -170,7 +170,7 @@ class TagOperation:
         return out
 
     def _sort(self, tags: list[str]) -> list[str]:
-        head, tail = tags[: self.keep_first], tags[self.keep_first:]
+        head, tail = tags[: self.keep_first], tags[self.keep_first :]
         return head + sorted(tail, key=lambda t: (t.casefold(), t))
 
     def _trigger(self, tags: list[str]) -> list[str]:
@@ -215,10 +215,12 @@ def rename_tag(old: str, new: str) -> TagOperation:
     return TagOperation(TagOpKind.REPLACE, find=old.strip(), replacement=new.strip(), whole_tag=True)
 
 
-def replace_text(find: str, replacement: str, *, regex: bool = False, whole_tag: bool = False,
-                 ignore_case: bool = False) -> TagOperation:
-    return TagOperation(TagOpKind.REPLACE, find=find, replacement=replacement, regex=regex,
-                        whole_tag=whole_tag, ignore_case=ignore_case)
+def replace_text(
+    find: str, replacement: str, *, regex: bool = False, whole_tag: bool = False, ignore_case: bool = False
+) -> TagOperation:
+    return TagOperation(
+        TagOpKind.REPLACE, find=find, replacement=replacement, regex=regex, whole_tag=whole_tag, ignore_case=ignore_case
+    )
 
 
 def dedupe_tags(*, ignore_case: bool = False) -> TagOperation:

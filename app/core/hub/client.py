@@ -50,8 +50,14 @@ MAX_JSON_BYTES = 50_000_000  # a search page or a repo's metadata; real ones are
 class Hub:
     """One Hub endpoint, token and cache. Safe to use from several threads at once."""
 
-    def __init__(self, endpoint: str | None = None, token: str | bool | None = None,
-                 cache_dir: str | Path | None = None, timeout: float = 10.0, deadline: float = 60.0) -> None:
+    def __init__(
+        self,
+        endpoint: str | None = None,
+        token: str | bool | None = None,
+        cache_dir: str | Path | None = None,
+        timeout: float = 10.0,
+        deadline: float = 60.0,
+    ) -> None:
         from huggingface_hub import constants
 
         self.endpoint = (endpoint or constants.ENDPOINT).rstrip("/")
@@ -127,20 +133,27 @@ class Hub:
 
         end = time.monotonic() + self.deadline
         try:
-            with get_session().stream("GET", url, params=params, headers=self.headers(), timeout=self.timeout,
-                                      follow_redirects=True) as response:
+            with get_session().stream(
+                "GET", url, params=params, headers=self.headers(), timeout=self.timeout, follow_redirects=True
+            ) as response:
                 body = bytearray()
                 for chunk in response.iter_bytes():
                     body += chunk
                     if len(body) > MAX_JSON_BYTES:
-                        raise HubError(HubErrorKind.SERVER, f"{what}: the Hub's answer is too large "
-                                                            f"(over {MAX_JSON_BYTES // 1_000_000} MB); refused")
+                        raise HubError(
+                            HubErrorKind.SERVER,
+                            f"{what}: the Hub's answer is too large (over {MAX_JSON_BYTES // 1_000_000} MB); refused",
+                        )
                     if time.monotonic() > end:
-                        raise HubError(HubErrorKind.OFFLINE, f"{what}: the Hub is answering too slowly (no "
-                                                             f"whole answer in {self.deadline:g} s); try again later")
+                        raise HubError(
+                            HubErrorKind.OFFLINE,
+                            f"{what}: the Hub is answering too slowly (no "
+                            f"whole answer in {self.deadline:g} s); try again later",
+                        )
             # A whole response again (the stream is spent) for the error messages of hf_raise_for_status.
-            whole = httpx2.Response(response.status_code, headers=response.headers, content=bytes(body),
-                                    request=response.request)
+            whole = httpx2.Response(
+                response.status_code, headers=response.headers, content=bytes(body), request=response.request
+            )
             hf_raise_for_status(whole)
             return whole, json.loads(body)
         except Exception as exc:  # noqa: BLE001 - translated, or re-raised when unknown
@@ -162,13 +175,15 @@ class Hub:
         try:
             info = ModelInfo(**data)
         except Exception as exc:  # noqa: BLE001 - a dict of the wrong shape
-            raise translate_error(exc if isinstance(exc, (KeyError, TypeError, ValueError)) else ValueError(exc),
-                                  repo_id) from None
+            raise translate_error(
+                exc if isinstance(exc, (KeyError, TypeError, ValueError)) else ValueError(exc), repo_id
+            ) from None
         repo = repo_from_info(info)
         if any(f.name == "README.md" for f in repo.files):
             try:
                 text = self.fetch(repo_id, "README.md", revision=repo.sha or revision).read_text(
-                    encoding="utf-8", errors="replace")
+                    encoding="utf-8", errors="replace"
+                )
                 repo.description = _card_text(text)
             except HubError as exc:
                 log.info("no description for %s: %s", repo_id, exc)
@@ -176,16 +191,30 @@ class Hub:
 
     # -------------------------------------------------------- files
 
-    def download(self, repo_id: str, filename: str, *, revision: str | None = None,
-                 expected_sha256: str | None = None, on_progress: ProgressFn | None = None,
-                 cancel: threading.Event | None = None) -> Path:
+    def download(
+        self,
+        repo_id: str,
+        filename: str,
+        *,
+        revision: str | None = None,
+        expected_sha256: str | None = None,
+        on_progress: ProgressFn | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Path:
         """Download one file into the HF cache, resumably, verified; returns its path in the cache.
 
         A file already in the cache is returned at once (after checking its hash). When the
         Hub cannot be reached, a cached copy is returned if there is one.
         """
-        return download_to_cache(self, repo_id, filename, revision=revision or "main",
-                                 expected_sha256=expected_sha256, on_progress=on_progress, cancel=cancel)
+        return download_to_cache(
+            self,
+            repo_id,
+            filename,
+            revision=revision or "main",
+            expected_sha256=expected_sha256,
+            on_progress=on_progress,
+            cancel=cancel,
+        )
 
     def not_an_adapter(self, repo_id: str, filename: str, *, revision: str | None = None) -> str | None:
         """Why the Hub file is no LoRA adapter, read from its safetensors header alone (a ranged
@@ -198,8 +227,9 @@ class Hub:
         if self.cached(repo_id, filename, revision) is not None:
             return None  # nothing to save: the download is a cache hit, checked after it
         try:
-            meta = self._api().parse_safetensors_file_metadata(repo_id, filename, revision=revision,
-                                                                timeout=self.timeout)
+            meta = self._api().parse_safetensors_file_metadata(
+                repo_id, filename, revision=revision, timeout=self.timeout
+            )
         except Exception as exc:  # noqa: BLE001 - any failure here leaves the decision to the download
             log.info("%s/%s: header not read before the download (%s)", repo_id, filename, exc)
             return None

@@ -84,8 +84,9 @@ def _check_cancel(cancel: threading.Event | None, what: str) -> None:
         raise HubError(HubErrorKind.CANCELLED, f"{what}: cancelled; Download again to resume")
 
 
-def _hash_matches(path: Path, sha256: str | None, git_sha1: str | None, cancel: threading.Event | None,
-                  what: str) -> bool:
+def _hash_matches(
+    path: Path, sha256: str | None, git_sha1: str | None, cancel: threading.Event | None, what: str
+) -> bool:
     h = hashlib.sha256() if sha256 else hashlib.sha1()
     if not sha256:
         h.update(b"blob %d\0" % path.stat().st_size)
@@ -112,8 +113,16 @@ def _inside(path: Path, root: Path) -> bool:
     return True
 
 
-def download_to_cache(hub: HubSite, repo_id: str, filename: str, *, revision: str, expected_sha256: str | None,
-                      on_progress: ProgressFn | None, cancel: threading.Event | None) -> Path:
+def download_to_cache(
+    hub: HubSite,
+    repo_id: str,
+    filename: str,
+    *,
+    revision: str,
+    expected_sha256: str | None,
+    on_progress: ProgressFn | None,
+    cancel: threading.Event | None,
+) -> Path:
     from filelock import Timeout as FileLockTimeout
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
     from huggingface_hub.file_download import repo_folder_name
@@ -132,8 +141,9 @@ def download_to_cache(hub: HubSite, repo_id: str, filename: str, *, revision: st
         return cached
 
     if hub.offline():
-        return from_cache(HubError(HubErrorKind.OFFLINE, f"{what}: offline (HF_HUB_OFFLINE is set) and not "
-                                                         "downloaded before"))
+        return from_cache(
+            HubError(HubErrorKind.OFFLINE, f"{what}: offline (HF_HUB_OFFLINE is set) and not downloaded before")
+        )
     url = hf_hub_url(repo_id, filename, revision=revision, endpoint=hub.endpoint)
     try:
         meta = get_hf_file_metadata(url, token=hub.token, timeout=hub.timeout, endpoint=hub.endpoint)
@@ -168,8 +178,10 @@ def download_to_cache(hub: HubSite, repo_id: str, filename: str, *, revision: st
                 if not blob.is_file():
                     _fetch_and_verify(url, meta, hub, blob, sha256, git_sha1, on_progress, cancel, what)
         except FileLockTimeout:
-            raise HubError(HubErrorKind.INCOMPLETE, f"{what}: another download of this file is running; try "
-                                                    "again when it has finished") from None
+            raise HubError(
+                HubErrorKind.INCOMPLETE,
+                f"{what}: another download of this file is running; try again when it has finished",
+            ) from None
         except OSError as exc:  # the lock, the folders or the final rename in the download folder
             saved = save_error(exc, blob, meta.size)
             if saved is None:
@@ -178,47 +190,77 @@ def download_to_cache(hub: HubSite, repo_id: str, filename: str, *, revision: st
     return _link_into_snapshot(hub, repo_id, filename, revision, blob, cancel, what)
 
 
-def _checksums(etag: str | None, commit: str | None, expected_sha256: str | None, endpoint: str,
-               what: str) -> tuple[str | None, str | None]:
+def _checksums(
+    etag: str | None, commit: str | None, expected_sha256: str | None, endpoint: str, what: str
+) -> tuple[str | None, str | None]:
     """(sha256, git sha1) the file's bytes must match, from the Hub's ETag; exactly one is set."""
     if not etag or not commit or not re.fullmatch(r"[\w.-]+", etag) or not re.fullmatch(r"[0-9a-f]{40}", commit):
-        raise HubError(HubErrorKind.SERVER, f"{what}: {endpoint} did not answer like a Hugging Face Hub "
-                                            "(no commit or ETag)")
+        raise HubError(
+            HubErrorKind.SERVER, f"{what}: {endpoint} did not answer like a Hugging Face Hub (no commit or ETag)"
+        )
     sha256 = etag if _SHA256.fullmatch(etag) else None
     if expected_sha256 and sha256 and expected_sha256 != sha256:
-        raise HubError(HubErrorKind.CORRUPT, f"{what}: the file changed on the Hub since it was listed; "
-                                             "open the repo again")
+        raise HubError(
+            HubErrorKind.CORRUPT, f"{what}: the file changed on the Hub since it was listed; open the repo again"
+        )
     sha256 = sha256 or expected_sha256
     git_sha1 = etag if sha256 is None and _GIT_SHA1.fullmatch(etag) else None
     if sha256 is None and git_sha1 is None:
-        raise HubError(HubErrorKind.CORRUPT, f"{what}: the Hub gave no checksum for this file, so it cannot be "
-                                             "verified; refused")
+        raise HubError(
+            HubErrorKind.CORRUPT, f"{what}: the Hub gave no checksum for this file, so it cannot be verified; refused"
+        )
     return sha256, git_sha1
 
 
-def _link_into_snapshot(hub: HubSite, repo_id: str, filename: str, revision: str, blob: Path,
-                        cancel: threading.Event | None, what: str) -> Path:
+def _link_into_snapshot(
+    hub: HubSite, repo_id: str, filename: str, revision: str, blob: Path, cancel: threading.Event | None, what: str
+) -> Path:
     """The verified blob linked into ``snapshots/`` (and ``refs/<revision>`` written) by huggingface_hub."""
     from huggingface_hub import hf_hub_download
 
     try:
-        path = Path(hf_hub_download(repo_id, filename, revision=revision, cache_dir=hub.cache_dir,
-                                    endpoint=hub.endpoint, token=hub.token, etag_timeout=hub.timeout))
+        path = Path(
+            hf_hub_download(
+                repo_id,
+                filename,
+                revision=revision,
+                cache_dir=hub.cache_dir,
+                endpoint=hub.endpoint,
+                token=hub.token,
+                etag_timeout=hub.timeout,
+            )
+        )
     except Exception as exc:  # noqa: BLE001
         raise translate_error(exc, what) from None
     if path.resolve() != blob.resolve():  # the repo changed between our request and the library's
         real = path.resolve()
-        if not _hash_matches(real, real.name if _SHA256.fullmatch(real.name) else None,
-                             real.name if _GIT_SHA1.fullmatch(real.name) else None, cancel, what):
+        if not _hash_matches(
+            real,
+            real.name if _SHA256.fullmatch(real.name) else None,
+            real.name if _GIT_SHA1.fullmatch(real.name) else None,
+            cancel,
+            what,
+        ):
             path.unlink(missing_ok=True)
             real.unlink(missing_ok=True)
-            raise HubError(HubErrorKind.CORRUPT, f"{what}: the file changed during the download and its bytes "
-                                                 "do not match; try again")
+            raise HubError(
+                HubErrorKind.CORRUPT,
+                f"{what}: the file changed during the download and its bytes do not match; try again",
+            )
     return path
 
 
-def _fetch_and_verify(url: str, meta, hub: HubSite, blob: Path, sha256: str | None, git_sha1: str | None,
-                      on_progress: ProgressFn | None, cancel: threading.Event | None, what: str) -> None:
+def _fetch_and_verify(
+    url: str,
+    meta,
+    hub: HubSite,
+    blob: Path,
+    sha256: str | None,
+    git_sha1: str | None,
+    on_progress: ProgressFn | None,
+    cancel: threading.Event | None,
+    what: str,
+) -> None:
     """Bytes into ``<blob>.loraloom.incomplete`` (resuming), checked, then renamed to the blob."""
     partial = blob.with_name(blob.name + PARTIAL_SUFFIX)
     blob.parent.mkdir(parents=True, exist_ok=True)
@@ -226,8 +268,10 @@ def _fetch_and_verify(url: str, meta, hub: HubSite, blob: Path, sha256: str | No
     _fetch(location, partial, meta.size, headers, hub.timeout, _Reporter(on_progress, meta.size), cancel, what)
     if not _hash_matches(partial, sha256, git_sha1, cancel, what):
         partial.unlink(missing_ok=True)
-        raise HubError(HubErrorKind.CORRUPT, f"{what}: the downloaded bytes do not match the Hub's checksum "
-                                             "(sha256); the file was deleted, try again")
+        raise HubError(
+            HubErrorKind.CORRUPT,
+            f"{what}: the downloaded bytes do not match the Hub's checksum (sha256); the file was deleted, try again",
+        )
     replace_durably(partial, blob)
 
 
@@ -244,8 +288,16 @@ def _location(url: str, meta, hub: HubSite) -> tuple[str, dict[str, str]]:
     return location, headers
 
 
-def _fetch(location: str, partial: Path, size: int | None, headers: dict[str, str], timeout: float,
-           report: _Reporter, cancel: threading.Event | None, what: str) -> None:
+def _fetch(
+    location: str,
+    partial: Path,
+    size: int | None,
+    headers: dict[str, str],
+    timeout: float,
+    report: _Reporter,
+    cancel: threading.Event | None,
+    what: str,
+) -> None:
     import httpx2
     from huggingface_hub.utils import get_session
 
@@ -262,8 +314,9 @@ def _fetch(location: str, partial: Path, size: int | None, headers: dict[str, st
             request_headers["Range"] = f"bytes={have}-"
         start = have
         try:
-            with get_session().stream("GET", location, headers=request_headers, timeout=timeout,
-                                      follow_redirects=True) as response:
+            with get_session().stream(
+                "GET", location, headers=request_headers, timeout=timeout, follow_redirects=True
+            ) as response:
                 if response.status_code == 416 and have and not restarted:
                     partial.unlink()  # the server has less than we kept: start again, once
                     restarted = True
@@ -282,12 +335,7 @@ def _fetch(location: str, partial: Path, size: int | None, headers: dict[str, st
         except HubError:
             raise
         except OSError as exc:  # writing the partial file (or offline mode switched on meanwhile)
-            if isinstance(exc, ConnectionError):
-                raise translate_error(exc, what) from None
-            saved = save_error(exc, partial, (size - have) if size is not None else None)
-            if saved is not None:
-                raise write_failed(saved, what, partial.parent) from None
-            raise HubError(HubErrorKind.SERVER, f"{what}: cannot write {partial} ({exc.strerror or exc})") from None
+            raise _os_failure(exc, partial, (size - have) if size is not None else None, what) from None
         except httpx2.TransportError as exc:
             err = translate_error(exc, what)
             if err.kind is not HubErrorKind.INCOMPLETE and not have:
@@ -295,9 +343,11 @@ def _fetch(location: str, partial: Path, size: int | None, headers: dict[str, st
             got = partial.stat().st_size if partial.exists() else 0
             failures = 0 if got > start else failures + 1
             if failures >= MAX_TRIES_WITHOUT_PROGRESS:
-                raise HubError(HubErrorKind.INCOMPLETE,
-                               f"{what}: the download stopped at {_size_text(got)} of {_size_text(size)} "
-                               f"({err}); Download again to resume") from None
+                raise HubError(
+                    HubErrorKind.INCOMPLETE,
+                    f"{what}: the download stopped at {_size_text(got)} of {_size_text(size)} "
+                    f"({err}); Download again to resume",
+                ) from None
             log.info("%s: connection lost at %s of %s, resuming", what, _size_text(got), _size_text(size))
             _wait_before_retry(failures, cancel, what)
             continue
@@ -307,12 +357,27 @@ def _fetch(location: str, partial: Path, size: int | None, headers: dict[str, st
             return
         if got > size:
             partial.unlink()
-            raise HubError(HubErrorKind.CORRUPT, f"{what}: the server sent more bytes than the file has; the "
-                                                 "download was deleted, try again")
+            raise HubError(
+                HubErrorKind.CORRUPT,
+                f"{what}: the server sent more bytes than the file has; the download was deleted, try again",
+            )
         failures = 0 if got > start else failures + 1  # a clean close before the end: resume
         if failures >= MAX_TRIES_WITHOUT_PROGRESS:
-            raise HubError(HubErrorKind.INCOMPLETE, f"{what}: the server stops sending at {_size_text(got)} of "
-                                                    f"{_size_text(size)}; Download again to resume")
+            raise HubError(
+                HubErrorKind.INCOMPLETE,
+                f"{what}: the server stops sending at {_size_text(got)} of "
+                f"{_size_text(size)}; Download again to resume",
+            )
+
+
+def _os_failure(exc: OSError, partial: Path, missing: int | None, what: str) -> HubError:
+    """The sentence for an OSError while fetching: offline, the disk (full, read-only), or else."""
+    if isinstance(exc, ConnectionError):
+        return translate_error(exc, what)
+    saved = save_error(exc, partial, missing)
+    if saved is not None:
+        return write_failed(saved, what, partial.parent)
+    return HubError(HubErrorKind.SERVER, f"{what}: cannot write {partial} ({exc.strerror or exc})")
 
 
 def _bytes_kept(partial: Path, size: int | None, what: str) -> int:
@@ -325,8 +390,10 @@ def _bytes_kept(partial: Path, size: int | None, what: str) -> int:
     if size is not None and have < size:
         free = shutil.disk_usage(partial.parent).free
         if free < size - have:
-            raise HubError(HubErrorKind.DISK_FULL, f"{what}: needs {_size_text(size - have)} more, only "
-                                                   f"{_size_text(free)} free in {partial.parent}")
+            raise HubError(
+                HubErrorKind.DISK_FULL,
+                f"{what}: needs {_size_text(size - have)} more, only {_size_text(free)} free in {partial.parent}",
+            )
     return have
 
 

@@ -38,11 +38,14 @@ def translate_error(exc: BaseException, what: str) -> HubError:
     if isinstance(exc, HubError):
         return exc
     if isinstance(exc, errors.OfflineModeIsEnabled):
-        return HubError(HubErrorKind.OFFLINE, f"{what}: offline (HF_HUB_OFFLINE is set), only downloaded files "
-                                              "are available")
+        return HubError(
+            HubErrorKind.OFFLINE, f"{what}: offline (HF_HUB_OFFLINE is set), only downloaded files are available"
+        )
     if isinstance(exc, errors.GatedRepoError):
-        return HubError(HubErrorKind.NEEDS_TOKEN, f"{what}: this repo is gated; accept its terms on the Hub and "
-                                                  "save a Hub token in the Library settings")
+        return HubError(
+            HubErrorKind.NEEDS_TOKEN,
+            f"{what}: this repo is gated; accept its terms on the Hub and save a Hub token in the Library settings",
+        )
     if isinstance(exc, errors.RevisionNotFoundError):
         return HubError(HubErrorKind.NOT_FOUND, f"{what}: no such revision on the Hub")
     if isinstance(exc, errors.RemoteEntryNotFoundError):
@@ -54,12 +57,13 @@ def translate_error(exc: BaseException, what: str) -> HubError:
     if isinstance(exc, errors.HfHubHTTPError):
         status = exc.response.status_code if exc.response is not None else "?"
         if status in (401, 403):
-            return HubError(HubErrorKind.NEEDS_TOKEN, f"{what}: the Hub refused access (HTTP {status}); check "
-                                                      "the Hub token in the Library settings")
+            return HubError(
+                HubErrorKind.NEEDS_TOKEN,
+                f"{what}: the Hub refused access (HTTP {status}); check the Hub token in the Library settings",
+            )
         return HubError(HubErrorKind.SERVER, f"{what}: the Hub answered HTTP {status}")
     if isinstance(exc, httpx2.TooManyRedirects):
-        return HubError(HubErrorKind.SERVER, f"{what}: the Hub sent redirect after redirect (a loop); try again "
-                                             "later")
+        return HubError(HubErrorKind.SERVER, f"{what}: the Hub sent redirect after redirect (a loop); try again later")
     if isinstance(exc, (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.ProxyError)):
         return HubError(HubErrorKind.OFFLINE, f"{what}: cannot reach the Hub ({brief(exc)})")
     if isinstance(exc, httpx2.TransportError):
@@ -80,10 +84,15 @@ def write_failed(exc: SaveError, what: str, folder: Path | None = None) -> HubEr
     """A full disk or a refused write during a download, in the words of every other save."""
     where = f" in {folder}" if folder is not None else ""
     if exc.kind is ErrorKind.DISK_FULL:
-        return HubError(HubErrorKind.DISK_FULL, f"Disk full while saving {what}{where}: free "
-                                                f"{free_hint(exc.need_bytes)} and Download again to resume")
-    return HubError(HubErrorKind.PERMISSION, f"Cannot save {what}{where} ({exc.reason}): the folder is read-only "
-                                             "or not yours; make it writable and Download again")
+        return HubError(
+            HubErrorKind.DISK_FULL,
+            f"Disk full while saving {what}{where}: free {free_hint(exc.need_bytes)} and Download again to resume",
+        )
+    return HubError(
+        HubErrorKind.PERMISSION,
+        f"Cannot save {what}{where} ({exc.reason}): the folder is read-only "
+        "or not yours; make it writable and Download again",
+    )
 
 
 def brief(exc: BaseException) -> str:

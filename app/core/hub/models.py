@@ -16,8 +16,17 @@ from app.core.hub.errors import HubError, HubErrorKind
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif")
 ADAPTER_SUFFIX = ".safetensors"
-SEARCH_EXPAND = ["author", "cardData", "downloads", "gated", "lastModified", "likes", "siblings", "tags",
-                 "trendingScore"]
+SEARCH_EXPAND = [
+    "author",
+    "cardData",
+    "downloads",
+    "gated",
+    "lastModified",
+    "likes",
+    "siblings",
+    "tags",
+    "trendingScore",
+]
 
 
 class HubSort(str, Enum):
@@ -27,8 +36,12 @@ class HubSort(str, Enum):
     UPDATED = "updated"
 
 
-_SORT_PARAM = {HubSort.DOWNLOADS: "downloads", HubSort.LIKES: "likes", HubSort.TRENDING: "trendingScore",
-               HubSort.UPDATED: "lastModified"}
+_SORT_PARAM = {
+    HubSort.DOWNLOADS: "downloads",
+    HubSort.LIKES: "likes",
+    HubSort.TRENDING: "trendingScore",
+    HubSort.UPDATED: "lastModified",
+}
 
 
 # Base ids a LoRA repo names in ``base_model``; the first of each is used for the search filter.
@@ -69,8 +82,10 @@ def is_safe_name(name: str) -> bool:
 
 def check_file_name(repo_id: str, name: str) -> None:
     if not is_safe_name(name):
-        raise HubError(HubErrorKind.BAD_NAME,
-                       f"{repo_id}: the file name {name!r} would be written outside the download folder; refused")
+        raise HubError(
+            HubErrorKind.BAD_NAME,
+            f"{repo_id}: the file name {name!r} would be written outside the download folder; refused",
+        )
 
 
 # ------------------------------------------------------------------ data
@@ -113,10 +128,18 @@ class HubRepo:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "repo_id": self.repo_id, "author": self.author, "sha": self.sha, "downloads": self.downloads,
-            "likes": self.likes, "last_modified": self.last_modified, "base_models": self.base_models,
-            "family": self.family.value if self.family else None, "trigger_words": self.trigger_words,
-            "license": self.license, "gated": self.gated, "preview_files": self.preview_files,
+            "repo_id": self.repo_id,
+            "author": self.author,
+            "sha": self.sha,
+            "downloads": self.downloads,
+            "likes": self.likes,
+            "last_modified": self.last_modified,
+            "base_models": self.base_models,
+            "family": self.family.value if self.family else None,
+            "trigger_words": self.trigger_words,
+            "license": self.license,
+            "gated": self.gated,
+            "preview_files": self.preview_files,
             "files": [{"name": f.name, "size": f.size, "sha256": f.sha256, "safe": f.safe} for f in self.files],
             "tags": self.tags,
         }
@@ -173,11 +196,14 @@ def repo_from_info(info: Any) -> HubRepo:
     if info.card_data is not None:
         card = info.card_data.to_dict() if hasattr(info.card_data, "to_dict") else dict(info.card_data)
     tags = [str(t) for t in (info.tags or [])]
-    bases = [b for b in ([card["base_model"]] if isinstance(card.get("base_model"), str)
-                         else card.get("base_model") or []) if isinstance(b, str)]
+    bases = [
+        b
+        for b in ([card["base_model"]] if isinstance(card.get("base_model"), str) else card.get("base_model") or [])
+        if isinstance(b, str)
+    ]
     for t in tags:
-        if t.startswith("base_model:adapter:") and t[len("base_model:adapter:"):] not in bases:
-            bases.append(t[len("base_model:adapter:"):])
+        if t.startswith("base_model:adapter:") and t[len("base_model:adapter:") :] not in bases:
+            bases.append(t[len("base_model:adapter:") :])
     family = family_of_base(bases)
     if family is None:
         family = families.by_hub_tags(tags)
@@ -194,11 +220,21 @@ def repo_from_info(info: Any) -> HubRepo:
     previews += [f.name for f in files if f.safe and f.name.lower().endswith(IMAGE_SUFFIXES) and f.name not in previews]
     license_ = card.get("license") or next((t.split(":", 1)[1] for t in tags if t.startswith("license:")), "")
     return HubRepo(
-        repo_id=info.id, author=info.author or info.id.split("/")[0], sha=info.sha or "",
-        downloads=int(info.downloads or 0), likes=int(info.likes or 0),
-        last_modified=info.last_modified.isoformat() if info.last_modified else "", tags=tags, base_models=bases,
-        family=family, trigger_words=card_trigger_words(card), license=str(license_ or ""),
-        gated=bool(info.gated), preview_files=previews, files=files, card=card,
+        repo_id=info.id,
+        author=info.author or info.id.split("/")[0],
+        sha=info.sha or "",
+        downloads=int(info.downloads or 0),
+        likes=int(info.likes or 0),
+        last_modified=info.last_modified.isoformat() if info.last_modified else "",
+        tags=tags,
+        base_models=bases,
+        family=family,
+        trigger_words=card_trigger_words(card),
+        license=str(license_ or ""),
+        gated=bool(info.gated),
+        preview_files=previews,
+        files=files,
+        card=card,
     )
 
 

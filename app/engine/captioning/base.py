@@ -60,11 +60,14 @@ def hub_file(repo_id: str, filename: str) -> Path:
     try:
         return Path(hf_hub_download(repo_id, filename))
     except GatedRepoError:
-        raise CaptionerError(f"{repo_id}: this Hub repo is gated; accept its license on the Hub and log in",
-                             kind=ErrorKind.MODEL_NOT_FOUND) from None
+        raise CaptionerError(
+            f"{repo_id}: this Hub repo is gated; accept its license on the Hub and log in",
+            kind=ErrorKind.MODEL_NOT_FOUND,
+        ) from None
     except RepositoryNotFoundError:
-        raise CaptionerError(f"{repo_id}: no such model repo on the Hugging Face Hub",
-                             kind=ErrorKind.MODEL_NOT_FOUND) from None
+        raise CaptionerError(
+            f"{repo_id}: no such model repo on the Hugging Face Hub", kind=ErrorKind.MODEL_NOT_FOUND
+        ) from None
     except LocalEntryNotFoundError as exc:  # before EntryNotFoundError, its base class
         raise hub_load_error(repo_id, exc, filename, CaptionerError) from None
     except EntryNotFoundError:
@@ -77,8 +80,11 @@ def load_error(source: str, what: str, exc: BaseException) -> CaptionerError:
     """A loader's exception as one sentence; an uncached Hub id offline reads as 'not downloaded'."""
     if local_folder_or_none(source) is None:
         return hub_load_error(source, exc, f"the {what}", CaptionerError)
-    return CaptionerError(f"{source}: could not load the {what} ({clip_words(str(exc)) or type(exc).__name__})",
-                          kind=ErrorKind.MODEL_NOT_FOUND, detail=f"{type(exc).__name__}: {exc}")
+    return CaptionerError(
+        f"{source}: could not load the {what} ({clip_words(str(exc)) or type(exc).__name__})",
+        kind=ErrorKind.MODEL_NOT_FOUND,
+        detail=f"{type(exc).__name__}: {exc}",
+    )
 
 
 def load_processor_and_model(source: str, processor_cls, model_cls, what: str, device, dtype):

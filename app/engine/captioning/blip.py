@@ -24,15 +24,17 @@ class BlipCaptioner(Captioner):
         from transformers import BlipForConditionalGeneration, BlipProcessor
 
         self.processor, self.model = load_processor_and_model(
-            source, BlipProcessor, BlipForConditionalGeneration, "BLIP captioning model", device, dtype)
+            source, BlipProcessor, BlipForConditionalGeneration, "BLIP captioning model", device, dtype
+        )
         self.device, self.dtype = device, dtype
 
     def caption_batch(self, images: list[Image.Image], request: CaptionRequest) -> list[str]:
         inputs = self.processor(images=images, return_tensors="pt")
         pixel_values = inputs["pixel_values"].to(self.device, self.dtype)
         with torch.inference_mode():
-            out = self.model.generate(pixel_values=pixel_values, max_new_tokens=request.max_new_tokens,
-                                      num_beams=request.num_beams)
+            out = self.model.generate(
+                pixel_values=pixel_values, max_new_tokens=request.max_new_tokens, num_beams=request.num_beams
+            )
         texts = self.processor.batch_decode(out, skip_special_tokens=True)
         return [_JUNK_START.sub("", t.strip()).strip() for t in texts]
 

@@ -26,7 +26,8 @@ class FlorenceCaptioner(Captioner):
         from transformers import AutoProcessor, Florence2ForConditionalGeneration
 
         self.processor, self.model = load_processor_and_model(
-            source, AutoProcessor, Florence2ForConditionalGeneration, "Florence-2 captioning model", device, dtype)
+            source, AutoProcessor, Florence2ForConditionalGeneration, "Florence-2 captioning model", device, dtype
+        )
         self.device, self.dtype = device, dtype
 
     def caption_batch(self, images: list[Image.Image], request: CaptionRequest) -> list[str]:
@@ -34,11 +35,11 @@ class FlorenceCaptioner(Captioner):
         if task not in TASKS:
             raise CaptionerError(f"florence_task {task!r} is not one of {', '.join(TASKS)}")
         inputs = self.processor(text=[task] * len(images), images=images, return_tensors="pt")
-        inputs = {k: (v.to(self.device, self.dtype) if k == "pixel_values" else v.to(self.device))
-                  for k, v in inputs.items()}
+        inputs = {
+            k: (v.to(self.device, self.dtype) if k == "pixel_values" else v.to(self.device)) for k, v in inputs.items()
+        }
         with torch.inference_mode():
-            out = self.model.generate(**inputs, max_new_tokens=request.max_new_tokens,
-                                      num_beams=request.num_beams)
+            out = self.model.generate(**inputs, max_new_tokens=request.max_new_tokens, num_beams=request.num_beams)
         texts = self.processor.batch_decode(out, skip_special_tokens=False)
         results = []
         for text, ids, image in zip(texts, out, images):

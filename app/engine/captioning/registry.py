@@ -58,8 +58,10 @@ def detect_backend(model: str, backend: CaptionBackend | str = CaptionBackend.AU
             return CaptionBackend.BLIP
         if model_type.startswith("florence"):
             return CaptionBackend.FLORENCE
-        raise CaptionerError(f"{folder}: not a known captioning model (expected a BLIP or Florence-2 "
-                             "transformers folder, or a WD14 tagger with model.onnx and selected_tags.csv)")
+        raise CaptionerError(
+            f"{folder}: not a known captioning model (expected a BLIP or Florence-2 "
+            "transformers folder, or a WD14 tagger with model.onnx and selected_tags.csv)"
+        )
     name = model.lower()
     if "florence" in name:
         return CaptionBackend.FLORENCE
@@ -67,8 +69,9 @@ def detect_backend(model: str, backend: CaptionBackend | str = CaptionBackend.AU
         return CaptionBackend.WD14
     if "blip" in name:
         return CaptionBackend.BLIP
-    raise CaptionerError(f"{model}: cannot tell which captioner this is; choose the backend "
-                         "(blip, florence or wd14) explicitly")
+    raise CaptionerError(
+        f"{model}: cannot tell which captioner this is; choose the backend (blip, florence or wd14) explicitly"
+    )
 
 
 def load_captioner(request: CaptionRequest) -> Captioner:

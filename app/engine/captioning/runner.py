@@ -41,8 +41,10 @@ class CaptionSummary:
 
     def line(self) -> str:
         rate = f", {self.written / self.seconds:.2f} images/s" if self.seconds > 0 and self.written else ""
-        return (f"{self.written} of {self.targets} captioned, {self.kept} already had a caption, "
-                f"{len(self.skipped)} skipped{rate}")
+        return (
+            f"{self.written} of {self.targets} captioned, {self.kept} already had a caption, "
+            f"{len(self.skipped)} skipped{rate}"
+        )
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -75,7 +77,7 @@ def run_captioning(
     for start in range(0, total, batch_size):
         if should_cancel is not None and should_cancel():
             raise CaptionCancelled()
-        batch = targets[start:start + batch_size]
+        batch = targets[start : start + batch_size]
         loaded: list[tuple[ImageItem, Image.Image]] = []
         for item in batch:
             try:
@@ -106,8 +108,9 @@ class _Reporter:
             log.warning("%s", skip.reason)
 
 
-def _caption(captioner: Captioner, loaded: list[tuple[ImageItem, Image.Image]], request: CaptionRequest,
-             report: _Reporter) -> list[tuple[ImageItem, str]]:
+def _caption(
+    captioner: Captioner, loaded: list[tuple[ImageItem, Image.Image]], request: CaptionRequest, report: _Reporter
+) -> list[tuple[ImageItem, str]]:
     """Caption a batch; on failure retry in halves so only the failing image is skipped."""
     if not loaded:
         return []
@@ -123,17 +126,27 @@ def _caption(captioner: Captioner, loaded: list[tuple[ImageItem, Image.Image]], 
             if _is_oom(exc):
                 log.warning("out of memory with a batch of %d; retrying in halves", len(loaded))
             half = len(loaded) // 2
-            return (_caption(captioner, loaded[:half], request, report)
-                    + _caption(captioner, loaded[half:], request, report))
+            return _caption(captioner, loaded[:half], request, report) + _caption(
+                captioner, loaded[half:], request, report
+            )
         item = loaded[0][0]
-        reason = ("out of GPU memory even for one image" if _is_oom(exc)
-                  else f"{type(exc).__name__}: {clip_words(str(exc), 200)}")
+        reason = (
+            "out of GPU memory even for one image"
+            if _is_oom(exc)
+            else f"{type(exc).__name__}: {clip_words(str(exc), 200)}"
+        )
         report.skip(Skip(item.path, f"skipped: {item.path}: captioning failed ({reason})"))
         return []
 
 
-def _write(item: ImageItem, generated: str, request: CaptionRequest, summary: CaptionSummary,
-           report: _Reporter, on_caption: CaptionFn | None) -> None:
+def _write(
+    item: ImageItem,
+    generated: str,
+    request: CaptionRequest,
+    summary: CaptionSummary,
+    report: _Reporter,
+    on_caption: CaptionFn | None,
+) -> None:
     if not generated.strip():
         report.skip(Skip(item.path, f"skipped: {item.path}: the model found nothing to say about this image"))
         return
@@ -148,5 +161,3 @@ def _write(item: ImageItem, generated: str, request: CaptionRequest, summary: Ca
     summary.written += 1
     if on_caption:
         on_caption(item, before, new)
-
-

@@ -22,13 +22,45 @@ from pathlib import Path
 
 import torch
 
-BLIP_WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]", "a", "photo", "of", "red", "green", "blue",
-              "square", "cat", "dog", "on", "the", "table", "small", "big", "picture", "with", "and", "bright"]
+BLIP_WORDS = [
+    "[PAD]",
+    "[UNK]",
+    "[CLS]",
+    "[SEP]",
+    "[MASK]",
+    "[DEC]",
+    "a",
+    "photo",
+    "of",
+    "red",
+    "green",
+    "blue",
+    "square",
+    "cat",
+    "dog",
+    "on",
+    "the",
+    "table",
+    "small",
+    "big",
+    "picture",
+    "with",
+    "and",
+    "bright",
+]
 
 # (name, category): category 9 rating, 0 general, 4 character — as in selected_tags.csv.
 WD_TAGS = [
-    ("general", 9), ("sensitive", 9), ("questionable", 9), ("explicit", 9),
-    ("red", 0), ("green", 0), ("blue", 0), ("simple_background", 0), ("no_humans", 0), ("^_^", 0),
+    ("general", 9),
+    ("sensitive", 9),
+    ("questionable", 9),
+    ("explicit", 9),
+    ("red", 0),
+    ("green", 0),
+    ("blue", 0),
+    ("simple_background", 0),
+    ("no_humans", 0),
+    ("^_^", 0),
     ("tiny_character", 4),
 ]
 
@@ -47,21 +79,46 @@ def write_tiny_blip(out: str | Path, *, seed: int = 0, image_size: int = 32) -> 
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece()
     tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])
-    tokenizer = BertTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", sep_token="[SEP]", pad_token="[PAD]",
-                                  cls_token="[CLS]", mask_token="[MASK]", bos_token="[DEC]", model_max_length=64)
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])]
+    )
+    tokenizer = BertTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        sep_token="[SEP]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        mask_token="[MASK]",
+        bos_token="[DEC]",
+        model_max_length=64,
+    )
     config = BlipConfig(
-        text_config=dict(vocab_size=len(BLIP_WORDS), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, max_position_embeddings=64, bos_token_id=vocab["[DEC]"],
-                         pad_token_id=vocab["[PAD]"], sep_token_id=vocab["[SEP]"], eos_token_id=vocab["[SEP]"]),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                           image_size=image_size, patch_size=8),
+        text_config=dict(
+            vocab_size=len(BLIP_WORDS),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            max_position_embeddings=64,
+            bos_token_id=vocab["[DEC]"],
+            pad_token_id=vocab["[PAD]"],
+            sep_token_id=vocab["[SEP]"],
+            eos_token_id=vocab["[SEP]"],
+        ),
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=image_size,
+            patch_size=8,
+        ),
         projection_dim=32,
     )
     torch.manual_seed(seed)
     model = BlipForConditionalGeneration(config).eval()
-    processor = BlipProcessor(image_processor=BlipImageProcessor(size={"height": image_size, "width": image_size}),
-                              tokenizer=tokenizer)
+    processor = BlipProcessor(
+        image_processor=BlipImageProcessor(size={"height": image_size, "width": image_size}), tokenizer=tokenizer
+    )
     model.save_pretrained(out)
     processor.save_pretrained(out)
     return out
@@ -81,26 +138,60 @@ def write_tiny_florence(out: str | Path, *, seed: int = 0, image_size: int = 64)
     tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    tokenizer = BartTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                                  unk_token="<unk>", cls_token="<s>", sep_token="</s>", mask_token="<unk>",
-                                  extra_special_tokens={"image_token": "<image>"})
-    vision = dict(depths=[1, 1, 1, 1], embed_dim=[8, 16, 16, 32], num_heads=[1, 1, 1, 1], num_groups=[1, 1, 1, 1],
-                  window_size=2, projection_dim=32, max_position_embeddings=8, max_temporal_embeddings=4,
-                  drop_path_rate=0.0)
-    text = dict(vocab_size=len(tokenizer), d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
-                decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=128,
-                bos_token_id=0, pad_token_id=1, eos_token_id=2, decoder_start_token_id=2, forced_bos_token_id=0,
-                forced_eos_token_id=2)
+    tokenizer = BartTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        cls_token="<s>",
+        sep_token="</s>",
+        mask_token="<unk>",
+        extra_special_tokens={"image_token": "<image>"},
+    )
+    vision = dict(
+        depths=[1, 1, 1, 1],
+        embed_dim=[8, 16, 16, 32],
+        num_heads=[1, 1, 1, 1],
+        num_groups=[1, 1, 1, 1],
+        window_size=2,
+        projection_dim=32,
+        max_position_embeddings=8,
+        max_temporal_embeddings=4,
+        drop_path_rate=0.0,
+    )
+    text = dict(
+        vocab_size=len(tokenizer),
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        max_position_embeddings=128,
+        bos_token_id=0,
+        pad_token_id=1,
+        eos_token_id=2,
+        decoder_start_token_id=2,
+        forced_bos_token_id=0,
+        forced_eos_token_id=2,
+    )
     torch.manual_seed(seed)
     model = Florence2ForConditionalGeneration(
-        Florence2Config(text_config=text, vision_config=vision, image_token_id=tokenizer.image_token_id)).eval()
+        Florence2Config(text_config=text, vision_config=vision, image_token_id=tokenizer.image_token_id)
+    ).eval()
     model.generation_config.min_new_tokens = 4  # a random model would otherwise stop at once
-    image_processor = CLIPImageProcessor(size={"height": image_size, "width": image_size}, do_center_crop=False,
-                                         crop_size={"height": image_size, "width": image_size})
+    image_processor = CLIPImageProcessor(
+        size={"height": image_size, "width": image_size},
+        do_center_crop=False,
+        crop_size={"height": image_size, "width": image_size},
+    )
     # DaViT strides 4·2·2·2: (size/32)² spatial tokens + 1 temporal token.
     image_processor.image_seq_length = (image_size // 32) ** 2 + 1
-    processor = Florence2Processor(image_processor=image_processor, tokenizer=tokenizer,
-                                   post_processor_config={"pure_text": {}})
+    processor = Florence2Processor(
+        image_processor=image_processor, tokenizer=tokenizer, post_processor_config={"pure_text": {}}
+    )
     model.save_pretrained(out)
     processor.save_pretrained(out)
     return out
@@ -144,8 +235,16 @@ def write_tiny_wd_tagger(out: str | Path, *, size: int = 32, fixed_batch: int | 
     example = torch.full((fixed_batch or 2, size, size, 3), 128.0)
     dynamic = None if fixed_batch else {"input": {0: "batch"}, "output": {0: "batch"}}
     try:
-        torch.onnx.export(model, (example,), str(out / "model.onnx"), input_names=["input"],
-                          output_names=["output"], dynamic_axes=dynamic, dynamo=False, opset_version=17)
+        torch.onnx.export(
+            model,
+            (example,),
+            str(out / "model.onnx"),
+            input_names=["input"],
+            output_names=["output"],
+            dynamic_axes=dynamic,
+            dynamo=False,
+            opset_version=17,
+        )
     except Exception as exc:  # the legacy exporter needs the onnx package
         raise RuntimeError(f"could not export the tiny tagger to ONNX ({exc}); install the 'onnx' package") from None
     with open(out / "selected_tags.csv", "w", newline="", encoding="utf-8") as fh:

@@ -27,8 +27,27 @@ TAGS_FILE = "selected_tags.csv"
 CATEGORY_GENERAL = 0
 CATEGORY_CHARACTER = 4
 CATEGORY_RATING = 9
-KAOMOJI = {"0_0", "(o)_(o)", "+_+", "+_-", "._.", "<o>_<o>", "<|>_<|>", "=_=", ">_<", "3_3", "6_9", ">_o",
-           "@_@", "^_^", "o_o", "u_u", "x_x", "|_|", "||_||"}
+KAOMOJI = {
+    "0_0",
+    "(o)_(o)",
+    "+_+",
+    "+_-",
+    "._.",
+    "<o>_<o>",
+    "<|>_<|>",
+    "=_=",
+    ">_<",
+    "3_3",
+    "6_9",
+    ">_o",
+    "@_@",
+    "^_^",
+    "o_o",
+    "u_u",
+    "x_x",
+    "|_|",
+    "||_||",
+}
 
 
 @dataclass(frozen=True)
@@ -74,8 +93,10 @@ class WdTagger(Captioner):
         try:
             self.session = ort.InferenceSession(str(model_path), providers=providers)
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
-            raise CaptionerError(f"{model_path}: not a loadable ONNX model ({clip_words(str(exc), 200)})",
-                                 detail=f"{type(exc).__name__}: {exc}") from None
+            raise CaptionerError(
+                f"{model_path}: not a loadable ONNX model ({clip_words(str(exc), 200)})",
+                detail=f"{type(exc).__name__}: {exc}",
+            ) from None
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         shape = inp.shape
@@ -99,8 +120,7 @@ class WdTagger(Captioner):
     def probabilities(self, images: list[Image.Image]) -> np.ndarray:
         batch = np.stack([self._prepare(im) for im in images])
         step = self.max_batch or len(images)
-        parts = [self.session.run(None, {self.input_name: batch[i:i + step]})[0]
-                 for i in range(0, len(images), step)]
+        parts = [self.session.run(None, {self.input_name: batch[i : i + step]})[0] for i in range(0, len(images), step)]
         return np.concatenate(parts, axis=0)
 
     def caption_batch(self, images: list[Image.Image], request: CaptionRequest) -> list[str]:

@@ -50,8 +50,9 @@ class StableDiffusion:
         embeds, _ = pipe.encode_prompt(captions, device, 1, False)
         return {"embeds": embeds}
 
-    def added_conditioning(self, encoded: dict[str, Any], time_ids: list[list[int]], device: Any,
-                           dtype: Any) -> dict[str, Any]:
+    def added_conditioning(
+        self, encoded: dict[str, Any], time_ids: list[list[int]], device: Any, dtype: Any
+    ) -> dict[str, Any]:
         """UNet keyword arguments beyond ``encoder_hidden_states`` (none for SD 1.x/2.x)."""
         return {}
 

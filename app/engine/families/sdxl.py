@@ -22,19 +22,23 @@ class StableDiffusionXL(StableDiffusion):
 
     def encode_prompts(self, pipe: Any, captions: list[str], device: Any) -> dict[str, Any]:
         """captions -> {"embeds": (B, 77, D), "pooled": (B, D2)}, as the pipeline encodes prompts."""
-        embeds, _, pooled, _ = pipe.encode_prompt(prompt=captions, device=device, num_images_per_prompt=1,
-                                                  do_classifier_free_guidance=False)
+        embeds, _, pooled, _ = pipe.encode_prompt(
+            prompt=captions, device=device, num_images_per_prompt=1, do_classifier_free_guidance=False
+        )
         return {"embeds": embeds, "pooled": pooled}
 
-    def added_conditioning(self, encoded: dict[str, Any], time_ids: list[list[int]], device: Any,
-                           dtype: Any) -> dict[str, Any]:
+    def added_conditioning(
+        self, encoded: dict[str, Any], time_ids: list[list[int]], device: Any, dtype: Any
+    ) -> dict[str, Any]:
         """The pooled second-encoder output and the (original size, crop, target size) ids."""
         import torch
 
-        return {"added_cond_kwargs": {
-            "text_embeds": encoded["pooled"].to(dtype),
-            "time_ids": torch.tensor(time_ids, device=device, dtype=dtype),
-        }}
+        return {
+            "added_cond_kwargs": {
+                "text_embeds": encoded["pooled"].to(dtype),
+                "time_ids": torch.tensor(time_ids, device=device, dtype=dtype),
+            }
+        }
 
     def tiny_unet_config(self) -> dict[str, Any]:
         return dict(

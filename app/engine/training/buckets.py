@@ -29,8 +29,9 @@ def make_buckets(resolution: int, min_side: int, max_side: int, step: int = 64) 
     return sorted(found, key=lambda s: (s[0] / s[1], s[0]))
 
 
-def pick_bucket(width: int, height: int, buckets: list[Size], *, resolution: int, step: int = 64,
-                no_upscale: bool = False) -> Size:
+def pick_bucket(
+    width: int, height: int, buckets: list[Size], *, resolution: int, step: int = 64, no_upscale: bool = False
+) -> Size:
     """The bucket for a ``width`` x ``height`` picture."""
     if width <= 0 or height <= 0:
         raise ValueError(f"picture size {width}x{height} is not positive")
@@ -56,5 +57,4 @@ def plan_crop(width: int, height: int, bucket: Size) -> CropPlan:
     scale = max(bw / width, bh / height)
     sw = max(bw, round(width * scale))
     sh = max(bh, round(height * scale))
-    return CropPlan(original=(width, height), scaled=(sw, sh), bucket=bucket,
-                    left=(sw - bw) // 2, top=(sh - bh) // 2)
+    return CropPlan(original=(width, height), scaled=(sw, sh), bucket=bucket, left=(sw - bw) // 2, top=(sh - bh) // 2)

@@ -127,8 +127,9 @@ class LatentCache:
     def key(self, path: Path, bucket: tuple[int, int], flip: bool) -> str:
         return _key(self.content_hash(path), self.vae_id, f"{bucket[0]}x{bucket[1]}", str(flip), CROP_RULE)
 
-    def ensure(self, path: Path, size: tuple[int, int], bucket: tuple[int, int], flip: bool,
-               device: torch.device) -> None:
+    def ensure(
+        self, path: Path, size: tuple[int, int], bucket: tuple[int, int], flip: bool, device: torch.device
+    ) -> None:
         entry = _entry_path(self.root, self.key(path, bucket, flip))
         if entry.is_file() and _read(entry) is not None:
             self.hits += 1
@@ -144,8 +145,9 @@ class LatentCache:
         entry = _entry_path(self.root, self.key(path, bucket, flip))
         tensors = _read(entry)
         if tensors is None:
-            raise FileNotFoundError(f"{entry}: latent cache entry missing (was the cache folder cleared "
-                                    "during the run?)")
+            raise FileNotFoundError(
+                f"{entry}: latent cache entry missing (was the cache folder cleared during the run?)"
+            )
         return tensors["mean"], tensors["std"]
 
 
@@ -156,8 +158,9 @@ class TextCache:
     shuffled captions fill the cache as they occur.
     """
 
-    def __init__(self, root: Path, encoders: list[torch.nn.Module], encode: Callable[[list[str]], dict],
-                 *, extra: str = "") -> None:
+    def __init__(
+        self, root: Path, encoders: list[torch.nn.Module], encode: Callable[[list[str]], dict], *, extra: str = ""
+    ) -> None:
         self.root = Path(root) / "text"
         self.encode = encode
         self.text_id = fingerprint(*encoders, extra=extra)

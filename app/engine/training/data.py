@@ -82,8 +82,9 @@ def collect(config: TrainConfig, should_stop: Callable[[], bool] | None = None) 
     frequency: dict[str, dict[str, int]] = {}
     for index, spec in enumerate(config.datasets):
         try:
-            dataset = scan_dataset(spec.path, min_side=opts.min_image_side, separator=opts.separator,
-                                   should_stop=should_stop)
+            dataset = scan_dataset(
+                spec.path, min_side=opts.min_image_side, separator=opts.separator, should_stop=should_stop
+            )
         except DatasetError as exc:
             raise TrainError(f"dataset #{index + 1}: {exc}") from None
         usable = dataset.usable_items()
@@ -93,30 +94,51 @@ def collect(config: TrainConfig, should_stop: Callable[[], bool] | None = None) 
                 skipped.append(reasons if str(item.path) in reasons else f"{item.path}: {reasons}")
         if not usable:
             summary = _problem_summary(dataset.items)
-            found = f"{len(dataset.items)} picture(s) found, none usable ({summary})" if dataset.items \
+            found = (
+                f"{len(dataset.items)} picture(s) found, none usable ({summary})"
+                if dataset.items
                 else "no pictures found (jpg, png, webp, bmp, tiff)"
+            )
             raise TrainError(f"{dataset.root}: no usable training picture: {found}")
         fallback = spec.caption.strip() or folder_caption(dataset.root)
         counts: dict[str, int] = {}
         for item in usable:
-            caption = item.caption.strip() or (folder_caption(item.path.parent) if item.path.parent != dataset.root
-                                               else fallback)
+            caption = item.caption.strip() or (
+                folder_caption(item.path.parent) if item.path.parent != dataset.root else fallback
+            )
             if len(caption) > MAX_CAPTION_CHARS:
-                notes.append(f"{item.path}: the caption has {len(caption):,} characters; only the first "
-                             f"{MAX_CAPTION_CHARS:,} are used (the text encoder reads about 77 tokens)")
+                notes.append(
+                    f"{item.path}: the caption has {len(caption):,} characters; only the first "
+                    f"{MAX_CAPTION_CHARS:,} are used (the text encoder reads about 77 tokens)"
+                )
                 caption = caption[:MAX_CAPTION_CHARS]
             if opts.bucketing:
-                bucket = pick_bucket(item.width, item.height, buckets, resolution=opts.resolution,
-                                     step=opts.bucket_step, no_upscale=opts.no_upscale)
+                bucket = pick_bucket(
+                    item.width,
+                    item.height,
+                    buckets,
+                    resolution=opts.resolution,
+                    step=opts.bucket_step,
+                    no_upscale=opts.no_upscale,
+                )
             else:
                 side = opts.resolution
                 if opts.no_upscale:
-                    side = max(opts.bucket_step, min(side, min(item.width, item.height) // opts.bucket_step
-                                                     * opts.bucket_step))
+                    side = max(
+                        opts.bucket_step, min(side, min(item.width, item.height) // opts.bucket_step * opts.bucket_step)
+                    )
                 bucket = (side, side)
             repeats = spec.repeats or item.repeats or 1
-            items.append(TrainItem(path=item.path, caption=caption, size=(item.width, item.height),
-                                   bucket=bucket, repeats=repeats, regularization=spec.regularization))
+            items.append(
+                TrainItem(
+                    path=item.path,
+                    caption=caption,
+                    size=(item.width, item.height),
+                    bucket=bucket,
+                    repeats=repeats,
+                    regularization=spec.regularization,
+                )
+            )
             if not spec.regularization:
                 for tag in split_tags(caption, opts.separator):
                     counts[tag] = counts.get(tag, 0) + 1
@@ -156,8 +178,12 @@ class Schedule:
         for index, item in enumerate(data.items):
             if not item.regularization:
                 entries.extend([Entry(index, 1.0)] * item.repeats)
-        reg = [Entry(i, reg_weight) for i, item in enumerate(data.items) if item.regularization
-               for _ in range(item.repeats)]
+        reg = [
+            Entry(i, reg_weight)
+            for i, item in enumerate(data.items)
+            if item.regularization
+            for _ in range(item.repeats)
+        ]
         if reg:  # kohya: as many regularization samples per epoch as training samples
             wanted = len(entries)
             entries.extend(reg[i % len(reg)] for i in range(wanted))
@@ -184,7 +210,7 @@ class Schedule:
         for bucket in sorted(groups):
             group = groups[bucket]
             rng.shuffle(group)
-            batches.extend(group[i:i + self.batch_size] for i in range(0, len(group), self.batch_size))
+            batches.extend(group[i : i + self.batch_size] for i in range(0, len(group), self.batch_size))
         rng.shuffle(batches)
         self._cached = (epoch, batches)
         return batches
@@ -195,8 +221,7 @@ class Schedule:
         return epoch, self.epoch_batches(epoch)[position]
 
 
-def vary_caption(caption: str, rng: random.Random, *, dropout: float, shuffle: bool, keep: int,
-                 separator: str) -> str:
+def vary_caption(caption: str, rng: random.Random, *, dropout: float, shuffle: bool, keep: int, separator: str) -> str:
     """Caption dropout, then tag shuffle with the first ``keep`` tags in place."""
     if dropout > 0 and rng.random() < dropout:
         return ""

@@ -38,8 +38,9 @@ def loop(session: TrainSession) -> TrainResult:
         reporter.status(f"the run already reached step {session.start_step}; raise steps to train further")
         result.final = run_dir.final_path if run_dir.final_path.is_file() else None
         return result
-    step_log = runs.StepLog(run_dir.log_path, resume_step=session.start_step) \
-        if session.accelerator.is_main_process else None
+    step_log = (
+        runs.StepLog(run_dir.log_path, resume_step=session.start_step) if session.accelerator.is_main_process else None
+    )
     if step_log is not None:
         step_log.note_skipped(session.data.skipped)
     params = session.net.parameters()
@@ -56,20 +57,34 @@ def loop(session: TrainSession) -> TrainResult:
             per_step, elapsed = clock.lap(step)
             lr = session.lr_scheduler.get_last_lr()[0]
             if step_log is not None:
-                step_log.write({"step": step, "loss": loss, "lr": lr, "time": round(elapsed, 3),
-                                "epoch": _epoch(session, step)})
-            reporter.emit(Progress(step=step, total=config.steps, phase=Phase.TRAINING, loss=loss, lr=lr,
-                                   eta_s=round(per_step * (config.steps - step), 1)))
+                step_log.write(
+                    {"step": step, "loss": loss, "lr": lr, "time": round(elapsed, 3), "epoch": _epoch(session, step)}
+                )
+            reporter.emit(
+                Progress(
+                    step=step,
+                    total=config.steps,
+                    phase=Phase.TRAINING,
+                    loss=loss,
+                    lr=lr,
+                    eta_s=round(per_step * (config.steps - step), 1),
+                )
+            )
             # 3. A checkpoint when it is due, asked for, the last step, or the run stops.
             stop = reporter.stop_requested()
             last = step == config.steps
             asked = reporter.take_requests()
-            if last or stop or "checkpoint" in asked or (
-                    config.output.save_every and step % config.output.save_every == 0):
+            if (
+                last
+                or stop
+                or "checkpoint" in asked
+                or (config.output.save_every and step % config.output.save_every == 0)
+            ):
                 _save(session, step, final=last, result=result, elapsed=elapsed)
             # 4. Sample pictures when they are due or asked for.
-            if config.sample.prompts and ("sample" in asked or (
-                    config.sample.every and (last or step % config.sample.every == 0))):
+            if config.sample.prompts and (
+                "sample" in asked or (config.sample.every and (last or step % config.sample.every == 0))
+            ):
                 _samples(session, step)
             elif "sample" in asked:
                 reporter.status("no sample prompts in this run's [sample] settings; nothing to render")
@@ -127,7 +142,7 @@ def _optimizer_step(session: TrainSession, step: int, params: list[torch.nn.Para
         flat = acc.reduce(torch.cat([g.reshape(-1) for g in grads]), reduction="mean")
         offset = 0
         for g in grads:
-            g.copy_(flat[offset:offset + g.numel()].view_as(g))
+            g.copy_(flat[offset : offset + g.numel()].view_as(g))
             offset += g.numel()
         total = acc.reduce(torch.tensor([total], device=acc.device), reduction="mean").item()
     if config.optimizer.max_grad_norm > 0:
@@ -136,8 +151,10 @@ def _optimizer_step(session: TrainSession, step: int, params: list[torch.nn.Para
     session.lr_scheduler.step()
     session.optimizer.zero_grad(set_to_none=True)
     if not math.isfinite(total):
-        raise TrainError(f"the loss became {total} at step {step + 1}; lower the learning rate "
-                         "or use mixed_precision = \"bf16\" / \"fp32\"")
+        raise TrainError(
+            f"the loss became {total} at step {step + 1}; lower the learning rate "
+            'or use mixed_precision = "bf16" / "fp32"'
+        )
     return total
 
 
@@ -156,8 +173,16 @@ def _batch_loss(session: TrainSession, index: int) -> torch.Tensor:
         mean, std = session.latents.load(item.path, item.bucket, flip)
         means.append(mean)
         stds.append(std)
-        captions.append(vary_caption(item.caption, rng, dropout=opts.caption_dropout,
-                                     shuffle=opts.shuffle_tags, keep=opts.keep_tags, separator=opts.separator))
+        captions.append(
+            vary_caption(
+                item.caption,
+                rng,
+                dropout=opts.caption_dropout,
+                shuffle=opts.shuffle_tags,
+                keep=opts.keep_tags,
+                separator=opts.separator,
+            )
+        )
         weights.append(entry.weight)
         ids.append(time_ids(item))
     mean, std = torch.stack(means), torch.stack(stds)
@@ -171,18 +196,40 @@ def _save(session: TrainSession, step: int, *, final: bool, result: TrainResult,
     acc.wait_for_everyone()
     if acc.is_main_process:
         epoch = _epoch(session, step) + 1
-        info = {"step": step, "epoch": epoch, "elapsed": elapsed, "started_at": session.started_at,
-                "seed": config.seed, "processes": acc.num_processes, "network": config.network.to_dict()}
-        opt_state = {"optimizer": session.optimizer.optimizer.state_dict(),
-                     "scaler": acc.scaler.state_dict() if acc.scaler is not None else None}
+        info = {
+            "step": step,
+            "epoch": epoch,
+            "elapsed": elapsed,
+            "started_at": session.started_at,
+            "seed": config.seed,
+            "processes": acc.num_processes,
+            "network": config.network.to_dict(),
+        }
+        opt_state = {
+            "optimizer": session.optimizer.optimizer.state_dict(),
+            "scaler": acc.scaler.state_dict() if acc.scaler is not None else None,
+        }
         path = run_dir.final_path if final else run_dir.checkpoint_path(step)
         tensors = session.net.kohya_tensors()
-        lora_files.save_kohya(path, tensors, lora_files.build_metadata(setup.adapter_info(
-            config, session.family, session.noise_scheduler, session.data, session.started_at, step, epoch)))
+        lora_files.save_kohya(
+            path,
+            tensors,
+            lora_files.build_metadata(
+                setup.adapter_info(
+                    config, session.family, session.noise_scheduler, session.data, session.started_at, step, epoch
+                )
+            ),
+        )
         # The state after the checkpoint: an interrupted checkpoint write leaves the previous
         # state, and a resume then redoes the step and writes the same file again.
-        runs.save_state(run_dir, session.net.state(), opt_state, session.lr_scheduler.state_dict(), info,
-                        pictures=setup.picture_keys(session.data, session.latents))
+        runs.save_state(
+            run_dir,
+            session.net.state(),
+            opt_state,
+            session.lr_scheduler.state_dict(),
+            info,
+            pictures=setup.picture_keys(session.data, session.latents),
+        )
         session.saved_step = step
         result.checkpoints.append(path)
         if final:
@@ -191,8 +238,9 @@ def _save(session: TrainSession, step: int, *, final: bool, result: TrainResult,
                 _diffusers_copy(session)
         for gone in runs.prune_checkpoints(run_dir, config.output.keep_last):
             log.info("removed old checkpoint %s", gone)
-        session.reporter.emit(ArtifactSaved(path=str(path), kind=ArtifactKind.ADAPTER if final
-                                            else ArtifactKind.CHECKPOINT, step=step))
+        session.reporter.emit(
+            ArtifactSaved(path=str(path), kind=ArtifactKind.ADAPTER if final else ArtifactKind.CHECKPOINT, step=step)
+        )
     acc.wait_for_everyone()
 
 
@@ -201,10 +249,13 @@ def _diffusers_copy(session: TrainSession) -> None:
 
     net = session.net
     lora_files.save_diffusers_copy(
-        session.run_dir.path / "diffusers", session.family, get_peft_model_state_dict(net.unet),
+        session.run_dir.path / "diffusers",
+        session.family,
+        get_peft_model_state_dict(net.unet),
         net.unet_config.to_dict(),
         [get_peft_model_state_dict(te) for te in net.text_encoders],
-        [c.to_dict() for c in net.text_configs])
+        [c.to_dict() for c in net.text_configs],
+    )
 
 
 def _samples(session: TrainSession, step: int) -> None:

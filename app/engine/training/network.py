@@ -42,9 +42,13 @@ def unet_target_names(unet: torch.nn.Module, targets: Targets) -> list[str]:
 
 
 def text_target_names(encoder: torch.nn.Module) -> list[str]:
-    return [name for name, module in encoder.named_modules()
-            if isinstance(module, torch.nn.Linear) and ".layers." in f".{name}"
-            and any(name.endswith("." + s) for s in TEXT)]
+    return [
+        name
+        for name, module in encoder.named_modules()
+        if isinstance(module, torch.nn.Linear)
+        and ".layers." in f".{name}"
+        and any(name.endswith("." + s) for s in TEXT)
+    ]
 
 
 def _is_big_conv(module: torch.nn.Module) -> bool:
@@ -61,14 +65,27 @@ def unet_lora_config(unet: torch.nn.Module, opts: NetworkOptions) -> LoraConfig:
             if _is_big_conv(modules[name]):
                 rank_pattern[re.escape(name)] = opts.conv_rank or opts.rank
                 alpha_pattern[re.escape(name)] = opts.conv_alpha or opts.alpha
-    return LoraConfig(r=opts.rank, lora_alpha=opts.alpha, lora_dropout=opts.dropout, use_dora=opts.dora,
-                      init_lora_weights=True, target_modules=names, rank_pattern=rank_pattern,
-                      alpha_pattern=alpha_pattern)
+    return LoraConfig(
+        r=opts.rank,
+        lora_alpha=opts.alpha,
+        lora_dropout=opts.dropout,
+        use_dora=opts.dora,
+        init_lora_weights=True,
+        target_modules=names,
+        rank_pattern=rank_pattern,
+        alpha_pattern=alpha_pattern,
+    )
 
 
 def text_lora_config(encoder: torch.nn.Module, opts: NetworkOptions) -> LoraConfig:
-    return LoraConfig(r=opts.rank, lora_alpha=opts.alpha, lora_dropout=opts.dropout, use_dora=opts.dora,
-                      init_lora_weights=True, target_modules=text_target_names(encoder))
+    return LoraConfig(
+        r=opts.rank,
+        lora_alpha=opts.alpha,
+        lora_dropout=opts.dropout,
+        use_dora=opts.dora,
+        init_lora_weights=True,
+        target_modules=text_target_names(encoder),
+    )
 
 
 @dataclass
@@ -91,8 +108,7 @@ class Network:
         return [p for n, p in self.unet.named_parameters() if ".default" in n and "lora_" in n]
 
     def text_parameters(self) -> list[torch.nn.Parameter]:
-        return [p for te in self.text_encoders for n, p in te.named_parameters()
-                if ".default" in n and "lora_" in n]
+        return [p for te in self.text_encoders for n, p in te.named_parameters() if ".default" in n and "lora_" in n]
 
     def parameters(self) -> list[torch.nn.Parameter]:
         return self.unet_parameters() + self.text_parameters()
@@ -108,7 +124,7 @@ class Network:
 
     def load_state(self, tensors: dict[str, torch.Tensor]) -> None:
         for prefix, module, _ in self.parts():
-            part = {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+            part = {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
             result = set_peft_model_state_dict(module, part)
             unexpected = getattr(result, "unexpected_keys", None) or []
             if unexpected:
@@ -117,16 +133,25 @@ class Network:
     def kohya_tensors(self, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
         """The adapter in the kohya layout (``lora_unet_*``, ``lora_te*_``) with true alphas."""
         prefixes = lora_files.te_prefixes(self.family)
-        out = lora_files.peft_to_kohya(get_peft_model_state_dict(self.unet), lora_files.UNET,
-                                       lora_files.peft_alphas(self.unet), dtype=dtype)
+        out = lora_files.peft_to_kohya(
+            get_peft_model_state_dict(self.unet), lora_files.UNET, lora_files.peft_alphas(self.unet), dtype=dtype
+        )
         for i, te in enumerate(self.text_encoders):
-            out.update(lora_files.peft_to_kohya(get_peft_model_state_dict(te), prefixes[i],
-                                                lora_files.peft_alphas(te), is_text_encoder=True, dtype=dtype))
+            out.update(
+                lora_files.peft_to_kohya(
+                    get_peft_model_state_dict(te),
+                    prefixes[i],
+                    lora_files.peft_alphas(te),
+                    is_text_encoder=True,
+                    dtype=dtype,
+                )
+            )
         return out
 
 
-def attach(family: Family, unet: torch.nn.Module, text_encoders: list[torch.nn.Module],
-           opts: NetworkOptions, seed: int) -> Network:
+def attach(
+    family: Family, unet: torch.nn.Module, text_encoders: list[torch.nn.Module], opts: NetworkOptions, seed: int
+) -> Network:
     """Add LoRA layers (initialised from ``seed``); only those layers require grad afterwards."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -142,8 +167,7 @@ def attach(family: Family, unet: torch.nn.Module, text_encoders: list[torch.nn.M
             # transformers' own add_adapter wants a newer peft; peft's injection is what it calls.
             inject_adapter_in_model(te_config, te, adapter_name="default")
             text_configs.append(te_config)
-    net = Network(family=family, unet=unet, text_encoders=list(trained), unet_config=config,
-                  text_configs=text_configs)
+    net = Network(family=family, unet=unet, text_encoders=list(trained), unet_config=config, text_configs=text_configs)
     for p in net.parameters():
         p.requires_grad_(True)
         p.data = p.data.float()  # adapter weights train in fp32 whatever the base model's dtype

@@ -30,9 +30,16 @@ def time_ids(item: TrainItem) -> list[int]:
     return [item.size[1], item.size[0], plan.top, plan.left, item.bucket[1], item.bucket[0]]
 
 
-def objective(session: TrainSession, latents: torch.Tensor, captions: list[str], ids: list[list[int]],
-              gen: torch.Generator, *, timesteps: torch.Tensor | None = None,
-              noise_offset: float = 0.0) -> torch.Tensor:
+def objective(
+    session: TrainSession,
+    latents: torch.Tensor,
+    captions: list[str],
+    ids: list[list[int]],
+    gen: torch.Generator,
+    *,
+    timesteps: torch.Tensor | None = None,
+    noise_offset: float = 0.0,
+) -> torch.Tensor:
     """Per-picture loss on ``latents`` (scaled, on the CPU): noise (plus ``noise_offset`` times a
     per-channel noise) and, unless given, timesteps are drawn from ``gen``; the UNet predicts the
     noise schedule's target (noise or velocity); MSE, weighted by min-SNR-gamma when it is on."""
@@ -78,8 +85,9 @@ def condition(session: TrainSession, captions: list[str], time_ids: list[list[in
     return cond
 
 
-def fixed_loss(session: TrainSession, seed: int = 0,
-               timesteps: tuple[int, ...] = (999, 900, 750, 500, 250, 100)) -> float:
+def fixed_loss(
+    session: TrainSession, seed: int = 0, timesteps: tuple[int, ...] = (999, 900, 750, 500, 250, 100)
+) -> float:
     """The training objective (min-SNR weighting included) over the training pictures at fixed
     noise and timesteps (latent means, plain captions, no dropout, no grad): a learning measure
     free of each step's random choices."""
@@ -95,8 +103,9 @@ def fixed_loss(session: TrainSession, seed: int = 0,
                 mean, _ = session.latents.load(item.path, item.bucket, False)
                 latents = scaled(mean, vae_config)[None].repeat(len(timesteps), 1, 1, 1)
                 n = len(timesteps)
-                loss = objective(session, latents, [item.caption] * n, [time_ids(item)] * n, gen,
-                                 timesteps=torch.tensor(timesteps))
+                loss = objective(
+                    session, latents, [item.caption] * n, [time_ids(item)] * n, gen, timesteps=torch.tensor(timesteps)
+                )
                 total += loss.mean().item()
                 count += 1
     finally:

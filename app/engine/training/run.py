@@ -93,7 +93,7 @@ class RunDir:
         """Step checkpoints, oldest first by their step number (step1000000 after step999999)."""
         found = []
         for path in self.checkpoints.glob(f"{self.name}-step*.safetensors"):
-            digits = path.name[len(self.name) + len("-step"):-len(".safetensors")]
+            digits = path.name[len(self.name) + len("-step") : -len(".safetensors")]
             if digits.isdigit():
                 found.append((int(digits), path))
         return [path for _, path in sorted(found)]
@@ -133,8 +133,11 @@ def new_run_dir(config: TrainConfig) -> RunDir:
 def save_failure(exc: SaveError, saved_step: int | None, need_bytes: int = 0) -> TrainError:
     """A failed save during training as the sentence that says what is still whole."""
     exc.need_bytes = max(exc.need_bytes or 0, need_bytes) or None
-    then = (f"resume; the last checkpoint (step {saved_step}) is intact" if saved_step
-            else "start the run again; nothing was saved yet")
+    then = (
+        f"resume; the last checkpoint (step {saved_step}) is intact"
+        if saved_step
+        else "start the run again; nothing was saved yet"
+    )
     return TrainError(exc.sentence(then), kind=exc.kind)
 
 
@@ -170,9 +173,11 @@ def space_warning(run: RunDir, cache_root: Path, needs: tuple[int, int]) -> str 
     for folder, need in places.values():
         free = free_bytes(folder)
         if free is not None and free < need:
-            return (f"only {size_text(free)} free in {folder}, and this run needs about {size_text(need)} "
-                    "(checkpoints, resume state, caches): free space now or lower [output] keep_last, or the run "
-                    "stops when the disk is full")
+            return (
+                f"only {size_text(free)} free in {folder}, and this run needs about {size_text(need)} "
+                "(checkpoints, resume state, caches): free space now or lower [output] keep_last, or the run "
+                "stops when the disk is full"
+            )
     return None
 
 
@@ -199,19 +204,24 @@ def open_run_dir(folder: str | Path, config: TrainConfig | None = None) -> tuple
         raise TrainError(str(exc)) from None
     if config is not None:
         old, new = saved.to_dict(), config.to_dict()
-        changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES
-                         and k != "preset")
+        changed = sorted(
+            k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES and k != "preset"
+        )
         if changed:
-            raise TrainError(f"{path}: cannot resume with a different {changed[0]!r} than the run was started "
-                             "with; start a new run instead")
+            raise TrainError(
+                f"{path}: cannot resume with a different {changed[0]!r} than the run was started "
+                "with; start a new run instead"
+            )
         config.save_toml(path / "config.toml")
     run = RunDir(path=path, name=saved.name)
     folder = run_state.state_folder(path)
     if folder is None:
         pickled = run_state.pickled_state(path)
         if pickled is not None:
-            raise TrainError(f"{pickled}: resume state in the old pickle format, which could run code, is not "
-                             "loaded; start a new run (the checkpoints of this run are still usable)")
+            raise TrainError(
+                f"{pickled}: resume state in the old pickle format, which could run code, is not "
+                "loaded; start a new run (the checkpoints of this run are still usable)"
+            )
         raise TrainError(f"{path}: nothing to resume (no saved state; the run stopped before its first save)")
     check_network(run, config or saved, _state_info(folder))
     for gone in clean_leftovers(run):
@@ -222,16 +232,24 @@ def open_run_dir(folder: str | Path, config: TrainConfig | None = None) -> tuple
 # ---------------------------------------------------------------- resume state
 
 
-def save_state(run: RunDir, adapter: dict[str, torch.Tensor], optimizer: dict, scheduler: dict,
-               info: dict[str, Any], pictures: dict[str, str] | None = None) -> None:
+def save_state(
+    run: RunDir,
+    adapter: dict[str, torch.Tensor],
+    optimizer: dict,
+    scheduler: dict,
+    info: dict[str, Any],
+    pictures: dict[str, str] | None = None,
+) -> None:
     """Write the whole resume state as a new folder, then swap it in.
 
     ``pictures`` (path -> hash of bytes and caption) lets a resume tell that the dataset changed.
     """
-    files = {"adapter.safetensors": safetensors_save(adapter),
-             "optimizer.safetensors": state_codec.encode(optimizer),
-             "scheduler.safetensors": state_codec.encode(scheduler),
-             "trainer.json": json.dumps(info, indent=1).encode("utf-8")}
+    files = {
+        "adapter.safetensors": safetensors_save(adapter),
+        "optimizer.safetensors": state_codec.encode(optimizer),
+        "scheduler.safetensors": state_codec.encode(scheduler),
+        "trainer.json": json.dumps(info, indent=1).encode("utf-8"),
+    }
     if pictures is not None:
         files[PICTURES] = json.dumps(pictures, separators=(",", ":")).encode("utf-8")
     need = sum(len(data) for data in files.values())
@@ -263,8 +281,9 @@ def load_state(run: RunDir) -> tuple[dict[str, torch.Tensor], dict, dict, dict[s
     try:
         adapter = load_file(str(folder / "adapter.safetensors"))
     except Exception as exc:  # a damaged state file
-        raise TrainError(f"{folder / 'adapter.safetensors'}: the saved state cannot be read ({exc}); "
-                         "start a new run") from None
+        raise TrainError(
+            f"{folder / 'adapter.safetensors'}: the saved state cannot be read ({exc}); start a new run"
+        ) from None
     states = []
     for name in ("optimizer.safetensors", "scheduler.safetensors"):
         try:
@@ -272,8 +291,11 @@ def load_state(run: RunDir) -> tuple[dict[str, torch.Tensor], dict, dict, dict[s
         except state_codec.StateFormatError as exc:
             raise TrainError(f"{folder / name}: the saved state cannot be read ({exc}); start a new run") from None
     optimizer, scheduler = states
-    if not isinstance(optimizer, dict) or not isinstance(optimizer.get("optimizer"), dict) \
-            or not isinstance(scheduler, dict):
+    if (
+        not isinstance(optimizer, dict)
+        or not isinstance(optimizer.get("optimizer"), dict)
+        or not isinstance(scheduler, dict)
+    ):
         raise TrainError(f"{folder}: the saved optimizer or scheduler state is not a table; start a new run")
     return adapter, optimizer, scheduler, _state_info(folder)
 
@@ -301,9 +323,10 @@ def resume_into(run: RunDir, net: Any, optimizer: Any, scaler: Any, lr_scheduler
         lr_scheduler.load_state_dict(sched_state)
     except (ValueError, RuntimeError, KeyError, TypeError, IndexError) as exc:  # shapes or entries that do not fit
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise TrainError(f"{run.state}: the saved state does not fit the network in {run.config_path} ({first}); "
-                         "were its network settings (rank, targets) changed? put them back or start a new run"
-                         ) from None
+        raise TrainError(
+            f"{run.state}: the saved state does not fit the network in {run.config_path} ({first}); "
+            "were its network settings (rank, targets) changed? put them back or start a new run"
+        ) from None
     return info
 
 
@@ -322,8 +345,10 @@ def check_network(run: RunDir, config: TrainConfig, info: dict[str, Any]) -> Non
     now = config.network.to_dict()
     for key in sorted(set(saved) | set(now)):
         if saved.get(key) != now.get(key):
-            raise TrainError(f"{run.config_path}: network {key!r} is {now.get(key)!r} but the saved state was "
-                             f"trained with {saved.get(key)!r}; put it back or start a new run")
+            raise TrainError(
+                f"{run.config_path}: network {key!r} is {now.get(key)!r} but the saved state was "
+                f"trained with {saved.get(key)!r}; put it back or start a new run"
+            )
 
 
 def clean_leftovers(run: RunDir) -> list[Path]:
@@ -413,5 +438,3 @@ def prune_checkpoints(run: RunDir, keep_last: int) -> list[Path]:
     for path in doomed:
         path.unlink(missing_ok=True)
     return doomed
-
-

@@ -16,8 +16,9 @@ from app.engine.rendering import _scheduler_for, save_png
 log = logging.getLogger(__name__)
 
 
-def render_samples(pipe: Any, config: TrainConfig, step: int, out_paths: list[Path], *,
-                   device: torch.device, autocast: Any = None) -> list[tuple[Path, dict]]:
+def render_samples(
+    pipe: Any, config: TrainConfig, step: int, out_paths: list[Path], *, device: torch.device, autocast: Any = None
+) -> list[tuple[Path, dict]]:
     """Render every sample prompt with the adapter as it is now; return (path, meta) pairs."""
     opts = config.sample
     width = opts.width or config.data.resolution
@@ -25,8 +26,11 @@ def render_samples(pipe: Any, config: TrainConfig, step: int, out_paths: list[Pa
     scheduler_config = dict(pipe.scheduler.config)
     original = pipe.scheduler
     pipe.scheduler = _scheduler_for(opts.scheduler, scheduler_config)
-    models = [m for m in (pipe.unet, getattr(pipe, "text_encoder", None), getattr(pipe, "text_encoder_2", None))
-              if m is not None]
+    models = [
+        m
+        for m in (pipe.unet, getattr(pipe, "text_encoder", None), getattr(pipe, "text_encoder_2", None))
+        if m is not None
+    ]
     was_training = [m.training for m in models]
     for m in models:
         m.eval()
@@ -37,15 +41,29 @@ def render_samples(pipe: Any, config: TrainConfig, step: int, out_paths: list[Pa
             generator = torch.Generator("cpu").manual_seed(seed)
             context = autocast() if autocast is not None else contextlib.nullcontext()
             with torch.no_grad(), context:
-                image = pipe(prompt=prompt, negative_prompt=opts.negative or None,
-                             num_inference_steps=opts.steps, guidance_scale=opts.guidance,
-                             width=width, height=height, generator=generator).images[0]
+                image = pipe(
+                    prompt=prompt,
+                    negative_prompt=opts.negative or None,
+                    num_inference_steps=opts.steps,
+                    guidance_scale=opts.guidance,
+                    width=width,
+                    height=height,
+                    generator=generator,
+                ).images[0]
             meta = {
-                "prompt": prompt, "negative": opts.negative, "seed": seed, "steps": opts.steps,
-                "guidance": opts.guidance, "width": width, "height": height,
-                "scheduler": opts.scheduler.value, "base": config.base,
+                "prompt": prompt,
+                "negative": opts.negative,
+                "seed": seed,
+                "steps": opts.steps,
+                "guidance": opts.guidance,
+                "width": width,
+                "height": height,
+                "scheduler": opts.scheduler.value,
+                "base": config.base,
                 "model": Path(config.base).stem if Path(config.base).exists() else config.base,
-                "version": f"LoRA Loom {__version__}", "training_step": step, "run": config.name,
+                "version": f"LoRA Loom {__version__}",
+                "training_step": step,
+                "run": config.name,
             }
             save_png(image, path, meta)
             results.append((path, meta))

@@ -201,11 +201,26 @@ def build_session(opened: OpenedRun, reporter: Reporter) -> TrainSession | None:
     optimizer = acc.prepare(optimizer)
 
     session = TrainSession(
-        config=config, reporter=reporter, accelerator=acc, run_dir=run_dir, data=data, family=family, pipe=pipe,
-        device=device, unet_dtype=wdtype, noise_scheduler=scheduler, latents=latents, text_cache=text_cache,
-        encode=encode, net=net, optimizer=optimizer, lr_scheduler=lr_scheduler,
+        config=config,
+        reporter=reporter,
+        accelerator=acc,
+        run_dir=run_dir,
+        data=data,
+        family=family,
+        pipe=pipe,
+        device=device,
+        unet_dtype=wdtype,
+        noise_scheduler=scheduler,
+        latents=latents,
+        text_cache=text_cache,
+        encode=encode,
+        net=net,
+        optimizer=optimizer,
+        lr_scheduler=lr_scheduler,
         schedule=Schedule(data, config.data.batch_size, config.seed, config.data.reg_weight),
-        started_at=time.time(), save_need=save_need)
+        started_at=time.time(),
+        save_need=save_need,
+    )
     # 6. A resume continues from the saved state.
     if opened.resumed:
         _resume(session)
@@ -223,8 +238,9 @@ def _fill_latents(opened: OpenedRun, reporter: Reporter, pipe: Any, cache_root: 
     with acc.main_process_first():
         pipe.vae.to(device)  # loaded in fp32, and kept so (fp16 VAEs overflow)
         latents = LatentCache(cache_root, pipe.vae)
-        done, unreadable = setup.fill_latent_cache(latents, opened.data, config.data.flip, device, progress,
-                                                   reporter.should_stop)
+        done, unreadable = setup.fill_latent_cache(
+            latents, opened.data, config.data.flip, device, progress, reporter.should_stop
+        )
     if unreadable:
         opened.data = setup.drop_unreadable(opened.data, unreadable)
         for line in unreadable.values():

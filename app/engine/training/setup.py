@@ -28,12 +28,10 @@ from app.engine.training.data import TrainData, TrainError, collect
 
 log = logging.getLogger(__name__)
 
-SCHEDULE_NAMES = {LRSchedule.CONSTANT: "constant_with_warmup", LRSchedule.COSINE: "cosine",
-                  LRSchedule.LINEAR: "linear"}
+SCHEDULE_NAMES = {LRSchedule.CONSTANT: "constant_with_warmup", LRSchedule.COSINE: "cosine", LRSchedule.LINEAR: "linear"}
 
 
-def preflight(config: TrainConfig, should_stop: Callable[[], bool] | None = None
-              ) -> tuple[ModelSource, TrainData]:
+def preflight(config: TrainConfig, should_stop: Callable[[], bool] | None = None) -> tuple[ModelSource, TrainData]:
     config.check_ready()
     source = check_source(config.base)
     check_optimizer(config.optimizer.kind)
@@ -43,8 +41,10 @@ def preflight(config: TrainConfig, should_stop: Callable[[], bool] | None = None
 
 def check_optimizer(kind: Optimizer) -> None:
     if kind is Optimizer.ADAMW_8BIT and importlib.util.find_spec("bitsandbytes") is None:
-        raise TrainError("optimizer 'adamw8bit' needs the bitsandbytes package (pip install bitsandbytes) "
-                         "and a CUDA GPU; use kind = \"adamw\" instead")
+        raise TrainError(
+            "optimizer 'adamw8bit' needs the bitsandbytes package (pip install bitsandbytes) "
+            'and a CUDA GPU; use kind = "adamw" instead'
+        )
     if kind is Optimizer.PRODIGY and importlib.util.find_spec("prodigyopt") is None:
         raise TrainError("optimizer 'prodigy' needs the prodigyopt package (pip install prodigyopt)")
 
@@ -52,8 +52,10 @@ def check_optimizer(kind: Optimizer) -> None:
 def accelerate_settings(config: TrainConfig) -> dict[str, Any]:
     """Accelerator kwargs: CPU when asked or when there is no GPU; precision that the device has."""
     want_cpu = config.device is DevicePref.CPU or (
-        config.device is DevicePref.AUTO and not torch.cuda.is_available()
-        and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()))
+        config.device is DevicePref.AUTO
+        and not torch.cuda.is_available()
+        and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    )
     if config.device is DevicePref.CUDA and not torch.cuda.is_available():
         raise TrainError("device 'cuda' was asked for but no CUDA GPU is available")
     precision = config.mixed_precision
@@ -84,20 +86,30 @@ def make_optimizer(config: TrainConfig, unet_params: list, text_params: list) ->
         try:
             import bitsandbytes as bnb
         except Exception as exc:  # installed but broken (no CUDA build, ...)
-            raise TrainError(f"optimizer 'adamw8bit': bitsandbytes does not load here ({exc}); "
-                             "use kind = \"adamw\"") from None
+            raise TrainError(
+                f"optimizer 'adamw8bit': bitsandbytes does not load here ({exc}); use kind = \"adamw\""
+            ) from None
         return bnb.optim.AdamW8bit(groups, lr=opts.learning_rate, weight_decay=opts.weight_decay)
     from prodigyopt import Prodigy
 
-    return Prodigy(groups, lr=opts.learning_rate, weight_decay=opts.weight_decay,
-                   safeguard_warmup=opts.warmup_steps > 0, use_bias_correction=True)
+    return Prodigy(
+        groups,
+        lr=opts.learning_rate,
+        weight_decay=opts.weight_decay,
+        safeguard_warmup=opts.warmup_steps > 0,
+        use_bias_correction=True,
+    )
 
 
 def make_lr_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer):
     from diffusers.optimization import get_scheduler
 
-    return get_scheduler(SCHEDULE_NAMES[config.optimizer.schedule], optimizer,
-                         num_warmup_steps=config.optimizer.warmup_steps, num_training_steps=config.steps)
+    return get_scheduler(
+        SCHEDULE_NAMES[config.optimizer.schedule],
+        optimizer,
+        num_warmup_steps=config.optimizer.warmup_steps,
+        num_training_steps=config.steps,
+    )
 
 
 def text_encoders_of(pipe: Any) -> list[torch.nn.Module]:
@@ -113,9 +125,14 @@ def make_encoder(pipe: Any, family: Family, device: torch.device) -> Callable[[l
     return encode
 
 
-def fill_latent_cache(cache: LatentCache, data: TrainData, flip: bool, device: torch.device,
-                      progress: Callable[[int, int], None], should_stop: Callable[[], bool],
-                      ) -> tuple[bool, dict[Path, str]]:
+def fill_latent_cache(
+    cache: LatentCache,
+    data: TrainData,
+    flip: bool,
+    device: torch.device,
+    progress: Callable[[int, int], None],
+    should_stop: Callable[[], bool],
+) -> tuple[bool, dict[Path, str]]:
     """Encode every (picture, bucket, flip) not cached yet: (False when stopped part way, and
     {path: "path: problem"} for each picture that passed the header scan but cannot be decoded or read)."""
     jobs = [(item, f) for item in data.items for f in ((False, True) if flip else (False,))]
@@ -138,19 +155,21 @@ def drop_unreadable(data: TrainData, bad: dict[Path, str]) -> TrainData:
     items = [item for item in data.items if item.path not in bad]
     lines = list(bad.values())
     if not any(not item.regularization for item in items):
-        raise TrainError(f"no usable training picture left: {len(lines)} picture(s) could not be read "
-                         f"(first: {lines[0]})")
+        raise TrainError(
+            f"no usable training picture left: {len(lines)} picture(s) could not be read (first: {lines[0]})"
+        )
     return replace(data, items=items, skipped=data.skipped + lines)
 
 
 def fill_text_cache(cache: TextCache, captions: list[str], batch: int = 16) -> None:
     unique = list(dict.fromkeys(captions))
     for i in range(0, len(unique), batch):
-        cache.get_many(unique[i:i + batch])
+        cache.get_many(unique[i : i + batch])
 
 
-def adapter_info(config: TrainConfig, family: Family, scheduler: Any, data: TrainData, started_at: float,
-                 step: int, epoch: int) -> lora_files.AdapterInfo:
+def adapter_info(
+    config: TrainConfig, family: Family, scheduler: Any, data: TrainData, started_at: float, step: int, epoch: int
+) -> lora_files.AdapterInfo:
     """What the saved adapter's kohya metadata says about this run."""
     net_opts = config.network
     try:
@@ -160,13 +179,25 @@ def adapter_info(config: TrainConfig, family: Family, scheduler: Any, data: Trai
     except Exception:  # metadata is best effort
         config_toml = ""
     return lora_files.AdapterInfo(
-        family=family, name=config.name, rank=net_opts.rank, alpha=net_opts.alpha,
-        resolution=(config.data.resolution, config.data.resolution), steps=step, epoch=epoch,
-        learning_rate=config.optimizer.learning_rate, optimizer=config.optimizer.kind.value,
-        trigger=config.trigger, conv_rank=net_opts.conv_rank, conv_alpha=net_opts.conv_alpha,
-        dora=net_opts.dora, v_prediction=scheduler.config.prediction_type == "v_prediction",
-        tag_frequency=data.tag_frequency, started_at=started_at,
-        config_toml=config_toml, base_model=config.base)
+        family=family,
+        name=config.name,
+        rank=net_opts.rank,
+        alpha=net_opts.alpha,
+        resolution=(config.data.resolution, config.data.resolution),
+        steps=step,
+        epoch=epoch,
+        learning_rate=config.optimizer.learning_rate,
+        optimizer=config.optimizer.kind.value,
+        trigger=config.trigger,
+        conv_rank=net_opts.conv_rank,
+        conv_alpha=net_opts.conv_alpha,
+        dora=net_opts.dora,
+        v_prediction=scheduler.config.prediction_type == "v_prediction",
+        tag_frequency=data.tag_frequency,
+        started_at=started_at,
+        config_toml=config_toml,
+        base_model=config.base,
+    )
 
 
 def picture_keys(data: TrainData, latents: LatentCache) -> dict[str, str]:
@@ -188,6 +219,8 @@ def dataset_change(saved: dict[str, str] | None, now: dict[str, str]) -> str | N
     total = changed + added + removed
     if not total:
         return None
-    return (f"the dataset changed since the run stopped: {total} picture(s) differ ({changed} changed or "
-            f"recaptioned, {added} added, {removed} removed); the run goes on with the pictures as they are now, "
-            "so it will not repeat an uninterrupted run exactly")
+    return (
+        f"the dataset changed since the run stopped: {total} picture(s) differ ({changed} changed or "
+        f"recaptioned, {added} added, {removed} removed); the run goes on with the pictures as they are now, "
+        "so it will not repeat an uninterrupted run exactly"
+    )

@@ -82,7 +82,7 @@ def _rebuild(value: Any, tensors: dict[str, torch.Tensor], depth: int) -> Any:
     if isinstance(value, list):
         return [_rebuild(v, tensors, depth + 1) for v in value]
     if isinstance(value, dict) and len(value) == 1:
-        (tag, body), = value.items()
+        ((tag, body),) = value.items()
         if tag == "__tensor__" and isinstance(body, str):
             if body not in tensors:
                 raise StateFormatError(f"its structure names a tensor {body!r} that is not in the file")

@@ -24,16 +24,22 @@ from app.engine.training.session import Reporter, TrainResult, TrainSession, bui
 class Trainer:
     """One run; ``session`` stays after :meth:`run` for a look at the model (tests, benches)."""
 
-    def __init__(self, config: TrainConfig | None = None, *, resume: str | Path | None = None,
-                 on_event: Callable[[JobEvent], None] | None = None,
-                 should_stop: Callable[[], bool] | None = None,
-                 take_requests: Callable[[], list[str]] | None = None) -> None:
+    def __init__(
+        self,
+        config: TrainConfig | None = None,
+        *,
+        resume: str | Path | None = None,
+        on_event: Callable[[JobEvent], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        take_requests: Callable[[], list[str]] | None = None,
+    ) -> None:
         if config is None and resume is None:
             raise TrainError("give a config or a run folder to resume")
         self.config = config
         self.resume = resume
-        self.reporter = Reporter(on_event or (lambda event: None), should_stop or (lambda: False),
-                                 take_requests or (lambda: []))
+        self.reporter = Reporter(
+            on_event or (lambda event: None), should_stop or (lambda: False), take_requests or (lambda: [])
+        )
         self.session: TrainSession | None = None
 
     def run(self) -> TrainResult:
@@ -42,18 +48,20 @@ class Trainer:
         try:
             session = self.session = build_session(opened, self.reporter)
             if session is None:  # stopped while caching
-                return TrainResult(status="cancelled", run_dir=opened.run_dir.path, step=0,
-                                   skipped=opened.data.skipped)
+                return TrainResult(status="cancelled", run_dir=opened.run_dir.path, step=0, skipped=opened.data.skipped)
             return loop(session)
         except BaseException:
             discard_if_unused(opened)
             raise
 
 
-def train(config: TrainConfig | None = None, *, resume: str | Path | None = None,
-          on_event: Callable[[JobEvent], None] | None = None,
-          should_stop: Callable[[], bool] | None = None,
-          take_requests: Callable[[], list[str]] | None = None) -> TrainResult:
+def train(
+    config: TrainConfig | None = None,
+    *,
+    resume: str | Path | None = None,
+    on_event: Callable[[JobEvent], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    take_requests: Callable[[], list[str]] | None = None,
+) -> TrainResult:
     """Run (or resume) a training run to the end or until ``should_stop()``; see :class:`Trainer`."""
-    return Trainer(config, resume=resume, on_event=on_event, should_stop=should_stop,
-                   take_requests=take_requests).run()
+    return Trainer(config, resume=resume, on_event=on_event, should_stop=should_stop, take_requests=take_requests).run()

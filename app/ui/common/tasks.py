@@ -94,8 +94,15 @@ class TaskRunner(QObject):
     def active(self) -> int:
         return len(self._callbacks)
 
-    def run(self, fn: Callable[..., Any], on_done: Done | None = None, on_failed: Failed | None = None,
-            on_progress: Progress | None = None, *, priority: int = 0) -> int:
+    def run(
+        self,
+        fn: Callable[..., Any],
+        on_done: Done | None = None,
+        on_failed: Failed | None = None,
+        on_progress: Progress | None = None,
+        *,
+        priority: int = 0,
+    ) -> int:
         """Start ``fn()`` (or ``fn(report)`` when ``on_progress`` is given); returns the task id.
 
         A higher ``priority`` starts before the tasks queued with a lower one."""

@@ -38,8 +38,9 @@ OPERATIONS = [
 
 
 class BatchDialog(QDialog):
-    def __init__(self, session: DatasetSession, scopes: list[tuple[str, list[ImageItem]]],
-                 parent: QWidget | None = None) -> None:
+    def __init__(
+        self, session: DatasetSession, scopes: list[tuple[str, list[ImageItem]]], parent: QWidget | None = None
+    ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Batch tag tools")
         self.session = session
@@ -82,8 +83,9 @@ class BatchDialog(QDialog):
         form.addRow("Keep first", self.keep_first)
         form.addRow("", self.add_missing)
         self._form = form
-        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Apply
-                                        | QDialogButtonBox.StandardButton.Cancel, self)
+        self.buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Apply | QDialogButtonBox.StandardButton.Cancel, self
+        )
         self.apply_button = self.buttons.button(QDialogButtonBox.StandardButton.Apply)
         self.apply_button.clicked.connect(self.apply)
         # Enter applies (the dialog's purpose), Escape cancels; Cancel never takes the Enter key.
@@ -98,10 +100,18 @@ class BatchDialog(QDialog):
         self._timer.setSingleShot(True)
         self._timer.setInterval(150)
         self._timer.timeout.connect(self.update_plan)
-        for signal in (self.operation.currentIndexChanged, self.scope.currentIndexChanged, self.tags.textChanged,
-                       self.find.textChanged, self.replacement.textChanged, self.regex.toggled,
-                       self.whole_tag.toggled, self.ignore_case.toggled, self.keep_first.valueChanged,
-                       self.add_missing.toggled):
+        for signal in (
+            self.operation.currentIndexChanged,
+            self.scope.currentIndexChanged,
+            self.tags.textChanged,
+            self.find.textChanged,
+            self.replacement.textChanged,
+            self.regex.toggled,
+            self.whole_tag.toggled,
+            self.ignore_case.toggled,
+            self.keep_first.valueChanged,
+            self.add_missing.toggled,
+        ):
             signal.connect(self._timer.start)
         self.operation.currentIndexChanged.connect(self._show_fields)
         self._show_fields()
@@ -126,18 +136,27 @@ class BatchDialog(QDialog):
         }
         for widget, show in visible.items():
             self._form.setRowVisible(widget, show)
-        self.tags.setPlaceholderText("the trigger word" if kind is TagOpKind.TRIGGER_FRONT
-                                     else "tags, separated by commas")
+        self.tags.setPlaceholderText(
+            "the trigger word" if kind is TagOpKind.TRIGGER_FRONT else "tags, separated by commas"
+        )
 
     def operation_from_fields(self) -> TagOperation:
         kind, position = self._kind()
         tags = tuple(split_tags(self.tags.text(), ", "))
         if kind is TagOpKind.TRIGGER_FRONT:
             tags = (self.tags.text().strip(),) if self.tags.text().strip() else ()
-        return TagOperation(kind, tags=tags, position=position, find=self.find.text(),
-                            replacement=self.replacement.text(), regex=self.regex.isChecked(),
-                            whole_tag=self.whole_tag.isChecked(), keep_first=self.keep_first.value(),
-                            add_if_missing=self.add_missing.isChecked(), ignore_case=self.ignore_case.isChecked())
+        return TagOperation(
+            kind,
+            tags=tags,
+            position=position,
+            find=self.find.text(),
+            replacement=self.replacement.text(),
+            regex=self.regex.isChecked(),
+            whole_tag=self.whole_tag.isChecked(),
+            keep_first=self.keep_first.value(),
+            add_if_missing=self.add_missing.isChecked(),
+            ignore_case=self.ignore_case.isChecked(),
+        )
 
     def selected_items(self) -> list[ImageItem]:
         return self.scopes[self.scope.currentIndex()][1] if self.scopes else []
@@ -154,14 +173,16 @@ class BatchDialog(QDialog):
         items = self.selected_items()
         self.plan = self.session.plan(op, items)
         skipped = f"; {len(self.plan.skipped)} skipped (caption not UTF-8)" if self.plan.skipped else ""
-        self.summary.setText(f"{op.describe().capitalize()}: {self.plan.count} of {len(items)} "
-                             f"caption files will change{skipped}.")
+        self.summary.setText(
+            f"{op.describe().capitalize()}: {self.plan.count} of {len(items)} caption files will change{skipped}."
+        )
         self.apply_button.setEnabled(self.plan.count > 0)
 
     def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802
         # Enter right after typing: the plan's refresh timer may not have enabled Apply yet.
         if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and not event.modifiers() & ~(
-                Qt.KeyboardModifier.KeypadModifier):
+            Qt.KeyboardModifier.KeypadModifier
+        ):
             self.apply()
             return
         super().keyPressEvent(event)

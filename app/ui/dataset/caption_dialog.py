@@ -107,8 +107,13 @@ class CaptionDialog(QDialog):
         backend = CaptionBackend(self.backend.currentData())
         self.model.setPlaceholderText(DEFAULT_MODELS[backend])
         tagger = backend is CaptionBackend.WD14
-        for widget in (self.general_threshold, self.character_threshold, self.max_tags, self.exclude_tags,
-                       self.underscores):
+        for widget in (
+            self.general_threshold,
+            self.character_threshold,
+            self.max_tags,
+            self.exclude_tags,
+            self.underscores,
+        ):
             self._form.setRowVisible(widget, tagger)
         self._form.setRowVisible(self.max_new_tokens, not tagger)
 

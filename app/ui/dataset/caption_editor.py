@@ -92,8 +92,13 @@ class CaptionEditor(QPlainTextEdit):
 
     def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802
         popup = self.completer.popup()
-        if popup.isVisible() and event.key() in (Qt.Key.Key_Enter, Qt.Key.Key_Return, Qt.Key.Key_Escape,
-                                                 Qt.Key.Key_Tab, Qt.Key.Key_Backtab):
+        if popup.isVisible() and event.key() in (
+            Qt.Key.Key_Enter,
+            Qt.Key.Key_Return,
+            Qt.Key.Key_Escape,
+            Qt.Key.Key_Tab,
+            Qt.Key.Key_Backtab,
+        ):
             event.ignore()  # the completer handles these
             return
         super().keyPressEvent(event)
@@ -114,8 +119,7 @@ class CaptionEditor(QPlainTextEdit):
         """Under the cursor, as wide as the longest entry (frame and scroll bar included, else it
         is elided), moved left to stay inside the editor when it fits."""
         popup = self.completer.popup()
-        width = (popup.sizeHintForColumn(0) + 2 * popup.frameWidth()
-                 + popup.verticalScrollBar().sizeHint().width())
+        width = popup.sizeHintForColumn(0) + 2 * popup.frameWidth() + popup.verticalScrollBar().sizeHint().width()
         rect = self.cursorRect()
         left = max(0, min(rect.left(), self.viewport().width() - width))
         return QRect(left, rect.top(), width, rect.height())

@@ -55,8 +55,14 @@ class DatasetSession(QObject):
     captionRunning = Signal(bool)
     captionProgress = Signal(int, int, object, str)  # (done, total, eta_s or None, message)
 
-    def __init__(self, tracker: JobTracker | None = None, *, separator: str = DEFAULT_SEPARATOR,
-                 min_side: int = 256, parent: QObject | None = None) -> None:
+    def __init__(
+        self,
+        tracker: JobTracker | None = None,
+        *,
+        separator: str = DEFAULT_SEPARATOR,
+        min_side: int = 256,
+        parent: QObject | None = None,
+    ) -> None:
         super().__init__(parent)
         self.tracker = tracker
         self.separator = separator
@@ -107,8 +113,11 @@ class DatasetSession(QObject):
         self.message.emit(f"Scanning {root} …")
         min_side = self.min_side
         # A scan of the folder opened before is cancelled: its batches and result are dropped.
-        self._scan_id = self._scans.run(lambda report: scan_folder(root, min_side, report),
-                                        self._on_scan_finished, on_progress=self._on_scan_progress)
+        self._scan_id = self._scans.run(
+            lambda report: scan_folder(root, min_side, report),
+            self._on_scan_finished,
+            on_progress=self._on_scan_progress,
+        )
         return True
 
     def rescan(self) -> None:
@@ -151,8 +160,10 @@ class DatasetSession(QObject):
 
     def counts_text(self) -> str:
         usable = sum(1 for i in self.items if i.usable)
-        return (f"{len(self.items)} images, {usable} usable, "
-                f"{sum(1 for i in self.items if not i.has_caption)} without a caption")
+        return (
+            f"{len(self.items)} images, {usable} usable, "
+            f"{sum(1 for i in self.items if not i.has_caption)} without a caption"
+        )
 
     def _emit_counts(self) -> None:
         if self.dataset is not None and not self.scanning:  # mid-scan counts are partial
@@ -185,8 +196,11 @@ class DatasetSession(QObject):
         before = item.caption
         item.caption = text  # shown at once; the store records the step from ``before``
         # a.jpg and a.png may share a.txt: they show what the file will say, not a stale copy
-        siblings = [i for i in self.items if i is not item and i.caption_path == item.caption_path] \
-            if item.has_problem(ProblemKind.CAPTION_SHARED) else []
+        siblings = (
+            [i for i in self.items if i is not item and i.caption_path == item.caption_path]
+            if item.has_problem(ProblemKind.CAPTION_SHARED)
+            else []
+        )
         for sibling in siblings:
             sibling.caption = text
 

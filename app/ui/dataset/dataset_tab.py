@@ -112,8 +112,15 @@ class DatasetTab(QWidget):
         self.caption_button = QPushButton("Auto-caption…", self)
         self.caption_button.clicked.connect(self.open_auto_caption)
         top = QHBoxLayout()
-        for w in (open_button, self.rescan_button, self.filter_box, undo_button, redo_button, self.batch_button,
-                  self.caption_button):
+        for w in (
+            open_button,
+            self.rescan_button,
+            self.filter_box,
+            undo_button,
+            redo_button,
+            self.batch_button,
+            self.caption_button,
+        ):
             top.addWidget(w)
         top.setStretch(2, 1)
         return top

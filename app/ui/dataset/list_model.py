@@ -180,16 +180,20 @@ class BadgeDelegate(QStyledItemDelegate):
             painter.setPen(Qt.PenStyle.NoPen)
             painter.drawEllipse(QRect(rect.left() + 6, rect.top() + 6, 16, 16))
             painter.setPen(QColor("white"))
-            painter.drawText(QRect(rect.left() + 6, rect.top() + 6, 16, 16), Qt.AlignmentFlag.AlignCenter,
-                             "!" if badge == "error" else "i")
+            painter.drawText(
+                QRect(rect.left() + 6, rect.top() + 6, 16, 16),
+                Qt.AlignmentFlag.AlignCenter,
+                "!" if badge == "error" else "i",
+            )
         if index.data(PendingRole):
             painter.setBrush(QColor("#1565c0"))
             painter.setPen(Qt.PenStyle.NoPen)
             painter.drawEllipse(QRect(rect.right() - 20, rect.top() + 6, 12, 12))
         if item is not None and not item.has_caption and item.usable:
             painter.setPen(QColor(150, 150, 150))
-            painter.drawText(QRect(rect.left(), rect.top() + 4, rect.width() - 8, 16),
-                             Qt.AlignmentFlag.AlignRight, "no caption")
+            painter.drawText(
+                QRect(rect.left(), rect.top() + 4, rect.width() - 8, 16), Qt.AlignmentFlag.AlignRight, "no caption"
+            )
         painter.restore()
 
     def sizeHint(self, option: QStyleOptionViewItem, index: _Index) -> QSize:  # noqa: N802

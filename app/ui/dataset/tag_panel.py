@@ -107,9 +107,11 @@ class TagPanel(QWidget):
             return
         tag = self.proxy.index(index.row(), 0).data()
         menu = QMenu(self)
-        for text, slot in (("Show images with this tag", lambda: self.tagClicked.emit(tag)),
-                           ("Rename everywhere…", lambda: self._ask_rename(tag)),
-                           ("Delete everywhere", lambda: self._ask_delete(tag))):
+        for text, slot in (
+            ("Show images with this tag", lambda: self.tagClicked.emit(tag)),
+            ("Rename everywhere…", lambda: self._ask_rename(tag)),
+            ("Delete everywhere", lambda: self._ask_delete(tag)),
+        ):
             action = QAction(text, menu)
             action.triggered.connect(slot)
             menu.addAction(action)

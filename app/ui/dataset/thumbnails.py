@@ -42,8 +42,9 @@ def make_thumbnail(path: str, thumb: int = THUMB_SIZE) -> QImage:
         reader.setScaledSize(size.scaled(QSize(thumb, thumb), Qt.AspectRatioMode.KeepAspectRatio))
     image = reader.read()
     if not image.isNull() and (image.width() > thumb or image.height() > thumb):
-        image = image.scaled(thumb, thumb, Qt.AspectRatioMode.KeepAspectRatio,
-                             Qt.TransformationMode.SmoothTransformation)
+        image = image.scaled(
+            thumb, thumb, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation
+        )
     return image
 
 
@@ -98,10 +99,12 @@ class ThumbnailLoader(QObject):
             self._pending.add(path)
             # Newest first: a higher priority runs earlier; wrap well inside a C int.
             cache = self.cache
-            self._tasks.run(lambda: cached_thumbnail(path, mtime_ns, size, cache),
-                            lambda image: self._on_done(path, image),
-                            lambda _kind, _message: self._on_done(path, QImage()),
-                            priority=next(self._priority) % 1_000_000_000)
+            self._tasks.run(
+                lambda: cached_thumbnail(path, mtime_ns, size, cache),
+                lambda image: self._on_done(path, image),
+                lambda _kind, _message: self._on_done(path, QImage()),
+                priority=next(self._priority) % 1_000_000_000,
+            )
         return None
 
     def has_failed(self, path: str) -> bool:

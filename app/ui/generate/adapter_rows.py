@@ -32,13 +32,19 @@ from app.ui.generate.adapter_stack import AdapterRow, AdapterStack
 SLIDER_SCALE = 100  # slider units per weight unit
 SLIDER_LIMIT = 2.0
 ADAPTER_FILTER = "Adapters (*.safetensors);;All files (*)"
-CHIP_STYLE = ("QLabel { border: 1px solid palette(mid); border-radius: 8px; padding: 1px 7px; "
-              "background: palette(alternate-base); }")
+CHIP_STYLE = (
+    "QLabel { border: 1px solid palette(mid); border-radius: 8px; padding: 1px 7px; "
+    "background: palette(alternate-base); }"
+)
 PROBLEM_STYLE = "color: #c62828;"
 
 
-SAVE_AS = (("kohya", "kohya (A1111, ComfyUI, diffusers)…"), ("diffusers", "diffusers…"), ("peft", "peft (UNet)…"),
-           ("comfy", "ComfyUI's own names…"))
+SAVE_AS = (
+    ("kohya", "kohya (A1111, ComfyUI, diffusers)…"),
+    ("diffusers", "diffusers…"),
+    ("peft", "peft (UNet)…"),
+    ("comfy", "ComfyUI's own names…"),
+)
 
 
 class AdapterRowWidget(QFrame):
@@ -85,8 +91,9 @@ class AdapterRowWidget(QFrame):
         self.menu_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
         menu = QMenu(self.menu_button)
         save_as = menu.addMenu("Save as…")
-        self.save_as_actions = {layout: save_as.addAction(label, lambda chosen=layout: self._save_as(chosen))
-                                for layout, label in SAVE_AS}
+        self.save_as_actions = {
+            layout: save_as.addAction(label, lambda chosen=layout: self._save_as(chosen)) for layout, label in SAVE_AS
+        }
         self.menu_button.setMenu(menu)
         self.chips = QHBoxLayout()
         self.chips.setSpacing(4)
@@ -151,8 +158,11 @@ class AdapterRowWidget(QFrame):
         self._fill_chips(row)
 
     def chip_texts(self) -> list[str]:
-        return [self.chips.itemAt(i).widget().text() for i in range(self.chips.count())
-                if self.chips.itemAt(i).widget() is not None]
+        return [
+            self.chips.itemAt(i).widget().text()
+            for i in range(self.chips.count())
+            if self.chips.itemAt(i).widget() is not None
+        ]
 
     def _fill_chips(self, row: AdapterRow) -> None:
         while self.chips.count():
@@ -275,8 +285,9 @@ class AdapterStackWidget(QWidget):
 
     def add_from_run(self) -> None:
         start = paths.runs_dir()
-        files, _ = QFileDialog.getOpenFileNames(self, "Add a checkpoint of a training run",
-                                                str(start if start.is_dir() else Path.home()), ADAPTER_FILTER)
+        files, _ = QFileDialog.getOpenFileNames(
+            self, "Add a checkpoint of a training run", str(start if start.is_dir() else Path.home()), ADAPTER_FILTER
+        )
         self.add_paths(files)
 
 

@@ -106,8 +106,11 @@ class AdapterStack(QObject):
         self.rows.append(row)
         self.rowsChanged.emit()
         self.mixChanged.emit()
-        self._runner.run(lambda p=row.path: inspect_adapter(p), lambda info, r=row: self._on_info(r, info),
-                         lambda kind, msg, r=row: self._on_problem(r, msg))
+        self._runner.run(
+            lambda p=row.path: inspect_adapter(p),
+            lambda info, r=row: self._on_info(r, info),
+            lambda kind, msg, r=row: self._on_problem(r, msg),
+        )
         return len(self.rows) - 1
 
     def set_rows(self, entries: list[dict[str, Any]]) -> None:
@@ -208,11 +211,13 @@ class AdapterStack(QObject):
         self.message.emit(message)
 
     def _check_family(self, row: AdapterRow) -> None:
-        mismatch = (self.base_family and row.family and row.family != self.base_family)
+        mismatch = self.base_family and row.family and row.family != self.base_family
         family_problem = row.problem.startswith("made for ")
         if mismatch:
-            row.problem = (f"made for {FAMILY_NAMES.get(row.family, row.family)}, but the base model is "
-                           f"{FAMILY_NAMES.get(self.base_family, self.base_family)}")
+            row.problem = (
+                f"made for {FAMILY_NAMES.get(row.family, row.family)}, but the base model is "
+                f"{FAMILY_NAMES.get(self.base_family, self.base_family)}"
+            )
         elif family_problem:
             row.problem = ""
 

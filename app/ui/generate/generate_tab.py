@@ -211,8 +211,9 @@ class GenerateTab(TabActions, QWidget):
         scroll.setMinimumWidth(left_width)
         # The action bar stays below the scrolled settings: Generate, Cancel, progress and
         # the status/error line are always in view, whatever the window height.
-        self.action_bar = action_bar(self, [buttons, self.progress, self.status_label, self.error_label],
-                                     margins=(10, 4, 10, 8))
+        self.action_bar = action_bar(
+            self, [buttons, self.progress, self.status_label, self.error_label], margins=(10, 4, 10, 8)
+        )
         column = QWidget(self)
         column_layout = QVBoxLayout(column)
         column_layout.setContentsMargins(0, 0, 0, 0)
@@ -298,9 +299,17 @@ class GenerateTab(TabActions, QWidget):
         self.xy_button.clicked.connect(self.open_xy_grid)
         self.size_preset.activated.connect(self._apply_preset)
         self.prompt.textChanged.connect(self._update_triggers)
-        for signal in (self.negative.textChanged, self.seed.valueChanged, self.steps.valueChanged,
-                       self.guidance.valueChanged, self.width_box.valueChanged, self.height_box.valueChanged,
-                       self.scheduler.currentIndexChanged, self.model.busyChanged, self.model.imageReady):
+        for signal in (
+            self.negative.textChanged,
+            self.seed.valueChanged,
+            self.steps.valueChanged,
+            self.guidance.valueChanged,
+            self.width_box.valueChanged,
+            self.height_box.valueChanged,
+            self.scheduler.currentIndexChanged,
+            self.model.busyChanged,
+            self.model.imageReady,
+        ):
             signal.connect(self._update_freshness)
         self.cancel_button.clicked.connect(self.model.cancel)
         self.seed_lock.toggled.connect(self.seed.setEnabled)
@@ -373,9 +382,15 @@ class GenerateTab(TabActions, QWidget):
 
     def _mark_field(self, message: str) -> None:
         """Outline the field a ConfigError names (its message starts with the field), or clear the marks."""
-        fields = {"base": self.model_picker.combo, "seed": self.seed, "steps": self.steps,
-                  "guidance": self.guidance, "width": self.width_box, "height": self.height_box,
-                  "scheduler": self.scheduler}
+        fields = {
+            "base": self.model_picker.combo,
+            "seed": self.seed,
+            "steps": self.steps,
+            "guidance": self.guidance,
+            "width": self.width_box,
+            "height": self.height_box,
+            "scheduler": self.scheduler,
+        }
         named = message.split(" ", 1)[0]
         for key, widget in fields.items():
             widget.setStyleSheet(FIELD_ERROR_STYLE if key == named else "")

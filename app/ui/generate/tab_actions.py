@@ -42,8 +42,9 @@ class TabActions:
             atomic_write_bytes(Path(target), Path(source).read_bytes())
             return target
 
-        return self.runner.run(work, lambda p: self.status_label.setText(f"Saved {p}"),
-                               lambda kind, msg: self._show_error(msg))
+        return self.runner.run(
+            work, lambda p: self.status_label.setText(f"Saved {p}"), lambda kind, msg: self._show_error(msg)
+        )
 
     def choose_bake(self) -> None:
         start = str(paths.data_dir() / "baked-mix.safetensors")
@@ -109,8 +110,9 @@ class TabActions:
             params = read_parameters(path)
             return params, find_adapters((params or {}).get("adapters") or [], extra)
 
-        return self.runner.run(work, lambda result: self._apply_png(path, *result),
-                               lambda kind, msg: self._show_error(msg))
+        return self.runner.run(
+            work, lambda result: self._apply_png(path, *result), lambda kind, msg: self._show_error(msg)
+        )
 
     def _apply_png(self, path: str, params: dict[str, Any] | None, found: FoundAdapters) -> None:
         name = Path(path).name
@@ -164,8 +166,10 @@ class TabActions:
         else:
             # Let go before it was ready: keep it on show as the A side; press again to compare.
             self._ab_waiting = False
-            self.freshness.setText("Showing: without adapters (A). Hold the button again to compare; "
-                                   "release it to see the picture with adapters (B).")
+            self.freshness.setText(
+                "Showing: without adapters (A). Hold the button again to compare; "
+                "release it to see the picture with adapters (B)."
+            )
 
     def _ab_released(self) -> None:
         self._ab_held = False

@@ -138,8 +138,9 @@ class XYGrid(QObject):
             self.failed.emit(getattr(error, "message", "") or "a cell of the grid failed")
 
 
-def compose_grid(paths_by_cell: dict[tuple[int, int], str], xs: list[float], ys: list[float],
-                 x_name: str, y_name: str) -> QImage:
+def compose_grid(
+    paths_by_cell: dict[tuple[int, int], str], xs: list[float], ys: list[float], x_name: str, y_name: str
+) -> QImage:
     """One picture: labelled columns (X weights) and rows (Y weights). Safe off the GUI thread."""
     images = {cell: QImage(p) for cell, p in paths_by_cell.items()}
     w = max((im.width() for im in images.values()), default=THUMB)
@@ -238,8 +239,9 @@ class XYGridDialog(QDialog):
                 item.widget().deleteLater()
         self.cell_labels = {}
         for i, wx in enumerate(xs):
-            self.cells_layout.addWidget(QLabel(f"{self.grid.x_name} {wx:g}", self.cells_widget), 0, i + 1,
-                                        Qt.AlignmentFlag.AlignCenter)
+            self.cells_layout.addWidget(
+                QLabel(f"{self.grid.x_name} {wx:g}", self.cells_widget), 0, i + 1, Qt.AlignmentFlag.AlignCenter
+            )
         for j, wy in enumerate(ys):
             self.cells_layout.addWidget(QLabel(f"{self.grid.y_name}\n{wy:g}", self.cells_widget), j + 1, 0)
             for i in range(len(xs)):
@@ -279,5 +281,6 @@ class XYGridDialog(QDialog):
             tmp.replace(out)
             return str(out)
 
-        return self.runner.run(work, lambda p: self.status.setText(f"Saved the grid to {p}"),
-                               lambda kind, msg: self.status.setText(msg))
+        return self.runner.run(
+            work, lambda p: self.status.setText(f"Saved the grid to {p}"), lambda kind, msg: self.status.setText(msg)
+        )

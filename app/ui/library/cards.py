@@ -105,8 +105,9 @@ class CardDelegate(QStyledItemDelegate):
     def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> QSize:  # noqa: N802
         return QSize(CARD_W, CARD_H)
 
-    def paint(self, painter: QPainter, option: QStyleOptionViewItem,
-              index: QModelIndex | QPersistentModelIndex) -> None:
+    def paint(
+        self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex
+    ) -> None:
         item: CardItem = index.data(CardRole)
         model = index.model()
         current = getattr(model, "current_family", None)
@@ -115,7 +116,9 @@ class CardDelegate(QStyledItemDelegate):
         selected = bool(option.state & QStyle.StateFlag.State_Selected)
         painter.save()
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        border = QColor(MISMATCH_COLOR) if family_mismatch(item.family, current) else palette.color(QPalette.ColorRole.Mid)
+        border = (
+            QColor(MISMATCH_COLOR) if family_mismatch(item.family, current) else palette.color(QPalette.ColorRole.Mid)
+        )
         if selected:
             border = palette.color(QPalette.ColorRole.Highlight)
         painter.setPen(QPen(border, 2.5 if selected or family_mismatch(item.family, current) else 1))
@@ -158,8 +161,11 @@ class CardDelegate(QStyledItemDelegate):
             text_color = palette.color(QPalette.ColorRole.PlaceholderText)
         painter.setPen(text_color)
         line = QRect(rect.left() + 8, y + 20, rect.width() - 16, 18)
-        painter.drawText(line, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
-                         painter.fontMetrics().elidedText(item.title, Qt.TextElideMode.ElideRight, line.width()))
+        painter.drawText(
+            line,
+            Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+            painter.fontMetrics().elidedText(item.title, Qt.TextElideMode.ElideRight, line.width()),
+        )
         painter.setFont(option.font)
         line.translate(0, 18)
         if item.problem:
@@ -168,8 +174,11 @@ class CardDelegate(QStyledItemDelegate):
         else:
             painter.setPen(palette.color(QPalette.ColorRole.PlaceholderText))
             text = ", ".join(item.trigger_words) if item.trigger_words else item.subtitle
-        painter.drawText(line, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
-                         painter.fontMetrics().elidedText(text, Qt.TextElideMode.ElideRight, line.width()))
+        painter.drawText(
+            line,
+            Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+            painter.fontMetrics().elidedText(text, Qt.TextElideMode.ElideRight, line.width()),
+        )
         painter.restore()
 
     @staticmethod

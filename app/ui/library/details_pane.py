@@ -75,8 +75,12 @@ class DetailsPane(QWidget):
         self.trigger = QLineEdit(self)
         self.trigger.setReadOnly(True)
         self.trigger.setToolTip("Words the adapter was trained on; the Generate tab adds them to the prompt.")
-        for label, widget in (("Base", self.base), ("Network", self.shape), ("License", self.license),
-                              ("Trigger words", self.trigger)):
+        for label, widget in (
+            ("Base", self.base),
+            ("Network", self.shape),
+            ("License", self.license),
+            ("Trigger words", self.trigger),
+        ):
             widget.setObjectName(label)
             if isinstance(widget, QLabel):
                 widget.setWordWrap(True)
@@ -142,13 +146,24 @@ class DetailsPane(QWidget):
             self.picture.setText("no preview")
             return
         pix = QPixmap.fromImage(image)
-        self.picture.setPixmap(pix.scaled(self.picture.width() or 240, 200, Qt.AspectRatioMode.KeepAspectRatio,
-                                          Qt.TransformationMode.SmoothTransformation))
+        self.picture.setPixmap(
+            pix.scaled(
+                self.picture.width() or 240,
+                200,
+                Qt.AspectRatioMode.KeepAspectRatio,
+                Qt.TransformationMode.SmoothTransformation,
+            )
+        )
 
     def set_current_family(self, family: str | None) -> None:
         self.current_family = family
-        family_of_shown = (self.entry.family.value if self.entry and self.entry.family else
-                           self.repo.family.value if self.repo and self.repo.family else None)
+        family_of_shown = (
+            self.entry.family.value
+            if self.entry and self.entry.family
+            else self.repo.family.value
+            if self.repo and self.repo.family
+            else None
+        )
         self._show_warning(family_of_shown, self.entry.problem if self.entry else "")
 
     def _show_warning(self, family: str | None, problem: str) -> None:
@@ -157,8 +172,10 @@ class DetailsPane(QWidget):
             self.warning.setText(problem)
         elif family_mismatch(family, self.current_family):
             self.warning.setStyleSheet(f"color: {MISMATCH_COLOR};")
-            self.warning.setText(f"Made for {family.upper()}; the current model is "
-                                 f"{self.current_family.upper()}. It will be refused by that model.")
+            self.warning.setText(
+                f"Made for {family.upper()}; the current model is "
+                f"{self.current_family.upper()}. It will be refused by that model."
+            )
         else:
             self.warning.setText("")
 
@@ -172,8 +189,9 @@ class DetailsPane(QWidget):
         parts = ", ".join(PART_NAMES.get(p, p) for p in entry.parts)
         if entry.usable:
             alpha = f", alpha {entry.alpha:g}" if entry.alpha is not None else ""
-            self.shape.setText(f"{entry.network} ({entry.layout}), rank {entry.rank or '?'}{alpha}; {parts}; "
-                               f"{size_text(entry.size)}")
+            self.shape.setText(
+                f"{entry.network} ({entry.layout}), rank {entry.rank or '?'}{alpha}; {parts}; {size_text(entry.size)}"
+            )
         self.trigger.setText(", ".join(entry.trigger_words))
         self.license.setText(entry.license or ("" if entry.source.value != "hub" else "not stated"))
         if entry.tags:
@@ -188,8 +206,10 @@ class DetailsPane(QWidget):
         self.repo = repo
         self.title.setText(repo.repo_id)
         when = repo.last_modified[:10] if repo.last_modified else "?"
-        self.subtitle.setText(f"{repo.downloads:,} downloads · {repo.likes:,} likes · updated {when}"
-                              + (" · gated: needs a Hub token" if repo.gated else ""))
+        self.subtitle.setText(
+            f"{repo.downloads:,} downloads · {repo.likes:,} likes · updated {when}"
+            + (" · gated: needs a Hub token" if repo.gated else "")
+        )
         bases = ", ".join(repo.base_models) or "not stated"
         self.base.setText(f"{repo.family.value.upper() if repo.family else 'unknown'} ({bases})")
         self.license.setText(repo.license or "not stated")
@@ -204,8 +224,7 @@ class DetailsPane(QWidget):
             self.files.addItem(f"{f.name} ({size_text(f.size)})", f)
         refused = [f.name for f in repo.files if not f.safe]
         if refused:
-            self.status.setText(f"{len(refused)} file(s) with unsafe names are not offered: "
-                                + ", ".join(refused[:3]))
+            self.status.setText(f"{len(refused)} file(s) with unsafe names are not offered: " + ", ".join(refused[:3]))
         if not repo.adapter_files:
             self.status.setText("No .safetensors adapter in this repo.")
         self.download_button.setEnabled(bool(repo.adapter_files) and bool(repo.sha))

@@ -67,8 +67,7 @@ class LibraryOps(QObject):
     tokenStatusChanged = Signal(str)  # one line: who is signed in, or why not
     message = Signal(str)  # one line for the status bar
 
-    def __init__(self, library: Library | None = None, hub: Hub | None = None,
-                 parent: QObject | None = None) -> None:
+    def __init__(self, library: Library | None = None, hub: Hub | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.library = library or Library()
         self._hub = hub  # made on first use, in a pool thread: huggingface_hub stays out of the start-up
@@ -110,8 +109,9 @@ class LibraryOps(QObject):
             self._set_offline(True, "HF_HUB_OFFLINE is set: the Hub is not contacted")
             self.tokenStatusChanged.emit("Offline.")
         else:
-            self.tokenStatusChanged.emit(f"Signed in as {name}." if name else
-                                         "No Hub token: gated repos cannot be downloaded.")
+            self.tokenStatusChanged.emit(
+                f"Signed in as {name}." if name else "No Hub token: gated repos cannot be downloaded."
+            )
 
     # -------------------------------------------------------- local
 
@@ -123,8 +123,9 @@ class LibraryOps(QObject):
         self.scanned = True
         self.scanningChanged.emit(False)
         if report.problems:
-            self.message.emit(f"Library: {len(report.entries)} adapters, {report.problems} cannot be used "
-                              "(marked in the list).")
+            self.message.emit(
+                f"Library: {len(report.entries)} adapters, {report.problems} cannot be used (marked in the list)."
+            )
         self.localChanged.emit()
 
     def _on_scan_failed(self, kind: str, message: str) -> None:
@@ -140,8 +141,11 @@ class LibraryOps(QObject):
             return added, self.library.refresh()
 
         self.scanningChanged.emit(True)
-        self.tasks.run(work, lambda result: (self.message.emit(f"Added {result[0]}."), self._on_scanned(result[1])),
-                       self._on_scan_failed)
+        self.tasks.run(
+            work,
+            lambda result: (self.message.emit(f"Added {result[0]}."), self._on_scanned(result[1])),
+            self._on_scan_failed,
+        )
 
     def remove_folder(self, folder: str) -> None:
         def work() -> Any:
@@ -183,16 +187,22 @@ class LibraryOps(QObject):
         self._search_seq += 1
         seq = self._search_seq
         self.hubBusyChanged.emit(True)
-        self.tasks.run(lambda: self.hub.search(query), lambda page: self._on_page(seq, page, False),
-                       lambda kind, msg: self._on_search_failed(seq, kind, msg))
+        self.tasks.run(
+            lambda: self.hub.search(query),
+            lambda page: self._on_page(seq, page, False),
+            lambda kind, msg: self._on_search_failed(seq, kind, msg),
+        )
 
     def load_more(self) -> bool:
         if not self._next_url:
             return False
         url, seq = self._next_url, self._search_seq
         self.hubBusyChanged.emit(True)
-        self.tasks.run(lambda: self.hub.more(url), lambda page: self._on_page(seq, page, True),
-                       lambda kind, msg: self._on_search_failed(seq, kind, msg))
+        self.tasks.run(
+            lambda: self.hub.more(url),
+            lambda page: self._on_page(seq, page, True),
+            lambda kind, msg: self._on_search_failed(seq, kind, msg),
+        )
         return True
 
     def _on_page(self, seq: int, page: Any, append: bool) -> None:
@@ -239,21 +249,31 @@ class LibraryOps(QObject):
         self.downloads[key] = state
 
         def work(report) -> LibraryEntry:
-            path = self.hub.download(repo.repo_id, file.name, expected_sha256=file.sha256, cancel=state.cancel,
-                                     on_progress=report)
+            path = self.hub.download(
+                repo.repo_id, file.name, expected_sha256=file.sha256, cancel=state.cancel, on_progress=report
+            )
             preview = None
             if repo.preview_files:  # the card's picture, for the Local card (small, usually cached already)
                 try:
                     preview = self.hub.fetch(repo.repo_id, repo.preview_files[0])
                 except HubError as exc:
                     log.info("no preview for %s: %s", key, exc)
-            return self.library.record_download(path, repo_id=repo.repo_id, trigger_words=repo.trigger_words,
-                                                family=repo.family, license=repo.license, sha256=file.sha256,
-                                                preview=preview)
+            return self.library.record_download(
+                path,
+                repo_id=repo.repo_id,
+                trigger_words=repo.trigger_words,
+                family=repo.family,
+                license=repo.license,
+                sha256=file.sha256,
+                preview=preview,
+            )
 
-        self.tasks.run(work, lambda entry: self._on_downloaded(key, entry),
-                       lambda kind, msg: self._on_download_failed(key, kind, msg),
-                       lambda done, total: self._on_progress(key, done, total))
+        self.tasks.run(
+            work,
+            lambda entry: self._on_downloaded(key, entry),
+            lambda kind, msg: self._on_download_failed(key, kind, msg),
+            lambda done, total: self._on_progress(key, done, total),
+        )
         self.downloadProgress.emit(key, 0, file.size)
         return key
 
@@ -263,8 +283,9 @@ class LibraryOps(QObject):
             state.cancel.set()
             # The thread stops at its next chunk; the UI is told now, not then.
             self.downloads.pop(key, None)
-            self.downloadFailed.emit(key, HubErrorKind.CANCELLED.value,
-                                     f"{key}: cancelled; Download again to resume where it stopped")
+            self.downloadFailed.emit(
+                key, HubErrorKind.CANCELLED.value, f"{key}: cancelled; Download again to resume where it stopped"
+            )
 
     def _on_progress(self, key: str, done: int, total: int | None) -> None:
         state = self.downloads.get(key)
@@ -297,14 +318,18 @@ class LibraryOps(QObject):
 
     def save_token(self, token: str) -> None:
         self.tokenStatusChanged.emit("Checking the token…")
-        self.tasks.run(lambda: self.hub.save_token(token),
-                       lambda name: self.tokenStatusChanged.emit(f"Signed in as {name}."),
-                       lambda kind, msg: self.tokenStatusChanged.emit(msg))
+        self.tasks.run(
+            lambda: self.hub.save_token(token),
+            lambda name: self.tokenStatusChanged.emit(f"Signed in as {name}."),
+            lambda kind, msg: self.tokenStatusChanged.emit(msg),
+        )
 
     def forget_token(self) -> None:
-        self.tasks.run(self.hub.forget_token,
-                       lambda _: self.tokenStatusChanged.emit("Token removed."),
-                       lambda kind, msg: self.tokenStatusChanged.emit(msg))
+        self.tasks.run(
+            self.hub.forget_token,
+            lambda _: self.tokenStatusChanged.emit("Token removed."),
+            lambda kind, msg: self.tokenStatusChanged.emit(msg),
+        )
 
     # -------------------------------------------------------- exit
 

@@ -34,22 +34,42 @@ from app.ui.library.details_pane import DetailsPane
 from app.ui.library.library_ops import LibraryOps, download_key
 
 FAMILY_CHOICES = [("Any base", None)] + [(f.label, f.id) for f in FAMILIES]
-SORT_CHOICES = [("Most downloads", HubSort.DOWNLOADS), ("Most likes", HubSort.LIKES), ("Trending", HubSort.TRENDING),
-                ("Recently updated", HubSort.UPDATED)]
+SORT_CHOICES = [
+    ("Most downloads", HubSort.DOWNLOADS),
+    ("Most likes", HubSort.LIKES),
+    ("Trending", HubSort.TRENDING),
+    ("Recently updated", HubSort.UPDATED),
+]
 OFFLINE_STYLE = "background: #fff3cd; color: #664d03; padding: 6px; border-radius: 4px;"
 ERROR_STYLE = "color: #c62828;"
 
 
 def entry_card(entry: LibraryEntry, image: QImage | None) -> CardItem:
-    return CardItem(entry.path, entry.title, f"{entry.source.value} · {entry.name}",
-                    entry.family.value if entry.family else None, entry.rank, entry.trigger_words, entry.problem,
-                    entry, image)
+    return CardItem(
+        entry.path,
+        entry.title,
+        f"{entry.source.value} · {entry.name}",
+        entry.family.value if entry.family else None,
+        entry.rank,
+        entry.trigger_words,
+        entry.problem,
+        entry,
+        image,
+    )
 
 
 def repo_card(repo: HubRepo, image: QImage | None) -> CardItem:
-    return CardItem(f"hub:{repo.repo_id}", repo.repo_id.split("/")[-1],
-                    f"{repo.author} · {repo.downloads:,} downloads", repo.family.value if repo.family else None,
-                    None, repo.trigger_words, "", repo, image)
+    return CardItem(
+        f"hub:{repo.repo_id}",
+        repo.repo_id.split("/")[-1],
+        f"{repo.author} · {repo.downloads:,} downloads",
+        repo.family.value if repo.family else None,
+        None,
+        repo.trigger_words,
+        "",
+        repo,
+        image,
+    )
 
 
 class LibraryTab(QWidget):
@@ -200,8 +220,9 @@ class LibraryTab(QWidget):
         self.details.addToMixRequested.connect(self.addToMixRequested)
 
         ops.localChanged.connect(self.show_local)
-        ops.scanningChanged.connect(lambda busy: self.local_status.setText("Reading adapter files…" if busy else
-                                                                         self.local_status.text()))
+        ops.scanningChanged.connect(
+            lambda busy: self.local_status.setText("Reading adapter files…" if busy else self.local_status.text())
+        )
         ops.hubResults.connect(self._on_results)
         ops.hubBusyChanged.connect(self._on_hub_busy)
         ops.hubFailed.connect(self._on_hub_failed)
@@ -233,8 +254,9 @@ class LibraryTab(QWidget):
         self.search_button.setVisible(hub)
         self.add_folder_button.setVisible(not hub)
         self.refresh_button.setVisible(not hub)
-        self.search_box.setPlaceholderText("Search LoRA repos on the Hub (Enter)" if hub else
-                                           "Search by name, trigger word or tag")
+        self.search_box.setPlaceholderText(
+            "Search LoRA repos on the Hub (Enter)" if hub else "Search by name, trigger word or tag"
+        )
         self.details.clear()
         if hub and not self._hub_searched and not self.ops.offline:
             self.search_hub()
@@ -277,8 +299,11 @@ class LibraryTab(QWidget):
             self.ops.local_thumbnail(e)
         total = len(self.ops.library.entries)
         problems = sum(1 for e in entries if e.problem)
-        text = (f"{len(entries)} of {total} adapters" if len(entries) != total else
-                f"{total} adapter{'s' if total != 1 else ''}")
+        text = (
+            f"{len(entries)} of {total} adapters"
+            if len(entries) != total
+            else f"{total} adapter{'s' if total != 1 else ''}"
+        )
         if problems:
             text += f", {problems} cannot be used"
         if not total:
@@ -319,8 +344,9 @@ class LibraryTab(QWidget):
         for r in repos:
             self.ops.hub_thumbnail(r)
         count = len(self.hub_grid.cards.items)
-        self._results_text = (f"{count} LoRA repos" + (" (more on the Hub)" if more else "") if count else
-                              "No LoRA repos match.")
+        self._results_text = (
+            f"{count} LoRA repos" + (" (more on the Hub)" if more else "") if count else "No LoRA repos match."
+        )
         self.hub_status.setText(self._results_text)
         self.more_button.setVisible(more)
 
@@ -383,8 +409,13 @@ class LibraryTab(QWidget):
         self.images[key] = image
         self.local_grid.cards.set_image(key, image)
         self.hub_grid.cards.set_image(key, image)
-        shown = (self.details.entry.path if self.details.entry else
-                 f"hub:{self.details.repo.repo_id}" if self.details.repo else None)
+        shown = (
+            self.details.entry.path
+            if self.details.entry
+            else f"hub:{self.details.repo.repo_id}"
+            if self.details.repo
+            else None
+        )
         if shown == key:
             self.details.set_image(image)
 
@@ -396,5 +427,8 @@ class LibraryTab(QWidget):
 
     def _show_offline(self, offline: bool, reason: str) -> None:
         self.offline_banner.setVisible(offline)
-        self.offline_banner.setText(f"Offline — {reason}. The adapters on this computer and everything "
-                                    "downloaded before still work." if offline else "")
+        self.offline_banner.setText(
+            f"Offline — {reason}. The adapters on this computer and everything downloaded before still work."
+            if offline
+            else ""
+        )

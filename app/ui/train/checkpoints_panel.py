@@ -28,8 +28,9 @@ class CheckpointsPanel(QWidget):
         self.run_dir = ""
         self.list = QListWidget(self)
         self.list.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
-        self.list.setToolTip("Checkpoints saved during the run and the final adapter; double-click to use one "
-                             "in the Generate tab.")
+        self.list.setToolTip(
+            "Checkpoints saved during the run and the final adapter; double-click to use one in the Generate tab."
+        )
         self.list.itemDoubleClicked.connect(lambda item: self.useInGenerate.emit(item.data(PATH_ROLE)))
         self.list.itemSelectionChanged.connect(self._update_buttons)
         self.use_button = QPushButton("Use in Generate", self)
@@ -39,8 +40,9 @@ class CheckpointsPanel(QWidget):
         self.folder_button.setToolTip("Show the run's folder in the file manager.")
         self.folder_button.clicked.connect(self.open_folder)
         self.compare_button = QPushButton("Compare…", self)
-        self.compare_button.setToolTip("Render one prompt and seed with each selected checkpoint (all when none is "
-                                       "selected), side by side.")
+        self.compare_button.setToolTip(
+            "Render one prompt and seed with each selected checkpoint (all when none is selected), side by side."
+        )
         self.compare_button.clicked.connect(lambda: self.compareRequested.emit(self.chosen()))
         buttons = QHBoxLayout()
         buttons.setContentsMargins(0, 0, 0, 0)
@@ -76,8 +78,10 @@ class CheckpointsPanel(QWidget):
         return [self.list.item(i).data(PATH_ROLE) for i in range(self.list.count())]
 
     def labels(self) -> list[tuple[str, str]]:
-        return [(self.list.item(i).text().split(" — ")[0], self.list.item(i).data(PATH_ROLE))
-                for i in range(self.list.count())]
+        return [
+            (self.list.item(i).text().split(" — ")[0], self.list.item(i).data(PATH_ROLE))
+            for i in range(self.list.count())
+        ]
 
     def selected(self) -> list[str]:
         return [item.data(PATH_ROLE) for item in self.list.selectedItems()]

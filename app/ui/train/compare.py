@@ -78,8 +78,9 @@ def compose_grid(cells: list[tuple[str, str]], out: str, cell: int = CELL) -> st
             x, y = (index % columns) * cell, (index // columns) * (cell + LABEL_H)
             image = QImage(path) if path else QImage()
             if not image.isNull():
-                scaled = image.scaled(cell, cell, Qt.AspectRatioMode.KeepAspectRatio,
-                                      Qt.TransformationMode.SmoothTransformation)
+                scaled = image.scaled(
+                    cell, cell, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation
+                )
                 painter.drawImage(x + (cell - scaled.width()) // 2, y + (cell - scaled.height()) // 2, scaled)
             painter.setPen(QColor(20, 20, 20))
             painter.drawText(QRect(x, y + cell, cell, LABEL_H), Qt.AlignmentFlag.AlignCenter, label)
@@ -107,8 +108,14 @@ class CompareOps(QObject):
         self.cells: list[Cell] = []
         self._runner = TaskRunner(max_threads=1, parent=self)
 
-    def start(self, request: dict[str, Any], adapters: list[tuple[str, str]], *, weight: float = 1.0,
-              include_base: bool = False) -> list[Cell]:
+    def start(
+        self,
+        request: dict[str, Any],
+        adapters: list[tuple[str, str]],
+        *,
+        weight: float = 1.0,
+        include_base: bool = False,
+    ) -> list[Cell]:
         """Render ``request`` (GenerateRequest fields) once per (label, adapter file); raises ConfigError."""
         self.cancel()
         cells = ([Cell("no adapter", "")] if include_base else []) + [Cell(label, path) for label, path in adapters]
@@ -119,8 +126,11 @@ class CompareOps(QObject):
         self.cells = cells
         for cell, params in zip(cells, jobs):
             cell.job_id = uuid.uuid4().hex  # known before submit(): a worker that cannot start answers at once
-            self.tracker.submit(JobKind.GENERATE.value, {**params, "id": cell.job_id},
-                                connect=lambda handle, c=cell: self._follow(c, handle))
+            self.tracker.submit(
+                JobKind.GENERATE.value,
+                {**params, "id": cell.job_id},
+                connect=lambda handle, c=cell: self._follow(c, handle),
+            )
         return cells
 
     def cancel(self) -> None:
@@ -158,8 +168,11 @@ class CompareOps(QObject):
 
     def save_grid(self, out: str) -> None:
         pairs = [(c.label, c.image) for c in self.cells]
-        self._runner.run(lambda: compose_grid(pairs, out), lambda path: self.gridSaved.emit(path, ""),
-                         lambda _k, message: self.gridSaved.emit("", message))
+        self._runner.run(
+            lambda: compose_grid(pairs, out),
+            lambda path: self.gridSaved.emit(path, ""),
+            lambda _k, message: self.gridSaved.emit("", message),
+        )
 
     def wait(self, ms: int = 30_000) -> bool:
         return self._runner.wait(ms)
@@ -168,8 +181,14 @@ class CompareOps(QObject):
 class CompareDialog(QDialog):
     """Pick checkpoints, a prompt and a seed; see the pictures side by side; save them as one image."""
 
-    def __init__(self, ops: CompareOps, adapters: list[tuple[str, str]], defaults: dict[str, Any],
-                 chosen: list[str] | None = None, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        ops: CompareOps,
+        adapters: list[tuple[str, str]],
+        defaults: dict[str, Any],
+        chosen: list[str] | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Compare checkpoints")
         self.ops = ops
@@ -258,8 +277,9 @@ class CompareDialog(QDialog):
         request = dict(self.defaults, prompt=self.prompt.text(), seed=self.seed.value(), steps=self.steps.value())
         request.setdefault("scheduler", Scheduler.EULER.value)
         try:
-            cells = self.ops.start(request, chosen, weight=self.weight.value(),
-                                   include_base=self.include_base.isChecked())
+            cells = self.ops.start(
+                request, chosen, weight=self.weight.value(), include_base=self.include_base.isChecked()
+            )
         except ConfigError as exc:
             self.status.setText(str(exc))
             return False
@@ -294,9 +314,11 @@ class CompareDialog(QDialog):
             picture.setText(cell.error)
             picture.setWordWrap(True)
             return
-        self._runner.run(lambda p=cell.image: load_thumbnail(p, CELL),
-                         lambda image, w=picture: w.setPixmap(QPixmap.fromImage(image)),
-                         lambda _k, message, w=picture: w.setText(message))
+        self._runner.run(
+            lambda p=cell.image: load_thumbnail(p, CELL),
+            lambda image, w=picture: w.setPixmap(QPixmap.fromImage(image)),
+            lambda _k, message, w=picture: w.setText(message),
+        )
 
     def _on_done(self) -> None:
         failed = sum(1 for c in self.ops.cells if c.error)

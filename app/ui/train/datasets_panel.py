@@ -49,8 +49,10 @@ class DatasetSummary:
         name = Path(self.path).name or self.path
         if self.error:
             return f"{name}: {self.error}"
-        text = (f"{name}: {self.images} pictures, {self.usable} usable, {self.captioned} captioned, "
-                f"{self.per_epoch} per epoch with repeats")
+        text = (
+            f"{name}: {self.images} pictures, {self.usable} usable, {self.captioned} captioned, "
+            f"{self.per_epoch} per epoch with repeats"
+        )
         if self.problems:
             text += "; problems: " + ", ".join(f"{label} ({n})" for label, n in self.problems.most_common())
         return text
@@ -64,9 +66,13 @@ def summarize(dataset: Dataset, repeats: int = 0) -> DatasetSummary:
         for label in {p.label for p in item.problems}:
             problems[label] += 1
     return DatasetSummary(
-        path=str(dataset.root), images=len(dataset.items), usable=len(usable),
+        path=str(dataset.root),
+        images=len(dataset.items),
+        usable=len(usable),
         captioned=sum(1 for i in usable if i.has_caption),
-        per_epoch=sum(repeats or i.repeats for i in usable), problems=problems)
+        per_epoch=sum(repeats or i.repeats for i in usable),
+        problems=problems,
+    )
 
 
 class DatasetsPanel(QWidget):
@@ -129,12 +135,14 @@ class DatasetsPanel(QWidget):
     def specs(self) -> list[dict[str, Any]]:
         out = []
         for row in range(self.table.rowCount()):
-            out.append({
-                "path": self._text(row, 0),
-                "repeats": self._spin(row).value(),
-                "regularization": self._check(row).isChecked(),
-                "caption": self._text(row, 3),
-            })
+            out.append(
+                {
+                    "path": self._text(row, 0),
+                    "repeats": self._spin(row).value(),
+                    "regularization": self._check(row).isChecked(),
+                    "caption": self._text(row, 3),
+                }
+            )
         return out
 
     def set_specs(self, specs: list[DatasetSpec]) -> None:
@@ -163,8 +171,11 @@ class DatasetsPanel(QWidget):
         """The folder open in the Dataset tab (offered by a button; used when the run has none)."""
         self._open_folder = folder
         self.use_open_button.setEnabled(bool(folder))
-        self.use_open_button.setToolTip(f"Train on {folder} (open in the Dataset tab)." if folder else
-                                        "Train on the folder open in the Dataset tab.")
+        self.use_open_button.setToolTip(
+            f"Train on {folder} (open in the Dataset tab)."
+            if folder
+            else "Train on the folder open in the Dataset tab."
+        )
         self.use_folder(folder)
 
     def refresh_folder(self, folder: str | Path) -> None:
@@ -273,9 +284,11 @@ class DatasetsPanel(QWidget):
                 continue
             self._pending.add(path)
             min_side = self.min_side
-            self._runner.run(lambda p=path, m=min_side: scan_dataset(p, min_side=m),
-                             lambda ds, p=path: self._on_scanned(p, ds),
-                             lambda _kind, message, p=path: self._on_failed(p, message))
+            self._runner.run(
+                lambda p=path, m=min_side: scan_dataset(p, min_side=m),
+                lambda ds, p=path: self._on_scanned(p, ds),
+                lambda _kind, message, p=path: self._on_failed(p, message),
+            )
         self._show_summary()
 
     def _on_scanned(self, path: str, dataset: Dataset) -> None:

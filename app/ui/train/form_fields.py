@@ -57,8 +57,15 @@ def format_float(value: float) -> str:
 class Field:
     """An editor bound to one setting: ``get()``, ``set(value)``, ``on_change(callback)``."""
 
-    def __init__(self, key: str, editor: QWidget, get: Callable[[], Any], set_: Callable[[Any], None],
-                 signal: Any, row: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        key: str,
+        editor: QWidget,
+        get: Callable[[], Any],
+        set_: Callable[[Any], None],
+        signal: Any,
+        row: QWidget | None = None,
+    ) -> None:
         self.key = key
         self.editor = editor  # what gets the focus and the red frame
         self.row = row or editor  # what goes into the layout
@@ -104,8 +111,13 @@ def make_field(key: str, default: Any, parent: QWidget) -> Field:
         edit.setTabChangesFocus(True)
         edit.setFixedHeight(64)
         edit.setPlaceholderText("one per line")
-        return Field(key, edit, lambda: [ln.strip() for ln in edit.toPlainText().splitlines() if ln.strip()],
-                     lambda v: edit.setPlainText("\n".join(str(x) for x in (v or []))), edit.textChanged)
+        return Field(
+            key,
+            edit,
+            lambda: [ln.strip() for ln in edit.toPlainText().splitlines() if ln.strip()],
+            lambda v: edit.setPlainText("\n".join(str(x) for x in (v or []))),
+            edit.textChanged,
+        )
     line = QLineEdit(parent)
     if key in FOLDER_KEYS:
         return _folder_field(key, line, parent)
@@ -172,8 +184,7 @@ def _float_field(key: str, info: Setting, parent: QWidget) -> Field:
         except ValueError:
             raise FieldError(key, f"{info.label} = {text!r} is not a number") from None
         if not math.isfinite(value) or not low <= value <= high:
-            raise FieldError(key, f"{info.label} = {text} must be between {format_float(low)} and "
-                                  f"{format_float(high)}")
+            raise FieldError(key, f"{info.label} = {text} must be between {format_float(low)} and {format_float(high)}")
         return value
 
     return Field(key, line, get, lambda v: line.setText(format_float(float(v))), line.textChanged)

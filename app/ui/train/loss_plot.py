@@ -110,10 +110,17 @@ class LossPlot(QWidget):
         item.vb.sigRangeChangedManually.connect(self._stop_following)
         item.autoBtn.clicked.connect(self._follow_again)
         # Long runs have tens of thousands of steps: draw at most about one point per pixel.
-        self.raw = item.plot([], [], pen=pg.mkPen(RAW_COLOUR, width=1), antialias=False,
-                             skipFiniteCheck=True, autoDownsampleFactor=1.0)
-        self.smoothed = item.plot([], [], pen=pg.mkPen(SMOOTH_COLOUR, width=2.5), antialias=True,
-                                  skipFiniteCheck=True, autoDownsampleFactor=1.0)
+        self.raw = item.plot(
+            [], [], pen=pg.mkPen(RAW_COLOUR, width=1), antialias=False, skipFiniteCheck=True, autoDownsampleFactor=1.0
+        )
+        self.smoothed = item.plot(
+            [],
+            [],
+            pen=pg.mkPen(SMOOTH_COLOUR, width=2.5),
+            antialias=True,
+            skipFiniteCheck=True,
+            autoDownsampleFactor=1.0,
+        )
         for curve in (self.raw, self.smoothed):
             curve.setDownsampling(auto=True, method="peak")
             curve.setClipToView(True)
@@ -125,8 +132,11 @@ class LossPlot(QWidget):
         right.linkToView(self.lr_box)
         right.setLabel("learning rate")
         self.lr_box.setXLink(item)
-        self.lr_curve = pg.PlotDataItem(pen=pg.mkPen(LR_COLOUR, width=1.5, style=Qt.PenStyle.DashLine),
-                                        skipFiniteCheck=True, autoDownsampleFactor=1.0)
+        self.lr_curve = pg.PlotDataItem(
+            pen=pg.mkPen(LR_COLOUR, width=1.5, style=Qt.PenStyle.DashLine),
+            skipFiniteCheck=True,
+            autoDownsampleFactor=1.0,
+        )
         self.lr_curve.setDownsampling(auto=True, method="mean")
         self.lr_curve.setClipToView(True)
         self.lr_box.addItem(self.lr_curve)
@@ -189,5 +199,10 @@ def _legend_html() -> str:
         r, g, b = colour[:3]
         return f'<span style="color:rgb({r},{g},{b})">{"╌╌" if dash else "━━"}</span>&nbsp;{text}'
 
-    return "&nbsp;&nbsp;&nbsp;".join([swatch(RAW_COLOUR, "loss"), swatch(SMOOTH_COLOUR, "smoothed"),
-                                      swatch(LR_COLOUR, "learning rate (right axis)", dash=True)])
+    return "&nbsp;&nbsp;&nbsp;".join(
+        [
+            swatch(RAW_COLOUR, "loss"),
+            swatch(SMOOTH_COLOUR, "smoothed"),
+            swatch(LR_COLOUR, "learning rate (right axis)", dash=True),
+        ]
+    )

@@ -42,8 +42,9 @@ class QueuePanel(QWidget):
         super().__init__(parent)
         self.ops = ops
         self.list = QListWidget(self)
-        self.list.setToolTip("Runs in order: each starts when the one before it ends; a failed run is marked "
-                             "and the next one starts.")
+        self.list.setToolTip(
+            "Runs in order: each starts when the one before it ends; a failed run is marked and the next one starts."
+        )
         self.list.itemSelectionChanged.connect(self._update_buttons)
         self.note = QLabel("", self)
         self.start_button = QPushButton("Start queue", self)
@@ -65,8 +66,9 @@ class QueuePanel(QWidget):
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addWidget(self.list, 1)
         layout.addWidget(self.note)
-        layout.addLayout(_buttons(self.start_button, self.up_button, self.down_button, self.remove_button,
-                                  self.clear_button))
+        layout.addLayout(
+            _buttons(self.start_button, self.up_button, self.down_button, self.remove_button, self.clear_button)
+        )
         ops.queueChanged.connect(self.refresh)
         ops.currentChanged.connect(self.refresh)
         self.refresh()
@@ -135,8 +137,9 @@ class HistoryPanel(QWidget):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.setToolTip("Runs read from their folders; select one to see its loss curve, samples and "
-                              "checkpoints.")
+        self.table.setToolTip(
+            "Runs read from their folders; select one to see its loss curve, samples and checkpoints."
+        )
         self.table.itemSelectionChanged.connect(self._on_selection)
         self.refresh_button = QPushButton("Refresh", self)
         self.refresh_button.setToolTip("Read the run folders again.")
@@ -176,7 +179,9 @@ class HistoryPanel(QWidget):
                 steps += f" (saved at {run.saved_step})"
             loss = f"{run.final_loss:.4f}" if run.final_loss is not None else ""
             started = time.strftime("%Y-%m-%d %H:%M", time.localtime(run.started)) if run.started else ""
-            for column, text in enumerate((run.path.name, run.status.value, steps, loss, str(len(run.samples)), started)):
+            for column, text in enumerate(
+                (run.path.name, run.status.value, steps, loss, str(len(run.samples)), started)
+            ):
                 item = QTableWidgetItem(text)
                 item.setToolTip(run.problem or str(run.path))
                 if run.status is RunStatus.UNREADABLE:

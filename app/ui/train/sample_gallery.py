@@ -33,8 +33,11 @@ def load_thumbnail(path: str, size: int = THUMB) -> QImage:
     if image.isNull():
         raise OSError(f"{path}: {reader.errorString()}")
     # Small renders (tiny models) are enlarged with sharp pixels, large ones reduced smoothly.
-    mode = (Qt.TransformationMode.FastTransformation if max(image.width(), image.height()) < size
-            else Qt.TransformationMode.SmoothTransformation)
+    mode = (
+        Qt.TransformationMode.FastTransformation
+        if max(image.width(), image.height()) < size
+        else Qt.TransformationMode.SmoothTransformation
+    )
     return image.scaled(size, size, Qt.AspectRatioMode.KeepAspectRatio, mode)
 
 
@@ -117,9 +120,11 @@ class SampleGallery(QScrollArea):
         group.row.insertWidget(index, button)
         self._buttons[path] = button
         self._placeholder.setVisible(False)
-        self._runner.run(lambda p=path: load_thumbnail(p),
-                         lambda image, p=path: self._on_thumbnail(p, image),
-                         lambda _k, message, p=path: self._on_failed(p, message))
+        self._runner.run(
+            lambda p=path: load_thumbnail(p),
+            lambda image, p=path: self._on_thumbnail(p, image),
+            lambda _k, message, p=path: self._on_failed(p, message),
+        )
 
     def _group(self, step: int) -> _StepGroup:
         group = self._groups.get(step)

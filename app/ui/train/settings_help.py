@@ -27,127 +27,262 @@ S = Setting
 HELP: dict[str, Setting] = {
     # ---------------------------------------------------------------- top level
     "preset": S("Preset", "The preset the other values started from (character, style …); informational once loaded."),
-    "name": S("Output name", "Name of the run folder and of the adapter files (letters, digits, spaces, '.', '-', '_')."),
-    "base": S("Base model", "The model the LoRA is trained for: a Hub id, a diffusers folder or a single .safetensors file."),
-    "trigger": S("Trigger word", "The word that calls up what you trained; written into the adapter so other tools show it."),
+    "name": S(
+        "Output name", "Name of the run folder and of the adapter files (letters, digits, spaces, '.', '-', '_')."
+    ),
+    "base": S(
+        "Base model", "The model the LoRA is trained for: a Hub id, a diffusers folder or a single .safetensors file."
+    ),
+    "trigger": S(
+        "Trigger word", "The word that calls up what you trained; written into the adapter so other tools show it."
+    ),
     "output_dir": S("Runs folder", "Where the run folder is created; empty uses the app's runs folder."),
-    "cache_dir": S("Cache folder", "Where VAE latents and text embeddings are cached; empty uses the shared app cache."),
-    "seed": S("Seed", "Seed for noise, batches and augmentations: the same seed and settings give the same run.",
-              0, 2**32 - 1),
+    "cache_dir": S(
+        "Cache folder", "Where VAE latents and text embeddings are cached; empty uses the shared app cache."
+    ),
+    "seed": S(
+        "Seed", "Seed for noise, batches and augmentations: the same seed and settings give the same run.", 0, 2**32 - 1
+    ),
     "steps": S("Length", "How long to train: optimizer steps, or whole passes over the dataset (epochs).", 1, INT_MAX),
-    "gradient_accumulation": S("Gradient accumulation", "Batches added up before each optimizer step: a larger "
-                               "effective batch without more memory.", 1, 1024),
-    "gradient_checkpointing": S("Gradient checkpointing", "Recompute activations in the backward pass: much less "
-                                "memory, about 20% slower."),
-    "mixed_precision": S("Precision", "Number format for training: auto uses bf16 or fp16 on a GPU and fp32 on the CPU."),
+    "gradient_accumulation": S(
+        "Gradient accumulation",
+        "Batches added up before each optimizer step: a larger effective batch without more memory.",
+        1,
+        1024,
+    ),
+    "gradient_checkpointing": S(
+        "Gradient checkpointing", "Recompute activations in the backward pass: much less memory, about 20% slower."
+    ),
+    "mixed_precision": S(
+        "Precision", "Number format for training: auto uses bf16 or fp16 on a GPU and fp32 on the CPU."
+    ),
     "device": S("Device", "Where to train: auto picks the GPU when there is one."),
-    "noise_offset": S("Noise offset", "Extra offset noise that helps very dark and very bright pictures; 0 is off, "
-                      "0.03–0.1 is typical.", 0.0, 1.0),
-    "min_snr_gamma": S("Min-SNR gamma", "Reweights timesteps so training converges faster; 5 is the usual value, 0 "
-                       "turns it off.", 0.0, 1000.0),
-    "prediction": S("Prediction", "What the model predicts; auto follows the base model's scheduler (SD 2.x 768 "
-                    "models use v-prediction)."),
+    "noise_offset": S(
+        "Noise offset",
+        "Extra offset noise that helps very dark and very bright pictures; 0 is off, 0.03–0.1 is typical.",
+        0.0,
+        1.0,
+    ),
+    "min_snr_gamma": S(
+        "Min-SNR gamma",
+        "Reweights timesteps so training converges faster; 5 is the usual value, 0 turns it off.",
+        0.0,
+        1000.0,
+    ),
+    "prediction": S(
+        "Prediction",
+        "What the model predicts; auto follows the base model's scheduler (SD 2.x 768 models use v-prediction).",
+    ),
     "datasets": S("Datasets", "Folders of training pictures; kohya 'N_name' folders repeat their pictures N times."),
     # ---------------------------------------------------------------- [[datasets]]
     "datasets.path": S("Folder", "The folder of training pictures (searched recursively)."),
-    "datasets.repeats": S("Repeats", "How often each picture counts per epoch; 0 takes it from a kohya 'N_name' "
-                          "folder name, else 1.", 0, 10000),
-    "datasets.caption": S("Caption for uncaptioned", "Caption for pictures without a caption file; empty uses the "
-                          "folder name's words."),
-    "datasets.regularization": S("Regularization", "Class pictures for prior preservation rather than pictures "
-                                 "of your subject."),
+    "datasets.repeats": S(
+        "Repeats",
+        "How often each picture counts per epoch; 0 takes it from a kohya 'N_name' folder name, else 1.",
+        0,
+        10000,
+    ),
+    "datasets.caption": S(
+        "Caption for uncaptioned", "Caption for pictures without a caption file; empty uses the folder name's words."
+    ),
+    "datasets.regularization": S(
+        "Regularization", "Class pictures for prior preservation rather than pictures of your subject."
+    ),
     # ---------------------------------------------------------------- [data]
-    "data.resolution": S("Resolution", "Training size in pixels (the area of resolution × resolution); 512 for SD "
-                         "1.x, 1024 for SDXL.", 64, 4096, multiple=64, suffix=" px"),
-    "data.bucketing": S("Aspect-ratio buckets", "Train each picture at its own aspect ratio instead of centre-"
-                        "cropping it to a square."),
-    "data.min_bucket": S("Smallest bucket side", "The shortest side a bucket may have.", 64, 4096, multiple=64,
-                         suffix=" px"),
-    "data.max_bucket": S("Largest bucket side", "The longest side a bucket may have.", 64, 4096, multiple=64,
-                         suffix=" px"),
-    "data.bucket_step": S("Bucket step", "Bucket sides are multiples of this many pixels.", choices=(8, 16, 32, 64, 128)),
+    "data.resolution": S(
+        "Resolution",
+        "Training size in pixels (the area of resolution × resolution); 512 for SD 1.x, 1024 for SDXL.",
+        64,
+        4096,
+        multiple=64,
+        suffix=" px",
+    ),
+    "data.bucketing": S(
+        "Aspect-ratio buckets", "Train each picture at its own aspect ratio instead of centre-cropping it to a square."
+    ),
+    "data.min_bucket": S(
+        "Smallest bucket side", "The shortest side a bucket may have.", 64, 4096, multiple=64, suffix=" px"
+    ),
+    "data.max_bucket": S(
+        "Largest bucket side", "The longest side a bucket may have.", 64, 4096, multiple=64, suffix=" px"
+    ),
+    "data.bucket_step": S(
+        "Bucket step", "Bucket sides are multiples of this many pixels.", choices=(8, 16, 32, 64, 128)
+    ),
     "data.no_upscale": S("Never upscale", "Small pictures get a smaller bucket instead of being enlarged."),
-    "data.min_image_side": S("Smallest usable picture", "Pictures with a shorter side than this are reported and "
-                             "skipped.", 1, 4096, suffix=" px"),
+    "data.min_image_side": S(
+        "Smallest usable picture",
+        "Pictures with a shorter side than this are reported and skipped.",
+        1,
+        4096,
+        suffix=" px",
+    ),
     "data.batch_size": S("Batch size", "Pictures per step; larger batches are smoother but need more memory.", 1, 256),
-    "data.caption_dropout": S("Caption dropout", "Share of steps trained with an empty caption, so the LoRA also "
-                              "works without its trigger.", 0.0, 1.0),
+    "data.caption_dropout": S(
+        "Caption dropout",
+        "Share of steps trained with an empty caption, so the LoRA also works without its trigger.",
+        0.0,
+        1.0,
+    ),
     "data.shuffle_tags": S("Shuffle tags", "Shuffle the comma-separated tags of each caption at every step."),
-    "data.keep_tags": S("Keep first tags", "With shuffling, this many leading tags (the trigger) stay in place.",
-                        0, 1000),
+    "data.keep_tags": S(
+        "Keep first tags", "With shuffling, this many leading tags (the trigger) stay in place.", 0, 1000
+    ),
     "data.separator": S("Tag separator", "The text between tags in caption files."),
     "data.flip": S("Random flip", "Mirror pictures at random; doubles the data, but not for asymmetric characters."),
     "data.reg_weight": S("Regularization weight", "Loss weight of the regularization pictures.", 0.0, 100.0),
     # ---------------------------------------------------------------- [network]
-    "network.rank": S("Rank", "Size of the adapter: higher learns more detail and makes a bigger file (8–32 is "
-                      "typical).", 1, 1024),
+    "network.rank": S(
+        "Rank", "Size of the adapter: higher learns more detail and makes a bigger file (8–32 is typical).", 1, 1024
+    ),
     "network.alpha": S("Alpha", "Scales the adapter by alpha / rank; half the rank is a common choice.", 0.0, 100000.0),
-    "network.dropout": S("Dropout", "Share of the adapter's features dropped at random in each step, against "
-                         "overfitting.", 0.0, 0.99),
+    "network.dropout": S(
+        "Dropout", "Share of the adapter's features dropped at random in each step, against overfitting.", 0.0, 0.99
+    ),
     "network.dora": S("DoRA", "Weight-decomposed LoRA: often better quality, a little slower to train."),
-    "network.targets": S("Layers", "Which UNet layers get an adapter: attention only, plus feed-forward, or plus "
-                         "convolutions (LoCon)."),
+    "network.targets": S(
+        "Layers", "Which UNet layers get an adapter: attention only, plus feed-forward, or plus convolutions (LoCon)."
+    ),
     "network.conv_rank": S("Conv rank", "Rank of the convolution adapters with LoCon; 0 uses the rank.", 0, 1024),
-    "network.conv_alpha": S("Conv alpha", "Alpha of the convolution adapters with LoCon; 0 uses the alpha.",
-                            0.0, 100000.0),
-    "network.train_text_encoder": S("Train text encoder", "Also train the text encoder(s): stronger trigger words, "
-                                    "more memory."),
+    "network.conv_alpha": S(
+        "Conv alpha", "Alpha of the convolution adapters with LoCon; 0 uses the alpha.", 0.0, 100000.0
+    ),
+    "network.train_text_encoder": S(
+        "Train text encoder", "Also train the text encoder(s): stronger trigger words, more memory."
+    ),
     "network.text_encoder_lr": S("Text encoder LR", "Learning rate of the text encoder adapters.", 0.0, 10.0),
     # ---------------------------------------------------------------- [optimizer]
-    "optimizer.kind": S("Optimizer", "AdamW is the safe default; 8-bit AdamW saves GPU memory; Prodigy finds its "
-                        "own rate (use learning rate 1)."),
-    "optimizer.learning_rate": S("Learning rate", "How fast the adapter changes: 1e-4 is typical for AdamW, 1 for "
-                                 "Prodigy.", 0.0, 10.0),
-    "optimizer.weight_decay": S("Weight decay", "Pulls the adapter's weights towards zero a little at every step.",
-                                0.0, 10.0),
-    "optimizer.schedule": S("LR schedule", "How the learning rate changes over the run: constant, cosine decay or "
-                            "linear decay."),
-    "optimizer.warmup_steps": S("Warm-up steps", "Steps over which the learning rate rises from 0 at the start.",
-                                0, INT_MAX),
-    "optimizer.max_grad_norm": S("Gradient clipping", "Largest gradient norm before clipping; 0 turns clipping off.",
-                                 0.0, 1000.0),
+    "optimizer.kind": S(
+        "Optimizer",
+        "AdamW is the safe default; 8-bit AdamW saves GPU memory; Prodigy finds its own rate (use learning rate 1).",
+    ),
+    "optimizer.learning_rate": S(
+        "Learning rate", "How fast the adapter changes: 1e-4 is typical for AdamW, 1 for Prodigy.", 0.0, 10.0
+    ),
+    "optimizer.weight_decay": S(
+        "Weight decay", "Pulls the adapter's weights towards zero a little at every step.", 0.0, 10.0
+    ),
+    "optimizer.schedule": S(
+        "LR schedule", "How the learning rate changes over the run: constant, cosine decay or linear decay."
+    ),
+    "optimizer.warmup_steps": S(
+        "Warm-up steps", "Steps over which the learning rate rises from 0 at the start.", 0, INT_MAX
+    ),
+    "optimizer.max_grad_norm": S(
+        "Gradient clipping", "Largest gradient norm before clipping; 0 turns clipping off.", 0.0, 1000.0
+    ),
     # ---------------------------------------------------------------- [output]
-    "output.save_every": S("Save every", "Steps between checkpoints; 0 saves only the final adapter.", 0, INT_MAX,
-                           suffix=" steps"),
-    "output.keep_last": S("Keep last", "How many step checkpoints to keep (the final file always stays); 0 keeps all.",
-                          0, 100000),
+    "output.save_every": S(
+        "Save every", "Steps between checkpoints; 0 saves only the final adapter.", 0, INT_MAX, suffix=" steps"
+    ),
+    "output.keep_last": S(
+        "Keep last", "How many step checkpoints to keep (the final file always stays); 0 keeps all.", 0, 100000
+    ),
     "output.diffusers_copy": S("Diffusers copy", "Also write a diffusers/peft-layout copy of the final adapter."),
     # ---------------------------------------------------------------- [sample]
-    "sample.every": S("Sample every", "Steps between sample pictures; 0 renders none (Sample now still works).",
-                      0, INT_MAX, suffix=" steps"),
-    "sample.prompts": S("Sample prompts", "One prompt per line, rendered with the same seed at every sampling step; "
-                        "{trigger} becomes the trigger word."),
+    "sample.every": S(
+        "Sample every",
+        "Steps between sample pictures; 0 renders none (Sample now still works).",
+        0,
+        INT_MAX,
+        suffix=" steps",
+    ),
+    "sample.prompts": S(
+        "Sample prompts",
+        "One prompt per line, rendered with the same seed at every sampling step; {trigger} becomes the trigger word.",
+    ),
     "sample.negative": S("Sample negative", "Negative prompt for the sample pictures."),
-    "sample.seed": S("Sample seed", "Seed of the first sample prompt; prompt i uses seed + i, the same at every "
-                     "step.", 0, 2**63 - 1),
+    "sample.seed": S(
+        "Sample seed", "Seed of the first sample prompt; prompt i uses seed + i, the same at every step.", 0, 2**63 - 1
+    ),
     "sample.steps": S("Sample steps", "Sampling steps per sample picture.", 1, 500),
     "sample.guidance": S("Sample guidance", "Classifier-free guidance scale of the sample pictures.", 0.0, 50.0),
-    "sample.width": S("Sample width", "Width of the sample pictures; 0 uses the training resolution.", 0, 4096,
-                      multiple=8, suffix=" px"),
-    "sample.height": S("Sample height", "Height of the sample pictures; 0 uses the training resolution.", 0, 4096,
-                       multiple=8, suffix=" px"),
+    "sample.width": S(
+        "Sample width",
+        "Width of the sample pictures; 0 uses the training resolution.",
+        0,
+        4096,
+        multiple=8,
+        suffix=" px",
+    ),
+    "sample.height": S(
+        "Sample height",
+        "Height of the sample pictures; 0 uses the training resolution.",
+        0,
+        4096,
+        multiple=8,
+        suffix=" px",
+    ),
     "sample.scheduler": S("Sample sampler", "Sampler used to render the sample pictures."),
 }
 
 # The settings always on show; everything else sits in a collapsible Advanced group.
-ESSENTIALS = ("name", "trigger", "steps", "network.rank", "optimizer.learning_rate", "data.resolution",
-              "data.batch_size", "sample.prompts", "sample.every")
+ESSENTIALS = (
+    "name",
+    "trigger",
+    "steps",
+    "network.rank",
+    "optimizer.learning_rate",
+    "data.resolution",
+    "data.batch_size",
+    "sample.prompts",
+    "sample.every",
+)
 
 # Advanced groups: title -> keys, in order. The form adds any TrainConfig field missing here
 # to "Other" so that nothing a newer config holds is dropped on save.
 ADVANCED: dict[str, tuple[str, ...]] = {
-    "Network": ("network.alpha", "network.targets", "network.dropout", "network.dora", "network.conv_rank",
-                "network.conv_alpha", "network.train_text_encoder", "network.text_encoder_lr"),
-    "Optimizer": ("optimizer.kind", "optimizer.schedule", "optimizer.warmup_steps", "optimizer.weight_decay",
-                  "optimizer.max_grad_norm"),
-    "Data": ("data.bucketing", "data.min_bucket", "data.max_bucket", "data.bucket_step", "data.no_upscale",
-             "data.min_image_side", "data.caption_dropout", "data.shuffle_tags", "data.keep_tags", "data.separator",
-             "data.flip", "data.reg_weight"),
-    "Training": ("seed", "gradient_accumulation", "gradient_checkpointing", "mixed_precision", "device",
-                 "noise_offset", "min_snr_gamma", "prediction"),
+    "Network": (
+        "network.alpha",
+        "network.targets",
+        "network.dropout",
+        "network.dora",
+        "network.conv_rank",
+        "network.conv_alpha",
+        "network.train_text_encoder",
+        "network.text_encoder_lr",
+    ),
+    "Optimizer": (
+        "optimizer.kind",
+        "optimizer.schedule",
+        "optimizer.warmup_steps",
+        "optimizer.weight_decay",
+        "optimizer.max_grad_norm",
+    ),
+    "Data": (
+        "data.bucketing",
+        "data.min_bucket",
+        "data.max_bucket",
+        "data.bucket_step",
+        "data.no_upscale",
+        "data.min_image_side",
+        "data.caption_dropout",
+        "data.shuffle_tags",
+        "data.keep_tags",
+        "data.separator",
+        "data.flip",
+        "data.reg_weight",
+    ),
+    "Training": (
+        "seed",
+        "gradient_accumulation",
+        "gradient_checkpointing",
+        "mixed_precision",
+        "device",
+        "noise_offset",
+        "min_snr_gamma",
+        "prediction",
+    ),
     "Saving": ("output.save_every", "output.keep_last", "output.diffusers_copy", "output_dir", "cache_dir"),
-    "Samples": ("sample.negative", "sample.seed", "sample.steps", "sample.guidance", "sample.width", "sample.height",
-                "sample.scheduler"),
+    "Samples": (
+        "sample.negative",
+        "sample.seed",
+        "sample.steps",
+        "sample.guidance",
+        "sample.width",
+        "sample.height",
+        "sample.scheduler",
+    ),
 }
 
 # Shown by their own widgets (model picker, preset combo, dataset table), not generated.

@@ -93,8 +93,9 @@ class TrainForm(QWidget):
         self.preset.addItem(NO_PRESET, "")
         for name in preset_names():
             self.preset.addItem(name, name)
-        self.preset.setToolTip("Start from tuned settings for a character or a style; your model, datasets, "
-                               "name and trigger stay.")
+        self.preset.setToolTip(
+            "Start from tuned settings for a character or a style; your model, datasets, name and trigger stay."
+        )
         self.preset.activated.connect(lambda _i: self.apply_preset(self.preset.currentData() or ""))
         self.datasets = DatasetsPanel(self)
         self.datasets.changed.connect(self.changed)
@@ -192,8 +193,11 @@ class TrainForm(QWidget):
             return value
         per_epoch = self.steps_per_epoch()
         if per_epoch is None:
-            raise FieldError("steps", "Length: the pictures are not counted yet, so epochs cannot be turned into "
-                                      "steps; wait for the dataset count or give steps")
+            raise FieldError(
+                "steps",
+                "Length: the pictures are not counted yet, so epochs cannot be turned into "
+                "steps; wait for the dataset count or give steps",
+            )
         return value * per_epoch
 
     def _update_epochs(self) -> None:
@@ -334,8 +338,7 @@ class TrainForm(QWidget):
             if summary is not None and summary.error:
                 raise FormError("datasets", f"Datasets: {summary.error}")
             if summary is not None and summary.usable == 0:
-                raise FormError("datasets", f"Datasets: {spec.path} has no usable pictures "
-                                            f"({summary.images} found)")
+                raise FormError("datasets", f"Datasets: {spec.path} has no usable pictures ({summary.images} found)")
 
     def show_error(self, key: str, message: str) -> None:
         self.error_label.setText(message)

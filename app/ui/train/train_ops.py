@@ -84,8 +84,10 @@ class RunView:
     def adapter_list(self) -> list[tuple[str, str]]:
         """(label, file), step checkpoints by step, the final adapter last."""
         ordered = sorted(self.adapters.items(), key=lambda kv: (kv[1][1] is ArtifactKind.ADAPTER, kv[1][0]))
-        return [(f"final (step {step})" if kind is ArtifactKind.ADAPTER else f"step {step}", path)
-                for path, (step, kind) in ordered]
+        return [
+            (f"final (step {step})" if kind is ArtifactKind.ADAPTER else f"step {step}", path)
+            for path, (step, kind) in ordered
+        ]
 
     def merge(self, info: RunInfo) -> None:
         """Add what the run folder holds (a resumed or past run) without replacing live values."""
@@ -113,8 +115,9 @@ class TrainOps(QObject):
     historyChanged = Signal()
     message = Signal(str)  # one line for the status
 
-    def __init__(self, tracker: JobTracker, *, settings_path: Path | None = None,
-                 parent: QObject | None = None) -> None:
+    def __init__(
+        self, tracker: JobTracker, *, settings_path: Path | None = None, parent: QObject | None = None
+    ) -> None:
         super().__init__(parent)
         self.tracker = tracker
         self.client = tracker.client
@@ -230,8 +233,9 @@ class TrainOps(QObject):
         self.live_view = RunView(name=entry.name, live=True, config=entry.config, run_dir=entry.resume)
         self.view = self.live_view
         self.viewReset.emit()
-        self.tracker.submit(JobKind.TRAIN.value, {**params, "id": entry.job_id},
-                            connect=lambda handle, e=entry: self._follow(e, handle))
+        self.tracker.submit(
+            JobKind.TRAIN.value, {**params, "id": entry.job_id}, connect=lambda handle, e=entry: self._follow(e, handle)
+        )
         self.progressChanged.emit(0, entry.total, None, "waiting for the worker…")
         self.message.emit(f"Training {entry.describe().split(' — ')[0]}…")
         self.queueChanged.emit()
@@ -247,8 +251,9 @@ class TrainOps(QObject):
         if entry.state is EntryState.RUNNING:
             entry.state = EntryState.STOPPING
             self.tracker.cancel(entry.job_id)
-            self.message.emit("Stopping after this step and saving a resumable state; "
-                              "press Stop again to stop at once.")
+            self.message.emit(
+                "Stopping after this step and saving a resumable state; press Stop again to stop at once."
+            )
         else:
             # Kill the worker: files are written atomically, so the last checkpoint and resume state
             # stay whole; only the steps since that save are lost. The worker restarts with the next job.
@@ -278,6 +283,7 @@ class TrainOps(QObject):
 
     def _follow(self, entry: QueueEntry, handle: JobHandle) -> None:
         """Route one run's job events to this entry (events after the entry ended are dropped)."""
+
         def live(method: Callable[..., None]) -> Callable[..., None]:
             return lambda *args: None if entry.state.final else method(entry, *args)
 
@@ -370,8 +376,11 @@ class TrainOps(QObject):
 
     def refresh_history(self) -> None:
         folders = self.history_folders()
-        self._runner.run(lambda: list_runs(folders), self._on_history,
-                         lambda _k, message: self.message.emit(f"Could not read the runs: {message}"))
+        self._runner.run(
+            lambda: list_runs(folders),
+            self._on_history,
+            lambda _k, message: self.message.emit(f"Could not read the runs: {message}"),
+        )
 
     def _on_history(self, runs: list[RunInfo]) -> None:
         live = self.current.run_dir if self.current is not None else ""
@@ -390,8 +399,11 @@ class TrainOps(QObject):
             self.viewReset.emit()
             return
         token = self._shown
-        self._runner.run(lambda: read_run(run_dir, with_log=True), lambda info: self._show_info(info, token),
-                         lambda _k, message: self.message.emit(message))
+        self._runner.run(
+            lambda: read_run(run_dir, with_log=True),
+            lambda info: self._show_info(info, token),
+            lambda _k, message: self.message.emit(message),
+        )
 
     def show_live(self) -> None:
         self._shown += 1

@@ -49,8 +49,9 @@ TOML_FILTER = "Training configs (*.toml);;All files (*)"
 class TrainTab(QWidget):
     useInGenerate = Signal(str, str)  # (an adapter file for the Generate tab's stack, its run's base model)
 
-    def __init__(self, ops: TrainOps, recent: RecentModels, *, dataset_session: Any = None,
-                 parent: QWidget | None = None) -> None:
+    def __init__(
+        self, ops: TrainOps, recent: RecentModels, *, dataset_session: Any = None, parent: QWidget | None = None
+    ) -> None:
         super().__init__(parent)
         self.recent = recent
         self.ops = ops
@@ -64,8 +65,10 @@ class TrainTab(QWidget):
         if dataset_session is not None:
             dataset_session.opened.connect(self.form.datasets.set_open_folder)
             dataset_session.countsChanged.connect(
-                lambda _text: dataset_session.root is not None
-                and self.form.datasets.refresh_folder(dataset_session.root))
+                lambda _text: (
+                    dataset_session.root is not None and self.form.datasets.refresh_folder(dataset_session.root)
+                )
+            )
             if dataset_session.root is not None:
                 self.form.datasets.set_open_folder(str(dataset_session.root))
         self._update_buttons()
@@ -294,8 +297,9 @@ class TrainTab(QWidget):
             name = self.form.config().name
         except FormError:
             name = "training"
-        path, _ = QFileDialog.getSaveFileName(self, "Save the training config", str(Path.home() / f"{name}.toml"),
-                                              TOML_FILTER)
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Save the training config", str(Path.home() / f"{name}.toml"), TOML_FILTER
+        )
         if path:
             self.save_config_to(path if path.lower().endswith(".toml") else path + ".toml")
 
@@ -307,8 +311,9 @@ class TrainTab(QWidget):
         if self.compare_dialog is not None:
             self.compare_dialog.close()
             self.compare_dialog.deleteLater()
-        self.compare_dialog = CompareDialog(self.compare_ops, adapters, compare_defaults(view.config, view.run_dir),
-                                            chosen, self)
+        self.compare_dialog = CompareDialog(
+            self.compare_ops, adapters, compare_defaults(view.config, view.run_dir), chosen, self
+        )
         self.compare_dialog.show()
         return self.compare_dialog
 
@@ -364,12 +369,16 @@ class TrainTab(QWidget):
         self.stop_button.setEnabled(current is not None)
         if current is not None and current.state is EntryState.STOPPING:
             self.stop_button.setText("Stop now")
-            self.stop_button.setToolTip("Stop at once (the worker process is ended); only the steps since the last "
-                                        "save are lost, and Resume continues from there.")
+            self.stop_button.setToolTip(
+                "Stop at once (the worker process is ended); only the steps since the last "
+                "save are lost, and Resume continues from there."
+            )
         else:
             self.stop_button.setText("Stop")
-            self.stop_button.setToolTip("Finish the current step, save a checkpoint and the resume state, then "
-                                        "stop; press again to stop at once.")
+            self.stop_button.setToolTip(
+                "Finish the current step, save a checkpoint and the resume state, then "
+                "stop; press again to stop at once."
+            )
         self.checkpoint_button.setEnabled(running and current.training)
         has_prompts = bool(current and current.config is not None and current.config.sample.prompts)
         self.sample_button.setEnabled(running and current.training and (has_prompts or current.config is None))

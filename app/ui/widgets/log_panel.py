@@ -122,8 +122,12 @@ class LogPanel(QWidget):
         return path
 
     def _ask_and_save(self) -> None:
-        name, _ = QFileDialog.getSaveFileName(self, "Save log", f"loraloom-log-{time.strftime('%Y%m%d-%H%M%S')}.txt",
-                                              "Text files (*.txt *.log);;All files (*)")
+        name, _ = QFileDialog.getSaveFileName(
+            self,
+            "Save log",
+            f"loraloom-log-{time.strftime('%Y%m%d-%H%M%S')}.txt",
+            "Text files (*.txt *.log);;All files (*)",
+        )
         if not name:
             return
         try:

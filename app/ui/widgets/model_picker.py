@@ -40,7 +40,9 @@ class ModelPicker(QWidget):
         self.browse_folder.clicked.connect(self._choose_folder)
         self.browse_file = QToolButton(self)
         self.browse_file.setText("File…")
-        self.browse_file.setToolTip("Choose a single-file checkpoint (.safetensors or .ckpt) as A1111 and ComfyUI keep them.")
+        self.browse_file.setToolTip(
+            "Choose a single-file checkpoint (.safetensors or .ckpt) as A1111 and ComfyUI keep them."
+        )
         self.browse_file.clicked.connect(self._choose_file)
 
         layout = QHBoxLayout(self)

@@ -16,6 +16,11 @@ from app.worker.handlers.train import make_train_handler
 def build_handlers() -> dict[P.JobKind, Handler]:
     # One Renderer for the whole process: it keeps the loaded pipeline between jobs.
     renderer = Renderer()
-    return {P.JobKind.LOAD_MODEL: make_load_model_handler(renderer), P.JobKind.GENERATE: make_generate_handler(renderer),
-            P.JobKind.CAPTION: make_caption_handler(), P.JobKind.BAKE: make_bake_handler(renderer),
-            P.JobKind.CONVERT: make_convert_handler(renderer), P.JobKind.TRAIN: make_train_handler(renderer)}
+    return {
+        P.JobKind.LOAD_MODEL: make_load_model_handler(renderer),
+        P.JobKind.GENERATE: make_generate_handler(renderer),
+        P.JobKind.CAPTION: make_caption_handler(),
+        P.JobKind.BAKE: make_bake_handler(renderer),
+        P.JobKind.CONVERT: make_convert_handler(renderer),
+        P.JobKind.TRAIN: make_train_handler(renderer),
+    }

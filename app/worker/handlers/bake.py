@@ -21,13 +21,29 @@ def make_bake_handler(renderer: Renderer) -> Handler:
                 ctx.report(Progress(step=done, total=total, phase=Phase.BAKING, message="baking"))
 
         try:
-            result = bake_mix(renderer.mixer, request.adapter_entries(), request.out, rank=request.rank or None,
-                              base=request.base, on_progress=on_progress, should_cancel=ctx.cancelled)
+            result = bake_mix(
+                renderer.mixer,
+                request.adapter_entries(),
+                request.out,
+                rank=request.rank or None,
+                base=request.base,
+                on_progress=on_progress,
+                should_cancel=ctx.cancelled,
+            )
         except RenderCancelled:
             raise JobCancelled() from None
         ctx.report(LogLine(result.describe()))
-        ctx.report(ArtifactSaved(path=str(result.path.resolve()), kind=ArtifactKind.ADAPTER, details={
-            "rank": result.rank, "exact": result.exact, "relative_error": result.relative_error,
-            "layers": result.layers}))
+        ctx.report(
+            ArtifactSaved(
+                path=str(result.path.resolve()),
+                kind=ArtifactKind.ADAPTER,
+                details={
+                    "rank": result.rank,
+                    "exact": result.exact,
+                    "relative_error": result.relative_error,
+                    "layers": result.layers,
+                },
+            )
+        )
 
     return bake

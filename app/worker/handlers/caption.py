@@ -41,30 +41,55 @@ def make_caption_handler() -> Handler:
     def caption(ctx: JobContext) -> None:
         request = CaptionRequest.from_dict(ctx.job.params, where="caption job")
         check_folder(request.folder)  # before a model loads (the folder may have gone since)
-        ctx.report(Progress(step=0, total=0, phase=Phase.LOADING,
-                            message=f"loading {request.model or 'the default captioner'}"))
+        ctx.report(
+            Progress(
+                step=0, total=0, phase=Phase.LOADING, message=f"loading {request.model or 'the default captioner'}"
+            )
+        )
         captioner, loaded = cache.get(request)
         if loaded:
             ctx.report(LogLine(f"loaded {captioner.name} from {captioner.source}"))
         ctx.check_cancel()
 
         def on_progress(done: int, total: int, eta: float | None, message: str) -> None:
-            ctx.report(Progress(step=done, total=total, phase=Phase.CAPTIONING,
-                                eta_s=None if eta is None else round(eta, 2), message=message))
+            ctx.report(
+                Progress(
+                    step=done,
+                    total=total,
+                    phase=Phase.CAPTIONING,
+                    eta_s=None if eta is None else round(eta, 2),
+                    message=message,
+                )
+            )
 
         def on_caption(item: ImageItem, before: str, after: str) -> None:
-            ctx.report(ArtifactSaved(path=str(item.caption_path), kind=ArtifactKind.CAPTION,
-                                     details={"image": str(item.path), "caption": after, "previous": before}))
+            ctx.report(
+                ArtifactSaved(
+                    path=str(item.caption_path),
+                    kind=ArtifactKind.CAPTION,
+                    details={"image": str(item.path), "caption": after, "previous": before},
+                )
+            )
 
         def on_skip(skip: Skip) -> None:
             ctx.report(LogLine(skip.reason, LogLevel.WARNING, details={"image": str(skip.path)}))
 
         try:
-            summary = run_captioning(captioner, request, on_progress=on_progress, on_caption=on_caption,
-                                     on_skip=on_skip, should_cancel=ctx.cancelled)
+            summary = run_captioning(
+                captioner,
+                request,
+                on_progress=on_progress,
+                on_caption=on_caption,
+                on_skip=on_skip,
+                should_cancel=ctx.cancelled,
+            )
         except CaptionCancelled:
             raise JobCancelled() from None
-        ctx.report(LogLine(summary.line(), details={"written": summary.written, "skipped": len(summary.skipped),
-                                                    "kept": summary.kept}))
+        ctx.report(
+            LogLine(
+                summary.line(),
+                details={"written": summary.written, "skipped": len(summary.skipped), "kept": summary.kept},
+            )
+        )
 
     return caption

@@ -66,8 +66,9 @@ def make_train_handler(renderer: Any = None) -> Handler:
                 event = replace(event, path=str(Path(event.path).resolve()))
             ctx.report(event)
 
-        result = train(config, resume=resume, on_event=on_event, should_stop=ctx.cancelled,
-                       take_requests=ctx.take_requests)
+        result = train(
+            config, resume=resume, on_event=on_event, should_stop=ctx.cancelled, take_requests=ctx.take_requests
+        )
         if result.status == "cancelled":
             raise JobCancelled()
 

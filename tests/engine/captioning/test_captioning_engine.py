@@ -80,9 +80,17 @@ def test_wd_tagger_thresholds_exclusions_and_underscores(tiny_wd, tmp_path):
     assert "blue" in out[1] and "red" not in out[1]
     assert "simple background" in out[0] and "^_^" in out[0], "underscores to spaces, kaomoji kept"
     assert "general" not in out[0] and "tiny character" not in out[0], "no rating; character below 0.85"
-    strict = tagger.caption_batch([red], _request(tmp_path, tiny_wd, general_threshold=0.9,
-                                                  character_threshold=0.4, exclude_tags="no_humans",
-                                                  underscores_to_spaces=False))[0]
+    strict = tagger.caption_batch(
+        [red],
+        _request(
+            tmp_path,
+            tiny_wd,
+            general_threshold=0.9,
+            character_threshold=0.4,
+            exclude_tags="no_humans",
+            underscores_to_spaces=False,
+        ),
+    )[0]
     assert strict.split(", ") == ["tiny_character", "red", "simple_background"]
     assert tagger.caption_batch([red], _request(tmp_path, tiny_wd, max_tags=2))[0].count(",") == 1
 
@@ -122,13 +130,24 @@ def test_fill_mode_on_bad_folder_skips_unusable_and_puts_prefix_first(tiny_wd, t
     events = {"progress": [], "caption": [], "skip": []}
     request = _request(ds, tiny_wd, prefix="sks", batch_size=4)
     summary = run_captioning(
-        load_captioner(request), request,
+        load_captioner(request),
+        request,
         on_progress=lambda *a: events["progress"].append(a),
         on_caption=lambda item, before, after: events["caption"].append((item.path.name, before, after)),
-        on_skip=lambda s: events["skip"].append(s))
+        on_skip=lambda s: events["skip"].append(s),
+    )
     skipped_names = {s.path.name for s in events["skip"]}
-    assert skipped_names == {"zero.png", "notes.jpg", "cut_jpeg.jpg", "cut_png.png", "cut_webp.webp",
-                             "damaged.png", "tiny.png", "bomb.png", "dangling.jpg"}
+    assert skipped_names == {
+        "zero.png",
+        "notes.jpg",
+        "cut_jpeg.jpg",
+        "cut_png.png",
+        "cut_webp.webp",
+        "damaged.png",
+        "tiny.png",
+        "bomb.png",
+        "dangling.jpg",
+    }
     assert all(s.reason.startswith("skipped: ") and str(s.path) in s.reason for s in events["skip"])
     assert (ds / "good.txt").read_text() == "a red square, solo", "fill mode leaves captions alone"
     assert (ds / "latin1.txt").read_bytes() == "café, crème brûlée".encode("latin-1")
@@ -191,9 +210,12 @@ def test_cancel_between_batches_keeps_what_was_written(tiny_wd, tmp_path):
     request = _request(tmp_path, tiny_wd, batch_size=2)
     calls = []
     with pytest.raises(CaptionCancelled):
-        run_captioning(load_captioner(request), request,
-                       on_progress=lambda done, total, eta, msg: calls.append(done),
-                       should_cancel=lambda: len(calls) >= 2)
+        run_captioning(
+            load_captioner(request),
+            request,
+            on_progress=lambda done, total, eta, msg: calls.append(done),
+            should_cancel=lambda: len(calls) >= 2,
+        )
     assert len(list(tmp_path.glob("*.txt"))) == 2
 
 

@@ -26,9 +26,16 @@ def test_every_preset_loads_and_only_needs_a_base_and_a_dataset(tmp_path):
 
 
 def test_a_config_overrides_its_preset_key_by_key_and_round_trips(tmp_path):
-    config = TrainConfig.from_dict({"preset": "sd15-character", "base": "m", "trigger": "ohwx",
-                                    "datasets": [{"path": "/a", "repeats": 3}, {"path": "/r", "regularization": True}],
-                                    "network": {"rank": 8}, "optimizer": {"kind": "prodigy", "learning_rate": 1.0}})
+    config = TrainConfig.from_dict(
+        {
+            "preset": "sd15-character",
+            "base": "m",
+            "trigger": "ohwx",
+            "datasets": [{"path": "/a", "repeats": 3}, {"path": "/r", "regularization": True}],
+            "network": {"rank": 8},
+            "optimizer": {"kind": "prodigy", "learning_rate": 1.0},
+        }
+    )
     assert config.network.rank == 8 and config.network.alpha == 8.0  # alpha still from the preset
     assert config.optimizer.kind is Optimizer.PRODIGY and config.optimizer.schedule is LRSchedule.COSINE
     assert config.sample_prompts()[0].startswith("ohwx, ")
@@ -37,20 +44,23 @@ def test_a_config_overrides_its_preset_key_by_key_and_round_trips(tmp_path):
     assert TrainConfig.load_toml(path) == config
 
 
-@pytest.mark.parametrize("data, needle", [
-    ({"stpes": 10}, "unknown key 'stpes'"),
-    ({"network": {"rnak": 4}}, r"\[network\]: unknown key 'rnak'"),
-    ({"steps": "many"}, "steps must be a whole number"),
-    ({"network": {"rank": 0}}, r"\[network\]: rank = 0 must be between 1 and 1024"),
-    ({"data": {"resolution": 500}}, r"\[data\]: resolution = 500 must be a multiple of 64"),
-    ({"optimizer": {"kind": "sgd"}}, r"kind = 'sgd' is not one of 'adamw', 'adamw8bit', 'prodigy'"),
-    ({"datasets": [{"path": ""}]}, r"\[\[datasets\]\] #1: path is empty"),
-    ({"datasets": {"path": "/a"}}, "datasets must be a list"),
-    ({"sample": {"prompts": "one"}}, r"\[sample\]: prompts must be a list of texts"),
-    ({"preset": "nope"}, "preset = 'nope' is not one of"),
-    ({"version": 2}, "version = 2 is not supported"),
-    ({"name": "a/b"}, "name = 'a/b' must be letters"),
-])
+@pytest.mark.parametrize(
+    "data, needle",
+    [
+        ({"stpes": 10}, "unknown key 'stpes'"),
+        ({"network": {"rnak": 4}}, r"\[network\]: unknown key 'rnak'"),
+        ({"steps": "many"}, "steps must be a whole number"),
+        ({"network": {"rank": 0}}, r"\[network\]: rank = 0 must be between 1 and 1024"),
+        ({"data": {"resolution": 500}}, r"\[data\]: resolution = 500 must be a multiple of 64"),
+        ({"optimizer": {"kind": "sgd"}}, r"kind = 'sgd' is not one of 'adamw', 'adamw8bit', 'prodigy'"),
+        ({"datasets": [{"path": ""}]}, r"\[\[datasets\]\] #1: path is empty"),
+        ({"datasets": {"path": "/a"}}, "datasets must be a list"),
+        ({"sample": {"prompts": "one"}}, r"\[sample\]: prompts must be a list of texts"),
+        ({"preset": "nope"}, "preset = 'nope' is not one of"),
+        ({"version": 2}, "version = 2 is not supported"),
+        ({"name": "a/b"}, "name = 'a/b' must be letters"),
+    ],
+)
 def test_bad_values_are_one_sentence_naming_the_field(data, needle):
     with pytest.raises(ConfigError, match=needle):
         TrainConfig.from_dict(data, where="my.toml")
@@ -79,12 +89,20 @@ def test_kohya_folders_set_repeats_captions_fall_back_to_the_folder_name(tmp_pat
     write_images(tmp_path / "ds" / "plain", caption="sks, red", sizes=((64, 96),))
     write_images(tmp_path / "reg", caption="woman", sizes=((64, 64),))
     (tmp_path / "ds" / "broken.png").write_bytes(b"not a picture")
-    config = TrainConfig.from_dict({
-        "base": "m", "datasets": [{"path": str(tmp_path / "ds")}, {"path": str(tmp_path / "reg"),
-                                                                 "regularization": True}],
-        "data": {"resolution": 128, "min_bucket": 64, "max_bucket": 256, "bucket_step": 32, "min_image_side": 32,
-                 "batch_size": 2},
-    })
+    config = TrainConfig.from_dict(
+        {
+            "base": "m",
+            "datasets": [{"path": str(tmp_path / "ds")}, {"path": str(tmp_path / "reg"), "regularization": True}],
+            "data": {
+                "resolution": 128,
+                "min_bucket": 64,
+                "max_bucket": 256,
+                "bucket_step": 32,
+                "min_image_side": 32,
+                "batch_size": 2,
+            },
+        }
+    )
     data = collect(config)
     by_name = {(i.path.parent.name, i.path.name): i for i in data.items}
     first = by_name[("3_sks woman", "img0.png")]
@@ -109,8 +127,10 @@ def test_caption_variation_keeps_the_first_tags_and_drops_whole_captions():
     from app.engine.training.data import vary_caption
 
     rng = random.Random(0)
-    seen = {vary_caption("sks, red, square, big, flat", rng, dropout=0.0, shuffle=True, keep=1, separator=", ")
-            for _ in range(50)}
+    seen = {
+        vary_caption("sks, red, square, big, flat", rng, dropout=0.0, shuffle=True, keep=1, separator=", ")
+        for _ in range(50)
+    }
     assert len(seen) > 5 and all(s.startswith("sks, ") for s in seen)
     assert all(sorted(s.split(", ")) == sorted(["sks", "red", "square", "big", "flat"]) for s in seen)
     dropped = [vary_caption("sks", rng, dropout=0.5, shuffle=False, keep=1, separator=", ") for _ in range(200)]

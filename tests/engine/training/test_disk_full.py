@@ -34,7 +34,8 @@ def fail_writes_of(monkeypatch, code: int, name_part: str) -> None:
 
 
 def test_a_full_disk_at_a_checkpoint_says_which_checkpoint_is_intact_and_resume_continues(
-        tiny_sd1, red_dataset, monkeypatch):
+    tiny_sd1, red_dataset, monkeypatch
+):
     from app.worker.loop import describe_error
 
     config = small_config(tiny_sd1, red_dataset, name="full", steps=4, output={"save_every": 2, "keep_last": 5})
@@ -81,15 +82,23 @@ def test_a_full_disk_while_saving_the_resume_state_keeps_the_previous_state(tiny
 
 def test_a_read_only_samples_folder_is_a_permission_error_before_any_save(tiny_sd1, red_dataset, monkeypatch):
     # Tests run as root, where chmod does not stop writes: the EROFS is injected.
-    config = small_config(tiny_sd1, red_dataset, name="ro", steps=2, output={"save_every": 0},
-                          sample={"every": 1, "prompts": ["sks"], "steps": 1})
+    config = small_config(
+        tiny_sd1,
+        red_dataset,
+        name="ro",
+        steps=2,
+        output={"save_every": 0},
+        sample={"every": 1, "prompts": ["sks"], "steps": 1},
+    )
     fail_writes_of(monkeypatch, errno.EROFS, "step000001-0.png")
     with pytest.raises(TrainError) as caught:
         train(config)
     sample = files.Path(os.environ["LORALOOM_HOME"]) / "runs" / "ro" / "samples" / "step000001-0.png"
     assert caught.value.kind is ErrorKind.PERMISSION
-    assert str(caught.value) == (f"Cannot save {sample} (Read-only file system): the folder is read-only or not "
-                                 "yours; make it writable and start the run again; nothing was saved yet")
+    assert str(caught.value) == (
+        f"Cannot save {sample} (Read-only file system): the folder is read-only or not "
+        "yours; make it writable and start the run again; nothing was saved yet"
+    )
 
 
 def test_too_little_free_space_is_a_warning_before_the_first_step(tiny_sd1, red_dataset, monkeypatch):
@@ -103,8 +112,10 @@ def test_too_little_free_space_is_a_warning_before_the_first_step(tiny_sd1, red_
     warnings = warnings_in(events)
     assert len(warnings) == 1
     assert warnings[0].startswith(f"only 0 MB free in {result.run_dir}, and this run needs about ")
-    assert warnings[0].endswith("(checkpoints, resume state, caches): free space now or lower [output] keep_last, "
-                                "or the run stops when the disk is full")
+    assert warnings[0].endswith(
+        "(checkpoints, resume state, caches): free space now or lower [output] keep_last, "
+        "or the run stops when the disk is full"
+    )
 
 
 def test_the_cli_gives_the_disk_full_sentence_on_one_line(tiny_sd1, red_dataset, monkeypatch, tmp_path, capsys):
@@ -119,4 +130,3 @@ def test_the_cli_gives_the_disk_full_sentence_on_one_line(tiny_sd1, red_dataset,
     assert len(lines) == 1 and "Traceback" not in err
     assert lines[0].startswith("loraloom: error: Disk full while saving ")
     assert lines[0].endswith("clifull.safetensors: free 0.1 GB and start the run again; nothing was saved yet")
-

@@ -20,8 +20,9 @@ pytestmark = pytest.mark.slow
 def _stopped_run(base, dataset, name, **options):
     """A run stopped after step 2 of 4 (checkpoint and resume state saved at step 2)."""
     seen = []
-    first = train(small_config(base, dataset, name=name, **options), on_event=seen.append,
-                  should_stop=lambda: trained_to(seen, 2))
+    first = train(
+        small_config(base, dataset, name=name, **options), on_event=seen.append, should_stop=lambda: trained_to(seen, 2)
+    )
     assert first.status == "cancelled" and first.step == 2
     return first
 
@@ -36,8 +37,10 @@ def test_a_crafted_pickle_state_is_never_loaded_and_resume_is_refused(tiny_sd1, 
         (state / name).write_bytes(pickle.dumps({"state": PicklePayload(marker)}))
     with pytest.raises(TrainError) as caught:
         train(resume=first.run_dir)
-    assert str(caught.value) == (f"{state / 'optimizer.pt'}: resume state in the old pickle format, which could run "
-                                 "code, is not loaded; start a new run (the checkpoints of this run are still usable)")
+    assert str(caught.value) == (
+        f"{state / 'optimizer.pt'}: resume state in the old pickle format, which could run "
+        "code, is not loaded; start a new run (the checkpoints of this run are still usable)"
+    )
     assert not marker.exists()
 
 
@@ -45,8 +48,11 @@ def test_a_damaged_optimizer_state_is_refused_with_a_sentence(tiny_sd1, red_data
     first = _stopped_run(tiny_sd1, red_dataset, "broken")
     target = first.run_dir / "state" / "optimizer.safetensors"
     target.write_bytes(pickle.dumps({"not": "safetensors"}))
-    with pytest.raises(TrainError, match=r"optimizer\.safetensors: the saved state cannot be read \(not a readable "
-                                         r"safetensors file .*\); start a new run$"):
+    with pytest.raises(
+        TrainError,
+        match=r"optimizer\.safetensors: the saved state cannot be read \(not a readable "
+        r"safetensors file .*\); start a new run$",
+    ):
         train(resume=first.run_dir)
 
 
@@ -63,10 +69,13 @@ def test_the_state_codec_keeps_nested_tables_tuples_and_shared_tensors(tmp_path)
     from app.engine.training import state_codec
 
     shared = torch.arange(4.0)
-    state = {"state": {0: {"step": torch.tensor(3.0), "qmap": shared, "d": 1e-6, "k": 2},
-                       1: {"qmap": shared, "slice": shared[1:3]}},
-             "param_groups": [{"betas": (0.9, 0.999), "params": [0, 1], "fused": None, "use": True,
-                               "lr": float("inf")}]}
+    state = {
+        "state": {
+            0: {"step": torch.tensor(3.0), "qmap": shared, "d": 1e-6, "k": 2},
+            1: {"qmap": shared, "slice": shared[1:3]},
+        },
+        "param_groups": [{"betas": (0.9, 0.999), "params": [0, 1], "fused": None, "use": True, "lr": float("inf")}],
+    }
     path = tmp_path / "s.safetensors"
     path.write_bytes(state_codec.encode(state))
     back = state_codec.decode_file(path)
@@ -84,8 +93,10 @@ def test_pruning_keeps_the_newest_by_step_number_not_by_name(tmp_path):
         run.checkpoint_path(step).write_bytes(b"x")
     gone = prune_checkpoints(run, keep_last=2)
     assert [p.name for p in gone] == ["big-step999998.safetensors"]
-    assert sorted(p.name for p in run.checkpoints.iterdir()) == ["big-step1000000.safetensors",
-                                                                 "big-step999999.safetensors"]
+    assert sorted(p.name for p in run.checkpoints.iterdir()) == [
+        "big-step1000000.safetensors",
+        "big-step999999.safetensors",
+    ]
 
 
 def test_a_config_edited_to_another_rank_is_refused_before_the_model_loads(tiny_sd1, red_dataset):
@@ -94,8 +105,9 @@ def test_a_config_edited_to_another_rank_is_refused_before_the_model_loads(tiny_
     config_path.write_text(config_path.read_text(encoding="utf-8").replace("rank = 4", "rank = 8"), encoding="utf-8")
     with pytest.raises(TrainError) as caught:
         train(resume=first.run_dir)
-    assert str(caught.value) == (f"{config_path}: network 'rank' is 8 but the saved state was trained with 4; "
-                                 "put it back or start a new run")
+    assert str(caught.value) == (
+        f"{config_path}: network 'rank' is 8 but the saved state was trained with 4; put it back or start a new run"
+    )
 
 
 def test_an_older_state_without_network_settings_still_refuses_another_rank(tiny_sd1, red_dataset):
@@ -106,8 +118,11 @@ def test_an_older_state_without_network_settings_still_refuses_another_rank(tiny
     info_path.write_text(json.dumps(info), encoding="utf-8")
     config_path = first.run_dir / "config.toml"
     config_path.write_text(config_path.read_text(encoding="utf-8").replace("rank = 4", "rank = 8"), encoding="utf-8")
-    with pytest.raises(TrainError, match=r"state: the saved state does not fit the network in .*config\.toml "
-                                         r"\(.*\); were its network settings \(rank, targets\) changed\?"):
+    with pytest.raises(
+        TrainError,
+        match=r"state: the saved state does not fit the network in .*config\.toml "
+        r"\(.*\); were its network settings \(rank, targets\) changed\?",
+    ):
         train(resume=first.run_dir)
 
 
@@ -120,16 +135,21 @@ def test_a_trainer_json_with_an_impossible_step_is_refused(step, tiny_sd1, red_d
     info_path.write_text(json.dumps(info), encoding="utf-8")
     with pytest.raises(TrainError) as caught:
         train(resume=first.run_dir)
-    assert str(caught.value) == (f"{info_path}: 'step' must be a whole number of 0 or more, not {str(step)!r}; "
-                                 "the resume state is damaged")
+    assert str(caught.value) == (
+        f"{info_path}: 'step' must be a whole number of 0 or more, not {str(step)!r}; the resume state is damaged"
+    )
 
 
 def test_temp_files_of_a_killed_save_are_cleaned_at_the_next_start(tiny_sd1, red_dataset):
     first = _stopped_run(tiny_sd1, red_dataset, "litter")
     folder = first.run_dir
-    leftovers = [folder / ".state.tmp-abc" / "optimizer.safetensors", folder / ".state.old-123" / "trainer.json",
-                 folder / "checkpoints" / ".litter-step000003.safetensors.x1y2.tmp.safetensors",
-                 folder / ".log.jsonl.k3j4.tmp", folder / "samples" / ".step000002-0.png.q9.tmp.png"]
+    leftovers = [
+        folder / ".state.tmp-abc" / "optimizer.safetensors",
+        folder / ".state.old-123" / "trainer.json",
+        folder / "checkpoints" / ".litter-step000003.safetensors.x1y2.tmp.safetensors",
+        folder / ".log.jsonl.k3j4.tmp",
+        folder / "samples" / ".step000002-0.png.q9.tmp.png",
+    ]
     for path in leftovers:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"half")
@@ -176,7 +196,8 @@ def test_resume_warns_when_the_dataset_changed_since_the_stop(tiny_sd1, tmp_path
     assert warnings_in(events) == [
         "the dataset changed since the run stopped: 4 picture(s) differ (2 changed or recaptioned, 1 added, "
         "1 removed); the run goes on with the pictures as they are now, so it will not repeat an uninterrupted "
-        "run exactly"]
+        "run exactly"
+    ]
 
 
 def test_an_unchanged_dataset_resumes_without_a_warning(tiny_sd1, red_dataset):

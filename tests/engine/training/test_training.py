@@ -19,16 +19,22 @@ KOHYA_PARTS = {"lora_down.weight", "lora_up.weight", "alpha"}
 
 
 def _render(pipe, prompt="sks"):
-    return pipe(prompt, generator=torch.Generator().manual_seed(0), num_inference_steps=2, width=64, height=64,
-                output_type="np").images
+    return pipe(
+        prompt, generator=torch.Generator().manual_seed(0), num_inference_steps=2, width=64, height=64, output_type="np"
+    ).images
 
 
 @pytest.mark.parametrize("family", ["sd1", "sdxl"])
 def test_saved_file_is_pure_kohya_and_diffusers_loads_it_identically(family, tiny_sd1, tiny_sdxl, red_dataset):
     base = tiny_sd1 if family == "sd1" else tiny_sdxl
-    config = small_config(base, red_dataset, steps=2, network={"targets": "locon", "conv_rank": 2, "conv_alpha": 1.5,
-                                                               "train_text_encoder": True},
-                          optimizer={"learning_rate": 2e-2}, output={"diffusers_copy": family == "sd1"})
+    config = small_config(
+        base,
+        red_dataset,
+        steps=2,
+        network={"targets": "locon", "conv_rank": 2, "conv_alpha": 1.5, "train_text_encoder": True},
+        optimizer={"learning_rate": 2e-2},
+        output={"diffusers_copy": family == "sd1"},
+    )
     trainer = Trainer(config)
     result = trainer.run()
     assert result.status == "done" and result.final.name == "red.safetensors"
@@ -70,12 +76,19 @@ def test_saved_file_is_pure_kohya_and_diffusers_loads_it_identically(family, tin
 
 
 def test_resume_repeats_the_uninterrupted_losses_exactly(tiny_sd1, red_dataset):
-    options = dict(steps=4, gradient_accumulation=2, network={"dropout": 0.1},
-                   data={"caption_dropout": 0.3, "shuffle_tags": True, "flip": True})
+    options = dict(
+        steps=4,
+        gradient_accumulation=2,
+        network={"dropout": 0.1},
+        data={"caption_dropout": 0.3, "shuffle_tags": True, "flip": True},
+    )
     whole = train(small_config(tiny_sd1, red_dataset, name="whole", **options))
     seen = []
-    first = train(small_config(tiny_sd1, red_dataset, name="part", **options),
-                  on_event=lambda e: seen.append(e), should_stop=lambda: trained_to(seen, 2))
+    first = train(
+        small_config(tiny_sd1, red_dataset, name="part", **options),
+        on_event=lambda e: seen.append(e),
+        should_stop=lambda: trained_to(seen, 2),
+    )
     assert first.status == "cancelled" and first.step == 2
     assert [p.name for p in first.checkpoints] == ["part-step000002.safetensors"]
     rest = train(resume=first.run_dir)
@@ -87,7 +100,8 @@ def test_resume_repeats_the_uninterrupted_losses_exactly(tiny_sd1, red_dataset):
 
 
 def test_an_interrupted_checkpoint_write_keeps_the_previous_one_and_leaves_no_partial_file(
-        tiny_sd1, red_dataset, monkeypatch):
+    tiny_sd1, red_dataset, monkeypatch
+):
     import app.engine.training.loop as trainer_module
     from app.core import paths
 
@@ -113,17 +127,23 @@ def test_an_interrupted_checkpoint_write_keeps_the_previous_one_and_leaves_no_pa
     monkeypatch.undo()
     resumed = train(resume=folder)  # the state saved with the step-1 checkpoint is whole
     assert sorted(resumed.losses) == [2, 3] and resumed.final.is_file()
-    assert sorted(p.name for p in checkpoints.iterdir()) == ["crash-step000001.safetensors",
-                                                             "crash-step000002.safetensors"]
+    assert sorted(p.name for p in checkpoints.iterdir()) == [
+        "crash-step000001.safetensors",
+        "crash-step000002.safetensors",
+    ]
 
 
 def test_old_checkpoints_are_pruned_and_a_second_run_reuses_every_cache_entry(tiny_sd1, red_dataset):
     first = Trainer(small_config(tiny_sd1, red_dataset, name="a", steps=4, output={"save_every": 1, "keep_last": 2}))
     result = first.run()
-    assert sorted(p.name for p in (result.run_dir / "checkpoints").iterdir()) == \
-        ["a-step000002.safetensors", "a-step000003.safetensors"]
+    assert sorted(p.name for p in (result.run_dir / "checkpoints").iterdir()) == [
+        "a-step000002.safetensors",
+        "a-step000003.safetensors",
+    ]
     # Four identical red pictures: one content key, encoded once.
-    assert first.session.latents.misses == 1 and first.session.latents.hits == 3 and first.session.text_cache.misses >= 1
+    assert (
+        first.session.latents.misses == 1 and first.session.latents.hits == 3 and first.session.text_cache.misses >= 1
+    )
     second = Trainer(small_config(tiny_sd1, red_dataset, name="a", steps=1))
     again = second.run()
     assert again.run_dir.name == "a-2"  # a new folder, the first run untouched
@@ -136,11 +156,19 @@ def test_every_optimizer_objective_and_option_trains(tiny_sdxl, red_dataset, tmp
 
     reg = write_images(tmp_path / "reg", colour=(40, 40, 200), caption="square")
     config = small_config(
-        tiny_sdxl, red_dataset, steps=2, prediction="v_prediction", noise_offset=0.05, min_snr_gamma=5.0,
-        gradient_checkpointing=True, datasets=[{"path": str(red_dataset)}, {"path": str(reg), "regularization": True}],
+        tiny_sdxl,
+        red_dataset,
+        steps=2,
+        prediction="v_prediction",
+        noise_offset=0.05,
+        min_snr_gamma=5.0,
+        gradient_checkpointing=True,
+        datasets=[{"path": str(red_dataset)}, {"path": str(reg), "regularization": True}],
         optimizer={"kind": "prodigy", "learning_rate": 1.0, "schedule": "cosine", "warmup_steps": 1},
-        network={"dora": True, "train_text_encoder": True}, data={"no_upscale": True, "reg_weight": 0.5},
-        sample={"every": 2, "prompts": ["{trigger}, a square"], "steps": 2})
+        network={"dora": True, "train_text_encoder": True},
+        data={"no_upscale": True, "reg_weight": 0.5},
+        sample={"every": 2, "prompts": ["{trigger}, a square"], "steps": 2},
+    )
     events = []
     result = train(config, on_event=events.append)
     assert result.status == "done" and all(torch.isfinite(torch.tensor(v)) for v in result.losses.values())
@@ -154,8 +182,9 @@ def test_adamw8bit_without_bitsandbytes_says_what_to_do(tiny_sd1, red_dataset, m
     import importlib.util
 
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "bitsandbytes" else real_find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "bitsandbytes" else real_find_spec(name, *a)
+    )
     with pytest.raises(TrainError, match="'adamw8bit' needs the bitsandbytes package .* use kind = \"adamw\""):
         train(small_config(tiny_sd1, red_dataset, optimizer={"kind": "adamw8bit"}))
 
@@ -174,15 +203,24 @@ def test_everything_a_run_writes_honours_the_umask(tiny_sd1, red_dataset, umask_
     files (0644 under umask 022), not the 0600 of the temp files behind the atomic writes."""
     import stat
 
-    config = small_config(tiny_sd1, red_dataset, steps=2, output={"diffusers_copy": True},
-                          sample={"every": 2, "prompts": ["{trigger}, a square"], "steps": 2})
+    config = small_config(
+        tiny_sd1,
+        red_dataset,
+        steps=2,
+        output={"diffusers_copy": True},
+        sample={"every": 2, "prompts": ["{trigger}, a square"], "steps": 2},
+    )
     result = train(config)
     assert result.status == "done"
-    found = {p.relative_to(result.run_dir).as_posix(): stat.S_IMODE(p.stat().st_mode)
-             for p in result.run_dir.rglob("*")}
+    found = {
+        p.relative_to(result.run_dir).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in result.run_dir.rglob("*")
+    }
     assert "config.toml" in found and "log.jsonl" in found
     assert any(name.startswith("samples/") and name.endswith(".png") for name in found)
     assert any(name.startswith("state/") for name in found)
-    wrong = {name: oct(mode) for name, mode in found.items()
-             if mode != (0o755 if (result.run_dir / name).is_dir() else 0o644)}
+    wrong = {
+        name: oct(mode)
+        for name, mode in found.items()
+        if mode != (0o755 if (result.run_dir / name).is_dir() else 0o644)
+    }
     assert not wrong

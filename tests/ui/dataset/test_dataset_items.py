@@ -73,9 +73,14 @@ def test_exclude_from_training_is_kept_in_the_folder_and_honoured_by_training(qt
 
     # A fresh scan (dataset check, the Train tab) and training see the same choice.
     assert [i.path.name for i in scan_dataset(folder, min_side=64).usable_items()] == ["img0.png", "img2.png"]
-    config = TrainConfig.from_dict({"name": "x", "base": "tiny", "datasets": [{"path": str(folder)}],
-                                    "data": {"resolution": 64, "min_bucket": 64, "max_bucket": 128,
-                                             "min_image_side": 32}})
+    config = TrainConfig.from_dict(
+        {
+            "name": "x",
+            "base": "tiny",
+            "datasets": [{"path": str(folder)}],
+            "data": {"resolution": 64, "min_bucket": 64, "max_bucket": 128, "min_image_side": 32},
+        }
+    )
     data = collect(config)
     assert sorted(Path(i.path).name for i in data.items) == ["img0.png", "img2.png"]
     assert any("img1.png: excluded from training" in line for line in data.skipped)

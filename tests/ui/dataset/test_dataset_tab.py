@@ -82,8 +82,7 @@ def test_rename_tag_everywhere_then_undo_restores_every_file(qtbot, tab, tmp_pat
     tab.undo_action.trigger()
     tab.undo_action.trigger()
     tab.session.flush()
-    qtbot.waitUntil(lambda: caption_files(tmp_path / "ds") == before,
-                    timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: caption_files(tmp_path / "ds") == before, timeout=TIMEOUT)
     qtbot.waitUntil(tab.redo_action.isEnabled, timeout=TIMEOUT)
     assert tab.session.items[1].caption == "cat", "the in-memory captions follow the undo"
     tab.redo_action.trigger()
@@ -94,16 +93,30 @@ def test_filter_box_tag_click_and_problem_badges(qtbot, tab, tmp_path):
     expect = make_bad_dataset(tmp_path / "ds")
     open_and_wait(qtbot, tab, tmp_path / "ds", len(expect))
     qtbot.waitUntil(lambda: dict(tab.tag_panel.tags()).get("twin") == 2, timeout=TIMEOUT)
-    badges = {tab.model.item(r).path.name: tab.model.data(tab.model.index(r), BadgeRole)
-              for r in range(tab.model.rowCount())}
+    badges = {
+        tab.model.item(r).path.name: tab.model.data(tab.model.index(r), BadgeRole) for r in range(tab.model.rowCount())
+    }
     assert badges["zero.png"] == "error" and badges["cmyk.jpg"] == "note" and badges["good.jpg"] == ""
-    qtbot.waitUntil(lambda: tab.model.item(tab.model.rowCount() - 1) is not None
-                    and any(i.has_problem(ProblemKind.DUPLICATE) for i in tab.session.items), timeout=TIMEOUT)
+    qtbot.waitUntil(
+        lambda: (
+            tab.model.item(tab.model.rowCount() - 1) is not None
+            and any(i.has_problem(ProblemKind.DUPLICATE) for i in tab.session.items)
+        ),
+        timeout=TIMEOUT,
+    )
 
     tab.filter_box.setText("is:unusable")
     assert {i.path.name for i in tab.shown_items()} == {
-        "zero.png", "notes.jpg", "cut_jpeg.jpg", "cut_png.png", "cut_webp.webp", "damaged.png", "tiny.png",
-        "bomb.png", "dangling.jpg"}
+        "zero.png",
+        "notes.jpg",
+        "cut_jpeg.jpg",
+        "cut_png.png",
+        "cut_webp.webp",
+        "damaged.png",
+        "tiny.png",
+        "bomb.png",
+        "dangling.jpg",
+    }
     tab.filter_box.setText("problem:duplicate")
     assert [i.path.name for i in tab.shown_items()] == ["dup_b.png"]
     tab.filter_box.setText("has:caption -tag:twin")
@@ -136,8 +149,10 @@ def test_batch_dialog_counts_changes_before_applying(qtbot, tab, tmp_path):
     dialog.update_plan()
     assert "3 of 4" in dialog.summary.text()
     dialog.apply_button.click()
-    qtbot.waitUntil(lambda: caption_files(tmp_path / "ds") == {"img000.txt": b"a", "img001.txt": b"",
-                                                                "img002.txt": b""}, timeout=TIMEOUT)
+    qtbot.waitUntil(
+        lambda: caption_files(tmp_path / "ds") == {"img000.txt": b"a", "img001.txt": b"", "img002.txt": b""},
+        timeout=TIMEOUT,
+    )
     assert not (tmp_path / "ds" / "img003.txt").exists()
 
 
@@ -164,8 +179,9 @@ def test_batch_dialog_applies_on_enter_and_escape_cancels(qtbot, tab, tmp_path):
     qtbot.keyClicks(dialog.tags, "sks")
     qtbot.keyClick(dialog.tags, Qt.Key.Key_Return)  # at once, before the plan's refresh timer: Enter applies
     assert dialog.result() == dialog.DialogCode.Accepted
-    qtbot.waitUntil(lambda: caption_files(tmp_path / "ds") == {"img000.txt": b"sks, a", "img001.txt": b"sks, b"},
-                    timeout=TIMEOUT)
+    qtbot.waitUntil(
+        lambda: caption_files(tmp_path / "ds") == {"img000.txt": b"sks, a", "img001.txt": b"sks, b"}, timeout=TIMEOUT
+    )
 
 
 def test_read_only_caption_reports_error_and_keeps_edit_for_retry(qtbot, tab, tmp_path):
@@ -223,7 +239,7 @@ def test_renaming_a_tag_updates_an_active_tag_filter(qtbot, tab, tmp_path):
     assert tab.filter_box.text() == "tag:feline"
     qtbot.waitUntil(lambda: (tmp_path / "ds" / "img001.txt").read_text() == "feline", timeout=TIMEOUT)
     qtbot.waitUntil(lambda: tab.proxy.rowCount() == 2, timeout=TIMEOUT)  # still the same two pictures
-    tab.filter_box.setText('-tag:dog tag:feline')
+    tab.filter_box.setText("-tag:dog tag:feline")
     tab.tag_panel.deleteRequested.emit("dog")
     assert tab.filter_box.text() == "tag:feline", "a deleted tag leaves the filter"
 
@@ -233,8 +249,9 @@ def test_counts_follow_captions_written_and_pictures_added(qtbot, tab, tmp_path)
     open_and_wait(qtbot, tab, tmp_path / "ds", 2)
     qtbot.waitUntil(lambda: tab.counts_label.text() == "2 images, 2 usable, 1 without a caption", timeout=TIMEOUT)
     tab.select_row(1)
-    qtbot.waitUntil(lambda: tab.current_item() is not None and tab.current_item().path.name == "img001.png",
-                    timeout=TIMEOUT)
+    qtbot.waitUntil(
+        lambda: tab.current_item() is not None and tab.current_item().path.name == "img001.png", timeout=TIMEOUT
+    )
     tab.editor.setFocus()
     qtbot.keyClicks(tab.editor, "dog")
     tab.editor.flush()

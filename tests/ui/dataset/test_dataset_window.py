@@ -35,15 +35,18 @@ def test_drop_on_window_then_auto_caption_fills_only_missing_with_prefix(qtbot, 
     assert tab.open_action in window.menuBar().actions()[0].menu().actions()
 
     before = {p.name: p.read_bytes() for p in (tmp_path / "ds").glob("*.txt")}
-    job = tab.start_auto_caption({"backend": "blip", "model": str(tiny_blip), "prefix": "sks", "batch_size": 4,
-                                  "max_new_tokens": 6})
+    job = tab.start_auto_caption(
+        {"backend": "blip", "model": str(tiny_blip), "prefix": "sks", "batch_size": 4, "max_new_tokens": 6}
+    )
     assert job
     assert tab.cancel_button.isVisible() and not tab.caption_button.isEnabled()
     qtbot.waitUntil(lambda: tab.session.caption_job is None, timeout=CAPTION_TIMEOUT)
     assert "auto-caption" in tab.status.text() or "captions written" in tab.status.text()
-    usable_uncaptioned = {rel for rel, kind in expect.items()
-                          if kind is None or kind.value in ("unusual_mode", "exif_rotated", "wrong_suffix",
-                                                            "animated", "duplicate")}
+    usable_uncaptioned = {
+        rel
+        for rel, kind in expect.items()
+        if kind is None or kind.value in ("unusual_mode", "exif_rotated", "wrong_suffix", "animated", "duplicate")
+    }
     usable_uncaptioned -= {"good.jpg"}
     for item in tab.session.items:
         rel = str(item.path.relative_to(tab.session.root))
@@ -60,5 +63,4 @@ def test_drop_on_window_then_auto_caption_fills_only_missing_with_prefix(qtbot, 
     # auto-captioning is one undo step that restores the folder
     assert "auto-caption" in tab.undo_action.toolTip()
     tab.undo_action.trigger()
-    qtbot.waitUntil(lambda: caption_files(tmp_path / "ds") == before,
-                    timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: caption_files(tmp_path / "ds") == before, timeout=TIMEOUT)

@@ -30,8 +30,9 @@ def _env(tmp_path, *, offline: bool) -> dict[str, str]:
 
 
 def _run(env, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "app.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args], env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.fixture
@@ -50,7 +51,8 @@ def test_cli_caption_and_generate_say_not_downloaded_in_one_line(tmp_path, pictu
     assert out.stderr.strip().splitlines()[-1] == f"loraloom: error: {not_downloaded_message(BLIP)}"
     assert not_downloaded_message(BLIP) == (
         "Salesforce/blip-image-captioning-large is not downloaded and the Hub cannot be reached (offline). "
-        "Download it once online, or pick a local model folder.")
+        "Download it once online, or pick a local model folder."
+    )
     out = _run(env, "generate", "--base", SD15, "--prompt", "a cat")
     assert out.returncode == 1 and "Traceback" not in out.stderr
     assert out.stderr.strip().splitlines()[-1] == f"loraloom: error: {not_downloaded_message(SD15)}"

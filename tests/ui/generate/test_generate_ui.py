@@ -26,9 +26,15 @@ def tiny_adapter(path: Path, trigger: str = "", family: str = "sd_v1") -> Path:
     meta = {"ss_network_module": "networks.lora", "ss_base_model_version": family}
     if trigger:
         meta["modelspec.trigger_phrase"] = trigger
-    save_file({f"{name}.lora_down.weight": np.zeros((4, 32), np.float32),
-               f"{name}.lora_up.weight": np.zeros((32, 4), np.float32),
-               f"{name}.alpha": np.array(4.0, np.float32)}, str(path), metadata=meta)
+    save_file(
+        {
+            f"{name}.lora_down.weight": np.zeros((4, 32), np.float32),
+            f"{name}.lora_up.weight": np.zeros((32, 4), np.float32),
+            f"{name}.alpha": np.array(4.0, np.float32),
+        },
+        str(path),
+        metadata=meta,
+    )
     return path
 
 
@@ -55,9 +61,11 @@ def window(qtbot, monkeypatch):
 
 @pytest.fixture
 def adapters(tmp_path) -> dict[str, Path]:
-    return {"red": tiny_adapter(tmp_path / "red.safetensors", "red style"),
-            "blue": tiny_adapter(tmp_path / "blue.safetensors", "blue style, azure"),
-            "xl": tiny_adapter(tmp_path / "xl.safetensors", family="sdxl_base_v1-0")}
+    return {
+        "red": tiny_adapter(tmp_path / "red.safetensors", "red style"),
+        "blue": tiny_adapter(tmp_path / "blue.safetensors", "blue style, azure"),
+        "xl": tiny_adapter(tmp_path / "xl.safetensors", family="sdxl_base_v1-0"),
+    }
 
 
 def add(qtbot, tab, *paths) -> None:
@@ -121,8 +129,9 @@ def test_adding_an_adapter_live_renders_once_with_its_trigger_words(qtbot, windo
     qtbot.waitUntil(lambda: not model.busy and model.last_image != "", timeout=10_000)
     before = {job.id for job in model.tracker.jobs()}
     tab.add_adapter(str(adapters["red"]))  # live preview is on
-    qtbot.waitUntil(lambda: not model.stack.rows[0].loading and model.job_id not in before and not model.busy,
-                    timeout=10_000)
+    qtbot.waitUntil(
+        lambda: not model.stack.rows[0].loading and model.job_id not in before and not model.busy, timeout=10_000
+    )
     renders = [job for job in model.tracker.jobs() if job.id not in before]
     assert [job.params["prompt"] for job in renders] == ["red style, a cat"]
     assert tab.preview.path() == renders[0].images[0] and model.last_meta["prompt"] == "red style, a cat"
@@ -236,9 +245,18 @@ def test_batch_fills_the_history_strip(qtbot, window):
 
 def test_dropping_a_png_restores_settings_and_the_adapters_it_finds(qtbot, window, adapters, tmp_path):
     tab = window.generate_tab
-    meta = {"prompt": "red style, a fox", "negative": "blurry", "steps": 9, "scheduler": "DDIM", "guidance": 4.5,
-            "seed": 99, "width": 128, "height": 96, "model": "fake-model",
-            "adapters": [{"name": "red", "weight": 0.7}, {"name": "gone", "weight": 1.0}]}
+    meta = {
+        "prompt": "red style, a fox",
+        "negative": "blurry",
+        "steps": 9,
+        "scheduler": "DDIM",
+        "guidance": 4.5,
+        "seed": 99,
+        "width": 128,
+        "height": 96,
+        "model": "fake-model",
+        "adapters": [{"name": "red", "weight": 0.7}, {"name": "gone", "weight": 1.0}],
+    }
     info = PngInfo()
     info.add_text("parameters", format_parameters(meta))
     png = tmp_path / "made-elsewhere.png"
@@ -246,12 +264,14 @@ def test_dropping_a_png_restores_settings_and_the_adapters_it_finds(qtbot, windo
 
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(png))])
-    enter = QDragEnterEvent(QPoint(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
-                            Qt.KeyboardModifier.NoModifier)
+    enter = QDragEnterEvent(
+        QPoint(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+    )
     QApplication.sendEvent(tab, enter)
     assert enter.isAccepted()
-    drop = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
-                      Qt.KeyboardModifier.NoModifier)
+    drop = QDropEvent(
+        QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+    )
     QApplication.sendEvent(tab, drop)
     assert drop.isAccepted()
     qtbot.waitUntil(lambda: "Restored" in tab.status_label.text(), timeout=10_000)
@@ -281,8 +301,10 @@ def test_xy_grid_fills_progressively_and_saves_one_picture(qtbot, window, adapte
     dialog.start_button.click()
     qtbot.waitUntil(lambda: dialog.status.text() == "6 / 6 pictures", timeout=20_000)
     assert sorted(seen) == [(i, j) for i in range(2) for j in range(3)]
-    params = {(a["adapters"][0]["weight"], a["adapters"][1]["weight"])
-              for a in (window.tracker.get(job).params for job in dialog.grid.cells)}
+    params = {
+        (a["adapters"][0]["weight"], a["adapters"][1]["weight"])
+        for a in (window.tracker.get(job).params for job in dialog.grid.cells)
+    }
     assert params == {(x, y) for x in (0.0, 1.0) for y in (-0.5, 0.5, 1.0)}
     assert dialog.save_button.isEnabled()
     out = tmp_path / "grid.png"

@@ -16,7 +16,9 @@ TIMEOUT_MS = 120_000  # the worker imports torch and loads the model on a busy 2
 
 def pixels(path: str) -> np.ndarray:
     image = QImage(path).convertToFormat(QImage.Format.Format_RGB888)
-    return np.frombuffer(image.constBits(), np.uint8).reshape(image.height(), image.bytesPerLine())[:, :image.width() * 3]
+    return np.frombuffer(image.constBits(), np.uint8).reshape(image.height(), image.bytesPerLine())[
+        :, : image.width() * 3
+    ]
 
 
 def test_slider_live_preview_refusal_and_bake_with_the_real_worker(qtbot, tiny_sd1, rgb, tmp_path):
@@ -47,7 +49,11 @@ def test_slider_live_preview_refusal_and_bake_with_the_real_worker(qtbot, tiny_s
     assert tab.preview.path() == model.last_image and tab.freshness.text() == ""
     (used,) = model.last_meta["adapters"]
     assert {k: used[k] for k in ("name", "path", "weight", "te_weight")} == {
-        "name": "red", "path": str(rgb["red"]), "weight": 1.5, "te_weight": 1.5}
+        "name": "red",
+        "path": str(rgb["red"]),
+        "weight": 1.5,
+        "te_weight": 1.5,
+    }
     assert used["load_details"] == "" and used["layers"] == row.layers_badge.text()  # e.g. "40/40 layers"
     assert np.abs(pixels(model.last_image).astype(int) - pixels(at_zero)).max() > 5  # the picture changed
     assert "<lora:red:1.5>" in QImage(model.last_image).text("parameters")

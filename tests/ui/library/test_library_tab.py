@@ -76,8 +76,11 @@ def test_search_open_download_then_local_and_add_to_mix(qtbot, make_tab, fake_hu
     with qtbot.waitSignal(tab.ops.downloadFinished, timeout=20_000) as finished:
         qtbot.mouseClick(details.download_button, Qt.MouseButton.LeftButton)
     path = finished.args[1]
-    assert path.startswith(str(hf_cache)) and progress and progress[-1] == len(
-        fake_hub.repos["bob/sdxl-pixel-lora"].files[BIG].data)
+    assert (
+        path.startswith(str(hf_cache))
+        and progress
+        and progress[-1] == len(fake_hub.repos["bob/sdxl-pixel-lora"].files[BIG].data)
+    )
     assert details.progress.value() == 1000 and "verified" in details.status.text()
     assert details.add_button.isEnabled()
     with qtbot.waitSignal(tab.addToMixRequested, timeout=2000) as added:

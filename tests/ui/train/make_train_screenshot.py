@@ -31,8 +31,15 @@ def main() -> int:
     if not (model / "model_index.json").is_file():
         model = home / "models" / "tiny-sd1"
         # Written in another process: this one is a GUI and stays torch-free.
-        subprocess.run([sys.executable, "-c", "from app.engine.tiny import write_tiny_model; "
-                        f"write_tiny_model({str(model)!r}, family='sd1', seed=0)"], check=True, cwd=ROOT)
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                f"from app.engine.tiny import write_tiny_model; write_tiny_model({str(model)!r}, family='sd1', seed=0)",
+            ],
+            check=True,
+            cwd=ROOT,
+        )
     from PIL import Image, ImageDraw
 
     dataset = home / "pictures" / "4_sks ball"
@@ -62,11 +69,25 @@ def main() -> int:
     form.model_picker.setText(str(model))
     form.datasets.use_folder(str(dataset), replace=True)
     values = {
-        "name": "sks ball", "trigger": "sks ball", "steps": STEPS, "seed": 7, "network.rank": 8, "network.alpha": 8.0,
-        "optimizer.learning_rate": 2e-3, "optimizer.schedule": "cosine", "optimizer.warmup_steps": 20,
-        "data.resolution": 64, "data.min_bucket": 64, "data.max_bucket": 128, "data.min_image_side": 32,
-        "data.batch_size": 2, "sample.prompts": ["{trigger}, red", "{trigger}, orange", "{trigger}"],
-        "sample.every": 100, "sample.steps": 8, "sample.negative": "", "output.save_every": 100,
+        "name": "sks ball",
+        "trigger": "sks ball",
+        "steps": STEPS,
+        "seed": 7,
+        "network.rank": 8,
+        "network.alpha": 8.0,
+        "optimizer.learning_rate": 2e-3,
+        "optimizer.schedule": "cosine",
+        "optimizer.warmup_steps": 20,
+        "data.resolution": 64,
+        "data.min_bucket": 64,
+        "data.max_bucket": 128,
+        "data.min_image_side": 32,
+        "data.batch_size": 2,
+        "sample.prompts": ["{trigger}, red", "{trigger}, orange", "{trigger}"],
+        "sample.every": 100,
+        "sample.steps": 8,
+        "sample.negative": "",
+        "output.save_every": 100,
     }
     for key, value in values.items():
         form.fields[key].set(value)

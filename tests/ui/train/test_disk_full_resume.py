@@ -21,12 +21,21 @@ def _saved_run(name: str):
     return folder
 
 
-@pytest.mark.parametrize("kind, message", [
-    ("disk_full", "Disk full while saving /runs/full/full-step000006.safetensors: free 0.1 GB and resume; "
-                  "the last checkpoint (step 4) is intact"),
-    ("permission", "Cannot save /runs/full/samples/step000006-0.png (Read-only file system): the folder is "
-                   "read-only or not yours; make it writable and resume; the last checkpoint (step 4) is intact"),
-])
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        (
+            "disk_full",
+            "Disk full while saving /runs/full/full-step000006.safetensors: free 0.1 GB and resume; "
+            "the last checkpoint (step 4) is intact",
+        ),
+        (
+            "permission",
+            "Cannot save /runs/full/samples/step000006-0.png (Read-only file system): the folder is "
+            "read-only or not yours; make it writable and resume; the last checkpoint (step 4) is intact",
+        ),
+    ],
+)
 def test_a_run_that_failed_for_space_is_selected_for_resume(kind, message, make_tab, qtbot):
     tab = make_tab()
     ops = tab.ops
@@ -38,11 +47,16 @@ def test_a_run_that_failed_for_space_is_selected_for_resume(kind, message, make_
     said = []
     ops.message.connect(said.append)
     ops.client.eventReceived.emit({"type": "artifact", "job": "job-1", "kind": "run", "path": str(folder)})
-    ops.client.eventReceived.emit({"type": "finished", "job": "job-1", "status": "failed",
-                                   "error": {"kind": kind, "message": message, "detail": ""}})
+    ops.client.eventReceived.emit(
+        {
+            "type": "finished",
+            "job": "job-1",
+            "status": "failed",
+            "error": {"kind": kind, "message": message, "detail": ""},
+        }
+    )
     panel = tab.history_panel
-    qtbot.waitUntil(lambda: panel.selected() is not None and str(panel.selected().path) == str(folder),
-                    timeout=10_000)
+    qtbot.waitUntil(lambda: panel.selected() is not None and str(panel.selected().path) == str(folder), timeout=10_000)
     assert panel.resume_button.isEnabled()
     heading = "" if kind == "disk_full" else "Read-only folder: "
     assert f"full failed: {heading}{message} — then press Resume in History (the run is selected there)" in said

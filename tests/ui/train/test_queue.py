@@ -69,7 +69,16 @@ def test_caching_progress_shows_its_sentence_but_leaves_the_run_at_step_zero(mak
     entry.state, entry.job_id = EntryState.RUNNING, "job-1"  # as if the worker had taken it
     shown = []
     ops.progressChanged.connect(lambda *args: shown.append(args))
-    ops.client.eventReceived.emit({"type": "progress", "job": "job-1", "step": 3, "total": 8, "eta_s": None,
-                                   "message": "caching latents 3/8", "phase": "caching"})
+    ops.client.eventReceived.emit(
+        {
+            "type": "progress",
+            "job": "job-1",
+            "step": 3,
+            "total": 8,
+            "eta_s": None,
+            "message": "caching latents 3/8",
+            "phase": "caching",
+        }
+    )
     assert shown == [(0, 5, None, "caching latents 3/8")]
     assert entry.describe() == "cache — running 0/5"

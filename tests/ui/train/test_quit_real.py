@@ -79,8 +79,9 @@ def test_quit_during_training_saves_a_state_that_resumes_exactly(qtbot, tiny_sd1
     second = open_window(qtbot)
     tab = second.train_tab
     tab.views.setCurrentWidget(tab.history_panel)
-    qtbot.waitUntil(lambda: any(r.path == run_dir and r.status is RunStatus.INTERRUPTED
-                                for r in tab.ops.history), timeout=10_000)
+    qtbot.waitUntil(
+        lambda: any(r.path == run_dir and r.status is RunStatus.INTERRUPTED for r in tab.ops.history), timeout=10_000
+    )
     assert tab.history_panel.select(str(run_dir))
     click(qtbot, tab.history_panel.resume_button)
     resumed = tab.ops.current

@@ -18,31 +18,82 @@ from app.ui.train.train_form import config_keys
 def every_field_changed(tmp_path: Path, dataset: Path) -> TrainConfig:
     """A config in which every setting differs from TrainConfig()'s default."""
     data = {
-        "preset": "sd15-style", "name": "round trip", "base": str(tmp_path / "model"), "trigger": "zxq",
-        "output_dir": str(tmp_path / "runs"), "cache_dir": str(tmp_path / "cache"), "seed": 3_000_000_000,
-        "steps": 777, "gradient_accumulation": 3, "gradient_checkpointing": True, "mixed_precision": "bf16",
-        "device": "cpu", "noise_offset": 0.05, "min_snr_gamma": 0.0, "prediction": "v_prediction",
+        "preset": "sd15-style",
+        "name": "round trip",
+        "base": str(tmp_path / "model"),
+        "trigger": "zxq",
+        "output_dir": str(tmp_path / "runs"),
+        "cache_dir": str(tmp_path / "cache"),
+        "seed": 3_000_000_000,
+        "steps": 777,
+        "gradient_accumulation": 3,
+        "gradient_checkpointing": True,
+        "mixed_precision": "bf16",
+        "device": "cpu",
+        "noise_offset": 0.05,
+        "min_snr_gamma": 0.0,
+        "prediction": "v_prediction",
         "datasets": [
             {"path": str(dataset), "repeats": 3, "caption": "a red square", "regularization": False},
             {"path": str(tmp_path / "reg"), "repeats": 0, "caption": "", "regularization": True},
         ],
-        "data": {"resolution": 768, "bucketing": False, "min_bucket": 320, "max_bucket": 1280, "bucket_step": 32,
-                 "no_upscale": True, "min_image_side": 200, "batch_size": 5, "caption_dropout": 0.125,
-                 "shuffle_tags": True, "keep_tags": 2, "separator": "; ", "flip": True, "reg_weight": 0.5},
-        "network": {"rank": 24, "alpha": 12.5, "dropout": 0.1, "dora": True, "targets": "locon", "conv_rank": 6,
-                    "conv_alpha": 3.0, "train_text_encoder": True, "text_encoder_lr": 2.5e-05},
-        "optimizer": {"kind": "prodigy", "learning_rate": 1.0, "weight_decay": 0.02, "schedule": "linear",
-                      "warmup_steps": 17, "max_grad_norm": 0.0},
+        "data": {
+            "resolution": 768,
+            "bucketing": False,
+            "min_bucket": 320,
+            "max_bucket": 1280,
+            "bucket_step": 32,
+            "no_upscale": True,
+            "min_image_side": 200,
+            "batch_size": 5,
+            "caption_dropout": 0.125,
+            "shuffle_tags": True,
+            "keep_tags": 2,
+            "separator": "; ",
+            "flip": True,
+            "reg_weight": 0.5,
+        },
+        "network": {
+            "rank": 24,
+            "alpha": 12.5,
+            "dropout": 0.1,
+            "dora": True,
+            "targets": "locon",
+            "conv_rank": 6,
+            "conv_alpha": 3.0,
+            "train_text_encoder": True,
+            "text_encoder_lr": 2.5e-05,
+        },
+        "optimizer": {
+            "kind": "prodigy",
+            "learning_rate": 1.0,
+            "weight_decay": 0.02,
+            "schedule": "linear",
+            "warmup_steps": 17,
+            "max_grad_norm": 0.0,
+        },
         "output": {"save_every": 123, "keep_last": 0, "diffusers_copy": True},
-        "sample": {"every": 50, "prompts": ["{trigger}, a red square", "a blue sky"], "negative": "blurry",
-                   "seed": 2**40, "steps": 9, "guidance": 4.5, "width": 520, "height": 640,
-                   "scheduler": "DPM++ 2M Karras"},
+        "sample": {
+            "every": 50,
+            "prompts": ["{trigger}, a red square", "a blue sky"],
+            "negative": "blurry",
+            "seed": 2**40,
+            "steps": 9,
+            "guidance": 4.5,
+            "width": 520,
+            "height": 640,
+            "scheduler": "DPM++ 2M Karras",
+        },
     }
     config = TrainConfig.from_dict(data)
     defaults, values = TrainConfig().to_dict(), config.to_dict()
     same = [k for k in values if k != "version" and not isinstance(values[k], dict) and values[k] == defaults[k]]
-    same += [f"{s}.{k}" for s in ("data", "network", "optimizer", "output", "sample")
-             for k in values[s] if values[s][k] == defaults[s][k]]
+    same += [
+        f"{s}.{k}"
+        for s in ("data", "network", "optimizer", "output", "sample")
+        for k in values[s]
+        if values[s][k] == defaults[s][k]
+    ]
     assert same == [], f"the round-trip config leaves defaults in {same}"
     return config
 
@@ -53,8 +104,7 @@ def test_every_setting_has_an_editor_and_a_one_sentence_tooltip(make_tab):
         assert key in form.fields, f"{key} has no editor in the form"
         tip = form.fields[key].editor.toolTip()
         assert tip == HELP[key].tip and tip.endswith(".") and len(tip) < 200, key
-    for key in ("base", "datasets", "datasets.path", "datasets.repeats", "datasets.caption",
-                "datasets.regularization"):
+    for key in ("base", "datasets", "datasets.path", "datasets.repeats", "datasets.caption", "datasets.regularization"):
         assert HELP[key].tip.endswith(".")
     assert form.model_picker.toolTip() == HELP["base"].tip
     assert form.preset.toolTip() and form.datasets.toolTip() == HELP["datasets"].tip
@@ -145,8 +195,10 @@ def test_settings_that_cannot_work_are_caught_with_a_fix_offered(make_tab, tmp_p
     form.fields["data.max_bucket"].set(768)
     form.fields["data.resolution"].set(1024)
     assert not tab.start() and tab.ops.entries == []
-    assert tab.status_label.text() == ("Resolution: resolution = 1024 lies outside min_bucket (256) … "
-                                       "max_bucket (768): no picture could be trained at it")
+    assert tab.status_label.text() == (
+        "Resolution: resolution = 1024 lies outside min_bucket (256) … "
+        "max_bucket (768): no picture could be trained at it"
+    )
     assert form.highlighted == "data.resolution" and tab.fix_button.isVisible()
     assert tab.fix_button.text() == "Set the bucket range to 256–1024"
     tab.fix_button.click()
@@ -178,8 +230,7 @@ def test_dataset_summary_counts_pictures_captions_and_problems(make_tab, tmp_pat
     tab = make_tab()
     form = _ready_form(tab, tmp_path, folder)
     form.fields["data.min_image_side"].set(256)
-    qtbot.waitUntil(lambda: "pictures" in form.datasets.summary.text() and not form.datasets.scanning(),
-                    timeout=10_000)
+    qtbot.waitUntil(lambda: "pictures" in form.datasets.summary.text() and not form.datasets.scanning(), timeout=10_000)
     text = form.datasets.summary.text()
     assert "6 pictures, 4 usable, 3 captioned" in text, text
     assert "too small (1)" in text and "empty file (1)" in text, text
@@ -187,8 +238,9 @@ def test_dataset_summary_counts_pictures_captions_and_problems(make_tab, tmp_pat
     empty = tmp_path / "nothing-usable"
     Image.new("RGB", (40, 40), (0, 0, 0)).save(write_pictures(empty, count=0) / "small.png")
     form.datasets.use_folder(str(empty), replace=True)
-    qtbot.waitUntil(lambda: not form.datasets.scanning() and "1 pictures" in form.datasets.summary.text(),
-                    timeout=10_000)
+    qtbot.waitUntil(
+        lambda: not form.datasets.scanning() and "1 pictures" in form.datasets.summary.text(), timeout=10_000
+    )
     assert form.ready_config() is None and form.highlighted == "datasets"
     assert f"{empty} has no usable pictures" in form.error_label.text()
 

@@ -49,12 +49,27 @@ def fill(tab, qtbot, base: Path, dataset: Path, name: str, steps: int, **values)
     name_edit.clear()
     qtbot.keyClicks(name_edit, name)
     settings = {
-        "trigger": "sks", "steps": steps, "seed": 7, "network.rank": 4, "network.alpha": 4.0,
-        "network.targets": "attention", "optimizer.learning_rate": 1e-3, "optimizer.schedule": "constant",
-        "optimizer.warmup_steps": 0, "data.resolution": 64, "data.min_bucket": 64, "data.max_bucket": 128,
-        "data.min_image_side": 32, "data.batch_size": 1, "data.caption_dropout": 0.0,
-        "sample.prompts": ["{trigger}, red"], "sample.every": 0, "sample.steps": 2, "sample.negative": "",
-        "output.save_every": 0, "output.keep_last": 0,
+        "trigger": "sks",
+        "steps": steps,
+        "seed": 7,
+        "network.rank": 4,
+        "network.alpha": 4.0,
+        "network.targets": "attention",
+        "optimizer.learning_rate": 1e-3,
+        "optimizer.schedule": "constant",
+        "optimizer.warmup_steps": 0,
+        "data.resolution": 64,
+        "data.min_bucket": 64,
+        "data.max_bucket": 128,
+        "data.min_image_side": 32,
+        "data.batch_size": 1,
+        "data.caption_dropout": 0.0,
+        "sample.prompts": ["{trigger}, red"],
+        "sample.every": 0,
+        "sample.steps": 2,
+        "sample.negative": "",
+        "output.save_every": 0,
+        "output.keep_last": 0,
     }
     settings.update(values)
     for key, value in settings.items():
@@ -75,8 +90,9 @@ def test_train_watch_stop_resume_use_and_compare(qtbot, window, tiny_sd1, red_pi
     assert entry is not None and entry.state is EntryState.RUNNING and not tab.start_button.isEnabled()
 
     # Progress events move the bar and draw the loss (and learning rate) curves.
-    qtbot.waitUntil(lambda: tab.progress.value() >= 2 and len(tab.plot.curves().get("loss", ([],))[0]) >= 2,
-                    timeout=TIMEOUT_MS)
+    qtbot.waitUntil(
+        lambda: tab.progress.value() >= 2 and len(tab.plot.curves().get("loss", ([],))[0]) >= 2, timeout=TIMEOUT_MS
+    )
     assert tab.progress.maximum() == 150 and "Step" in tab.eta_label.text()
     curves = tab.plot.curves()
     assert curves["lr"][1][0] == pytest.approx(1e-3) and len(curves["smoothed"][0]) == len(curves["loss"][0])
@@ -102,8 +118,9 @@ def test_train_watch_stop_resume_use_and_compare(qtbot, window, tiny_sd1, red_pi
 
     # History lists the interrupted run; Resume finishes it.
     tab.views.setCurrentWidget(tab.history_panel)
-    qtbot.waitUntil(lambda: any(r.path == run_dir and r.status is RunStatus.INTERRUPTED
-                                for r in ops.history), timeout=10_000)
+    qtbot.waitUntil(
+        lambda: any(r.path == run_dir and r.status is RunStatus.INTERRUPTED for r in ops.history), timeout=10_000
+    )
     assert tab.history_panel.select(str(run_dir))
     click(qtbot, tab.history_panel.resume_button)
     resumed = ops.current
@@ -115,8 +132,7 @@ def test_train_watch_stop_resume_use_and_compare(qtbot, window, tiny_sd1, red_pi
     assert steps == list(range(1, 151))  # the curve before the stop (from log.jsonl) and after it
     final = run_dir / "red cat.safetensors"
     assert final.is_file() and str(final) in tab.checkpoints.paths()
-    qtbot.waitUntil(lambda: any(r.path == run_dir and r.status is RunStatus.DONE for r in ops.history),
-                    timeout=10_000)
+    qtbot.waitUntil(lambda: any(r.path == run_dir and r.status is RunStatus.DONE for r in ops.history), timeout=10_000)
 
     # Use in Generate puts the adapter into the Generate tab's stack.
     tab.views.setCurrentWidget(tab.checkpoints)
@@ -186,8 +202,9 @@ def test_queue_crash_and_hard_stop(qtbot, window, tiny_sd1, red_pictures):
     fill(tab, qtbot, tiny_sd1, red_pictures, "hard", 5000, **{"output.save_every": 2})
     click(qtbot, tab.start_button)
     hard = ops.current
-    qtbot.waitUntil(lambda: any(kind == "checkpoint" for _s, kind in ops.live_view.adapters.values()),
-                    timeout=TIMEOUT_MS)
+    qtbot.waitUntil(
+        lambda: any(kind == "checkpoint" for _s, kind in ops.live_view.adapters.values()), timeout=TIMEOUT_MS
+    )
     click(qtbot, tab.stop_button)
     click(qtbot, tab.stop_button)
     qtbot.waitUntil(lambda: hard.state is EntryState.STOPPED, timeout=10_000)
