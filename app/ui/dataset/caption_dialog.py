@@ -21,13 +21,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.dataset.caption_config import DEFAULT_MODELS, CaptionBackend, CaptionMode
+from app.core.dataset.caption_config import BACKEND_LABELS, DEFAULT_MODELS, CaptionBackend, CaptionMode
 
-BACKENDS = [
-    ("BLIP — a sentence", CaptionBackend.BLIP),
-    ("Florence-2 — a detailed description", CaptionBackend.FLORENCE),
-    ("WD14 tagger — booru tags", CaptionBackend.WD14),
-]
 MODES = [
     ("Only images without a caption", CaptionMode.FILL),
     ("Replace every caption", CaptionMode.REPLACE),
@@ -40,7 +35,7 @@ class CaptionDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Auto-caption")
         self.backend = QComboBox(self)
-        for label, backend in BACKENDS:
+        for backend, label in BACKEND_LABELS.items():  # the one list, shared with `loraloom caption --help`
             self.backend.addItem(label, backend.value)
         self.model = QLineEdit(self)
         self.model.setToolTip("A Hugging Face Hub id (downloaded once into its cache) or a local model folder.")

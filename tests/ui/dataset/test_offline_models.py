@@ -88,6 +88,17 @@ def test_caption_dialog_browse_picks_a_local_model_folder(qtbot, tmp_path, monke
     assert dialog.model.text() == str(tmp_path / "blip-local")
 
 
+def test_caption_dialog_offers_the_backends_the_cli_names(qtbot):
+    """One list of captioning backends (core's BACKEND_LABELS): the dialog shows the same labels, in order."""
+    from app.core.dataset.caption_config import BACKEND_LABELS
+    from app.ui.dataset.caption_dialog import CaptionDialog
+
+    dialog = CaptionDialog(has_selection=False)
+    qtbot.addWidget(dialog)
+    shown = [(dialog.backend.itemData(i), dialog.backend.itemText(i)) for i in range(dialog.backend.count())]
+    assert shown == [(backend.value, label) for backend, label in BACKEND_LABELS.items()]
+
+
 def test_dataset_tab_says_not_downloaded_when_offline(qtbot, tmp_path, pictures, monkeypatch):
     from app.ui.main_window import MainWindow
     from app.ui.worker_client import WorkerClient
