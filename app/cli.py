@@ -42,9 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--negative", default="")
     gen.add_argument("--seed", type=int, default=-1, help="-1 (default) picks a random seed")
     gen.add_argument("--steps", type=int, default=None, help="default 20 (4 for tiny models)")
-    gen.add_argument("--guidance", type=float, default=7.0)
+    gen.add_argument("--guidance", type=float, default=None, help="default: the base family's (7.0 for SD)")
     gen.add_argument("--size", default=None, help="WIDTHxHEIGHT, default 512x512 (1024x1024 SDXL, 64x64 tiny)")
-    gen.add_argument("--scheduler", default=Scheduler.EULER.value, choices=[s.value for s in Scheduler])
+    gen.add_argument(
+        "--scheduler",
+        default=None,
+        choices=[s.value for s in Scheduler],
+        help="default: the base family's (Euler for SD)",
+    )
     gen.add_argument("--out", type=Path, default=None, help="PNG to write (default: the outputs folder)")
     gen.add_argument(
         "--lora",

@@ -24,28 +24,28 @@ def cmd_tiny_model(args: argparse.Namespace) -> int:
     return 0
 
 
-def _defaults_for(base: str) -> tuple[int, tuple[int, int]]:
-    """Steps and size when not given: tiny test models get tiny defaults."""
+def _defaults_for(base: str) -> tuple[int, tuple[int, int], float, str]:
+    """Steps, size, guidance and sampler when not given: the family's (tiny test models: 4 steps, 64 px)."""
     from app.engine.models import ModelError, check_source
 
     try:
         src = check_source(base)
     except ModelError:
-        return 20, (512, 512)
-    from app.engine.tiny import INFO_FILE
+        src = None
+    spec = families.spec(src.family if src is not None and src.family is not None else families.FALLBACK)
+    steps, size = spec.default_steps, spec.default_size
+    if src is not None and src.kind == "folder":
+        from app.engine.tiny import INFO_FILE
 
-    if src.kind == "folder" and (Path(src.text) / INFO_FILE).is_file():
-        return 4, (64, 64)
-    if src.family is not None:
-        spec = families.spec(src.family)
-        return spec.default_steps, spec.default_size
-    return 20, (512, 512)
+        if (Path(src.text) / INFO_FILE).is_file():
+            steps, size = 4, (64, 64)
+    return steps, size, spec.default_guidance, spec.default_scheduler
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from app.core.configs import ConfigError, GenerateRequest, parse_lora_arg, parse_size
 
-    steps, size = _defaults_for(args.base)
+    steps, size, guidance, scheduler = _defaults_for(args.base)
     try:
         adapters = [parse_lora_arg(text).to_dict() for text in args.lora]
         width, height = parse_size(args.size) if args.size else size
@@ -56,10 +56,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 "negative": args.negative,
                 "seed": args.seed,
                 "steps": args.steps if args.steps is not None else steps,
-                "guidance": args.guidance,
+                "guidance": args.guidance if args.guidance is not None else guidance,
                 "width": width,
                 "height": height,
-                "scheduler": args.scheduler,
+                "scheduler": args.scheduler or scheduler,
                 "device": args.device,
                 "dtype": args.dtype,
                 "adapters": adapters,

@@ -49,6 +49,8 @@ class FamilySpec:
     variants: tuple[str, ...]  # bundled configs (app.engine.single_file.Variant values)
     default_steps: int
     default_size: tuple[int, int]
+    default_guidance: float  # classifier-free guidance scale a render starts from
+    default_scheduler: str  # an app.core.configs.Scheduler value ("Euler", as A1111 names it)
     size_presets: tuple[tuple[int, int], ...]  # the sizes the family was trained at
     color: str  # the Library card badge
     # Hub: ids a LoRA repo names in ``base_model`` (the first is the search filter), a regex a
@@ -83,6 +85,8 @@ FAMILIES: tuple[FamilySpec, ...] = (
         variants=("sd15",),
         default_steps=20,
         default_size=(512, 512),
+        default_guidance=7.0,
+        default_scheduler="Euler",
         size_presets=((512, 512), (512, 768), (768, 512)),
         color="#1e88e5",
         hub_bases=(
@@ -112,6 +116,8 @@ FAMILIES: tuple[FamilySpec, ...] = (
         variants=("sd21", "sd21-base"),
         default_steps=20,
         default_size=(512, 512),
+        default_guidance=7.0,
+        default_scheduler="Euler",
         size_presets=((768, 768), (512, 512)),
         color="#00897b",
         hub_bases=(
@@ -141,6 +147,8 @@ FAMILIES: tuple[FamilySpec, ...] = (
         variants=("sdxl",),
         default_steps=20,
         default_size=(1024, 1024),
+        default_guidance=7.0,
+        default_scheduler="Euler",
         size_presets=((1024, 1024), (832, 1216), (1216, 832), (896, 1152), (1152, 896), (768, 1344)),
         color="#8e24aa",
         hub_bases=("stabilityai/stable-diffusion-xl-base-1.0", "stabilityai/stable-diffusion-xl-refiner-1.0"),

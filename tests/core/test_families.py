@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.core import families
+from app.core.configs import Scheduler
 from app.core.families import FAMILIES, Family
 
 # The constants as they were before the table (copied verbatim from the old modules).
@@ -133,6 +134,12 @@ def test_every_entry_is_complete():
                 assert value not in ("", (), None), f"{s.id.value}: {field} is empty"
         assert len(s.text_widths) == len(s.te_prefixes)
         assert s.default_size in s.size_presets
+        assert Scheduler(s.default_scheduler) and s.default_guidance > 0  # a sampler renders know
+
+
+def test_render_defaults_are_the_ones_sd_always_used():
+    """Guidance 7.0 and Euler were the GUI's and the CLI's defaults before the table had them."""
+    assert {(s.default_guidance, s.default_scheduler) for s in FAMILIES} == {(7.0, Scheduler.EULER.value)}
 
 
 # ---------------------------------------------------------------- the Hub's guess from a name
