@@ -67,6 +67,8 @@ def test_caching_progress_shows_its_sentence_but_leaves_the_run_at_step_zero(mak
     ops = make_tab().ops
     entry = ops.enqueue(configs("cache")[0])
     entry.state, entry.job_id = EntryState.RUNNING, "job-1"  # as if the worker had taken it
+    ops.client.jobSubmitted.emit({"id": "job-1", "kind": "train"})  # the tracker follows it,
+    ops._follow(entry, ops.tracker.handle("job-1"))  # and so does the queue (as _run_next does)
     shown = []
     ops.progressChanged.connect(lambda *args: shown.append(args))
     ops.client.eventReceived.emit(
