@@ -40,8 +40,12 @@ lint: install-test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# One pytest process per core (at most 4: the real-size tests hold a 7 GB model); a test file
+# stays in one process, so module fixtures (a real worker, a skeleton) are built once.
+# PYTEST_PROCESSES=0 runs everything in this process (e.g. for pdb).
+PYTEST_PROCESSES ?= auto
 test: lint install-test worker-wheels
-	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q $(PYTEST_ARGS)
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -n $(PYTEST_PROCESSES) --maxprocesses 4 --dist loadfile $(PYTEST_ARGS)
 
 # Every bench script with small inputs, so that a change that breaks one shows in minutes on
 # a CPU (the figures mean little at this size; run a script alone with its defaults for those).
