@@ -5,9 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app.cli_common import fail
 from app.core import families
+
+if TYPE_CHECKING:  # torch-free start: the CLI imports the engine inside the commands
+    from app.core.configs import AdapterEntry, BakeRequest, GenerateRequest
+    from app.engine.rendering import Renderer
 
 
 def cmd_tiny_model(args: argparse.Namespace) -> int:
@@ -42,6 +47,29 @@ def _defaults_for(base: str) -> tuple[int, tuple[int, int], float, str]:
     return steps, size, spec.default_guidance, spec.default_scheduler
 
 
+def _first_bad_adapter(entries: list[AdapterEntry]) -> str | None:
+    """Cheap header checks first: a missing or broken adapter file fails before the model loads."""
+    from app.core.adapters import AdapterError, inspect_adapter
+
+    try:
+        for entry in entries:
+            inspect_adapter(entry.path)
+    except AdapterError as exc:
+        return str(exc)
+    return None
+
+
+def _loaded_renderer(request: GenerateRequest | BakeRequest) -> Renderer:
+    """A renderer holding the request's base model (raises ModelError)."""
+    from app.engine.rendering import Renderer
+
+    renderer = Renderer()
+    print(f"loading {request.base} ...", file=sys.stderr)
+    renderer.ensure_model(request.model_spec())
+    assert renderer.mixer is not None
+    return renderer
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     from app.core.configs import ConfigError, GenerateRequest, parse_lora_arg, parse_size
 
@@ -70,25 +98,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
         return fail(str(exc))
     if args.out is not None and args.out.suffix.lower() != ".png":
         return fail(f"{args.out}: the output must be a .png file")
-    from app.core.adapters import AdapterError, inspect_adapter
-
-    try:  # a missing or broken file fails before the model loads
-        for entry in request.adapter_entries():
-            inspect_adapter(entry.path)
-    except AdapterError as exc:
-        return fail(str(exc))
+    if problem := _first_bad_adapter(request.adapter_entries()):
+        return fail(problem)
 
     from tqdm import tqdm
 
     from app.engine.adapter_formats import IncompatibleAdapter
     from app.engine.models import ModelError
-    from app.engine.rendering import Renderer
 
-    renderer = Renderer()
     try:
-        print(f"loading {request.base} ...", file=sys.stderr)
-        renderer.ensure_model(request.model_spec())
-        assert renderer.mixer is not None
+        renderer = _loaded_renderer(request)
         # A picture without an adapter the user asked for is silently wrong: refuse instead
         # (the GUI shows the reason on the row and renders the rest).
         renderer.mixer.load(request.adapter_entries(), strict=True)
@@ -122,24 +141,15 @@ def cmd_bake(args: argparse.Namespace) -> int:
         )
     except ConfigError as exc:
         return fail(str(exc))
-    from app.core.adapters import AdapterError, inspect_adapter
-
-    try:  # cheap header checks first: a broken file fails before the model loads
-        for entry in request.adapter_entries():
-            inspect_adapter(entry.path)
-    except AdapterError as exc:
-        return fail(str(exc))
+    if problem := _first_bad_adapter(request.adapter_entries()):
+        return fail(problem)
 
     from app.engine.adapter_formats import IncompatibleAdapter
     from app.engine.baking import BakeError, bake_mix
     from app.engine.models import ModelError
-    from app.engine.rendering import Renderer
 
-    renderer = Renderer()
     try:
-        print(f"loading {request.base} ...", file=sys.stderr)
-        renderer.ensure_model(request.model_spec())
-        assert renderer.mixer is not None
+        renderer = _loaded_renderer(request)
         result = bake_mix(
             renderer.mixer, request.adapter_entries(), request.out, rank=request.rank or None, base=request.base
         )
