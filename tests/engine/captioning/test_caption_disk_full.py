@@ -4,32 +4,15 @@ written stays; a read-only single caption is still just skipped."""
 from __future__ import annotations
 
 import errno
-import os
 
 import pytest
+from disk_faults import fail_writes_of
 from PIL import Image
 
-import app.core.files as files
 from app.core.dataset.caption_config import CaptionRequest
 from app.core.errors import ErrorKind
 from app.core.files import SaveError
 from app.engine.captioning import load_captioner, run_captioning
-
-
-def _fail_writes_of(monkeypatch, code, name_part):
-    real_mkstemp = files.tempfile.mkstemp
-
-    class FailingTempfile:
-        def __getattr__(self, name):
-            return getattr(files.tempfile, name)
-
-        @staticmethod
-        def mkstemp(*args, prefix="", **kwargs):
-            if name_part in prefix:
-                raise OSError(code, os.strerror(code))
-            return real_mkstemp(*args, prefix=prefix, **kwargs)
-
-    monkeypatch.setattr(files, "tempfile", FailingTempfile())
 
 
 def _pictures(folder):
@@ -42,7 +25,7 @@ def test_a_full_disk_stops_the_caption_job_with_one_sentence(tiny_wd, tmp_path, 
 
     _pictures(tmp_path)
     request = CaptionRequest.from_dict({"folder": str(tmp_path), "model": str(tiny_wd), "batch_size": 1})
-    _fail_writes_of(monkeypatch, errno.ENOSPC, ".b.txt.")
+    fail_writes_of(monkeypatch, errno.ENOSPC, ".b.txt.")
     with pytest.raises(SaveError) as caught:
         run_captioning(load_captioner(request), request)
     assert caught.value.kind is ErrorKind.DISK_FULL
@@ -54,7 +37,7 @@ def test_a_full_disk_stops_the_caption_job_with_one_sentence(tiny_wd, tmp_path, 
 def test_one_caption_in_a_read_only_place_is_skipped_and_the_rest_written(tiny_wd, tmp_path, monkeypatch):
     _pictures(tmp_path)
     request = CaptionRequest.from_dict({"folder": str(tmp_path), "model": str(tiny_wd), "batch_size": 1})
-    _fail_writes_of(monkeypatch, errno.EACCES, ".b.txt.")
+    fail_writes_of(monkeypatch, errno.EACCES, ".b.txt.")
     summary = run_captioning(load_captioner(request), request)
     assert sorted(p.name for p in tmp_path.glob("*.txt")) == ["a.txt", "c.txt"]
     assert [s.path.name for s in summary.skipped] == ["b.png"]

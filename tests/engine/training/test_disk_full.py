@@ -7,6 +7,7 @@ import errno
 import os
 
 import pytest
+from disk_faults import fail_writes_of
 from train_helpers import small_config, warnings_in
 
 import app.core.files as files
@@ -14,23 +15,6 @@ from app.core.errors import ErrorKind
 from app.engine.training import TrainError, train
 
 pytestmark = pytest.mark.slow
-
-
-def fail_writes_of(monkeypatch, code: int, name_part: str) -> None:
-    """Atomic writes (app.core.files) of files whose name contains ``name_part`` fail with ``code``."""
-    real_mkstemp = files.tempfile.mkstemp
-
-    class FailingTempfile:
-        def __getattr__(self, name):
-            return getattr(files.tempfile, name)
-
-        @staticmethod
-        def mkstemp(*args, prefix="", **kwargs):
-            if name_part in prefix:
-                raise OSError(code, os.strerror(code))
-            return real_mkstemp(*args, prefix=prefix, **kwargs)
-
-    monkeypatch.setattr(files, "tempfile", FailingTempfile())
 
 
 def test_a_full_disk_at_a_checkpoint_says_which_checkpoint_is_intact_and_resume_continues(
