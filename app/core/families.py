@@ -22,6 +22,7 @@ class Family(str, Enum):
     SD1 = "sd1"
     SD2 = "sd2"
     SDXL = "sdxl"
+    FLUX1 = "flux1"
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,35 @@ FAMILIES: tuple[FamilySpec, ...] = (
         # A name word "xl", or sdxl / xl- / -xl, or the SDXL fine-tune lines Pony and Illustrious.
         hub_name_pattern=r"(^|[^a-z0-9])xl([^a-z0-9]|$)|(sdxl|xl[-_]|[-_]xl|pony|illustrious)",
         hub_tags=("stable-diffusion-xl",),
+    ),
+    FamilySpec(
+        id=Family.FLUX1,
+        label="Flux.1",
+        # sd-scripts' Flux LoRAs (what ComfyUI and Forge load) say "flux1" and "flux-1-dev/lora".
+        base_version="flux1",
+        base_versions_read=("flux1", "flux", "flux.1"),
+        ss_v2=False,
+        architecture="flux-1-dev/lora",
+        architecture_v_prediction=None,
+        architecture_prefix="flux-1",
+        implementation="https://github.com/black-forest-labs/flux",
+        # CLIP ViT-L (pooled) and T5-XXL; kohya names them lora_te1_ and lora_te3_.
+        text_widths=(768, 4096),
+        te_prefixes=(_KOHYA_TE1, "lora_te3"),
+        cross_width=4096,  # joint attention reads the T5 features
+        size_conditioning=False,
+        stacked_transformers=False,
+        pipeline_classes=("FluxPipeline", "FluxImg2ImgPipeline"),
+        variants=(),
+        default_steps=28,  # [dev]; [schnell] is distilled to 4 steps without guidance
+        default_size=(1024, 1024),
+        default_guidance=3.5,  # the distilled guidance [dev] was trained with, not CFG
+        default_scheduler="Euler",  # flow-matching Euler
+        size_presets=((1024, 1024), (832, 1216), (1216, 832), (896, 1152), (1152, 896), (768, 1344), (1344, 768)),
+        color="#f4511e",
+        hub_bases=("black-forest-labs/FLUX.1-dev", "black-forest-labs/FLUX.1-schnell"),
+        hub_name_pattern=r"flux",
+        hub_tags=("flux",),
     ),
 )
 

@@ -164,7 +164,7 @@ def bake_mix(
         if not entry.enabled:
             continue
         for target, delta in sorted(h.parsed.layers.items()):
-            strength = entry.weight if target.part is Part.UNET else entry.text_weight()
+            strength = entry.weight if target.part.denoiser else entry.text_weight()
             if strength != 0.0:
                 contributions.setdefault(target, []).append((delta, strength))
     if not contributions:

@@ -54,7 +54,7 @@ class _Held:
     te_weight: float = 0.0
 
     def weight_for(self, part: Part) -> float:
-        return self.unet_weight if part is Part.UNET else self.te_weight
+        return self.unet_weight if part.denoiser else self.te_weight
 
 
 @dataclass
@@ -188,9 +188,9 @@ class AdapterMixer:
             unet_w = entry.weight if entry.enabled else 0.0
             te_w = entry.text_weight() if entry.enabled else 0.0
             if unet_w != held.unet_weight:
-                dirty.update(t for t in held.parsed.layers if t.part is Part.UNET)
+                dirty.update(t for t in held.parsed.layers if t.part.denoiser)
             if te_w != held.te_weight:
-                dirty.update(t for t in held.parsed.layers if t.part is not Part.UNET)
+                dirty.update(t for t in held.parsed.layers if not t.part.denoiser)
             held.unet_weight, held.te_weight = unet_w, te_w
             if entry.enabled:
                 load = held.parsed.report
