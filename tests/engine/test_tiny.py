@@ -167,7 +167,9 @@ def test_flux1_loads_offline_and_renders(tiny_flux1):
     and renders 64x64; both tokenizers were built offline."""
     index = json.loads((tiny_flux1 / "model_index.json").read_text())
     assert index["_class_name"] == "FluxPipeline"
-    assert index["tokenizer_2"][1] in ("T5TokenizerFast", "T5Tokenizer") and index["text_encoder_2"][1] == "T5EncoderModel"
+    assert (
+        index["tokenizer_2"][1] in ("T5TokenizerFast", "T5Tokenizer") and index["text_encoder_2"][1] == "T5EncoderModel"
+    )
     assert json.loads((tiny_flux1 / tiny.INFO_FILE).read_text())["family"] == "flux1"
     pipe = _load(tiny_flux1, "FluxPipeline")
     tr = pipe.transformer
