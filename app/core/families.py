@@ -57,6 +57,9 @@ class FamilySpec:
     # fine-tune's name matches, and repo tags that say the family.
     hub_bases: tuple[str, ...]
     hub_name_pattern: str
+    # Block weights: the blocks a per-block strength vector runs over, named as the LoRA Block
+    # Weight extension for A1111 names them (its full form for this family; app.core.block_weights).
+    blocks: tuple[str, ...]
     hub_tags: tuple[str, ...] = ()
 
     def architecture_for(self, v_prediction: bool) -> str:
@@ -64,6 +67,12 @@ class FamilySpec:
 
 
 _KOHYA_TE, _KOHYA_TE1, _KOHYA_TE2 = "lora_te", "lora_te1", "lora_te2"
+
+# The LoRA Block Weight extension's full block lists (BLOCKID26 and BLOCKID20 of its
+# scripts/lora_block_weight.py; "MID" is its M00): BASE is the text encoder(s), INnn / OUTnn the
+# UNet's input / output blocks in the original Stability numbering, MID its middle block.
+_UNET_BLOCKS_SD = ("BASE", *(f"IN{i:02}" for i in range(12)), "MID", *(f"OUT{i:02}" for i in range(12)))
+_UNET_BLOCKS_SDXL = ("BASE", *(f"IN{i:02}" for i in range(9)), "MID", *(f"OUT{i:02}" for i in range(9)))
 
 FAMILIES: tuple[FamilySpec, ...] = (
     FamilySpec(
@@ -96,6 +105,7 @@ FAMILIES: tuple[FamilySpec, ...] = (
             "CompVis/stable-diffusion-v1-5",
         ),
         hub_name_pattern=r"(stable-diffusion-v?1|sd-?1|v1-5)",
+        blocks=_UNET_BLOCKS_SD,
     ),
     FamilySpec(
         id=Family.SD2,
@@ -127,6 +137,7 @@ FAMILIES: tuple[FamilySpec, ...] = (
             "stabilityai/stable-diffusion-2-base",
         ),
         hub_name_pattern=r"(stable-diffusion-2|sd-?2)",
+        blocks=_UNET_BLOCKS_SD,
     ),
     FamilySpec(
         id=Family.SDXL,
@@ -154,6 +165,7 @@ FAMILIES: tuple[FamilySpec, ...] = (
         hub_bases=("stabilityai/stable-diffusion-xl-base-1.0", "stabilityai/stable-diffusion-xl-refiner-1.0"),
         # A name word "xl", or sdxl / xl- / -xl, or the SDXL fine-tune lines Pony and Illustrious.
         hub_name_pattern=r"(^|[^a-z0-9])xl([^a-z0-9]|$)|(sdxl|xl[-_]|[-_]xl|pony|illustrious)",
+        blocks=_UNET_BLOCKS_SDXL,
         hub_tags=("stable-diffusion-xl",),
     ),
 )
