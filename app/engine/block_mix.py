@@ -68,13 +68,51 @@ def block_norms(
     return {b: squares[b] ** 0.5 for b in order}
 
 
-def _square_norm(delta: LayerDelta, target: Target, w0_of) -> float:
+def _square_norm(delta: LayerDelta, target: Target | None, w0_of) -> float:
     if delta.kind == "lora" and "mid" not in delta.tensors and delta.dora is None:
         up = delta.tensors["up"].float().reshape(delta.tensors["up"].shape[0], -1)
         down = delta.tensors["down"].float().reshape(delta.tensors["down"].shape[0], -1)
         # ‖U·D‖² = tr((UᵀU)(DDᵀ)): r×r products instead of the out×in matrix.
         return float(torch.sum((up.T @ up) * (down @ down.T))) * delta.scale() ** 2
+    if w0_of is None:
+        return float(delta.raw_delta().float().pow(2).sum())
     return float(delta.delta(w0_of(target)).float().pow(2).sum())
+
+
+_WITHOUT_BASE = ("lora", "loha", "lokr", "full")  # kinds whose ΔW does not depend on W0
+
+
+def file_block_norms(path, info) -> tuple[dict[str, float], list[str]]:
+    """‖ΔW‖ per block from the file alone (``loraloom inspect --blocks``), by its layer names.
+
+    Layers whose ΔW depends on the base weights (DoRA, OFT, a ``set_weight``) cannot be
+    measured without the base model: their names come back, to be reported.
+    """
+    from app.engine.adapter_formats import _alpha_configs, _build_delta, _config_alpha, _load_tensors
+    from app.engine.layer_delta import split_key
+
+    groups: dict[str, dict[str, torch.Tensor]] = {}
+    for key, value in _load_tensors(path).items():
+        module, role = split_key(key)
+        groups.setdefault(module, {})[role] = value
+    configs = _alpha_configs(path, info)
+    squares: dict[str, float] = {}
+    needs_base: list[str] = []
+    with torch.no_grad():
+        for module, roles in sorted(groups.items()):
+            delta = _build_delta(dict(roles))
+            if delta is None:
+                continue
+            if delta.dora is not None or delta.kind not in _WITHOUT_BASE:
+                needs_base.append(module)
+                continue
+            if delta.alpha is None and configs:
+                delta.alpha = _config_alpha(configs, module, delta.rank)
+            block = block_weights.block_of(module) or "other"
+            squares[block] = squares.get(block, 0.0) + _square_norm(delta, None, None)
+    fam = spec(info.family or FALLBACK)
+    order = [b for b in fam.blocks if b in squares] + sorted(b for b in squares if b not in fam.blocks)
+    return {b: squares[b] ** 0.5 for b in order}, needs_base
 
 
 def report_fields(entry: AdapterEntry, norms: dict[str, float]) -> dict[str, object]:
