@@ -56,8 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="PATH[:WEIGHT[:TE_WEIGHT]][:lbw=BLOCKS][:start=F][:stop=F]",
-        help="an adapter to mix in (repeatable); weight 1 by default, e.g. style.safetensors:0.8:lbw=MIDD "
-        "(block weights as the LoRA Block Weight extension writes them; start/stop: fractions of the steps)",
+        help="an adapter to mix in (repeatable), e.g. style.safetensors:0.8:lbw=MIDD (start/stop: fractions of steps)",
     )
     add_model_args(gen)
 

@@ -168,6 +168,25 @@ def vector(text: str, family: Family | str, user: dict[str, str] | None = None) 
     return tuple(given.get(block, 0.0) for block in fam.blocks)
 
 
+def spec_of(values: tuple[float, ...] | list[float], family: Family | str, user: dict[str, str] | None = None) -> str:
+    """The spec to keep for a vector: "" when every block is 1, a preset's name when one gives
+    exactly these factors (so PNGs carry ``lbw=MIDD`` as A1111 users write it), else the numbers."""
+    values = tuple(float(v) for v in values)
+    if uniform(values):
+        return ""
+    for name in presets_for(family, user):
+        if vector(name, family, user) == values:
+            return name
+    return format_vector(values)
+
+
+def presets_for(family: Family | str, user: dict[str, str] | None = None) -> list[str]:
+    """The preset names a family can use (built-in first, then the user's), in order."""
+    lengths = accepted_lengths(family)
+    named = presets(user)
+    return [name for name, text in named.items() if text.count(",") + 1 in lengths]
+
+
 def uniform(values: tuple[float, ...] | None) -> bool:
     """True when every block gets the adapter's weight as it is (no glyph on the row)."""
     return values is None or all(v == 1.0 for v in values)
