@@ -72,7 +72,7 @@ def cmd_inspect_base(args: argparse.Namespace) -> int:
         index = LayerIndex(loaded.pipe)
         w0 = {t: m.weight.detach() for t, m in index.modules.items()}
         out["block_norms"] = _rounded(
-            block_norms(parsed.layers, block_names(index, parsed.layers), w0.__getitem__, loaded.family)
+            block_norms(parsed.layers, block_names(index, parsed.layers, loaded.family), w0.__getitem__, loaded.family)
         )
     print(json.dumps(out, indent=2, ensure_ascii=False))
     return 0

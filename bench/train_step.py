@@ -42,9 +42,9 @@ def build_model(folder: Path) -> None:
     from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    from app.engine import tiny
+    from app.engine import tiny, tiny_text
 
-    tiny.quiet_libraries()
+    tiny_text.quiet_libraries()
     torch.manual_seed(0)
     unet_cfg = tiny.unet_config("sd1")
     unet_cfg.update(
@@ -59,7 +59,7 @@ def build_model(folder: Path) -> None:
     vae_cfg = tiny.vae_config()
     vae_cfg.update(block_out_channels=(32, 64, 128, 128), norm_num_groups=32, sample_size=SIZE)
     with tempfile.TemporaryDirectory() as tok_dir:
-        vocab = tiny.write_tokenizer(Path(tok_dir))
+        vocab = tiny_text.write_tokenizer(Path(tok_dir))
         tokenizer = CLIPTokenizer.from_pretrained(tok_dir)
     text = CLIPTextModel(
         CLIPTextConfig(
@@ -69,9 +69,9 @@ def build_model(folder: Path) -> None:
             num_hidden_layers=4,
             num_attention_heads=4,
             max_position_embeddings=77,
-            bos_token_id=vocab[tiny.BOS],
-            eos_token_id=vocab[tiny.EOS],
-            pad_token_id=vocab[tiny.EOS],
+            bos_token_id=vocab[tiny_text.BOS],
+            eos_token_id=vocab[tiny_text.EOS],
+            pad_token_id=vocab[tiny_text.EOS],
         )
     )
     pipe = StableDiffusionPipeline(

@@ -57,6 +57,16 @@ def tiny_sdxl(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def tiny_flux1(tmp_path_factory) -> Path:
+    """A random-weight tiny Flux.1 diffusers folder (FluxPipeline; session-wide)."""
+    from app.engine.tiny import write_tiny_model
+
+    out = tmp_path_factory.mktemp("tiny") / "tiny-flux1"
+    write_tiny_model(out, family="flux1", seed=0)
+    return out
+
+
 @pytest.fixture
 def python_exe() -> str:
     return sys.executable

@@ -63,6 +63,12 @@ class Part(str, Enum):
     UNET = "unet"
     TEXT_ENCODER = "text_encoder"
     TEXT_ENCODER_2 = "text_encoder_2"
+    TRANSFORMER = "transformer"  # the denoiser of Flux-class models (``pipe.transformer``)
+
+    @property
+    def denoiser(self) -> bool:
+        """The part that predicts the noise (UNet or transformer), not a text encoder."""
+        return self in (Part.UNET, Part.TRANSFORMER)
 
 
 @dataclass

@@ -27,7 +27,7 @@ else:  # pragma: no cover
 import tomli_w
 
 from app.core import paths
-from app.core.families import FAMILIES, Family, FamilySpec, spec
+from app.core.families import FALLBACK, FAMILIES, BlockLayout, Family, FamilySpec, spec
 
 # The extension's short forms (BLOCKID17 and BLOCKID12 of its scripts/lora_block_weight.py):
 # the blocks a plain (attention-only) LoRA of SD 1.x / SDXL has layers in.
@@ -59,6 +59,7 @@ PRESETS: dict[str, str] = {
     "OUTS": "1,0,0,0,0,0,0,0,0,0,0,0,1,1,1,1,1",
     "OUTALL": "1,0,0,0,0,0,0,0,1,1,1,1,1,1,1,1,1",
     "ALL0.5": "0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5",
+    "FLUXALL": ",".join(["1"] * 61),
 }
 LIMIT = 10.0  # a block factor, like an adapter weight, stays within ±10
 PRESETS_FILE = "block_presets.toml"
@@ -74,19 +75,35 @@ _SGM_IN = re.compile(r"input_blocks[._](\d+)[._]")
 _SGM_OUT = re.compile(r"output_blocks[._](\d+)[._]")
 _DOWN = re.compile(r"down_blocks[._](\d+)[._](?:(?:attentions|resnets)[._](\d+)|(downsamplers))")
 _UP = re.compile(r"up_blocks[._](\d+)[._](?:(?:attentions|resnets)[._](\d+)|(upsamplers))")
-# Text-encoder names of every layout LoRA Loom reads (kohya, diffusers, peft, ComfyUI).
-_TEXT = re.compile(r"(^|[._])(lora_te\d?_|text_encoder|text_model|clip_[lg][._])")
+# Text-encoder names of every layout LoRA Loom reads (kohya, diffusers, peft, ComfyUI), by encoder.
+_SECOND_TEXT = re.compile(r"(^|[._])(lora_te[23]_|text_encoder_2[._]|clip_g[._]|t5xxl[._])")
+_TEXT = re.compile(r"(^|[._])(lora_te1?_|text_encoder[._]|text_model|clip_l[._])")
+# Flux (the extension's get_flux_blocks, with diffusers' names beside BFL's).
+_DOUBLE = re.compile(r"(?<!single_)(?:double_blocks|transformer_blocks)[._](\d+)([._]|$)")
+_SINGLE = re.compile(r"(?:single_blocks|single_transformer_blocks)[._](\d+)([._]|$)")
+_FLUX_IN = re.compile(
+    r"(^|[._])(img_in|txt_in|time_in|vector_in|guidance_in|x_embedder|context_embedder|time_text_embed)"
+)
+_FLUX_OUT = re.compile(r"(^|[._])(final_layer|norm_out|proj_out)([._]|$)")
 
 
-def block_of(name: str) -> str | None:
-    """The block a layer named ``name`` is in, by its name in any layout (None: no block).
+def block_of(name: str, family: Family | str = FALLBACK) -> str | None:
+    """The block of ``family`` a layer named ``name`` is in, by its name in any layout (None: no block).
 
-    Diffusers names are turned into the original (SGM) numbering assuming the SD UNet's
+    Diffusers UNet names are turned into the original (SGM) numbering assuming the SD UNet's
     three slots per level (two resnets or attentions and a down/upsampler), as every SD 1.x,
     2.x and SDXL UNet has.
     """
-    if _TEXT.search(name):
-        return "BASE"
+    fam = spec(family)
+    second = _SECOND_TEXT.search(name)
+    if second or _TEXT.search(name):
+        return fam.text_blocks[min(1 if second else 0, len(fam.text_blocks) - 1)]
+    if fam.block_layout is BlockLayout.FLUX_DIT:
+        return _flux_block(name)
+    return _unet_block(name)
+
+
+def _unet_block(name: str) -> str | None:
     if "middle_block" in name or "mid_block" in name:
         return "MID"
     m = _SGM_IN.search(name)
@@ -105,6 +122,20 @@ def block_of(name: str) -> str | None:
         return f"OUT{3 * level + 2:02}" if m.group(3) else f"OUT{3 * level + int(m.group(2)):02}"
     if re.search(r"(^|[._])conv_in([._]|$)", name):
         return "IN00"
+    return None
+
+
+def _flux_block(name: str) -> str | None:
+    m = _SINGLE.search(name)
+    if m:
+        return f"S{int(m.group(1)):02}"
+    m = _DOUBLE.search(name)
+    if m:
+        return f"D{int(m.group(1)):02}"
+    if _FLUX_IN.search(name):
+        return "IN"
+    if _FLUX_OUT.search(name):
+        return "OUT"
     return None
 
 
@@ -137,7 +168,7 @@ def parse_numbers(text: str, lengths: tuple[int, ...], *, where: str = "block we
             raise BlockWeightError(f"{where} {text!r}: {item} must be between -{LIMIT:g} and {LIMIT:g}")
         values.append(value)
     if len(values) not in lengths:
-        counts = ", ".join(str(n) for n in lengths[:-1]) + f" or {lengths[-1]}"
+        counts = " or ".join(filter(None, (", ".join(str(n) for n in lengths[:-1]), str(lengths[-1]))))
         raise BlockWeightError(f"{where} {text!r}: {len(values)} values; give {counts} values, or a preset name")
     return values
 
@@ -206,7 +237,7 @@ def factor_of(name: str, family: FamilySpec, values: tuple[float, ...] | None) -
     """The factor a layer named ``name`` gets (1 outside every block or without a vector)."""
     if values is None:
         return 1.0
-    block = block_of(name)
+    block = block_of(name, family.id)
     if block is None or block not in family.blocks:
         return 1.0
     return values[family.blocks.index(block)]

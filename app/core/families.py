@@ -18,10 +18,18 @@ from dataclasses import dataclass
 from enum import Enum
 
 
+class BlockLayout(str, Enum):
+    """How a family's layer names map to its blocks (app.core.block_weights)."""
+
+    SD_UNET = "sd-unet"  # input_blocks / middle_block / output_blocks (or diffusers' down/mid/up)
+    FLUX_DIT = "flux-dit"  # double_blocks / single_blocks (or diffusers' transformer_blocks)
+
+
 class Family(str, Enum):
     SD1 = "sd1"
     SD2 = "sd2"
     SDXL = "sdxl"
+    FLUX1 = "flux1"
 
 
 @dataclass(frozen=True)
@@ -60,6 +68,8 @@ class FamilySpec:
     # Block weights: the blocks a per-block strength vector runs over, named as the LoRA Block
     # Weight extension for A1111 names them (its full form for this family; app.core.block_weights).
     blocks: tuple[str, ...]
+    text_blocks: tuple[str, ...]  # the block of each text encoder, in the pipeline's order
+    block_layout: BlockLayout
     hub_tags: tuple[str, ...] = ()
 
     def architecture_for(self, v_prediction: bool) -> str:
@@ -73,6 +83,8 @@ _KOHYA_TE, _KOHYA_TE1, _KOHYA_TE2 = "lora_te", "lora_te1", "lora_te2"
 # UNet's input / output blocks in the original Stability numbering, MID its middle block.
 _UNET_BLOCKS_SD = ("BASE", *(f"IN{i:02}" for i in range(12)), "MID", *(f"OUT{i:02}" for i in range(12)))
 _UNET_BLOCKS_SDXL = ("BASE", *(f"IN{i:02}" for i in range(9)), "MID", *(f"OUT{i:02}" for i in range(9)))
+# Its BLOCKIDFLUX: the text encoders, the input embedders, 19 double and 38 single blocks, the final layer.
+_DIT_BLOCKS_FLUX = ("CLIP", "T5", "IN", *(f"D{i:02}" for i in range(19)), *(f"S{i:02}" for i in range(38)), "OUT")
 
 FAMILIES: tuple[FamilySpec, ...] = (
     FamilySpec(
@@ -106,6 +118,8 @@ FAMILIES: tuple[FamilySpec, ...] = (
         ),
         hub_name_pattern=r"(stable-diffusion-v?1|sd-?1|v1-5)",
         blocks=_UNET_BLOCKS_SD,
+        text_blocks=("BASE",),
+        block_layout=BlockLayout.SD_UNET,
     ),
     FamilySpec(
         id=Family.SD2,
@@ -138,6 +152,8 @@ FAMILIES: tuple[FamilySpec, ...] = (
         ),
         hub_name_pattern=r"(stable-diffusion-2|sd-?2)",
         blocks=_UNET_BLOCKS_SD,
+        text_blocks=("BASE",),
+        block_layout=BlockLayout.SD_UNET,
     ),
     FamilySpec(
         id=Family.SDXL,
@@ -166,7 +182,41 @@ FAMILIES: tuple[FamilySpec, ...] = (
         # A name word "xl", or sdxl / xl- / -xl, or the SDXL fine-tune lines Pony and Illustrious.
         hub_name_pattern=r"(^|[^a-z0-9])xl([^a-z0-9]|$)|(sdxl|xl[-_]|[-_]xl|pony|illustrious)",
         blocks=_UNET_BLOCKS_SDXL,
+        text_blocks=("BASE", "BASE"),
+        block_layout=BlockLayout.SD_UNET,
         hub_tags=("stable-diffusion-xl",),
+    ),
+    FamilySpec(
+        id=Family.FLUX1,
+        label="Flux.1",
+        # sd-scripts' Flux LoRAs (what ComfyUI and Forge load) say "flux1" and "flux-1-dev/lora".
+        base_version="flux1",
+        base_versions_read=("flux1", "flux", "flux.1"),
+        ss_v2=False,
+        architecture="flux-1-dev/lora",
+        architecture_v_prediction=None,
+        architecture_prefix="flux-1",
+        implementation="https://github.com/black-forest-labs/flux",
+        # CLIP ViT-L (pooled) and T5-XXL; kohya names them lora_te1_ and lora_te3_.
+        text_widths=(768, 4096),
+        te_prefixes=(_KOHYA_TE1, "lora_te3"),
+        cross_width=4096,  # joint attention reads the T5 features
+        size_conditioning=False,
+        stacked_transformers=False,
+        pipeline_classes=("FluxPipeline", "FluxImg2ImgPipeline"),
+        variants=(),
+        default_steps=28,  # [dev]; [schnell] is distilled to 4 steps without guidance
+        default_size=(1024, 1024),
+        default_guidance=3.5,  # the distilled guidance [dev] was trained with, not CFG
+        default_scheduler="Euler",  # flow-matching Euler
+        size_presets=((1024, 1024), (832, 1216), (1216, 832), (896, 1152), (1152, 896), (768, 1344), (1344, 768)),
+        color="#f4511e",
+        hub_bases=("black-forest-labs/FLUX.1-dev", "black-forest-labs/FLUX.1-schnell"),
+        hub_name_pattern=r"flux",
+        blocks=_DIT_BLOCKS_FLUX,
+        text_blocks=("CLIP", "T5"),
+        block_layout=BlockLayout.FLUX_DIT,
+        hub_tags=("flux",),
     ),
 )
 

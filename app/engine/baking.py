@@ -170,7 +170,7 @@ def bake_mix(
             )
         factors = mixer.block_factors(h.parsed, entry.lbw)  # block weights: a factor per layer
         for target, delta in sorted(h.parsed.layers.items()):
-            strength = entry.weight if target.part is Part.UNET else entry.text_weight()
+            strength = entry.weight if target.part.denoiser else entry.text_weight()
             strength *= factors.get(target, 1.0)
             if strength != 0.0:
                 contributions.setdefault(target, []).append((delta, strength))

@@ -21,14 +21,15 @@ from app.engine.layer_delta import LayerDelta
 from app.engine.layer_index import LayerIndex, Target
 
 
-def block_names(index: LayerIndex, targets) -> dict[Target, str | None]:
-    """The block of each target: BASE for text encoders, by its SGM name for the UNet."""
+def block_names(index: LayerIndex, targets, family: Family | None) -> dict[Target, str | None]:
+    """The block of each target: its text encoder's (BASE for SD), by its SGM name for a UNet."""
+    fam = spec(family or FALLBACK)
     out: dict[Target, str | None] = {}
     for target in targets:
-        if target.part is not Part.UNET:
-            out[target] = "BASE"
+        if not target.part.denoiser:
+            out[target] = fam.text_blocks[min(0 if target.part is Part.TEXT_ENCODER else 1, len(fam.text_blocks) - 1)]
         else:
-            out[target] = block_weights.block_of(index.sgm_path(target) or target.path)
+            out[target] = block_weights.block_of(index.sgm_path(target) or target.path, fam.id)
     return out
 
 
@@ -42,7 +43,7 @@ def layer_factors(
         return {}
     assert values is not None
     out: dict[Target, float] = {}
-    for target, block in block_names(index, targets).items():
+    for target, block in block_names(index, targets, family).items():
         if block in fam.blocks:
             factor = values[fam.blocks.index(block)]
             if factor != 1.0:
@@ -108,7 +109,7 @@ def file_block_norms(path, info) -> tuple[dict[str, float], list[str]]:
                 continue
             if delta.alpha is None and configs:
                 delta.alpha = _config_alpha(configs, module, delta.rank)
-            block = block_weights.block_of(module) or "other"
+            block = block_weights.block_of(module, info.family or FALLBACK) or "other"
             squares[block] = squares.get(block, 0.0) + _square_norm(delta, None, None)
     fam = spec(info.family or FALLBACK)
     order = [b for b in fam.blocks if b in squares] + sorted(b for b in squares if b not in fam.blocks)

@@ -45,7 +45,8 @@ _DIFFUSERS_PREFIX = {Part.UNET: "unet.", Part.TEXT_ENCODER: "text_encoder.", Par
 
 def pipeline_parts(pipe: Any) -> dict[Part, nn.Module]:
     parts = {
-        Part.UNET: pipe.unet,
+        Part.UNET: getattr(pipe, "unet", None),
+        Part.TRANSFORMER: getattr(pipe, "transformer", None),
         Part.TEXT_ENCODER: getattr(pipe, "text_encoder", None),
         Part.TEXT_ENCODER_2: getattr(pipe, "text_encoder_2", None),
     }

@@ -30,7 +30,6 @@ from typing import Any
 
 import torch
 
-from app.core.adapters import Part
 from app.core.configs import AdapterEntry
 from app.core.families import Family
 from app.engine import block_mix
@@ -58,7 +57,7 @@ class _Held:
     norms: dict[str, float] = field(default_factory=dict)  # ‖ΔW‖ per block (the Blocks popover's bars)
 
     def strength(self, target: Target) -> float:
-        weight = self.unet_weight if target.part is Part.UNET else self.te_weight
+        weight = self.unet_weight if target.part.denoiser else self.te_weight
         return weight * self.factors.get(target, 1.0)
 
 
@@ -172,7 +171,7 @@ class AdapterMixer:
             log.warning("%s", warning)
         held = _Held(parsed, stamp)
         held.norms = block_mix.block_norms(
-            parsed.layers, block_mix.block_names(self.index, parsed.layers), self.base_weight, self.family
+            parsed.layers, block_mix.block_names(self.index, parsed.layers, self.family), self.base_weight, self.family
         )
         self._held[key] = held
         return held
@@ -216,9 +215,9 @@ class AdapterMixer:
             unet_w = entry.weight if entry.enabled and _key(entry.path) not in paused_keys else 0.0
             te_w = entry.text_weight() if entry.enabled else 0.0
             if unet_w != held.unet_weight:
-                dirty.update(t for t in held.parsed.layers if t.part is Part.UNET)
+                dirty.update(t for t in held.parsed.layers if t.part.denoiser)
             if te_w != held.te_weight:
-                dirty.update(t for t in held.parsed.layers if t.part is not Part.UNET)
+                dirty.update(t for t in held.parsed.layers if not t.part.denoiser)
             held.unet_weight, held.te_weight = unet_w, te_w
             dirty.update(self._set_blocks(held, entry.lbw))
             if entry.enabled:

@@ -130,7 +130,7 @@ def read_sidecar_yaml(checkpoint: Path) -> str | None:
 @lru_cache(maxsize=1)
 def clip_bpe() -> tuple[dict[str, int], list[str]]:
     """CLIP's 49408-token vocab and its merges, built from OpenAI's BPE file (as open_clip does)."""
-    from app.engine.tiny import BOS, EOS, _bytes_to_unicode
+    from app.engine.tiny_text import BOS, EOS, _bytes_to_unicode
 
     lines = gzip.decompress(_BPE_FILE.read_bytes()).decode("utf-8").split("\n")
     merges = lines[1 : 49152 - 256 - 2 + 1]

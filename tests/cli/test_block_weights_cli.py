@@ -43,7 +43,7 @@ def test_a_bad_block_spec_is_one_sentence(tiny_sd1, rgb, tmp_path, capsys):
     assert code == 1 and not (tmp_path / "x.png").exists()
     assert err == (
         f"loraloom: error: --lora {rgb['red']}:0.8:lbw=1,0,1: block weights '1,0,1': 3 values; "
-        "give 12, 17, 20 or 26 values, or a preset name"
+        "give 12, 17, 20, 26 or 61 values, or a preset name"
     )
 
 

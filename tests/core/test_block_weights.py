@@ -94,6 +94,7 @@ EXT_PRESETS = {
     "OUTS": [1] + [0] * 11 + [1] * 5,
     "OUTALL": [1] + [0] * 7 + [1] * 9,
     "ALL0.5": [0.5] * 17,
+    "FLUXALL": [1] * 61,
 }
 
 # The expected 26-slot vectors written by hand from the tables above (the extension's to26:
@@ -117,6 +118,9 @@ def test_family_block_lists_are_the_extensions():
     assert tuple(_ours(b) for b in EXT_BLOCKID17) == bw.FORM17
     assert tuple(_ours(b) for b in EXT_BLOCKID12) == bw.FORM12
     assert bw.accepted_lengths(Family.SD1) == bw.accepted_lengths(Family.SDXL) == (12, 17, 20, 26)
+    # BLOCKIDFLUX: CLIP, T5, IN, D00…D18, S00…S37, OUT (61); no SD form fits Flux, nor Flux's SD.
+    ext_flux = ["CLIP", "T5", "IN"] + [f"D{i:02}" for i in range(19)] + [f"S{i:02}" for i in range(38)] + ["OUT"]
+    assert spec(Family.FLUX1).blocks == tuple(ext_flux) and bw.accepted_lengths(Family.FLUX1) == (61,)
 
 
 def test_builtin_presets_are_the_extensions():
@@ -161,7 +165,34 @@ def test_a_one_hot_17_vector_sets_only_that_block():
     ],
 )
 def test_a_layer_name_tells_its_block(name, block):
-    assert bw.block_of(name) == block
+    assert bw.block_of(name, Family.SDXL) == block
+
+
+@pytest.mark.parametrize(
+    "name, block",
+    [
+        ("lora_unet_double_blocks_3_img_attn_proj", "D03"),  # kohya / BFL names
+        ("lora_unet_single_blocks_12_linear1", "S12"),
+        ("lora_unet_img_in", "IN"),
+        ("lora_unet_final_layer_linear", "OUT"),
+        ("transformer.transformer_blocks.4.attn.to_q", "D04"),  # diffusers names
+        ("transformer.single_transformer_blocks.7.proj_out", "S07"),
+        ("transformer.x_embedder", "IN"),
+        ("transformer.proj_out", "OUT"),
+        ("lora_te1_text_model_encoder_layers_0_mlp_fc1", "CLIP"),
+        ("lora_te3_encoder_block_0_layer_0_SelfAttention_q", "T5"),
+    ],
+)
+def test_a_flux_layer_name_tells_its_block(name, block):
+    assert bw.block_of(name, Family.FLUX1) == block
+
+
+def test_flux_takes_its_61_values_and_no_sd_form():
+    assert bw.vector("FLUXALL", Family.FLUX1) == (1.0,) * 61
+    with pytest.raises(bw.BlockWeightError, match="17 values; give 61 values"):
+        bw.vector("MIDD", Family.FLUX1)
+    with pytest.raises(bw.BlockWeightError, match="61 values; give 12, 17, 20 or 26"):
+        bw.vector("FLUXALL", Family.SD1)
 
 
 @pytest.mark.parametrize(

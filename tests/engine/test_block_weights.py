@@ -39,7 +39,7 @@ def _vector(**values: float) -> str:
 def _blocks_of(mixer, path) -> dict:
     parsed = mixer.held[0] if mixer.held else None
     assert parsed is not None and parsed.path.name == path.name
-    return block_mix.block_names(mixer.index, parsed.layers)
+    return block_mix.block_names(mixer.index, parsed.layers, Family.SD1)
 
 
 def _changed(pipe, base) -> set[str]:
@@ -140,7 +140,7 @@ def test_a_reduced_bake_honours_block_weights(sd1_pipe, mixer, locon, tmp_path):
     entries = [AdapterEntry(str(locon), 1.0, lbw=_vector(IN01=1.0))]
     result = bake_mix(mixer, entries, tmp_path / "reduced.safetensors", rank=2)
     baked = mixer.load([AdapterEntry(str(result.path), 1.0)])[0][0].parsed
-    assert {block_mix.block_names(mixer.index, baked.layers)[t] for t in baked.layers} == {"IN01"}
+    assert {block_mix.block_names(mixer.index, baked.layers, Family.SD1)[t] for t in baked.layers} == {"IN01"}
 
 
 def test_start_stop_cannot_be_baked(mixer, locon, tmp_path):

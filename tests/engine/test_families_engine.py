@@ -24,13 +24,14 @@ def test_every_family_has_an_engine_module():
 def test_engine_agrees_with_the_table(fam):
     eng, spec = engine(fam), families.spec(fam)
     assert eng.pipeline_class().__name__ in spec.pipeline_classes
-    assert len(eng.tiny_text_encoders) == len(spec.text_widths) == len(spec.te_prefixes)
-    # The old engine/models.py: every pipeline but SDXL's loads without a safety checker.
-    old = {} if fam.value == "sdxl" else {"safety_checker": None, "requires_safety_checker": False}
+    t5 = 1 if fam is Family.FLUX1 else 0  # tiny_text_encoders are the CLIP ones; Flux adds T5
+    assert len(eng.tiny_text_encoders) + t5 == len(spec.text_widths) == len(spec.te_prefixes)
+    # The old engine/models.py: every SD pipeline but SDXL's loads without a safety checker.
+    old = {} if fam.value in ("sdxl", "flux1") else {"safety_checker": None, "requires_safety_checker": False}
     assert eng.load_kwargs() == old
 
 
-@pytest.mark.parametrize("fam", list(Family))
+@pytest.mark.parametrize("fam", [Family.SD1, Family.SD2, Family.SDXL])
 def test_prompt_encoding_and_added_conditioning_match_the_pipeline(fam):
     """What training feeds the UNet is what the pipeline itself computes for a prompt."""
     pipe = build_tiny_pipeline(fam.value, seed=1)
@@ -60,3 +61,30 @@ def test_prompt_encoding_and_added_conditioning_match_the_pipeline(fam):
 
 def spec_has_size_conditioning(fam: Family) -> bool:
     return families.spec(fam).size_conditioning
+
+
+def test_flux_prompt_encoding_matches_the_pipeline_and_feeds_the_transformer():
+    pipe = build_tiny_pipeline("flux1", seed=1)
+    eng = engine(Family.FLUX1)
+    prompts = ["a red square", "a blue circle"]
+    with torch.no_grad():
+        out = eng.encode_prompts(pipe, prompts, torch.device("cpu"))
+        embeds, pooled, text_ids = pipe.encode_prompt(
+            prompt=prompts, prompt_2=None, device=torch.device("cpu"), max_sequence_length=eng.max_sequence(pipe)
+        )
+        assert torch.equal(out["embeds"], embeds) and torch.equal(out["pooled"], pooled)
+        assert out["embeds"].shape == (2, eng.max_sequence(pipe), pipe.transformer.config.joint_attention_dim)
+        cond = eng.added_conditioning(out, [], torch.device("cpu"), torch.float32)
+        # 8x8 latents of 16 channels, packed 2x2 into 16 tokens of 64, as FluxPipeline does.
+        latents = torch.zeros(2, 16, 64)
+        image_ids = pipe._prepare_latent_image_ids(2, 4, 4, torch.device("cpu"), torch.float32)
+        pred = pipe.transformer(
+            hidden_states=latents,
+            timestep=torch.tensor([0.5, 0.5]),
+            guidance=torch.tensor([3.5, 3.5]),
+            encoder_hidden_states=out["embeds"],
+            img_ids=image_ids,
+            return_dict=False,
+            **cond,
+        )[0]
+    assert pred.shape == latents.shape and torch.isfinite(pred).all()

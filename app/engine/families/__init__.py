@@ -6,10 +6,10 @@ Importing this package imports no torch or diffusers: the engines import them wh
 from __future__ import annotations
 
 from app.core.families import Family
-from app.engine.families import sd1, sd2, sdxl
+from app.engine.families import flux1, sd1, sd2, sdxl
 from app.engine.families.base import StableDiffusion
 
-ENGINES: dict[Family, StableDiffusion] = {m.ENGINE.family: m.ENGINE for m in (sd1, sd2, sdxl)}
+ENGINES: dict[Family, StableDiffusion] = {m.ENGINE.family: m.ENGINE for m in (sd1, sd2, sdxl, flux1)}
 
 
 def engine(family: Family | str) -> StableDiffusion:
