@@ -15,7 +15,8 @@ CPU copy of the W0 of every layer adapters touch, as before. Held adapters keep 
 their factors lie in their files (read again, as float32, each time a layer is recomputed).
 
 The sum runs over adapters in a fixed order (by path), so the same mix gives the same
-bits whatever sequence of slider moves led to it.
+bits whatever sequence of slider moves led to it. Block weights make wᵢ a factor per layer
+(:mod:`app.engine.block_mix`): a new vector recomputes only the layers whose factor changed.
 """
 
 from __future__ import annotations
