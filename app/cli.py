@@ -55,8 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--lora",
         action="append",
         default=[],
-        metavar="PATH[:WEIGHT[:TE_WEIGHT]]",
-        help="an adapter to mix in (repeatable); weight 1 by default, e.g. style.safetensors:0.8",
+        metavar="PATH[:WEIGHT[:TE_WEIGHT]][:lbw=BLOCKS][:start=F][:stop=F]",
+        help="an adapter to mix in (repeatable), e.g. style.safetensors:0.8:lbw=MIDD (start/stop: fractions of steps)",
     )
     add_model_args(gen)
 
@@ -66,8 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--lora",
         action="append",
         required=True,
-        metavar="PATH[:WEIGHT[:TE_WEIGHT]]",
-        help="an adapter and its weight (repeatable), e.g. A.safetensors:0.8",
+        metavar="PATH[:WEIGHT[:TE_WEIGHT]][:lbw=BLOCKS]",
+        help="an adapter and its weight (repeatable), e.g. A.safetensors:0.8 or A.safetensors:0.8:lbw=MIDD",
     )
     bake.add_argument("--out", type=Path, required=True, help="the .safetensors file to write")
     bake.add_argument(
@@ -81,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     insp = sub.add_parser("inspect", help="print what an adapter file is, as JSON (no model needed)")
     insp.add_argument("file", type=Path)
     insp.add_argument("--base", help="also apply it to this base model and print the load report")
+    insp.add_argument("--blocks", action="store_true", help="also print its change (‖ΔW‖) per block: where it acts")
     add_model_args(insp)
 
     conv = sub.add_parser("convert", help="rewrite an adapter file in another layout (kohya, diffusers, peft, comfy)")

@@ -14,7 +14,8 @@ from app.cli_common import fail
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    """What an adapter file is, as JSON, from its header alone (with ``--base``: also its load report)."""
+    """What an adapter file is, as JSON, from its header alone (with ``--base``: also its load report;
+    with ``--blocks``: its ‖ΔW‖ per block)."""
     from app.core.adapters import AdapterError, inspect_adapter
 
     if args.base:
@@ -23,8 +24,24 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         info = inspect_adapter(args.file)
     except AdapterError as exc:
         return fail(str(exc))
-    print(json.dumps(info.to_json(), indent=2, ensure_ascii=False))
+    out = info.to_json()
+    if args.blocks:
+        from app.engine.adapter_formats import IncompatibleAdapter
+        from app.engine.block_mix import file_block_norms
+
+        try:
+            norms, needs_base = file_block_norms(args.file, info)
+        except IncompatibleAdapter as exc:
+            return fail(str(exc))
+        out["block_norms"] = _rounded(norms)
+        if needs_base:
+            out["block_norms_need_base"] = needs_base  # DoRA, OFT …: measured with --base
+    print(json.dumps(out, indent=2, ensure_ascii=False))
     return 0
+
+
+def _rounded(norms: dict[str, float]) -> dict[str, float]:
+    return {block: round(norm, 6) for block, norm in norms.items()}
 
 
 def cmd_inspect_base(args: argparse.Namespace) -> int:
@@ -49,6 +66,14 @@ def cmd_inspect_base(args: argparse.Namespace) -> int:
     out = info.to_json()
     out["load_report"] = parsed.report.to_json() if parsed.report else None
     out["warnings"] = parsed.warnings
+    if args.blocks:
+        from app.engine.block_mix import block_names, block_norms
+
+        index = LayerIndex(loaded.pipe)
+        w0 = {t: m.weight.detach() for t, m in index.modules.items()}
+        out["block_norms"] = _rounded(
+            block_norms(parsed.layers, block_names(index, parsed.layers, loaded.family), w0.__getitem__, loaded.family)
+        )
     print(json.dumps(out, indent=2, ensure_ascii=False))
     return 0
 

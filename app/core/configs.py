@@ -160,6 +160,12 @@ class AdapterEntry:
     te_weight: float | None = None  # None: the same as weight
     enabled: bool = True
     name: str = ""  # shown and written as <lora:name:weight>; default the file's stem
+    # Per-block weights in the LoRA Block Weight extension's syntax (app.core.block_weights):
+    # a preset name or one number per block; "" applies the weight to every block alike.
+    lbw: str = ""
+    # The part of the sampling steps the adapter's UNet part acts in (fractions of the run).
+    start: float = 0.0
+    stop: float = 1.0
 
     def display_name(self) -> str:
         return self.name or Path(self.path).stem
@@ -173,13 +179,19 @@ class AdapterEntry:
             out["te_weight"] = self.te_weight
         if self.name:
             out["name"] = self.name
+        if self.lbw:
+            out["lbw"] = self.lbw
+        if self.start != 0.0:
+            out["start"] = self.start
+        if self.stop != 1.0:
+            out["stop"] = self.stop
         return out
 
     @classmethod
     def from_dict(cls, data: Any, *, where: str = "adapter") -> AdapterEntry:
         if not isinstance(data, dict):
             raise ConfigError(f'{where} must be a table like {{path = "x.safetensors", weight = 0.8}}')
-        known = ("path", "weight", "te_weight", "enabled", "name")
+        known = ("path", "weight", "te_weight", "enabled", "name", "lbw", "start", "stop")
         unknown = sorted(set(data) - set(known))
         if unknown:
             raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})")
@@ -206,12 +218,54 @@ class AdapterEntry:
             if not data["name"].isprintable():  # it goes into prompts, PNG text and file names
                 raise ConfigError(f"{where}.name = {data['name']!r} has a control character; use plain text")
             values["name"] = data["name"]
+        values.update(_block_settings(data, where))
         return cls(**values)
 
 
+def _block_settings(data: dict[str, Any], where: str) -> dict[str, Any]:
+    """``lbw``, ``start`` and ``stop`` of an adapter table, checked (the spec against every family's forms)."""
+    from app.core.block_weights import BlockWeightError, check
+
+    out: dict[str, Any] = {}
+    if data.get("lbw"):
+        if not isinstance(data["lbw"], str):
+            raise ConfigError(f'{where}.lbw must be a preset name or numbers like "1,0,0.5", not {data["lbw"]!r}')
+        try:
+            check(data["lbw"])
+        except BlockWeightError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        out["lbw"] = data["lbw"].strip()
+    for key, default in (("start", 0.0), ("stop", 1.0)):
+        value = data.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+            raise ConfigError(f"{where}.{key} must be a fraction of the steps between 0 and 1, not {value!r}")
+        out[key] = float(value)
+    if out["start"] >= out["stop"]:
+        raise ConfigError(f"{where}: start = {out['start']:g} must come before stop = {out['stop']:g}")
+    return out
+
+
+_NAMED_LORA_ARGS = ("lbw", "start", "stop")
+
+
 def parse_lora_arg(text: str) -> AdapterEntry:
-    """``PATH[:WEIGHT[:TE_WEIGHT]]`` (the CLI's ``--lora``); a Windows drive colon is kept in the path."""
-    parts = text.rsplit(":", 2)
+    """``PATH[:WEIGHT[:TE_WEIGHT]][:lbw=SPEC][:start=F][:stop=F]`` (the CLI's ``--lora``); a Windows
+    drive colon is kept in the path."""
+    named: dict[str, Any] = {}
+    rest = text
+    while True:
+        head, colon, last = rest.rpartition(":")
+        key, eq, value = last.partition("=")
+        if not (colon and eq and key.strip() in _NAMED_LORA_ARGS):
+            break
+        try:
+            named[key.strip()] = value.strip() if key.strip() == "lbw" else float(value)
+        except ValueError:
+            raise ConfigError(
+                f"--lora {text}: {key}={value!r} must be a fraction of the steps, e.g. {key}=0.5"
+            ) from None
+        rest = head
+    parts = rest.rsplit(":", 2)
     numbers: list[float] = []
     while len(parts) > 1 and len(numbers) < 2:
         try:
@@ -224,7 +278,7 @@ def parse_lora_arg(text: str) -> AdapterEntry:
     if colon and len(numbers) < 2 and not Path(path).exists() and len(head) > 1 and Path(head).exists():
         # "style.safetensors:abc": a typo in the weight, not a file whose name has a colon
         raise ConfigError(f"--lora {text}: {tail!r} is not a weight; write PATH:WEIGHT with a number, e.g. {head}:0.8")
-    data: dict[str, Any] = {"path": path}
+    data: dict[str, Any] = {"path": path, **named}
     if numbers:
         data["weight"] = numbers[0]
     if len(numbers) > 1:

@@ -18,6 +18,13 @@ from dataclasses import dataclass
 from enum import Enum
 
 
+class BlockLayout(str, Enum):
+    """How a family's layer names map to its blocks (app.core.block_weights)."""
+
+    SD_UNET = "sd-unet"  # input_blocks / middle_block / output_blocks (or diffusers' down/mid/up)
+    FLUX_DIT = "flux-dit"  # double_blocks / single_blocks (or diffusers' transformer_blocks)
+
+
 class Family(str, Enum):
     SD1 = "sd1"
     SD2 = "sd2"
@@ -58,6 +65,11 @@ class FamilySpec:
     # fine-tune's name matches, and repo tags that say the family.
     hub_bases: tuple[str, ...]
     hub_name_pattern: str
+    # Block weights: the blocks a per-block strength vector runs over, named as the LoRA Block
+    # Weight extension for A1111 names them (its full form for this family; app.core.block_weights).
+    blocks: tuple[str, ...]
+    text_blocks: tuple[str, ...]  # the block of each text encoder, in the pipeline's order
+    block_layout: BlockLayout
     hub_tags: tuple[str, ...] = ()
 
     def architecture_for(self, v_prediction: bool) -> str:
@@ -65,6 +77,14 @@ class FamilySpec:
 
 
 _KOHYA_TE, _KOHYA_TE1, _KOHYA_TE2 = "lora_te", "lora_te1", "lora_te2"
+
+# The LoRA Block Weight extension's full block lists (BLOCKID26 and BLOCKID20 of its
+# scripts/lora_block_weight.py; "MID" is its M00): BASE is the text encoder(s), INnn / OUTnn the
+# UNet's input / output blocks in the original Stability numbering, MID its middle block.
+_UNET_BLOCKS_SD = ("BASE", *(f"IN{i:02}" for i in range(12)), "MID", *(f"OUT{i:02}" for i in range(12)))
+_UNET_BLOCKS_SDXL = ("BASE", *(f"IN{i:02}" for i in range(9)), "MID", *(f"OUT{i:02}" for i in range(9)))
+# Its BLOCKIDFLUX: the text encoders, the input embedders, 19 double and 38 single blocks, the final layer.
+_DIT_BLOCKS_FLUX = ("CLIP", "T5", "IN", *(f"D{i:02}" for i in range(19)), *(f"S{i:02}" for i in range(38)), "OUT")
 
 FAMILIES: tuple[FamilySpec, ...] = (
     FamilySpec(
@@ -97,6 +117,9 @@ FAMILIES: tuple[FamilySpec, ...] = (
             "CompVis/stable-diffusion-v1-5",
         ),
         hub_name_pattern=r"(stable-diffusion-v?1|sd-?1|v1-5)",
+        blocks=_UNET_BLOCKS_SD,
+        text_blocks=("BASE",),
+        block_layout=BlockLayout.SD_UNET,
     ),
     FamilySpec(
         id=Family.SD2,
@@ -128,6 +151,9 @@ FAMILIES: tuple[FamilySpec, ...] = (
             "stabilityai/stable-diffusion-2-base",
         ),
         hub_name_pattern=r"(stable-diffusion-2|sd-?2)",
+        blocks=_UNET_BLOCKS_SD,
+        text_blocks=("BASE",),
+        block_layout=BlockLayout.SD_UNET,
     ),
     FamilySpec(
         id=Family.SDXL,
@@ -155,6 +181,9 @@ FAMILIES: tuple[FamilySpec, ...] = (
         hub_bases=("stabilityai/stable-diffusion-xl-base-1.0", "stabilityai/stable-diffusion-xl-refiner-1.0"),
         # A name word "xl", or sdxl / xl- / -xl, or the SDXL fine-tune lines Pony and Illustrious.
         hub_name_pattern=r"(^|[^a-z0-9])xl([^a-z0-9]|$)|(sdxl|xl[-_]|[-_]xl|pony|illustrious)",
+        blocks=_UNET_BLOCKS_SDXL,
+        text_blocks=("BASE", "BASE"),
+        block_layout=BlockLayout.SD_UNET,
         hub_tags=("stable-diffusion-xl",),
     ),
     FamilySpec(
@@ -184,6 +213,9 @@ FAMILIES: tuple[FamilySpec, ...] = (
         color="#f4511e",
         hub_bases=("black-forest-labs/FLUX.1-dev", "black-forest-labs/FLUX.1-schnell"),
         hub_name_pattern=r"flux",
+        blocks=_DIT_BLOCKS_FLUX,
+        text_blocks=("CLIP", "T5"),
+        block_layout=BlockLayout.FLUX_DIT,
         hub_tags=("flux",),
     ),
 )

@@ -15,45 +15,95 @@ from typing import Any
 PARAMETERS_KEY = "parameters"
 
 
-def lora_tag(name: str, weight: float, te_weight: float | None = None) -> str:
-    """``<lora:name:0.8>``; with a different text-encoder weight ``<lora:name:te=0.5:unet=0.8>`` (A1111 reads both)."""
+def lora_tag(
+    name: str, weight: float, te_weight: float | None = None, *, lbw: str = "", start: float = 0.0, stop: float = 1.0
+) -> str:
+    """``<lora:name:0.8>``; with a different text-encoder weight ``<lora:name:te=0.5:unet=0.8>`` (A1111 reads
+    both); block weights and start/stop as the LoRA Block Weight extension reads them
+    (``<lora:name:0.8:lbw=MIDD:start=0.25>``, start/stop as fractions of the steps)."""
     if te_weight is None or te_weight == weight:
-        return f"<lora:{name}:{_num(round(float(weight), 4))}>"
-    return f"<lora:{name}:te={_num(round(float(te_weight), 4))}:unet={_num(round(float(weight), 4))}>"
+        items = [_num(round(float(weight), 4))]
+    else:
+        items = [f"te={_num(round(float(te_weight), 4))}", f"unet={_num(round(float(weight), 4))}"]
+    if lbw:
+        items.append(f"lbw={lbw}")
+    if 0.0 < start < 1.0:
+        items.append(f"start={_num(round(float(start), 4))}")
+    if 0.0 < stop < 1.0:
+        items.append(f"stop={_num(round(float(stop), 4))}")
+    return f"<lora:{name}:{':'.join(str(i) for i in items)}>"
 
 
 _LORA_TAG = re.compile(r"\s*<lora:([^:>]+)((?::[^:>]*)*)>")
 
 
+def _tag_fields(items: list[str]) -> dict[str, Any]:
+    """One tag's items after the name -> {weight, te_weight, lbw?, start?, stop?} (start/stop as written)."""
+    positional: list[float] = []
+    named: dict[str, str] = {}
+    words: list[str] = []
+    for item in items:
+        key, eq, value = item.partition("=")
+        if eq:
+            named[key.strip()] = value.strip()
+            continue
+        try:
+            positional.append(float(item))
+        except ValueError:
+            words.append(item.strip())  # the extension's positional block weights: <lora:name:1:MIDD>
+
+    def number(key: str, default: float) -> float:
+        try:
+            return float(named[key])
+        except (KeyError, ValueError):
+            return default
+
+    te = number("te", positional[0] if positional else 1.0)  # A1111: first number is te
+    unet = number("unet", positional[1] if len(positional) > 1 else te)
+    out: dict[str, Any] = {"weight": unet, "te_weight": te if te != unet else None}
+    lbw = named.get("lbw") or named.get("w") or (words[0] if words else "")
+    if lbw:
+        out["lbw"] = lbw
+    start, _, stop = named.get("step", "").partition("-")  # step=START-STOP
+    for key, given in (("start", named.get("start", start)), ("stop", named.get("stop", stop))):
+        try:
+            out[key] = float(given)
+        except ValueError:
+            continue
+    return out
+
+
 def parse_lora_tags(prompt: str) -> tuple[str, list[dict[str, Any]]]:
-    """Take ``<lora:…>`` tags out of a prompt: (the prompt without them, [{name, weight, te_weight}])."""
+    """Take ``<lora:…>`` tags out of a prompt: (the prompt without them, [{name, weight, te_weight, lbw?,
+    start?, stop?}]); start/stop as written (fractions, or step numbers from 1)."""
     found: list[dict[str, Any]] = []
 
     def take(match: re.Match) -> str:
-        positional: list[float] = []
-        named: dict[str, float] = {}
-        for item in match.group(2).split(":")[1:]:
-            key, eq, value = item.partition("=")
-            try:
-                if eq:
-                    named[key.strip()] = float(value)
-                else:
-                    positional.append(float(item))
-            except ValueError:
-                continue
-        te = named.get("te", positional[0] if positional else 1.0)  # A1111: first number is te
-        unet = named.get("unet", positional[1] if len(positional) > 1 else te)
-        found.append({"name": match.group(1).strip(), "weight": unet, "te_weight": te if te != unet else None})
+        found.append({"name": match.group(1).strip(), **_tag_fields(match.group(2).split(":")[1:])})
         return ""
 
     text = _LORA_TAG.sub(take, prompt)
     return text.strip(), found
 
 
+def step_fraction(value: float, steps: int | None) -> float:
+    """A start/stop as the extension reads it: within (0, 1) a fraction, a whole number a step of ``steps``."""
+    if 0.0 <= value < 1.0:
+        return value
+    return min(1.0, value / steps) if steps else 1.0
+
+
 def format_parameters(meta: dict[str, Any]) -> str:
     lines = [str(meta.get("prompt", ""))]
     tags = [
-        lora_tag(str(a.get("name", "")), a.get("weight", 1.0), a.get("te_weight"))
+        lora_tag(
+            str(a.get("name", "")),
+            a.get("weight", 1.0),
+            a.get("te_weight"),
+            lbw=str(a.get("lbw") or ""),
+            start=float(a.get("start", 0.0)),
+            stop=float(a.get("stop", 1.0)),
+        )
         for a in meta.get("adapters") or []
         if a.get("name")
     ]
@@ -119,4 +169,8 @@ def parse_parameters(text: str) -> dict[str, Any]:
             out["width"], out["height"] = int(w), int(h)
         elif key == "Model":
             out["model"] = value
+    for adapter in out.get("adapters", []):
+        for key in ("start", "stop"):
+            if key in adapter:
+                adapter[key] = step_fraction(adapter[key], out.get("steps"))
     return out

@@ -163,8 +163,15 @@ def bake_mix(
     for h, entry in held:
         if not entry.enabled:
             continue
+        if entry.start > 0.0 or entry.stop < 1.0:
+            raise BakeError(
+                f"{entry.display_name()}: its start/stop steps cannot be baked (a LoRA file acts at every step); "
+                "set start 0 and stop 1 to bake it"
+            )
+        factors = mixer.block_factors(h.parsed, entry.lbw)  # block weights: a factor per layer
         for target, delta in sorted(h.parsed.layers.items()):
             strength = entry.weight if target.part.denoiser else entry.text_weight()
+            strength *= factors.get(target, 1.0)
             if strength != 0.0:
                 contributions.setdefault(target, []).append((delta, strength))
     if not contributions:
@@ -223,6 +230,7 @@ def _metadata(
                     "path": entry.path,
                     "weight": entry.weight,
                     "te_weight": entry.text_weight(),
+                    **({"lbw": entry.lbw} if entry.lbw else {}),
                 }
             )
     meta = {

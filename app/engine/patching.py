@@ -15,7 +15,8 @@ CPU copy of the W0 of every layer adapters touch, as before. Held adapters keep 
 their factors lie in their files (read again, as float32, each time a layer is recomputed).
 
 The sum runs over adapters in a fixed order (by path), so the same mix gives the same
-bits whatever sequence of slider moves led to it.
+bits whatever sequence of slider moves led to it. Block weights make wᵢ a factor per layer
+(:mod:`app.engine.block_mix`): a new vector recomputes only the layers whose factor changed.
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ from typing import Any
 
 import torch
 
-from app.core.adapters import Part
 from app.core.configs import AdapterEntry
 from app.core.families import Family
+from app.engine import block_mix
 from app.engine.adapter_formats import (
     IncompatibleAdapter,
     LayerDelta,
@@ -52,9 +53,13 @@ class _Held:
     stamp: tuple[int, int]
     unet_weight: float = 0.0
     te_weight: float = 0.0
+    lbw: str = ""  # the block-weight spec the factors come from
+    factors: dict[Target, float] = field(default_factory=dict)  # block factor of each layer not at 1
+    norms: dict[str, float] = field(default_factory=dict)  # ‖ΔW‖ per block (the Blocks popover's bars)
 
-    def weight_for(self, part: Part) -> float:
-        return self.unet_weight if part.denoiser else self.te_weight
+    def strength(self, target: Target) -> float:
+        weight = self.unet_weight if target.part.denoiser else self.te_weight
+        return weight * self.factors.get(target, 1.0)
 
 
 @dataclass
@@ -136,6 +141,7 @@ class AdapterMixer:
                     raise IncompatibleAdapter(f"{entry.path}: is in the stack twice; its second row is ignored")
                 seen.add(key)
                 held = self._get(key, report)
+                self.block_factors(held.parsed, entry.lbw)  # a bad spec refuses this row only
             except IncompatibleAdapter as exc:
                 if strict:
                     raise
@@ -165,43 +171,67 @@ class AdapterMixer:
         for warning in parsed.warnings:
             log.warning("%s", warning)
         held = _Held(parsed, stamp)
+        held.norms = block_mix.block_norms(
+            parsed.layers, block_mix.block_names(self.index, parsed.layers, self.family), self.base_weight, self.family
+        )
         self._held[key] = held
         return held
+
+    def block_factors(self, parsed: ParsedAdapter, lbw: str) -> dict[Target, float]:
+        """The block factor of each of ``parsed``'s layers that ``lbw`` sets to other than 1."""
+        try:
+            return block_mix.layer_factors(self.index, self.family, parsed.layers, lbw)
+        except ValueError as exc:  # a preset the worker cannot find, numbers for another family
+            raise IncompatibleAdapter(f"{parsed.path}: {exc}") from None
+
+    def _set_blocks(self, held: _Held, lbw: str) -> set[Target]:
+        """Take ``held``'s block factors from ``lbw``; the layers whose factor changed."""
+        if lbw == held.lbw:
+            return set()
+        factors = self.block_factors(held.parsed, lbw)
+        changed = {t for t in set(factors) | set(held.factors) if factors.get(t, 1.0) != held.factors.get(t, 1.0)}
+        held.lbw, held.factors = lbw, factors
+        return changed
 
     def _drop(self, key: str) -> None:
         held = self._held.pop(key)
         self._update(set(held.parsed.layers))
 
     # ------------------------------------------------------------ mixing
-    def set_mix(self, entries: Iterable[AdapterEntry]) -> MixReport:
-        """Make the patched weights match ``entries`` (in stack order); touch only what changed."""
+    def set_mix(self, entries: Iterable[AdapterEntry], paused: Iterable[str] = ()) -> MixReport:
+        """Make the patched weights match ``entries`` (in stack order); touch only what changed.
+
+        The UNet part of the adapters in ``paused`` (paths) is off: outside their start/stop steps."""
         started = time.perf_counter()
         entries = list(entries)
         report = MixReport()
         wanted = self.load(entries, report)
         wanted_keys = {_key(e.path) for _, e in wanted}
+        paused_keys = {_key(p) for p in paused}
         dirty: set[Target] = set()
         for key in [k for k in self._held if k not in wanted_keys]:
             held = self._held.pop(key)
             dirty.update(held.parsed.layers)
         for held, entry in wanted:
-            unet_w = entry.weight if entry.enabled else 0.0
+            unet_w = entry.weight if entry.enabled and _key(entry.path) not in paused_keys else 0.0
             te_w = entry.text_weight() if entry.enabled else 0.0
             if unet_w != held.unet_weight:
                 dirty.update(t for t in held.parsed.layers if t.part.denoiser)
             if te_w != held.te_weight:
                 dirty.update(t for t in held.parsed.layers if not t.part.denoiser)
             held.unet_weight, held.te_weight = unet_w, te_w
+            dirty.update(self._set_blocks(held, entry.lbw))
             if entry.enabled:
                 load = held.parsed.report
                 report.applied.append(
                     {
                         "name": entry.display_name(),
                         "path": entry.path,
-                        "weight": unet_w,
+                        "weight": entry.weight,
                         "te_weight": te_w,
                         "layers": load.badge() if load else "",
                         "load_details": "\n".join(load.lines()) if load and not load.complete else "",
+                        **block_mix.report_fields(entry, held.norms),
                     }
                 )
         report.layers_updated = self._update(dirty)
@@ -220,7 +250,7 @@ class AdapterMixer:
         with torch.no_grad():
             for target in sorted(targets):
                 touching = [self._held[k] for k in order if target in self._held[k].parsed.layers]
-                active = [(h.parsed.layers[target], h.weight_for(target.part)) for h in touching]
+                active = [(h.parsed.layers[target], h.strength(target)) for h in touching]
                 active = [(d, w) for d, w in active if w != 0.0]
                 self._write(target, active, keep_backup=bool(touching))
         return len(targets)

@@ -25,6 +25,7 @@ from app.core.configs import GenerateRequest, ModelSpec, Scheduler
 from app.core.errors import ErrorKind
 from app.core.files import replace_durably, saving, temp_path_beside
 from app.core.pngmeta import PARAMETERS_KEY, format_parameters
+from app.engine.block_mix import StepSwitches
 from app.engine.file_tensors import FileChanged
 from app.engine.models import LoadedModel, check_source, load_model
 from app.engine.patching import AdapterMixer, MixReport
@@ -94,6 +95,7 @@ class Renderer:
         self._key: tuple[str, str, str] | None = None
         self._base_scheduler_config: dict[str, Any] | None = None
         self.mixer: AdapterMixer | None = None  # adapters patched into the held pipeline
+        self.switches = 0  # start/stop re-patches during the last render
 
     # ------------------------------------------------------------ model cache
     def ensure_model(self, spec: ModelSpec) -> LoadedModel:
@@ -119,12 +121,13 @@ class Renderer:
             torch.cuda.empty_cache()
 
     # ------------------------------------------------------------ adapters
-    def set_adapters(self, entries) -> MixReport:
-        """Patch the held pipeline to this adapter stack (only what changed is recomputed)."""
+    def set_adapters(self, entries, paused=()) -> MixReport:
+        """Patch the held pipeline to this adapter stack (only what changed is recomputed);
+        the UNet part of the ``paused`` paths is off (outside their start/stop steps)."""
         if self.mixer is None:
             raise RuntimeError("no model is loaded")
         try:
-            return self.mixer.set_mix(entries)
+            return self.mixer.set_mix(entries, paused)
         except FileChanged as exc:
             self.unload()  # its weights cannot be put back to W0 any more: the next render loads it anew
             raise RenderFailed(str(exc), ErrorKind.BAD_INPUT) from None
@@ -140,7 +143,10 @@ class Renderer:
     ) -> RenderResult:
         model = self.ensure_model(request.model_spec())
         pipe = model.pipe
-        mix = self.set_adapters(request.adapter_entries())
+        entries = request.adapter_entries()
+        switches = StepSwitches.plan(entries, request.steps)
+        mix = self.set_adapters(entries, switches.paused_at(0))
+        self.switches = 0
         assert self._base_scheduler_config is not None
         pipe.scheduler = _scheduler_for(request.scheduler, self._base_scheduler_config)
 
@@ -155,6 +161,9 @@ class Renderer:
             latents = kwargs.get("latents")
             if latents is not None and not bool(torch.isfinite(latents).all()):
                 raise _nan_failure(done, mix, str(model.dtype).removeprefix("torch."))
+            if switches.switches_after(done):  # an adapter's start or stop: one patch, then none per step
+                self.set_adapters(entries, switches.paused_at(done))
+                self.switches += 1
             elapsed = time.perf_counter() - started
             if on_step is not None:
                 on_step(done, total, elapsed / done * (total - done))

@@ -74,6 +74,7 @@ def test_renderer_applies_the_stack_and_writes_lora_tags(renderer, tiny_sd1, rgb
     assert np.abs(pixels["mixed"].astype(int) - pixels["base"]).max() > 5
     (used,) = mixed.meta["adapters"]  # with the load report's layer count (every layer of red applies)
     layers = used.pop("layers")
+    assert set(used.pop("block_norms")) == {"BASE", "IN01", "MID", "OUT02", "OUT03"}  # where red acts (issue 16)
     assert used == {"name": "red", "path": str(rgb["red"]), "weight": 1.5, "te_weight": 1.5, "load_details": ""}
     assert layers.endswith(" layers") and layers.split()[0].split("/")[0] == layers.split()[0].split("/")[1]
     text = Image.open(mixed.path).text[PARAMETERS_KEY]

@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 from app.core import paths
 from app.core.configs import WEIGHT_LIMIT
 from app.ui.generate.adapter_stack import AdapterRow, AdapterStack
+from app.ui.generate.blocks_popover import BlocksPopover
 
 SLIDER_SCALE = 100  # slider units per weight unit
 SLIDER_LIMIT = 2.0
@@ -87,6 +88,7 @@ class AdapterRowWidget(QFrame):
         self.up_button = _tool("▲", "Move up", self)
         self.down_button = _tool("▼", "Move down", self)
         self.remove_button = _tool("✕", "Remove from the stack", self)
+        self._make_blocks_controls()
         self.menu_button = _tool("⋯", "More: save this adapter in another layout", self)
         self.menu_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
         menu = QMenu(self.menu_button)
@@ -104,6 +106,8 @@ class AdapterRowWidget(QFrame):
         top.addWidget(self.layers_badge)
         top.addWidget(self.te_box)
         top.addWidget(self.te_weight)
+        top.addWidget(self.blocks_glyph)
+        top.addWidget(self.blocks_button)
         for b in (self.up_button, self.down_button, self.remove_button, self.menu_button):
             top.addWidget(b)
         weights = QHBoxLayout()
@@ -153,6 +157,12 @@ class AdapterRowWidget(QFrame):
         self.layers_badge.setVisible(bool(row.layers))
         self.problem_label.setText(row.problem)
         self.problem_label.setVisible(bool(row.problem))
+        shaped = bool(row.lbw) or row.start > 0.0 or row.stop < 1.0
+        self.blocks_glyph.setVisible(shaped)
+        span = f"; acts from {row.start:g} to {row.stop:g} of the steps" if row.start > 0.0 or row.stop < 1.0 else ""
+        self.blocks_glyph.setToolTip(f"Block weights: {row.lbw or 'every block alike'}{span}")
+        if self.blocks_popover is not None:
+            self.blocks_popover.set_norms(row.block_norms)
         self.up_button.setEnabled(self.index > 0)
         self.down_button.setEnabled(self.index < len(self.stack) - 1)
         self._fill_chips(row)
@@ -205,6 +215,31 @@ class AdapterRowWidget(QFrame):
         if self.te_box.isChecked():
             self.stack.set_te_weight(self.index, value)
             self.committed.emit()
+
+    def _make_blocks_controls(self) -> None:
+        self.blocks_button = _tool("Blocks…", "A strength per block of the UNet (and the text encoder)", self)
+        self.blocks_button.clicked.connect(self.open_blocks)
+        self.blocks_glyph = QLabel("▥", self)  # shown when the blocks are not all at 1
+        self.blocks_popover: BlocksPopover | None = None
+
+    def open_blocks(self) -> BlocksPopover:
+        """The row's "Blocks…" popover, under its button."""
+        row = self.row
+        popover = BlocksPopover(self.stack.family_of(self.index), row.lbw, row.block_norms, row.start, row.stop, self)
+        popover.changed.connect(self._on_blocks)
+        popover.spanChanged.connect(self._on_span)
+        self.blocks_popover = popover
+        popover.move(self.blocks_button.mapToGlobal(self.blocks_button.rect().bottomLeft()))
+        popover.show()
+        return popover
+
+    def _on_blocks(self, lbw: str) -> None:
+        self.stack.set_blocks(self.index, lbw)
+        self.committed.emit()
+
+    def _on_span(self, start: float, stop: float) -> None:
+        self.stack.set_span(self.index, start, stop)
+        self.committed.emit()
 
     def _move(self, step: int) -> None:
         self.stack.move(self.index, self.index + step)

@@ -17,7 +17,7 @@ from PySide6.QtCore import QObject, Signal
 
 from app.core.adapters import AdapterInfo, inspect_adapter
 from app.core.configs import WEIGHT_LIMIT, AdapterEntry
-from app.core.families import FAMILIES, Family
+from app.core.families import FALLBACK, FAMILIES, Family
 from app.ui.common.tasks import TaskRunner
 
 log = logging.getLogger(__name__)
@@ -38,13 +38,19 @@ class AdapterRow:
     layers: str = ""  # the worker's load report: "92/92 layers" ("" until a render used it)
     load_details: str = ""  # what was left out, when not all of the file applied ("" when all did)
     loading: bool = True  # the header has not been read yet
+    lbw: str = ""  # block weights (app.core.block_weights spec; "" = every block alike)
+    start: float = 0.0  # the part of the steps its UNet part acts in
+    stop: float = 1.0
+    block_norms: dict[str, float] = field(default_factory=dict)  # ‖ΔW‖ per block, from the worker's report
 
     @property
     def display_name(self) -> str:
         return self.name or Path(self.path).stem
 
     def entry(self) -> AdapterEntry:
-        return AdapterEntry(self.path, self.weight, self.te_weight, self.enabled)
+        return AdapterEntry(
+            self.path, self.weight, self.te_weight, self.enabled, lbw=self.lbw, start=self.start, stop=self.stop
+        )
 
 
 def compose_prompt(prompt: str, words: list[str]) -> str:
@@ -96,13 +102,25 @@ class AdapterStack(QObject):
         return self._runner.wait(ms)
 
     # ------------------------------------------------------------ operations
-    def add(self, path: str, weight: float = 1.0, *, te_weight: float | None = None, enabled: bool = True) -> int:
+    def add(
+        self,
+        path: str,
+        weight: float = 1.0,
+        *,
+        te_weight: float | None = None,
+        enabled: bool = True,
+        lbw: str = "",
+        start: float = 0.0,
+        stop: float = 1.0,
+    ) -> int:
         """Add a file (or return the row it already has); its header is read in the background."""
         existing = self.index_of(path)
         if existing >= 0:
             self.message.emit(f"{Path(path).name} is already in the stack.")
             return existing
-        row = AdapterRow(path=str(path), weight=_clamp(weight), te_weight=te_weight, enabled=enabled)
+        row = AdapterRow(
+            path=str(path), weight=_clamp(weight), te_weight=te_weight, enabled=enabled, lbw=lbw, start=start, stop=stop
+        )
         self.rows.append(row)
         self.rowsChanged.emit()
         self.mixChanged.emit()
@@ -119,7 +137,15 @@ class AdapterStack(QObject):
         self.rowsChanged.emit()
         for data in entries:
             entry = AdapterEntry.from_dict(data)
-            self.add(entry.path, entry.weight, te_weight=entry.te_weight, enabled=entry.enabled)
+            self.add(
+                entry.path,
+                entry.weight,
+                te_weight=entry.te_weight,
+                enabled=entry.enabled,
+                lbw=entry.lbw,
+                start=entry.start,
+                stop=entry.stop,
+            )
 
     def remove(self, index: int) -> None:
         if 0 <= index < len(self.rows):
@@ -156,6 +182,29 @@ class AdapterStack(QObject):
             self.rowChanged.emit(index)
             self.mixChanged.emit()
 
+    def set_blocks(self, index: int, lbw: str) -> None:
+        """A row's block weights (a preset name or one number per block; "" for every block alike)."""
+        row = self.rows[index]
+        if row.lbw != lbw:
+            row.lbw = lbw
+            self.rowChanged.emit(index)
+            self.mixChanged.emit()
+
+    def set_span(self, index: int, start: float, stop: float) -> None:
+        """The part of the sampling steps a row's UNet part acts in (fractions; start < stop)."""
+        row = self.rows[index]
+        if (row.start, row.stop) != (start, stop) and 0.0 <= start < stop <= 1.0:
+            row.start, row.stop = start, stop
+            self.rowChanged.emit(index)
+            self.mixChanged.emit()
+
+    def family_of(self, index: int) -> Family:
+        """The family a row's blocks are those of: the loaded model's, else the file's own."""
+        for value in (self.base_family, self.rows[index].family):
+            if value in {f.value for f in Family}:
+                return Family(value)
+        return FALLBACK
+
     def set_base_family(self, family: str | None) -> None:
         """The loaded model's family: rows made for another family are marked before anything renders."""
         self.base_family = family
@@ -185,8 +234,9 @@ class AdapterStack(QObject):
             if used is None:
                 continue
             layers, details = str(used.get("layers") or ""), str(used.get("load_details") or "")
-            if (row.layers, row.load_details) != (layers, details):
-                row.layers, row.load_details = layers, details
+            norms = {str(b): float(n) for b, n in (used.get("block_norms") or {}).items()}
+            if (row.layers, row.load_details, row.block_norms) != (layers, details, norms):
+                row.layers, row.load_details, row.block_norms = layers, details, norms
                 self.rowChanged.emit(i)
 
     # ------------------------------------------------------------ header results

@@ -97,6 +97,9 @@ def find_adapters(tags: list[dict[str, Any]], extra: list[str | Path]) -> FoundA
         entry: dict[str, Any] = {"path": str(path), "weight": float(tag.get("weight", 1.0)), "enabled": True}
         if tag.get("te_weight") is not None:
             entry["te_weight"] = float(tag["te_weight"])
+        for key in ("lbw", "start", "stop"):  # the LoRA Block Weight extension's, as A1111 wrote them
+            if key in tag:
+                entry[key] = tag[key]
         found.entries.append(entry)
         found.trigger_words.extend(w for w in info.trigger_words if w not in found.trigger_words)
     return found

@@ -1,4 +1,4 @@
-"""XY grid: two adapters, a list of weights for each, one picture per pair, filled in as they come.
+"""XY grid: two adapters, a list of weights (or block-weight presets) for each, one picture per pair.
 
 :class:`XYGrid` submits one generate job per cell (same seed, only the two weights
 change, so the worker only re-patches the layers of those two adapters) and tells which
@@ -44,6 +44,36 @@ THUMB = 160
 LABEL_H = 28
 
 
+Sweep = float | str  # an adapter weight, or a block-weight preset (lbw) name
+
+
+def parse_axis(text: str, what: str) -> list[Sweep]:
+    """Weights (``0, 0.5, 1``) or block-weight presets (``MIDD, OUTS, ALL``) for one axis of the grid."""
+    items = [i.strip() for i in text.replace(";", ",").split(",") if i.strip()]
+    if not items or any(_is_number(i) for i in items):  # a weight among them: weights, each checked
+        return list(parse_weights(text, what))
+    from app.core.block_weights import BlockWeightError, check
+
+    for item in items:
+        try:
+            check(item)
+        except BlockWeightError as exc:
+            raise ConfigError(f"{what}: {exc}") from None
+    return list(items)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def axis_label(value: Sweep) -> str:
+    return f"{value:g}" if isinstance(value, float) else value
+
+
 def parse_weights(text: str, what: str) -> list[float]:
     """``"0, 0.5, 1"`` -> [0.0, 0.5, 1.0]; the message names the field and the bad item."""
     out: list[float] = []
@@ -71,8 +101,8 @@ class XYGrid(QObject):
     def __init__(self, model: GenerateModel, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.model = model
-        self.xs: list[float] = []
-        self.ys: list[float] = []
+        self.xs: list[Sweep] = []
+        self.ys: list[Sweep] = []
         self.x_name = self.y_name = ""
         self.cells: dict[str, tuple[int, int]] = {}  # job id -> (column, row)
         self.paths: dict[tuple[int, int], str] = {}
@@ -85,7 +115,7 @@ class XYGrid(QObject):
     def running(self) -> bool:
         return any(not j.state.is_final for j in map(self.model.tracker.get, self.cells) if j is not None)
 
-    def start(self, values: dict[str, Any], x_row: int, xs: list[float], y_row: int, ys: list[float]) -> int:
+    def start(self, values: dict[str, Any], x_row: int, xs: list[Sweep], y_row: int, ys: list[Sweep]) -> int:
         """Submit every cell; raises ConfigError with a sentence when the grid makes no sense."""
         stack = self.model.stack
         if not (0 <= x_row < len(stack) and 0 <= y_row < len(stack)):
@@ -105,8 +135,8 @@ class XYGrid(QObject):
             for i, wx in enumerate(xs):
                 params = request.to_dict()
                 adapters = copy.deepcopy(params["adapters"])
-                adapters[x_row].update(weight=wx, enabled=True)
-                adapters[y_row].update(weight=wy, enabled=True)
+                adapters[x_row].update(_cell(wx), enabled=True)
+                adapters[y_row].update(_cell(wy), enabled=True)
                 params["adapters"] = adapters
                 job_id = uuid.uuid4().hex
                 self.cells[job_id] = (i, j)
@@ -138,8 +168,13 @@ class XYGrid(QObject):
             self.failed.emit(getattr(error, "message", "") or "a cell of the grid failed")
 
 
+def _cell(value: Sweep) -> dict[str, Any]:
+    """What one axis value sets on its adapter: the weight, or the block weights (the weight kept)."""
+    return {"lbw": value} if isinstance(value, str) else {"weight": value}
+
+
 def compose_grid(
-    paths_by_cell: dict[tuple[int, int], str], xs: list[float], ys: list[float], x_name: str, y_name: str
+    paths_by_cell: dict[tuple[int, int], str], xs: list[Sweep], ys: list[Sweep], x_name: str, y_name: str
 ) -> QImage:
     """One picture: labelled columns (X weights) and rows (Y weights). Safe off the GUI thread."""
     images = {cell: QImage(p) for cell, p in paths_by_cell.items()}
@@ -156,9 +191,9 @@ def compose_grid(
     painter.drawText(QRect(margin, 0, w * len(xs), LABEL_H), Qt.AlignmentFlag.AlignCenter, f"X: {x_name}")
     painter.drawText(QRect(0, 0, margin, LABEL_H), Qt.AlignmentFlag.AlignCenter, f"Y: {y_name}")
     for i, wx in enumerate(xs):
-        painter.drawText(QRect(margin + i * w, LABEL_H, w, LABEL_H), Qt.AlignmentFlag.AlignCenter, f"{wx:g}")
+        painter.drawText(QRect(margin + i * w, LABEL_H, w, LABEL_H), Qt.AlignmentFlag.AlignCenter, axis_label(wx))
     for j, wy in enumerate(ys):
-        painter.drawText(QRect(0, LABEL_H * 2 + j * h, margin, h), Qt.AlignmentFlag.AlignCenter, f"{wy:g}")
+        painter.drawText(QRect(0, LABEL_H * 2 + j * h, margin, h), Qt.AlignmentFlag.AlignCenter, axis_label(wy))
     for (i, j), image in images.items():
         if not image.isNull():
             painter.drawImage(QRect(margin + i * w, LABEL_H * 2 + j * h, w, h), image)
@@ -182,12 +217,14 @@ class XYGridDialog(QDialog):
         self.x_weights = QLineEdit("0, 0.5, 1", self)
         self.y_weights = QLineEdit("0, 0.5, 1", self)
         for edit in (self.x_weights, self.y_weights):
-            edit.setToolTip("Weights separated by commas, e.g. -1, 0, 0.5, 1")
+            edit.setToolTip(
+                "Weights separated by commas, e.g. -1, 0, 0.5, 1; or block-weight presets, e.g. MIDD, OUTS, ALL"
+            )
         form = QFormLayout()
         form.addRow("X adapter", self.x_combo)
-        form.addRow("X weights", self.x_weights)
+        form.addRow("X weights or presets", self.x_weights)
         form.addRow("Y adapter", self.y_combo)
-        form.addRow("Y weights", self.y_weights)
+        form.addRow("Y weights or presets", self.y_weights)
         self.start_button = QPushButton("Render grid", self)
         self.cancel_button = QPushButton("Cancel", self)
         self.save_button = QPushButton("Save as one picture…", self)
@@ -223,8 +260,8 @@ class XYGridDialog(QDialog):
 
     def start(self) -> None:
         try:
-            xs = parse_weights(self.x_weights.text(), "X weights")
-            ys = parse_weights(self.y_weights.text(), "Y weights")
+            xs = parse_axis(self.x_weights.text(), "X weights")
+            ys = parse_axis(self.y_weights.text(), "Y weights")
             self.grid.start(self.values_fn(), self.x_combo.currentIndex(), xs, self.y_combo.currentIndex(), ys)
         except ConfigError as exc:
             self.status.setText(str(exc))
@@ -232,7 +269,7 @@ class XYGridDialog(QDialog):
         self._lay_out(xs, ys)
         self.save_button.setEnabled(False)
 
-    def _lay_out(self, xs: list[float], ys: list[float]) -> None:
+    def _lay_out(self, xs: list[Sweep], ys: list[Sweep]) -> None:
         while self.cells_layout.count():
             item = self.cells_layout.takeAt(0)
             if item.widget() is not None:
@@ -240,10 +277,13 @@ class XYGridDialog(QDialog):
         self.cell_labels = {}
         for i, wx in enumerate(xs):
             self.cells_layout.addWidget(
-                QLabel(f"{self.grid.x_name} {wx:g}", self.cells_widget), 0, i + 1, Qt.AlignmentFlag.AlignCenter
+                QLabel(f"{self.grid.x_name} {axis_label(wx)}", self.cells_widget),
+                0,
+                i + 1,
+                Qt.AlignmentFlag.AlignCenter,
             )
         for j, wy in enumerate(ys):
-            self.cells_layout.addWidget(QLabel(f"{self.grid.y_name}\n{wy:g}", self.cells_widget), j + 1, 0)
+            self.cells_layout.addWidget(QLabel(f"{self.grid.y_name}\n{axis_label(wy)}", self.cells_widget), j + 1, 0)
             for i in range(len(xs)):
                 label = QLabel("…", self.cells_widget)
                 label.setFixedSize(THUMB, THUMB)

@@ -91,3 +91,37 @@ def test_slider_live_preview_refusal_and_bake_with_the_real_worker(qtbot, tiny_s
         red_row.saveAsRequested.emit(str(rgb["red"]), "peft", str(tmp_path / "red-peft.safetensors"))
     assert not_saved.args[0] == "" and "peft's own layout holds one model" in not_saved.args[1]
     window.close()
+
+
+def test_block_weights_reach_the_real_worker_and_its_norms_come_back(qtbot, tiny_sd1, rgb):
+    from app.core import block_weights
+    from app.core.families import Family, spec
+    from app.ui.main_window import MainWindow
+    from app.ui.worker_client import WorkerClient
+
+    window = MainWindow(WorkerClient())
+    qtbot.addWidget(window)
+    window.show()
+    tab, model = window.generate_tab, window.generate_ops
+    tab.model_picker.setText(str(tiny_sd1))
+    tab.prompt.setPlainText("a red square")
+    for box, value in ((tab.width_box, 64), (tab.height_box, 64), (tab.steps, 3), (tab.seed, 21)):
+        box.setValue(value)
+    tab.seed_lock.setChecked(True)
+    tab.add_adapter(str(rgb["red"]))  # the live preview renders it with every block at 1
+    qtbot.waitUntil(lambda: model.last_image != "" and not model.busy, timeout=TIMEOUT_MS)
+    full = model.last_image
+    popover = tab.stack_widget.row_widgets[0].open_blocks()
+    assert any(bar.fraction > 0 for bar in popover.bars)  # the worker measured where the adapter acts
+
+    blocks = spec(Family.SD1).blocks
+    mid = popover.sliders[blocks.index("MID")]
+    mid.setSliderDown(True)
+    mid.setValue(0)
+    mid.setSliderDown(False)
+    qtbot.waitUntil(lambda: model.last_image != full and not model.busy, timeout=TIMEOUT_MS)
+    lbw = block_weights.format_vector([0.0 if b == "MID" else 1.0 for b in blocks])
+    assert model.last_meta["adapters"][0]["lbw"] == lbw
+    assert f"<lora:red:1:lbw={lbw}>" in QImage(model.last_image).text("parameters")
+    assert np.abs(pixels(model.last_image).astype(int) - pixels(full)).max() > 0  # MID's change is gone
+    window.close()
