@@ -11,7 +11,9 @@ measured against the live mix and reported.
 
 The file follows DESIGN.md section 4: ``lora_unet_<module path>``, ``lora_te_`` (SD1/2)
 or ``lora_te1_``/``lora_te2_`` (SDXL), ``lora_down``/``lora_up`` and a float32 ``alpha``
-(= the layer's rank, so its scale is 1), with ss_* and modelspec metadata.
+(= the layer's rank, so its scale is 1), with ss_* and modelspec metadata. Bias changes (a
+LyCORIS full ``diff_b`` or a norm layer's ``b_norm``) are summed into ``diff_b``, and norm
+layers are written as a full ``diff``, both exact.
 """
 
 from __future__ import annotations
@@ -135,6 +137,12 @@ def _layer(mixer: AdapterMixer, target: Target, parts: list[tuple[Any, float]], 
     return up, down, dense
 
 
+def _bias_change(parts: list[tuple[Any, float]]) -> torch.Tensor | None:
+    """Σ strength·Δbias of the adapters that change the layer's bias, or None when none does."""
+    changes = [d.bias_delta(s) for d, s in parts if d.bias_delta() is not None]
+    return torch.stack(changes).sum(0) if changes else None
+
+
 def bake_mix(
     mixer: AdapterMixer,
     entries: Iterable[AdapterEntry],
@@ -172,7 +180,7 @@ def bake_mix(
 
     tensors: dict[str, torch.Tensor] = {}
     err2 = total2 = 0.0
-    max_rank = 0
+    max_rank = layers = 0
     targets = sorted(contributions)
     with torch.no_grad():
         for i, target in enumerate(targets):
@@ -183,18 +191,25 @@ def bake_mix(
             layer = _layer(mixer, target, contributions[target], rank)
             if on_progress is not None:
                 on_progress(i + 1, len(targets))
+            name = kohya_name(target, mixer.family)
+            bias = _bias_change(contributions[target])
+            if bias is not None:  # a full adapter's bias change (diff_b), kept exactly
+                tensors[f"{name}.diff_b"] = bias.cpu().contiguous()
             if layer is None:
                 continue
             up, down, dense = layer
-            err2 += float(((up @ down) - dense).pow(2).sum())
             total2 += float(dense.pow(2).sum())
             shape = tuple(mixer.index.shape(target))
+            layers += 1
+            if len(shape) == 1:  # a norm layer: LyCORIS' full .diff, which A1111 and ComfyUI read for any layer
+                tensors[f"{name}.diff"] = dense.reshape(shape).float().cpu().contiguous()
+                continue
+            err2 += float(((up @ down) - dense).pow(2).sum())
             r = up.shape[1]
             max_rank = max(max_rank, r)
             if len(shape) == 4:
                 up = up.reshape(shape[0], r, 1, 1)
                 down = down.reshape(r, *shape[1:])
-            name = kohya_name(target, mixer.family)
             tensors[f"{name}.lora_down.weight"] = down.float().cpu().contiguous()
             tensors[f"{name}.lora_up.weight"] = up.float().cpu().contiguous()
             tensors[f"{name}.alpha"] = torch.tensor(float(r), dtype=torch.float32)
@@ -203,7 +218,7 @@ def bake_mix(
     relative = math.sqrt(err2 / total2) if total2 > 0 else 0.0
     metadata = _metadata(mixer, held, out, rank, max_rank, relative, base)
     save_kohya(out, tensors, metadata)
-    result = BakeResult(out, rank is None, max_rank, len(tensors) // 3, relative, time.perf_counter() - started)
+    result = BakeResult(out, rank is None, max_rank, layers, relative, time.perf_counter() - started)
     log.info("%s", result.describe())
     return result
 

@@ -59,8 +59,9 @@ _ROLES = sorted(
         ".b2.weight": "b2",  # GLoRA
         ".oft_blocks": "oft_blocks",
         ".rescale": "rescale",  # OFT / BOFT
-        ".w_norm": "?w_norm",
-        ".b_norm": "?b_norm",  # LyCORIS norm layers: not applied (named in the report)
+        # LyCORIS norm layers: a plain change of the norm's weight and bias, as ComfyUI applies them.
+        ".w_norm": "diff",
+        ".b_norm": "diff_b",
     }.items(),
     key=lambda kv: -len(kv[0]),
 )

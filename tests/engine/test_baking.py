@@ -112,3 +112,30 @@ def test_baking_refuses_what_it_cannot_bake(mixer, rgb, sdxl_pipe, tmp_path):
     with pytest.raises(BakeError, match="must be a .safetensors file"):
         bake_mix(mixer, [AdapterEntry(str(rgb["red"]), 1.0)], tmp_path / "x.ckpt")
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_a_bake_keeps_bias_and_norm_changes(sd1_pipe, mixer, rgb, tiny_sd1, tmp_path):
+    """A LyCORIS full file changes biases (diff_b), a norm LoCon the GroupNorms (w_norm, b_norm):
+    the baked file changes every weight and bias as the live mix does."""
+    import writers as W
+
+    ref = load_tiny_pipeline(tiny_sd1)
+    files = []
+    for name, kwargs in {"full": dict(sigma=0.02), "locon": dict(train_norm=True)}.items():
+        written = W.lycoris_file(ref, tmp_path / f"{name}.safetensors", name, **kwargs)
+        written.remove()
+        files.append(written.path)
+    entries = [AdapterEntry(str(files[0]), 0.7), AdapterEntry(str(files[1]), -0.5), AdapterEntry(str(rgb["red"]), 1.0)]
+    base = F.weights_of(sd1_pipe)
+    mixer.set_mix(entries)
+    live = F.weights_of(sd1_pipe)
+    changed = [k for k in live if not torch.equal(live[k], base[k])]
+    assert any(k.endswith("bias") for k in changed) and any(".norm1." in k for k in changed)
+
+    result = bake_mix(mixer, entries, tmp_path / "mix.safetensors")
+    with safe_open(str(result.path), "pt") as f:
+        assert any(k.endswith(".diff_b") for k in f.keys()) and any(k.endswith("norm1.diff") for k in f.keys())
+    mixer.set_mix([AdapterEntry(str(result.path), 1.0)])
+    baked = F.weights_of(sd1_pipe)
+    for key in live:
+        torch.testing.assert_close(baked[key], live[key], rtol=0, atol=2e-5, msg=key)

@@ -27,6 +27,7 @@ DORA_WEIGHTS = (1.0,)  # at other weights every tool means something else by DoR
 LYCORIS = {
     "locon": dict(algo="locon"),
     "locon-tucker": dict(algo="locon", use_tucker=True),
+    "locon-norm": dict(algo="locon", train_norm=True),  # + the resnets' GroupNorm w_norm / b_norm
     "loha": dict(algo="loha", sigma=0.3),
     "loha-tucker": dict(algo="loha", use_tucker=True, sigma=0.3),
     "lokr": dict(algo="lokr", rank=2),
