@@ -37,6 +37,7 @@ from app.core.configs import AdapterEntry
 from app.core.families import Family
 from app.engine import lora_files
 from app.engine.adapter_formats import IncompatibleAdapter, Target
+from app.engine.layer_delta import numerical_factors
 from app.engine.patching import AdapterMixer
 
 log = logging.getLogger(__name__)
@@ -84,17 +85,6 @@ def _flat(up: torch.Tensor, down: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     return up.reshape(up.shape[0], -1), down.reshape(down.shape[0], -1)
 
 
-def _numerical_factors(dense: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """ΔW (out, n) = up @ down with the rank cut where singular values reach float noise."""
-    u, s, vh = torch.linalg.svd(dense, full_matrices=False)
-    if s.numel() == 0 or float(s[0]) == 0.0:
-        return None
-    tol = float(s[0]) * max(dense.shape) * torch.finfo(torch.float32).eps
-    k = max(1, int((s > tol).sum()))
-    root = s[:k].sqrt()
-    return u[:, :k] * root, root[:, None] * vh[:k]
-
-
 def _reduce(up: torch.Tensor, down: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Best rank-``rank`` approximation of up @ down (out×R, R×n) without forming out×n."""
     qu, ru = torch.linalg.qr(up)
@@ -120,7 +110,7 @@ def _layer(mixer: AdapterMixer, target: Target, parts: list[tuple[Any, float]], 
         else:
             d = delta.delta(w0, strength).reshape(shape[0], -1)
             dense += d
-            fd = _numerical_factors(d)
+            fd = numerical_factors(d)
             if fd is None:
                 continue
             up, down = fd

@@ -223,3 +223,14 @@ class LayerDelta:
         if self.dora is not None:
             self.dora = self.dora.to(device)
         return self
+
+
+def numerical_factors(dense: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """ΔW (out, n) = up @ down, exact to float precision: the SVD cut where singular values reach noise."""
+    u, s, vh = torch.linalg.svd(dense, full_matrices=False)
+    if s.numel() == 0 or float(s[0]) == 0.0:
+        return None
+    tol = float(s[0]) * max(dense.shape) * torch.finfo(torch.float32).eps
+    k = max(1, int((s > tol).sum()))
+    root = s[:k].sqrt()
+    return u[:, :k] * root, root[:, None] * vh[:k]

@@ -288,3 +288,49 @@ def _unwrap(module: nn.Module) -> None:
             parent_path, _, name = path.rpartition(".")
             setattr(module.get_submodule(parent_path) if parent_path else module, name, m.get_base_layer())
     module.__dict__.pop("peft_config", None)
+
+
+def lycoris_dora_modules(pipe, path: Path, *, wd_on_out: bool) -> Written:
+    """lycoris-lora's own DoRA layers (``LoConModule``) in ``pipe``, loaded from a kohya file on one axis.
+
+    lycoris' ``create_lycoris_from_weights`` builds every DoRA on the output axis (its
+    ``make_module_from_state_dict`` takes no axis), so an input-axis file is put into modules
+    built with ``wd_on_out=False`` here, the way lycoris trains them.
+    """
+    from lycoris.modules.locon import LoConModule
+    from safetensors.torch import load_file
+
+    from app.engine.layer_index import LayerIndex
+
+    index = LayerIndex(pipe)
+    sd = load_file(str(path))
+    modules = []
+    for key in sorted(k for k in sd if k.endswith(".dora_scale")):
+        name = key[: -len(".dora_scale")]
+        down, up = sd[f"{name}.lora_down.weight"], sd[f"{name}.lora_up.weight"]
+        target = index.modules[index.resolve(name)]
+        module = LoConModule(
+            name,
+            target,
+            1.0,
+            lora_dim=down.shape[0],
+            alpha=float(sd[f"{name}.alpha"]),
+            weight_decompose=True,
+            wd_on_out=wd_on_out,
+        )
+        with torch.no_grad():
+            module.lora_down.weight.copy_(down)
+            module.lora_up.weight.copy_(up)
+            module.dora_scale.copy_(sd[key])
+        module.apply_to()
+        modules.append(module)
+
+    def set_weight(w: float) -> None:
+        for m in modules:
+            m.multiplier = w
+
+    def remove() -> None:
+        for m in modules:
+            m.restore()
+
+    return Written(path, set_weight, remove, modules)
