@@ -23,7 +23,7 @@ from app.core.adapters import Part
 from app.core.files import atomic_write_bytes
 from app.engine.adapter_formats import IncompatibleAdapter, LayerDelta, LayerIndex, Target, read_adapter
 from app.engine.layer_delta import numerical_factors
-from app.engine.lora_files import te_module_path
+from app.engine.lora_files import kohya_hashes, modelspec_hash, te_module_path
 
 
 class Layout(str, enum.Enum):
@@ -176,7 +176,11 @@ def convert(
         )
     metadata = dict(parsed.info.metadata)
     metadata.pop("lora_adapter_metadata", None)  # its alphas are folded into lora_B or written as .alpha
-    data = safetensors_save({k: v.contiguous() for k, v in tensors.items()}, metadata=metadata or None)
+    tensors = {k: v.contiguous() for k, v in tensors.items()}
+    # The source's hashes describe its tensors, not these: the copy gets its own (kohya's definitions).
+    metadata["sshs_model_hash"], metadata["sshs_legacy_hash"] = kohya_hashes(tensors, metadata)
+    metadata["modelspec.hash_sha256"] = modelspec_hash(tensors)
+    data = safetensors_save(tensors, metadata=metadata)
     if layout is Layout.PEFT:
         _write_peft_config(out, parsed)
     atomic_write_bytes(out, data)

@@ -249,7 +249,44 @@ def _metadata(
         meta["modelspec.architecture"] = spec.architecture
     if words:
         meta["modelspec.trigger_phrase"] = ", ".join(words)
+    meta.update(_sources_metadata([(h, e) for h, e in held if e.enabled]))
     return meta
+
+
+def _sources_metadata(held) -> dict[str, str]:
+    """What a baked file keeps of its sources: the union of their ss_tag_frequency (a folder name
+    two sources share gets " (2)", as kohya merges datasets) and ``loraloom.sources`` (file names,
+    sha256 of each file, its sshs_model_hash when it has one, weights)."""
+    import hashlib
+
+    frequency: dict[str, Any] = {}
+    sources = []
+    for h, entry in held:
+        meta = h.parsed.info.metadata
+        try:
+            theirs = json.loads(meta.get("ss_tag_frequency") or "{}")
+        except json.JSONDecodeError:
+            theirs = {}
+        for folder, counts in theirs.items() if isinstance(theirs, dict) else ():
+            name, i = folder, 2
+            while name in frequency:
+                name, i = f"{folder} ({i})", i + 1
+            frequency[name] = counts
+        with open(h.parsed.path, "rb") as fh:
+            digest = hashlib.file_digest(fh, "sha256").hexdigest()
+        source = {
+            "file": h.parsed.path.name,
+            "sha256": digest,
+            "weight": entry.weight,
+            "te_weight": entry.text_weight(),
+        }
+        if meta.get("sshs_model_hash"):
+            source["sshs_model_hash"] = meta["sshs_model_hash"]
+        sources.append(source)
+    return {
+        "ss_tag_frequency": json.dumps(frequency, ensure_ascii=False),
+        "loraloom.sources": json.dumps(sources, ensure_ascii=False),
+    }
 
 
 def save_kohya(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:

@@ -8,6 +8,7 @@ import adapter_factory as F
 import pytest
 import writers as W
 from safetensors import safe_open
+from safetensors.torch import load_file
 
 from app.cli import main
 from app.core.adapters import AdapterLayout, inspect_adapter
@@ -15,6 +16,7 @@ from app.core.configs import AdapterEntry
 from app.core.families import Family
 from app.engine.adapter_convert import convert
 from app.engine.adapter_formats import IncompatibleAdapter, LayerIndex
+from app.engine.lora_files import modelspec_hash
 from app.engine.patching import AdapterMixer
 from app.engine.tiny import load_tiny_pipeline
 
@@ -82,11 +84,13 @@ def test_a_converted_file_applies_like_the_original(sd1_pipe, mixer, sources, tm
     assert worst <= 1e-6
     with safe_open(str(src), "pt") as a, safe_open(str(out), "pt") as b:
         kept = {k: v for k, v in (a.metadata() or {}).items() if k != "lora_adapter_metadata"}
-        assert kept.items() <= (b.metadata() or {}).items()
+        written = b.metadata()
+        assert kept.items() <= written.items()
+    assert written["modelspec.hash_sha256"] == modelspec_hash(load_file(str(out)))  # of the copy's own tensors
 
 
 def _unet_only(src, path):
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
 
     with safe_open(str(src), "pt") as fh:
         meta = fh.metadata()
