@@ -56,7 +56,8 @@ _ROLES = sorted(
         ".a1.weight": "a1",
         ".a2.weight": "a2",
         ".b1.weight": "b1",
-        ".b2.weight": "b2",  # GLoRA
+        ".b2.weight": "b2",
+        ".bm.weight": "bm",  # GLoRA (bm: the tucker core of its b half on a conv)
         ".oft_blocks": "oft_blocks",
         ".rescale": "rescale",  # OFT / BOFT
         # LyCORIS norm layers: a plain change of the norm's weight and bias, as ComfyUI applies them.

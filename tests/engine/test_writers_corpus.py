@@ -40,6 +40,7 @@ LYCORIS = {
     "ia3": dict(algo="ia3"),
     "full": dict(algo="full", sigma=0.02),
     "glora": dict(algo="glora"),
+    "glora-tucker": dict(algo="glora", glora_tucker=True),  # lycoris' own tucker layers (writers._glora_tucker)
     "oft": dict(algo="diag-oft"),
     "boft": dict(algo="boft"),
     "simpletuner-prefix": dict(algo="lora", prefix="lycoris"),

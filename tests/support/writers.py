@@ -125,6 +125,7 @@ def lycoris_file(
     sigma: float = 0.1,
     rank: int = 4,
     alpha: float = 2.0,
+    glora_tucker: bool = False,
     **kwargs: Any,
 ) -> Written:
     """Wrap the pipeline's layers with lycoris-lora's ``create_lycoris`` and save its state dict.
@@ -156,6 +157,8 @@ def lycoris_file(
                 warn_on_unmatched=False,
                 **kwargs,
             )
+        if glora_tucker:
+            _glora_tucker(net)
         net.apply_to()
         _randomise(net.named_parameters(), gen, sigma, perturb=algo == "full")
         nets.append(net)
@@ -176,6 +179,25 @@ def lycoris_file(
             net.restore()
 
     return Written(path, set_weight, remove, nets)
+
+
+def _glora_tucker(net) -> None:
+    """Give each GLoRA layer on a conv over 1x1 lycoris' own tucker form (b2 1x1, core ``bm``).
+
+    lycoris-lora 4.1.3 cannot make it: ``GLoRAModule.__init__`` first sets
+    ``use_tucker = use_tucker and all(i == 1 for i in k_size)`` and then builds ``bm`` only
+    ``if use_tucker and any(i != 1 for i in k_size)``, which is never true. Its forward,
+    ``make_weight`` and ``custom_state_dict`` do handle ``bm``, so the layers are set up as
+    that branch would have, and lycoris' own forward stays the truth.
+    """
+    from lycoris.modules.glora import GLoRAModule
+
+    for module in net.loras:
+        if isinstance(module, GLoRAModule) and module.isconv and module.b2.kernel_size != (1, 1):
+            b2 = module.b2
+            module.b2 = nn.Conv2d(b2.in_channels, module.lora_dim, 1, bias=False)
+            module.bm = nn.Conv2d(module.lora_dim, module.lora_dim, b2.kernel_size, b2.stride, b2.padding, bias=False)
+            module.tucker = True
 
 
 # ---------------------------------------------------------------- peft / diffusers
