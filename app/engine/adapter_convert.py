@@ -158,6 +158,7 @@ def convert(
             "use --dora-axis out, or --to kohya / --to comfy for the input axis"
         )
     tensors: dict[str, torch.Tensor] = {}
+    written: dict[Target, LayerDelta] = {}
     moved: list[LayerDelta] = []
     for target, delta in sorted(parsed.layers.items()):
         shape = index.shape(target)
@@ -169,6 +170,7 @@ def convert(
         if problem:
             raise IncompatibleAdapter(problem)
         tensors.update(_factor_tensors(layout, _name(layout, target, index, xl), delta, shape, dtype))
+        written[target] = delta
     if moved and notes is not None:
         notes.append(
             f"{len(moved)} DoRA layers moved to the {axis.value}put axis: exact at weight 1, stored at "
@@ -182,7 +184,7 @@ def convert(
     metadata["modelspec.hash_sha256"] = modelspec_hash(tensors)
     data = safetensors_save(tensors, metadata=metadata)
     if layout is Layout.PEFT:
-        _write_peft_config(out, parsed)
+        _write_peft_config(out, written)
     atomic_write_bytes(out, data)
     return out
 
@@ -210,16 +212,17 @@ def _dora_on_axis(delta: LayerDelta, weight: torch.Tensor, on_out: bool) -> Laye
     return LayerDelta("lora", {"up": up.float(), "down": down.float()}, float(r), magnitude.float())
 
 
-def _write_peft_config(out: Path, parsed) -> None:
-    ranks = sorted({d.rank for d in parsed.layers.values()})
+def _write_peft_config(out: Path, layers: dict[Target, LayerDelta]) -> None:
+    """peft's adapter_config.json for the layers as written (a DoRA moved across axes has a new rank)."""
+    ranks = sorted({d.rank for d in layers.values()})
     config = {
         "peft_type": "LORA",
         "r": ranks[0],
         "lora_alpha": ranks[0],  # scale folded into lora_B
-        "rank_pattern": {t.path: d.rank for t, d in parsed.layers.items() if d.rank != ranks[0]},
-        "alpha_pattern": {t.path: d.rank for t, d in parsed.layers.items() if d.rank != ranks[0]},
-        "target_modules": sorted(t.path for t in parsed.layers),
-        "use_dora": any(d.dora is not None for d in parsed.layers.values()),
+        "rank_pattern": {t.path: d.rank for t, d in layers.items() if d.rank != ranks[0]},
+        "alpha_pattern": {t.path: d.rank for t, d in layers.items() if d.rank != ranks[0]},
+        "target_modules": sorted(t.path for t in layers),
+        "use_dora": any(d.dora is not None for d in layers.values()),
         "bias": "none",
     }
     atomic_write_bytes(out.with_name("adapter_config.json"), json.dumps(config, indent=2).encode("utf-8"))

@@ -65,6 +65,7 @@ CASES = [(s, t) for s in ("kohya", "dora", "diffusers") for t in ("kohya", "diff
     ("dora-in", "diffusers"),  # moved to the output axis, the only one peft keeps
     ("kohya", "peft"),
     ("dora", "peft"),
+    ("dora-in", "peft"),  # moved to the output axis at new ranks: adapter_config.json must say them
 ]
 
 
