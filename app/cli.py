@@ -84,11 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     insp.add_argument("--blocks", action="store_true", help="also print its change (‖ΔW‖) per block: where it acts")
     add_model_args(insp)
 
-    conv = sub.add_parser("convert", help="rewrite an adapter file in another layout (kohya, diffusers, peft, comfy)")
-    conv.add_argument("src", type=Path, metavar="IN")
-    conv.add_argument("out", type=Path, metavar="OUT")
-    conv.add_argument("--to", required=True, choices=["kohya", "diffusers", "peft", "comfy"])
-    conv.add_argument("--base", required=True, help="the base model it is for (it tells the layer names apart)")
+    cli_adapters.add_convert_parser(sub)
 
     cli_dataset.add_parsers(sub)  # dataset check, caption
     cli_hub.add_parsers(sub)  # hub search|download, library list|add

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from app.cli_common import fail
 
@@ -78,6 +79,20 @@ def cmd_inspect_base(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_convert_parser(sub) -> None:
+    conv = sub.add_parser("convert", help="rewrite an adapter file in another layout (kohya, diffusers, peft, comfy)")
+    conv.add_argument("src", type=Path, metavar="IN")
+    conv.add_argument("out", type=Path, metavar="OUT")
+    conv.add_argument("--to", required=True, choices=["kohya", "diffusers", "peft", "comfy"])
+    conv.add_argument("--base", required=True, help="the base model it is for (it tells the layer names apart)")
+    conv.add_argument(
+        "--dora-axis",
+        choices=["in", "out"],
+        help="DoRA magnitudes per input column (kohya/comfy default: A1111 and ComfyUI read it alike) "
+        "or per output row (peft's, the diffusers/peft default)",
+    )
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
     """Rewrite ``args.src`` in the ``args.to`` layout; the base model tells the module names apart."""
     from app.core.adapters import AdapterError, inspect_adapter
@@ -95,10 +110,15 @@ def cmd_convert(args: argparse.Namespace) -> int:
     try:
         print(f"loading {args.base} ...", file=sys.stderr)
         loaded = load_model(spec)
-        out = convert(args.src, args.out, args.to, LayerIndex(loaded.pipe), loaded.family)
+        notes: list[str] = []
+        out = convert(
+            args.src, args.out, args.to, LayerIndex(loaded.pipe), loaded.family, dora_axis=args.dora_axis, notes=notes
+        )
     except (ModelError, IncompatibleAdapter) as exc:
         return fail(str(exc))
     except OSError as exc:
         return fail(f"{args.out}: cannot be written ({exc.strerror or exc})")
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     print(out)
     return 0

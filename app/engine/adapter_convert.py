@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -21,7 +22,8 @@ from safetensors.torch import save as safetensors_save
 from app.core.adapters import Part
 from app.core.files import atomic_write_bytes
 from app.engine.adapter_formats import IncompatibleAdapter, LayerDelta, LayerIndex, Target, read_adapter
-from app.engine.lora_files import te_module_path
+from app.engine.layer_delta import numerical_factors
+from app.engine.lora_files import kohya_hashes, modelspec_hash, te_module_path
 
 
 class Layout(str, enum.Enum):
@@ -29,6 +31,18 @@ class Layout(str, enum.Enum):
     DIFFUSERS = "diffusers"
     PEFT = "peft"
     COMFY = "comfy"
+
+
+class DoraAxis(str, enum.Enum):
+    """Which axis a written DoRA magnitude (``dora_scale``) runs along (README "Adapter formats")."""
+
+    IN = "in"  # one per input column: A1111 1.10, ComfyUI and LoRA Loom read it identically
+    OUT = "out"  # one per output row: peft/diffusers, LyCORIS' loader; ComfyUI normalises it by ‖W0‖
+
+
+def default_dora_axis(layout: Layout | str) -> DoraAxis:
+    """kohya and ComfyUI files: the input axis, which the most tools read the same; peft keeps only rows."""
+    return DoraAxis.OUT if Layout(layout) in (Layout.DIFFUSERS, Layout.PEFT) else DoraAxis.IN
 
 
 # reader role -> the tensor suffix kohya / LyCORIS / ComfyUI files use for it
@@ -65,14 +79,18 @@ def _name(layout: Layout, target: Target, index: LayerIndex, xl: bool) -> str:
     return f"{_DIFFUSERS_PART[target.part]}.{path}"
 
 
-def _factor_tensors(layout: Layout, name: str, delta: LayerDelta, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+def _factor_tensors(
+    layout: Layout, name: str, delta: LayerDelta, shape: tuple[int, ...], dtype: torch.dtype
+) -> dict[str, torch.Tensor]:
     t = delta.tensors
     if layout in (Layout.KOHYA, Layout.COMFY):
         out = {f"{name}.{_SUFFIX.get(role, role)}": v.to(dtype) for role, v in t.items()}
         if delta.rank or delta.alpha is not None:  # the true alpha, float32 (never the rank as int64)
             out[f"{name}.alpha"] = torch.tensor(float(delta.alpha if delta.alpha is not None else delta.rank))
-        if delta.dora is not None:
-            out[f"{name}.dora_scale"] = delta.dora.to(dtype)
+        if delta.dora is not None:  # (out, 1[, 1, 1]) or (1, in[, 1, 1]): the shapes every reader broadcasts right
+            on_out, ndim = delta.dora_axis(shape), len(shape)
+            dims = (shape[0],) + (1,) * (ndim - 1) if on_out else (1, shape[1]) + (1,) * (ndim - 2)
+            out[f"{name}.dora_scale"] = delta.dora.reshape(dims).to(dtype)
         return out
     up = t["up"].float() * delta.scale()
     out = {f"{name}.lora_A.weight": t["down"].to(dtype), f"{name}.lora_B.weight": up.to(dtype)}
@@ -100,11 +118,6 @@ def _refusal(path: Path, layout: Layout, target: Target, delta: LayerDelta, shap
             f"{path}: a {kind}{' (tucker)' if 'mid' in delta.tensors else ''} adapter cannot be written in "
             f"the {layout.value} layout (it holds LoRA and DoRA only); use --to kohya or --to comfy"
         )
-    if delta.dora is not None and delta.dora_axis(shape) is not True:
-        return (
-            f"{path}: its DoRA magnitudes are per input column, which the {layout.value} layout cannot "
-            "hold (peft keeps one per output row); use --to kohya or --to comfy"
-        )
     if layout is Layout.PEFT and target.part is not Part.UNET:
         return (
             f"{path}: it changes a text encoder too, and peft's own layout holds one model; "
@@ -113,40 +126,103 @@ def _refusal(path: Path, layout: Layout, target: Target, delta: LayerDelta, shap
     return ""
 
 
-def convert(src: str | Path, out: str | Path, layout: Layout | str, index: LayerIndex, family) -> Path:
-    """Write ``src`` as ``layout`` to ``out`` (atomically); returns ``out``. Raises IncompatibleAdapter."""
+def convert(
+    src: str | Path,
+    out: str | Path,
+    layout: Layout | str,
+    index: LayerIndex,
+    family,
+    *,
+    dora_axis: DoraAxis | str | None = None,
+    notes: list[str] | None = None,
+    base_weight: Callable[[Target], torch.Tensor] | None = None,
+) -> Path:
+    """Write ``src`` as ``layout`` to ``out`` (atomically); returns ``out``. Raises IncompatibleAdapter.
+
+    DoRA layers are written with their magnitudes on ``dora_axis`` (default: :func:`default_dora_axis`);
+    what had to change for that is added to ``notes``, one sentence each. Moving a DoRA to the other
+    axis needs W0: ``base_weight`` (the mixer's, while adapters are patched in) or the model's own.
+    """
     layout = Layout(layout)
+    axis = DoraAxis(dora_axis) if dora_axis else default_dora_axis(layout)
     src, out = Path(src), Path(out)
     if out.resolve() == src.resolve():
         raise IncompatibleAdapter(f"{out}: is the file being converted; write the copy under another name")
     parsed = read_adapter(src, index, family)
     xl = Part.TEXT_ENCODER_2 in index.parts
     dtype = _file_dtype(src)
+    has_dora = any(d.dora is not None for d in parsed.layers.values())
+    if has_dora and axis is DoraAxis.IN and layout in (Layout.DIFFUSERS, Layout.PEFT):
+        raise IncompatibleAdapter(
+            f"{src}: the {layout.value} layout keeps DoRA magnitudes per output row only; "
+            "use --dora-axis out, or --to kohya / --to comfy for the input axis"
+        )
     tensors: dict[str, torch.Tensor] = {}
+    written: dict[Target, LayerDelta] = {}
+    moved: list[LayerDelta] = []
     for target, delta in sorted(parsed.layers.items()):
-        problem = _refusal(src, layout, target, delta, index.shape(target))
+        shape = index.shape(target)
+        if delta.dora is not None and delta.dora_axis(shape) is not (axis is DoraAxis.OUT):
+            w0 = base_weight(target) if base_weight is not None else index.modules[target].weight
+            delta = _dora_on_axis(delta, w0, axis is DoraAxis.OUT)
+            moved.append(delta)
+        problem = _refusal(src, layout, target, delta, shape)
         if problem:
             raise IncompatibleAdapter(problem)
-        tensors.update(_factor_tensors(layout, _name(layout, target, index, xl), delta, dtype))
+        tensors.update(_factor_tensors(layout, _name(layout, target, index, xl), delta, shape, dtype))
+        written[target] = delta
+    if moved and notes is not None:
+        notes.append(
+            f"{len(moved)} DoRA layers moved to the {axis.value}put axis: exact at weight 1, stored at "
+            f"rank up to {max(d.rank for d in moved)} (a DoRA on one axis is no low-rank DoRA on the other)"
+        )
     metadata = dict(parsed.info.metadata)
     metadata.pop("lora_adapter_metadata", None)  # its alphas are folded into lora_B or written as .alpha
-    data = safetensors_save({k: v.contiguous() for k, v in tensors.items()}, metadata=metadata or None)
+    tensors = {k: v.contiguous() for k, v in tensors.items()}
+    # The source's hashes describe its tensors, not these: the copy gets its own (kohya's definitions).
+    metadata["sshs_model_hash"], metadata["sshs_legacy_hash"] = kohya_hashes(tensors, metadata)
+    metadata["modelspec.hash_sha256"] = modelspec_hash(tensors)
+    data = safetensors_save(tensors, metadata=metadata)
     if layout is Layout.PEFT:
-        _write_peft_config(out, parsed)
+        _write_peft_config(out, written)
     atomic_write_bytes(out, data)
     return out
 
 
-def _write_peft_config(out: Path, parsed) -> None:
-    ranks = sorted({d.rank for d in parsed.layers.values()})
+def _dora_on_axis(delta: LayerDelta, weight: torch.Tensor, on_out: bool) -> LayerDelta:
+    """The same layer at weight 1 as a DoRA whose magnitudes run along the other axis.
+
+    With W = the layer's DoRA weight, ΔW' = W − W0 (an SVD cut at its numerical rank, the rank
+    it takes) and m' = W's own norms along the new axis give back W in every reader of that axis.
+    """
+    w0 = weight.detach().float().cpu()
+    merged = (w0 + delta.delta(w0)).double()
+    factors = numerical_factors((merged - w0.double()).reshape(w0.shape[0], -1))
+    if factors is None:  # no change in direction: any rank-1 zero ΔW
+        factors = torch.zeros(w0.shape[0], 1, dtype=torch.float64), torch.zeros(1, w0[0].numel(), dtype=torch.float64)
+    up, down = factors
+    r = up.shape[1]
+    if w0.dim() == 4:
+        up, down = up.reshape(w0.shape[0], r, 1, 1), down.reshape(r, *w0.shape[1:])
+    if on_out:
+        magnitude = merged.reshape(w0.shape[0], -1).norm(dim=1).reshape(-1, *([1] * (w0.dim() - 1)))
+    else:
+        magnitude = merged.transpose(0, 1).reshape(w0.shape[1], -1).norm(dim=1)
+        magnitude = magnitude.reshape(1, -1, *([1] * (w0.dim() - 2)))
+    return LayerDelta("lora", {"up": up.float(), "down": down.float()}, float(r), magnitude.float())
+
+
+def _write_peft_config(out: Path, layers: dict[Target, LayerDelta]) -> None:
+    """peft's adapter_config.json for the layers as written (a DoRA moved across axes has a new rank)."""
+    ranks = sorted({d.rank for d in layers.values()})
     config = {
         "peft_type": "LORA",
         "r": ranks[0],
         "lora_alpha": ranks[0],  # scale folded into lora_B
-        "rank_pattern": {t.path: d.rank for t, d in parsed.layers.items() if d.rank != ranks[0]},
-        "alpha_pattern": {t.path: d.rank for t, d in parsed.layers.items() if d.rank != ranks[0]},
-        "target_modules": sorted(t.path for t in parsed.layers),
-        "use_dora": any(d.dora is not None for d in parsed.layers.values()),
+        "rank_pattern": {t.path: d.rank for t, d in layers.items() if d.rank != ranks[0]},
+        "alpha_pattern": {t.path: d.rank for t, d in layers.items() if d.rank != ranks[0]},
+        "target_modules": sorted(t.path for t in layers),
+        "use_dora": any(d.dora is not None for d in layers.values()),
         "bias": "none",
     }
     atomic_write_bytes(out.with_name("adapter_config.json"), json.dumps(config, indent=2).encode("utf-8"))

@@ -11,7 +11,9 @@ measured against the live mix and reported.
 
 The file follows DESIGN.md section 4: ``lora_unet_<module path>``, ``lora_te_`` (SD1/2)
 or ``lora_te1_``/``lora_te2_`` (SDXL), ``lora_down``/``lora_up`` and a float32 ``alpha``
-(= the layer's rank, so its scale is 1), with ss_* and modelspec metadata.
+(= the layer's rank, so its scale is 1), with ss_* and modelspec metadata. Bias changes (a
+LyCORIS full ``diff_b`` or a norm layer's ``b_norm``) are summed into ``diff_b``, and norm
+layers are written as a full ``diff``, both exact.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from app.core.configs import AdapterEntry
 from app.core.families import Family
 from app.engine import lora_files
 from app.engine.adapter_formats import IncompatibleAdapter, Target
+from app.engine.layer_delta import numerical_factors
 from app.engine.patching import AdapterMixer
 
 log = logging.getLogger(__name__)
@@ -82,17 +85,6 @@ def _flat(up: torch.Tensor, down: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     return up.reshape(up.shape[0], -1), down.reshape(down.shape[0], -1)
 
 
-def _numerical_factors(dense: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """ΔW (out, n) = up @ down with the rank cut where singular values reach float noise."""
-    u, s, vh = torch.linalg.svd(dense, full_matrices=False)
-    if s.numel() == 0 or float(s[0]) == 0.0:
-        return None
-    tol = float(s[0]) * max(dense.shape) * torch.finfo(torch.float32).eps
-    k = max(1, int((s > tol).sum()))
-    root = s[:k].sqrt()
-    return u[:, :k] * root, root[:, None] * vh[:k]
-
-
 def _reduce(up: torch.Tensor, down: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Best rank-``rank`` approximation of up @ down (out×R, R×n) without forming out×n."""
     qu, ru = torch.linalg.qr(up)
@@ -118,7 +110,7 @@ def _layer(mixer: AdapterMixer, target: Target, parts: list[tuple[Any, float]], 
         else:
             d = delta.delta(w0, strength).reshape(shape[0], -1)
             dense += d
-            fd = _numerical_factors(d)
+            fd = numerical_factors(d)
             if fd is None:
                 continue
             up, down = fd
@@ -133,6 +125,12 @@ def _layer(mixer: AdapterMixer, target: Target, parts: list[tuple[Any, float]], 
     if rank is not None and up.shape[1] > rank:
         up, down = _reduce(up, down, rank)
     return up, down, dense
+
+
+def _bias_change(parts: list[tuple[Any, float]]) -> torch.Tensor | None:
+    """Σ strength·Δbias of the adapters that change the layer's bias, or None when none does."""
+    changes = [d.bias_delta(s) for d, s in parts if d.bias_delta() is not None]
+    return torch.stack(changes).sum(0) if changes else None
 
 
 def bake_mix(
@@ -179,7 +177,7 @@ def bake_mix(
 
     tensors: dict[str, torch.Tensor] = {}
     err2 = total2 = 0.0
-    max_rank = 0
+    max_rank = layers = 0
     targets = sorted(contributions)
     with torch.no_grad():
         for i, target in enumerate(targets):
@@ -190,18 +188,25 @@ def bake_mix(
             layer = _layer(mixer, target, contributions[target], rank)
             if on_progress is not None:
                 on_progress(i + 1, len(targets))
+            name = kohya_name(target, mixer.family)
+            bias = _bias_change(contributions[target])
+            if bias is not None:  # a full adapter's bias change (diff_b), kept exactly
+                tensors[f"{name}.diff_b"] = bias.cpu().contiguous()
             if layer is None:
                 continue
             up, down, dense = layer
-            err2 += float(((up @ down) - dense).pow(2).sum())
             total2 += float(dense.pow(2).sum())
             shape = tuple(mixer.index.shape(target))
+            layers += 1
+            if len(shape) == 1:  # a norm layer: LyCORIS' full .diff, which A1111 and ComfyUI read for any layer
+                tensors[f"{name}.diff"] = dense.reshape(shape).float().cpu().contiguous()
+                continue
+            err2 += float(((up @ down) - dense).pow(2).sum())
             r = up.shape[1]
             max_rank = max(max_rank, r)
             if len(shape) == 4:
                 up = up.reshape(shape[0], r, 1, 1)
                 down = down.reshape(r, *shape[1:])
-            name = kohya_name(target, mixer.family)
             tensors[f"{name}.lora_down.weight"] = down.float().cpu().contiguous()
             tensors[f"{name}.lora_up.weight"] = up.float().cpu().contiguous()
             tensors[f"{name}.alpha"] = torch.tensor(float(r), dtype=torch.float32)
@@ -210,7 +215,7 @@ def bake_mix(
     relative = math.sqrt(err2 / total2) if total2 > 0 else 0.0
     metadata = _metadata(mixer, held, out, rank, max_rank, relative, base)
     save_kohya(out, tensors, metadata)
-    result = BakeResult(out, rank is None, max_rank, len(tensors) // 3, relative, time.perf_counter() - started)
+    result = BakeResult(out, rank is None, max_rank, layers, relative, time.perf_counter() - started)
     log.info("%s", result.describe())
     return result
 
@@ -252,7 +257,44 @@ def _metadata(
         meta["modelspec.architecture"] = spec.architecture
     if words:
         meta["modelspec.trigger_phrase"] = ", ".join(words)
+    meta.update(_sources_metadata([(h, e) for h, e in held if e.enabled]))
     return meta
+
+
+def _sources_metadata(held) -> dict[str, str]:
+    """What a baked file keeps of its sources: the union of their ss_tag_frequency (a folder name
+    two sources share gets " (2)", as kohya merges datasets) and ``loraloom.sources`` (file names,
+    sha256 of each file, its sshs_model_hash when it has one, weights)."""
+    import hashlib
+
+    frequency: dict[str, Any] = {}
+    sources = []
+    for h, entry in held:
+        meta = h.parsed.info.metadata
+        try:
+            theirs = json.loads(meta.get("ss_tag_frequency") or "{}")
+        except json.JSONDecodeError:
+            theirs = {}
+        for folder, counts in theirs.items() if isinstance(theirs, dict) else ():
+            name, i = folder, 2
+            while name in frequency:
+                name, i = f"{folder} ({i})", i + 1
+            frequency[name] = counts
+        with open(h.parsed.path, "rb") as fh:
+            digest = hashlib.file_digest(fh, "sha256").hexdigest()
+        source = {
+            "file": h.parsed.path.name,
+            "sha256": digest,
+            "weight": entry.weight,
+            "te_weight": entry.text_weight(),
+        }
+        if meta.get("sshs_model_hash"):
+            source["sshs_model_hash"] = meta["sshs_model_hash"]
+        sources.append(source)
+    return {
+        "ss_tag_frequency": json.dumps(frequency, ensure_ascii=False),
+        "loraloom.sources": json.dumps(sources, ensure_ascii=False),
+    }
 
 
 def save_kohya(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:

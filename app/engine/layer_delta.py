@@ -56,11 +56,13 @@ _ROLES = sorted(
         ".a1.weight": "a1",
         ".a2.weight": "a2",
         ".b1.weight": "b1",
-        ".b2.weight": "b2",  # GLoRA
+        ".b2.weight": "b2",
+        ".bm.weight": "bm",  # GLoRA (bm: the tucker core of its b half on a conv)
         ".oft_blocks": "oft_blocks",
         ".rescale": "rescale",  # OFT / BOFT
-        ".w_norm": "?w_norm",
-        ".b_norm": "?b_norm",  # LyCORIS norm layers: not applied (named in the report)
+        # LyCORIS norm layers: a plain change of the norm's weight and bias, as ComfyUI applies them.
+        ".w_norm": "diff",
+        ".b_norm": "diff_b",
     }.items(),
     key=lambda kv: -len(kv[0]),
 )
@@ -222,3 +224,14 @@ class LayerDelta:
         if self.dora is not None:
             self.dora = self.dora.to(device)
         return self
+
+
+def numerical_factors(dense: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """ΔW (out, n) = up @ down, exact to float precision: the SVD cut where singular values reach noise."""
+    u, s, vh = torch.linalg.svd(dense, full_matrices=False)
+    if s.numel() == 0 or float(s[0]) == 0.0:
+        return None
+    tol = float(s[0]) * max(dense.shape) * torch.finfo(torch.float32).eps
+    k = max(1, int((s > tol).sum()))
+    root = s[:k].sqrt()
+    return u[:, :k] * root, root[:, None] * vh[:k]

@@ -109,8 +109,12 @@ def _to_sgm(path: str, prefixes: dict[str, str]) -> str | None:
     return None
 
 
+# Norm layers too: LyCORIS writes their weight and bias changes (w_norm, b_norm).
+_PATCHABLE = (nn.Linear, nn.Conv2d, nn.GroupNorm, nn.LayerNorm)
+
+
 class LayerIndex:
-    """Every Linear/Conv layer of a pipeline, findable by each naming scheme adapter files use."""
+    """Every Linear/Conv/norm layer of a pipeline, findable by each naming scheme adapter files use."""
 
     def __init__(self, pipe: Any) -> None:
         self.parts = pipeline_parts(pipe)
@@ -120,7 +124,7 @@ class LayerIndex:
         for part, root in self.parts.items():
             sgm = sgm_prefixes(root) if part is Part.UNET else {}
             for path, module in root.named_modules():
-                if not isinstance(module, (nn.Linear, nn.Conv2d)):
+                if not isinstance(module, _PATCHABLE) or getattr(module, "weight", None) is None:
                     continue
                 target = Target(part, path)
                 self.modules[target] = module

@@ -191,13 +191,25 @@ class AdapterInfo:
     started_at: float = 0.0  # unix time
     config_toml: str = ""
     base_model: str = ""
+    clip_skip: int | None = None  # None: the pipeline's own text-encoder layer (kohya writes "None")
+    epochs: int = 0  # how many epochs the whole run takes (ss_num_epochs)
+    num_train_images: int = 0  # training pictures times their repeats, as kohya counts them
+    dataset_dirs: Mapping[str, Mapping[str, int]] | None = None  # folder -> n_repeats, img_count
+    bucket_info: Mapping | None = None  # kohya's {"buckets": …, "mean_img_ar_error": …}; None: no buckets
 
 
-def build_metadata(info: AdapterInfo) -> dict[str, str]:
+def has_big_convs(tensors: Mapping[str, torch.Tensor]) -> bool:
+    """Whether any layer is a conv with a kernel over 1x1 (what kohya's conv_dim / conv_alpha are about)."""
+    return any(k.endswith(DOWN) and t.dim() == 4 and tuple(t.shape[2:]) != (1, 1) for k, t in tensors.items())
+
+
+def build_metadata(info: AdapterInfo, tensors: Mapping[str, torch.Tensor] | None = None) -> dict[str, str]:
+    """kohya sd-scripts' metadata for ``info`` (its train_network.py and sai_model_spec.py keys and
+    formats); conv settings are claimed only when ``tensors`` holds a conv layer over 1x1."""
     family = families.spec(info.family)
     width, height = info.resolution
     network_args: dict[str, str] = {}
-    if info.conv_rank:
+    if info.conv_rank and (tensors is None or has_big_convs(tensors)):
         network_args.update(conv_dim=str(info.conv_rank), conv_alpha=str(info.conv_alpha))
     if info.dora:
         network_args["dora_wd"] = "True"
@@ -212,6 +224,11 @@ def build_metadata(info: AdapterInfo) -> dict[str, str]:
         "ss_resolution": f"({width}, {height})",
         "ss_steps": str(info.steps),
         "ss_max_train_steps": str(info.steps),
+        "ss_num_epochs": str(info.epochs),
+        "ss_num_train_images": str(info.num_train_images),
+        "ss_clip_skip": str(info.clip_skip),
+        "ss_dataset_dirs": json.dumps(info.dataset_dirs or {}, ensure_ascii=False),
+        "ss_bucket_info": json.dumps(info.bucket_info),
         "ss_epoch": str(info.epoch),
         "ss_learning_rate": _num(info.learning_rate),
         "ss_optimizer": info.optimizer,
@@ -226,6 +243,7 @@ def build_metadata(info: AdapterInfo) -> dict[str, str]:
         "modelspec.resolution": f"{width}x{height}",
         "modelspec.date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"),
         "modelspec.trigger_phrase": info.trigger,
+        "modelspec.prediction_type": "v" if info.v_prediction else "epsilon",
         "loraloom.version": __version__,
         "loraloom.config": info.config_toml,
     }
@@ -248,6 +266,7 @@ def save_kohya(path: str | Path, tensors: Mapping[str, torch.Tensor], metadata: 
     tensors = {k: v.contiguous() for k, v in tensors.items()}
     meta = {k: str(v) for k, v in metadata.items()}
     meta["sshs_model_hash"], meta["sshs_legacy_hash"] = kohya_hashes(tensors, meta)
+    meta["modelspec.hash_sha256"] = modelspec_hash(tensors)
     data = safetensors_save(tensors, metadata=meta)
     atomic_write_bytes(path, data)
     return path
@@ -262,6 +281,18 @@ def kohya_hashes(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str
     data = safetensors_save(dict(tensors), metadata={k: v for k, v in metadata.items() if k.startswith("ss_")})
     header = 8 + int.from_bytes(data[:8], "little")
     return hashlib.sha256(data[header:]).hexdigest(), hashlib.sha256(data[0x100000:0x110000]).hexdigest()[:8]
+
+
+def modelspec_hash(tensors: Mapping[str, torch.Tensor]) -> str:
+    """``modelspec.hash_sha256`` as kohya's sai_model_spec.precalculate_safetensors_hashes defines it:
+    "0x" + the sha256 of each tensor saved alone (the bytes after its header), in name order."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for key in sorted(tensors):
+        data = safetensors_save({"tensor": tensors[key].contiguous()})
+        digest.update(data[8 + int.from_bytes(data[:8], "little") :])
+    return "0x" + digest.hexdigest()
 
 
 def save_diffusers_copy(
@@ -318,7 +349,9 @@ __all__ = [
     "build_metadata",
     "kohya_index",
     "kohya_key",
+    "has_big_convs",
     "kohya_to_peft",
+    "modelspec_hash",
     "module_path_for",
     "peft_alphas",
     "peft_to_kohya",

@@ -50,7 +50,12 @@ def delta(
         gamma = (alpha if alpha is not None else r) / r
         wa1 = t["a1"].reshape(t["a1"].shape[0], -1)
         wa2 = t["a2"].reshape(t["a2"].shape[0], -1)
-        wb = (t["b1"].reshape(t["b1"].shape[0], -1) @ t["b2"].reshape(t["b2"].shape[0], -1)).reshape(base.shape)
+        if "bm" in t:  # tucker: b1 (out, r, 1, 1), b2 (r, in, 1, 1), bm (r, r, k, k), as lycoris rebuilds it
+            from lycoris.functional import tucker_weight_from_conv
+
+            wb = tucker_weight_from_conv(t["b1"], t["b2"], t["bm"])
+        else:
+            wb = (t["b1"].reshape(t["b1"].shape[0], -1) @ t["b2"].reshape(t["b2"].shape[0], -1)).reshape(base.shape)
         if base.dim() > 2:
             wa = torch.einsum("o i ..., i j -> o j ...", torch.einsum("o i ..., i j -> o j ...", base, wa1), wa2)
         else:
@@ -82,11 +87,10 @@ def problem(kind: str, tensors: dict[str, torch.Tensor], shape: tuple[int, ...])
         return None if n == want else f"(IA)³ scales {n} channels, the layer has {want}"
     if kind == "glora":
         b1, b2, a1, a2 = (tensors[k] for k in ("b1", "b2", "a1", "a2"))
+        bm = tensors.get("bm")
+        b_in = b2[0].numel() if bm is None else b2.shape[1] * torch.Size(bm.shape[2:]).numel()
         fits = (
-            b1.shape[0] == out
-            and b2[0].numel() == torch.Size(shape[1:]).numel()
-            and a1.shape[0] == inp
-            and a2.shape[1] == inp
+            b1.shape[0] == out and b_in == torch.Size(shape[1:]).numel() and a1.shape[0] == inp and a2.shape[1] == inp
         )
         return None if fits else f"GLoRA factors {tuple(b1.shape)}/{tuple(b2.shape)} do not fit"
     blocks = tensors["oft_blocks"]

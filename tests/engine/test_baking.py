@@ -112,3 +112,67 @@ def test_baking_refuses_what_it_cannot_bake(mixer, rgb, sdxl_pipe, tmp_path):
     with pytest.raises(BakeError, match="must be a .safetensors file"):
         bake_mix(mixer, [AdapterEntry(str(rgb["red"]), 1.0)], tmp_path / "x.ckpt")
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_a_bake_keeps_bias_and_norm_changes(sd1_pipe, mixer, rgb, tiny_sd1, tmp_path):
+    """A LyCORIS full file changes biases (diff_b), a norm LoCon the GroupNorms (w_norm, b_norm):
+    the baked file changes every weight and bias as the live mix does."""
+    import writers as W
+
+    ref = load_tiny_pipeline(tiny_sd1)
+    files = []
+    for name, kwargs in {"full": dict(sigma=0.02), "locon": dict(train_norm=True)}.items():
+        written = W.lycoris_file(ref, tmp_path / f"{name}.safetensors", name, **kwargs)
+        written.remove()
+        files.append(written.path)
+    entries = [AdapterEntry(str(files[0]), 0.7), AdapterEntry(str(files[1]), -0.5), AdapterEntry(str(rgb["red"]), 1.0)]
+    base = F.weights_of(sd1_pipe)
+    mixer.set_mix(entries)
+    live = F.weights_of(sd1_pipe)
+    changed = [k for k in live if not torch.equal(live[k], base[k])]
+    assert any(k.endswith("bias") for k in changed) and any(".norm1." in k for k in changed)
+
+    result = bake_mix(mixer, entries, tmp_path / "mix.safetensors")
+    with safe_open(str(result.path), "pt") as f:
+        assert any(k.endswith(".diff_b") for k in f.keys()) and any(k.endswith("norm1.diff") for k in f.keys())
+    mixer.set_mix([AdapterEntry(str(result.path), 1.0)])
+    baked = F.weights_of(sd1_pipe)
+    for key in live:
+        torch.testing.assert_close(baked[key], live[key], rtol=0, atol=2e-5, msg=key)
+
+
+def test_a_baked_file_carries_its_sources_tags_triggers_rank_and_hashes(mixer, rgb, tmp_path):
+    import hashlib
+    import json
+
+    from safetensors.torch import load_file
+
+    from app.engine import lora_files
+
+    tags = {"red": {"5_red": {"red": 10}}, "blue": {"5_red": {"red": 3}, "2_blue": {"blue": 4}}}
+    files = {}
+    for name, frequency in tags.items():
+        with safe_open(str(rgb[name]), "pt") as f:
+            meta = dict(f.metadata()) | {"ss_tag_frequency": json.dumps(frequency)}
+        files[name] = lora_files.save_kohya(tmp_path / f"{name}.safetensors", load_file(str(rgb[name])), meta)
+    entries = [AdapterEntry(str(files["red"]), 0.8), AdapterEntry(str(files["blue"]), -0.3, te_weight=0.6)]
+    result = bake_mix(mixer, entries, tmp_path / "mix.safetensors")
+
+    with safe_open(str(result.path), "pt") as f:
+        meta = f.metadata()
+    assert json.loads(meta["ss_tag_frequency"]) == {
+        "5_red": {"red": 10},
+        "5_red (2)": {"red": 3},
+        "2_blue": {"blue": 4},
+    }
+    assert meta["modelspec.trigger_phrase"] == "red style, blue style"
+    assert meta["ss_network_dim"] == str(_max_rank(result.path)) == str(result.rank)
+    sources = json.loads(meta["loraloom.sources"])
+    assert [(s["file"], s["weight"], s["te_weight"]) for s in sources] == [
+        ("red.safetensors", 0.8, 0.8),
+        ("blue.safetensors", -0.3, 0.6),
+    ]
+    for source, name in zip(sources, ("red", "blue")):
+        assert source["sha256"] == hashlib.sha256(files[name].read_bytes()).hexdigest()
+        with safe_open(str(files[name]), "pt") as f:
+            assert source["sshs_model_hash"] == f.metadata()["sshs_model_hash"]

@@ -14,14 +14,14 @@ from app.engine.adapter_formats import LayerIndex, read_adapter
 
 
 def _with_extras(source, path):
-    """A real kohya file plus what some trainers add: a norm layer's LyCORIS weights and a stray role."""
+    """A real kohya file plus a layer of roles no reader knows, a stray role and a layer not in the model."""
     from safetensors import safe_open
 
     with safe_open(str(source), "pt") as fh:
         meta = fh.metadata()
     sd = load_file(str(source))
-    sd["lora_unet_down_blocks_0_resnets_0_norm1.w_norm"] = torch.ones(32)
-    sd["lora_unet_down_blocks_0_resnets_0_norm1.b_norm"] = torch.zeros(32)
+    sd["lora_unet_down_blocks_0_resnets_0_norm1.gate_up"] = torch.ones(32)
+    sd["lora_unet_down_blocks_0_resnets_0_norm1.gate_down"] = torch.zeros(32)
     key = "lora_unet_mid_block_attentions_0_transformer_blocks_0_attn1_to_q"
     sd[f"{key}.reshape_weight"] = torch.zeros(2)
     sd["lora_unet_no_such_layer.lora_down.weight"] = torch.zeros(4, 8)
@@ -49,7 +49,7 @@ def test_ignored_tensors_and_skipped_layers_are_named(sd1_pipe, rgb, tmp_path):
     assert report.tensors_total == total and report.tensors_used == total - 5
     assert report.ignored == {"reshape_weight": 1}
     assert dict(report.skipped) == {
-        "lora_unet_down_blocks_0_resnets_0_norm1": "no weights LoRA Loom can apply (.b_norm, .w_norm)",
+        "lora_unet_down_blocks_0_resnets_0_norm1": "no weights LoRA Loom can apply (.gate_down, .gate_up)",
         "lora_unet_no_such_layer": "not in the base model",
     }
     assert report.warning() == (
@@ -57,7 +57,7 @@ def test_ignored_tensors_and_skipped_layers_are_named(sd1_pipe, rgb, tmp_path):
     )
     assert (
         "extras.safetensors: 3 tensors of kinds LoRA Loom cannot apply were ignored "
-        "(.b_norm, .reshape_weight, .w_norm)" in parsed.warnings
+        "(.gate_down, .gate_up, .reshape_weight)" in parsed.warnings
     )
 
 

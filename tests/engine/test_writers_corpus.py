@@ -27,6 +27,7 @@ DORA_WEIGHTS = (1.0,)  # at other weights every tool means something else by DoR
 LYCORIS = {
     "locon": dict(algo="locon"),
     "locon-tucker": dict(algo="locon", use_tucker=True),
+    "locon-norm": dict(algo="locon", train_norm=True),  # + the resnets' GroupNorm w_norm / b_norm
     "loha": dict(algo="loha", sigma=0.3),
     "loha-tucker": dict(algo="loha", use_tucker=True, sigma=0.3),
     "lokr": dict(algo="lokr", rank=2),
@@ -39,6 +40,7 @@ LYCORIS = {
     "ia3": dict(algo="ia3"),
     "full": dict(algo="full", sigma=0.02),
     "glora": dict(algo="glora"),
+    "glora-tucker": dict(algo="glora", glora_tucker=True),  # lycoris' own tucker layers (writers._glora_tucker)
     "oft": dict(algo="diag-oft"),
     "boft": dict(algo="boft"),
     "simpletuner-prefix": dict(algo="lora", prefix="lycoris"),

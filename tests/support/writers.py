@@ -125,6 +125,7 @@ def lycoris_file(
     sigma: float = 0.1,
     rank: int = 4,
     alpha: float = 2.0,
+    glora_tucker: bool = False,
     **kwargs: Any,
 ) -> Written:
     """Wrap the pipeline's layers with lycoris-lora's ``create_lycoris`` and save its state dict.
@@ -156,6 +157,8 @@ def lycoris_file(
                 warn_on_unmatched=False,
                 **kwargs,
             )
+        if glora_tucker:
+            _glora_tucker(net)
         net.apply_to()
         _randomise(net.named_parameters(), gen, sigma, perturb=algo == "full")
         nets.append(net)
@@ -176,6 +179,25 @@ def lycoris_file(
             net.restore()
 
     return Written(path, set_weight, remove, nets)
+
+
+def _glora_tucker(net) -> None:
+    """Give each GLoRA layer on a conv over 1x1 lycoris' own tucker form (b2 1x1, core ``bm``).
+
+    lycoris-lora 4.1.3 cannot make it: ``GLoRAModule.__init__`` first sets
+    ``use_tucker = use_tucker and all(i == 1 for i in k_size)`` and then builds ``bm`` only
+    ``if use_tucker and any(i != 1 for i in k_size)``, which is never true. Its forward,
+    ``make_weight`` and ``custom_state_dict`` do handle ``bm``, so the layers are set up as
+    that branch would have, and lycoris' own forward stays the truth.
+    """
+    from lycoris.modules.glora import GLoRAModule
+
+    for module in net.loras:
+        if isinstance(module, GLoRAModule) and module.isconv and module.b2.kernel_size != (1, 1):
+            b2 = module.b2
+            module.b2 = nn.Conv2d(b2.in_channels, module.lora_dim, 1, bias=False)
+            module.bm = nn.Conv2d(module.lora_dim, module.lora_dim, b2.kernel_size, b2.stride, b2.padding, bias=False)
+            module.tucker = True
 
 
 # ---------------------------------------------------------------- peft / diffusers
@@ -288,3 +310,49 @@ def _unwrap(module: nn.Module) -> None:
             parent_path, _, name = path.rpartition(".")
             setattr(module.get_submodule(parent_path) if parent_path else module, name, m.get_base_layer())
     module.__dict__.pop("peft_config", None)
+
+
+def lycoris_dora_modules(pipe, path: Path, *, wd_on_out: bool) -> Written:
+    """lycoris-lora's own DoRA layers (``LoConModule``) in ``pipe``, loaded from a kohya file on one axis.
+
+    lycoris' ``create_lycoris_from_weights`` builds every DoRA on the output axis (its
+    ``make_module_from_state_dict`` takes no axis), so an input-axis file is put into modules
+    built with ``wd_on_out=False`` here, the way lycoris trains them.
+    """
+    from lycoris.modules.locon import LoConModule
+    from safetensors.torch import load_file
+
+    from app.engine.layer_index import LayerIndex
+
+    index = LayerIndex(pipe)
+    sd = load_file(str(path))
+    modules = []
+    for key in sorted(k for k in sd if k.endswith(".dora_scale")):
+        name = key[: -len(".dora_scale")]
+        down, up = sd[f"{name}.lora_down.weight"], sd[f"{name}.lora_up.weight"]
+        target = index.modules[index.resolve(name)]
+        module = LoConModule(
+            name,
+            target,
+            1.0,
+            lora_dim=down.shape[0],
+            alpha=float(sd[f"{name}.alpha"]),
+            weight_decompose=True,
+            wd_on_out=wd_on_out,
+        )
+        with torch.no_grad():
+            module.lora_down.weight.copy_(down)
+            module.lora_up.weight.copy_(up)
+            module.dora_scale.copy_(sd[key])
+        module.apply_to()
+        modules.append(module)
+
+    def set_weight(w: float) -> None:
+        for m in modules:
+            m.multiplier = w
+
+    def remove() -> None:
+        for m in modules:
+            m.restore()
+
+    return Written(path, set_weight, remove, modules)

@@ -57,6 +57,7 @@ class TrainData:
     skipped: list[str] = field(default_factory=list)  # "path: problem" for every unusable picture
     notes: list[str] = field(default_factory=list)  # warnings about usable pictures (cut captions)
     tag_frequency: dict[str, dict[str, int]] = field(default_factory=dict)  # kohya ss_tag_frequency
+    dataset_dirs: dict[str, dict[str, int]] = field(default_factory=dict)  # kohya ss_dataset_dirs
 
     @property
     def train_items(self) -> list[TrainItem]:
@@ -79,7 +80,6 @@ def collect(config: TrainConfig, should_stop: Callable[[], bool] | None = None) 
     items: list[TrainItem] = []
     skipped: list[str] = []
     notes: list[str] = []
-    frequency: dict[str, dict[str, int]] = {}
     for index, spec in enumerate(config.datasets):
         try:
             dataset = scan_dataset(
@@ -101,7 +101,6 @@ def collect(config: TrainConfig, should_stop: Callable[[], bool] | None = None) 
             )
             raise TrainError(f"{dataset.root}: no usable training picture: {found}")
         fallback = spec.caption.strip() or folder_caption(dataset.root)
-        counts: dict[str, int] = {}
         for item in usable:
             caption = item.caption.strip() or (
                 folder_caption(item.path.parent) if item.path.parent != dataset.root else fallback
@@ -139,15 +138,48 @@ def collect(config: TrainConfig, should_stop: Callable[[], bool] | None = None) 
                     regularization=spec.regularization,
                 )
             )
-            if not spec.regularization:
-                for tag in split_tags(caption, opts.separator):
-                    counts[tag] = counts.get(tag, 0) + 1
-        if not spec.regularization:
-            frequency[f"{index + 1}_{dataset.root.name}"] = counts
     if not any(not i.regularization for i in items):
         raise TrainError("no training pictures: every dataset is marked regularization = true")
     # No log line here: the trainer reports each skipped picture once, as a status event.
-    return TrainData(items=items, skipped=skipped, notes=notes, tag_frequency=frequency)
+    frequency, dirs = _kohya_folders(items, opts.separator)
+    return TrainData(items=items, skipped=skipped, notes=notes, tag_frequency=frequency, dataset_dirs=dirs)
+
+
+def _kohya_folders(
+    items: list[TrainItem], separator: str
+) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, int]]]:
+    """kohya's ss_tag_frequency and ss_dataset_dirs: keyed by each training folder's own name
+    (``5_ohwx``), a name taken twice gets `` (2)`` as kohya's merge does; regularization left out."""
+    names: dict[Path, str] = {}
+    frequency: dict[str, dict[str, int]] = {}
+    dirs: dict[str, dict[str, int]] = {}
+    for item in items:
+        if item.regularization:
+            continue
+        folder = item.path.parent
+        if folder not in names:
+            name, i = folder.name, 2
+            while name in dirs:
+                name, i = f"{folder.name} ({i})", i + 1
+            names[folder] = name
+            frequency[name], dirs[name] = {}, {"n_repeats": item.repeats, "img_count": 0}
+        name = names[folder]
+        dirs[name]["img_count"] += 1
+        for tag in split_tags(item.caption, separator):
+            frequency[name][tag] = frequency[name].get(tag, 0) + 1
+    return frequency, dirs
+
+
+def bucket_info(data: TrainData) -> dict | None:
+    """kohya's ss_bucket_info: every bucket's (width, height) and picture count with repeats, and the
+    mean aspect-ratio error of the pictures (without repeats)."""
+    counts: dict[Size, int] = {}
+    errors = []
+    for item in data.train_items:
+        counts[item.bucket] = counts.get(item.bucket, 0) + item.repeats
+        errors.append(abs(item.bucket[0] / item.bucket[1] - item.size[0] / item.size[1]))
+    buckets = {i: {"resolution": list(b), "count": counts[b]} for i, b in enumerate(sorted(counts))}
+    return {"buckets": buckets, "mean_img_ar_error": sum(errors) / len(errors) if errors else 0.0}
 
 
 def _problem_summary(items: list[ImageItem]) -> str:

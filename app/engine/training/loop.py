@@ -14,6 +14,7 @@ import logging
 import math
 import random
 import time
+from pathlib import Path
 
 import torch
 
@@ -210,16 +211,7 @@ def _save(session: TrainSession, step: int, *, final: bool, result: TrainResult,
             "scaler": acc.scaler.state_dict() if acc.scaler is not None else None,
         }
         path = run_dir.final_path if final else run_dir.checkpoint_path(step)
-        tensors = session.net.kohya_tensors()
-        lora_files.save_kohya(
-            path,
-            tensors,
-            lora_files.build_metadata(
-                setup.adapter_info(
-                    config, session.family, session.noise_scheduler, session.data, session.started_at, step, epoch
-                )
-            ),
-        )
+        _write_adapter(session, path, step, epoch)
         # The state after the checkpoint: an interrupted checkpoint write leaves the previous
         # state, and a resume then redoes the step and writes the same file again.
         runs.save_state(
@@ -242,6 +234,22 @@ def _save(session: TrainSession, step: int, *, final: bool, result: TrainResult,
             ArtifactSaved(path=str(path), kind=ArtifactKind.ADAPTER if final else ArtifactKind.CHECKPOINT, step=step)
         )
     acc.wait_for_everyone()
+
+
+def _write_adapter(session: TrainSession, path: Path, step: int, epoch: int) -> None:
+    """The kohya file of the network at ``step``, with kohya's metadata for this run."""
+    tensors = session.net.kohya_tensors()
+    adapter = setup.adapter_info(
+        session.config,
+        session.family,
+        session.noise_scheduler,
+        session.data,
+        session.started_at,
+        step,
+        epoch,
+        epochs=_epoch(session, session.config.steps) + 1,
+    )
+    lora_files.save_kohya(path, tensors, lora_files.build_metadata(adapter, tensors))
 
 
 def _diffusers_copy(session: TrainSession) -> None:

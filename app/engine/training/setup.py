@@ -24,7 +24,7 @@ from app.engine import lora_files
 from app.engine.families import engine
 from app.engine.models import ModelSource, check_source
 from app.engine.training.caches import LatentCache, TextCache
-from app.engine.training.data import TrainData, TrainError, collect
+from app.engine.training.data import TrainData, TrainError, bucket_info, collect
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +168,14 @@ def fill_text_cache(cache: TextCache, captions: list[str], batch: int = 16) -> N
 
 
 def adapter_info(
-    config: TrainConfig, family: Family, scheduler: Any, data: TrainData, started_at: float, step: int, epoch: int
+    config: TrainConfig,
+    family: Family,
+    scheduler: Any,
+    data: TrainData,
+    started_at: float,
+    step: int,
+    epoch: int,
+    epochs: int = 0,
 ) -> lora_files.AdapterInfo:
     """What the saved adapter's kohya metadata says about this run."""
     net_opts = config.network
@@ -197,6 +204,10 @@ def adapter_info(
         started_at=started_at,
         config_toml=config_toml,
         base_model=config.base,
+        epochs=epochs,
+        num_train_images=sum(item.repeats for item in data.train_items),
+        dataset_dirs=data.dataset_dirs,
+        bucket_info=bucket_info(data) if config.data.bucketing else None,
     )
 
 

@@ -15,7 +15,10 @@ def make_convert_handler(renderer: Renderer) -> Handler:
         request = ConvertRequest.from_dict(ctx.job.params, where="convert job")
         renderer.ensure_model(request.model_spec())
         assert renderer.mixer is not None
-        out = convert_file(request.src, request.out, request.to, renderer.mixer.index, renderer.mixer.family)
+        mixer = renderer.mixer
+        out = convert_file(
+            request.src, request.out, request.to, mixer.index, mixer.family, base_weight=mixer.base_weight
+        )
         ctx.report(ArtifactSaved(path=str(out.resolve()), kind=ArtifactKind.ADAPTER))
 
     return convert

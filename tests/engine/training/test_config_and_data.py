@@ -111,7 +111,12 @@ def test_kohya_folders_set_repeats_captions_fall_back_to_the_folder_name(tmp_pat
     assert by_name[("plain", "img0.png")].repeats == 1 and by_name[("plain", "img0.png")].caption == "sks, red"
     assert len(data.reg_items) == 1
     assert any("broken.png" in line for line in data.skipped)
-    assert data.tag_frequency["1_ds"]["sks woman"] == 2
+    # keyed by each picture folder's own name, as kohya does (not "1_ds" or "1_3_sks woman")
+    assert data.tag_frequency == {"3_sks woman": {"sks woman": 2}, "plain": {"sks": 1, "red": 1}}
+    assert data.dataset_dirs == {
+        "3_sks woman": {"n_repeats": 3, "img_count": 2},
+        "plain": {"n_repeats": 1, "img_count": 1},
+    }
     schedule = Schedule(data, batch_size=2, seed=1, reg_weight=0.5)
     # 3+3+1 training samples and as many regularization samples per epoch
     assert schedule.samples_per_epoch == 14
