@@ -157,21 +157,7 @@ def bake_mix(
         raise BakeError(f"rank = {rank} must be 1 or more (or leave it out for an exact bake)")
     entries = list(entries)
     held = mixer.load(entries, strict=True)
-    contributions: dict[Target, list[tuple[Any, float]]] = {}
-    for h, entry in held:
-        if not entry.enabled:
-            continue
-        if entry.start > 0.0 or entry.stop < 1.0:
-            raise BakeError(
-                f"{entry.display_name()}: its start/stop steps cannot be baked (a LoRA file acts at every step); "
-                "set start 0 and stop 1 to bake it"
-            )
-        factors = mixer.block_factors(h.parsed, entry.lbw)  # block weights: a factor per layer
-        for target, delta in sorted(h.parsed.layers.items()):
-            strength = entry.weight if target.part.denoiser else entry.text_weight()
-            strength *= factors.get(target, 1.0)
-            if strength != 0.0:
-                contributions.setdefault(target, []).append((delta, strength))
+    contributions = _contributions(mixer, held)
     if not contributions:
         raise BakeError("nothing to bake: no enabled adapter with a non-zero weight")
 
@@ -218,6 +204,26 @@ def bake_mix(
     result = BakeResult(out, rank is None, max_rank, layers, relative, time.perf_counter() - started)
     log.info("%s", result.describe())
     return result
+
+
+def _contributions(mixer: AdapterMixer, held) -> dict[Target, list[tuple[Any, float]]]:
+    """Each layer's (delta, strength) pairs from the enabled entries, block weights applied."""
+    contributions: dict[Target, list[tuple[Any, float]]] = {}
+    for h, entry in held:
+        if not entry.enabled:
+            continue
+        if entry.start > 0.0 or entry.stop < 1.0:
+            raise BakeError(
+                f"{entry.display_name()}: its start/stop steps cannot be baked (a LoRA file acts at every step); "
+                "set start 0 and stop 1 to bake it"
+            )
+        factors = mixer.block_factors(h.parsed, entry.lbw)  # block weights: a factor per layer
+        for target, delta in sorted(h.parsed.layers.items()):
+            strength = entry.weight if target.part.denoiser else entry.text_weight()
+            strength *= factors.get(target, 1.0)
+            if strength != 0.0:
+                contributions.setdefault(target, []).append((delta, strength))
+    return contributions
 
 
 def _metadata(
