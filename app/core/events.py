@@ -43,7 +43,8 @@ class LogLevel(str, Enum):
 
 @dataclass(frozen=True)
 class Progress:
-    """``step`` of ``total`` done in ``phase`` (total 0 = unknown); loss/lr only while training."""
+    """``step`` of ``total`` done in ``phase`` (total 0 = unknown); loss/lr only while training;
+    ``val_loss`` at the steps the validation loss was measured ([validation] of a train job)."""
 
     step: int
     total: int
@@ -52,6 +53,7 @@ class Progress:
     loss: float | None = None
     lr: float | None = None
     message: str = ""  # for people only; never parsed
+    val_loss: float | None = None
 
 
 @dataclass(frozen=True)

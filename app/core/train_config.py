@@ -30,6 +30,7 @@ from typing import Any
 
 from app.core.config_section import _check, _Section
 from app.core.configs import ConfigError, DevicePref, Scheduler, _Config
+from app.core.train_validation import MaskOptions, ValidationOptions
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -224,6 +225,8 @@ _SECTIONS: dict[str, type[_Section]] = {
     "optimizer": OptimizerOptions,
     "output": OutputOptions,
     "sample": SampleOptions,
+    "validation": ValidationOptions,
+    "masks": MaskOptions,
 }
 
 
@@ -251,6 +254,8 @@ class TrainConfig(_Config):
     optimizer: OptimizerOptions = field(default_factory=OptimizerOptions)
     output: OutputOptions = field(default_factory=OutputOptions)
     sample: SampleOptions = field(default_factory=SampleOptions)
+    validation: ValidationOptions = field(default_factory=ValidationOptions)
+    masks: MaskOptions = field(default_factory=MaskOptions)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, where: str = "") -> TrainConfig:

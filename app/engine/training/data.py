@@ -57,6 +57,7 @@ class TrainData:
     skipped: list[str] = field(default_factory=list)  # "path: problem" for every unusable picture
     notes: list[str] = field(default_factory=list)  # warnings about usable pictures (cut captions)
     tag_frequency: dict[str, dict[str, int]] = field(default_factory=dict)  # kohya ss_tag_frequency
+    validation: list[TrainItem] = field(default_factory=list)  # held out: never trained on ([validation])
 
     @property
     def train_items(self) -> list[TrainItem]:
