@@ -85,10 +85,11 @@ def load_mask(ref: MaskRef, size: tuple[int, int]) -> Image.Image:
                 mask = im.convert("L")
     except RefusedFile as exc:  # a link out of the folder, a FIFO, an oversized file: it says which
         raise MaskError(f"mask {exc}") from None
+    except (UnidentifiedImageError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError):
+        # before OSError: Pillow's "cannot identify image file" is one
+        raise MaskError(f"mask {path}: not an image that can be decoded") from None
     except OSError as exc:
         raise MaskError(f"mask {path}: cannot be read ({exc.strerror or exc})") from None
-    except (UnidentifiedImageError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError):
-        raise MaskError(f"mask {path}: not an image that can be decoded") from None
     if mask.size != tuple(size):
         raise MaskError(f"mask {path}: {mask.size[0]}x{mask.size[1]} pixels, but the picture is {size[0]}x{size[1]}")
     return mask
