@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from app.core.train_config import TrainConfig
+from app.core.train_requests import TryPrompt
 from app.ui.train.run_history import RunStatus, list_runs, read_run
 from app.worker import protocol as P
 from app.worker.loop import Emitter, Job, JobContext, Worker
@@ -24,6 +25,23 @@ def test_request_commands_are_built_and_checked():
         P.parse_command('{"cmd": "request", "action": "sample"}')
     with pytest.raises(ValueError):
         P.request("j", "explode")
+
+
+def test_a_try_request_carries_its_prompt_and_is_checked():
+    line = P.encode(P.request("job-1", P.RequestAction.TRY, prompt="sks, a cat", seed=4))
+    cmd = P.parse_command(line)
+    assert P.train_request(cmd) == TryPrompt("sks, a cat", seed=4)
+    assert P.train_request(P.parse_command(P.encode(P.request("j", "sample")))) == "sample"
+    for bad, why in (
+        ({}, "try request without a prompt of 1 to 2000 characters"),
+        ({"prompt": "  "}, "try request without a prompt of 1 to 2000 characters"),
+        ({"prompt": "x" * 2001}, "try request without a prompt of 1 to 2000 characters"),
+        ({"prompt": "a", "seed": -1}, "try request with a seed that is not a whole number from 0: -1"),
+        ({"prompt": "a", "negative": 3}, "try request with a negative prompt that is not text"),
+    ):
+        with pytest.raises(P.ProtocolError) as err:
+            P.parse_command(P.encode({"cmd": "request", "id": "j", "action": "try", **bad}))
+        assert str(err.value) == why
 
 
 def test_the_worker_hands_requests_to_the_running_job_only():
