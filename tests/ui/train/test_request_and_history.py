@@ -102,3 +102,19 @@ def test_runs_are_read_from_their_folders(tmp_path):
     (tmp_path / "not-a-run").mkdir()
     names = sorted(r.name for r in list_runs([tmp_path, tmp_path, tmp_path / "missing"]))
     assert names == ["broken", "cat", "dog", "owl"]
+
+
+def test_the_best_checkpoint_by_validation_loss_is_marked(tmp_path):
+    folder = make_run(tmp_path, "val", steps=4, logged=4, saved=4, final=True)
+    lines = [json.dumps({"step": s, "loss": 1.0, "lr": 1e-4, "val_loss": v}) for s, v in ((2, 0.3), (4, 0.5))]
+    (folder / "log.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (folder / "samples" / "try-step000003-0.png").write_bytes(b"x")
+    info = read_run(folder, with_log=True)
+    assert info.best == (2, 0.3) and info.log.val == {2: 0.3, 4: 0.5}
+    assert [label for label, _ in info.adapters()] == [
+        "step 2 ★ best validation loss",
+        "step 4",
+        "final (step 4)",
+    ]
+    assert (3, folder / "samples" / "try-step000003-0.png") in info.samples  # Try a prompt pictures are listed
+    assert read_run(make_run(tmp_path, "plain")).best is None  # no validation: nothing marked
