@@ -1,0 +1,71 @@
+"""The Dataset tab's Masks toggle: the loss mask over the preview, pictures without one flagged."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from PIL import Image
+from qt_helpers import drop
+
+from app.core.dataset.problems import ProblemKind
+from app.ui.dataset.dataset_tab import DatasetTab
+
+TIMEOUT = 20_000
+
+
+@pytest.fixture
+def tab(qtbot):
+    widget = DatasetTab()
+    qtbot.addWidget(widget)
+    widget.resize(1100, 700)
+    widget.show()
+    qtbot.waitExposed(widget)
+    yield widget
+    widget.flush()
+    widget.thumbnails.wait()
+
+
+def _kinds(tab, name):
+    item = next(i for i in tab.session.items if i.path.name == name)
+    return {p.kind for p in item.problems}
+
+
+def test_masks_toggle_shows_the_mask_and_flags_pictures_without_one(qtbot, tab, tmp_path):
+    folder = tmp_path / "ds"
+    folder.mkdir()
+    for name in ("masked", "plain", "wrong", "linked"):
+        Image.new("RGB", (384, 256), (30, 120, 200)).save(folder / f"{name}.png")
+    mask = Image.new("L", (384, 256), 0)
+    mask.paste(255, (192, 0, 384, 256))  # the right half is trained
+    mask.save(folder / "masked.mask.png")
+    Image.new("L", (10, 10), 255).save(folder / "wrong.mask.png")
+    mask.save(tmp_path / "elsewhere.png")
+    os.symlink(tmp_path / "elsewhere.png", folder / "linked.mask.png")
+    drop(tab, [folder])
+    qtbot.waitUntil(lambda: not tab.session.scanning and tab.model.rowCount() == 4, timeout=TIMEOUT)
+    assert all(not _kinds(tab, f"{n}.png") & {ProblemKind.NO_MASK} for n in ("masked", "plain"))  # off: no flags
+
+    tab.select_row(next(r for r, i in enumerate(tab.session.items) if i.path.name == "masked.png"))
+    qtbot.waitUntil(lambda: tab.preview.path().endswith("masked.png"), timeout=TIMEOUT)
+    assert tab.preview.overlay().isNull()
+    tab.masks_box.setChecked(True)
+    qtbot.waitUntil(lambda: not tab.preview.overlay().isNull(), timeout=TIMEOUT)
+    overlay = tab.preview.overlay().toImage()
+    left, right = overlay.pixelColor(10, 32), overlay.pixelColor(overlay.width() - 10, 32)
+    assert left.alpha() > 100 and right.alpha() == 0  # the untrained half is tinted, the trained half clear
+
+    qtbot.waitUntil(lambda: ProblemKind.NO_MASK in _kinds(tab, "plain.png"), timeout=TIMEOUT)
+    assert ProblemKind.MASK_UNUSABLE in _kinds(tab, "wrong.png")
+    assert ProblemKind.MASK_UNUSABLE in _kinds(tab, "linked.png")
+    assert not _kinds(tab, "masked.png") & {ProblemKind.NO_MASK, ProblemKind.MASK_UNUSABLE}
+    plain = next(i for i in tab.session.items if i.path.name == "plain.png")
+    assert [p.message for p in plain.problems if p.kind is ProblemKind.NO_MASK] == [
+        f"{plain.path}: no mask (no plain.mask.png, no masks/ file, no alpha channel); it trains on the whole picture"
+    ]
+    assert all(i.usable for i in tab.session.items)  # a flag, never a reason to skip the picture
+    qtbot.waitUntil(lambda: "3 of 4 pictures have no usable mask" in tab.status.text(), timeout=TIMEOUT)
+
+    tab.masks_box.setChecked(False)
+    qtbot.waitUntil(lambda: ProblemKind.NO_MASK not in _kinds(tab, "plain.png"), timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: tab.preview.overlay().isNull(), timeout=TIMEOUT)
