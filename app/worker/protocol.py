@@ -77,6 +77,7 @@ class JobKind(str, Enum):
     CAPTION = "caption"
     BAKE = "bake"
     CONVERT = "convert"  # rewrite an adapter file in another layout (the row's "Save as…")
+    MASK = "mask"  # automatic loss masks (CLIPSeg) saved as name.mask.png sidecars
 
 
 class EventType(str, Enum):
