@@ -37,7 +37,7 @@ from app.ui.dataset.caption_dialog import CaptionDialog
 from app.ui.dataset.caption_editor import CaptionEditor
 from app.ui.dataset.dataset_ops import DatasetSession
 from app.ui.dataset.list_model import BadgeDelegate, DatasetFilterProxy, DatasetListModel, ItemRole
-from app.ui.dataset.mask_overlay import mask_toggle
+from app.ui.dataset.mask_overlay import MaskControls
 from app.ui.dataset.preview import PreviewPane
 from app.ui.dataset.tag_panel import TagPanel
 from app.ui.dataset.thumbnails import THUMB_SIZE, ThumbnailLoader
@@ -113,10 +113,10 @@ class DatasetTab(QWidget):
         self.batch_button.clicked.connect(self.open_batch_tools)
         self.caption_button = QPushButton("Auto-caption…", self)
         self.caption_button.clicked.connect(self.open_auto_caption)
-        self.masks_box = mask_toggle(self, self.preview, self.session)
+        self.masks = MaskControls(self, self.preview, self.session)
         top = QHBoxLayout()
-        widgets = (open_button, self.rescan_button, self.filter_box, undo_button, redo_button, self.masks_box)
-        for w in (*widgets, self.batch_button, self.caption_button):
+        widgets = (open_button, self.rescan_button, self.filter_box, undo_button, redo_button, self.masks.toggle)
+        for w in (*widgets, self.masks.button, self.batch_button, self.caption_button):
             top.addWidget(w)
         top.setStretch(2, 1)
         return top

@@ -1,5 +1,6 @@
 """The Dataset tab's "Masks" toggle: each picture's loss mask over its preview, and a flag on
-every picture without a usable mask (masked loss, ``[masks] enabled`` in the Train tab).
+every picture without a usable mask (masked loss, ``[masks] enabled`` in the Train tab); and
+its Auto-mask… button (CLIPSeg masks made by the worker).
 
 Masks are found and read by :mod:`app.core.dataset.masks`, the same code the trainer uses, so
 what the overlay shows is what training weights. Decoding runs on a pool thread.
@@ -11,9 +12,11 @@ from typing import Any
 
 from PIL import Image
 from PySide6.QtGui import QImage
-from PySide6.QtWidgets import QCheckBox, QWidget
+from PySide6.QtWidgets import QCheckBox, QInputDialog, QPushButton, QWidget
 
 from app.core.dataset.masks import MaskError, find_mask, load_mask
+from app.ui.dataset.automask_ops import AutoMasks
+from app.ui.dataset.dataset_ops import DatasetSession
 
 OVERLAY_MAX = 1280
 TINT = (200, 0, 90)  # where the mask is black (not trained): tinted
@@ -41,10 +44,36 @@ def load_overlay(path: str, size: tuple[int, int]) -> QImage:
     return QImage(data, tint.width, tint.height, 4 * tint.width, QImage.Format.Format_RGBA8888).copy()
 
 
-def mask_toggle(parent: QWidget, preview: Any, session: Any) -> QCheckBox:
-    """The toggle, bound to the preview (overlay) and the dataset session (flags)."""
-    box = QCheckBox("Masks", parent)
-    box.setToolTip(TOGGLE_TIP)
-    box.toggled.connect(preview.set_masks_shown)
-    box.toggled.connect(session.set_masking)
-    return box
+AUTOMASK_TIP = (
+    'Make a mask for every picture without one: CLIPSeg keeps what your words name ("person", '
+    '"the cat"). Saved as name.mask.png beside each picture, for you to edit.'
+)
+
+
+class MaskControls:
+    """The Masks toggle (bound to the preview's overlay and the session's flags) and Auto-mask…
+    (a prompt, then the ``mask`` job)."""
+
+    def __init__(self, parent: QWidget, preview: Any, session: DatasetSession) -> None:
+        self.parent, self.preview = parent, preview
+        self.toggle = QCheckBox("Masks", parent)
+        self.toggle.setToolTip(TOGGLE_TIP)
+        self.toggle.toggled.connect(preview.set_masks_shown)
+        self.toggle.toggled.connect(session.set_masking)
+        self.auto = AutoMasks(session, parent)
+        self.auto.finished.connect(lambda _n: preview.set_masks_shown(preview.masks_shown))
+        self.button = QPushButton("Auto-mask…", parent)
+        self.button.setToolTip(AUTOMASK_TIP)
+        self.button.clicked.connect(self.ask)
+        self.dialog: QInputDialog | None = None
+
+    def ask(self) -> QInputDialog:
+        """The prompt, not modal; OK starts the job."""
+        if self.dialog is None:
+            self.dialog = QInputDialog(self.parent)
+            self.dialog.setWindowTitle("Auto-mask")
+            self.dialog.setLabelText("What to keep in every picture (CLIPSeg), e.g. person, the cat:")
+            self.dialog.setTextValue("subject")
+            self.dialog.textValueSelected.connect(self.auto.start)
+        self.dialog.open()
+        return self.dialog
