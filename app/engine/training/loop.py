@@ -309,11 +309,16 @@ def _tries(session: TrainSession, step: int, tries: list[TryPrompt]) -> None:
     GUI's requests reach a single-process run)."""
     config = session.config
     wanted, paths_ = [], []
+    index = 0
     for t in tries:
         prompt = t.prompt.replace("{trigger}", config.trigger.strip()).strip()
         wanted.append((prompt, t.negative or config.sample.negative, config.sample.seed if t.seed is None else t.seed))
-        paths_.append(session.run_dir.try_path(step, session.tries))
-        session.tries += 1
+        # The next free number: a resumed run redoes the steps after its last save, and an earlier
+        # try at the same step is kept.
+        while session.run_dir.try_path(step, index).exists():
+            index += 1
+        paths_.append(session.run_dir.try_path(step, index))
+        index += 1
     _render(session, step, wanted, paths_, barrier=False)
 
 

@@ -121,7 +121,6 @@ class TrainSession:
     save_need: int = 0  # bytes one save writes (for "free N GB")
     masks: MaskSet | None = None  # loss weights per picture when [masks] is on
     val_losses: dict[int, float] = field(default_factory=dict)  # step -> validation loss, resumes included
-    tries: int = 0  # "Try a prompt" pictures rendered this session (their file numbers)
 
 
 def open_run(config: TrainConfig | None, resume: str | Path | None, reporter: Reporter) -> OpenedRun:
