@@ -136,6 +136,12 @@ def _report(result: TrainResult) -> int:
             f"{len(result.skipped)} picture(s) skipped (listed above and in {result.run_dir / 'log.jsonl'})",
             file=sys.stderr,
         )
+    if result.best is not None:
+        step, path = result.best
+        print(
+            f"best by validation loss: {path} (step {step}, validation loss {result.val_losses[step]:.4f})",
+            file=sys.stderr,
+        )
     if result.final is not None:
         print(result.final)
     return 0

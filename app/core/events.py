@@ -20,6 +20,7 @@ class ArtifactKind(str, Enum):
     CHECKPOINT = "checkpoint"  # an intermediate adapter file of a training run
     ADAPTER = "adapter"  # a finished adapter file (end of training, bake, convert)
     CAPTION = "caption"  # a caption sidecar was written
+    MASK = "mask"  # a loss-mask sidecar (name.mask.png) was written
     IMAGE = "image"  # a picture file that is not a render of this job (e.g. a copied sample)
     GRID = "grid"  # an X/Y grid picture
 
@@ -33,6 +34,7 @@ class Phase(str, Enum):
     RENDERING = "rendering"  # denoising steps of one picture
     BAKING = "baking"  # layers merged into one adapter
     CAPTIONING = "captioning"  # pictures captioned
+    MASKING = "masking"  # pictures given an automatic loss mask
 
 
 class LogLevel(str, Enum):
@@ -43,7 +45,8 @@ class LogLevel(str, Enum):
 
 @dataclass(frozen=True)
 class Progress:
-    """``step`` of ``total`` done in ``phase`` (total 0 = unknown); loss/lr only while training."""
+    """``step`` of ``total`` done in ``phase`` (total 0 = unknown); loss/lr only while training;
+    ``val_loss`` at the steps the validation loss was measured ([validation] of a train job)."""
 
     step: int
     total: int
@@ -52,6 +55,7 @@ class Progress:
     loss: float | None = None
     lr: float | None = None
     message: str = ""  # for people only; never parsed
+    val_loss: float | None = None
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,7 @@ class ImageReady:
 @dataclass(frozen=True)
 class ArtifactSaved:
     """A file or folder this job wrote. ``details`` holds what is particular to the kind:
-    caption: {"image", "caption", "previous"}; a baked adapter: {"rank", "exact", "relative_error", "layers"}."""
+    caption: {"image", "caption", "previous"}; mask: {"image"}; a baked adapter: {"rank", "exact", "relative_error", "layers"}."""
 
     path: str
     kind: ArtifactKind

@@ -21,7 +21,6 @@ so a preset or a half-written config can still be loaded and edited.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import re
 import sys
 from dataclasses import dataclass, field
@@ -29,7 +28,9 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from app.core.config_section import _check, _Section
 from app.core.configs import ConfigError, DevicePref, Scheduler, _Config
+from app.core.train_validation import MaskOptions, ValidationOptions
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -73,30 +74,6 @@ class Prediction(str, Enum):
     AUTO = "auto"  # what the base model's scheduler says
     EPSILON = "epsilon"
     V_PREDICTION = "v_prediction"
-
-
-class _Section(_Config):
-    """A table inside TrainConfig: the same typed parsing, no version of its own."""
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], *, where: str = ""):
-        if not isinstance(data, dict):
-            raise ConfigError(f"{where}: must be a table, not {data!r}")
-        names = sorted(f.name for f in dataclasses.fields(cls) if f.name != "version")
-        unknown = sorted(set(data) - set(names))
-        if unknown:
-            raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(names)})")
-        return super().from_dict(data, where=where)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = super().to_dict()
-        out.pop("version", None)
-        return out
-
-
-def _check(cond: bool, prefix: str, message: str) -> None:
-    if not cond:
-        raise ConfigError(f"{prefix}{message}")
 
 
 @dataclass
@@ -248,6 +225,8 @@ _SECTIONS: dict[str, type[_Section]] = {
     "optimizer": OptimizerOptions,
     "output": OutputOptions,
     "sample": SampleOptions,
+    "validation": ValidationOptions,
+    "masks": MaskOptions,
 }
 
 
@@ -275,6 +254,8 @@ class TrainConfig(_Config):
     optimizer: OptimizerOptions = field(default_factory=OptimizerOptions)
     output: OutputOptions = field(default_factory=OutputOptions)
     sample: SampleOptions = field(default_factory=SampleOptions)
+    validation: ValidationOptions = field(default_factory=ValidationOptions)
+    masks: MaskOptions = field(default_factory=MaskOptions)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, where: str = "") -> TrainConfig:

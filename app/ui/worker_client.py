@@ -207,11 +207,12 @@ class WorkerClient(QObject):
         elif not self._stop_requested:  # an exiting worker cancels everything anyway
             self._write(protocol.cancel(job_id))
 
-    def request(self, job_id: str, action: str) -> bool:
-        """Ask a running job for something now (a train job: "checkpoint", "sample"); False when it cannot be sent."""
+    def request(self, job_id: str, action: str, **fields: Any) -> bool:
+        """Ask a running job for something now (a train job: "checkpoint", "sample", "try" with its
+        ``prompt``); False when it cannot be sent."""
         if job_id not in self._open_jobs or job_id in self._unsent or not self.is_running() or self._stop_requested:
             return False
-        self._write(protocol.request(job_id, action))
+        self._write(protocol.request(job_id, action, **fields))
         return True
 
     def kill(self, *, restart: bool = True) -> None:

@@ -24,8 +24,8 @@ class Job:
     kind: P.JobKind
     params: dict[str, Any]
     cancel_event: threading.Event = field(default_factory=threading.Event)
-    # Actions asked of the running job ("checkpoint", "sample"), appended by the reader thread.
-    requests: list[str] = field(default_factory=list)
+    # Actions asked of the running job ("checkpoint", "sample", a TryPrompt), appended by the reader thread.
+    requests: list[P.TrainRequest] = field(default_factory=list)
     requests_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -71,7 +71,7 @@ class JobContext:
         if self.cancelled():
             raise JobCancelled()
 
-    def take_requests(self) -> list[str]:
+    def take_requests(self) -> list[P.TrainRequest]:
         """The actions asked of this job since the last call (oldest first), and forget them."""
         with self.job.requests_lock:
             taken, self.job.requests[:] = list(self.job.requests), []

@@ -66,7 +66,7 @@ class Worker:
         elif name is P.CommandName.CANCEL:
             self._cancel(cmd["id"])
         elif name is P.CommandName.REQUEST:
-            self._request(cmd["id"], P.RequestAction(cmd["action"]).value)
+            self._request(cmd["id"], P.train_request(cmd))
         elif name is P.CommandName.SUBMIT:
             spec = dict(cmd["job"])
             job = Job(id=spec.pop("id"), kind=P.JobKind(spec.pop("kind")), params=spec)
@@ -87,7 +87,7 @@ class Worker:
                     return
         log.info("cancel for unknown or finished job %s ignored", job_id)
 
-    def _request(self, job_id: str, action: str) -> None:
+    def _request(self, job_id: str, action: P.TrainRequest) -> None:
         with self._cond:
             job = self._running if self._running is not None and self._running.id == job_id else None
         if job is None:

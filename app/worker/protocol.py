@@ -8,6 +8,7 @@ Commands (GUI -> worker)::
     {"cmd": "submit", "job": {"id": "...", "kind": "generate", ...params}}
     {"cmd": "cancel", "id": "..."}
     {"cmd": "request", "id": "...", "action": "checkpoint" | "sample"}   # to a running job
+    {"cmd": "request", "id": "...", "action": "try", "prompt": "...", "negative"?: "...", "seed"?: 1}
     {"cmd": "ping"}
     {"cmd": "shutdown"}
 
@@ -20,7 +21,7 @@ line back into ``(job id, typed event)``. The events, with their JSON fields::
     pong      Pong           {}                             (answer to ping, job null)
     accepted  Accepted       {kind}                         (the job was queued)
     model     ModelLoaded    {base, family, device, dtype}  (what the worker holds now)
-    progress  Progress       {step, total, eta_s, phase?, loss?, lr?, message?}
+    progress  Progress       {step, total, eta_s, phase?, loss?, lr?, message?, val_loss?}
     image     ImageReady     {path, step?, meta}
     artifact  ArtifactSaved  {path, kind, step?, ...details}   (kind: ArtifactKind)
     log       LogLine        {level, message, ...details}
@@ -42,6 +43,7 @@ from typing import Any
 
 from app.core.errors import ErrorKind  # noqa: F401 - part of the protocol
 from app.core.events import ArtifactKind, ArtifactSaved, ImageReady, JobEvent, LogLevel, LogLine, Phase, Progress
+from app.core.train_requests import MAX_PROMPT_CHARS, TrainRequest, TryPrompt
 
 PROTOCOL_VERSION = 1
 
@@ -65,6 +67,7 @@ class RequestAction(str, Enum):
 
     CHECKPOINT = "checkpoint"  # save a checkpoint (and the resume state) after the current step
     SAMPLE = "sample"  # render the sample prompts after the current step
+    TRY = "try"  # render one prompt (with "prompt", optional "negative" and "seed") after the current step
 
 
 class JobKind(str, Enum):
@@ -74,6 +77,7 @@ class JobKind(str, Enum):
     CAPTION = "caption"
     BAKE = "bake"
     CONVERT = "convert"  # rewrite an adapter file in another layout (the row's "Save as…")
+    MASK = "mask"  # automatic loss masks (CLIPSeg) saved as name.mask.png sidecars
 
 
 class EventType(str, Enum):
@@ -146,8 +150,18 @@ def cancel(job_id: str) -> dict[str, Any]:
     return {"cmd": CommandName.CANCEL.value, "id": job_id}
 
 
-def request(job_id: str, action: RequestAction | str) -> dict[str, Any]:
-    return {"cmd": CommandName.REQUEST.value, "id": job_id, "action": RequestAction(action).value}
+def request(job_id: str, action: RequestAction | str, **fields: Any) -> dict[str, Any]:
+    """``fields``: what the action carries (a ``try``: prompt, negative, seed)."""
+    return {"cmd": CommandName.REQUEST.value, "id": job_id, "action": RequestAction(action).value, **fields}
+
+
+def train_request(cmd: dict[str, Any]) -> TrainRequest:
+    """A parsed ``request`` command as what the trainer reads (a word, or a :class:`TryPrompt`)."""
+    action = RequestAction(cmd["action"])
+    if action is not RequestAction.TRY:
+        return action.value
+    seed = cmd.get("seed")
+    return TryPrompt(prompt=cmd["prompt"], negative=str(cmd.get("negative") or ""), seed=seed)
 
 
 def ping() -> dict[str, Any]:
@@ -186,7 +200,20 @@ def parse_command(line: str | bytes) -> dict[str, Any]:
         except ValueError:
             choices = ", ".join(repr(a.value) for a in RequestAction)
             raise ProtocolError(f"request with unknown action {obj.get('action')!r} (known: {choices})") from None
+        if obj["action"] == RequestAction.TRY.value:
+            _check_try(obj)
     return obj
+
+
+def _check_try(obj: dict[str, Any]) -> None:
+    prompt = obj.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip() or len(prompt) > MAX_PROMPT_CHARS:
+        raise ProtocolError(f"try request without a prompt of 1 to {MAX_PROMPT_CHARS} characters")
+    if not isinstance(obj.get("negative", ""), str):
+        raise ProtocolError("try request with a negative prompt that is not text")
+    seed = obj.get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63):
+        raise ProtocolError(f"try request with a seed that is not a whole number from 0: {seed!r}")
 
 
 # ---------------------------------------------------------------- events
@@ -291,7 +318,13 @@ def _event_fields(ev: WorkerEvent) -> tuple[EventType, dict[str, Any]]:
     """The ``type`` and the JSON fields of a typed event (optional fields only when set)."""
     if isinstance(ev, Progress):
         fields = {"step": ev.step, "total": ev.total, "eta_s": ev.eta_s}
-        optional = {"phase": ev.phase, "loss": ev.loss, "lr": ev.lr, "message": ev.message or None}
+        optional = {
+            "phase": ev.phase,
+            "loss": ev.loss,
+            "lr": ev.lr,
+            "message": ev.message or None,
+            "val_loss": ev.val_loss,
+        }
         return EventType.PROGRESS, {**fields, **{k: v for k, v in optional.items() if v is not None}}
     if isinstance(ev, ImageReady):
         step = {} if ev.step is None else {"step": ev.step}
@@ -388,6 +421,7 @@ def _progress(obj: dict[str, Any]) -> Progress:
         loss=_float(obj.get("loss")),
         lr=_float(obj.get("lr")),
         message=str(obj.get("message") or ""),
+        val_loss=_float(obj.get("val_loss")),
     )
 
 

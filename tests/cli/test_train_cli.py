@@ -103,3 +103,16 @@ def test_cli_train_reports_each_skipped_picture_once(tmp_path, tiny_sd1, red_dat
     )
     assert done.returncode == 0, done.stderr
     assert done.stderr.count("broken.png") == 1, done.stderr
+
+
+@pytest.mark.slow
+def test_train_prints_the_validation_losses_and_the_best_checkpoint(tmp_path, tiny_sd1, red_dataset, capsys):
+    text = _good(tiny_sd1, red_dataset) + "[validation]\nimages = 1\nevery = 1\n"
+    assert main(["train", str(_write(tmp_path, text))]) == 0
+    err = capsys.readouterr().err
+    losses = {int(s): float(v) for v, s in re.findall(r"validation loss (\d+\.\d+) at step (\d+)", err)}
+    assert sorted(losses) == [1, 2]
+    best = min(losses, key=losses.get)
+    found = re.search(r"best by validation loss: (\S+\.safetensors) \(step (\d+), validation loss (\d+\.\d+)\)", err)
+    assert found is not None, err
+    assert int(found.group(2)) == best and float(found.group(3)) == pytest.approx(losses[best], abs=1e-4)

@@ -76,3 +76,24 @@ def test_a_bad_train_job_fails_with_a_sentence(worker):
     assert "rank = 0 must be between 1 and 1024" in done["error"]["message"]
     done, _ = worker.run_job({"id": "t5", "kind": "train", "resume": "/no/such/run"}, timeout=60)
     assert done["status"] == "failed" and "no such run folder" in done["error"]["message"]
+
+
+def test_try_a_prompt_renders_in_the_running_job_without_a_reload(worker, tiny_sd1, red_dataset):
+    config = small_config(tiny_sd1, red_dataset, name="try", steps=400, output={"save_every": 0})
+    worker.send(P.submit({"id": "t6", "kind": "train", "config": config.to_dict()}))
+    first, _ = worker.wait_for(lambda e: e["job"] == "t6" and e["type"] == "progress" and "loss" in e, timeout=240)
+    worker.send(P.request("t6", P.RequestAction.TRY, prompt="{trigger} on a beach", seed=3))
+    image, seen = worker.wait_for(lambda e: e["job"] == "t6" and e["type"] == "image", timeout=240)
+    worker.send(P.cancel("t6"))
+    done, rest = worker.wait_for(lambda e: e["job"] == "t6" and e["type"] == "finished", timeout=120)
+    assert done["status"] == "cancelled"
+    assert image["step"] >= first["step"] and Path(image["path"]).is_file()
+    assert Path(image["path"]).name == f"try-step{image['step']:06d}-0.png"
+    assert (image["meta"]["prompt"], image["meta"]["seed"], image["meta"]["training_step"]) == (
+        "sks on a beach",
+        3,
+        image["step"],
+    )
+    events = seen + rest
+    assert not [e for e in events if e["type"] == "model"]  # the model the run holds: nothing loaded again
+    assert not [e for e in events if e["type"] == "progress" and e.get("phase") == "loading"]

@@ -27,6 +27,8 @@ class ProblemKind(str, Enum):
     CAPTION_SHARED = "caption_shared"  # a.jpg and a.png both use a.txt
     DUPLICATE = "duplicate"  # same bytes as another image
     EXCLUDED = "excluded"  # the user excluded it from training (app/core/dataset/exclusions.py)
+    NO_MASK = "no_mask"  # masked loss is on and the picture has no mask (app/core/dataset/masks.py)
+    MASK_UNUSABLE = "mask_unusable"  # its mask is not an image, the wrong size, or a link out of the folder
 
 
 # Human labels for badges, filters and reports.
@@ -47,6 +49,8 @@ PROBLEM_LABELS: dict[ProblemKind, str] = {
     ProblemKind.CAPTION_SHARED: "shared caption",
     ProblemKind.DUPLICATE: "duplicate",
     ProblemKind.EXCLUDED: "excluded",
+    ProblemKind.NO_MASK: "no mask",
+    ProblemKind.MASK_UNUSABLE: "mask unusable",
 }
 
 

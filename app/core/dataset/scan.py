@@ -19,6 +19,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from app.core.dataset.captions import DEFAULT_SEPARATOR, caption_path_for, read_caption, tag_frequencies
 from app.core.dataset.image_check import DEFAULT_MIN_SIDE, inspect_image
+from app.core.dataset.masks import MASKS_FOLDER, is_mask_name
 from app.core.dataset.problems import Problem, ProblemKind
 from app.core.errors import ErrorKind
 from app.core.safe_files import open_regular
@@ -106,14 +107,16 @@ def check_folder(folder: str | Path) -> Path:
 
 
 def is_image_name(name: str) -> bool:
-    return name.lower().endswith(IMAGE_SUFFIXES) and not name.startswith(".")
+    """A training picture's name: an image suffix, not hidden, not a mask sidecar (name.mask.png)."""
+    return name.lower().endswith(IMAGE_SUFFIXES) and not name.startswith(".") and not is_mask_name(name)
 
 
 def iter_image_files(root: Path) -> list[Path]:
     """Every image-suffixed file under ``root`` (recursive, hidden folders skipped), sorted."""
     found: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root, onerror=lambda exc: None):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        # Hidden folders and masks/ folders (loss masks, app/core/dataset/masks.py) hold no pictures to train.
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != MASKS_FOLDER)
         base = Path(dirpath)
         found.extend(base / name for name in sorted(filenames) if is_image_name(name))
     return found

@@ -58,6 +58,7 @@ class TrainData:
     notes: list[str] = field(default_factory=list)  # warnings about usable pictures (cut captions)
     tag_frequency: dict[str, dict[str, int]] = field(default_factory=dict)  # kohya ss_tag_frequency
     dataset_dirs: dict[str, dict[str, int]] = field(default_factory=dict)  # kohya ss_dataset_dirs
+    validation: list[TrainItem] = field(default_factory=list)  # held out: never trained on ([validation])
 
     @property
     def train_items(self) -> list[TrainItem]:

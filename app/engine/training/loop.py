@@ -10,19 +10,22 @@ the main process writes files.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import random
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
 from app.core.events import ArtifactKind, ArtifactSaved, ImageReady, Phase, Progress
 from app.core.files import SaveError
+from app.core.train_requests import TryPrompt
 from app.engine import lora_files
 from app.engine.training import run as runs
-from app.engine.training import setup
+from app.engine.training import setup, validation
 from app.engine.training.data import TrainError, mix_seed, vary_caption
 from app.engine.training.objective import objective, scaled, time_ids
 from app.engine.training.samples import render_samples
@@ -54,52 +57,68 @@ def loop(session: TrainSession) -> TrainResult:
             step += 1
             result.losses[step] = loss
             result.step = step
-            # 2. The step's time, log line and progress.
-            per_step, elapsed = clock.lap(step)
-            lr = session.lr_scheduler.get_last_lr()[0]
-            if step_log is not None:
-                step_log.write(
-                    {"step": step, "loss": loss, "lr": lr, "time": round(elapsed, 3), "epoch": _epoch(session, step)}
-                )
-            reporter.emit(
-                Progress(
-                    step=step,
-                    total=config.steps,
-                    phase=Phase.TRAINING,
-                    loss=loss,
-                    lr=lr,
-                    eta_s=round(per_step * (config.steps - step), 1),
-                )
-            )
-            # 3. A checkpoint when it is due, asked for, the last step, or the run stops.
-            stop = reporter.stop_requested()
-            last = step == config.steps
-            asked = reporter.take_requests()
-            if (
-                last
-                or stop
-                or "checkpoint" in asked
-                or (config.output.save_every and step % config.output.save_every == 0)
-            ):
-                _save(session, step, final=last, result=result, elapsed=elapsed)
-            # 4. Sample pictures when they are due or asked for.
-            if config.sample.prompts and (
-                "sample" in asked or (config.sample.every and (last or step % config.sample.every == 0))
-            ):
-                _samples(session, step)
-            elif "sample" in asked:
-                reporter.status("no sample prompts in this run's [sample] settings; nothing to render")
-            # 5. A stop ends the run here; it resumes from the checkpoint just saved.
-            if stop and not last:
-                result.status = "cancelled"
-                reporter.status(f"stopped at step {step}; resume with --resume {run_dir.path}")
+            if not _after_step(session, step, loss, clock, step_log, result):
                 break
     except SaveError as exc:  # the disk filled or became read-only: say what is still whole
         raise runs.save_failure(exc, session.saved_step, session.save_need) from None
     finally:
         if step_log is not None:
             step_log.close()
+    result.val_losses = dict(session.val_losses)
+    result.best = _best_file(session, result)
     return result
+
+
+def _best_file(session: TrainSession, result: TrainResult) -> tuple[int, Path] | None:
+    """The kept checkpoint (or final adapter) with the lowest validation loss; None without validation."""
+    saved = dict(runs.checkpoint_steps(session.run_dir))
+    if result.final is not None:
+        saved[result.step] = result.final
+    best = validation.best_checkpoint_step(session, list(saved))
+    return None if best is None else (best, saved[best])
+
+
+def _after_step(
+    session: TrainSession, step: int, loss: float, clock: _StepClock, step_log: runs.StepLog | None, result: TrainResult
+) -> bool:
+    """Log, report, save, sample and try after ``step``; False when the run stops here."""
+    config, reporter = session.config, session.reporter
+    # 1. The step's time, the validation loss when due (and at every scheduled checkpoint, so the
+    # best one is known), the log line and progress.
+    per_step, elapsed = clock.lap(step)
+    lr = session.lr_scheduler.get_last_lr()[0]
+    last = step == config.steps
+    scheduled = last or bool(config.output.save_every and step % config.output.save_every == 0)
+    val = validation.validate(session, step) if validation.due(session, step, scheduled) else None
+    if step_log is not None:
+        record = {"step": step, "loss": loss, "lr": lr, "time": round(elapsed, 3), "epoch": _epoch(session, step)}
+        step_log.write(record if val is None else {**record, "val_loss": val})
+    eta = round(per_step * (config.steps - step), 1)
+    reporter.emit(
+        Progress(step=step, total=config.steps, phase=Phase.TRAINING, loss=loss, lr=lr, eta_s=eta, val_loss=val)
+    )
+    # 2. What is asked for now; 3. a checkpoint when it is due, asked for, the last step, or the run stops.
+    stop = reporter.stop_requested()
+    asked = reporter.take_requests()
+    if scheduled or stop or "checkpoint" in asked:
+        _save(session, step, final=last, result=result, elapsed=elapsed)
+    # 4. Sample pictures when they are due or asked for; "Try a prompt" pictures, off the run's clock.
+    if config.sample.prompts and (
+        "sample" in asked or (config.sample.every and (last or step % config.sample.every == 0))
+    ):
+        _samples(session, step)
+    elif "sample" in asked:
+        reporter.status("no sample prompts in this run's [sample] settings; nothing to render")
+    tries = [r for r in asked if isinstance(r, TryPrompt)]
+    if tries:
+        with clock.paused():
+            _tries(session, step, tries)
+    # 5. A stop ends the run here; it resumes from the checkpoint just saved.
+    if stop and not last:
+        result.status = "cancelled"
+        reporter.status(f"stopped at step {step}; resume with --resume {session.run_dir.path}")
+        return False
+    return True
 
 
 class _StepClock:
@@ -109,6 +128,18 @@ class _StepClock:
         self.start_step, self.elapsed_before = start_step, elapsed_before
         self.loop_start = self.timer_start = self.last = time.perf_counter()
         self.timed_steps = 0
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Time spent inside counts neither in the step time (so not in the ETA) nor in the run's time."""
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            spent = time.perf_counter() - began
+            self.timer_start += spent
+            self.loop_start += spent
+            self.last += spent
 
     def lap(self, step: int) -> tuple[float, float]:
         now = time.perf_counter()
@@ -228,10 +259,17 @@ def _save(session: TrainSession, step: int, *, final: bool, result: TrainResult,
             result.final = path
             if config.output.diffusers_copy:
                 _diffusers_copy(session)
-        for gone in runs.prune_checkpoints(run_dir, config.output.keep_last):
+        best = validation.best_checkpoint_step(session, [s for s, _ in runs.checkpoint_steps(run_dir)])
+        for gone in runs.prune_checkpoints(run_dir, config.output.keep_last, keep_step=best):
             log.info("removed old checkpoint %s", gone)
+        val = session.val_losses.get(step)
         session.reporter.emit(
-            ArtifactSaved(path=str(path), kind=ArtifactKind.ADAPTER if final else ArtifactKind.CHECKPOINT, step=step)
+            ArtifactSaved(
+                path=str(path),
+                kind=ArtifactKind.ADAPTER if final else ArtifactKind.CHECKPOINT,
+                step=step,
+                details={} if val is None else {"val_loss": val},
+            )
         )
     acc.wait_for_everyone()
 
@@ -267,8 +305,37 @@ def _diffusers_copy(session: TrainSession) -> None:
 
 
 def _samples(session: TrainSession, step: int) -> None:
+    config = session.config
+    wanted = [(p, config.sample.negative, config.sample.seed + i) for i, p in enumerate(config.sample_prompts())]
+    paths_ = [session.run_dir.sample_path(step, i) for i in range(len(wanted))]
+    _render(session, step, wanted, paths_)
+
+
+def _tries(session: TrainSession, step: int, tries: list[TryPrompt]) -> None:
+    """ "Try a prompt" pictures with the adapter as it is after ``step`` (main process only: the
+    GUI's requests reach a single-process run)."""
+    config = session.config
+    wanted, paths_ = [], []
+    index = 0
+    for t in tries:
+        prompt = t.prompt.replace("{trigger}", config.trigger.strip()).strip()
+        wanted.append((prompt, t.negative or config.sample.negative, config.sample.seed if t.seed is None else t.seed))
+        # The next free number: a resumed run redoes the steps after its last save, and an earlier
+        # try at the same step is kept.
+        while session.run_dir.try_path(step, index).exists():
+            index += 1
+        paths_.append(session.run_dir.try_path(step, index))
+        index += 1
+    _render(session, step, wanted, paths_, barrier=False)
+
+
+def _render(
+    session: TrainSession, step: int, wanted: list[tuple[str, str, int]], paths_: list, *, barrier: bool = True
+) -> None:
+    """Render (prompt, negative, seed) triples to ``paths_`` with the adapter as it is now."""
     acc, device = session.accelerator, session.device
-    acc.wait_for_everyone()
+    if barrier:
+        acc.wait_for_everyone()
     if acc.is_main_process:
         pipe = session.pipe
         moved = []
@@ -278,11 +345,14 @@ def _samples(session: TrainSession, step: int) -> None:
                     m.to(device)
                     moved.append(m)
         try:
-            paths_ = [session.run_dir.sample_path(step, i) for i in range(len(session.config.sample.prompts))]
             autocast = acc.autocast if acc.mixed_precision != "no" else None
-            for path, meta in render_samples(pipe, session.config, step, paths_, device=device, autocast=autocast):
+            rendered = render_samples(
+                pipe, session.config, step, paths_, device=device, autocast=autocast, wanted=wanted
+            )
+            for path, meta in rendered:
                 session.reporter.emit(ImageReady(path=str(path), step=step, meta=meta))
         finally:
             for m in moved:
                 m.to("cpu")
-    acc.wait_for_everyone()
+    if barrier:
+        acc.wait_for_everyone()

@@ -39,10 +39,12 @@ def objective(
     *,
     timesteps: torch.Tensor | None = None,
     noise_offset: float = 0.0,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Per-picture loss on ``latents`` (scaled, on the CPU): noise (plus ``noise_offset`` times a
     per-channel noise) and, unless given, timesteps are drawn from ``gen``; the UNet predicts the
-    noise schedule's target (noise or velocity); MSE, weighted by min-SNR-gamma when it is on."""
+    noise schedule's target (noise or velocity); MSE, weighted by min-SNR-gamma when it is on.
+    ``mask`` (B, 1, h, w) at latent size weights each latent pixel's error (masked loss)."""
     sched, device = session.noise_scheduler, session.device
     noise = torch.randn(latents.shape, generator=gen)
     if noise_offset:
@@ -57,7 +59,10 @@ def objective(
         target = noise
     cond = condition(session, captions, ids)
     pred = session.net.unet(noisy.to(session.unet_dtype), timesteps, **cond).sample
-    loss = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
+    loss = F.mse_loss(pred.float(), target.float(), reduction="none")
+    if mask is not None:  # kohya's masked loss: the error times the weight, averaged over every pixel
+        loss = loss * mask.to(device)
+    loss = loss.mean(dim=(1, 2, 3))
     return loss * snr_weights(sched, session.config.min_snr_gamma, timesteps)
 
 
@@ -86,11 +91,14 @@ def condition(session: TrainSession, captions: list[str], time_ids: list[list[in
 
 
 def fixed_loss(
-    session: TrainSession, seed: int = 0, timesteps: tuple[int, ...] = (999, 900, 750, 500, 250, 100)
+    session: TrainSession,
+    seed: int = 0,
+    timesteps: tuple[int, ...] = (999, 900, 750, 500, 250, 100),
+    items: list[TrainItem] | None = None,
 ) -> float:
-    """The training objective (min-SNR weighting included) over the training pictures at fixed
-    noise and timesteps (latent means, plain captions, no dropout, no grad): a learning measure
-    free of each step's random choices."""
+    """The training objective (min-SNR weighting and masks included) over ``items`` (the training
+    pictures unless given) at fixed noise and timesteps (latent means, plain captions, no dropout,
+    no grad): a learning measure free of each step's random choices."""
     unet = session.net.unet
     was_training = unet.training
     unet.eval()
@@ -99,12 +107,19 @@ def fixed_loss(
     vae_config = session.pipe.vae.config
     try:
         with torch.no_grad(), session.accelerator.autocast():
-            for item in session.data.train_items:
+            for item in session.data.train_items if items is None else items:
                 mean, _ = session.latents.load(item.path, item.bucket, False)
                 latents = scaled(mean, vae_config)[None].repeat(len(timesteps), 1, 1, 1)
                 n = len(timesteps)
+                mask = session.masks.batch([item], [False]) if session.masks is not None else None
                 loss = objective(
-                    session, latents, [item.caption] * n, [time_ids(item)] * n, gen, timesteps=torch.tensor(timesteps)
+                    session,
+                    latents,
+                    [item.caption] * n,
+                    [time_ids(item)] * n,
+                    gen,
+                    timesteps=torch.tensor(timesteps),
+                    mask=mask,
                 )
                 total += loss.mean().item()
                 count += 1

@@ -89,6 +89,10 @@ class RunDir:
     def sample_path(self, step: int, index: int) -> Path:
         return self.samples / f"step{step:06d}-{index}.png"
 
+    def try_path(self, step: int, index: int) -> Path:
+        """A "Try a prompt" picture: beside the samples, numbered over the session."""
+        return self.samples / f"try-step{step:06d}-{index}.png"
+
     def checkpoint_files(self) -> list[Path]:
         """Step checkpoints, oldest first by their step number (step1000000 after step999999)."""
         found = []
@@ -429,11 +433,18 @@ def read_log(path: str | Path) -> list[dict[str, Any]]:
     return [r for r in records if "step" in r]
 
 
-def prune_checkpoints(run: RunDir, keep_last: int) -> list[Path]:
-    """Delete all but the newest ``keep_last`` step checkpoints (0 keeps all); return the deleted."""
+def checkpoint_steps(run: RunDir) -> list[tuple[int, Path]]:
+    """(step, file) of the step checkpoints, oldest first."""
+    return [(int(p.name[len(run.name) + len("-step") : -len(".safetensors")]), p) for p in run.checkpoint_files()]
+
+
+def prune_checkpoints(run: RunDir, keep_last: int, keep_step: int | None = None) -> list[Path]:
+    """Delete all but the newest ``keep_last`` step checkpoints (0 keeps all) and the one of
+    ``keep_step`` (the best by validation loss); return the deleted."""
     if keep_last <= 0:
         return []
-    files = run.checkpoint_files()
+    found = checkpoint_steps(run)
+    files = [p for s, p in found if s != keep_step]
     doomed = files[:-keep_last] if len(files) > keep_last else []
     for path in doomed:
         path.unlink(missing_ok=True)

@@ -17,9 +17,17 @@ log = logging.getLogger(__name__)
 
 
 def render_samples(
-    pipe: Any, config: TrainConfig, step: int, out_paths: list[Path], *, device: torch.device, autocast: Any = None
+    pipe: Any,
+    config: TrainConfig,
+    step: int,
+    out_paths: list[Path],
+    *,
+    device: torch.device,
+    autocast: Any = None,
+    wanted: list[tuple[str, str, int]] | None = None,
 ) -> list[tuple[Path, dict]]:
-    """Render every sample prompt with the adapter as it is now; return (path, meta) pairs."""
+    """Render every sample prompt (or the (prompt, negative, seed) triples of ``wanted``) with the
+    adapter as it is now; return (path, meta) pairs."""
     opts = config.sample
     width = opts.width or config.data.resolution
     height = opts.height or config.data.resolution
@@ -36,14 +44,15 @@ def render_samples(
         m.eval()
     results = []
     try:
-        for index, (prompt, path) in enumerate(zip(config.sample_prompts(), out_paths)):
-            seed = opts.seed + index
+        if wanted is None:
+            wanted = [(p, opts.negative, opts.seed + i) for i, p in enumerate(config.sample_prompts())]
+        for (prompt, negative, seed), path in zip(wanted, out_paths):
             generator = torch.Generator("cpu").manual_seed(seed)
             context = autocast() if autocast is not None else contextlib.nullcontext()
             with torch.no_grad(), context:
                 image = pipe(
                     prompt=prompt,
-                    negative_prompt=opts.negative or None,
+                    negative_prompt=negative or None,
                     num_inference_steps=opts.steps,
                     guidance_scale=opts.guidance,
                     width=width,
@@ -52,7 +61,7 @@ def render_samples(
                 ).images[0]
             meta = {
                 "prompt": prompt,
-                "negative": opts.negative,
+                "negative": negative,
                 "seed": seed,
                 "steps": opts.steps,
                 "guidance": opts.guidance,

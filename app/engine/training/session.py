@@ -27,11 +27,13 @@ from app.core.configs import DtypePref, ModelSpec
 from app.core.events import ArtifactKind, ArtifactSaved, JobEvent, LogLevel, LogLine, Phase, Progress
 from app.core.families import Family
 from app.core.train_config import Prediction, TrainConfig
+from app.core.train_requests import TrainRequest
 from app.engine.models import load_model
 from app.engine.training import run as runs
-from app.engine.training import setup
+from app.engine.training import setup, validation
 from app.engine.training.caches import LatentCache, TextCache
 from app.engine.training.data import Schedule, TrainData
+from app.engine.training.masks import MaskSet, build_masks
 from app.engine.training.network import Network, attach
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,8 @@ class TrainResult:
     checkpoints: list[Path] = field(default_factory=list)
     losses: dict[int, float] = field(default_factory=dict)  # step -> loss, this session
     skipped: list[str] = field(default_factory=list)
+    val_losses: dict[int, float] = field(default_factory=dict)  # step -> validation loss, resumes included
+    best: tuple[int, Path] | None = None  # (step, file) of the saved file with the lowest validation loss
 
 
 @dataclass
@@ -54,8 +58,8 @@ class Reporter:
 
     on_event: Callable[[JobEvent], None]
     should_stop: Callable[[], bool]
-    # Polled once per step (single process): "checkpoint" / "sample" asked for now (the GUI's buttons).
-    take_requests: Callable[[], list[str]]
+    # Polled once per step (single process): "checkpoint" / "sample" / a TryPrompt asked for now (the GUI's buttons).
+    take_requests: Callable[[], list[TrainRequest]]
     accelerator: Any = None
 
     def emit(self, event: JobEvent) -> None:
@@ -115,6 +119,8 @@ class TrainSession:
     elapsed_before: float = 0.0  # training time of the sessions before a resume
     saved_step: int | None = None  # the step of the last whole checkpoint and resume state
     save_need: int = 0  # bytes one save writes (for "free N GB")
+    masks: MaskSet | None = None  # loss weights per picture when [masks] is on
+    val_losses: dict[int, float] = field(default_factory=dict)  # step -> validation loss, resumes included
 
 
 def open_run(config: TrainConfig | None, resume: str | Path | None, reporter: Reporter) -> OpenedRun:
@@ -125,6 +131,7 @@ def open_run(config: TrainConfig | None, resume: str | Path | None, reporter: Re
         run_dir, config = runs.open_run_dir(resume, config)
     assert config is not None
     _source, data = setup.preflight(config, reporter.should_stop)
+    data = validation.split(config, data, reporter.should_stop)
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         # accelerate keeps its state per process; a long-lived worker may train twice with
         # other precision or device settings, which accelerate refuses unless it starts afresh.
@@ -179,7 +186,8 @@ def build_session(opened: OpenedRun, reporter: Reporter) -> TrainSession | None:
     if not config.network.train_text_encoder:
         with acc.main_process_first():
             text_cache = TextCache(cache_root, encoders, encode, extra=str(wdtype))
-            setup.fill_text_cache(text_cache, [i.caption for i in data.items] + [""])
+            captions = [i.caption for i in data.items + data.validation]
+            setup.fill_text_cache(text_cache, captions + [""])
     if device.type != "cpu":  # the VAE (and frozen encoders without shuffling) wait on the CPU
         pipe.vae.to("cpu")
         if text_cache is not None and not config.data.shuffle_tags:
@@ -220,6 +228,9 @@ def build_session(opened: OpenedRun, reporter: Reporter) -> TrainSession | None:
         schedule=Schedule(data, config.data.batch_size, config.seed, config.data.reg_weight),
         started_at=time.time(),
         save_need=save_need,
+        masks=build_masks(
+            config.masks, data.items + data.validation, config.data.flip, pipe.vae_scale_factor, reporter.warn
+        ),
     )
     # 6. A resume continues from the saved state.
     if opened.resumed:
@@ -268,6 +279,7 @@ def _resume(session: TrainSession) -> None:
     session.elapsed_before = float(info.get("elapsed", 0.0))
     session.started_at = float(info.get("started_at", session.started_at))
     session.reporter.status(f"resuming {run_dir.path} at step {session.start_step}")
+    session.val_losses = validation.history(run_dir, session.start_step)
     changed = setup.dataset_change(runs.load_pictures(run_dir), setup.picture_keys(session.data, session.latents))
     if changed:
         session.reporter.warn(changed)

@@ -136,6 +136,7 @@ def fill_latent_cache(
     """Encode every (picture, bucket, flip) not cached yet: (False when stopped part way, and
     {path: "path: problem"} for each picture that passed the header scan but cannot be decoded or read)."""
     jobs = [(item, f) for item in data.items for f in ((False, True) if flip else (False,))]
+    jobs += [(item, False) for item in data.validation]
     bad: dict[Path, str] = {}
     for index, (item, f) in enumerate(jobs):
         if should_stop():
@@ -153,12 +154,13 @@ def drop_unreadable(data: TrainData, bad: dict[Path, str]) -> TrainData:
     """``data`` without the pictures of ``bad`` (from :func:`fill_latent_cache`); refuse when no
     training picture is left."""
     items = [item for item in data.items if item.path not in bad]
+    held = [item for item in data.validation if item.path not in bad]
     lines = list(bad.values())
     if not any(not item.regularization for item in items):
         raise TrainError(
             f"no usable training picture left: {len(lines)} picture(s) could not be read (first: {lines[0]})"
         )
-    return replace(data, items=items, skipped=data.skipped + lines)
+    return replace(data, items=items, validation=held, skipped=data.skipped + lines)
 
 
 def fill_text_cache(cache: TextCache, captions: list[str], batch: int = 16) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from app.core.events import JobEvent
 from app.core.train_config import TrainConfig
+from app.core.train_requests import TrainRequest
 from app.engine.training.data import TrainError
 from app.engine.training.loop import loop
 from app.engine.training.session import Reporter, TrainResult, TrainSession, build_session, discard_if_unused, open_run
@@ -31,7 +32,7 @@ class Trainer:
         resume: str | Path | None = None,
         on_event: Callable[[JobEvent], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
-        take_requests: Callable[[], list[str]] | None = None,
+        take_requests: Callable[[], list[TrainRequest]] | None = None,
     ) -> None:
         if config is None and resume is None:
             raise TrainError("give a config or a run folder to resume")
@@ -61,7 +62,7 @@ def train(
     resume: str | Path | None = None,
     on_event: Callable[[JobEvent], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
-    take_requests: Callable[[], list[str]] | None = None,
+    take_requests: Callable[[], list[TrainRequest]] | None = None,
 ) -> TrainResult:
     """Run (or resume) a training run to the end or until ``should_stop()``; see :class:`Trainer`."""
     return Trainer(config, resume=resume, on_event=on_event, should_stop=should_stop, take_requests=take_requests).run()

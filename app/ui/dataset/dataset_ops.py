@@ -25,6 +25,7 @@ from app.core.dataset.caption_config import CaptionRequest
 from app.core.dataset.caption_store import CaptionStore, WriteResult
 from app.core.dataset.captions import DEFAULT_SEPARATOR, caption_path_for
 from app.core.dataset.exclusions import EXCLUDE_FILE, excluded_problem, set_excluded
+from app.core.dataset.masks import mask_problem
 from app.core.dataset.problems import ProblemKind
 from app.core.dataset.scan import Dataset, DatasetError, ImageItem, check_folder, is_image_name, make_item
 from app.core.dataset.tag_ops import Plan, TagOperation
@@ -77,6 +78,7 @@ class DatasetSession(QObject):
         self._scan_id: int | None = None
         self._io = TaskRunner(1, self)  # one thread: writes happen in the order they were asked for
         self._expected = 0
+        self.masking = False  # the Masks toggle: pictures without a usable mask are flagged
         self.caption_job: str | None = None
         self._caption_changes: list[tuple[ImageItem, str, str]] = []
         # Counts follow every change; a short delay makes a burst (auto-caption) one update.
@@ -157,6 +159,33 @@ class DatasetSession(QObject):
         self.scanFinished.emit()
         self.message.emit("")  # "Scanning … " is over; the counts label says what was found
         self._counts_timer.start()
+        if self.masking:
+            self.set_masking(True)
+
+    def set_masking(self, on: bool) -> None:
+        """Flag (or stop flagging) every picture without a usable loss mask; checked off the GUI thread."""
+        self.masking, items = on, list(self.items)
+        kinds = (ProblemKind.NO_MASK, ProblemKind.MASK_UNUSABLE)
+
+        def work() -> list:
+            return [mask_problem(i.path, (i.width, i.height)) if on and i.width else None for i in items]
+
+        def done(found: list | None, exc: str | None) -> None:
+            if exc is not None or found is None or self.masking != on:
+                return  # toggled again meanwhile: that check's answer is the one shown
+            for item, problem in zip(items, found):
+                item.problems[:] = [p for p in item.problems if p.kind not in kinds]
+                item.problems.extend([problem] if problem is not None else [])
+            self.itemsChanged.emit(items)
+            flagged = sum(p is not None for p in found)
+            if on:
+                self.message.emit(
+                    f"{flagged} of {len(items)} pictures have no usable mask (they train on the whole picture)"
+                    if flagged
+                    else ""
+                )
+
+        self._run(work, done)
 
     def counts_text(self) -> str:
         usable = sum(1 for i in self.items if i.usable)

@@ -37,6 +37,7 @@ from app.ui.dataset.caption_dialog import CaptionDialog
 from app.ui.dataset.caption_editor import CaptionEditor
 from app.ui.dataset.dataset_ops import DatasetSession
 from app.ui.dataset.list_model import BadgeDelegate, DatasetFilterProxy, DatasetListModel, ItemRole
+from app.ui.dataset.mask_overlay import MaskControls
 from app.ui.dataset.preview import PreviewPane
 from app.ui.dataset.tag_panel import TagPanel
 from app.ui.dataset.thumbnails import THUMB_SIZE, ThumbnailLoader
@@ -75,6 +76,7 @@ class DatasetTab(QWidget):
 
     # ------------------------------------------------------------ layout
     def _build(self) -> None:
+        self.preview = PreviewPane(self)  # first: the toolbar's Masks toggle draws on it
         top = self._build_toolbar()
         strip = self._build_progress_strip()
         self._build_grid()
@@ -111,16 +113,10 @@ class DatasetTab(QWidget):
         self.batch_button.clicked.connect(self.open_batch_tools)
         self.caption_button = QPushButton("Auto-caption…", self)
         self.caption_button.clicked.connect(self.open_auto_caption)
+        self.masks = MaskControls(self, self.preview, self.session)
         top = QHBoxLayout()
-        for w in (
-            open_button,
-            self.rescan_button,
-            self.filter_box,
-            undo_button,
-            redo_button,
-            self.batch_button,
-            self.caption_button,
-        ):
+        widgets = (open_button, self.rescan_button, self.filter_box, undo_button, redo_button, self.masks.toggle)
+        for w in (*widgets, self.masks.button, self.batch_button, self.caption_button):
             top.addWidget(w)
         top.setStretch(2, 1)
         return top
@@ -165,7 +161,6 @@ class DatasetTab(QWidget):
 
     def _build_side_panel(self) -> QSplitter:
         """The selected picture, its caption editor and save error, above the tag panel."""
-        self.preview = PreviewPane(self)
         self.info = QLabel("", self)
         self.info.setWordWrap(True)
         self.info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -365,7 +360,7 @@ class DatasetTab(QWidget):
         self.editor.setEnabled(True)
         self.editor.set_caption(item.caption)
         self._show_info(item)
-        self.preview.show_path(str(item.path))
+        self.preview.show_path(str(item.path), (item.width, item.height))
 
     def _show_info(self, item: ImageItem) -> None:
         size = f"{item.width}×{item.height}" if item.width else "size unknown"

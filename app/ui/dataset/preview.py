@@ -7,6 +7,7 @@ from PySide6.QtGui import QImage, QImageReader, QPainter, QPaintEvent, QPalette,
 from PySide6.QtWidgets import QFrame, QSizePolicy, QWidget
 
 from app.ui.common.tasks import TaskRunner
+from app.ui.dataset.mask_overlay import load_overlay
 
 PREVIEW_MAX = 1280
 
@@ -34,6 +35,9 @@ class PreviewPane(QFrame):
         self._path = ""
         self._text = "Drop a folder of pictures here, or use Open dataset."
         self._tasks = TaskRunner(1, self)
+        self.masks_shown = False  # the Dataset tab's Masks toggle: the loss mask over the picture
+        self._overlay = QPixmap()
+        self._size: tuple[int, int] = (0, 0)
 
     def path(self) -> str:
         return self._path
@@ -41,20 +45,36 @@ class PreviewPane(QFrame):
     def pixmap(self) -> QPixmap:
         return self._pixmap
 
-    def show_path(self, path: str) -> None:
+    def overlay(self) -> QPixmap:
+        return self._overlay
+
+    def set_masks_shown(self, on: bool) -> None:
+        self.masks_shown = on
+        if self._path:
+            self.show_path(self._path)
+
+    def show_path(self, path: str, size: tuple[int, int] | None = None) -> None:
+        """Show ``path``; ``size`` (its width and height after EXIF rotation) is what a mask must match."""
         self._tasks.cancel_all()  # another image was picked: the one loading now is never shown
-        self._tasks.run(lambda: load_preview(path), lambda result: self._on_done(path, *result))
+        self._size = size or self._size
+        masks, wanted = self.masks_shown, self._size
+
+        def load() -> tuple[QImage, str, QImage]:
+            return (*load_preview(path), load_overlay(path, wanted) if masks else QImage())
+
+        self._tasks.run(load, lambda result: self._on_done(path, *result))
 
     def show_text(self, text: str) -> None:
         self._tasks.cancel_all()
-        self._pixmap = QPixmap()
+        self._pixmap = self._overlay = QPixmap()
         self._path = ""
         self._text = text
         self.update()
 
-    def _on_done(self, path: str, image: QImage, error: str) -> None:
+    def _on_done(self, path: str, image: QImage, error: str, overlay: QImage) -> None:
         self._path = path
         self._pixmap = QPixmap.fromImage(image) if not image.isNull() else QPixmap()
+        self._overlay = QPixmap.fromImage(overlay) if not overlay.isNull() else QPixmap()
         self._text = f"Cannot show this picture ({error})." if image.isNull() else ""
         self.update()
         self.loaded.emit(path)
@@ -72,3 +92,5 @@ class PreviewPane(QFrame):
         target.moveCenter(area.center())
         painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
         painter.drawPixmap(target, self._pixmap)
+        if not self._overlay.isNull():
+            painter.drawPixmap(target, self._overlay)

@@ -1,4 +1,5 @@
-"""The live loss plot (pyqtgraph): raw loss, smoothed loss, and the learning rate on a right axis.
+"""The live loss plot (pyqtgraph): raw loss, smoothed loss, the validation loss (runs with a
+[validation] split) and the learning rate on a right axis.
 
 pyqtgraph is imported when the plot is first shown, not when the window opens (it takes
 about as long to import as the whole rest of the GUI). Data set before that is kept and
@@ -25,6 +26,7 @@ Y_PAD = 0.08  # share of the y span added above and below
 RAW_COLOUR = (90, 140, 220, 110)
 SMOOTH_COLOUR = (25, 85, 200)
 LR_COLOUR = (230, 130, 30)
+VAL_COLOUR = (200, 40, 120)
 EMPTY_TEXT = "The loss is drawn here from the first training step."
 
 
@@ -72,15 +74,27 @@ class LossPlot(QWidget):
         self.raw: Any = None
         self.smoothed: Any = None
         self.lr_curve: Any = None
+        self.val_curve: Any = None
         self._series: tuple[list[int], list[float], list[float]] = ([], [], [])
+        self._val: tuple[list[int], list[float]] = ([], [])
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(REDRAW_MS)
         self._timer.timeout.connect(self.redraw)
 
     # ------------------------------------------------------------ data
-    def set_series(self, steps: list[int], losses: list[float], lrs: list[float], *, now: bool = False) -> None:
+    def set_series(
+        self,
+        steps: list[int],
+        losses: list[float],
+        lrs: list[float],
+        *,
+        val: tuple[list[int], list[float]] = ([], []),
+        now: bool = False,
+    ) -> None:
+        """The training curve, and ``val``: (steps, validation losses) drawn beside it."""
         self._series = (list(steps), list(losses), list(lrs))
+        self._val = (list(val[0]), list(val[1]))
         if now:
             self.redraw()
         elif not self._timer.isActive():
@@ -124,6 +138,10 @@ class LossPlot(QWidget):
         for curve in (self.raw, self.smoothed):
             curve.setDownsampling(auto=True, method="peak")
             curve.setClipToView(True)
+        # Validation losses are few (every K steps): a line with a dot at each measurement.
+        self.val_curve = item.plot(
+            [], [], pen=pg.mkPen(VAL_COLOUR, width=2), symbol="o", symbolSize=6, symbolBrush=VAL_COLOUR
+        )
         # The learning rate has its own scale: a second view box bound to the right axis.
         self.lr_box = pg.ViewBox()
         item.showAxis("right")
@@ -170,12 +188,15 @@ class LossPlot(QWidget):
         # Antialiasing a thick line costs ~0.1 ms a point in Qt's raster engine: only for short curves.
         self.smoothed.setData(steps, smooth(losses), antialias=len(steps) <= ANTIALIAS_POINTS)
         self.lr_curve.setData(steps, lrs)
+        val_steps, val_losses = self._val
+        self.val_curve.setData(val_steps, val_losses)
+        self.legend.setText(_legend_html(bool(val_steps)))
         if lrs:
             low, high = min(lrs), max(lrs)
             pad = (high - low) * 0.1 or abs(high) * 0.1 or 1e-6
             self.lr_box.setYRange(low - pad, high + pad, padding=0)
         if has_data and self.following:
-            x_range, y_range = data_ranges(steps, losses)
+            x_range, y_range = data_ranges(steps, losses + val_losses)  # x: the steps; y: both curves
             self.plot.getPlotItem().vb.setRange(xRange=x_range, yRange=y_range, padding=0)
         self._sync()
 
@@ -188,13 +209,14 @@ class LossPlot(QWidget):
         if self.plot is None:
             return {}
         out = {}
-        for name, curve in (("loss", self.raw), ("smoothed", self.smoothed), ("lr", self.lr_curve)):
+        named = (("loss", self.raw), ("smoothed", self.smoothed), ("lr", self.lr_curve), ("validation", self.val_curve))
+        for name, curve in named:
             x, y = curve.getData()
             out[name] = ([] if x is None else list(x), [] if y is None else list(y))
         return out
 
 
-def _legend_html() -> str:
+def _legend_html(validation: bool = False) -> str:
     def swatch(colour: tuple[int, ...], text: str, dash: bool = False) -> str:
         r, g, b = colour[:3]
         return f'<span style="color:rgb({r},{g},{b})">{"╌╌" if dash else "━━"}</span>&nbsp;{text}'
@@ -203,6 +225,7 @@ def _legend_html() -> str:
         [
             swatch(RAW_COLOUR, "loss"),
             swatch(SMOOTH_COLOUR, "smoothed"),
+            *([swatch(VAL_COLOUR, "validation loss")] if validation else []),
             swatch(LR_COLOUR, "learning rate (right axis)", dash=True),
         ]
     )

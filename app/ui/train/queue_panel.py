@@ -178,6 +178,8 @@ class HistoryPanel(QWidget):
             if run.status is RunStatus.INTERRUPTED and run.saved_step != run.step:
                 steps += f" (saved at {run.saved_step})"
             loss = f"{run.final_loss:.4f}" if run.final_loss is not None else ""
+            if run.best is not None:  # the checkpoint to use: the lowest validation loss
+                loss += f" · best val {run.best[1]:.4f} at step {run.best[0]}"
             started = time.strftime("%Y-%m-%d %H:%M", time.localtime(run.started)) if run.started else ""
             for column, text in enumerate(
                 (run.path.name, run.status.value, steps, loss, str(len(run.samples)), started)

@@ -17,9 +17,10 @@ from pathlib import Path
 from app.core import run_state
 from app.core.configs import ConfigError
 from app.core.train_config import TrainConfig, load_run_config
+from app.core.train_validation import best_step
 
 _CHECKPOINT = re.compile(r"-step(\d+)\.safetensors$")
-_SAMPLE = re.compile(r"^step(\d+)-(\d+)\.png$")
+_SAMPLE = re.compile(r"^(?:try-)?step(\d+)-(\d+)\.png$")  # samples, and "Try a prompt" pictures
 
 
 class RunStatus(str, Enum):
@@ -35,6 +36,7 @@ class LossLog:
     steps: list[int] = field(default_factory=list)
     losses: list[float] = field(default_factory=list)
     lrs: list[float] = field(default_factory=list)
+    val: dict[int, float] = field(default_factory=dict)  # step -> validation loss ([validation] runs)
 
 
 @dataclass
@@ -53,6 +55,11 @@ class RunInfo:
     config: TrainConfig | None = None
     problem: str = ""
     log: LossLog | None = None  # only with read_run(..., with_log=True)
+    best: tuple[int, float] | None = None  # (step, validation loss) of the saved adapter that scored best
+
+    @property
+    def final_step(self) -> int:
+        return self.saved_step or self.total
 
     @property
     def resumable(self) -> bool:
@@ -60,10 +67,20 @@ class RunInfo:
 
     def adapters(self) -> list[tuple[str, Path]]:
         """(label, file) of every adapter file of the run, the final one last."""
-        out = [(f"step {step}", path) for step, path in self.checkpoints]
+        best = self.best[0] if self.best is not None else None
+        out = [(adapter_label(step, False, step == best), path) for step, path in self.checkpoints]
         if self.final is not None:
-            out.append((f"final (step {self.saved_step or self.total})", self.final))
+            out.append((adapter_label(self.final_step, True, self.final_step == best), self.final))
         return out
+
+
+def adapter_label(step: int, final: bool, best: bool = False) -> str:
+    """How a run's adapter file is named in Checkpoints, Compare and History."""
+    label = f"final (step {step})" if final else f"step {step}"
+    return label + BEST_MARK if best else label
+
+
+BEST_MARK = " ★ best validation loss"
 
 
 def read_log(path: Path) -> LossLog:
@@ -80,6 +97,9 @@ def read_log(path: Path) -> LossLog:
             lr = float(record.get("lr", 0.0))
         except (ValueError, KeyError, TypeError):
             continue
+        val = record.get("val_loss")
+        if isinstance(val, (int, float)) and not isinstance(val, bool):
+            log.val[step] = float(val)
         log.steps.append(step)
         log.losses.append(loss)
         log.lrs.append(lr)
@@ -117,6 +137,9 @@ def read_run(folder: str | Path, *, with_log: bool = False) -> RunInfo:
         if found:
             info.samples.append((int(found.group(1)), path))
     info.samples.sort(key=lambda s: (s[0], s[1].name))
+    saved = [s for s, _ in info.checkpoints] + ([info.final_step] if info.final is not None else [])
+    best = best_step(log.val, saved)
+    info.best = None if best is None else (best, log.val[best])
     if info.config is not None:
         if info.final is not None and info.saved_step >= info.total:
             info.status = RunStatus.DONE

@@ -112,7 +112,8 @@ class SampleGallery(QScrollArea):
         button.setIconSize(QSize(THUMB, THUMB))
         button.setFixedSize(THUMB + 12, THUMB + 30)
         button.setAutoRaise(True)
-        button.setText(f"#{Path(path).stem.rsplit('-', 1)[-1]}")
+        number = Path(path).stem.rsplit("-", 1)[-1]
+        button.setText(f"try #{number}" if Path(path).name.startswith("try-") else f"#{number}")  # Try a prompt
         button.setToolTip(meta.get("prompt") or path)
         button.clicked.connect(lambda _c=False, p=path, s=step, m=meta: self.sampleClicked.emit(p, s, m))
         # Ordered by the picture's index within the step (file names step000010-0, -1 …).

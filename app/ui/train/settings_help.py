@@ -214,6 +214,34 @@ HELP: dict[str, Setting] = {
         suffix=" px",
     ),
     "sample.scheduler": S("Sample sampler", "Sampler used to render the sample pictures."),
+    # ---------------------------------------------------------------- [validation]
+    "validation.images": S(
+        "Held-out pictures",
+        "Training pictures set aside (chosen by the seed) to measure the validation loss; 0: none.",
+        0,
+        10000,
+    ),
+    "validation.folder": S(
+        "Validation folder", "Or a folder of pictures (with captions) never trained on, to measure the validation loss."
+    ),
+    "validation.every": S(
+        "Validate every",
+        "Steps between validation losses (fixed noise and timesteps); also at each scheduled checkpoint.",
+        1,
+        INT_MAX,
+        suffix=" steps",
+    ),
+    # ---------------------------------------------------------------- [masks]
+    "masks.enabled": S(
+        "Masked loss",
+        "Train only where each picture's mask is white (alpha channel, name.mask.png or masks/name.png).",
+    ),
+    "masks.unmasked_weight": S(
+        "Unmasked weight",
+        "Loss weight where the mask is black (the background): 0 ignores it, 1 is no masking.",
+        0.0,
+        1.0,
+    ),
 }
 
 # The settings always on show; everything else sits in a collapsible Advanced group.
@@ -283,6 +311,8 @@ ADVANCED: dict[str, tuple[str, ...]] = {
         "sample.height",
         "sample.scheduler",
     ),
+    "Validation": ("validation.images", "validation.folder", "validation.every"),
+    "Masks": ("masks.enabled", "masks.unmasked_weight"),
 }
 
 # Shown by their own widgets (model picker, preset combo, dataset table), not generated.

@@ -23,10 +23,12 @@ from app.core.configs import ConfigError
 from app.core.events import ArtifactKind, ArtifactSaved, ImageReady, LogLevel, LogLine, Phase, Progress
 from app.core.train_config import TrainConfig, load_preset
 from app.core.train_queue import EntryState
+from app.core.train_requests import MAX_PROMPT_CHARS
+from app.core.train_validation import best_step
 from app.ui.common.errors import describe_error
 from app.ui.common.tasks import TaskRunner
 from app.ui.jobs import JobError, JobHandle, JobState, JobTracker
-from app.ui.train.run_history import RunInfo, RunStatus, list_runs, read_run
+from app.ui.train.run_history import RunInfo, RunStatus, adapter_label, list_runs, read_run
 from app.worker.protocol import ErrorKind, JobKind, RequestAction
 
 log = logging.getLogger(__name__)
@@ -76,17 +78,26 @@ class RunView:
     points: dict[int, tuple[float, float]] = field(default_factory=dict)  # step -> (loss, lr)
     samples: dict[str, tuple[int, dict]] = field(default_factory=dict)  # picture -> (step, meta)
     adapters: dict[str, tuple[int, ArtifactKind]] = field(default_factory=dict)  # file -> (step, CHECKPOINT | ADAPTER)
+    val_points: dict[int, float] = field(default_factory=dict)  # step -> validation loss
 
     def series(self) -> tuple[list[int], list[float], list[float]]:
         steps = sorted(self.points)
         return steps, [self.points[s][0] for s in steps], [self.points[s][1] for s in steps]
 
+    def val_series(self) -> tuple[list[int], list[float]]:
+        steps = sorted(self.val_points)
+        return steps, [self.val_points[s] for s in steps]
+
+    def best_step(self) -> int | None:
+        """The step of the saved adapter with the lowest validation loss (None without validation)."""
+        return best_step(self.val_points, [step for step, _ in self.adapters.values()])
+
     def adapter_list(self) -> list[tuple[str, str]]:
-        """(label, file), step checkpoints by step, the final adapter last."""
+        """(label, file), step checkpoints by step, the final adapter last; the best one marked."""
         ordered = sorted(self.adapters.items(), key=lambda kv: (kv[1][1] is ArtifactKind.ADAPTER, kv[1][0]))
+        best = self.best_step()
         return [
-            (f"final (step {step})" if kind is ArtifactKind.ADAPTER else f"step {step}", path)
-            for path, (step, kind) in ordered
+            (adapter_label(step, kind is ArtifactKind.ADAPTER, step == best), path) for path, (step, kind) in ordered
         ]
 
     def merge(self, info: RunInfo) -> None:
@@ -94,6 +105,8 @@ class RunView:
         if info.log is not None:
             for step, loss, lr in zip(info.log.steps, info.log.losses, info.log.lrs):
                 self.points.setdefault(step, (loss, lr))
+            for step, val in info.log.val.items():
+                self.val_points.setdefault(step, val)
         for step, path in info.samples:
             self.samples.setdefault(str(path), (step, {}))
         for step, path in info.checkpoints:
@@ -277,6 +290,21 @@ class TrainOps(QObject):
             self.message.emit(f"Asked for {what} after this step.")
         return sent
 
+    def try_prompt(self, prompt: str) -> bool:
+        """Render ``prompt`` with the adapter as it is after the current step, in the running job
+        (no model reload; the picture comes to Samples with its step)."""
+        entry, prompt = self.current, prompt.strip()
+        if entry is None or entry.state is not EntryState.RUNNING or not entry.training:
+            self.message.emit("Try a prompt works while a run is training.")
+            return False
+        if not prompt or len(prompt) > MAX_PROMPT_CHARS:
+            self.message.emit(f"Type a prompt of 1 to {MAX_PROMPT_CHARS} characters to try.")
+            return False
+        sent = self.client.request(entry.job_id, RequestAction.TRY.value, prompt=prompt)
+        if sent:
+            self.message.emit(f"Rendering “{prompt}” after this step; it shows in Samples.")
+        return sent
+
     # ------------------------------------------------------------ events
     def _entry_for(self, job_id: str | None) -> QueueEntry | None:
         return next((e for e in self.entries if job_id and e.job_id == job_id), None)
@@ -302,6 +330,8 @@ class TrainOps(QObject):
                 entry.training = True
                 self.message.emit(f"Training {entry.name}.")  # replaces "loading …", "caching …"
             view.points[entry.step] = (progress.loss, progress.lr or 0.0)
+            if progress.val_loss is not None:
+                view.val_points[entry.step] = progress.val_loss
             if self.view is view:
                 self.lossAdded.emit()
             if entry.step == 1 or entry.step % 25 == 0:

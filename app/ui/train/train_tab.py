@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QFrame,
     QHBoxLayout,
+    QInputDialog,
     QLabel,
     QProgressBar,
     QPushButton,
@@ -35,6 +36,7 @@ from app.ui.train.checkpoints_panel import CheckpointsPanel
 from app.ui.train.compare import CompareDialog, CompareOps
 from app.ui.train.loss_plot import LossPlot
 from app.ui.train.queue_panel import HistoryPanel, QueuePanel
+from app.ui.train.run_history import adapter_label
 from app.ui.train.sample_gallery import SampleGallery
 from app.ui.train.train_form import FormError, TrainForm
 from app.ui.train.train_ops import TrainOps
@@ -113,6 +115,12 @@ class TrainTab(QWidget):
         self.checkpoint_button.setToolTip("Save a checkpoint (and the resume state) after the current step.")
         self.sample_button = QPushButton("Sample now", self)
         self.sample_button.setToolTip("Render the sample prompts with the adapter as it is after the current step.")
+        self.try_button = QPushButton("Try a prompt…", self)
+        self.try_button.setToolTip(
+            "Render a prompt of your own with the adapter as it is after the current step, in the running "
+            "job (no model reload); it shows in Samples with its step and does not count in the run's time."
+        )
+        self.try_dialog: QInputDialog | None = None
         self.queue_button = QPushButton("Add to queue", self)
         self.queue_button.setToolTip("Check the settings and queue them: queued runs start one after another.")
         self.progress = QProgressBar(self)
@@ -147,7 +155,7 @@ class TrainTab(QWidget):
         run_row.addStretch(1)
         run_row.addWidget(self.queue_button)
         during_row = QHBoxLayout()
-        for button in (self.checkpoint_button, self.sample_button):
+        for button in (self.checkpoint_button, self.sample_button, self.try_button):
             during_row.addWidget(button)
         during_row.addStretch(1)
         controls = QVBoxLayout()
@@ -196,7 +204,7 @@ class TrainTab(QWidget):
         self._plot_timer = QTimer(self)
         self._plot_timer.setSingleShot(True)
         self._plot_timer.setInterval(PLOT_REFRESH_MS)
-        self._plot_timer.timeout.connect(lambda: self.plot.set_series(*self.ops.view.series(), now=True))
+        self._plot_timer.timeout.connect(self._redraw_plot)
 
     def _connect(self) -> None:
         ops = self.ops
@@ -204,6 +212,7 @@ class TrainTab(QWidget):
         self.stop_button.clicked.connect(ops.stop)
         self.checkpoint_button.clicked.connect(lambda: ops.request(RequestAction.CHECKPOINT))
         self.sample_button.clicked.connect(lambda: ops.request(RequestAction.SAMPLE))
+        self.try_button.clicked.connect(self.open_try)
         self.queue_button.clicked.connect(self.add_to_queue)
         ops.progressChanged.connect(self._on_progress)
         ops.currentChanged.connect(self._update_buttons)
@@ -303,6 +312,19 @@ class TrainTab(QWidget):
         if path:
             self.save_config_to(path if path.lower().endswith(".toml") else path + ".toml")
 
+    def open_try(self) -> QInputDialog:
+        """Ask for the prompt (not modal: training and the plot go on meanwhile); OK sends it."""
+        if self.try_dialog is None:
+            dialog = self.try_dialog = QInputDialog(self)
+            dialog.setWindowTitle("Try a prompt")
+            dialog.setLabelText("Prompt ({trigger} becomes the trigger word):")
+            dialog.textValueSelected.connect(self.ops.try_prompt)
+            config = self.ops.current.config if self.ops.current is not None else None
+            prompts = config.sample.prompts if config is not None else []
+            dialog.setTextValue(prompts[0] if prompts else "{trigger}")
+        self.try_dialog.open()
+        return self.try_dialog
+
     def open_compare(self, chosen: list[str]) -> CompareDialog | None:
         view = self.ops.view
         adapters = [(label, path) for label, path in view.adapter_list()]
@@ -332,9 +354,13 @@ class TrainTab(QWidget):
             parts.append(f"loss {view.points[max(view.points)][0]:.4f}")
         self.eta_label.setText(" · ".join(parts))
 
+    def _redraw_plot(self) -> None:
+        view = self.ops.view
+        self.plot.set_series(*view.series(), val=view.val_series(), now=True)
+
     def _on_view_reset(self) -> None:
         view = self.ops.view
-        self.plot.set_series(*view.series(), now=True)
+        self._redraw_plot()
         self.gallery.clear()
         for path, (step, meta) in sorted(view.samples.items(), key=lambda kv: kv[1][0]):
             self.gallery.add(step, path, meta)
@@ -355,7 +381,11 @@ class TrainTab(QWidget):
         self.view_label.setText(f"Showing: {name}" + (" (training now)" if live else "") if name else "")
 
     def _on_adapter(self, step: int, path: str, kind: ArtifactKind) -> None:
-        self.checkpoints.add(f"final (step {step})" if kind is ArtifactKind.ADAPTER else f"step {step}", path)
+        view = self.ops.view
+        if view.val_points:  # the best one may have changed: label them all again
+            self.checkpoints.set_adapters(view.run_dir, view.adapter_list())
+        else:
+            self.checkpoints.add(adapter_label(step, kind is ArtifactKind.ADAPTER), path)
 
     def _show_status(self, text: str, *, error: bool = False) -> None:
         self.status_label.setStyleSheet(ERROR_STYLE if error else "")
@@ -382,6 +412,7 @@ class TrainTab(QWidget):
         self.checkpoint_button.setEnabled(running and current.training)
         has_prompts = bool(current and current.config is not None and current.config.sample.prompts)
         self.sample_button.setEnabled(running and current.training and (has_prompts or current.config is None))
+        self.try_button.setEnabled(running and current.training)
         self.live_button.setVisible(current is not None and self.ops.view is not self.ops.live_view)
         if current is None and not self.ops.waiting():
             last = self.ops.entries[-1] if self.ops.entries else None

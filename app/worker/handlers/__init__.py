@@ -10,6 +10,7 @@ from app.worker.handlers.caption import make_caption_handler
 from app.worker.handlers.convert import make_convert_handler
 from app.worker.handlers.generate import make_generate_handler
 from app.worker.handlers.load_model import make_load_model_handler
+from app.worker.handlers.mask import make_mask_handler
 from app.worker.handlers.train import make_train_handler
 
 
@@ -20,6 +21,7 @@ def build_handlers() -> dict[P.JobKind, Handler]:
         P.JobKind.LOAD_MODEL: make_load_model_handler(renderer),
         P.JobKind.GENERATE: make_generate_handler(renderer),
         P.JobKind.CAPTION: make_caption_handler(),
+        P.JobKind.MASK: make_mask_handler(),
         P.JobKind.BAKE: make_bake_handler(renderer),
         P.JobKind.CONVERT: make_convert_handler(renderer),
         P.JobKind.TRAIN: make_train_handler(renderer),

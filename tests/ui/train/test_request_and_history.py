@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from app.core.train_config import TrainConfig
+from app.core.train_requests import TryPrompt
 from app.ui.train.run_history import RunStatus, list_runs, read_run
 from app.worker import protocol as P
 from app.worker.loop import Emitter, Job, JobContext, Worker
@@ -24,6 +25,23 @@ def test_request_commands_are_built_and_checked():
         P.parse_command('{"cmd": "request", "action": "sample"}')
     with pytest.raises(ValueError):
         P.request("j", "explode")
+
+
+def test_a_try_request_carries_its_prompt_and_is_checked():
+    line = P.encode(P.request("job-1", P.RequestAction.TRY, prompt="sks, a cat", seed=4))
+    cmd = P.parse_command(line)
+    assert P.train_request(cmd) == TryPrompt("sks, a cat", seed=4)
+    assert P.train_request(P.parse_command(P.encode(P.request("j", "sample")))) == "sample"
+    for bad, why in (
+        ({}, "try request without a prompt of 1 to 2000 characters"),
+        ({"prompt": "  "}, "try request without a prompt of 1 to 2000 characters"),
+        ({"prompt": "x" * 2001}, "try request without a prompt of 1 to 2000 characters"),
+        ({"prompt": "a", "seed": -1}, "try request with a seed that is not a whole number from 0: -1"),
+        ({"prompt": "a", "negative": 3}, "try request with a negative prompt that is not text"),
+    ):
+        with pytest.raises(P.ProtocolError) as err:
+            P.parse_command(P.encode({"cmd": "request", "id": "j", "action": "try", **bad}))
+        assert str(err.value) == why
 
 
 def test_the_worker_hands_requests_to_the_running_job_only():
@@ -84,3 +102,19 @@ def test_runs_are_read_from_their_folders(tmp_path):
     (tmp_path / "not-a-run").mkdir()
     names = sorted(r.name for r in list_runs([tmp_path, tmp_path, tmp_path / "missing"]))
     assert names == ["broken", "cat", "dog", "owl"]
+
+
+def test_the_best_checkpoint_by_validation_loss_is_marked(tmp_path):
+    folder = make_run(tmp_path, "val", steps=4, logged=4, saved=4, final=True)
+    lines = [json.dumps({"step": s, "loss": 1.0, "lr": 1e-4, "val_loss": v}) for s, v in ((2, 0.3), (4, 0.5))]
+    (folder / "log.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (folder / "samples" / "try-step000003-0.png").write_bytes(b"x")
+    info = read_run(folder, with_log=True)
+    assert info.best == (2, 0.3) and info.log.val == {2: 0.3, 4: 0.5}
+    assert [label for label, _ in info.adapters()] == [
+        "step 2 ★ best validation loss",
+        "step 4",
+        "final (step 4)",
+    ]
+    assert (3, folder / "samples" / "try-step000003-0.png") in info.samples  # Try a prompt pictures are listed
+    assert read_run(make_run(tmp_path, "plain")).best is None  # no validation: nothing marked

@@ -213,3 +213,54 @@ def test_queue_crash_and_hard_stop(qtbot, window, tiny_sd1, red_pictures):
     info = read_run(hard.run_dir)
     assert info.status is RunStatus.INTERRUPTED and info.saved_step >= 2 and info.checkpoints
     assert tab.start_button.isEnabled() and not tab.stop_button.isEnabled()
+
+
+def test_try_a_prompt_and_the_validation_loss_while_training(qtbot, window, tiny_sd1, red_pictures):
+    tab = window.train_tab
+    ops = tab.ops
+    fill(
+        tab,
+        qtbot,
+        tiny_sd1,
+        red_pictures,
+        "red try",
+        400,
+        **{"validation.images": 1, "validation.every": 2, "output.save_every": 4, "output.keep_last": 0},
+    )
+    assert not tab.try_button.isEnabled()  # nothing is training yet
+    click(qtbot, tab.start_button)
+    entry = ops.current
+    qtbot.waitUntil(lambda: len(tab.plot.curves().get("validation", ([],))[0]) >= 2, timeout=TIMEOUT_MS)
+    val_steps, val_losses = tab.plot.curves()["validation"]
+    assert all(s % 2 == 0 for s in val_steps) and all(v > 0 for v in val_losses)
+    assert "validation loss" in tab.plot.legend.text()
+
+    # Try a prompt…: a prompt of the user's, rendered by the running job, lands in Samples with its step.
+    click(qtbot, tab.try_button)
+    dialog = tab.try_dialog
+    assert dialog is not None and dialog.isVisible() and dialog.textValue() == "{trigger}, red"
+    dialog.setTextValue("{trigger} on a beach")
+    asked_at = entry.step
+    dialog.accept()
+    qtbot.waitUntil(lambda: any(Path(p).name.startswith("try-") for p in tab.gallery.paths()), timeout=60_000)
+    tried = next(p for p in tab.gallery.paths() if Path(p).name.startswith("try-"))
+    step, meta = ops.view.samples[tried]
+    assert step >= asked_at and meta["prompt"] == "sks on a beach" and meta["training_step"] == step
+    assert tab.gallery.button(tried).text() == "try #0"
+    assert entry.state is EntryState.RUNNING  # the run goes on
+
+    # Checkpoints (and so Compare) mark the one with the lowest validation loss.
+    qtbot.waitUntil(lambda: tab.checkpoints.list.count() >= 2, timeout=TIMEOUT_MS)
+    click(qtbot, tab.stop_button)
+    qtbot.waitUntil(lambda: entry.state is EntryState.STOPPED, timeout=60_000)
+    labels = [tab.checkpoints.list.item(i).text() for i in range(tab.checkpoints.list.count())]
+    assert sum("★ best validation loss" in label for label in labels) == 1, labels
+    run = read_run(entry.run_dir)
+    assert run.best is not None and any("★" in label for label, _ in run.adapters())
+    tab.views.setCurrentWidget(tab.history_panel)
+    qtbot.waitUntil(
+        lambda: any(r.path == Path(entry.run_dir) and r.status is RunStatus.INTERRUPTED for r in ops.history),
+        timeout=10_000,
+    )
+    row = next(i for i, r in enumerate(ops.history) if r.path == Path(entry.run_dir))
+    assert f"best val {run.best[1]:.4f} at step {run.best[0]}" in tab.history_panel.table.item(row, 3).text()
