@@ -21,7 +21,6 @@ so a preset or a half-written config can still be loaded and edited.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import re
 import sys
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from app.core.configs import ConfigError, DevicePref, Scheduler, _Config
+from app.core.train_options import EmaOptions, LoraInit, LossOptions, _check, _Section
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -73,30 +73,6 @@ class Prediction(str, Enum):
     AUTO = "auto"  # what the base model's scheduler says
     EPSILON = "epsilon"
     V_PREDICTION = "v_prediction"
-
-
-class _Section(_Config):
-    """A table inside TrainConfig: the same typed parsing, no version of its own."""
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], *, where: str = ""):
-        if not isinstance(data, dict):
-            raise ConfigError(f"{where}: must be a table, not {data!r}")
-        names = sorted(f.name for f in dataclasses.fields(cls) if f.name != "version")
-        unknown = sorted(set(data) - set(names))
-        if unknown:
-            raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(names)})")
-        return super().from_dict(data, where=where)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = super().to_dict()
-        out.pop("version", None)
-        return out
-
-
-def _check(cond: bool, prefix: str, message: str) -> None:
-    if not cond:
-        raise ConfigError(f"{prefix}{message}")
 
 
 @dataclass
@@ -174,6 +150,7 @@ class NetworkOptions(_Section):
     conv_alpha: float = 0.0  # 0: same as alpha
     train_text_encoder: bool = False
     text_encoder_lr: float = 5e-5
+    init: LoraInit = LoraInit.GAUSSIAN  # measured on bench/learning.py (README "Training")
 
     def validate(self, prefix: str = "") -> None:
         _check(1 <= self.rank <= 1024, prefix, f"rank = {self.rank} must be between 1 and 1024")
@@ -182,6 +159,11 @@ class NetworkOptions(_Section):
         _check(0 <= self.conv_rank <= 1024, prefix, f"conv_rank = {self.conv_rank} must be between 0 and 1024")
         _check(self.conv_alpha >= 0, prefix, f"conv_alpha = {self.conv_alpha} must be 0 or more")
         _check(self.text_encoder_lr > 0, prefix, f"text_encoder_lr = {self.text_encoder_lr} must be more than 0")
+        _check(
+            not (self.dora and self.init in (LoraInit.PISSA, LoraInit.OLORA)),
+            prefix,
+            f"init = {self.init.value!r} cannot be combined with dora: use gaussian or kaiming with DoRA",
+        )
 
 
 @dataclass
@@ -248,6 +230,8 @@ _SECTIONS: dict[str, type[_Section]] = {
     "optimizer": OptimizerOptions,
     "output": OutputOptions,
     "sample": SampleOptions,
+    "loss": LossOptions,
+    "ema": EmaOptions,
 }
 
 
@@ -275,6 +259,8 @@ class TrainConfig(_Config):
     optimizer: OptimizerOptions = field(default_factory=OptimizerOptions)
     output: OutputOptions = field(default_factory=OutputOptions)
     sample: SampleOptions = field(default_factory=SampleOptions)
+    loss: LossOptions = field(default_factory=LossOptions)
+    ema: EmaOptions = field(default_factory=EmaOptions)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, where: str = "") -> TrainConfig:

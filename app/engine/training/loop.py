@@ -10,6 +10,8 @@ the main process writes files.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import math
 import random
@@ -50,6 +52,8 @@ def loop(session: TrainSession) -> TrainResult:
         while step < config.steps:
             # 1. One optimizer step: its micro-batches, the gradients averaged, clipped, applied.
             loss = _optimizer_step(session, step, params)
+            if session.ema is not None:
+                session.ema.update()
             step += 1
             result.losses[step] = loss
             result.step = step
@@ -210,16 +214,15 @@ def _save(session: TrainSession, step: int, *, final: bool, result: TrainResult,
             "scaler": acc.scaler.state_dict() if acc.scaler is not None else None,
         }
         path = run_dir.final_path if final else run_dir.checkpoint_path(step)
-        tensors = session.net.kohya_tensors()
-        lora_files.save_kohya(
-            path,
-            tensors,
-            lora_files.build_metadata(
-                setup.adapter_info(
-                    config, session.family, session.noise_scheduler, session.data, session.started_at, step, epoch
-                )
-            ),
+        adapter_info = setup.adapter_info(
+            config, session.family, session.noise_scheduler, session.data, session.started_at, step, epoch
         )
+        lora_files.save_kohya(path, session.net.kohya_tensors(), lora_files.build_metadata(adapter_info))
+        if session.ema is not None:
+            with session.ema.applied():
+                ema_tensors = session.net.kohya_tensors()
+            ema_info = dataclasses.replace(adapter_info, name=f"{adapter_info.name}-ema")
+            lora_files.save_kohya(run_dir.ema_path, ema_tensors, lora_files.build_metadata(ema_info))
         # The state after the checkpoint: an interrupted checkpoint write leaves the previous
         # state, and a resume then redoes the step and writes the same file again.
         runs.save_state(
@@ -229,6 +232,7 @@ def _save(session: TrainSession, step: int, *, final: bool, result: TrainResult,
             session.lr_scheduler.state_dict(),
             info,
             pictures=setup.picture_keys(session.data, session.latents),
+            ema=session.ema.state() if session.ema is not None else None,
         )
         session.saved_step = step
         result.checkpoints.append(path)
@@ -272,8 +276,10 @@ def _samples(session: TrainSession, step: int) -> None:
         try:
             paths_ = [session.run_dir.sample_path(step, i) for i in range(len(session.config.sample.prompts))]
             autocast = acc.autocast if acc.mixed_precision != "no" else None
-            for path, meta in render_samples(pipe, session.config, step, paths_, device=device, autocast=autocast):
-                session.reporter.emit(ImageReady(path=str(path), step=step, meta=meta))
+            averaged = session.ema is not None and session.config.ema.samples
+            with session.ema.applied() if averaged else contextlib.nullcontext():
+                for path, meta in render_samples(pipe, session.config, step, paths_, device=device, autocast=autocast):
+                    session.reporter.emit(ImageReady(path=str(path), step=step, meta=meta))
         finally:
             for m in moved:
                 m.to("cpu")

@@ -32,6 +32,7 @@ from app.engine.training import run as runs
 from app.engine.training import setup
 from app.engine.training.caches import LatentCache, TextCache
 from app.engine.training.data import Schedule, TrainData
+from app.engine.training.ema import WeightAverage
 from app.engine.training.network import Network, attach
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,7 @@ class TrainSession:
     elapsed_before: float = 0.0  # training time of the sessions before a resume
     saved_step: int | None = None  # the step of the last whole checkpoint and resume state
     save_need: int = 0  # bytes one save writes (for "free N GB")
+    ema: WeightAverage | None = None  # the [ema] average of the adapter weights, when on
 
 
 def open_run(config: TrainConfig | None, resume: str | Path | None, reporter: Reporter) -> OpenedRun:
@@ -220,6 +222,7 @@ def build_session(opened: OpenedRun, reporter: Reporter) -> TrainSession | None:
         schedule=Schedule(data, config.data.batch_size, config.seed, config.data.reg_weight),
         started_at=time.time(),
         save_need=save_need,
+        ema=WeightAverage(net.parameters(), config.ema) if config.ema.enabled else None,
     )
     # 6. A resume continues from the saved state.
     if opened.resumed:
@@ -268,6 +271,8 @@ def _resume(session: TrainSession) -> None:
     session.elapsed_before = float(info.get("elapsed", 0.0))
     session.started_at = float(info.get("started_at", session.started_at))
     session.reporter.status(f"resuming {run_dir.path} at step {session.start_step}")
+    if session.ema is not None:
+        runs.resume_ema(run_dir, session.ema, session.reporter.warn)
     changed = setup.dataset_change(runs.load_pictures(run_dir), setup.picture_keys(session.data, session.latents))
     if changed:
         session.reporter.warn(changed)
