@@ -1,7 +1,7 @@
 """An exponential moving average of the LoRA weights (``[ema]``), saved beside the adapter as
 ``<name>-ema.safetensors`` and in the resume state.
 
-The decay follows diffusers' ``EMAModel`` (``min(decay, (1 + t) / (10 + t))`` at update ``t``,
+The decay follows diffusers' ``EMAModel`` (0 at the first update, then ``min(decay, (1 + n) / (10 + n))``,
 so a short run's average is not stuck near the initial weights); written here because
 ``EMAModel`` keeps its average on the weights' device, and ``on_cpu`` keeps it in CPU memory.
 """
@@ -32,7 +32,9 @@ class WeightAverage:
         self.updates = 0
 
     def current_decay(self) -> float:
-        return min(self.decay, (1 + self.updates) / (10 + self.updates))
+        """diffusers' ``EMAModel.get_decay`` (no warmup): 0 at the first update, then (1 + n) / (10 + n)."""
+        n = self.updates - 1
+        return 0.0 if n <= 0 else min(self.decay, (1 + n) / (10 + n))
 
     @torch.no_grad()
     def update(self) -> None:

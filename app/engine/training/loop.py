@@ -219,10 +219,11 @@ def _save(session: TrainSession, step: int, *, final: bool, result: TrainResult,
         )
         lora_files.save_kohya(path, session.net.kohya_tensors(), lora_files.build_metadata(adapter_info))
         if session.ema is not None:
-            with session.ema.applied():
-                ema_tensors = session.net.kohya_tensors()
             ema_info = dataclasses.replace(adapter_info, name=f"{adapter_info.name}-ema")
-            lora_files.save_kohya(run_dir.ema_path, ema_tensors, lora_files.build_metadata(ema_info))
+            with session.ema.applied():  # written inside: the tensors share the weights' memory
+                lora_files.save_kohya(
+                    run_dir.ema_path, session.net.kohya_tensors(), lora_files.build_metadata(ema_info)
+                )
         # The state after the checkpoint: an interrupted checkpoint write leaves the previous
         # state, and a resume then redoes the step and writes the same file again.
         runs.save_state(
