@@ -84,7 +84,7 @@ def loop(session: TrainSession) -> TrainResult:
                 or "checkpoint" in asked
                 or (config.output.save_every and step % config.output.save_every == 0)
             ):
-                _save(session, step, final=last, result=result, elapsed=elapsed)
+                _save(session, step, final=last, result=result, elapsed=elapsed, stopped=stop and not last)
             # 4. Sample pictures when they are due or asked for.
             if config.sample.prompts and (
                 "sample" in asked or (config.sample.every and (last or step % config.sample.every == 0))
@@ -195,7 +195,9 @@ def _batch_loss(session: TrainSession, index: int) -> torch.Tensor:
     return (loss * torch.tensor(weights, device=session.device)).mean()
 
 
-def _save(session: TrainSession, step: int, *, final: bool, result: TrainResult, elapsed: float) -> None:
+def _save(
+    session: TrainSession, step: int, *, final: bool, result: TrainResult, elapsed: float, stopped: bool = False
+) -> None:
     acc, config, run_dir = session.accelerator, session.config, session.run_dir
     acc.wait_for_everyone()
     if acc.is_main_process:
@@ -208,6 +210,8 @@ def _save(session: TrainSession, step: int, *, final: bool, result: TrainResult,
             "seed": config.seed,
             "processes": acc.num_processes,
             "network": config.network.to_dict(),
+            # Stopped on request: the GUI then does not offer to resume it as an interrupted run.
+            "stopped": stopped,
         }
         opt_state = {
             "optimizer": session.optimizer.optimizer.state_dict(),

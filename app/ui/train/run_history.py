@@ -53,6 +53,7 @@ class RunInfo:
     config: TrainConfig | None = None
     problem: str = ""
     log: LossLog | None = None  # only with read_run(..., with_log=True)
+    crashed: bool = False  # interrupted by a crash, kill or power loss (not a stop the user asked for)
 
     @property
     def resumable(self) -> bool:
@@ -122,6 +123,7 @@ def read_run(folder: str | Path, *, with_log: bool = False) -> RunInfo:
             info.status = RunStatus.DONE
         elif info.saved_step > 0:
             info.status = RunStatus.INTERRUPTED
+            info.crashed = run_state.crashed(folder)
         else:
             info.status = RunStatus.NOT_SAVED
     return info
