@@ -163,3 +163,29 @@ def test_three_resumes_at_random_steps_repeat_the_uninterrupted_run(tiny_sd1, re
     ):
         a, b = load_file(str(a_path)), load_file(str(b_path))
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_samples_come_from_the_average_only_when_asked_and_leave_the_weights_as_trained(tiny_sd1, red_dataset):
+    import numpy as np
+    from PIL import Image
+
+    def sample(name, **ema):
+        config = small_config(
+            tiny_sd1,
+            red_dataset,
+            name=name,
+            steps=4,
+            optimizer={"learning_rate": 5e-2},
+            ema=ema,
+            sample={"every": 2, "prompts": ["sks"], "steps": 2},
+        )
+        result = train(config)
+        return np.asarray(Image.open(result.run_dir / "samples" / "step000002-0.png")), load_file(str(result.final))
+
+    plain, plain_file = sample("plain")
+    current, current_file = sample("current", enabled=True, decay=0.9)
+    averaged, averaged_file = sample("averaged", enabled=True, decay=0.9, samples=True)
+    assert np.array_equal(plain, current)  # the average does not touch what trains or renders
+    assert not np.array_equal(averaged, current)  # samples = true renders the average
+    for other in (current_file, averaged_file):  # and training goes on from the trained weights
+        assert all(torch.equal(plain_file[k], other[k]) for k in plain_file)
