@@ -150,7 +150,7 @@ class NetworkOptions(_Section):
     conv_alpha: float = 0.0  # 0: same as alpha
     train_text_encoder: bool = False
     text_encoder_lr: float = 5e-5
-    init: LoraInit = LoraInit.GAUSSIAN  # measured on bench/learning.py (README "Training")
+    init: LoraInit = LoraInit.GAUSSIAN  # chosen on bench/learning.py (README "Training")
 
     def validate(self, prefix: str = "") -> None:
         _check(1 <= self.rank <= 1024, prefix, f"rank = {self.rank} must be between 1 and 1024")
