@@ -189,3 +189,24 @@ def test_samples_come_from_the_average_only_when_asked_and_leave_the_weights_as_
     assert not np.array_equal(averaged, current)  # samples = true renders the average
     for other in (current_file, averaged_file):  # and training goes on from the trained weights
         assert all(torch.equal(plain_file[k], other[k]) for k in plain_file)
+
+
+def test_a_run_saved_before_init_existed_still_resumes(tiny_sd1, red_dataset):
+    import json
+
+    seen = []
+    first = train(
+        small_config(tiny_sd1, red_dataset, name="old", steps=4),
+        on_event=seen.append,
+        should_stop=lambda: trained_to(seen, 2),
+    )
+    info_path = first.run_dir / "state" / "trainer.json"
+    info = json.loads(info_path.read_text(encoding="utf-8"))
+    del info["network"]["init"], info["stopped"]  # what a run of the previous version saved
+    info_path.write_text(json.dumps(info), encoding="utf-8")
+    config_text = (first.run_dir / "config.toml").read_text(encoding="utf-8")
+    (first.run_dir / "config.toml").write_text(
+        "\n".join(line for line in config_text.splitlines() if not line.startswith("init =")), encoding="utf-8"
+    )
+    rest = train(resume=first.run_dir)
+    assert rest.status == "done" and sorted(rest.losses) == [3, 4]
