@@ -12,7 +12,8 @@ data). For each seed and each variant (ours with every ``[network] init``, and t
                the adapter minus without it.
   leakage      the same change on prompts without the trigger ("blue", "a green background"):
                what the adapter does where it should not.
-  s/step       mean seconds per optimizer step after the first (ours: from log.jsonl; the
+  s/step       mean CPU seconds (process time, one torch thread: steady on a shared machine)
+               per optimizer step after the first (ours: between its progress events; the
                reference: its loop, which encodes pictures and captions at every step, as the
                example does).
 
@@ -138,9 +139,9 @@ def compare(trained: dict, base: dict) -> dict:
 
 
 def run_ours(model: Path, data: Path, work: Path, args: argparse.Namespace, seed: int, init: str) -> dict:
+    from app.core.events import Phase, Progress
     from app.core.train_config import TrainConfig
     from app.engine.training import Trainer
-    from app.engine.training.run import read_log
 
     config = TrainConfig.from_dict(
         {
@@ -167,11 +168,16 @@ def run_ours(model: Path, data: Path, work: Path, args: argparse.Namespace, seed
             "sample": {"every": 0},
         }
     )
-    trainer = Trainer(config)
-    result = trainer.run()
-    times = [r["time"] for r in read_log(result.run_dir / "log.jsonl")]
+    marks: list[float] = []  # CPU time at the end of each step (its Progress event)
+
+    def on_event(event) -> None:
+        if isinstance(event, Progress) and event.phase is Phase.TRAINING:
+            marks.append(time.process_time())
+
+    trainer = Trainer(config, on_event=on_event)
+    trainer.run()
     out = measure(trainer.session.pipe, data)
-    out["step_s"] = (times[-1] - times[0]) / (len(times) - 1)
+    out["step_s"] = (marks[-1] - marks[0]) / (len(marks) - 1)
     return out
 
 
@@ -210,7 +216,7 @@ def run_reference(model: Path, data: Path, args: argparse.Namespace, seed: int) 
     order: list[int] = []
     times = []
     for _step in range(args.steps):
-        start = time.perf_counter()
+        start = time.process_time()
         batch = []
         for _ in range(args.batch):  # a shuffled pass over the pictures per epoch, as its DataLoader
             if not order:
@@ -235,7 +241,7 @@ def run_reference(model: Path, data: Path, args: argparse.Namespace, seed: int) 
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        times.append(time.perf_counter() - start)
+        times.append(time.process_time() - start)
     out = measure(pipe, data)
     out["step_s"] = statistics.mean(times[1:])
     return out
