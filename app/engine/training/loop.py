@@ -15,6 +15,7 @@ import dataclasses
 import logging
 import math
 import random
+import re
 import time
 
 import torch
@@ -254,16 +255,22 @@ def _save(
 
 
 def _diffusers_copy(session: TrainSession) -> None:
-    from peft import get_peft_model_state_dict
-
     net = session.net
+    (unet_state, unet_alphas), *texts = net.peft_states()
+    configs = [net.unet_config.to_dict()] + [c.to_dict() for c in net.text_configs]
+    if net.initial is not None:  # pissa / olora saved as a plain LoRA: every layer's own rank and alpha
+        for config, (state, alphas) in zip(configs, [(unet_state, unet_alphas), *texts]):
+            ranks = {k.split(".lora_A.")[0]: v.shape[0] for k, v in state.items() if ".lora_A." in k}
+            config["rank_pattern"] = {re.escape(path): rank for path, rank in ranks.items()}
+            config["alpha_pattern"] = {re.escape(path): alphas[path] for path in ranks}
+            config["init_lora_weights"] = True
     lora_files.save_diffusers_copy(
         session.run_dir.path / "diffusers",
         session.family,
-        get_peft_model_state_dict(net.unet),
-        net.unet_config.to_dict(),
-        [get_peft_model_state_dict(te) for te in net.text_encoders],
-        [c.to_dict() for c in net.text_configs],
+        unet_state,
+        configs[0],
+        [state for state, _ in texts],
+        configs[1:],
     )
 
 

@@ -50,6 +50,7 @@ def test_pissa_and_olora_files_apply_on_the_untouched_base_as_trained(init, tiny
         steps=3,
         network={"init": init, "train_text_encoder": True, "targets": "locon"},
         optimizer={"learning_rate": 2e-2},
+        output={"diffusers_copy": True},
     )
     trainer = Trainer(config)
     result = trainer.run()
@@ -67,6 +68,9 @@ def test_pissa_and_olora_files_apply_on_the_untouched_base_as_trained(init, tiny
 
     fresh.load_lora_weights(str(result.final))
     assert abs(_render(fresh) - trained).max() < 1e-4  # file + untouched base == the trained model
+    copy = load_tiny_pipeline(tiny_sd1)
+    copy.load_lora_weights(str(result.run_dir / "diffusers"))  # and so is the diffusers/peft copy
+    assert abs(_render(copy) - trained).max() < 1e-4
     assert abs(trained - base).max() > 1e-3
     tensors = load_file(str(result.final))
     q = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q"
