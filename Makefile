@@ -61,6 +61,7 @@ bench: install-test
 	$(PY) bench/captioning.py --images 8 --batch 4 --repeats 1
 	$(PY) bench/mixing.py --steps 2 --repeats 1
 	$(PY) bench/train_step.py --steps 3 --rounds 1
+	$(PY) bench/learning.py --steps 4 --seeds 1 --inits gaussian
 	$(PY) bench/gpu_check.py --smoke --no-install --out $(BENCH_OUT)
 
 # The worker environment's pinned packages (packaging/worker-requirements.txt), torch aside

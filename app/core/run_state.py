@@ -71,6 +71,19 @@ def read_state_info(path: Path) -> dict[str, Any]:
     return info
 
 
+def crashed(run: Path) -> bool:
+    """Whether the run's last save was not a stop the user asked for (trainer.json says
+    ``"stopped": false``): a crash, kill or power loss ended it, or a save failed. States saved
+    before the flag existed say nothing, and count as not crashed."""
+    folder = state_folder(run)
+    if folder is None:
+        return False
+    try:
+        return read_state_info(folder / "trainer.json").get("stopped", True) is False
+    except StateInfoError:
+        return False
+
+
 def saved_step(run: Path) -> int:
     """The step a resume starts from; 0 when there is no whole, readable state."""
     folder = state_folder(run)

@@ -30,6 +30,7 @@ from typing import Any
 
 from app.core.config_section import _check, _Section
 from app.core.configs import ConfigError, DevicePref, Scheduler, _Config
+from app.core.train_options import EmaOptions, LoraInit, LossOptions
 from app.core.train_validation import MaskOptions, ValidationOptions
 
 if sys.version_info >= (3, 11):
@@ -151,6 +152,7 @@ class NetworkOptions(_Section):
     conv_alpha: float = 0.0  # 0: same as alpha
     train_text_encoder: bool = False
     text_encoder_lr: float = 5e-5
+    init: LoraInit = LoraInit.GAUSSIAN  # chosen on bench/learning.py (README "Training")
 
     def validate(self, prefix: str = "") -> None:
         _check(1 <= self.rank <= 1024, prefix, f"rank = {self.rank} must be between 1 and 1024")
@@ -159,6 +161,11 @@ class NetworkOptions(_Section):
         _check(0 <= self.conv_rank <= 1024, prefix, f"conv_rank = {self.conv_rank} must be between 0 and 1024")
         _check(self.conv_alpha >= 0, prefix, f"conv_alpha = {self.conv_alpha} must be 0 or more")
         _check(self.text_encoder_lr > 0, prefix, f"text_encoder_lr = {self.text_encoder_lr} must be more than 0")
+        _check(
+            not (self.dora and self.init in (LoraInit.PISSA, LoraInit.OLORA)),
+            prefix,
+            f"init = {self.init.value!r} cannot be combined with dora: use gaussian or kaiming with DoRA",
+        )
 
 
 @dataclass
@@ -227,6 +234,8 @@ _SECTIONS: dict[str, type[_Section]] = {
     "sample": SampleOptions,
     "validation": ValidationOptions,
     "masks": MaskOptions,
+    "loss": LossOptions,
+    "ema": EmaOptions,
 }
 
 
@@ -256,6 +265,8 @@ class TrainConfig(_Config):
     sample: SampleOptions = field(default_factory=SampleOptions)
     validation: ValidationOptions = field(default_factory=ValidationOptions)
     masks: MaskOptions = field(default_factory=MaskOptions)
+    loss: LossOptions = field(default_factory=LossOptions)
+    ema: EmaOptions = field(default_factory=EmaOptions)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, where: str = "") -> TrainConfig:

@@ -11,9 +11,11 @@ the main process writes files.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import random
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,6 +56,8 @@ def loop(session: TrainSession) -> TrainResult:
         while step < config.steps:
             # 1. One optimizer step: its micro-batches, the gradients averaged, clipped, applied.
             loss = _optimizer_step(session, step, params)
+            if session.ema is not None:
+                session.ema.update()
             step += 1
             result.losses[step] = loss
             result.step = step
@@ -101,7 +105,7 @@ def _after_step(
     stop = reporter.stop_requested()
     asked = reporter.take_requests()
     if scheduled or stop or "checkpoint" in asked:
-        _save(session, step, final=last, result=result, elapsed=elapsed)
+        _save(session, step, final=last, result=result, elapsed=elapsed, stopped=stop and not last)
     # 4. Sample pictures when they are due or asked for; "Try a prompt" pictures, off the run's clock.
     if config.sample.prompts and (
         "sample" in asked or (config.sample.every and (last or step % config.sample.every == 0))
@@ -223,7 +227,9 @@ def _batch_loss(session: TrainSession, index: int) -> torch.Tensor:
     return (loss * torch.tensor(weights, device=session.device)).mean()
 
 
-def _save(session: TrainSession, step: int, *, final: bool, result: TrainResult, elapsed: float) -> None:
+def _save(
+    session: TrainSession, step: int, *, final: bool, result: TrainResult, elapsed: float, stopped: bool = False
+) -> None:
     acc, config, run_dir = session.accelerator, session.config, session.run_dir
     acc.wait_for_everyone()
     if acc.is_main_process:
@@ -236,6 +242,8 @@ def _save(session: TrainSession, step: int, *, final: bool, result: TrainResult,
             "seed": config.seed,
             "processes": acc.num_processes,
             "network": config.network.to_dict(),
+            # Stopped on request: the GUI then does not offer to resume it as an interrupted run.
+            "stopped": stopped,
         }
         opt_state = {
             "optimizer": session.optimizer.optimizer.state_dict(),
@@ -252,6 +260,7 @@ def _save(session: TrainSession, step: int, *, final: bool, result: TrainResult,
             session.lr_scheduler.state_dict(),
             info,
             pictures=setup.picture_keys(session.data, session.latents),
+            ema=session.ema.state() if session.ema is not None else None,
         )
         session.saved_step = step
         result.checkpoints.append(path)
@@ -288,19 +297,32 @@ def _write_adapter(session: TrainSession, path: Path, step: int, epoch: int) -> 
         epochs=_epoch(session, session.config.steps) + 1,
     )
     lora_files.save_kohya(path, tensors, lora_files.build_metadata(adapter, tensors))
+    if session.ema is not None:  # the weight average beside it, in the same layout
+        ema_info = dataclasses.replace(adapter, name=f"{adapter.name}-ema")
+        with session.ema.applied():  # written inside: the tensors share the weights' memory
+            ema_tensors = session.net.kohya_tensors()
+            lora_files.save_kohya(
+                session.run_dir.ema_path, ema_tensors, lora_files.build_metadata(ema_info, ema_tensors)
+            )
 
 
 def _diffusers_copy(session: TrainSession) -> None:
-    from peft import get_peft_model_state_dict
-
     net = session.net
+    (unet_state, unet_alphas), *texts = net.peft_states()
+    configs = [net.unet_config.to_dict()] + [c.to_dict() for c in net.text_configs]
+    if net.initial is not None:  # pissa / olora saved as a plain LoRA: every layer's own rank and alpha
+        for config, (state, alphas) in zip(configs, [(unet_state, unet_alphas), *texts]):
+            ranks = {k.split(".lora_A.")[0]: v.shape[0] for k, v in state.items() if ".lora_A." in k}
+            config["rank_pattern"] = {re.escape(path): rank for path, rank in ranks.items()}
+            config["alpha_pattern"] = {re.escape(path): alphas[path] for path in ranks}
+            config["init_lora_weights"] = True
     lora_files.save_diffusers_copy(
         session.run_dir.path / "diffusers",
         session.family,
-        get_peft_model_state_dict(net.unet),
-        net.unet_config.to_dict(),
-        [get_peft_model_state_dict(te) for te in net.text_encoders],
-        [c.to_dict() for c in net.text_configs],
+        unet_state,
+        configs[0],
+        [state for state, _ in texts],
+        configs[1:],
     )
 
 
@@ -308,7 +330,7 @@ def _samples(session: TrainSession, step: int) -> None:
     config = session.config
     wanted = [(p, config.sample.negative, config.sample.seed + i) for i, p in enumerate(config.sample_prompts())]
     paths_ = [session.run_dir.sample_path(step, i) for i in range(len(wanted))]
-    _render(session, step, wanted, paths_)
+    _render(session, step, wanted, paths_, from_average=session.ema is not None and config.ema.samples)
 
 
 def _tries(session: TrainSession, step: int, tries: list[TryPrompt]) -> None:
@@ -330,9 +352,16 @@ def _tries(session: TrainSession, step: int, tries: list[TryPrompt]) -> None:
 
 
 def _render(
-    session: TrainSession, step: int, wanted: list[tuple[str, str, int]], paths_: list, *, barrier: bool = True
+    session: TrainSession,
+    step: int,
+    wanted: list[tuple[str, str, int]],
+    paths_: list,
+    *,
+    barrier: bool = True,
+    from_average: bool = False,
 ) -> None:
-    """Render (prompt, negative, seed) triples to ``paths_`` with the adapter as it is now."""
+    """Render (prompt, negative, seed) triples to ``paths_`` with the adapter as it is now (or its
+    EMA when ``from_average``; a "Try a prompt" picture shows the weights as trained)."""
     acc, device = session.accelerator, session.device
     if barrier:
         acc.wait_for_everyone()
@@ -346,11 +375,12 @@ def _render(
                     moved.append(m)
         try:
             autocast = acc.autocast if acc.mixed_precision != "no" else None
-            rendered = render_samples(
-                pipe, session.config, step, paths_, device=device, autocast=autocast, wanted=wanted
-            )
-            for path, meta in rendered:
-                session.reporter.emit(ImageReady(path=str(path), step=step, meta=meta))
+            with session.ema.applied() if from_average else contextlib.nullcontext():
+                rendered = render_samples(
+                    pipe, session.config, step, paths_, device=device, autocast=autocast, wanted=wanted
+                )
+                for path, meta in rendered:
+                    session.reporter.emit(ImageReady(path=str(path), step=step, meta=meta))
         finally:
             for m in moved:
                 m.to("cpu")

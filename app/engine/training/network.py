@@ -16,12 +16,18 @@ from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model,
 
 from app.core.families import Family
 from app.core.train_config import NetworkOptions, Targets
+from app.core.train_options import LoraInit
 from app.engine import lora_files
 
 ATTENTION = ("to_q", "to_k", "to_v", "to_out.0")
 FEED_FORWARD = ("proj_in", "proj_out", "ff.net.0.proj", "ff.net.2")
 CONVS = ("conv1", "conv2", "conv_shortcut", "time_emb_proj", "downsamplers.0.conv", "upsamplers.0.conv")
 TEXT = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
+# peft's init_lora_weights for each choice. pissa and olora move part of W0 into the adapter;
+# peft refuses them for convs (SD1's proj_in is a 1x1 conv), so layers start kaiming and then
+# the linear ones are re-initialised from their weights (:func:`_init_from_base`).
+PEFT_INIT: dict[LoraInit, bool | str] = {LoraInit.GAUSSIAN: "gaussian", LoraInit.KAIMING: True}
+MUTATES_BASE = (LoraInit.PISSA, LoraInit.OLORA)
 
 
 def unet_target_names(unet: torch.nn.Module, targets: Targets) -> list[str]:
@@ -70,7 +76,7 @@ def unet_lora_config(unet: torch.nn.Module, opts: NetworkOptions) -> LoraConfig:
         lora_alpha=opts.alpha,
         lora_dropout=opts.dropout,
         use_dora=opts.dora,
-        init_lora_weights=True,
+        init_lora_weights=PEFT_INIT.get(opts.init, True),
         target_modules=names,
         rank_pattern=rank_pattern,
         alpha_pattern=alpha_pattern,
@@ -83,7 +89,7 @@ def text_lora_config(encoder: torch.nn.Module, opts: NetworkOptions) -> LoraConf
         lora_alpha=opts.alpha,
         lora_dropout=opts.dropout,
         use_dora=opts.dora,
-        init_lora_weights=True,
+        init_lora_weights=PEFT_INIT.get(opts.init, True),
         target_modules=text_target_names(encoder),
     )
 
@@ -97,6 +103,9 @@ class Network:
     text_encoders: list[torch.nn.Module] = field(default_factory=list)  # only those that train
     unet_config: LoraConfig | None = None
     text_configs: list[LoraConfig] = field(default_factory=list)
+    # pissa / olora: the adapter as initialised (``state()`` keys); the base weights then hold
+    # W0 - B0 A0, so a saved file carries B A - B0 A0 to apply on the untouched base.
+    initial: dict[str, torch.Tensor] | None = None
 
     def parts(self) -> list[tuple[str, torch.nn.Module, bool]]:
         """(state prefix, module, is text encoder) for every adapted model."""
@@ -130,23 +139,46 @@ class Network:
             if unexpected:
                 raise ValueError(f"saved state does not fit this network ({unexpected[0]})")
 
+    def peft_states(self) -> list[tuple[dict[str, torch.Tensor], dict[str, float]]]:
+        """(peft state dict, alpha per module path) of every part, as a LoRA on the untouched base."""
+        out = []
+        for prefix, module, _ in self.parts():
+            state, alphas = get_peft_model_state_dict(module), lora_files.peft_alphas(module)
+            if self.initial is not None:
+                start = {k[len(prefix) + 1 :]: v for k, v in self.initial.items() if k.startswith(prefix + ".")}
+                state, alphas = plain_lora(state, start, alphas)
+            out.append((state, alphas))
+        return out
+
     def kohya_tensors(self, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
         """The adapter in the kohya layout (``lora_unet_*``, ``lora_te*_``) with true alphas."""
         prefixes = lora_files.te_prefixes(self.family)
-        out = lora_files.peft_to_kohya(
-            get_peft_model_state_dict(self.unet), lora_files.UNET, lora_files.peft_alphas(self.unet), dtype=dtype
-        )
-        for i, te in enumerate(self.text_encoders):
-            out.update(
-                lora_files.peft_to_kohya(
-                    get_peft_model_state_dict(te),
-                    prefixes[i],
-                    lora_files.peft_alphas(te),
-                    is_text_encoder=True,
-                    dtype=dtype,
-                )
-            )
+        (unet_state, unet_alphas), *texts = self.peft_states()
+        out = lora_files.peft_to_kohya(unet_state, lora_files.UNET, unet_alphas, dtype=dtype)
+        for i, (state, alphas) in enumerate(texts):
+            out.update(lora_files.peft_to_kohya(state, prefixes[i], alphas, is_text_encoder=True, dtype=dtype))
         return out
+
+
+def plain_lora(
+    state: dict[str, torch.Tensor], start: dict[str, torch.Tensor], alphas: dict[str, float]
+) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    """A pissa/olora adapter as a LoRA for the untouched base (peft's ``subtract_mutated_init``):
+    ΔW = s(B A - B0 A0) = s'[B | -B0][A ; A0] with the rank doubled, so alpha doubles to keep
+    s = alpha / rank. Layers whose B0 was zero (convs, which peft starts as kaiming) stay as they are."""
+    out, new_alphas = dict(state), dict(alphas)
+    for key, a in state.items():
+        if ".lora_A." not in key:
+            continue
+        path = key.split(".lora_A.")[0]
+        b_key = key.replace(".lora_A.", ".lora_B.")
+        a0, b0 = start[key].to(a.device, a.dtype), start[b_key].to(a.device, a.dtype)
+        if not b0.any():
+            continue
+        out[key] = torch.cat([a, a0], dim=0)
+        out[b_key] = torch.cat([state[b_key], -b0], dim=1)
+        new_alphas[path] = 2 * alphas[path]
+    return out, new_alphas
 
 
 def attach(
@@ -171,4 +203,21 @@ def attach(
     for p in net.parameters():
         p.requires_grad_(True)
         p.data = p.data.float()  # adapter weights train in fp32 whatever the base model's dtype
+    if opts.init in MUTATES_BASE:
+        for _, module, _ in net.parts():
+            _init_from_base(module, opts.init)
+        net.initial = net.state()
     return net
+
+
+def _init_from_base(module: torch.nn.Module, init: LoraInit) -> None:
+    """peft's pissa / olora initialisation of every linear LoRA layer (W0 becomes W0 - s B0 A0)."""
+    from peft.tuners.lora.layer import Linear
+
+    with torch.no_grad():
+        for layer in module.modules():
+            if isinstance(layer, Linear) and "default" in layer.lora_A:
+                if init is LoraInit.PISSA:
+                    layer.pissa_init("default", "pissa")
+                else:
+                    layer.olora_init("default")

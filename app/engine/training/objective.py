@@ -9,11 +9,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import torch
-import torch.nn.functional as F
 
 from app.engine.families import engine
 from app.engine.training.buckets import plan_crop
 from app.engine.training.data import TrainItem
+from app.engine.training.losses import debiased_weights, draw_noise, draw_timesteps, elementwise_loss, huber_threshold
 
 if TYPE_CHECKING:
     from app.engine.training.session import TrainSession
@@ -42,15 +42,15 @@ def objective(
     mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Per-picture loss on ``latents`` (scaled, on the CPU): noise (plus ``noise_offset`` times a
-    per-channel noise) and, unless given, timesteps are drawn from ``gen``; the UNet predicts the
-    noise schedule's target (noise or velocity); MSE, weighted by min-SNR-gamma when it is on.
-    ``mask`` (B, 1, h, w) at latent size weights each latent pixel's error (masked loss)."""
-    sched, device = session.noise_scheduler, session.device
-    noise = torch.randn(latents.shape, generator=gen)
-    if noise_offset:
-        noise = noise + noise_offset * torch.randn((latents.shape[0], latents.shape[1], 1, 1), generator=gen)
+    per-channel noise, then multi-resolution noise when on) and, unless given, timesteps (within
+    the ``[loss]`` range) are drawn from ``gen``; the UNet predicts the noise schedule's target
+    (noise or velocity); the ``[loss]`` type (MSE by default), weighted by min-SNR-gamma and
+    debiased estimation when they are on (see :mod:`~app.engine.training.losses`). ``mask``
+    (B, 1, h, w) at latent size weights each latent pixel's error (masked loss)."""
+    sched, device, opts = session.noise_scheduler, session.device, session.config.loss
+    noise = draw_noise(tuple(latents.shape), gen, noise_offset, opts)
     if timesteps is None:
-        timesteps = torch.randint(0, sched.config.num_train_timesteps, (latents.shape[0],), generator=gen)
+        timesteps = draw_timesteps(opts, sched, latents.shape[0], gen)
     latents, noise, timesteps = latents.to(device), noise.to(device), timesteps.to(device)
     noisy = sched.add_noise(latents, noise, timesteps)
     if sched.config.prediction_type == "v_prediction":
@@ -59,11 +59,31 @@ def objective(
         target = noise
     cond = condition(session, captions, ids)
     pred = session.net.unet(noisy.to(session.unet_dtype), timesteps, **cond).sample
-    loss = F.mse_loss(pred.float(), target.float(), reduction="none")
-    if mask is not None:  # kohya's masked loss: the error times the weight, averaged over every pixel
-        loss = loss * mask.to(device)
-    loss = loss.mean(dim=(1, 2, 3))
-    return loss * snr_weights(sched, session.config.min_snr_gamma, timesteps)
+    return weighted_loss(session.config, sched, pred.float(), target.float(), timesteps, mask=mask)
+
+
+def weighted_loss(
+    config: Any,
+    sched: Any,
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    timesteps: torch.Tensor,
+    *,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Per-picture loss of a prediction: the ``[loss]`` type averaged over each picture (each
+    element weighted by ``mask`` when given: kohya's masked loss averages over every pixel),
+    times the min-SNR-gamma and debiased-estimation weights when they are on."""
+    opts = config.loss
+    c = huber_threshold(opts, sched, timesteps)
+    loss = elementwise_loss(pred, target, opts.loss_type, c)
+    if mask is not None:
+        loss = loss * mask.to(loss.device)
+    loss = loss.mean(dim=tuple(range(1, pred.ndim)))
+    loss = loss * snr_weights(sched, config.min_snr_gamma, timesteps)
+    if opts.debiased_estimation:
+        loss = loss * debiased_weights(sched, timesteps)
+    return loss
 
 
 def snr_weights(sched: Any, gamma: float, timesteps: torch.Tensor) -> torch.Tensor | float:

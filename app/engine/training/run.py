@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 
 STATE, STATE_FILES = run_state.STATE, run_state.STATE_FILES
 PICTURES = "pictures.json"  # in state/: not needed to resume, only to tell that the dataset changed
+EMA = "ema.safetensors"  # in state/ when [ema] is on: the weight average (optional, like pictures.json)
 # Settings a resumed run may change (more steps, other sample prompts ...); the rest must match.
 RESUMABLE_CHANGES = {"steps", "output", "sample", "device", "cache_dir", "output_dir", "trigger"}
 
@@ -82,6 +83,11 @@ class RunDir:
     @property
     def final_path(self) -> Path:
         return self.path / f"{self.name}.safetensors"
+
+    @property
+    def ema_path(self) -> Path:
+        """The [ema] weight average, in the adapter's layout, rewritten at every save."""
+        return self.path / f"{self.name}-ema.safetensors"
 
     def checkpoint_path(self, step: int) -> Path:
         return self.checkpoints / f"{self.name}-step{step:06d}.safetensors"
@@ -243,10 +249,12 @@ def save_state(
     scheduler: dict,
     info: dict[str, Any],
     pictures: dict[str, str] | None = None,
+    ema: dict[str, Any] | None = None,
 ) -> None:
     """Write the whole resume state as a new folder, then swap it in.
 
-    ``pictures`` (path -> hash of bytes and caption) lets a resume tell that the dataset changed.
+    ``pictures`` (path -> hash of bytes and caption) lets a resume tell that the dataset changed;
+    ``ema`` is the weight average's state when [ema] is on.
     """
     files = {
         "adapter.safetensors": safetensors_save(adapter),
@@ -256,6 +264,8 @@ def save_state(
     }
     if pictures is not None:
         files[PICTURES] = json.dumps(pictures, separators=(",", ":")).encode("utf-8")
+    if ema is not None:
+        files[EMA] = state_codec.encode(ema)
     need = sum(len(data) for data in files.values())
     with saving(run.state, need):
         tmp = Path(tempfile.mkdtemp(prefix=".state.tmp-", dir=run.path))
@@ -316,6 +326,17 @@ def load_pictures(run: RunDir) -> dict[str, str] | None:
     return data
 
 
+def resume_ema(run: RunDir, average: Any, warn: Any) -> None:
+    """Load the saved weight average into ``average``; a missing or unfitting one restarts it (with a warning)."""
+    folder = run_state.state_folder(run.path)
+    path = (folder or run.state) / EMA
+    try:
+        average.load(state_codec.decode_file(path))
+    except (state_codec.StateFormatError, ValueError) as exc:
+        average.restart()
+        warn(f"{path}: the saved weight average cannot be used ({exc}); the average restarts from the resumed weights")
+
+
 def resume_into(run: RunDir, net: Any, optimizer: Any, scaler: Any, lr_scheduler: Any) -> dict[str, Any]:
     """Load the saved state into the network, optimizer, grad scaler and LR schedule; return trainer.json."""
     adapter, opt_state, sched_state, info = load_state(run)
@@ -347,8 +368,9 @@ def check_network(run: RunDir, config: TrainConfig, info: dict[str, Any]) -> Non
     if not isinstance(saved, dict):
         return  # saved before trainer.json recorded them: the state load itself then checks shapes
     now = config.network.to_dict()
+    # A key the saved state lacks is a setting added since it was saved (init): its start no longer matters.
     for key in sorted(set(saved) | set(now)):
-        if saved.get(key) != now.get(key):
+        if key in saved and saved.get(key) != now.get(key):
             raise TrainError(
                 f"{run.config_path}: network {key!r} is {now.get(key)!r} but the saved state was "
                 f"trained with {saved.get(key)!r}; put it back or start a new run"

@@ -33,6 +33,7 @@ from app.engine.training import run as runs
 from app.engine.training import setup, validation
 from app.engine.training.caches import LatentCache, TextCache
 from app.engine.training.data import Schedule, TrainData
+from app.engine.training.ema import WeightAverage
 from app.engine.training.masks import MaskSet, build_masks
 from app.engine.training.network import Network, attach
 
@@ -121,6 +122,7 @@ class TrainSession:
     save_need: int = 0  # bytes one save writes (for "free N GB")
     masks: MaskSet | None = None  # loss weights per picture when [masks] is on
     val_losses: dict[int, float] = field(default_factory=dict)  # step -> validation loss, resumes included
+    ema: WeightAverage | None = None  # the [ema] average of the adapter weights, when on
 
 
 def open_run(config: TrainConfig | None, resume: str | Path | None, reporter: Reporter) -> OpenedRun:
@@ -231,6 +233,7 @@ def build_session(opened: OpenedRun, reporter: Reporter) -> TrainSession | None:
         masks=build_masks(
             config.masks, data.items + data.validation, config.data.flip, pipe.vae_scale_factor, reporter.warn
         ),
+        ema=WeightAverage(net.parameters(), config.ema) if config.ema.enabled else None,
     )
     # 6. A resume continues from the saved state.
     if opened.resumed:
@@ -280,6 +283,8 @@ def _resume(session: TrainSession) -> None:
     session.started_at = float(info.get("started_at", session.started_at))
     session.reporter.status(f"resuming {run_dir.path} at step {session.start_step}")
     session.val_losses = validation.history(run_dir, session.start_step)
+    if session.ema is not None:
+        runs.resume_ema(run_dir, session.ema, session.reporter.warn)
     changed = setup.dataset_change(runs.load_pictures(run_dir), setup.picture_keys(session.data, session.latents))
     if changed:
         session.reporter.warn(changed)

@@ -25,6 +25,7 @@ from app.engine.families import engine
 from app.engine.models import ModelSource, check_source
 from app.engine.training.caches import LatentCache, TextCache
 from app.engine.training.data import TrainData, TrainError, bucket_info, collect
+from app.engine.training.network import MUTATES_BASE
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +182,8 @@ def adapter_info(
 ) -> lora_files.AdapterInfo:
     """What the saved adapter's kohya metadata says about this run."""
     net_opts = config.network
+    # A pissa/olora adapter is saved as a plain LoRA of twice the rank (alpha / rank unchanged).
+    widen = 2 if net_opts.init in MUTATES_BASE else 1
     try:
         import tomli_w
 
@@ -190,8 +193,8 @@ def adapter_info(
     return lora_files.AdapterInfo(
         family=family,
         name=config.name,
-        rank=net_opts.rank,
-        alpha=net_opts.alpha,
+        rank=net_opts.rank * widen,
+        alpha=net_opts.alpha * widen,
         resolution=(config.data.resolution, config.data.resolution),
         steps=step,
         epoch=epoch,

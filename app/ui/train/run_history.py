@@ -61,6 +61,8 @@ class RunInfo:
     def final_step(self) -> int:
         return self.saved_step or self.total
 
+    crashed: bool = False  # interrupted by a crash, kill or power loss (not a stop the user asked for)
+
     @property
     def resumable(self) -> bool:
         return self.status is RunStatus.INTERRUPTED
@@ -145,6 +147,7 @@ def read_run(folder: str | Path, *, with_log: bool = False) -> RunInfo:
             info.status = RunStatus.DONE
         elif info.saved_step > 0:
             info.status = RunStatus.INTERRUPTED
+            info.crashed = run_state.crashed(folder)
         else:
             info.status = RunStatus.NOT_SAVED
     return info

@@ -151,6 +151,49 @@ HELP: dict[str, Setting] = {
         "Train text encoder", "Also train the text encoder(s): stronger trigger words, more memory."
     ),
     "network.text_encoder_lr": S("Text encoder LR", "Learning rate of the text encoder adapters.", 0.0, 10.0),
+    "network.init": S(
+        "Initialisation",
+        "How the adapter starts: gaussian learns fastest here; pissa and olora start from the model's own weights.",
+    ),
+    # ---------------------------------------------------------------- [loss]
+    "loss.loss_type": S(
+        "Loss", "How prediction errors count: l2 (squared), or huber / smooth_l1, which count big errors less."
+    ),
+    "loss.huber_schedule": S(
+        "Huber schedule", "How the Huber threshold changes with the noise level: constant, exponential or by SNR."
+    ),
+    "loss.huber_c": S(
+        "Huber threshold", "Errors above this count linearly, not squared (sd-scripts' huber_c).", 0.0, 1.0
+    ),
+    "loss.debiased_estimation": S(
+        "Debiased estimation", "Weights each noise level by 1/sqrt(SNR), so noisy steps count more and details less."
+    ),
+    "loss.multires_noise_iterations": S(
+        "Multi-res noise levels",
+        "Adds coarser noise at this many scales (6–10 typical) for bolder contrast; 0 is off.",
+        0,
+        20,
+    ),
+    "loss.multires_noise_discount": S(
+        "Multi-res noise discount", "Strength of each coarser noise level relative to the last (0.3 typical).", 0.0, 1.0
+    ),
+    "loss.min_timestep": S(
+        "Lowest timestep", "Train only on timesteps from this one up (0 is the least noisy).", 0, 999
+    ),
+    "loss.max_timestep": S(
+        "Highest timestep", "Train only on timesteps below this one (1000 includes pure noise).", 1, 1000
+    ),
+    # ---------------------------------------------------------------- [ema]
+    "ema.enabled": S(
+        "Weight average (EMA)", "Also save a moving average of the adapter's weights as <name>-ema.safetensors."
+    ),
+    "ema.decay": S(
+        "EMA decay", "How slowly the average follows the weights: 0.999 averages about 1000 steps.", 0.0, 0.99999
+    ),
+    "ema.on_cpu": S("EMA in CPU memory", "Keep the average in CPU memory: no GPU memory, a copy every step."),
+    "ema.samples": S(
+        "Samples from EMA", "Render the sample pictures with the averaged weights instead of the current ones."
+    ),
     # ---------------------------------------------------------------- [optimizer]
     "optimizer.kind": S(
         "Optimizer",
@@ -269,6 +312,7 @@ ADVANCED: dict[str, tuple[str, ...]] = {
         "network.conv_alpha",
         "network.train_text_encoder",
         "network.text_encoder_lr",
+        "network.init",
     ),
     "Optimizer": (
         "optimizer.kind",
@@ -301,6 +345,17 @@ ADVANCED: dict[str, tuple[str, ...]] = {
         "min_snr_gamma",
         "prediction",
     ),
+    "Loss": (
+        "loss.loss_type",
+        "loss.huber_schedule",
+        "loss.huber_c",
+        "loss.debiased_estimation",
+        "loss.multires_noise_iterations",
+        "loss.multires_noise_discount",
+        "loss.min_timestep",
+        "loss.max_timestep",
+    ),
+    "Weight average": ("ema.enabled", "ema.decay", "ema.on_cpu", "ema.samples"),
     "Saving": ("output.save_every", "output.keep_last", "output.diffusers_copy", "output_dir", "cache_dir"),
     "Samples": (
         "sample.negative",

@@ -9,6 +9,7 @@ and reads past runs from their folders on a pool thread. The tab binds to its si
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import uuid
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from app.core import paths
 from app.core.configs import ConfigError
 from app.core.events import ArtifactKind, ArtifactSaved, ImageReady, LogLevel, LogLine, Phase, Progress
+from app.core.files import atomic_write_text
 from app.core.train_config import TrainConfig, load_preset
 from app.core.train_queue import EntryState
 from app.core.train_requests import MAX_PROMPT_CHARS
@@ -34,6 +36,7 @@ from app.worker.protocol import ErrorKind, JobKind, RequestAction
 log = logging.getLogger(__name__)
 
 SETTINGS_FILE = "train.toml"
+DECLINED_FILE = "resume-declined.json"  # interrupted runs the user chose not to resume at start
 DEFAULT_PRESET = "sd15-character"
 
 
@@ -126,6 +129,7 @@ class TrainOps(QObject):
     sampleAdded = Signal(int, str, dict)  # (step, path, meta) of the shown run
     adapterAdded = Signal(int, str, object)  # (step, path, ArtifactKind CHECKPOINT | ADAPTER) of the shown run
     historyChanged = Signal()
+    interruptedFound = Signal(object)  # RunInfo of a run a crash, kill or power loss ended: offer to resume it
     message = Signal(str)  # one line for the status
 
     def __init__(
@@ -419,6 +423,35 @@ class TrainOps(QObject):
                 run.status = RunStatus.RUNNING
         self.history = runs
         self.historyChanged.emit()
+
+    def look_for_interrupted(self) -> None:
+        """On start: find the newest run that a crash, kill or power loss ended after a save (not
+        one the user stopped, nor one declined before) and emit :attr:`interruptedFound` for it."""
+        folders = self.history_folders()
+
+        def find() -> RunInfo | None:
+            declined = set(self._declined())
+            for run in list_runs(folders):
+                if run.resumable and run.crashed and str(run.path) not in declined:
+                    return run
+            return None
+
+        self._runner.run(find, lambda run: run is not None and self.interruptedFound.emit(run), lambda *_: None)
+
+    def decline_resume(self, run_dir: str | Path) -> None:
+        """Not offered again at start (History still resumes it)."""
+        declined = [*self._declined(), str(run_dir)]
+        try:
+            atomic_write_text(self._settings_path.with_name(DECLINED_FILE), json.dumps(declined[-200:]))
+        except OSError as exc:
+            log.warning("could not remember the declined resume of %s: %s", run_dir, exc)
+
+    def _declined(self) -> list[str]:
+        try:
+            data = json.loads(self._settings_path.with_name(DECLINED_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return []
+        return [d for d in data if isinstance(d, str)] if isinstance(data, list) else []
 
     def show_run(self, run_dir: str | Path) -> None:
         """Show a run's losses, samples and checkpoints (the live view when it is the running one)."""

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QInputDialog,
     QLabel,
+    QMessageBox,
     QProgressBar,
     QPushButton,
     QScrollArea,
@@ -36,7 +37,7 @@ from app.ui.train.checkpoints_panel import CheckpointsPanel
 from app.ui.train.compare import CompareDialog, CompareOps
 from app.ui.train.loss_plot import LossPlot
 from app.ui.train.queue_panel import HistoryPanel, QueuePanel
-from app.ui.train.run_history import adapter_label
+from app.ui.train.run_history import RunInfo, adapter_label
 from app.ui.train.sample_gallery import SampleGallery
 from app.ui.train.train_form import FormError, TrainForm
 from app.ui.train.train_ops import TrainOps
@@ -73,7 +74,9 @@ class TrainTab(QWidget):
             )
             if dataset_session.root is not None:
                 self.form.datasets.set_open_folder(str(dataset_session.root))
+        self.resume_box: QMessageBox | None = None
         self._update_buttons()
+        self.ops.look_for_interrupted()
 
     # ------------------------------------------------------------ building
     def _build(self) -> None:
@@ -221,6 +224,7 @@ class TrainTab(QWidget):
         ops.sampleAdded.connect(self.gallery.add)
         ops.adapterAdded.connect(self._on_adapter)
         ops.message.connect(self._show_status)
+        ops.interruptedFound.connect(self._offer_resume)
         self.checkpoints.useInGenerate.connect(lambda path: self.useInGenerate.emit(path, self._view_base()))
         self.checkpoints.compareRequested.connect(self.open_compare)
         self.history_panel.loadConfigRequested.connect(self.form.set_config)
@@ -243,6 +247,35 @@ class TrainTab(QWidget):
         else:
             self._show_status(f"Queued {config.name}; it starts when the running run ends.")
         return True
+
+    def _offer_resume(self, run: RunInfo) -> None:
+        """Ask (without blocking) whether to resume a run that a crash, kill or power loss ended."""
+        if self.ops.current is not None or self.resume_box is not None:
+            return
+        box = self.resume_box = QMessageBox(self)
+        box.setIcon(QMessageBox.Icon.Question)
+        box.setWindowTitle("Resume training?")
+        box.setText(
+            f"The training run {run.name} was interrupted at step {run.saved_step} of {run.total} "
+            f"(the app or the computer stopped). Resume it from step {run.saved_step}?"
+        )
+        box.setInformativeText(
+            f"{run.path}\nNot now: it stays in History, whose Resume continues it; this is not asked again."
+        )
+        resume = box.addButton("Resume", QMessageBox.ButtonRole.AcceptRole)
+        box.addButton("Not now", QMessageBox.ButtonRole.RejectRole)
+        box.setDefaultButton(resume)
+
+        def answered() -> None:
+            self.resume_box = None
+            if box.clickedButton() is resume:
+                self.ops.resume(run.path)
+                self._show_status(f"Resuming {run.name} from step {run.saved_step}.")
+            else:
+                self.ops.decline_resume(run.path)
+
+        box.finished.connect(answered)
+        box.open()
 
     def _checked_config(self) -> TrainConfig | None:
         config = self.form.ready_config()

@@ -63,7 +63,19 @@ def every_field_changed(tmp_path: Path, dataset: Path) -> TrainConfig:
             "conv_alpha": 3.0,
             "train_text_encoder": True,
             "text_encoder_lr": 2.5e-05,
+            "init": "kaiming",
         },
+        "loss": {
+            "loss_type": "smooth_l1",
+            "huber_schedule": "exponential",
+            "huber_c": 0.25,
+            "debiased_estimation": True,
+            "multires_noise_iterations": 6,
+            "multires_noise_discount": 0.4,
+            "min_timestep": 100,
+            "max_timestep": 900,
+        },
+        "ema": {"enabled": True, "decay": 0.99, "on_cpu": False, "samples": True},
         "optimizer": {
             "kind": "prodigy",
             "learning_rate": 1.0,
@@ -90,7 +102,7 @@ def every_field_changed(tmp_path: Path, dataset: Path) -> TrainConfig:
     same = [k for k in values if k != "version" and not isinstance(values[k], dict) and values[k] == defaults[k]]
     same += [
         f"{s}.{k}"
-        for s in ("data", "network", "optimizer", "output", "sample")
+        for s in ("data", "network", "optimizer", "output", "sample", "loss", "ema")
         for k in values[s]
         if values[s][k] == defaults[s][k]
     ]
