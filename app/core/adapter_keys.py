@@ -2,8 +2,8 @@
 changes and its network type, from its tensor names alone (pure Python, no torch).
 
 Split from :mod:`app.core.adapters` (which re-exports the enums) so that one module holds the
-naming schemes of every layout the header reader knows: kohya, diffusers, peft, LyCORIS
-and ComfyUI.
+naming schemes of every layout the header reader knows: kohya, diffusers, peft, LyCORIS,
+ComfyUI and, for Flux's transformer, BFL and XLabs.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ class AdapterLayout(str, Enum):
     PEFT = "peft"
     LYCORIS = "lycoris"
     COMFY = "comfy"  # ComfyUI's own names: diffusion_model.<original UNet path>, text_encoders.clip_l.…
+    BFL = "bfl"  # Black Forest Labs' own Flux layer names without a prefix (double_blocks.N.img_attn.qkv)
+    XLABS = "xlabs"  # XLabs' Flux attention-processor LoRAs (double_blocks.N.processor.qkv_lora1)
 
 
 class NetworkType(str, Enum):
@@ -54,8 +56,40 @@ _KOHYA_PREFIXES = {
     "lora_te1_": Part.TEXT_ENCODER,
     "lora_te2_": Part.TEXT_ENCODER_2,
     "lycoris_": Part.UNET,
+    "lora_transformer_": Part.TRANSFORMER,
 }
-_DIFFUSERS_PREFIXES = {"unet.": Part.UNET, "text_encoder.": Part.TEXT_ENCODER, "text_encoder_2.": Part.TEXT_ENCODER_2}
+_DIFFUSERS_PREFIXES = {
+    "unet.": Part.UNET,
+    "transformer.": Part.TRANSFORMER,
+    "text_encoder.": Part.TEXT_ENCODER,
+    "text_encoder_2.": Part.TEXT_ENCODER_2,
+}
+# A transformer denoiser's layers (Flux): BFL's own paths, which kohya (``lora_unet_`` with "_"),
+# ComfyUI (``diffusion_model.``), BFL and XLabs files use; diffusers' paths (peft, SimpleTuner).
+_BFL_ROOTS = (
+    "double_blocks.",
+    "single_blocks.",
+    "final_layer.",
+    "img_in.",
+    "txt_in.",
+    "time_in.",
+    "vector_in.",
+    "guidance_in.",
+)
+_TRANSFORMER_ROOTS = (
+    "transformer_blocks.",
+    "single_transformer_blocks.",
+    "x_embedder.",
+    "context_embedder.",
+    "norm_out.",
+)
+_TRANSFORMER_NAMES = (
+    tuple("lora_unet_" + r.replace(".", "_") for r in _BFL_ROOTS)
+    + tuple("diffusion_model." + r for r in _BFL_ROOTS)
+    + tuple("lycoris_" + r.replace(".", "_") for r in _TRANSFORMER_ROOTS)
+    + tuple("base_model.model." + r for r in _TRANSFORMER_ROOTS)
+    + ("lora_transformer_",)  # OneTrainer: lora_transformer_ + the diffusers path with "_"
+)
 _COMFY_PREFIXES = {
     "diffusion_model.": Part.UNET,
     "text_encoders.clip_l.": Part.TEXT_ENCODER,
@@ -106,22 +140,37 @@ def module_of(key: str) -> str:
     return key.rsplit(".", 1)[0]
 
 
+def _kohya_part(name: str) -> Part:
+    if name.startswith(_TRANSFORMER_NAMES):
+        return Part.TRANSFORMER
+    return next(p for pre, p in sorted(_KOHYA_PREFIXES.items(), key=lambda kv: -len(kv[0])) if name.startswith(pre))
+
+
 def layout_and_parts(names: list[str]) -> tuple[AdapterLayout | None, set[Part]]:
     parts: set[Part] = set()
     kohya = [n for n in names if n.startswith(tuple(_KOHYA_PREFIXES))]
     if kohya:
-        for n in kohya:
-            parts.add(
-                next(p for pre, p in sorted(_KOHYA_PREFIXES.items(), key=lambda kv: -len(kv[0])) if n.startswith(pre))
-            )
+        parts.update(_kohya_part(n) for n in kohya)
         lyco = any(n.startswith("lycoris_") or n.endswith(_LYCORIS_SUFFIXES) for n in kohya)
         return (AdapterLayout.LYCORIS if lyco else AdapterLayout.KOHYA), parts
     adapter_like = [n for n in names if "lora" in n.lower() or n.endswith(_LYCORIS_SUFFIXES)]
     if not adapter_like:
         return None, parts
     if any(n.startswith("base_model.model.") for n in adapter_like):
-        parts.add(Part.UNET)  # peft's own save of a single model (the UNet in our runs)
+        # peft's own save of a single model (the UNet in our runs, or a Flux transformer)
+        parts.add(Part.TRANSFORMER if any(n.startswith(_TRANSFORMER_NAMES) for n in adapter_like) else Part.UNET)
         return AdapterLayout.PEFT, parts
+    bfl_names = _BFL_ROOTS + tuple("diffusion_model." + r for r in _BFL_ROOTS)
+    if any(n.startswith(bfl_names) and ".processor." in n for n in adapter_like):
+        return AdapterLayout.XLABS, {Part.TRANSFORMER}
+    if any(n.startswith(_TRANSFORMER_NAMES) for n in adapter_like):  # ComfyUI's diffusion_model.double_blocks…
+        parts.add(Part.TRANSFORMER)
+        parts.update(
+            p for n in adapter_like for pre, p in _COMFY_PREFIXES.items() if p is not Part.UNET and n.startswith(pre)
+        )
+        return AdapterLayout.COMFY, parts
+    if any(n.startswith(_BFL_ROOTS) for n in adapter_like):
+        return AdapterLayout.BFL, {Part.TRANSFORMER}
     for layout, prefixes in ((AdapterLayout.COMFY, _COMFY_PREFIXES), (AdapterLayout.DIFFUSERS, _DIFFUSERS_PREFIXES)):
         for n in adapter_like:
             parts.update(p for pre, p in prefixes.items() if n.startswith(pre))
@@ -129,6 +178,8 @@ def layout_and_parts(names: list[str]) -> tuple[AdapterLayout | None, set[Part]]
             return layout, parts
     if any(n.startswith(_BARE_UNET_ROOTS) for n in adapter_like):
         return AdapterLayout.DIFFUSERS, {Part.UNET}
+    if any(n.startswith(_TRANSFORMER_ROOTS) for n in adapter_like):
+        return AdapterLayout.DIFFUSERS, {Part.TRANSFORMER}
     return None, parts
 
 

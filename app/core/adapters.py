@@ -98,6 +98,8 @@ def _family(
     arch = meta.get("modelspec.architecture", "")
     if (fam := families.by_architecture(arch)) is not None:
         return fam, f"metadata modelspec.architecture = {arch}"
+    if Part.TRANSFORMER in parts and (fam := families.with_transformer_denoiser()) is not None:
+        return fam, f"it changes a transformer denoiser's layers ({families.label(fam)}'s double/single blocks)"
     if Part.TEXT_ENCODER_2 in parts and (fam := families.with_second_text_encoder()) is not None:
         return fam, "it changes a second text encoder"
     if any(n.startswith("lora_unet_label_emb") for n in names) and (fam := families.with_size_conditioning()):
@@ -311,7 +313,7 @@ def inspect_adapter(
         layout = AdapterLayout.LYCORIS if layout is AdapterLayout.KOHYA else layout
     rank = _rank(p, names, shapes, meta)
     modules = {module_of(n) for n in names}
-    order = [Part.UNET, Part.TEXT_ENCODER, Part.TEXT_ENCODER_2]
+    order = [Part.UNET, Part.TRANSFORMER, Part.TEXT_ENCODER, Part.TEXT_ENCODER_2]
     family, evidence = _family(names, shapes, meta, parts)
     return AdapterInfo(
         path=p,

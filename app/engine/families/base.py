@@ -56,6 +56,12 @@ class StableDiffusion:
         """UNet keyword arguments beyond ``encoder_hidden_states`` (none for SD 1.x/2.x)."""
         return {}
 
+    def adapter_names(self, part: Any, root: Any) -> dict[str, tuple[Any, ...]]:
+        """Module keys of adapter files for layers of ``part`` (module ``root``) beyond the
+        generic naming schemes of ``app.engine.layer_index``: key -> the
+        ``app.engine.layer_delta.Piece`` s it changes (several for a layer other tools fuse)."""
+        return {}
+
     # ------------------------------------------------------------ tiny test model
     def tiny_unet_config(self) -> dict[str, Any]:
         """UNet2DConditionModel kwargs: the real layout, tiny widths, 8x8 latents (64 px)."""
