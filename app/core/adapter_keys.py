@@ -84,9 +84,10 @@ _TRANSFORMER_ROOTS = (
     "norm_out.",
 )
 _TRANSFORMER_NAMES = (
-    tuple("lora_unet_" + r.replace(".", "_") for r in _BFL_ROOTS)
+    # no "_" after a kohya root: "lora_unet_img_in" is a whole module name
+    tuple("lora_unet_" + r.rstrip(".").replace(".", "_") for r in _BFL_ROOTS)
     + tuple("diffusion_model." + r for r in _BFL_ROOTS)
-    + tuple("lycoris_" + r.replace(".", "_") for r in _TRANSFORMER_ROOTS)
+    + tuple("lycoris_" + r.rstrip(".").replace(".", "_") for r in _TRANSFORMER_ROOTS)
     + tuple("base_model.model." + r for r in _TRANSFORMER_ROOTS)
     + ("lora_transformer_",)  # OneTrainer: lora_transformer_ + the diffusers path with "_"
 )

@@ -30,7 +30,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import torch
 from torch import nn
 
 from app.engine.layer_delta import Piece, Rows
@@ -141,11 +140,12 @@ def _add_xlabs(out: dict[str, tuple[Piece, ...]], name: str, pieces: tuple[Piece
 
 @dataclass(frozen=True)
 class KohyaPlace:
-    """Where a diffusers layer goes in a kohya Flux file: module ``name``, ``rows`` of its ΔW."""
+    """Where a diffusers layer goes in a kohya Flux file: module ``name``, ``rows`` of its ΔW
+    (of ``total_rows``, the fused layer's height)."""
 
     name: str
     rows: Rows
-    fused: int  # how many diffusers layers share that kohya module
+    total_rows: int
 
 
 def kohya_places(transformer: nn.Module) -> dict[str, KohyaPlace]:
@@ -153,15 +153,7 @@ def kohya_places(transformer: nn.Module) -> dict[str, KohyaPlace]:
     Forge and diffusers' ``load_lora_weights`` read)."""
     out: dict[str, KohyaPlace] = {}
     for bfl, pieces in bfl_layers(transformer).items():
+        total = sum(b - a for piece in pieces for a, b in piece.rows)
         for piece in pieces:
-            out[piece.path] = KohyaPlace("lora_unet_" + bfl.replace(".", "_"), piece.rows, len(pieces))
+            out[piece.path] = KohyaPlace("lora_unet_" + bfl.replace(".", "_"), piece.rows, total)
     return out
-
-
-def fuse_lora(factors: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(up, down) of several layers -> the (up, down) of their fused layer: the downs stacked,
-    the ups block-diagonal, so ΔW_fused = cat(up_i·down_i) exactly (the "sparse" kohya qkv
-    that diffusers' converter splits back). Scales must already be folded into the ups."""
-    downs = [d.reshape(d.shape[0], -1) for _, d in factors]
-    ups = [u.reshape(u.shape[0], -1) for u, _ in factors]
-    return torch.block_diag(*ups), torch.cat(downs, dim=0)

@@ -24,6 +24,29 @@ class Piece:
     rows: Rows
 
 
+def place_rows(out: torch.Tensor, rows: Rows, m: torch.Tensor, cols: slice = slice(None)) -> None:
+    """Write ``m``'s rows, in order, into the row ranges ``rows`` (and columns ``cols``) of ``out``."""
+    start = 0
+    for a, b in rows:
+        out[a:b, cols] = m[start : start + b - a]
+        start += b - a
+
+
+def fuse_factors(
+    total_rows: int, pieces: list[tuple[Rows, torch.Tensor, torch.Tensor]]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(up, down) of one fused layer from its pieces' (rows, up, down), scales folded into the ups:
+    downs stacked, each up in its own columns and rows, so up·down has each piece's ΔW in its
+    rows exactly (the "sparse" kohya q/k/v that diffusers' converter splits back)."""
+    ups = [up.reshape(up.shape[0], -1) for _, up, _ in pieces]
+    up = torch.zeros(total_rows, sum(u.shape[1] for u in ups), dtype=ups[0].dtype, device=ups[0].device)
+    col = 0
+    for (rows, _, _), u in zip(pieces, ups):
+        place_rows(up, rows, u, slice(col, col + u.shape[1]))
+        col += u.shape[1]
+    return up, torch.cat([d.reshape(d.shape[0], -1) for _, _, d in pieces], dim=0)
+
+
 # Longest suffixes first: "<module>.<suffix>" -> role.
 _ROLES = sorted(
     {

@@ -61,6 +61,14 @@ class Flux(StableDiffusion):
 
         return flux_keys.file_names(root)
 
+    def kohya_places(self, part: Any, root: Any) -> dict[str, Any]:
+        """sd-scripts' Flux names (BFL's layers, q/k/v fused) for the transformer's layers."""
+        if not part.denoiser:
+            return {}
+        from app.engine import flux_keys
+
+        return flux_keys.kohya_places(root)
+
     @staticmethod
     def max_sequence(pipe: Any) -> int:
         """T5 length for prompts: the tokenizer's own limit (512 for the real model)."""
