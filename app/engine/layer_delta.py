@@ -144,7 +144,8 @@ class LayerDelta:
             return lycoris_weights.rank(self.kind, t)
         return 0
 
-    def _pick(self, t: torch.Tensor) -> torch.Tensor:
+    def pick_rows(self, t: torch.Tensor) -> torch.Tensor:
+        """``t``'s rows that belong to this layer (all of them unless it is a piece of a fused layer)."""
         if self.rows is None:
             return t
         return torch.cat([t[a:b] for a, b in self.rows]) if len(self.rows) > 1 else t[self.rows[0][0] : self.rows[0][1]]
@@ -168,12 +169,12 @@ class LayerDelta:
         if self.kind == "lora":
             from lycoris.functional import locon
 
-            up = self._pick(t["up"])  # a fused layer's rows: only B's rows are needed
+            up = self.pick_rows(t["up"])  # a fused layer's rows: only B's rows are needed
             return locon.diff_weight(t["down"], up, t.get("mid"), gamma=self.scale(), backend="torch")
         if self.kind == "loha":
             from lycoris.functional import loha
 
-            return self._pick(
+            return self.pick_rows(
                 loha.diff_weight(
                     t["hada_w1_b"],
                     t["hada_w1_a"],
@@ -190,7 +191,7 @@ class LayerDelta:
 
             # kron_weight with our own scale: lycoris' diff_weight takes the rank from
             # lokr_w2_a.shape[1], which is the factor width, not the rank, for tucker files.
-            return self._pick(
+            return self.pick_rows(
                 lokr.kron_weight(
                     t.get("lokr_w1"),
                     t.get("lokr_w1_a"),
@@ -203,7 +204,7 @@ class LayerDelta:
                     backend="torch",
                 )
             )
-        return self._pick(t["diff"])
+        return self.pick_rows(t["diff"])
 
     def delta(self, w0: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
         """ΔW at ``strength`` in float32 and ``w0``'s shape.
@@ -215,7 +216,7 @@ class LayerDelta:
         if self.kind in lycoris_weights.KINDS:
             return lycoris_weights.delta(self.kind, self.tensors, self.alpha, w0, strength)
         if self.kind == "set":
-            return (self._pick(self.tensors["set_weight"]).float().reshape(w0.shape) - w0.float()) * strength
+            return (self.pick_rows(self.tensors["set_weight"]).float().reshape(w0.shape) - w0.float()) * strength
         d = self.raw_delta().float().reshape(w0.shape)
         if self.dora is not None:
             from lycoris.functional import weight_decompose
@@ -230,7 +231,7 @@ class LayerDelta:
     def bias_delta(self, strength: float = 1.0) -> torch.Tensor | None:
         """The change to the layer's bias (a LyCORIS full ``diff_b``), or None."""
         diff_b = self.tensors.get("diff_b")
-        return None if diff_b is None else self._pick(diff_b.float().reshape(-1)) * strength
+        return None if diff_b is None else self.pick_rows(diff_b.float().reshape(-1)) * strength
 
     def dora_axis(self, shape: tuple[int, ...]) -> bool | None:
         """True: one magnitude per output row; False: per input column; None: it fits neither.
@@ -256,7 +257,7 @@ class LayerDelta:
         """(up, down) with the scale folded into up, shaped for a layer of ``shape``; None if not a plain LoRA."""
         if self.kind != "lora" or "mid" in self.tensors or self.dora is not None:
             return None
-        up = self._pick(self.tensors["up"]).float() * self.scale()
+        up = self.pick_rows(self.tensors["up"]).float() * self.scale()
         down = self.tensors["down"].float()
         r = down.shape[0]
         if len(shape) == 4:

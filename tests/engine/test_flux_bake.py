@@ -92,3 +92,30 @@ def test_a_reduced_flux_bake_keeps_the_rank_asked_for_fused_layers_too(flux_pipe
     report = mixer.set_mix([AdapterEntry(str(out), 1.0)])
     assert report.refused == []
     assert torch.is_tensor(mixer.index.modules[sorted(mixer.patched_layers())[0]].weight)
+
+
+def test_a_kohya_flux_file_converts_to_the_diffusers_layout_with_each_fused_layer_split(flux_pipe, mixer, tmp_path):
+    from app.engine.adapter_convert import convert
+
+    src = FA.flux_lora(flux_pipe, tmp_path / "k.safetensors", "kohya", seed=8)
+    mixer.set_mix([AdapterEntry(str(src), 1.0)])
+    from_kohya = FA.weights_of(flux_pipe)
+    out = convert(src, tmp_path / "d.safetensors", "diffusers", mixer.index, Family.FLUX1)
+    with safe_open(str(out), "pt") as f:
+        assert "transformer.single_transformer_blocks.0.proj_mlp.lora_B.weight" in f.keys()
+    mixer.set_mix([AdapterEntry(str(out), 1.0)])
+    assert _max_change(FA.weights_of(flux_pipe), from_kohya) < 1e-5
+
+
+def test_converting_a_flux_adapter_to_the_kohya_layout_is_refused_with_a_sentence(flux_pipe, mixer, tmp_path):
+    from app.engine.adapter_convert import convert
+    from app.engine.adapter_formats import IncompatibleAdapter
+
+    src = FA.flux_lora(flux_pipe, tmp_path / "x.safetensors", "xlabs", seed=9)
+    with pytest.raises(IncompatibleAdapter) as err:
+        convert(src, tmp_path / "k.safetensors", "kohya", mixer.index, Family.FLUX1)
+    assert str(err.value) == (
+        f"{src}: a transformer (Flux) adapter cannot be rewritten in the kohya layout, which fuses its "
+        "q/k/v layers; use --to diffusers, or bake it (the baked file is in the kohya Flux layout)"
+    )
+    assert not (tmp_path / "k.safetensors").exists()
