@@ -216,3 +216,20 @@ def test_an_sd_lora_on_flux_is_refused_with_a_sentence(flux_pipe, rgb):
     assert str(err.value) == (
         f"{rgb['red']}: made for SD 1.x, but the loaded base model is Flux.1; pick a SD 1.x base model for it"
     )
+
+
+def test_dora_on_a_fused_flux_layer_is_skipped_and_named(flux_pipe, mixer, tmp_path):
+    """DoRA's norm spans the fused q/k/v rows: no row range of it is a layer's change, so that
+    layer is skipped with a warning (the file's other layers still apply)."""
+    path = FA.flux_lora(flux_pipe, tmp_path / "k.safetensors", "kohya", seed=12, te=False)
+    sd = load_file(str(path))
+    sd["lora_unet_double_blocks_0_img_attn_qkv.dora_scale"] = torch.ones(48, 1)
+    save_file(sd, str(path), metadata={"ss_base_model_version": "flux1"})
+    report = mixer.set_mix([_entry(path, 1.0)])
+    assert report.refused == []
+    assert (
+        f"{path.name}: 1 layers of an unsupported adapter type were skipped (e.g. lora_unet_double_blocks_0_img_attn_qkv)"
+        in report.warnings
+    )
+    assert Target(Part.TRANSFORMER, "transformer_blocks.0.attn.to_q") not in mixer.patched_layers()
+    assert Target(Part.TRANSFORMER, "transformer_blocks.0.attn.add_q_proj") in mixer.patched_layers()
