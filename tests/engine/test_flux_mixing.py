@@ -233,3 +233,23 @@ def test_dora_on_a_fused_flux_layer_is_skipped_and_named(flux_pipe, mixer, tmp_p
     )
     assert Target(Part.TRANSFORMER, "transformer_blocks.0.attn.to_q") not in mixer.patched_layers()
     assert Target(Part.TRANSFORMER, "transformer_blocks.0.attn.add_q_proj") in mixer.patched_layers()
+
+
+@pytest.mark.parametrize(
+    ("layout", "expected"),
+    [
+        ("kohya", AdapterLayout.KOHYA),
+        ("comfy", AdapterLayout.COMFY),
+        ("bfl", AdapterLayout.BFL),
+        ("xlabs", AdapterLayout.XLABS),
+        ("diffusers", AdapterLayout.DIFFUSERS),
+        ("peft", AdapterLayout.PEFT),
+        ("onetrainer", AdapterLayout.KOHYA),
+    ],
+)
+def test_the_header_tells_each_flux_layout_and_the_family_from_the_names_alone(flux_pipe, tmp_path, layout, expected):
+    path = FA.flux_lora(flux_pipe, tmp_path / layout / "a.safetensors", layout, metadata=False)
+    info = inspect_adapter(path)
+    assert info.layout is expected and info.family is Family.FLUX1
+    assert info.parts[0] is Part.TRANSFORMER and Part.UNET not in info.parts
+    assert "transformer denoiser" in info.family_evidence
