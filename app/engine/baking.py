@@ -13,7 +13,11 @@ The file follows DESIGN.md section 4: ``lora_unet_<module path>``, ``lora_te_`` 
 or ``lora_te1_``/``lora_te2_`` (SDXL), ``lora_down``/``lora_up`` and a float32 ``alpha``
 (= the layer's rank, so its scale is 1), with ss_* and modelspec metadata. Bias changes (a
 LyCORIS full ``diff_b`` or a norm layer's ``b_norm``) are summed into ``diff_b``, and norm
-layers are written as a full ``diff``, both exact.
+layers are written as a full ``diff``, both exact (bias changes of a fused layer's members are
+not written). A family whose
+kohya layout fuses layers (Flux: ``lora_unet_double_blocks_N_img_attn_qkv``) says so through
+its engine's ``kohya_places``; the fused layer's factors are its layers' stacked (exact), and a
+reduced bake cuts the fused layer to ``rank``.
 """
 
 from __future__ import annotations
@@ -37,7 +41,8 @@ from app.core.configs import AdapterEntry
 from app.core.families import Family
 from app.engine import lora_files
 from app.engine.adapter_formats import IncompatibleAdapter, Target
-from app.engine.layer_delta import numerical_factors
+from app.engine.families import engine
+from app.engine.layer_delta import fuse_factors, numerical_factors, place_rows
 from app.engine.patching import AdapterMixer
 
 log = logging.getLogger(__name__)
@@ -118,13 +123,51 @@ def _layer(mixer: AdapterMixer, target: Target, parts: list[tuple[Any, float]], 
         downs.append(down)
     if not ups:
         return None
-    up, down = torch.cat(ups, dim=1), torch.cat(downs, dim=0)
+    return _cut(torch.cat(ups, dim=1), torch.cat(downs, dim=0), rank) + (dense,)
+
+
+def _cut(up: torch.Tensor, down: torch.Tensor, rank: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     full = min(up.shape[0], down.shape[1])
     if up.shape[1] > full:  # stacked past full rank: the same matrix in fewer directions
         up, down = _reduce(up, down, full)
     if rank is not None and up.shape[1] > rank:
         up, down = _reduce(up, down, rank)
-    return up, down, dense
+    return up, down
+
+
+def _kohya_groups(mixer: AdapterMixer, targets: list[Target]) -> dict[str, tuple[int | None, list[tuple[Target, Any]]]]:
+    """kohya module name -> (fused height or None, its layers with their rows in it)."""
+    layout: dict[Part, dict[str, Any]] = {}
+    if mixer.family is not None:
+        family_engine = engine(mixer.family)
+        layout = {part: family_engine.kohya_places(part, root) for part, root in mixer.index.parts.items()}
+    groups: dict[str, tuple[int | None, list[tuple[Target, Any]]]] = {}
+    for target in targets:
+        place = layout.get(target.part, {}).get(target.path)
+        if place is None:
+            groups.setdefault(kohya_name(target, mixer.family), (None, []))[1].append((target, None))
+        else:
+            groups.setdefault(place.name, (place.total_rows, []))[1].append((target, place.rows))
+    return groups
+
+
+def _group_layer(mixer: AdapterMixer, total: int | None, members, contributions, rank: int | None):
+    """(up, down, dense ΔW) of one kohya module: one layer, or a fused one's layers stacked."""
+    if total is None:
+        return _layer(mixer, members[0][0], contributions[members[0][0]], rank)
+    pieces, dense = [], None
+    for target, rows in members:
+        layer = _layer(mixer, target, contributions[target], None)
+        if layer is None:
+            continue
+        up, down, d = layer
+        if dense is None:
+            dense = torch.zeros(total, d.shape[1], dtype=d.dtype, device=d.device)
+        place_rows(dense, rows, d)
+        pieces.append((rows, up, down))
+    if not pieces:
+        return None
+    return _cut(*fuse_factors(total, pieces), rank) + (dense,)
 
 
 def _bias_change(parts: list[tuple[Any, float]]) -> torch.Tensor | None:
@@ -164,38 +207,25 @@ def bake_mix(
     tensors: dict[str, torch.Tensor] = {}
     err2 = total2 = 0.0
     max_rank = layers = 0
-    targets = sorted(contributions)
+    groups = _kohya_groups(mixer, sorted(contributions))
     with torch.no_grad():
-        for i, target in enumerate(targets):
+        for i, (name, (total, members)) in enumerate(sorted(groups.items())):
             if should_cancel is not None and should_cancel():
                 from app.engine.rendering import RenderCancelled
 
                 raise RenderCancelled()
-            layer = _layer(mixer, target, contributions[target], rank)
+            layer = _group_layer(mixer, total, members, contributions, rank)
             if on_progress is not None:
-                on_progress(i + 1, len(targets))
-            name = kohya_name(target, mixer.family)
-            bias = _bias_change(contributions[target])
-            if bias is not None:  # a full adapter's bias change (diff_b), kept exactly
-                tensors[f"{name}.diff_b"] = bias.cpu().contiguous()
+                on_progress(i + 1, len(groups))
+            if total is None:  # one layer: its bias change (a full adapter's diff_b), kept exactly
+                bias = _bias_change(contributions[members[0][0]])
+                if bias is not None:
+                    tensors[f"{name}.diff_b"] = bias.cpu().contiguous()
             if layer is None:
                 continue
-            up, down, dense = layer
-            total2 += float(dense.pow(2).sum())
-            shape = tuple(mixer.index.shape(target))
             layers += 1
-            if len(shape) == 1:  # a norm layer: LyCORIS' full .diff, which A1111 and ComfyUI read for any layer
-                tensors[f"{name}.diff"] = dense.reshape(shape).float().cpu().contiguous()
-                continue
-            err2 += float(((up @ down) - dense).pow(2).sum())
-            r = up.shape[1]
-            max_rank = max(max_rank, r)
-            if len(shape) == 4:
-                up = up.reshape(shape[0], r, 1, 1)
-                down = down.reshape(r, *shape[1:])
-            tensors[f"{name}.lora_down.weight"] = down.float().cpu().contiguous()
-            tensors[f"{name}.lora_up.weight"] = up.float().cpu().contiguous()
-            tensors[f"{name}.alpha"] = torch.tensor(float(r), dtype=torch.float32)
+            e2, t2, r = _write_layer(tensors, name, tuple(mixer.index.shape(members[0][0])), layer)
+            err2, total2, max_rank = err2 + e2, total2 + t2, max(max_rank, r)
     if not tensors:
         raise BakeError("nothing to bake: the mix changes no weight")
     relative = math.sqrt(err2 / total2) if total2 > 0 else 0.0
@@ -204,6 +234,26 @@ def bake_mix(
     result = BakeResult(out, rank is None, max_rank, layers, relative, time.perf_counter() - started)
     log.info("%s", result.describe())
     return result
+
+
+def _write_layer(
+    tensors: dict[str, torch.Tensor], name: str, shape: tuple[int, ...], layer
+) -> tuple[float, float, int]:
+    """Write one kohya module's tensors; (squared error of its factors, squared norm of its ΔW, rank)."""
+    up, down, dense = layer
+    total2 = float(dense.pow(2).sum())
+    if len(shape) == 1:  # a norm layer: LyCORIS' full .diff, which A1111 and ComfyUI read for any layer
+        tensors[f"{name}.diff"] = dense.reshape(shape).float().cpu().contiguous()
+        return 0.0, total2, 0
+    err2 = float(((up @ down) - dense).pow(2).sum())
+    r = up.shape[1]
+    if len(shape) == 4:
+        up = up.reshape(shape[0], r, 1, 1)
+        down = down.reshape(r, *shape[1:])
+    tensors[f"{name}.lora_down.weight"] = down.float().cpu().contiguous()
+    tensors[f"{name}.lora_up.weight"] = up.float().cpu().contiguous()
+    tensors[f"{name}.alpha"] = torch.tensor(float(r), dtype=torch.float32)
+    return err2, total2, r
 
 
 def _contributions(mixer: AdapterMixer, held) -> dict[Target, list[tuple[Any, float]]]:

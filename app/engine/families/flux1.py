@@ -53,6 +53,22 @@ class Flux(StableDiffusion):
         the text position ids (image ids and guidance depend on the latents; the caller adds them)."""
         return {"pooled_projections": encoded["pooled"].to(dtype), "txt_ids": encoded["text_ids"]}
 
+    def adapter_names(self, part: Any, root: Any) -> dict[str, tuple[Any, ...]]:
+        """kohya, BFL/ComfyUI and XLabs names of the transformer's layers, fused q/k/v included."""
+        if not part.denoiser:
+            return {}
+        from app.engine import flux_keys
+
+        return flux_keys.file_names(root)
+
+    def kohya_places(self, part: Any, root: Any) -> dict[str, Any]:
+        """sd-scripts' Flux names (BFL's layers, q/k/v fused) for the transformer's layers."""
+        if not part.denoiser:
+            return {}
+        from app.engine import flux_keys
+
+        return flux_keys.kohya_places(root)
+
     @staticmethod
     def max_sequence(pipe: Any) -> int:
         """T5 length for prompts: the tokenizer's own limit (512 for the real model)."""
