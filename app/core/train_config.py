@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from app.core.configs import ConfigError, DevicePref, Scheduler, _Config
+from app.core.train_flow import FlowOptions
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -48,6 +49,7 @@ class Targets(str, Enum):
     ATTENTION = "attention"  # to_q, to_k, to_v, to_out
     ATTENTION_FF = "attention_ff"  # + feed-forward and proj_in/proj_out (kohya's "LoRA")
     LOCON = "locon"  # + ResNet, down/up-sampler convs and time projections (kohya's "LoCon")
+    ALL_LINEAR = "all_linear"  # every linear layer of the blocks (Flux: incl. the modulation layers)
 
 
 class Optimizer(str, Enum):
@@ -242,12 +244,13 @@ class SampleOptions(_Section):
             )
 
 
-_SECTIONS: dict[str, type[_Section]] = {
+_SECTIONS: dict[str, type[_Config]] = {
     "data": DataOptions,
     "network": NetworkOptions,
     "optimizer": OptimizerOptions,
     "output": OutputOptions,
     "sample": SampleOptions,
+    "flow": FlowOptions,
 }
 
 
@@ -264,6 +267,7 @@ class TrainConfig(_Config):
     steps: int = 1500  # optimizer steps
     gradient_accumulation: int = 1
     gradient_checkpointing: bool = False
+    fp8_base: bool = False  # the denoiser's weights stored as float8_e4m3fn, computed in bf16
     mixed_precision: MixedPrecision = MixedPrecision.AUTO
     device: DevicePref = DevicePref.AUTO
     noise_offset: float = 0.0
@@ -275,6 +279,7 @@ class TrainConfig(_Config):
     optimizer: OptimizerOptions = field(default_factory=OptimizerOptions)
     output: OutputOptions = field(default_factory=OutputOptions)
     sample: SampleOptions = field(default_factory=SampleOptions)
+    flow: FlowOptions = field(default_factory=FlowOptions)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, where: str = "") -> TrainConfig:

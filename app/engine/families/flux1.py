@@ -8,12 +8,15 @@ that render 64x64 on a CPU in a fraction of a second; both tokenizers are built 
 
 from __future__ import annotations
 
+import math
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from app.core.families import Family
+from app.core.train_config import Targets
+from app.core.train_flow import TimestepSampling
 from app.engine.families.base import StableDiffusion, TinyTextEncoder
 
 #: T5 token features a prompt is padded to. The real pipeline uses 512 ([dev]) / 256
@@ -22,6 +25,38 @@ TINY_MAX_SEQUENCE = 32
 
 _T5_SPECIAL = ("<pad>", "</s>", "<unk>")  # ids 0, 1, 2 as in the real T5 vocabulary
 _SPIECE = "\u2581"  # sentencepiece's word-start marker
+
+# LoRA targets inside the double- (``transformer_blocks.N.``) and single-stream
+# (``single_transformer_blocks.N.``) blocks.
+_FLUX_ATTENTION = (
+    "attn.to_q", "attn.to_k", "attn.to_v", "attn.to_out.0",
+    "attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj", "attn.to_add_out",
+)  # fmt: skip
+_FLUX_MLP = ("ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj", "ff_context.net.2", "proj_mlp", "proj_out")
+_FLUX_MODULATION = ("norm1.linear", "norm1_context.linear", "norm.linear")
+
+# kohya sd-scripts names a Flux LoRA after BFL's modules: diffusers module(s) per BFL layer,
+# fused in this order (as diffusers' own kohya converter splits them back).
+_BFL_BLOCKS = {"transformer_blocks": "double_blocks", "single_transformer_blocks": "single_blocks"}
+_KOHYA_FLUX = {
+    "transformer_blocks": (
+        ("img_attn_qkv", ("attn.to_q", "attn.to_k", "attn.to_v")),
+        ("img_attn_proj", ("attn.to_out.0",)),
+        ("txt_attn_qkv", ("attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj")),
+        ("txt_attn_proj", ("attn.to_add_out",)),
+        ("img_mlp_0", ("ff.net.0.proj",)),
+        ("img_mlp_2", ("ff.net.2",)),
+        ("txt_mlp_0", ("ff_context.net.0.proj",)),
+        ("txt_mlp_2", ("ff_context.net.2",)),
+        ("img_mod_lin", ("norm1.linear",)),
+        ("txt_mod_lin", ("norm1_context.linear",)),
+    ),
+    "single_transformer_blocks": (
+        ("linear1", ("attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp")),
+        ("linear2", ("proj_out",)),
+        ("modulation_lin", ("norm.linear",)),
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -46,17 +81,134 @@ class Flux(StableDiffusion):
         )
         return {"embeds": embeds, "pooled": pooled, "text_ids": text_ids}
 
+    @staticmethod
+    def max_sequence(pipe: Any) -> int:
+        """T5 length for prompts: the tokenizer's own limit (512 for the real model)."""
+        return min(512, int(getattr(pipe.tokenizer_2, "model_max_length", 512)))
+
+    # ------------------------------------------------------------ training
+    denoiser_name = "transformer"
+    trainable_text_encoders = 1  # CLIP-L only; T5-XXL stays frozen (as sd-scripts and ai-toolkit)
+    release_text_encoders = True
+    flow_matching = True
+    fp8_base = True  # 12B parameters: 24 GB in bf16, 12 GB in fp8
+
+    def lora_target_names(self, denoiser: Any, targets: Targets) -> list[str]:
+        """attention: q/k/v/out of both streams; attention_ff: + the MLPs (single blocks: the fused
+        MLP input and the output); all_linear (or locon): + the blocks' modulation layers."""
+        import torch
+
+        suffixes = _FLUX_ATTENTION
+        if targets is not Targets.ATTENTION:
+            suffixes += _FLUX_MLP
+        if targets in (Targets.ALL_LINEAR, Targets.LOCON):
+            suffixes += _FLUX_MODULATION
+        return [
+            name
+            for name, module in denoiser.named_modules()
+            if isinstance(module, torch.nn.Linear)
+            and name.startswith(("transformer_blocks.", "single_transformer_blocks."))
+            and name.split(".", 2)[2] in suffixes
+        ]
+
+    def encode_for_training(self, pipe: Any, captions: list[str], device: Any) -> dict[str, Any]:
+        encoded = self.encode_prompts(pipe, captions, device)
+        encoded.pop("text_ids")  # one (L, 3) table of zeros for any batch: rebuilt from the length
+        return encoded
+
     def added_conditioning(
         self, encoded: dict[str, Any], time_ids: list[list[int]], device: Any, dtype: Any
     ) -> dict[str, Any]:
         """The transformer's other inputs beside the T5 features: the pooled CLIP vector and
         the text position ids (image ids and guidance depend on the latents; the caller adds them)."""
-        return {"pooled_projections": encoded["pooled"].to(dtype), "txt_ids": encoded["text_ids"]}
+        import torch
+
+        text_ids = encoded.get("text_ids")
+        if text_ids is None:  # FluxPipeline's text ids are zeros, one row per T5 token
+            text_ids = torch.zeros(encoded["embeds"].shape[1], 3, device=device, dtype=dtype)
+        return {"pooled_projections": encoded["pooled"].to(dtype), "txt_ids": text_ids}
+
+    def noise_schedule(self, pipe: Any, prediction: str | None) -> Any:
+        """The pipeline's FlowMatchEulerDiscreteScheduler config (its shift settings are read)."""
+        return pipe.scheduler
+
+    def sample_timesteps(self, sched: Any, config: Any, latents: Any, gen: Any) -> Any:
+        """sigma * 1000 per picture, drawn from ``gen`` as ``config.flow`` says (see app.core.train_flow)."""
+        import torch
+
+        opts, n = config.flow, latents.shape[0]
+        if opts.timestep_sampling is TimestepSampling.UNIFORM:
+            sigma = torch.rand((n,), generator=gen)
+        else:
+            sigma = torch.sigmoid(opts.logit_mean + opts.logit_std * torch.randn((n,), generator=gen))
+        if opts.timestep_sampling is TimestepSampling.SHIFT:
+            mu = self.resolution_shift(sched.config, latents.shape[-2] * latents.shape[-1] // 4)
+            sigma = math.exp(mu) / (math.exp(mu) + (1.0 / sigma - 1.0))  # the sampler's own time shift
+        return sigma * sched.config.num_train_timesteps
 
     @staticmethod
-    def max_sequence(pipe: Any) -> int:
-        """T5 length for prompts: the tokenizer's own limit (512 for the real model)."""
-        return min(512, int(getattr(pipe.tokenizer_2, "model_max_length", 512)))
+    def resolution_shift(sched_config: Any, image_tokens: int) -> float:
+        """Flux's mu for ``image_tokens`` (2x2 latent patches): linear from base_shift at
+        base_image_seq_len to max_shift at max_image_seq_len, as FluxPipeline renders."""
+        lo, hi = sched_config.get("base_image_seq_len", 256), sched_config.get("max_image_seq_len", 4096)
+        base, top = sched_config.get("base_shift", 0.5), sched_config.get("max_shift", 1.15)
+        return base + (top - base) * (image_tokens - lo) / (hi - lo)
+
+    def noisy_and_target(self, sched: Any, latents: Any, noise: Any, timesteps: Any) -> tuple[Any, Any]:
+        """Flow matching: x_t = (1 - sigma) x0 + sigma noise; the target is the velocity noise - x0."""
+        sigma = (timesteps.float() / sched.config.num_train_timesteps).view(-1, 1, 1, 1)
+        return (1.0 - sigma) * latents + sigma * noise, noise - latents
+
+    def predict(self, denoiser: Any, noisy: Any, timesteps: Any, cond: dict[str, Any], config: Any) -> Any:
+        """Pack the latents into 2x2 patch tokens, call the transformer as FluxPipeline does
+        (timestep as sigma, [dev]'s guidance input), unpack its velocity."""
+        import torch
+        from diffusers import FluxPipeline
+
+        b, c, h, w = noisy.shape
+        tokens = FluxPipeline._pack_latents(noisy, b, c, h, w)
+        img_ids = FluxPipeline._prepare_latent_image_ids(b, h // 2, w // 2, noisy.device, noisy.dtype)
+        guidance = None
+        if denoiser.config.guidance_embeds:
+            guidance = torch.full((b,), float(config.flow.guidance_scale), device=noisy.device, dtype=noisy.dtype)
+        out = denoiser(
+            hidden_states=tokens,
+            timestep=(timesteps.float() / 1000.0).to(noisy.dtype),
+            guidance=guidance,
+            pooled_projections=cond["pooled_projections"],
+            encoder_hidden_states=cond["encoder_hidden_states"],
+            txt_ids=cond["txt_ids"],
+            img_ids=img_ids,
+            return_dict=False,
+        )[0]
+        return out.view(b, h // 2, w // 2, c, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(b, c, h, w)
+
+    def loss_weights(self, sched: Any, config: Any, timesteps: Any) -> Any:
+        return 1.0  # min-SNR is a DDPM weighting; the sampling of sigma does the weighting here
+
+    def kohya_layout(self, module_paths: list[str]) -> dict[str, tuple[str, ...]]:
+        """kohya sd-scripts' Flux names (what ComfyUI and Forge load): BFL's module names, with
+        q/k/v (and a single block's MLP input) fused into one layer as in BFL's model; a fused
+        layer lists all its modules, trained or not (an untrained one gets zero rows)."""
+        out: dict[str, tuple[str, ...]] = {}
+        for path in module_paths:
+            kind, index, rest = path.split(".", 2)
+            for bfl, members in _KOHYA_FLUX[kind]:
+                if rest in members:
+                    out[f"{_BFL_BLOCKS[kind]}_{index}_{bfl}"] = tuple(f"{kind}.{index}.{m}" for m in members)
+        return out
+
+    def adapter_architecture(self, denoiser: Any, v_prediction: bool) -> str:
+        """[schnell] has no guidance input: its adapters say flux-1-schnell/lora."""
+        if getattr(denoiser.config, "guidance_embeds", True):
+            return self.spec.architecture
+        return "flux-1-schnell/lora"
+
+    def sample_kwargs(self, pipe: Any, negative: str) -> dict[str, Any]:
+        return {"max_sequence_length": self.max_sequence(pipe)}  # or the tiny model pads to 512
+
+    def prompt_kwargs(self, encoded: dict[str, Any]) -> dict[str, Any]:
+        return {"prompt_embeds": encoded["embeds"][None], "pooled_prompt_embeds": encoded["pooled"][None]}
 
     # ------------------------------------------------------------ tiny test model
     def tiny_transformer_config(self) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import torch
 from app.core.events import ArtifactKind, ArtifactSaved, ImageReady, Phase, Progress
 from app.core.files import SaveError
 from app.engine import lora_files
+from app.engine.families import engine
 from app.engine.training import run as runs
 from app.engine.training import setup
 from app.engine.training.data import TrainError, mix_seed, vary_caption
@@ -211,15 +212,14 @@ def _save(session: TrainSession, step: int, *, final: bool, result: TrainResult,
         }
         path = run_dir.final_path if final else run_dir.checkpoint_path(step)
         tensors = session.net.kohya_tensors()
-        lora_files.save_kohya(
-            path,
-            tensors,
-            lora_files.build_metadata(
-                setup.adapter_info(
-                    config, session.family, session.noise_scheduler, session.data, session.started_at, step, epoch
-                )
-            ),
+        adapter = setup.adapter_info(
+            config, session.family, session.noise_scheduler, session.data, session.started_at, step, epoch
         )
+        metadata = lora_files.build_metadata(adapter)
+        metadata["modelspec.architecture"] = engine(session.family).adapter_architecture(
+            session.net.unet, adapter.v_prediction
+        )
+        lora_files.save_kohya(path, tensors, metadata)
         # The state after the checkpoint: an interrupted checkpoint write leaves the previous
         # state, and a resume then redoes the step and writes the same file again.
         runs.save_state(
@@ -272,7 +272,16 @@ def _samples(session: TrainSession, step: int) -> None:
         try:
             paths_ = [session.run_dir.sample_path(step, i) for i in range(len(session.config.sample.prompts))]
             autocast = acc.autocast if acc.mixed_precision != "no" else None
-            for path, meta in render_samples(pipe, session.config, step, paths_, device=device, autocast=autocast):
+            for path, meta in render_samples(
+                pipe,
+                session.config,
+                step,
+                paths_,
+                device=device,
+                family=session.family,
+                autocast=autocast,
+                text_cache=session.text_cache,
+            ):
                 session.reporter.emit(ImageReady(path=str(path), step=step, meta=meta))
         finally:
             for m in moved:

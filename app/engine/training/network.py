@@ -17,28 +17,14 @@ from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model,
 from app.core.families import Family
 from app.core.train_config import NetworkOptions, Targets
 from app.engine import lora_files
+from app.engine.families import engine
 
-ATTENTION = ("to_q", "to_k", "to_v", "to_out.0")
-FEED_FORWARD = ("proj_in", "proj_out", "ff.net.0.proj", "ff.net.2")
-CONVS = ("conv1", "conv2", "conv_shortcut", "time_emb_proj", "downsamplers.0.conv", "upsamplers.0.conv")
 TEXT = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
 
 
-def unet_target_names(unet: torch.nn.Module, targets: Targets) -> list[str]:
-    """Full module paths of the UNet layers that ``targets`` selects."""
-    suffixes = ATTENTION
-    if targets in (Targets.ATTENTION_FF, Targets.LOCON):
-        suffixes += FEED_FORWARD
-    if targets is Targets.LOCON:
-        suffixes += CONVS
-    out = []
-    for name, module in unet.named_modules():
-        if not isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)):
-            continue
-        in_blocks = name.startswith(("down_blocks.", "mid_block.", "up_blocks."))
-        if in_blocks and any(name == s or name.endswith("." + s) for s in suffixes):
-            out.append(name)
-    return out
+def unet_target_names(unet: torch.nn.Module, targets: Targets, family: Family) -> list[str]:
+    """Full module paths of the denoiser layers that ``targets`` selects (the family engine's choice)."""
+    return engine(family).lora_target_names(unet, targets)
 
 
 def text_target_names(encoder: torch.nn.Module) -> list[str]:
@@ -55,8 +41,8 @@ def _is_big_conv(module: torch.nn.Module) -> bool:
     return isinstance(module, torch.nn.Conv2d) and tuple(module.kernel_size) != (1, 1)
 
 
-def unet_lora_config(unet: torch.nn.Module, opts: NetworkOptions) -> LoraConfig:
-    names = unet_target_names(unet, opts.targets)
+def unet_lora_config(unet: torch.nn.Module, opts: NetworkOptions, family: Family) -> LoraConfig:
+    names = unet_target_names(unet, opts.targets, family)
     modules = dict(unet.named_modules())
     rank_pattern: dict[str, int] = {}
     alpha_pattern: dict[str, float] = {}
@@ -133,9 +119,11 @@ class Network:
     def kohya_tensors(self, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
         """The adapter in the kohya layout (``lora_unet_*``, ``lora_te*_``) with true alphas."""
         prefixes = lora_files.te_prefixes(self.family)
-        out = lora_files.peft_to_kohya(
-            get_peft_model_state_dict(self.unet), lora_files.UNET, lora_files.peft_alphas(self.unet), dtype=dtype
-        )
+        state, alphas = get_peft_model_state_dict(self.unet), lora_files.peft_alphas(self.unet)
+        modules = dict(self.unet.named_modules())
+        out: dict[str, torch.Tensor] = {}
+        for name, members in engine(self.family).kohya_layout(sorted(alphas)).items():
+            out.update(_kohya_layer(name, members, state, alphas, modules, dtype))
         for i, te in enumerate(self.text_encoders):
             out.update(
                 lora_files.peft_to_kohya(
@@ -149,6 +137,46 @@ class Network:
         return out
 
 
+def _kohya_layer(
+    name: str,
+    members: tuple[str, ...],
+    state: dict[str, torch.Tensor],
+    alphas: dict[str, float],
+    modules: dict[str, torch.nn.Module],
+    dtype: torch.dtype,
+) -> dict[str, torch.Tensor]:
+    """One kohya layer ``lora_unet_<name>`` from the LoRA(s) of ``members``. A fused layer (Flux's
+    q/k/v) stacks the downs and puts the ups block-diagonal, so up @ down * alpha / rank is each
+    member's own delta in its rows (and zero rows for a member without a LoRA)."""
+    key = lora_files.kohya_key(lora_files.UNET, name)
+    if len(members) == 1:
+        own = {k: v for k, v in state.items() if k.startswith(members[0] + ".lora_")}
+        converted = lora_files.peft_to_kohya(own, lora_files.UNET, alphas, dtype=dtype)
+        old = lora_files.kohya_key(lora_files.UNET, members[0])
+        return {key + k[len(old) :]: v for k, v in converted.items()}
+    trained = [m for m in members if m in alphas]
+    if any(f"{m}.lora_magnitude_vector" in state for m in trained):
+        raise ValueError(f"{name}: DoRA cannot be saved on a fused layer; train without dora")
+    downs = [state[f"{m}.lora_A.weight"] for m in trained]
+    rank = sum(d.shape[0] for d in downs)
+    scale = alphas[trained[0]] / downs[0].shape[0]  # the fused layer's; others are folded into their ups
+    heights = [modules[m].out_features for m in members]
+    up = torch.zeros(sum(heights), rank, dtype=torch.float32)
+    row = col = 0
+    for m, height in zip(members, heights):
+        if m in alphas:
+            b = state[f"{m}.lora_B.weight"].float()
+            own_scale = alphas[m] / b.shape[1]
+            up[row : row + height, col : col + b.shape[1]] = b if own_scale == scale else b * (own_scale / scale)
+            col += b.shape[1]
+        row += height
+    return {
+        f"{key}.{lora_files.DOWN}": torch.cat(downs).to("cpu", dtype).contiguous(),
+        f"{key}.{lora_files.UP}": up.to(dtype).contiguous(),
+        f"{key}.{lora_files.ALPHA}": torch.tensor(scale * rank, dtype=torch.float32),
+    }
+
+
 def attach(
     family: Family, unet: torch.nn.Module, text_encoders: list[torch.nn.Module], opts: NetworkOptions, seed: int
 ) -> Network:
@@ -156,10 +184,10 @@ def attach(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         unet.requires_grad_(False)
-        config = unet_lora_config(unet, opts)
+        config = unet_lora_config(unet, opts, family)
         unet.add_adapter(config)
         text_configs = []
-        trained = text_encoders if opts.train_text_encoder else []
+        trained = text_encoders[: engine(family).trainable_text_encoders] if opts.train_text_encoder else []
         for te in text_encoders:
             te.requires_grad_(False)
         for te in trained:

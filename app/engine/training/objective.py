@@ -41,35 +41,21 @@ def objective(
     noise_offset: float = 0.0,
 ) -> torch.Tensor:
     """Per-picture loss on ``latents`` (scaled, on the CPU): noise (plus ``noise_offset`` times a
-    per-channel noise) and, unless given, timesteps are drawn from ``gen``; the UNet predicts the
-    noise schedule's target (noise or velocity); MSE, weighted by min-SNR-gamma when it is on."""
-    sched, device = session.noise_scheduler, session.device
+    per-channel noise) and, unless given, timesteps are drawn from ``gen``; the denoiser predicts
+    the family's target (noise, velocity, or flow matching's noise - x0); MSE, weighted as the
+    family weights it (min-SNR-gamma for the DDPM ones)."""
+    sched, device, eng = session.noise_scheduler, session.device, engine(session.family)
     noise = torch.randn(latents.shape, generator=gen)
     if noise_offset:
         noise = noise + noise_offset * torch.randn((latents.shape[0], latents.shape[1], 1, 1), generator=gen)
     if timesteps is None:
-        timesteps = torch.randint(0, sched.config.num_train_timesteps, (latents.shape[0],), generator=gen)
+        timesteps = eng.sample_timesteps(sched, session.config, latents, gen)
     latents, noise, timesteps = latents.to(device), noise.to(device), timesteps.to(device)
-    noisy = sched.add_noise(latents, noise, timesteps)
-    if sched.config.prediction_type == "v_prediction":
-        target = sched.get_velocity(latents, noise, timesteps)
-    else:
-        target = noise
+    noisy, target = eng.noisy_and_target(sched, latents, noise, timesteps)
     cond = condition(session, captions, ids)
-    pred = session.net.unet(noisy.to(session.unet_dtype), timesteps, **cond).sample
+    pred = eng.predict(session.net.unet, noisy.to(session.unet_dtype), timesteps, cond, session.config)
     loss = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
-    return loss * snr_weights(sched, session.config.min_snr_gamma, timesteps)
-
-
-def snr_weights(sched: Any, gamma: float, timesteps: torch.Tensor) -> torch.Tensor | float:
-    """min-SNR-gamma loss weights (Hang et al. 2023); 1 when off."""
-    if gamma <= 0:
-        return 1.0
-    from diffusers.training_utils import compute_snr
-
-    snr = compute_snr(sched, timesteps)
-    clipped = torch.clamp(snr, max=gamma)
-    return clipped / (snr + 1) if sched.config.prediction_type == "v_prediction" else clipped / snr
+    return loss * eng.loss_weights(sched, session.config, timesteps)
 
 
 def condition(session: TrainSession, captions: list[str], time_ids: list[list[int]]) -> dict[str, Any]:
