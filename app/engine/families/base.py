@@ -125,8 +125,9 @@ class StableDiffusion:
             return noisy, sched.get_velocity(latents, noise, timesteps)
         return noisy, noise
 
-    def predict(self, denoiser: Any, noisy: Any, timesteps: Any, cond: dict[str, Any], config: Any) -> Any:
-        """The denoiser's prediction, shaped like ``noisy``."""
+    def predict(self, denoiser: Any, noisy: Any, timesteps: Any, cond: dict[str, Any], guidance: float) -> Any:
+        """The denoiser's prediction, shaped like ``noisy`` (``guidance``: a distilled-guidance
+        input, for the models that take one)."""
         return denoiser(noisy, timesteps, **cond).sample
 
     def loss_weights(self, sched: Any, config: Any, timesteps: Any) -> Any:

@@ -159,7 +159,7 @@ class Flux(StableDiffusion):
         sigma = (timesteps.float() / sched.config.num_train_timesteps).view(-1, 1, 1, 1)
         return (1.0 - sigma) * latents + sigma * noise, noise - latents
 
-    def predict(self, denoiser: Any, noisy: Any, timesteps: Any, cond: dict[str, Any], config: Any) -> Any:
+    def predict(self, denoiser: Any, noisy: Any, timesteps: Any, cond: dict[str, Any], guidance: float) -> Any:
         """Pack the latents into 2x2 patch tokens, call the transformer as FluxPipeline does
         (timestep as sigma, [dev]'s guidance input), unpack its velocity."""
         import torch
@@ -168,13 +168,13 @@ class Flux(StableDiffusion):
         b, c, h, w = noisy.shape
         tokens = FluxPipeline._pack_latents(noisy, b, c, h, w)
         img_ids = FluxPipeline._prepare_latent_image_ids(b, h // 2, w // 2, noisy.device, noisy.dtype)
-        guidance = None
-        if denoiser.config.guidance_embeds:
-            guidance = torch.full((b,), float(config.flow.guidance_scale), device=noisy.device, dtype=noisy.dtype)
+        guidance_input = None
+        if denoiser.config.guidance_embeds:  # [dev]; [schnell] has none
+            guidance_input = torch.full((b,), float(guidance), device=noisy.device, dtype=noisy.dtype)
         out = denoiser(
             hidden_states=tokens,
             timestep=(timesteps.float() / 1000.0).to(noisy.dtype),
-            guidance=guidance,
+            guidance=guidance_input,
             pooled_projections=cond["pooled_projections"],
             encoder_hidden_states=cond["encoder_hidden_states"],
             txt_ids=cond["txt_ids"],

@@ -53,7 +53,9 @@ def objective(
     latents, noise, timesteps = latents.to(device), noise.to(device), timesteps.to(device)
     noisy, target = eng.noisy_and_target(sched, latents, noise, timesteps)
     cond = condition(session, captions, ids)
-    pred = eng.predict(session.net.unet, noisy.to(session.unet_dtype), timesteps, cond, session.config)
+    pred = eng.predict(
+        session.net.unet, noisy.to(session.unet_dtype), timesteps, cond, session.config.flow.guidance_scale
+    )
     loss = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
     return loss * eng.loss_weights(sched, session.config, timesteps)
 
