@@ -18,11 +18,21 @@ import math
 import re
 import struct
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from app.core import families
+from app.core.adapter_keys import (
+    DOWN_SUFFIXES,
+    AdapterLayout,
+    NetworkType,
+    Part,
+    layout_and_parts,
+    module_of,
+    network_type,
+    not_an_adapter_reason,
+    ranks_of,
+)
 from app.core.families import Family
 from app.core.safe_files import check_regular, open_regular, read_regular
 from app.core.safetensors_header import SafetensorsError, SafetensorsHeader, read_header
@@ -36,39 +46,6 @@ PREVIEW_SUFFIXES = (".preview.png", ".preview.jpg", ".preview.jpeg", ".preview.w
 
 class AdapterError(ValueError):
     """Not a usable adapter file; the message names the file and the reason."""
-
-
-class AdapterLayout(str, Enum):
-    KOHYA = "kohya"
-    DIFFUSERS = "diffusers"
-    PEFT = "peft"
-    LYCORIS = "lycoris"
-    COMFY = "comfy"  # ComfyUI's own names: diffusion_model.<original UNet path>, text_encoders.clip_l.…
-
-
-class NetworkType(str, Enum):
-    LORA = "lora"
-    LOCON = "locon"
-    LOHA = "loha"
-    LOKR = "lokr"
-    DORA = "dora"
-    IA3 = "ia3"
-    GLORA = "glora"
-    OFT = "oft"
-    BOFT = "boft"
-    FULL = "full"
-
-
-class Part(str, Enum):
-    UNET = "unet"
-    TEXT_ENCODER = "text_encoder"
-    TEXT_ENCODER_2 = "text_encoder_2"
-    TRANSFORMER = "transformer"  # the denoiser of Flux-class models (``pipe.transformer``)
-
-    @property
-    def denoiser(self) -> bool:
-        """The part that predicts the noise (UNet or transformer), not a text encoder."""
-        return self in (Part.UNET, Part.TRANSFORMER)
 
 
 @dataclass
@@ -105,129 +82,6 @@ class AdapterInfo:
         }
 
 
-# ------------------------------------------------------------------ key patterns
-
-# "lycoris_": SimpleTuner's LyCORIS files (UNet only).
-_KOHYA_PREFIXES = {
-    "lora_unet_": Part.UNET,
-    "lora_te_": Part.TEXT_ENCODER,
-    "lora_te1_": Part.TEXT_ENCODER,
-    "lora_te2_": Part.TEXT_ENCODER_2,
-    "lycoris_": Part.UNET,
-}
-_DIFFUSERS_PREFIXES = {"unet.": Part.UNET, "text_encoder.": Part.TEXT_ENCODER, "text_encoder_2.": Part.TEXT_ENCODER_2}
-_COMFY_PREFIXES = {
-    "diffusion_model.": Part.UNET,
-    "text_encoders.clip_l.": Part.TEXT_ENCODER,
-    "text_encoders.clip_g.": Part.TEXT_ENCODER_2,
-}
-# diffusers module paths without "unet." (some trainers save the UNet's own state dict).
-_BARE_UNET_ROOTS = (
-    "down_blocks.",
-    "mid_block.",
-    "up_blocks.",
-    "conv_in.",
-    "conv_out.",
-    "time_embedding.",
-    "add_embedding.",
-)
-_LYCORIS_MARKERS = {
-    "hada_w1_a": NetworkType.LOHA,
-    "lokr_w1": NetworkType.LOKR,
-    "lokr_w1_a": NetworkType.LOKR,
-    "on_input": NetworkType.IA3,
-    "a1.weight": NetworkType.GLORA,
-    "diff": NetworkType.FULL,
-}
-_DOWN_SUFFIXES = (".lora_down.weight", ".lora_A.weight", ".lora.down.weight", ".lora_A.default.weight")
-
-
-_LYCORIS_SUFFIXES = tuple(f".{m}" for m in _LYCORIS_MARKERS) + (".oft_blocks", ".hada_w1_b", ".lokr_w2")
-
-
-def _module_of(key: str) -> str:
-    """``lora_unet_x.lora_down.weight`` -> ``lora_unet_x`` (the layer the tensor belongs to)."""
-    for suffix in _DOWN_SUFFIXES + (
-        ".lora_up.weight",
-        ".lora_B.weight",
-        ".lora_B.default.weight",
-        ".lora.up.weight",
-        ".alpha",
-        ".lora_mid.weight",
-        ".dora_scale",
-        ".lora_magnitude_vector",
-        ".a1.weight",
-        ".a2.weight",
-        ".b1.weight",
-        ".b2.weight",
-    ):
-        if key.endswith(suffix):
-            return key[: -len(suffix)]
-    return key.rsplit(".", 1)[0]
-
-
-def _layout_and_parts(names: list[str]) -> tuple[AdapterLayout | None, set[Part]]:
-    parts: set[Part] = set()
-    kohya = [n for n in names if n.startswith(tuple(_KOHYA_PREFIXES))]
-    if kohya:
-        for n in kohya:
-            parts.add(
-                next(p for pre, p in sorted(_KOHYA_PREFIXES.items(), key=lambda kv: -len(kv[0])) if n.startswith(pre))
-            )
-        lyco = any(n.startswith("lycoris_") or n.endswith(_LYCORIS_SUFFIXES) for n in kohya)
-        return (AdapterLayout.LYCORIS if lyco else AdapterLayout.KOHYA), parts
-    adapter_like = [n for n in names if "lora" in n.lower() or n.endswith(_LYCORIS_SUFFIXES)]
-    if not adapter_like:
-        return None, parts
-    if any(n.startswith("base_model.model.") for n in adapter_like):
-        parts.add(Part.UNET)  # peft's own save of a single model (the UNet in our runs)
-        return AdapterLayout.PEFT, parts
-    for layout, prefixes in ((AdapterLayout.COMFY, _COMFY_PREFIXES), (AdapterLayout.DIFFUSERS, _DIFFUSERS_PREFIXES)):
-        for n in adapter_like:
-            parts.update(p for pre, p in prefixes.items() if n.startswith(pre))
-        if parts:
-            return layout, parts
-    if any(n.startswith(_BARE_UNET_ROOTS) for n in adapter_like):
-        return AdapterLayout.DIFFUSERS, {Part.UNET}
-    return None, parts
-
-
-def not_an_adapter_reason(names: list[str]) -> str | None:
-    """Why tensors with these names are no LoRA adapter (None: they are one). Shared by the
-    file check below and the Hub's look at a file's header before downloading it."""
-    if _layout_and_parts(sorted(names))[0] is not None:
-        return None
-    return f"not a LoRA adapter (none of its {len(names)} tensors is a LoRA weight)" + (
-        "; it looks like a full model checkpoint" if len(names) > 500 else ""
-    )
-
-
-def _network_type(names: list[str], shapes: dict[str, list[int]]) -> NetworkType:
-    for n in names:
-        for marker, kind in _LYCORIS_MARKERS.items():
-            if n.endswith(f".{marker}"):
-                return kind
-        if n.endswith(".oft_blocks"):
-            return NetworkType.BOFT if len(shapes.get(n, [])) == 4 else NetworkType.OFT
-    if any(n.endswith((".dora_scale", ".lora_magnitude_vector")) for n in names):
-        return NetworkType.DORA
-    if any(n.endswith(".lora_mid.weight") for n in names):
-        return NetworkType.LOCON
-    for n in names:
-        shape = shapes.get(n, [])
-        if n.endswith(_DOWN_SUFFIXES) and len(shape) == 4 and shape[2:] != [1, 1]:
-            return NetworkType.LOCON
-    return NetworkType.LORA
-
-
-def _ranks(names: list[str], shapes: dict[str, list[int]]) -> collections.Counter:
-    ranks: collections.Counter = collections.Counter()
-    for n in names:
-        if n.endswith(_DOWN_SUFFIXES) and shapes.get(n) or n.endswith(".hada_w1_b") and shapes.get(n):
-            ranks[shapes[n][0]] += 1
-    return ranks
-
-
 # Original (LDM/SGM) UNet names: which block and which transformer inside an attention.
 _LDM_ATTENTION = re.compile(r"lora_unet_(input|middle|output)_blocks?_(\d+_)?1_transformer_blocks_(\d+)_")
 
@@ -244,6 +98,8 @@ def _family(
     arch = meta.get("modelspec.architecture", "")
     if (fam := families.by_architecture(arch)) is not None:
         return fam, f"metadata modelspec.architecture = {arch}"
+    if Part.TRANSFORMER in parts and (fam := families.with_transformer_denoiser()) is not None:
+        return fam, f"it changes a transformer denoiser's layers ({families.label(fam)}'s double/single blocks)"
     if Part.TEXT_ENCODER_2 in parts and (fam := families.with_second_text_encoder()) is not None:
         return fam, "it changes a second text encoder"
     if any(n.startswith("lora_unet_label_emb") for n in names) and (fam := families.with_size_conditioning()):
@@ -251,7 +107,7 @@ def _family(
     if meta.get("ss_v2") == "True" and (fam := families.with_ss_v2()) is not None:
         return fam, "metadata ss_v2 = True"
     for n in names:
-        if not n.endswith(_DOWN_SUFFIXES):
+        if not n.endswith(DOWN_SUFFIXES):
             continue
         shape = shapes.get(n, [])
         if len(shape) < 2:
@@ -413,7 +269,7 @@ def _alpha(header: SafetensorsHeader, names: list[str], root: str | Path | None)
 
 
 def _rank(path: Path, names: list[str], shapes: dict[str, list[int]], meta: dict[str, str]) -> int | None:
-    ranks = _ranks(names, shapes)
+    ranks = ranks_of(names, shapes)
     dim = _number(meta, "ss_network_dim", path)
     if dim is not None and (dim < 0 or dim != int(dim)):
         raise AdapterError(
@@ -444,7 +300,7 @@ def inspect_adapter(
         raise AdapterError(str(exc)) from None
     names = sorted(header.tensors)
     shapes = {n: list(info["shape"]) for n, info in header.tensors.items()}
-    layout, parts = _layout_and_parts(names)
+    layout, parts = layout_and_parts(names)
     if layout is None:
         raise AdapterError(f"{p}: {not_an_adapter_reason(names)}")
     meta = header.metadata
@@ -452,12 +308,12 @@ def inspect_adapter(
         tags = tag_frequency(meta)
     except ValueError as exc:
         raise AdapterError(f"{p}: its metadata ss_tag_frequency is malformed ({exc}); the file is damaged") from None
-    network = _network_type(names, shapes)
+    network = network_type(names, shapes)
     if layout is AdapterLayout.LYCORIS or network not in (NetworkType.LORA, NetworkType.LOCON, NetworkType.DORA):
         layout = AdapterLayout.LYCORIS if layout is AdapterLayout.KOHYA else layout
     rank = _rank(p, names, shapes, meta)
-    modules = {_module_of(n) for n in names}
-    order = [Part.UNET, Part.TEXT_ENCODER, Part.TEXT_ENCODER_2]
+    modules = {module_of(n) for n in names}
+    order = [Part.UNET, Part.TRANSFORMER, Part.TEXT_ENCODER, Part.TEXT_ENCODER_2]
     family, evidence = _family(names, shapes, meta, parts)
     return AdapterInfo(
         path=p,

@@ -46,6 +46,7 @@ class FamilySpec:
     # Tensor-name evidence when a file has no metadata.
     size_conditioning: bool  # the UNet has label_emb (size/crop conditioning)
     stacked_transformers: bool  # several transformer blocks in one attention
+    transformer_denoiser: bool  # the denoiser is a transformer (BFL's double/single blocks), not a UNet
     pipeline_classes: tuple[str, ...]  # diffusers model_index.json ``_class_name`` values
     variants: tuple[str, ...]  # bundled configs (app.engine.single_file.Variant values)
     default_steps: int
@@ -82,6 +83,7 @@ FAMILIES: tuple[FamilySpec, ...] = (
         cross_width=768,
         size_conditioning=False,
         stacked_transformers=False,
+        transformer_denoiser=False,
         pipeline_classes=("StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline"),
         variants=("sd15",),
         default_steps=20,
@@ -113,6 +115,7 @@ FAMILIES: tuple[FamilySpec, ...] = (
         cross_width=1024,
         size_conditioning=False,
         stacked_transformers=False,
+        transformer_denoiser=False,
         pipeline_classes=("StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline"),
         variants=("sd21", "sd21-base"),
         default_steps=20,
@@ -144,6 +147,7 @@ FAMILIES: tuple[FamilySpec, ...] = (
         cross_width=2048,
         size_conditioning=True,
         stacked_transformers=True,
+        transformer_denoiser=False,
         pipeline_classes=("StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline"),
         variants=("sdxl",),
         default_steps=20,
@@ -174,6 +178,7 @@ FAMILIES: tuple[FamilySpec, ...] = (
         cross_width=4096,  # joint attention reads the T5 features
         size_conditioning=False,
         stacked_transformers=False,
+        transformer_denoiser=True,
         pipeline_classes=("FluxPipeline", "FluxImg2ImgPipeline"),
         variants=(),
         default_steps=28,  # [dev]; [schnell] is distilled to 4 steps without guidance
@@ -274,6 +279,10 @@ def with_ss_v2() -> Family | None:
 
 def with_stacked_transformers() -> Family | None:
     return _first(lambda f: f.stacked_transformers)
+
+
+def with_transformer_denoiser() -> Family | None:
+    return _first(lambda f: f.transformer_denoiser)
 
 
 _BY_HUB_BASE = {base.lower(): f.id for f in FAMILIES for base in f.hub_bases}

@@ -12,6 +12,18 @@ import torch
 
 from app.engine import lycoris_weights
 
+Rows = tuple[tuple[int, int], ...]  # row ranges of a file layer's ΔW, concatenated in order
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One model layer (``path`` inside its part) made of ``rows`` of a file layer's ΔW: a file
+    that fuses several layers into one (Flux's q/k/v) changes each by a row range of its ΔW."""
+
+    path: str
+    rows: Rows
+
+
 # Longest suffixes first: "<module>.<suffix>" -> role.
 _ROLES = sorted(
     {
@@ -87,6 +99,9 @@ class LayerDelta:
     alpha: float | None
     dora: torch.Tensor | None = None
     dora_on_out: bool | None = None  # None: decide from the magnitude's shape (see dora_axis)
+    # Set: this layer is these rows of the file layer's ΔW (a fused layer, see Piece); exact,
+    # as (B·A)[rows] = B[rows]·A. Kinds whose ΔW depends on W0 are never split (see splittable).
+    rows: Rows | None = None
 
     @property
     def rank(self) -> int:
@@ -106,6 +121,17 @@ class LayerDelta:
             return lycoris_weights.rank(self.kind, t)
         return 0
 
+    def _pick(self, t: torch.Tensor) -> torch.Tensor:
+        if self.rows is None:
+            return t
+        return torch.cat([t[a:b] for a, b in self.rows]) if len(self.rows) > 1 else t[self.rows[0][0] : self.rows[0][1]]
+
+    @property
+    def splittable(self) -> bool:
+        """Whether row ranges of this change are the changes of the layers a fused one stands for:
+        not for DoRA (its norm spans the fused rows) or W0-dependent kinds (OFT …)."""
+        return self.dora is None and self.kind not in lycoris_weights.KINDS
+
     def scale(self) -> float:
         """alpha / rank, the kohya convention (no alpha means alpha = rank)."""
         rank = self.rank
@@ -119,37 +145,42 @@ class LayerDelta:
         if self.kind == "lora":
             from lycoris.functional import locon
 
-            return locon.diff_weight(t["down"], t["up"], t.get("mid"), gamma=self.scale(), backend="torch")
+            up = self._pick(t["up"])  # a fused layer's rows: only B's rows are needed
+            return locon.diff_weight(t["down"], up, t.get("mid"), gamma=self.scale(), backend="torch")
         if self.kind == "loha":
             from lycoris.functional import loha
 
-            return loha.diff_weight(
-                t["hada_w1_b"],
-                t["hada_w1_a"],
-                t["hada_w2_b"],
-                t["hada_w2_a"],
-                t.get("hada_t1"),
-                t.get("hada_t2"),
-                gamma=self.scale(),
-                backend="torch",
+            return self._pick(
+                loha.diff_weight(
+                    t["hada_w1_b"],
+                    t["hada_w1_a"],
+                    t["hada_w2_b"],
+                    t["hada_w2_a"],
+                    t.get("hada_t1"),
+                    t.get("hada_t2"),
+                    gamma=self.scale(),
+                    backend="torch",
+                )
             )
         if self.kind == "lokr":
             from lycoris.functional import lokr
 
             # kron_weight with our own scale: lycoris' diff_weight takes the rank from
             # lokr_w2_a.shape[1], which is the factor width, not the rank, for tucker files.
-            return lokr.kron_weight(
-                t.get("lokr_w1"),
-                t.get("lokr_w1_a"),
-                t.get("lokr_w1_b"),
-                t.get("lokr_w2"),
-                t.get("lokr_w2_a"),
-                t.get("lokr_w2_b"),
-                t.get("lokr_t2"),
-                scale=self.scale(),
-                backend="torch",
+            return self._pick(
+                lokr.kron_weight(
+                    t.get("lokr_w1"),
+                    t.get("lokr_w1_a"),
+                    t.get("lokr_w1_b"),
+                    t.get("lokr_w2"),
+                    t.get("lokr_w2_a"),
+                    t.get("lokr_w2_b"),
+                    t.get("lokr_t2"),
+                    scale=self.scale(),
+                    backend="torch",
+                )
             )
-        return t["diff"]
+        return self._pick(t["diff"])
 
     def delta(self, w0: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
         """ΔW at ``strength`` in float32 and ``w0``'s shape.
@@ -161,7 +192,7 @@ class LayerDelta:
         if self.kind in lycoris_weights.KINDS:
             return lycoris_weights.delta(self.kind, self.tensors, self.alpha, w0, strength)
         if self.kind == "set":
-            return (self.tensors["set_weight"].float().reshape(w0.shape) - w0.float()) * strength
+            return (self._pick(self.tensors["set_weight"]).float().reshape(w0.shape) - w0.float()) * strength
         d = self.raw_delta().float().reshape(w0.shape)
         if self.dora is not None:
             from lycoris.functional import weight_decompose
@@ -176,7 +207,7 @@ class LayerDelta:
     def bias_delta(self, strength: float = 1.0) -> torch.Tensor | None:
         """The change to the layer's bias (a LyCORIS full ``diff_b``), or None."""
         diff_b = self.tensors.get("diff_b")
-        return None if diff_b is None else diff_b.float().reshape(-1) * strength
+        return None if diff_b is None else self._pick(diff_b.float().reshape(-1)) * strength
 
     def dora_axis(self, shape: tuple[int, ...]) -> bool | None:
         """True: one magnitude per output row; False: per input column; None: it fits neither.
@@ -202,7 +233,7 @@ class LayerDelta:
         """(up, down) with the scale folded into up, shaped for a layer of ``shape``; None if not a plain LoRA."""
         if self.kind != "lora" or "mid" in self.tensors or self.dora is not None:
             return None
-        up = self.tensors["up"].float() * self.scale()
+        up = self._pick(self.tensors["up"]).float() * self.scale()
         down = self.tensors["down"].float()
         r = down.shape[0]
         if len(shape) == 4:

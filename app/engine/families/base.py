@@ -63,6 +63,12 @@ class StableDiffusion:
         """UNet keyword arguments beyond ``encoder_hidden_states`` (none for SD 1.x/2.x)."""
         return {}
 
+    def adapter_names(self, part: Any, root: Any) -> dict[str, tuple[Any, ...]]:
+        """Module keys of adapter files for layers of ``part`` (module ``root``) beyond the
+        generic naming schemes of ``app.engine.layer_index``: key -> the
+        ``app.engine.layer_delta.Piece`` s it changes (several for a layer other tools fuse)."""
+        return {}
+
     # ------------------------------------------------------------ training
     #: pipeline attribute of the denoiser (diffusers' ``save_lora_weights`` keyword prefix too)
     denoiser_name = "unet"
@@ -74,6 +80,8 @@ class StableDiffusion:
     flow_matching = False
     #: ``fp8_base`` training is offered (a denoiser big enough to need it)
     fp8_base = False
+    #: DoRA training is offered (its per-layer magnitude has no place in a fused saved layer)
+    dora_training = True
 
     def denoiser(self, pipe: Any) -> Any:
         return getattr(pipe, self.denoiser_name)
@@ -142,7 +150,7 @@ class StableDiffusion:
         clipped = torch.clamp(snr, max=gamma)
         return clipped / (snr + 1) if sched.config.prediction_type == "v_prediction" else clipped / snr
 
-    def kohya_layout(self, module_paths: list[str]) -> dict[str, tuple[str, ...]]:
+    def kohya_layout(self, denoiser: Any, module_paths: list[str]) -> dict[str, tuple[str, ...]]:
         """kohya name (without prefix) -> the denoiser modules it holds, fused in this order
         (one each for the UNet: ``mid_block_attentions_0_proj_in``); ``module_paths`` are the
         trained ones."""

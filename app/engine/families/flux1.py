@@ -35,29 +35,6 @@ _FLUX_ATTENTION = (
 _FLUX_MLP = ("ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj", "ff_context.net.2", "proj_mlp", "proj_out")
 _FLUX_MODULATION = ("norm1.linear", "norm1_context.linear", "norm.linear")
 
-# kohya sd-scripts names a Flux LoRA after BFL's modules: diffusers module(s) per BFL layer,
-# fused in this order (as diffusers' own kohya converter splits them back).
-_BFL_BLOCKS = {"transformer_blocks": "double_blocks", "single_transformer_blocks": "single_blocks"}
-_KOHYA_FLUX = {
-    "transformer_blocks": (
-        ("img_attn_qkv", ("attn.to_q", "attn.to_k", "attn.to_v")),
-        ("img_attn_proj", ("attn.to_out.0",)),
-        ("txt_attn_qkv", ("attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj")),
-        ("txt_attn_proj", ("attn.to_add_out",)),
-        ("img_mlp_0", ("ff.net.0.proj",)),
-        ("img_mlp_2", ("ff.net.2",)),
-        ("txt_mlp_0", ("ff_context.net.0.proj",)),
-        ("txt_mlp_2", ("ff_context.net.2",)),
-        ("img_mod_lin", ("norm1.linear",)),
-        ("txt_mod_lin", ("norm1_context.linear",)),
-    ),
-    "single_transformer_blocks": (
-        ("linear1", ("attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp")),
-        ("linear2", ("proj_out",)),
-        ("modulation_lin", ("norm.linear",)),
-    ),
-}
-
 
 @dataclass(frozen=True)
 class Flux(StableDiffusion):
@@ -92,6 +69,7 @@ class Flux(StableDiffusion):
     release_text_encoders = True
     flow_matching = True
     fp8_base = True  # 12B parameters: 24 GB in bf16, 12 GB in fp8
+    dora_training = False  # q/k/v are saved fused, as sd-scripts writes them
 
     def lora_target_names(self, denoiser: Any, targets: Targets) -> list[str]:
         """attention: q/k/v/out of both streams; attention_ff: + the MLPs (single blocks: the fused
@@ -146,6 +124,14 @@ class Flux(StableDiffusion):
             sigma = math.exp(mu) / (math.exp(mu) + (1.0 / sigma - 1.0))  # the sampler's own time shift
         return sigma * sched.config.num_train_timesteps
 
+    def adapter_names(self, part: Any, root: Any) -> dict[str, tuple[Any, ...]]:
+        """kohya, BFL/ComfyUI and XLabs names of the transformer's layers, fused q/k/v included."""
+        if not part.denoiser:
+            return {}
+        from app.engine import flux_keys
+
+        return flux_keys.file_names(root)
+
     @staticmethod
     def resolution_shift(sched_config: Any, image_tokens: int) -> float:
         """Flux's mu for ``image_tokens`` (2x2 latent patches): linear from base_shift at
@@ -186,17 +172,19 @@ class Flux(StableDiffusion):
     def loss_weights(self, sched: Any, config: Any, timesteps: Any) -> Any:
         return 1.0  # min-SNR is a DDPM weighting; the sampling of sigma does the weighting here
 
-    def kohya_layout(self, module_paths: list[str]) -> dict[str, tuple[str, ...]]:
+    def kohya_layout(self, denoiser: Any, module_paths: list[str]) -> dict[str, tuple[str, ...]]:
         """kohya sd-scripts' Flux names (what ComfyUI and Forge load): BFL's module names, with
-        q/k/v (and a single block's MLP input) fused into one layer as in BFL's model; a fused
-        layer lists all its modules, trained or not (an untrained one gets zero rows)."""
-        out: dict[str, tuple[str, ...]] = {}
-        for path in module_paths:
-            kind, index, rest = path.split(".", 2)
-            for bfl, members in _KOHYA_FLUX[kind]:
-                if rest in members:
-                    out[f"{_BFL_BLOCKS[kind]}_{index}_{bfl}"] = tuple(f"{kind}.{index}.{m}" for m in members)
-        return out
+        q/k/v (and a single block's MLP input) fused into one layer as in BFL's model
+        (``app.engine.flux_keys``); a fused layer lists all its modules in row order, trained
+        or not (an untrained one gets zero rows)."""
+        from app.engine import flux_keys
+
+        places = flux_keys.kohya_places(denoiser)
+        rows: dict[str, list[tuple[int, str]]] = {}
+        for path, place in places.items():
+            rows.setdefault(place.name, []).append((place.rows[0][0], path))
+        names = dict.fromkeys(places[p].name for p in module_paths)
+        return {name.removeprefix("lora_unet_"): tuple(p for _, p in sorted(rows[name])) for name in names}
 
     def adapter_architecture(self, denoiser: Any, v_prediction: bool) -> str:
         """[schnell] has no guidance input: its adapters say flux-1-schnell/lora."""

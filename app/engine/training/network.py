@@ -122,7 +122,7 @@ class Network:
         state, alphas = get_peft_model_state_dict(self.unet), lora_files.peft_alphas(self.unet)
         modules = dict(self.unet.named_modules())
         out: dict[str, torch.Tensor] = {}
-        for name, members in engine(self.family).kohya_layout(sorted(alphas)).items():
+        for name, members in engine(self.family).kohya_layout(self.unet, sorted(alphas)).items():
             out.update(_kohya_layer(name, members, state, alphas, modules, dtype))
         for i, te in enumerate(self.text_encoders):
             out.update(
@@ -157,19 +157,17 @@ def _kohya_layer(
     trained = [m for m in members if m in alphas]
     if any(f"{m}.lora_magnitude_vector" in state for m in trained):
         raise ValueError(f"{name}: DoRA cannot be saved on a fused layer; train without dora")
-    downs = [state[f"{m}.lora_A.weight"] for m in trained]
-    rank = sum(d.shape[0] for d in downs)
-    scale = alphas[trained[0]] / downs[0].shape[0]  # the fused layer's; others are folded into their ups
-    heights = [modules[m].out_features for m in members]
-    up = torch.zeros(sum(heights), rank, dtype=torch.float32)
-    row = col = 0
-    for m, height in zip(members, heights):
-        if m in alphas:
-            b = state[f"{m}.lora_B.weight"].float()
-            own_scale = alphas[m] / b.shape[1]
-            up[row : row + height, col : col + b.shape[1]] = b if own_scale == scale else b * (own_scale / scale)
-            col += b.shape[1]
-        row += height
+    scale = alphas[trained[0]] / state[f"{trained[0]}.lora_A.weight"].shape[0]  # the fused layer's
+    ups, downs = [], []
+    for m in members:
+        if m in alphas:  # another member's own scale (rank or alpha pattern) is folded into its up
+            up, down = state[f"{m}.lora_B.weight"].float(), state[f"{m}.lora_A.weight"].float()
+            own = alphas[m] / down.shape[0]
+            ups.append(up if own == scale else up * (own / scale))
+            downs.append(down)
+        else:  # zero rows, no rank
+            ups.append(torch.zeros(modules[m].out_features, 0))
+    up, rank = torch.block_diag(*ups), sum(d.shape[0] for d in downs)
     return {
         f"{key}.{lora_files.DOWN}": torch.cat(downs).to("cpu", dtype).contiguous(),
         f"{key}.{lora_files.UP}": up.to(dtype).contiguous(),

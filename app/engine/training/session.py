@@ -167,6 +167,11 @@ def build_session(opened: OpenedRun, reporter: Reporter) -> TrainSession | None:
             f"fp8_base = true is for Flux.1 bases, and {config.base} is {families.label(family)}: "
             "set fp8_base = false (mixed_precision already trains it in bf16 or fp16)"
         )
+    if config.network.dora and not eng.dora_training:
+        raise TrainError(
+            f"network dora = true is not offered for {families.label(family)}: its q/k/v layers are saved "
+            "fused, as sd-scripts writes them, where DoRA's per-layer scale has no place; set dora = false"
+        )
     device, wdtype = acc.device, setup.weight_dtype(acc.mixed_precision)
     prediction = config.prediction.value if config.prediction is not Prediction.AUTO else None
     scheduler = eng.noise_schedule(pipe, prediction)

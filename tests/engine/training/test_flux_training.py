@@ -175,6 +175,11 @@ def test_fp8_base_on_an_sd_base_is_refused_with_a_sentence(tiny_sd1, red_dataset
         train(small_config(tiny_sd1, red_dataset, name="fp8sd", steps=1, fp8_base=True))
 
 
+def test_dora_on_flux_is_refused_with_a_sentence(tiny_flux1, red_dataset):
+    with pytest.raises(TrainError, match=r"network dora = true is not offered for Flux.1: .* set dora = false"):
+        train(small_config(tiny_flux1, red_dataset, name="dora", steps=1, network={"dora": True}))
+
+
 @pytest.mark.skipif(importlib.util.find_spec("bitsandbytes") is None, reason="bitsandbytes is not installed")
 def test_adamw8bit_trains_flux_when_bitsandbytes_imports(tiny_flux1, red_dataset):
     try:
