@@ -196,7 +196,8 @@ def build_session(opened: OpenedRun, reporter: Reporter) -> TrainSession | None:
     # 5. Disk space, optimizer and learning-rate schedule.
     adapter_bytes = sum(p.numel() * 4 for p in net.parameters())
     save_need = 4 * adapter_bytes  # one checkpoint and one resume state (adapter, two moments)
-    warning = runs.space_warning(run_dir, cache_root, runs.space_needed(config, adapter_bytes, len(data.items)))
+    needs = runs.space_needed(config, adapter_bytes, len(data.items), pipe.vae.config.latent_channels)
+    warning = runs.space_warning(run_dir, cache_root, needs)
     if warning is not None:
         reporter.warn(warning)
     optimizer = setup.make_optimizer(config, net.unet_parameters(), net.text_parameters())

@@ -256,3 +256,12 @@ def test_flow_settings_round_trip_and_bad_values_name_the_field():
         Exception, match=r"timestep_sampling = 'sigmoid' is not one of 'uniform', 'logit_normal', 'shift'"
     ):
         TrainConfig.from_dict({"flow": {"timestep_sampling": "sigmoid"}})
+
+
+def test_the_disk_space_estimate_counts_fluxs_16_latent_channels():
+    from app.engine.training.run import space_needed
+
+    config = TrainConfig.from_dict({"data": {"resolution": 1024}})
+    _, sd_cache = space_needed(config, 1000, 10)
+    _, flux_cache = space_needed(config, 1000, 10, channels=16)
+    assert flux_cache == 4 * sd_cache == 10 * 16 * 128 * 128 * 2 * 4  # mean and std, float32
