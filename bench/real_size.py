@@ -67,6 +67,7 @@ def write_lora(pipe, path: Path, seed: int, rank: int = 32, convs: bool = True, 
     """A random kohya LoRA (LoCon with ``convs``) on every layer our trainer targets, + text encoders."""
     import torch
 
+    from app.core import families
     from app.core.train_config import Targets
     from app.engine.lora_files import TE, TE1, TE2, UNET, kohya_key, save_kohya, te_module_path
     from app.engine.training.network import text_target_names, unet_target_names
@@ -75,7 +76,10 @@ def write_lora(pipe, path: Path, seed: int, rank: int = 32, convs: bool = True, 
     gen = torch.Generator().manual_seed(seed)
     modules = dict(pipe.unet.named_modules())
     layers = [
-        (UNET, n, modules[n]) for n in unet_target_names(pipe.unet, Targets.LOCON if convs else Targets.ATTENTION)
+        (UNET, n, modules[n])
+        for n in unet_target_names(
+            pipe.unet, Targets.LOCON if convs else Targets.ATTENTION, families.by_pipeline_class(type(pipe).__name__)[0]
+        )
     ]
     encoders = [pipe.text_encoder] + ([pipe.text_encoder_2] if getattr(pipe, "text_encoder_2", None) else [])
     prefixes = [TE] if len(encoders) == 1 else [TE1, TE2]

@@ -30,6 +30,7 @@ from typing import Any
 
 from app.core.config_section import _check, _Section
 from app.core.configs import ConfigError, DevicePref, Scheduler, _Config
+from app.core.train_flow import FlowOptions
 from app.core.train_options import EmaOptions, LoraInit, LossOptions
 from app.core.train_validation import MaskOptions, ValidationOptions
 
@@ -50,6 +51,7 @@ class Targets(str, Enum):
     ATTENTION = "attention"  # to_q, to_k, to_v, to_out
     ATTENTION_FF = "attention_ff"  # + feed-forward and proj_in/proj_out (kohya's "LoRA")
     LOCON = "locon"  # + ResNet, down/up-sampler convs and time projections (kohya's "LoCon")
+    ALL_LINEAR = "all_linear"  # every linear layer of the blocks (Flux: incl. the modulation layers)
 
 
 class Optimizer(str, Enum):
@@ -226,7 +228,7 @@ class SampleOptions(_Section):
             )
 
 
-_SECTIONS: dict[str, type[_Section]] = {
+_SECTIONS: dict[str, type[_Config]] = {
     "data": DataOptions,
     "network": NetworkOptions,
     "optimizer": OptimizerOptions,
@@ -236,6 +238,7 @@ _SECTIONS: dict[str, type[_Section]] = {
     "masks": MaskOptions,
     "loss": LossOptions,
     "ema": EmaOptions,
+    "flow": FlowOptions,
 }
 
 
@@ -252,6 +255,7 @@ class TrainConfig(_Config):
     steps: int = 1500  # optimizer steps
     gradient_accumulation: int = 1
     gradient_checkpointing: bool = False
+    fp8_base: bool = False  # the denoiser's weights stored as float8_e4m3fn, computed in bf16
     mixed_precision: MixedPrecision = MixedPrecision.AUTO
     device: DevicePref = DevicePref.AUTO
     noise_offset: float = 0.0
@@ -267,6 +271,7 @@ class TrainConfig(_Config):
     masks: MaskOptions = field(default_factory=MaskOptions)
     loss: LossOptions = field(default_factory=LossOptions)
     ema: EmaOptions = field(default_factory=EmaOptions)
+    flow: FlowOptions = field(default_factory=FlowOptions)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, where: str = "") -> TrainConfig:

@@ -313,7 +313,8 @@ def save_diffusers_copy(
     te_configs = te_configs or []
     try:
         make_ordinary(tmp, folder=True)  # mkdtemp makes it private; the result is shared
-        kwargs: dict = {"unet_lora_layers": dict(unet_state), "unet_lora_adapter_metadata": unet_config}
+        denoiser = engine(family).denoiser_name  # unet_lora_layers, transformer_lora_layers (Flux)
+        kwargs: dict = {f"{denoiser}_lora_layers": dict(unet_state), f"{denoiser}_lora_adapter_metadata": unet_config}
         names = ("text_encoder", "text_encoder_2")
         for name, state, config in zip(names, te_states, te_configs):
             kwargs[f"{name}_lora_layers"] = dict(state)

@@ -49,6 +49,28 @@ def test_train_job_reports_progress_samples_and_saved_files(worker, tiny_sd1, re
     assert read_header(final).metadata["ss_output_name"] == "job"
 
 
+def test_train_job_runs_a_flux_config_and_saves_the_kohya_flux_file(worker, tiny_flux1, red_dataset):
+    config = small_config(
+        tiny_flux1,
+        red_dataset,
+        name="fluxjob",
+        steps=2,
+        fp8_base=True,
+        flow={"timestep_sampling": "logit_normal"},
+        sample={"every": 2, "prompts": ["{trigger}, red"], "steps": 2, "guidance": 3.5},
+    )
+    done, events = worker.run_job({"id": "f1", "kind": "train", "config": config.to_dict()}, timeout=240)
+    assert done["status"] == "done", done
+    assert [e["step"] for e in events if e["type"] == "progress" and "loss" in e] == [1, 2]
+    images = [e for e in events if e["type"] == "image"]
+    assert len(images) == 1 and Path(images[0]["path"]).is_file() and images[0]["meta"]["prompt"] == "sks, red"
+    final = next(e["path"] for e in events if e["type"] == "artifact" and e["kind"] == "adapter")
+    header = read_header(final)
+    assert header.metadata["ss_base_model_version"] == "flux1"
+    assert header.metadata["modelspec.architecture"] == "flux-1-dev/lora"
+    assert any(k.startswith("lora_unet_double_blocks_0_img_attn_qkv.") for k in header.tensors)
+
+
 def test_cancel_finishes_the_step_saves_and_the_run_resumes(worker, tiny_sd1, red_dataset):
     config = small_config(tiny_sd1, red_dataset, name="long", steps=500, output={"save_every": 0})
     worker.send(P.submit({"id": "t2", "kind": "train", "config": config.to_dict()}))

@@ -12,6 +12,13 @@ from typing import Any
 
 from app.core import families
 from app.core.families import Family, FamilySpec
+from app.core.train_config import Targets
+
+# LoRA targets of the UNet (kohya's presets): attention; + feed-forward and proj_in/out
+# ("LoRA"); + ResNet convs, time projections and the samplers' convs ("LoCon").
+_ATTENTION = ("to_q", "to_k", "to_v", "to_out.0")
+_FEED_FORWARD = ("proj_in", "proj_out", "ff.net.0.proj", "ff.net.2")
+_CONVS = ("conv1", "conv2", "conv_shortcut", "time_emb_proj", "downsamplers.0.conv", "upsamplers.0.conv")
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,106 @@ class StableDiffusion:
         """Layer path -> its place (``name``, ``rows``, ``total_rows``) in the family's kohya layout
         where that is not ``lora_<part>_<path>``: layers kohya fuses (Flux's q/k/v). Empty here."""
         return {}
+
+    # ------------------------------------------------------------ training
+    #: pipeline attribute of the denoiser (diffusers' ``save_lora_weights`` keyword prefix too)
+    denoiser_name = "unet"
+    #: text encoders a LoRA may train (in the pipeline's order)
+    trainable_text_encoders = 2
+    #: the frozen text encoders leave memory once every caption is cached (T5-XXL: 9 GB)
+    release_text_encoders = False
+    #: renders keep the pipeline's own (flow-matching) scheduler instead of the chosen sampler
+    flow_matching = False
+    #: ``fp8_base`` training is offered (a denoiser big enough to need it)
+    fp8_base = False
+    #: DoRA training is offered (its per-layer magnitude has no place in a fused saved layer)
+    dora_training = True
+
+    def denoiser(self, pipe: Any) -> Any:
+        return getattr(pipe, self.denoiser_name)
+
+    def lora_target_names(self, denoiser: Any, targets: Targets) -> list[str]:
+        """Full module paths of the denoiser layers that ``targets`` selects."""
+        import torch
+
+        suffixes = _ATTENTION
+        if targets in (Targets.ATTENTION_FF, Targets.LOCON):
+            suffixes += _FEED_FORWARD
+        if targets is Targets.LOCON:
+            suffixes += _CONVS
+        out = []
+        for name, module in denoiser.named_modules():
+            if not isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)):
+                continue
+            if not name.startswith(("down_blocks.", "mid_block.", "up_blocks.")):
+                continue
+            linear = isinstance(module, torch.nn.Linear)
+            if (targets is Targets.ALL_LINEAR and linear) or any(name == s or name.endswith("." + s) for s in suffixes):
+                out.append(name)
+        return out
+
+    def encode_for_training(self, pipe: Any, captions: list[str], device: Any) -> dict[str, Any]:
+        """What the text cache keeps per caption: every tensor has the batch as its first axis."""
+        return self.encode_prompts(pipe, captions, device)
+
+    def noise_schedule(self, pipe: Any, prediction: str | None) -> Any:
+        """The training noise schedule (DDPM over the pipeline's betas; ``prediction`` overrides
+        the scheduler's prediction type when given)."""
+        from diffusers import DDPMScheduler
+
+        sched = DDPMScheduler.from_config(pipe.scheduler.config)
+        if prediction:
+            sched.register_to_config(prediction_type=prediction)
+        return sched
+
+    def sample_timesteps(self, sched: Any, config: Any, latents: Any, gen: Any) -> Any:
+        """One training timestep per picture, uniform in the ``[loss]`` range (min_timestep ...
+        max_timestep - 1 of [0, num_train_timesteps)), drawn from ``gen``."""
+        from app.engine.training.losses import draw_timesteps
+
+        return draw_timesteps(config.loss, sched, latents.shape[0], gen)
+
+    def noisy_and_target(self, sched: Any, latents: Any, noise: Any, timesteps: Any) -> tuple[Any, Any]:
+        """The denoiser's input at ``timesteps`` and what it should predict (noise or velocity)."""
+        noisy = sched.add_noise(latents, noise, timesteps)
+        if sched.config.prediction_type == "v_prediction":
+            return noisy, sched.get_velocity(latents, noise, timesteps)
+        return noisy, noise
+
+    def predict(self, denoiser: Any, noisy: Any, timesteps: Any, cond: dict[str, Any], guidance: float) -> Any:
+        """The denoiser's prediction, shaped like ``noisy`` (``guidance``: a distilled-guidance
+        input, for the models that take one)."""
+        return denoiser(noisy, timesteps, **cond).sample
+
+    def loss_weights(self, sched: Any, config: Any, timesteps: Any) -> Any:
+        """min-SNR-gamma loss weights (Hang et al. 2023); 1 when off."""
+        gamma = config.min_snr_gamma
+        if gamma <= 0:
+            return 1.0
+        import torch
+        from diffusers.training_utils import compute_snr
+
+        snr = compute_snr(sched, timesteps)
+        clipped = torch.clamp(snr, max=gamma)
+        return clipped / (snr + 1) if sched.config.prediction_type == "v_prediction" else clipped / snr
+
+    def kohya_layout(self, denoiser: Any, module_paths: list[str]) -> dict[str, tuple[str, ...]]:
+        """kohya name (without prefix) -> the denoiser modules it holds, fused in this order
+        (one each for the UNet: ``mid_block_attentions_0_proj_in``); ``module_paths`` are the
+        trained ones."""
+        return {path.replace(".", "_"): (path,) for path in module_paths}
+
+    def adapter_architecture(self, denoiser: Any, v_prediction: bool) -> str:
+        """The adapter's ``modelspec.architecture``."""
+        return self.spec.architecture_for(v_prediction)
+
+    def sample_kwargs(self, pipe: Any, negative: str) -> dict[str, Any]:
+        """Pipeline-call keywords of a sample render beyond prompt, steps, guidance, size and seed."""
+        return {"negative_prompt": negative or None}
+
+    def prompt_kwargs(self, encoded: dict[str, Any]) -> dict[str, Any]:
+        """A cached caption's encoding as pipeline-call keywords (when the text encoders are gone)."""
+        return {"prompt_embeds": encoded["embeds"][None]}
 
     # ------------------------------------------------------------ tiny test model
     def tiny_unet_config(self) -> dict[str, Any]:

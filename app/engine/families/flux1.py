@@ -8,12 +8,15 @@ that render 64x64 on a CPU in a fraction of a second; both tokenizers are built 
 
 from __future__ import annotations
 
+import math
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from app.core.families import Family
+from app.core.train_config import Targets
+from app.core.train_flow import TimestepSampling
 from app.engine.families.base import StableDiffusion, TinyTextEncoder
 
 #: T5 token features a prompt is padded to. The real pipeline uses 512 ([dev]) / 256
@@ -22,6 +25,15 @@ TINY_MAX_SEQUENCE = 32
 
 _T5_SPECIAL = ("<pad>", "</s>", "<unk>")  # ids 0, 1, 2 as in the real T5 vocabulary
 _SPIECE = "\u2581"  # sentencepiece's word-start marker
+
+# LoRA targets inside the double- (``transformer_blocks.N.``) and single-stream
+# (``single_transformer_blocks.N.``) blocks.
+_FLUX_ATTENTION = (
+    "attn.to_q", "attn.to_k", "attn.to_v", "attn.to_out.0",
+    "attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj", "attn.to_add_out",
+)  # fmt: skip
+_FLUX_MLP = ("ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj", "ff_context.net.2", "proj_mlp", "proj_out")
+_FLUX_MODULATION = ("norm1.linear", "norm1_context.linear", "norm.linear")
 
 
 @dataclass(frozen=True)
@@ -46,12 +58,71 @@ class Flux(StableDiffusion):
         )
         return {"embeds": embeds, "pooled": pooled, "text_ids": text_ids}
 
+    @staticmethod
+    def max_sequence(pipe: Any) -> int:
+        """T5 length for prompts: the tokenizer's own limit (512 for the real model)."""
+        return min(512, int(getattr(pipe.tokenizer_2, "model_max_length", 512)))
+
+    # ------------------------------------------------------------ training
+    denoiser_name = "transformer"
+    trainable_text_encoders = 1  # CLIP-L only; T5-XXL stays frozen (as sd-scripts and ai-toolkit)
+    release_text_encoders = True
+    flow_matching = True
+    fp8_base = True  # 12B parameters: 24 GB in bf16, 12 GB in fp8
+    dora_training = False  # q/k/v are saved fused, as sd-scripts writes them
+
+    def lora_target_names(self, denoiser: Any, targets: Targets) -> list[str]:
+        """attention: q/k/v/out of both streams; attention_ff: + the MLPs (single blocks: the fused
+        MLP input and the output); all_linear (or locon): + the blocks' modulation layers."""
+        import torch
+
+        suffixes = _FLUX_ATTENTION
+        if targets is not Targets.ATTENTION:
+            suffixes += _FLUX_MLP
+        if targets in (Targets.ALL_LINEAR, Targets.LOCON):
+            suffixes += _FLUX_MODULATION
+        return [
+            name
+            for name, module in denoiser.named_modules()
+            if isinstance(module, torch.nn.Linear)
+            and name.startswith(("transformer_blocks.", "single_transformer_blocks."))
+            and name.split(".", 2)[2] in suffixes
+        ]
+
+    def encode_for_training(self, pipe: Any, captions: list[str], device: Any) -> dict[str, Any]:
+        encoded = self.encode_prompts(pipe, captions, device)
+        encoded.pop("text_ids")  # one (L, 3) table of zeros for any batch: rebuilt from the length
+        return encoded
+
     def added_conditioning(
         self, encoded: dict[str, Any], time_ids: list[list[int]], device: Any, dtype: Any
     ) -> dict[str, Any]:
         """The transformer's other inputs beside the T5 features: the pooled CLIP vector and
         the text position ids (image ids and guidance depend on the latents; the caller adds them)."""
-        return {"pooled_projections": encoded["pooled"].to(dtype), "txt_ids": encoded["text_ids"]}
+        import torch
+
+        text_ids = encoded.get("text_ids")
+        if text_ids is None:  # FluxPipeline's text ids are zeros, one row per T5 token
+            text_ids = torch.zeros(encoded["embeds"].shape[1], 3, device=device, dtype=dtype)
+        return {"pooled_projections": encoded["pooled"].to(dtype), "txt_ids": text_ids}
+
+    def noise_schedule(self, pipe: Any, prediction: str | None) -> Any:
+        """The pipeline's FlowMatchEulerDiscreteScheduler config (its shift settings are read)."""
+        return pipe.scheduler
+
+    def sample_timesteps(self, sched: Any, config: Any, latents: Any, gen: Any) -> Any:
+        """sigma * 1000 per picture, drawn from ``gen`` as ``config.flow`` says (see app.core.train_flow)."""
+        import torch
+
+        opts, n = config.flow, latents.shape[0]
+        if opts.timestep_sampling is TimestepSampling.UNIFORM:
+            sigma = torch.rand((n,), generator=gen)
+        else:
+            sigma = torch.sigmoid(opts.logit_mean + opts.logit_std * torch.randn((n,), generator=gen))
+        if opts.timestep_sampling is TimestepSampling.SHIFT:
+            mu = self.resolution_shift(sched.config, latents.shape[-2] * latents.shape[-1] // 4)
+            sigma = math.exp(mu) / (math.exp(mu) + (1.0 / sigma - 1.0))  # the sampler's own time shift
+        return sigma * sched.config.num_train_timesteps
 
     def adapter_names(self, part: Any, root: Any) -> dict[str, tuple[Any, ...]]:
         """kohya, BFL/ComfyUI and XLabs names of the transformer's layers, fused q/k/v included."""
@@ -70,9 +141,70 @@ class Flux(StableDiffusion):
         return flux_keys.kohya_places(root)
 
     @staticmethod
-    def max_sequence(pipe: Any) -> int:
-        """T5 length for prompts: the tokenizer's own limit (512 for the real model)."""
-        return min(512, int(getattr(pipe.tokenizer_2, "model_max_length", 512)))
+    def resolution_shift(sched_config: Any, image_tokens: int) -> float:
+        """Flux's mu for ``image_tokens`` (2x2 latent patches): linear from base_shift at
+        base_image_seq_len to max_shift at max_image_seq_len, as FluxPipeline renders."""
+        lo, hi = sched_config.get("base_image_seq_len", 256), sched_config.get("max_image_seq_len", 4096)
+        base, top = sched_config.get("base_shift", 0.5), sched_config.get("max_shift", 1.15)
+        return base + (top - base) * (image_tokens - lo) / (hi - lo)
+
+    def noisy_and_target(self, sched: Any, latents: Any, noise: Any, timesteps: Any) -> tuple[Any, Any]:
+        """Flow matching: x_t = (1 - sigma) x0 + sigma noise; the target is the velocity noise - x0."""
+        sigma = (timesteps.float() / sched.config.num_train_timesteps).view(-1, 1, 1, 1)
+        return (1.0 - sigma) * latents + sigma * noise, noise - latents
+
+    def predict(self, denoiser: Any, noisy: Any, timesteps: Any, cond: dict[str, Any], guidance: float) -> Any:
+        """Pack the latents into 2x2 patch tokens, call the transformer as FluxPipeline does
+        (timestep as sigma, [dev]'s guidance input), unpack its velocity."""
+        import torch
+        from diffusers import FluxPipeline
+
+        b, c, h, w = noisy.shape
+        tokens = FluxPipeline._pack_latents(noisy, b, c, h, w)
+        img_ids = FluxPipeline._prepare_latent_image_ids(b, h // 2, w // 2, noisy.device, noisy.dtype)
+        guidance_input = None
+        if denoiser.config.guidance_embeds:  # [dev]; [schnell] has none
+            guidance_input = torch.full((b,), float(guidance), device=noisy.device, dtype=noisy.dtype)
+        out = denoiser(
+            hidden_states=tokens,
+            timestep=(timesteps.float() / 1000.0).to(noisy.dtype),
+            guidance=guidance_input,
+            pooled_projections=cond["pooled_projections"],
+            encoder_hidden_states=cond["encoder_hidden_states"],
+            txt_ids=cond["txt_ids"],
+            img_ids=img_ids,
+            return_dict=False,
+        )[0]
+        return out.view(b, h // 2, w // 2, c, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(b, c, h, w)
+
+    def loss_weights(self, sched: Any, config: Any, timesteps: Any) -> Any:
+        return 1.0  # min-SNR is a DDPM weighting; the sampling of sigma does the weighting here
+
+    def kohya_layout(self, denoiser: Any, module_paths: list[str]) -> dict[str, tuple[str, ...]]:
+        """kohya sd-scripts' Flux names (what ComfyUI and Forge load): BFL's module names, with
+        q/k/v (and a single block's MLP input) fused into one layer as in BFL's model
+        (``app.engine.flux_keys``); a fused layer lists all its modules in row order, trained
+        or not (an untrained one gets zero rows)."""
+        from app.engine import flux_keys
+
+        places = flux_keys.kohya_places(denoiser)
+        rows: dict[str, list[tuple[int, str]]] = {}
+        for path, place in places.items():
+            rows.setdefault(place.name, []).append((place.rows[0][0], path))
+        names = dict.fromkeys(places[p].name for p in module_paths)
+        return {name.removeprefix("lora_unet_"): tuple(p for _, p in sorted(rows[name])) for name in names}
+
+    def adapter_architecture(self, denoiser: Any, v_prediction: bool) -> str:
+        """[schnell] has no guidance input: its adapters say flux-1-schnell/lora."""
+        if getattr(denoiser.config, "guidance_embeds", True):
+            return self.spec.architecture
+        return "flux-1-schnell/lora"
+
+    def sample_kwargs(self, pipe: Any, negative: str) -> dict[str, Any]:
+        return {"max_sequence_length": self.max_sequence(pipe)}  # or the tiny model pads to 512
+
+    def prompt_kwargs(self, encoded: dict[str, Any]) -> dict[str, Any]:
+        return {"prompt_embeds": encoded["embeds"][None], "pooled_prompt_embeds": encoded["pooled"][None]}
 
     # ------------------------------------------------------------ tiny test model
     def tiny_transformer_config(self) -> dict[str, Any]:

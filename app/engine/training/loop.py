@@ -26,6 +26,7 @@ from app.core.events import ArtifactKind, ArtifactSaved, ImageReady, Phase, Prog
 from app.core.files import SaveError
 from app.core.train_requests import TryPrompt
 from app.engine import lora_files
+from app.engine.families import engine
 from app.engine.training import run as runs
 from app.engine.training import setup, validation
 from app.engine.training.data import TrainError, mix_seed, vary_caption
@@ -296,14 +297,20 @@ def _write_adapter(session: TrainSession, path: Path, step: int, epoch: int) -> 
         epoch,
         epochs=_epoch(session, session.config.steps) + 1,
     )
-    lora_files.save_kohya(path, tensors, lora_files.build_metadata(adapter, tensors))
+    # The family's modelspec architecture (Flux: flux-1-dev/lora or flux-1-schnell/lora by its model).
+    architecture = engine(session.family).adapter_architecture(session.net.unet, adapter.v_prediction)
+    lora_files.save_kohya(path, tensors, _metadata(adapter, tensors, architecture))
     if session.ema is not None:  # the weight average beside it, in the same layout
         ema_info = dataclasses.replace(adapter, name=f"{adapter.name}-ema")
         with session.ema.applied():  # written inside: the tensors share the weights' memory
             ema_tensors = session.net.kohya_tensors()
-            lora_files.save_kohya(
-                session.run_dir.ema_path, ema_tensors, lora_files.build_metadata(ema_info, ema_tensors)
-            )
+            lora_files.save_kohya(session.run_dir.ema_path, ema_tensors, _metadata(ema_info, ema_tensors, architecture))
+
+
+def _metadata(adapter: lora_files.AdapterInfo, tensors: dict[str, torch.Tensor], architecture: str) -> dict[str, str]:
+    metadata = lora_files.build_metadata(adapter, tensors)
+    metadata["modelspec.architecture"] = architecture
+    return metadata
 
 
 def _diffusers_copy(session: TrainSession) -> None:
@@ -337,6 +344,12 @@ def _tries(session: TrainSession, step: int, tries: list[TryPrompt]) -> None:
     """ "Try a prompt" pictures with the adapter as it is after ``step`` (main process only: the
     GUI's requests reach a single-process run)."""
     config = session.config
+    if getattr(session.pipe, "text_encoder", None) is None:  # released once every caption was cached
+        session.reporter.status(
+            "Try a prompt needs the text encoders, which this run released after caching its captions "
+            "(Flux); the prompt was not rendered: use the sample prompts, or train the text encoder"
+        )
+        return
     wanted, paths_ = [], []
     index = 0
     for t in tries:
@@ -377,7 +390,15 @@ def _render(
             autocast = acc.autocast if acc.mixed_precision != "no" else None
             with session.ema.applied() if from_average else contextlib.nullcontext():
                 rendered = render_samples(
-                    pipe, session.config, step, paths_, device=device, autocast=autocast, wanted=wanted
+                    pipe,
+                    session.config,
+                    step,
+                    paths_,
+                    device=device,
+                    family=session.family,
+                    autocast=autocast,
+                    wanted=wanted,
+                    text_cache=session.text_cache,
                 )
                 for path, meta in rendered:
                     session.reporter.emit(ImageReady(path=str(path), step=step, meta=meta))

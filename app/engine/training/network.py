@@ -18,10 +18,8 @@ from app.core.families import Family
 from app.core.train_config import NetworkOptions, Targets
 from app.core.train_options import LoraInit
 from app.engine import lora_files
+from app.engine.families import engine
 
-ATTENTION = ("to_q", "to_k", "to_v", "to_out.0")
-FEED_FORWARD = ("proj_in", "proj_out", "ff.net.0.proj", "ff.net.2")
-CONVS = ("conv1", "conv2", "conv_shortcut", "time_emb_proj", "downsamplers.0.conv", "upsamplers.0.conv")
 TEXT = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
 # peft's init_lora_weights for each choice. pissa and olora move part of W0 into the adapter;
 # peft refuses them for convs (SD1's proj_in is a 1x1 conv), so layers start kaiming and then
@@ -30,21 +28,9 @@ PEFT_INIT: dict[LoraInit, bool | str] = {LoraInit.GAUSSIAN: "gaussian", LoraInit
 MUTATES_BASE = (LoraInit.PISSA, LoraInit.OLORA)
 
 
-def unet_target_names(unet: torch.nn.Module, targets: Targets) -> list[str]:
-    """Full module paths of the UNet layers that ``targets`` selects."""
-    suffixes = ATTENTION
-    if targets in (Targets.ATTENTION_FF, Targets.LOCON):
-        suffixes += FEED_FORWARD
-    if targets is Targets.LOCON:
-        suffixes += CONVS
-    out = []
-    for name, module in unet.named_modules():
-        if not isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)):
-            continue
-        in_blocks = name.startswith(("down_blocks.", "mid_block.", "up_blocks."))
-        if in_blocks and any(name == s or name.endswith("." + s) for s in suffixes):
-            out.append(name)
-    return out
+def unet_target_names(unet: torch.nn.Module, targets: Targets, family: Family) -> list[str]:
+    """Full module paths of the denoiser layers that ``targets`` selects (the family engine's choice)."""
+    return engine(family).lora_target_names(unet, targets)
 
 
 def text_target_names(encoder: torch.nn.Module) -> list[str]:
@@ -61,8 +47,8 @@ def _is_big_conv(module: torch.nn.Module) -> bool:
     return isinstance(module, torch.nn.Conv2d) and tuple(module.kernel_size) != (1, 1)
 
 
-def unet_lora_config(unet: torch.nn.Module, opts: NetworkOptions) -> LoraConfig:
-    names = unet_target_names(unet, opts.targets)
+def unet_lora_config(unet: torch.nn.Module, opts: NetworkOptions, family: Family) -> LoraConfig:
+    names = unet_target_names(unet, opts.targets, family)
     modules = dict(unet.named_modules())
     rank_pattern: dict[str, int] = {}
     alpha_pattern: dict[str, float] = {}
@@ -153,11 +139,52 @@ class Network:
     def kohya_tensors(self, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
         """The adapter in the kohya layout (``lora_unet_*``, ``lora_te*_``) with true alphas."""
         prefixes = lora_files.te_prefixes(self.family)
-        (unet_state, unet_alphas), *texts = self.peft_states()
-        out = lora_files.peft_to_kohya(unet_state, lora_files.UNET, unet_alphas, dtype=dtype)
-        for i, (state, alphas) in enumerate(texts):
-            out.update(lora_files.peft_to_kohya(state, prefixes[i], alphas, is_text_encoder=True, dtype=dtype))
+        (state, alphas), *texts = self.peft_states()  # pissa/olora: already a LoRA on the untouched base
+        modules = dict(self.unet.named_modules())
+        out: dict[str, torch.Tensor] = {}
+        for name, members in engine(self.family).kohya_layout(self.unet, sorted(alphas)).items():
+            out.update(_kohya_layer(name, members, state, alphas, modules, dtype))
+        for i, (te_state, te_alphas) in enumerate(texts):
+            out.update(lora_files.peft_to_kohya(te_state, prefixes[i], te_alphas, is_text_encoder=True, dtype=dtype))
         return out
+
+
+def _kohya_layer(
+    name: str,
+    members: tuple[str, ...],
+    state: dict[str, torch.Tensor],
+    alphas: dict[str, float],
+    modules: dict[str, torch.nn.Module],
+    dtype: torch.dtype,
+) -> dict[str, torch.Tensor]:
+    """One kohya layer ``lora_unet_<name>`` from the LoRA(s) of ``members``. A fused layer (Flux's
+    q/k/v) stacks the downs and puts the ups block-diagonal, so up @ down * alpha / rank is each
+    member's own delta in its rows (and zero rows for a member without a LoRA)."""
+    key = lora_files.kohya_key(lora_files.UNET, name)
+    if len(members) == 1:
+        own = {k: v for k, v in state.items() if k.startswith(members[0] + ".lora_")}
+        converted = lora_files.peft_to_kohya(own, lora_files.UNET, alphas, dtype=dtype)
+        old = lora_files.kohya_key(lora_files.UNET, members[0])
+        return {key + k[len(old) :]: v for k, v in converted.items()}
+    trained = [m for m in members if m in alphas]
+    if any(f"{m}.lora_magnitude_vector" in state for m in trained):
+        raise ValueError(f"{name}: DoRA cannot be saved on a fused layer; train without dora")
+    scale = alphas[trained[0]] / state[f"{trained[0]}.lora_A.weight"].shape[0]  # the fused layer's
+    ups, downs = [], []
+    for m in members:
+        if m in alphas:  # another member's own scale (rank or alpha pattern) is folded into its up
+            up, down = state[f"{m}.lora_B.weight"].float(), state[f"{m}.lora_A.weight"].float()
+            own = alphas[m] / down.shape[0]
+            ups.append(up if own == scale else up * (own / scale))
+            downs.append(down)
+        else:  # zero rows, no rank
+            ups.append(torch.zeros(modules[m].out_features, 0))
+    up, rank = torch.block_diag(*ups), sum(d.shape[0] for d in downs)
+    return {
+        f"{key}.{lora_files.DOWN}": torch.cat(downs).to("cpu", dtype).contiguous(),
+        f"{key}.{lora_files.UP}": up.to(dtype).contiguous(),
+        f"{key}.{lora_files.ALPHA}": torch.tensor(scale * rank, dtype=torch.float32),
+    }
 
 
 def plain_lora(
@@ -188,10 +215,10 @@ def attach(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         unet.requires_grad_(False)
-        config = unet_lora_config(unet, opts)
+        config = unet_lora_config(unet, opts, family)
         unet.add_adapter(config)
         text_configs = []
-        trained = text_encoders if opts.train_text_encoder else []
+        trained = text_encoders[: engine(family).trainable_text_encoders] if opts.train_text_encoder else []
         for te in text_encoders:
             te.requires_grad_(False)
         for te in trained:

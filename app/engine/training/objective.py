@@ -12,8 +12,8 @@ import torch
 
 from app.engine.families import engine
 from app.engine.training.buckets import plan_crop
-from app.engine.training.data import TrainItem
-from app.engine.training.losses import debiased_weights, draw_noise, draw_timesteps, elementwise_loss, huber_threshold
+from app.engine.training.data import TrainError, TrainItem
+from app.engine.training.losses import debiased_weights, draw_noise, elementwise_loss, huber_threshold
 
 if TYPE_CHECKING:
     from app.engine.training.session import TrainSession
@@ -42,24 +42,24 @@ def objective(
     mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Per-picture loss on ``latents`` (scaled, on the CPU): noise (plus ``noise_offset`` times a
-    per-channel noise, then multi-resolution noise when on) and, unless given, timesteps (within
-    the ``[loss]`` range) are drawn from ``gen``; the UNet predicts the noise schedule's target
-    (noise or velocity); the ``[loss]`` type (MSE by default), weighted by min-SNR-gamma and
-    debiased estimation when they are on (see :mod:`~app.engine.training.losses`). ``mask``
-    (B, 1, h, w) at latent size weights each latent pixel's error (masked loss)."""
-    sched, device, opts = session.noise_scheduler, session.device, session.config.loss
-    noise = draw_noise(tuple(latents.shape), gen, noise_offset, opts)
+    per-channel noise, then multi-resolution noise when on) and, unless given, timesteps are drawn
+    from ``gen`` as the family draws them (within the ``[loss]`` range for the DDPM ones); the
+    denoiser predicts the family's target (noise, velocity, or flow matching's noise - x0); the
+    ``[loss]`` type (MSE by default), weighted as the family weights it (min-SNR-gamma for the DDPM
+    ones) and by debiased estimation when it is on (see :mod:`~app.engine.training.losses`).
+    ``mask`` (B, 1, h, w) at latent size weights each latent pixel's error (masked loss)."""
+    sched, device, eng = session.noise_scheduler, session.device, engine(session.family)
+    noise = draw_noise(tuple(latents.shape), gen, noise_offset, session.config.loss)
     if timesteps is None:
-        timesteps = draw_timesteps(opts, sched, latents.shape[0], gen)
+        timesteps = eng.sample_timesteps(sched, session.config, latents, gen)
     latents, noise, timesteps = latents.to(device), noise.to(device), timesteps.to(device)
-    noisy = sched.add_noise(latents, noise, timesteps)
-    if sched.config.prediction_type == "v_prediction":
-        target = sched.get_velocity(latents, noise, timesteps)
-    else:
-        target = noise
+    noisy, target = eng.noisy_and_target(sched, latents, noise, timesteps)
     cond = condition(session, captions, ids)
-    pred = session.net.unet(noisy.to(session.unet_dtype), timesteps, **cond).sample
-    return weighted_loss(session.config, sched, pred.float(), target.float(), timesteps, mask=mask)
+    pred = eng.predict(
+        session.net.unet, noisy.to(session.unet_dtype), timesteps, cond, session.config.flow.guidance_scale
+    )
+    weights = eng.loss_weights(sched, session.config, timesteps)
+    return weighted_loss(session.config, sched, pred.float(), target.float(), timesteps, mask=mask, weights=weights)
 
 
 def weighted_loss(
@@ -70,18 +70,25 @@ def weighted_loss(
     timesteps: torch.Tensor,
     *,
     mask: torch.Tensor | None = None,
+    weights: torch.Tensor | float | None = None,
 ) -> torch.Tensor:
     """Per-picture loss of a prediction: the ``[loss]`` type averaged over each picture (each
     element weighted by ``mask`` when given: kohya's masked loss averages over every pixel),
-    times the min-SNR-gamma and debiased-estimation weights when they are on."""
+    times ``weights`` (the family's; min-SNR-gamma when not given) and the debiased-estimation
+    weights when they are on."""
     opts = config.loss
     c = huber_threshold(opts, sched, timesteps)
     loss = elementwise_loss(pred, target, opts.loss_type, c)
     if mask is not None:
         loss = loss * mask.to(loss.device)
     loss = loss.mean(dim=tuple(range(1, pred.ndim)))
-    loss = loss * snr_weights(sched, config.min_snr_gamma, timesteps)
+    loss = loss * (snr_weights(sched, config.min_snr_gamma, timesteps) if weights is None else weights)
     if opts.debiased_estimation:
+        if not hasattr(sched, "alphas_cumprod"):
+            raise TrainError(
+                "[loss] debiased_estimation weights a DDPM noise schedule, and this base trains by flow "
+                "matching; set debiased_estimation = false"
+            )
         loss = loss * debiased_weights(sched, timesteps)
     return loss
 

@@ -151,19 +151,20 @@ def save_failure(exc: SaveError, saved_step: int | None, need_bytes: int = 0) ->
     return TrainError(exc.sentence(then), kind=exc.kind)
 
 
-def space_needed(config: TrainConfig, adapter_bytes: int, pictures: int) -> tuple[int, int]:
+def space_needed(config: TrainConfig, adapter_bytes: int, pictures: int, channels: int = 4) -> tuple[int, int]:
     """About how many bytes this run will write: (run folder, training cache).
 
     Run folder: the checkpoints kept (``keep_last``, or every one when 0) and the final file,
     each the adapter's size, plus two resume states (old and new during a save) of adapter and
-    optimizer moments. Cache: a float32 latent mean and std per picture (and per flip).
+    optimizer moments. Cache: a float32 latent mean and std of ``channels`` (4 for SD, 16 for
+    Flux) per picture (and per flip).
     """
     out = config.output
     saves = config.steps // out.save_every if out.save_every else 0
     kept = min(saves, out.keep_last) if out.keep_last > 0 else saves
     run = adapter_bytes * (kept + 1) + 2 * 4 * adapter_bytes
     side = config.data.resolution // 8
-    cache = pictures * (2 if config.data.flip else 1) * 4 * side * side * 2 * 4
+    cache = pictures * (2 if config.data.flip else 1) * channels * side * side * 2 * 4
     return run, cache
 
 

@@ -10,7 +10,9 @@ from typing import Any
 import torch
 
 from app import __version__
+from app.core.families import Family
 from app.core.train_config import TrainConfig
+from app.engine.families import engine
 from app.engine.rendering import _scheduler_for, save_png
 
 log = logging.getLogger(__name__)
@@ -23,22 +25,26 @@ def render_samples(
     out_paths: list[Path],
     *,
     device: torch.device,
+    family: Family,
     autocast: Any = None,
     wanted: list[tuple[str, str, int]] | None = None,
+    text_cache: Any = None,
 ) -> list[tuple[Path, dict]]:
     """Render every sample prompt (or the (prompt, negative, seed) triples of ``wanted``) with the
-    adapter as it is now; return (path, meta) pairs."""
-    opts = config.sample
+    adapter as it is now; return (path, meta) pairs. Without text encoders (released after
+    caching) the prompts' cached embeddings from ``text_cache`` are used."""
+    opts, eng = config.sample, engine(family)
     width = opts.width or config.data.resolution
     height = opts.height or config.data.resolution
-    scheduler_config = dict(pipe.scheduler.config)
     original = pipe.scheduler
-    pipe.scheduler = _scheduler_for(opts.scheduler, scheduler_config)
+    if not eng.flow_matching:  # a flow-matching model renders with its own scheduler
+        pipe.scheduler = _scheduler_for(opts.scheduler, dict(pipe.scheduler.config))
     models = [
         m
-        for m in (pipe.unet, getattr(pipe, "text_encoder", None), getattr(pipe, "text_encoder_2", None))
+        for m in (eng.denoiser(pipe), getattr(pipe, "text_encoder", None), getattr(pipe, "text_encoder_2", None))
         if m is not None
     ]
+    released = getattr(pipe, "text_encoder", None) is None
     was_training = [m.training for m in models]
     for m in models:
         m.eval()
@@ -49,10 +55,17 @@ def render_samples(
         for (prompt, negative, seed), path in zip(wanted, out_paths):
             generator = torch.Generator("cpu").manual_seed(seed)
             context = autocast() if autocast is not None else contextlib.nullcontext()
+            if autocast is None and config.fp8_base:  # a bf16 denoiser between fp32 encoders and VAE
+                context = torch.autocast(device.type, dtype=torch.bfloat16)
+            if released:
+                encoded = text_cache.get_many([prompt])[0]
+                prompt_kwargs = eng.prompt_kwargs({k: v.to(device) for k, v in encoded.items()})
+            else:
+                prompt_kwargs = {"prompt": prompt}
             with torch.no_grad(), context:
                 image = pipe(
-                    prompt=prompt,
-                    negative_prompt=negative or None,
+                    **prompt_kwargs,
+                    **eng.sample_kwargs(pipe, negative),
                     num_inference_steps=opts.steps,
                     guidance_scale=opts.guidance,
                     width=width,

@@ -22,17 +22,18 @@ from typing import Any
 
 import torch
 
-from app.core import paths
+from app.core import families, paths
 from app.core.configs import DtypePref, ModelSpec
 from app.core.events import ArtifactKind, ArtifactSaved, JobEvent, LogLevel, LogLine, Phase, Progress
 from app.core.families import Family
 from app.core.train_config import Prediction, TrainConfig
 from app.core.train_requests import TrainRequest
+from app.engine.families import engine
 from app.engine.models import load_model
 from app.engine.training import run as runs
 from app.engine.training import setup, validation
 from app.engine.training.caches import LatentCache, TextCache
-from app.engine.training.data import Schedule, TrainData
+from app.engine.training.data import Schedule, TrainData, TrainError
 from app.engine.training.ema import WeightAverage
 from app.engine.training.masks import MaskSet, build_masks
 from app.engine.training.network import Network, attach
@@ -169,8 +170,20 @@ def build_session(opened: OpenedRun, reporter: Reporter) -> TrainSession | None:
     reporter.status(f"loading {config.base}")
     loaded = load_model(ModelSpec(base=config.base, device="cpu", dtype=DtypePref.FP32))
     family, pipe = loaded.family, loaded.pipe
+    eng = engine(family)
+    if config.fp8_base and not eng.fp8_base:
+        raise TrainError(
+            f"fp8_base = true is for Flux.1 bases, and {config.base} is {families.label(family)}: "
+            "set fp8_base = false (mixed_precision already trains it in bf16 or fp16)"
+        )
+    if config.network.dora and not eng.dora_training:
+        raise TrainError(
+            f"network dora = true is not offered for {families.label(family)}: its q/k/v layers are saved "
+            "fused, as sd-scripts writes them, where DoRA's per-layer scale has no place; set dora = false"
+        )
     device, wdtype = acc.device, setup.weight_dtype(acc.mixed_precision)
-    scheduler = _noise_scheduler(config, pipe)
+    prediction = config.prediction.value if config.prediction is not Prediction.AUTO else None
+    scheduler = eng.noise_schedule(pipe, prediction)
     cache_root = Path(config.cache_dir).expanduser() if config.cache_dir else paths.cache_dir() / "train"
 
     # 2. Latents of every picture (and flip), encoded once; unreadable pictures are dropped.
@@ -180,30 +193,20 @@ def build_session(opened: OpenedRun, reporter: Reporter) -> TrainSession | None:
     data = opened.data
 
     # 3. Text encoders on the device; their outputs cached when they stay frozen.
-    encoders = setup.text_encoders_of(pipe)
-    encode = setup.make_encoder(pipe, family, device)
-    for te in encoders:
-        _place(te, device, wdtype)
-    text_cache = None
-    if not config.network.train_text_encoder:
-        with acc.main_process_first():
-            text_cache = TextCache(cache_root, encoders, encode, extra=str(wdtype))
-            captions = [i.caption for i in data.items + data.validation]
-            setup.fill_text_cache(text_cache, captions + [""])
-    if device.type != "cpu":  # the VAE (and frozen encoders without shuffling) wait on the CPU
-        pipe.vae.to("cpu")
-        if text_cache is not None and not config.data.shuffle_tags:
-            for te in encoders:
-                te.to("cpu")
+    encoders, encode, text_cache = _text_setup(opened, pipe, family, cache_root, wdtype)
 
-    # 4. The LoRA network on the UNet (and the text encoders when they train).
-    _place(pipe.unet, device, wdtype)
+    # 4. The LoRA network on the denoiser (and the text encoders when they train).
+    denoiser = eng.denoiser(pipe)
+    _place(denoiser, device, wdtype)
+    if config.fp8_base:  # before the LoRA layers: only the base layers get the casting hooks
+        wdtype = setup.store_fp8(denoiser)
     net = _attach_network(config, family, pipe, encoders)
 
     # 5. Disk space, optimizer and learning-rate schedule.
     adapter_bytes = sum(p.numel() * 4 for p in net.parameters())
     save_need = 4 * adapter_bytes  # one checkpoint and one resume state (adapter, two moments)
-    warning = runs.space_warning(run_dir, cache_root, runs.space_needed(config, adapter_bytes, len(data.items)))
+    needs = runs.space_needed(config, adapter_bytes, len(data.items), pipe.vae.config.latent_channels)
+    warning = runs.space_warning(run_dir, cache_root, needs)
     if warning is not None:
         reporter.warn(warning)
     optimizer = setup.make_optimizer(config, net.unet_parameters(), net.text_parameters())
@@ -262,13 +265,43 @@ def _fill_latents(opened: OpenedRun, reporter: Reporter, pipe: Any, cache_root: 
     return latents, done
 
 
+def _text_setup(
+    opened: OpenedRun, pipe: Any, family: Family, cache_root: Path, wdtype: torch.dtype
+) -> tuple[list[torch.nn.Module], Callable[[list[str]], dict], TextCache | None]:
+    """The text encoders on the device and, when they stay frozen, every caption (and sample
+    prompt) cached; encoders the family releases once cached are gone afterwards. Returns
+    (the encoders left, the encode function, the cache or None)."""
+    config, acc, device = opened.config, opened.accelerator, opened.accelerator.device
+    encoders = setup.text_encoders_of(pipe)
+    encode = setup.make_encoder(pipe, family, device)
+    for te in encoders:
+        _place(te, device, wdtype)
+    text_cache = None
+    if not config.network.train_text_encoder:
+        with acc.main_process_first():
+            text_cache = TextCache(cache_root, encoders, encode, extra=str(wdtype))
+            data = opened.data
+            captions = [i.caption for i in data.items + data.validation] + [""] + config.sample_prompts()
+            setup.fill_text_cache(text_cache, captions)
+    fixed_captions = text_cache is not None and not config.data.shuffle_tags
+    if fixed_captions and engine(family).release_text_encoders:
+        encoders = setup.release_text_encoders(pipe)
+    if device.type != "cpu":  # the VAE (and frozen encoders without shuffling) wait on the CPU
+        pipe.vae.to("cpu")
+        if fixed_captions:
+            for te in encoders:
+                te.to("cpu")
+    return encoders, encode, text_cache
+
+
 def _attach_network(config: TrainConfig, family: Family, pipe: Any, encoders: list[torch.nn.Module]) -> Network:
-    net = attach(family, pipe.unet, encoders, config.network, config.seed)
+    denoiser = engine(family).denoiser(pipe)
+    net = attach(family, denoiser, encoders, config.network, config.seed)
     if config.gradient_checkpointing:
-        pipe.unet.enable_gradient_checkpointing()
+        denoiser.enable_gradient_checkpointing()
         for te in net.text_encoders:
             te.gradient_checkpointing_enable()
-    pipe.unet.train()
+    denoiser.train()
     for te in net.text_encoders:
         te.train()
     return net
@@ -288,15 +321,6 @@ def _resume(session: TrainSession) -> None:
     changed = setup.dataset_change(runs.load_pictures(run_dir), setup.picture_keys(session.data, session.latents))
     if changed:
         session.reporter.warn(changed)
-
-
-def _noise_scheduler(config: TrainConfig, pipe: Any):
-    from diffusers import DDPMScheduler
-
-    sched = DDPMScheduler.from_config(pipe.scheduler.config)
-    if config.prediction is not Prediction.AUTO:
-        sched.register_to_config(prediction_type=config.prediction.value)
-    return sched
 
 
 def _place(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> None:

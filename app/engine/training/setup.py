@@ -118,12 +118,32 @@ def text_encoders_of(pipe: Any) -> list[torch.nn.Module]:
 
 
 def make_encoder(pipe: Any, family: Family, device: torch.device) -> Callable[[list[str]], dict]:
-    """captions -> {"embeds": (B, 77, D)[, "pooled": (B, D2)]}, exactly as the pipeline encodes prompts."""
+    """captions -> {"embeds": (B, L, D)[, "pooled": (B, D2)]}, exactly as the pipeline encodes prompts."""
 
     def encode(captions: list[str]) -> dict[str, torch.Tensor]:
-        return engine(family).encode_prompts(pipe, captions, device)
+        if not text_encoders_of(pipe):  # released after caching; every caption of the run was cached
+            raise TrainError(f"caption {captions[0]!r} was not cached before the text encoders were released")
+        return engine(family).encode_for_training(pipe, captions, device)
 
     return encode
+
+
+def release_text_encoders(pipe: Any) -> list[torch.nn.Module]:
+    """Drop the frozen text encoders once every caption is cached (Flux's T5-XXL alone is 9 GB in
+    bf16): the steps and the sample renders use the cached embeddings. Returns what is left (none)."""
+    for name in ("text_encoder", "text_encoder_2"):
+        if getattr(pipe, name, None) is not None:
+            setattr(pipe, name, None)
+    return []
+
+
+def store_fp8(denoiser: torch.nn.Module) -> torch.dtype:
+    """The denoiser's base weights stored as float8_e4m3fn and computed in bf16 (diffusers'
+    layerwise casting), before the LoRA layers are added (they train in fp32, see ``attach``).
+    Returns the dtype the denoiser's inputs take (bf16)."""
+    denoiser.to(dtype=torch.bfloat16)
+    denoiser.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=torch.bfloat16)
+    return torch.bfloat16
 
 
 def fill_latent_cache(
@@ -204,7 +224,7 @@ def adapter_info(
         conv_rank=net_opts.conv_rank,
         conv_alpha=net_opts.conv_alpha,
         dora=net_opts.dora,
-        v_prediction=scheduler.config.prediction_type == "v_prediction",
+        v_prediction=scheduler.config.get("prediction_type") == "v_prediction",  # flow matching has none
         tag_frequency=data.tag_frequency,
         started_at=started_at,
         config_toml=config_toml,

@@ -141,7 +141,9 @@ HELP: dict[str, Setting] = {
     ),
     "network.dora": S("DoRA", "Weight-decomposed LoRA: often better quality, a little slower to train."),
     "network.targets": S(
-        "Layers", "Which UNet layers get an adapter: attention only, plus feed-forward, or plus convolutions (LoCon)."
+        "Layers",
+        "Which layers get an adapter: attention only, plus feed-forward, plus convolutions (LoCon), or every "
+        "linear layer (Flux: with the modulation).",
     ),
     "network.conv_rank": S("Conv rank", "Rank of the convolution adapters with LoCon; 0 uses the rank.", 0, 1024),
     "network.conv_alpha": S(
@@ -256,7 +258,6 @@ HELP: dict[str, Setting] = {
         multiple=8,
         suffix=" px",
     ),
-    "sample.scheduler": S("Sample sampler", "Sampler used to render the sample pictures."),
     # ---------------------------------------------------------------- [validation]
     "validation.images": S(
         "Held-out pictures",
@@ -284,6 +285,31 @@ HELP: dict[str, Setting] = {
         "Loss weight where the mask is black (the background): 0 ignores it, 1 is no masking.",
         0.0,
         1.0,
+    ),
+    "sample.scheduler": S("Sample sampler", "Sampler used to render the sample pictures (Flux uses its own)."),
+    # ---------------------------------------------------------------- fp8 and [flow] (Flux.1)
+    "fp8_base": S(
+        "fp8 base weights",
+        "Flux: store the base model's weights in 8 bits and compute in bf16, halving their memory (12 GB GPUs).",
+    ),
+    "flow.timestep_sampling": S(
+        "Noise levels",
+        "Flux: how training noise levels are drawn; shift follows the resolution as Flux renders, uniform is flat.",
+    ),
+    "flow.logit_mean": S(
+        "Noise level mean",
+        "Flux: the centre of the logit-normal draw; above 0 trains more on noisy steps.",
+        -10.0,
+        10.0,
+    ),
+    "flow.logit_std": S(
+        "Noise level spread", "Flux: the spread of the logit-normal draw; 1 is the usual value.", 0.01, 10.0
+    ),
+    "flow.guidance_scale": S(
+        "Training guidance",
+        "Flux [dev]: the guidance value the model is given while training; 1 as sd-scripts.",
+        0.0,
+        100.0,
     ),
 }
 
@@ -356,6 +382,7 @@ ADVANCED: dict[str, tuple[str, ...]] = {
         "loss.max_timestep",
     ),
     "Weight average": ("ema.enabled", "ema.decay", "ema.on_cpu", "ema.samples"),
+    "Flux": ("fp8_base", "flow.timestep_sampling", "flow.logit_mean", "flow.logit_std", "flow.guidance_scale"),
     "Saving": ("output.save_every", "output.keep_last", "output.diffusers_copy", "output_dir", "cache_dir"),
     "Samples": (
         "sample.negative",

@@ -25,7 +25,8 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.configs import ConfigError
-from app.core.train_config import _SECTIONS, SettingProblem, TrainConfig, load_preset, preset_names, setting_problems
+from app.core.train_config import _SECTIONS, SettingProblem, TrainConfig, load_preset, setting_problems
+from app.core.train_presets import base_family, presets_for
 from app.ui.recent_models import RecentModels
 from app.ui.train.datasets_panel import DatasetsPanel
 from app.ui.train.form_fields import ERROR_STYLE as FIELD_ERROR_STYLE
@@ -90,9 +91,8 @@ class TrainForm(QWidget):
         self.model_picker.combo.setToolTip(setting("base").tip)
         self.model_picker.modelChanged.connect(lambda _t: self.changed.emit())
         self.preset = QComboBox(self)
-        self.preset.addItem(NO_PRESET, "")
-        for name in preset_names():
-            self.preset.addItem(name, name)
+        self._fill_presets("")
+        self.model_picker.modelChanged.connect(self._fill_presets)
         self.preset.setToolTip(
             "Start from tuned settings for a character or a style; your model, datasets, name and trigger stay."
         )
@@ -220,6 +220,7 @@ class TrainForm(QWidget):
     def set_config(self, config: TrainConfig) -> None:
         self._loaded = config
         self.model_picker.setText(config.base)
+        self._fill_presets(config.base)
         self._select_preset(config.preset)
         data = config.to_dict()
         for key, field in self.fields.items():
@@ -230,6 +231,19 @@ class TrainForm(QWidget):
         self.datasets.set_specs(list(config.datasets))
         self.clear_error()
         self._update_epochs()
+
+    def _fill_presets(self, base: str) -> None:
+        """The presets of the base model's family (Flux ones for a Flux base); the choice stays."""
+        names = presets_for(base_family(base))
+        current = self.preset.currentData() or ""
+        if [self.preset.itemData(i) for i in range(1, self.preset.count())] == names:
+            return
+        self.preset.clear()
+        self.preset.addItem(NO_PRESET, "")
+        for name in names:
+            self.preset.addItem(name, name)
+        if current:
+            self._select_preset(current)
 
     def _select_preset(self, name: str) -> None:
         index = self.preset.findData(name or "")

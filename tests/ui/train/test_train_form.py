@@ -33,6 +33,7 @@ def every_field_changed(tmp_path: Path, dataset: Path) -> TrainConfig:
         "noise_offset": 0.05,
         "min_snr_gamma": 0.0,
         "prediction": "v_prediction",
+        "fp8_base": True,
         "datasets": [
             {"path": str(dataset), "repeats": 3, "caption": "a red square", "regularization": False},
             {"path": str(tmp_path / "reg"), "repeats": 0, "caption": "", "regularization": True},
@@ -96,13 +97,14 @@ def every_field_changed(tmp_path: Path, dataset: Path) -> TrainConfig:
             "height": 640,
             "scheduler": "DPM++ 2M Karras",
         },
+        "flow": {"timestep_sampling": "logit_normal", "logit_mean": 0.5, "logit_std": 1.5, "guidance_scale": 3.0},
     }
     config = TrainConfig.from_dict(data)
     defaults, values = TrainConfig().to_dict(), config.to_dict()
     same = [k for k in values if k != "version" and not isinstance(values[k], dict) and values[k] == defaults[k]]
     same += [
         f"{s}.{k}"
-        for s in ("data", "network", "optimizer", "output", "sample", "loss", "ema")
+        for s in ("data", "network", "optimizer", "output", "sample", "loss", "ema", "flow")
         for k in values[s]
         if values[s][k] == defaults[s][k]
     ]
@@ -283,6 +285,26 @@ def test_a_preset_keeps_model_datasets_name_and_trigger(make_tab, tmp_path, red_
     assert config.preset == "sd15-style" and config.network.targets.value == "locon" and config.data.flip
     assert (config.name, config.trigger, config.base) == ("mine", "zz", str(tmp_path / "model"))
     assert [d.path for d in config.datasets] == [str(red_pictures)]
+
+
+def test_the_preset_list_follows_the_base_models_family(make_tab, tmp_path, tiny_flux1):
+    form = make_tab().form
+    every = [form.preset.itemData(i) for i in range(1, form.preset.count())]
+    assert {"sd15-character", "sdxl-style", "flux-dev-character-12gb"} <= set(every)  # no base yet: all
+    before = form.preset.currentData()  # the restored default preset stays named (its values are on show)
+    form.model_picker.setText(str(tiny_flux1))  # a diffusers folder with FluxPipeline in model_index.json
+    flux = [form.preset.itemData(i) for i in range(1, form.preset.count())]
+    assert flux[:4] == ["flux-dev-character", "flux-dev-character-12gb", "flux-dev-style", "flux-dev-style-12gb"]
+    assert flux[4:] == ([before] if before else [])
+    form.preset.setCurrentIndex(form.preset.findData("flux-dev-style"))
+    form.preset.activated.emit(form.preset.currentIndex())
+    config = form.config()
+    assert config.fp8_base and config.network.targets.value == "all_linear" and config.sample.guidance == 3.5
+    assert config.flow.timestep_sampling.value == "shift" and not config.data.shuffle_tags
+    form.model_picker.setText("stabilityai/stable-diffusion-xl-base-1.0")  # a Hub id: its name tells
+    sdxl = [form.preset.itemData(i) for i in range(1, form.preset.count())]
+    assert sdxl == ["sdxl-character", "sdxl-style", "flux-dev-style"]
+    assert form.preset.currentData() == "flux-dev-style"  # the chosen preset stays named
 
 
 def test_the_last_config_is_restored_and_a_broken_one_ignored(make_tab, tmp_path, red_pictures, loraloom_home):

@@ -264,3 +264,37 @@ def test_try_a_prompt_and_the_validation_loss_while_training(qtbot, window, tiny
     )
     row = next(i for i, r in enumerate(ops.history) if r.path == Path(entry.run_dir))
     assert f"best val {run.best[1]:.4f} at step {run.best[0]}" in tab.history_panel.table.item(row, 3).text()
+
+
+def test_a_flux_base_offers_the_flux_presets_and_one_runs_to_the_end(qtbot, window, tiny_flux1, red_pictures):
+    tab = window.train_tab
+    form = tab.form
+    form.model_picker.setText(str(tiny_flux1))
+    offered = [form.preset.itemData(i) for i in range(1, form.preset.count())]
+    assert offered[:4] == ["flux-dev-character", "flux-dev-character-12gb", "flux-dev-style", "flux-dev-style-12gb"]
+    assert not any(name.startswith("sdxl") for name in offered)  # (the preset on show may stay named)
+    index = form.preset.findData("flux-dev-character-12gb")
+    form.preset.setCurrentIndex(index)
+    form.preset.activated.emit(index)  # as a pick in the combo box
+    assert form.fields["fp8_base"].get() is True and form.fields["network.rank"].get() == 16
+    assert form.fields["flow.timestep_sampling"].get() == "shift"
+    # Small sizes for the tiny model (512 px: within the 1.5x of its 768 px the form allows for a
+    # preset); the preset's fp8 base, flow settings and cached text stay.
+    small = {"data.resolution": 512, "data.min_bucket": 256, "data.max_bucket": 768, "sample.every": 3}
+    fill(tab, qtbot, tiny_flux1, red_pictures, "flux red", 3, **small, **{"sample.guidance": 3.5})
+    form._select_preset("flux-dev-character-12gb")
+    assert form.fields["fp8_base"].get() is True
+    click(qtbot, tab.start_button)
+    entry = tab.ops.current
+    assert entry is not None, form.error_label.text()
+    qtbot.waitUntil(lambda: entry.state.final, timeout=TIMEOUT_MS)
+    assert entry.state is EntryState.DONE, entry.error
+    assert entry.step == 3 and tab.progress.value() == 3
+    qtbot.waitUntil(lambda: len(tab.gallery.loaded()) == 1, timeout=30_000)  # the sample through FluxPipeline
+    final = Path(entry.run_dir) / "flux red.safetensors"
+    from app.core.safetensors_header import read_header
+
+    header = read_header(final)
+    assert header.metadata["ss_base_model_version"] == "flux1"
+    assert "fp8_base = true" in header.metadata["loraloom.config"]
+    assert 'preset = "flux-dev-character-12gb"' in header.metadata["loraloom.config"]
