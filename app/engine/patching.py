@@ -21,10 +21,13 @@ bits whatever sequence of slider moves led to it. Block weights make wᵢ a fact
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import logging
 import os
+import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +48,31 @@ from app.engine.adapter_formats import (
 from app.engine.file_tensors import BaseWeights, Source, read_factors_lazily
 
 log = logging.getLogger(__name__)
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None).malloc_trim  # glibc; musl has none
+    except (OSError, AttributeError):
+        return None
+
+
+def hand_back_freed_memory() -> None:
+    """Give the heap pages freed by a mix back to the system.
+
+    Why: reading adapters and recomputing layers allocate and free buffers of a layer's size
+    (a few MB to tens of MB) thousands of times. glibc's malloc keeps freed memory under its
+    self-raising mmap threshold for reuse and returns only the top of each heap, so after
+    patching 8 SDXL LoRAs the process kept 1.0 GB of free heap resident (1.13x the bare model,
+    bench/real_size.py); ``malloc_trim`` releases those pages (back to 1.01x). Other systems'
+    allocators return large frees by themselves.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 @dataclass
@@ -235,13 +263,16 @@ class AdapterMixer:
                     }
                 )
         report.layers_updated = self._update(dirty)
+        if report.loaded or report.layers_updated:
+            hand_back_freed_memory()
         report.seconds = time.perf_counter() - started
         return report
 
     def clear(self) -> None:
         """Remove every adapter; every patched layer returns to W0 exactly."""
         self._held.clear()
-        self._update(set(self._backup))
+        if self._update(set(self._backup)):
+            hand_back_freed_memory()
 
     def _update(self, targets: set[Target]) -> int:
         if not targets:
@@ -264,6 +295,7 @@ class AdapterMixer:
             active,
             keep_backup,
             lambda delta, w0, strength: delta.delta(w0, strength),
+            low_rank=True,
         )
         if module.bias is not None and (
             target in self._bias_backup or any(d.bias_delta() is not None for d, _ in active)
@@ -286,8 +318,10 @@ class AdapterMixer:
         active: list[tuple[LayerDelta, float]],
         keep_backup: bool,
         change,
+        low_rank: bool = False,
     ) -> None:
-        """tensor = original + Σ change(delta, original, strength), always from the kept original."""
+        """tensor = original + Σ change(delta, original, strength), always from the kept original
+        (with ``low_rank``, plain LoRAs are summed as their factors instead, see :func:`_add_low_rank`)."""
         if not active:
             backup = backups.get(target)
             if backup is not None:
@@ -295,13 +329,17 @@ class AdapterMixer:
                 if not keep_backup:
                     del backups[target]
             return
-        if target not in backups:
+        fresh = target not in backups
+        if fresh:
             backups[target] = self._keep(tensor)
-        w0 = self._original(backups[target], tensor)
-        acc = w0.clone() if w0.dtype == torch.float32 else w0.float()  # never add into the backup itself
+        # A layer taken just now still is W0: no need to read it back.
+        w0 = tensor.detach() if fresh else self._original(backups[target], tensor)
+        acc = w0.to(torch.float32, copy=True)  # never add into W0 itself
+        if low_rank:
+            active = _add_low_rank(acc, active)
         for delta, strength in active:
             acc.add_(change(delta, w0, strength))
-        tensor.copy_(acc.to(tensor.dtype))
+        tensor.copy_(acc)
 
     def _keep(self, tensor: torch.Tensor) -> torch.Tensor | Source:
         """Where W0 of ``tensor`` (unpatched now) will come from: its place in the base files, or a copy."""
@@ -315,3 +353,27 @@ class AdapterMixer:
         if isinstance(backup, Source):
             return self._base.read(backup, like)
         return backup.to(self.device)
+
+
+def _add_low_rank(acc: torch.Tensor, active: list[tuple[LayerDelta, float]]) -> list[tuple[LayerDelta, float]]:
+    """acc += Σ strength·up@down over the plain LoRAs of ``active`` as one matrix product; returns the others.
+
+    Why one product: adding each adapter's dense ΔW costs three passes over a layer-sized
+    float32 buffer per adapter (ΔW, its scaling, the sum), which made patching 8 SDXL LoRAs
+    2.6 times as slow as 3 and left freed buffers behind; stacking the factors (out×Σr and Σr×n)
+    writes the sum straight into ``acc`` once, whatever the number of adapters.
+    """
+    flat = acc.view(acc.shape[0], -1)
+    ups, downs, rest = [], [], []
+    for delta, strength in active:
+        factors = delta.lora_factors(tuple(acc.shape))
+        if factors is not None:
+            up, down = factors[0].reshape(flat.shape[0], -1), factors[1].reshape(factors[1].shape[0], -1)
+        if factors is None or down.shape[1] != flat.shape[1]:
+            rest.append((delta, strength))
+            continue
+        ups.append(up * strength)
+        downs.append(down)
+    if ups:
+        flat.addmm_(torch.cat(ups, dim=1), torch.cat(downs))
+    return rest
