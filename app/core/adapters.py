@@ -10,10 +10,7 @@ unpickled.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import collections
-import json
 import math
 import re
 import struct
@@ -23,15 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from app.core import families
+from app.core.adapter_words import embedded_preview, find_preview, tag_frequency, trigger_words
 from app.core.families import Family
-from app.core.safe_files import check_regular, open_regular, read_regular
+from app.core.safe_files import open_regular
 from app.core.safetensors_header import SafetensorsError, SafetensorsHeader, read_header
 
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
-MAX_SIDECAR_BYTES = 1 << 20  # an A1111 <stem>.json holds a few fields
 # What kohya writes for a setting it did not have (e.g. ss_network_dim of a LyCORIS run).
 _UNSET = ("", "None", "null")
-PREVIEW_SUFFIXES = (".preview.png", ".preview.jpg", ".preview.jpeg", ".preview.webp", ".png", ".jpg", ".jpeg", ".webp")
 
 
 class AdapterError(ValueError):
@@ -44,6 +40,8 @@ class AdapterLayout(str, Enum):
     PEFT = "peft"
     LYCORIS = "lycoris"
     COMFY = "comfy"  # ComfyUI's own names: diffusion_model.<original UNet path>, text_encoders.clip_l.…
+    XLABS = "xlabs"  # XLabs' Flux LoRAs: double_blocks.N.processor.qkv_lora1.down.weight
+    ONETRAINER = "onetrainer"  # OneTrainer's Flux LoRAs: lora_transformer_…
 
 
 class NetworkType(str, Enum):
@@ -88,6 +86,17 @@ class AdapterInfo:
     metadata: dict[str, str] = field(default_factory=dict, repr=False)
     family_evidence: str = ""  # why ``family`` is what it is (the load report shows it)
 
+    def family_mismatch(self, base: Family | None) -> str | None:
+        """The sentence refusing this adapter on a base model of another family, told from the
+        header before anything loads; None when it fits or either family is unknown."""
+        if base is None or self.family is None or self.family is base:
+            return None
+        made_for = families.label(self.family)
+        return (
+            f"{self.path}: made for {made_for}, but the base model is {families.label(base)}; "
+            f"pick a {made_for} base model for it"
+        )
+
     def to_json(self) -> dict[str, Any]:
         return {
             "path": str(self.path),
@@ -113,9 +122,21 @@ _KOHYA_PREFIXES = {
     "lora_te_": Part.TEXT_ENCODER,
     "lora_te1_": Part.TEXT_ENCODER,
     "lora_te2_": Part.TEXT_ENCODER_2,
+    "lora_te3_": Part.TEXT_ENCODER_2,  # Flux's T5 (its pipeline's text_encoder_2)
     "lycoris_": Part.UNET,
 }
-_DIFFUSERS_PREFIXES = {"unet.": Part.UNET, "text_encoder.": Part.TEXT_ENCODER, "text_encoder_2.": Part.TEXT_ENCODER_2}
+_DIFFUSERS_PREFIXES = {
+    "unet.": Part.UNET,
+    "transformer.": Part.TRANSFORMER,
+    "text_encoder.": Part.TEXT_ENCODER,
+    "text_encoder_2.": Part.TEXT_ENCODER_2,
+}
+# Layouts of one tool for one family, told by their prefixes alone.
+_TOOL_PREFIXES = {
+    "lora_transformer_": (AdapterLayout.ONETRAINER, Part.TRANSFORMER),
+    "double_blocks.": (AdapterLayout.XLABS, Part.TRANSFORMER),
+    "single_blocks.": (AdapterLayout.XLABS, Part.TRANSFORMER),
+}
 _COMFY_PREFIXES = {
     "diffusion_model.": Part.UNET,
     "text_encoders.clip_l.": Part.TEXT_ENCODER,
@@ -139,7 +160,15 @@ _LYCORIS_MARKERS = {
     "a1.weight": NetworkType.GLORA,
     "diff": NetworkType.FULL,
 }
-_DOWN_SUFFIXES = (".lora_down.weight", ".lora_A.weight", ".lora.down.weight", ".lora_A.default.weight")
+_DOWN_SUFFIXES = (
+    ".lora_down.weight",
+    ".lora_A.weight",
+    ".lora.down.weight",
+    ".lora_A.default.weight",
+    "_lora1.down.weight",  # XLabs: processor.qkv_lora1 (image stream) and qkv_lora2 (text stream)
+    "_lora2.down.weight",
+)
+_XLABS_TENSOR = re.compile(r"(.*_lora[12])\.(down|up)\.weight$")
 
 
 _LYCORIS_SUFFIXES = tuple(f".{m}" for m in _LYCORIS_MARKERS) + (".oft_blocks", ".hada_w1_b", ".lokr_w2")
@@ -147,6 +176,8 @@ _LYCORIS_SUFFIXES = tuple(f".{m}" for m in _LYCORIS_MARKERS) + (".oft_blocks", "
 
 def _module_of(key: str) -> str:
     """``lora_unet_x.lora_down.weight`` -> ``lora_unet_x`` (the layer the tensor belongs to)."""
+    if m := _XLABS_TENSOR.match(key):
+        return m.group(1)
     for suffix in _DOWN_SUFFIXES + (
         ".lora_up.weight",
         ".lora_B.weight",
@@ -179,6 +210,9 @@ def _layout_and_parts(names: list[str]) -> tuple[AdapterLayout | None, set[Part]
     adapter_like = [n for n in names if "lora" in n.lower() or n.endswith(_LYCORIS_SUFFIXES)]
     if not adapter_like:
         return None, parts
+    for prefix, (layout, part) in _TOOL_PREFIXES.items():
+        if any(n.startswith(prefix) for n in adapter_like):
+            return layout, {part} | {p for n in adapter_like for pre, p in _KOHYA_PREFIXES.items() if n.startswith(pre)}
     if any(n.startswith("base_model.model.") for n in adapter_like):
         parts.add(Part.UNET)  # peft's own save of a single model (the UNet in our runs)
         return AdapterLayout.PEFT, parts
@@ -244,6 +278,8 @@ def _family(
     arch = meta.get("modelspec.architecture", "")
     if (fam := families.by_architecture(arch)) is not None:
         return fam, f"metadata modelspec.architecture = {arch}"
+    if (found := families.by_adapter_names(names)) is not None:
+        return found[0], f"{families.label(found[0])} layer names ({found[1]})"
     if Part.TEXT_ENCODER_2 in parts and (fam := families.with_second_text_encoder()) is not None:
         return fam, "it changes a second text encoder"
     if any(n.startswith("lora_unet_label_emb") for n in names) and (fam := families.with_size_conditioning()):
@@ -276,99 +312,6 @@ def _family_from_blocks(names: list[str]) -> tuple[Family | None, str]:
         if m and int(m.group(3)) > 0 and (fam := families.with_stacked_transformers()) is not None:
             return fam, f"several transformer blocks in one attention ({n})"
     return None, "no metadata, and neither the widths nor the block structure tell"
-
-
-# ------------------------------------------------------------------ trigger words and previews
-
-
-def tag_frequency(meta: dict[str, str]) -> collections.Counter:
-    """Tag -> count summed over the datasets of ``ss_tag_frequency``; raises ValueError when it
-    is not ``{dataset: {tag: count}}`` with finite non-negative counts (``json`` accepts NaN and
-    Infinity, and ``int(inf)`` would crash the caller)."""
-    text = meta.get("ss_tag_frequency")
-    if not text:
-        return collections.Counter()
-
-    def reject(name: str) -> Any:
-        raise ValueError(f"{name} is not a count")
-
-    try:
-        freq = json.loads(text, parse_constant=reject)
-    except RecursionError:
-        raise ValueError("nested too deeply") from None
-    if not isinstance(freq, dict) or not all(isinstance(tags, dict) for tags in freq.values()):
-        raise ValueError("not a {dataset: {tag: count}} object")
-    counts: collections.Counter = collections.Counter()
-    for tags in freq.values():
-        for tag, n in tags.items():
-            if isinstance(n, bool) or not isinstance(n, (int, float)) or not 0 <= n < 2**63:
-                raise ValueError(f"the count of tag {tag[:60]!r} is not a whole number")
-            counts[tag.strip()] += int(n)
-    return counts
-
-
-def _sidecar_words(path: Path, root: str | Path | None) -> str:
-    """``activation text`` of an A1111 ``<stem>.json`` beside the file (a broken one gives nothing)."""
-    sidecar = path.with_suffix(".json")
-    try:
-        data = json.loads(read_regular(sidecar, max_bytes=MAX_SIDECAR_BYTES, root=root).decode("utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
-        return ""  # missing, refused or broken: only no words from it
-    return str(data.get("activation text", "")) if isinstance(data, dict) else ""
-
-
-def _trigger_words(
-    path: Path,
-    meta: dict[str, str],
-    card_data: dict[str, Any] | None,
-    top_tags: int,
-    tags: collections.Counter,
-    root: str | Path | None,
-) -> list[str]:
-    words: list[str] = []
-
-    def add(text: str | None) -> None:
-        for w in (t.strip() for t in (text or "").split(",")):
-            if w and w not in words:
-                words.append(w)
-
-    add(meta.get("modelspec.trigger_phrase"))
-    add(_sidecar_words(path, root))
-    if card_data:
-        for key in ("instance_prompt", "trigger_words", "trigger_word", "activation_text"):
-            value = card_data.get(key)
-            add(", ".join(map(str, value)) if isinstance(value, list) else value)
-    if not words:
-        for tag, _ in tags.most_common(top_tags):
-            add(tag)
-    return words
-
-
-def find_preview(path: Path, root: str | Path | None = None) -> Path | None:
-    """A1111 / Civitai sidecars: ``<stem>.preview.png`` first, then ``<stem>.png`` and friends
-    (regular files inside ``root`` only: the GUI opens what this returns)."""
-    stem = path.with_suffix("")
-    for suffix in PREVIEW_SUFFIXES:
-        candidate = Path(str(stem) + suffix)
-        try:
-            check_regular(candidate, root)
-        except OSError:
-            continue
-        return candidate
-    return None
-
-
-_DATA_URI = re.compile(r"^data:image/[\w.+-]+;base64,(.+)$", re.S)
-
-
-def _embedded_preview(meta: dict[str, str]) -> bytes | None:
-    match = _DATA_URI.match(meta.get("modelspec.thumbnail", "").strip())
-    if not match:
-        return None
-    try:
-        return base64.b64decode(match.group(1), validate=False)
-    except (binascii.Error, ValueError):
-        return None
 
 
 # ------------------------------------------------------------------ entry point
@@ -457,8 +400,10 @@ def inspect_adapter(
         layout = AdapterLayout.LYCORIS if layout is AdapterLayout.KOHYA else layout
     rank = _rank(p, names, shapes, meta)
     modules = {_module_of(n) for n in names}
-    order = [Part.UNET, Part.TEXT_ENCODER, Part.TEXT_ENCODER_2]
+    order = [Part.UNET, Part.TRANSFORMER, Part.TEXT_ENCODER, Part.TEXT_ENCODER_2]
     family, evidence = _family(names, shapes, meta, parts)
+    if family is not None and Part(families.spec(family).denoiser) is Part.TRANSFORMER and Part.UNET in parts:
+        parts = (parts - {Part.UNET}) | {Part.TRANSFORMER}  # kohya and ComfyUI name the denoiser "unet" whatever it is
     return AdapterInfo(
         path=p,
         layout=layout,
@@ -468,9 +413,9 @@ def inspect_adapter(
         alpha=_alpha(header, names, root),
         parts=[x for x in order if x in parts],
         modules=len(modules),
-        trigger_words=_trigger_words(p, meta, card_data, top_tags, tags, root),
+        trigger_words=trigger_words(p, meta, card_data, top_tags, tags, root),
         preview=find_preview(p, root),
-        preview_bytes=_embedded_preview(meta),
+        preview_bytes=embedded_preview(meta),
         title=meta.get("modelspec.title") or meta.get("ss_output_name") or p.stem,
         metadata=dict(meta),
         family_evidence=evidence,

@@ -26,6 +26,15 @@ class Family(str, Enum):
 
 
 @dataclass(frozen=True)
+class Distilled:
+    """A timestep-distilled model of a family (FLUX.1 [schnell]): few steps, no guidance input."""
+
+    label: str
+    steps: int
+    guidance: float  # recorded for a render: the model has no guidance input to give it to
+
+
+@dataclass(frozen=True)
 class FamilySpec:
     id: Family
     label: str  # what users read: "SD 1.x"
@@ -47,11 +56,21 @@ class FamilySpec:
     size_conditioning: bool  # the UNet has label_emb (size/crop conditioning)
     stacked_transformers: bool  # several transformer blocks in one attention
     pipeline_classes: tuple[str, ...]  # diffusers model_index.json ``_class_name`` values
+    denoiser: str  # the pipeline attribute that denoises (an app.core.adapters.Part value)
+    # Adapter tensor-name prefixes only this family's adapters have (the layouts of the tools
+    # that train it); empty: the names alone do not tell.
+    adapter_prefixes: tuple[str, ...]
     variants: tuple[str, ...]  # bundled configs (app.engine.single_file.Variant values)
     default_steps: int
     default_size: tuple[int, int]
     default_guidance: float  # classifier-free guidance scale a render starts from
     default_scheduler: str  # an app.core.configs.Scheduler value ("Euler", as A1111 names it)
+    schedulers: tuple[str, ...]  # the Scheduler values that sample this family (the rest are refused)
+    # The denoiser predicts a flow (velocity): rendering uses the flow-matching samplers.
+    flow_matching: bool
+    # Guidance is an input the denoiser was distilled with (Flux.1 [dev]), not classifier-free
+    # guidance: there is no negative prompt, and the picture says "Distilled CFG Scale" as Forge does.
+    guidance_distilled: bool
     size_presets: tuple[tuple[int, int], ...]  # the sizes the family was trained at
     color: str  # the Library card badge
     # Hub: ids a LoRA repo names in ``base_model`` (the first is the search filter), a regex a
@@ -59,12 +78,31 @@ class FamilySpec:
     hub_bases: tuple[str, ...]
     hub_name_pattern: str
     hub_tags: tuple[str, ...] = ()
+    distilled: Distilled | None = None  # the family's timestep-distilled model, if it has one
+
+    def render_defaults(self, distilled: bool = False) -> tuple[int, float]:
+        """Steps and guidance a render starts from: the distilled model's when it is that one."""
+        if distilled and self.distilled is not None:
+            return self.distilled.steps, self.distilled.guidance
+        return self.default_steps, self.default_guidance
+
+    def scheduler_problem(self, scheduler: str) -> str | None:
+        """The sentence refusing a sampler this family cannot use; None when it can."""
+        if scheduler in self.schedulers:
+            return None
+        how = "samples by flow matching" if self.flow_matching else "cannot use it"
+        return f"{self.label} {how}: the {scheduler} sampler does not apply; pick {_or_list(self.schedulers)}"
 
     def architecture_for(self, v_prediction: bool) -> str:
         return self.architecture_v_prediction if v_prediction and self.architecture_v_prediction else self.architecture
 
 
+def _or_list(items: tuple[str, ...]) -> str:
+    return ", ".join(items[:-1]) + f" or {items[-1]}" if len(items) > 1 else items[0]
+
+
 _KOHYA_TE, _KOHYA_TE1, _KOHYA_TE2 = "lora_te", "lora_te1", "lora_te2"
+_SD_SCHEDULERS = ("Euler", "Euler a", "DPM++ 2M Karras", "DDIM", "UniPC")
 
 FAMILIES: tuple[FamilySpec, ...] = (
     FamilySpec(
@@ -83,11 +121,16 @@ FAMILIES: tuple[FamilySpec, ...] = (
         size_conditioning=False,
         stacked_transformers=False,
         pipeline_classes=("StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline"),
+        denoiser="unet",
+        adapter_prefixes=(),
         variants=("sd15",),
         default_steps=20,
         default_size=(512, 512),
         default_guidance=7.0,
         default_scheduler="Euler",
+        schedulers=_SD_SCHEDULERS,
+        flow_matching=False,
+        guidance_distilled=False,
         size_presets=((512, 512), (512, 768), (768, 512)),
         color="#1e88e5",
         hub_bases=(
@@ -114,11 +157,16 @@ FAMILIES: tuple[FamilySpec, ...] = (
         size_conditioning=False,
         stacked_transformers=False,
         pipeline_classes=("StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline"),
+        denoiser="unet",
+        adapter_prefixes=(),
         variants=("sd21", "sd21-base"),
         default_steps=20,
         default_size=(512, 512),
         default_guidance=7.0,
         default_scheduler="Euler",
+        schedulers=_SD_SCHEDULERS,
+        flow_matching=False,
+        guidance_distilled=False,
         size_presets=((768, 768), (512, 512)),
         color="#00897b",
         hub_bases=(
@@ -145,11 +193,16 @@ FAMILIES: tuple[FamilySpec, ...] = (
         size_conditioning=True,
         stacked_transformers=True,
         pipeline_classes=("StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline"),
+        denoiser="unet",
+        adapter_prefixes=(),
         variants=("sdxl",),
         default_steps=20,
         default_size=(1024, 1024),
         default_guidance=7.0,
         default_scheduler="Euler",
+        schedulers=_SD_SCHEDULERS,
+        flow_matching=False,
+        guidance_distilled=False,
         size_presets=((1024, 1024), (832, 1216), (1216, 832), (896, 1152), (1152, 896), (768, 1344)),
         color="#8e24aa",
         hub_bases=("stabilityai/stable-diffusion-xl-base-1.0", "stabilityai/stable-diffusion-xl-refiner-1.0"),
@@ -175,16 +228,38 @@ FAMILIES: tuple[FamilySpec, ...] = (
         size_conditioning=False,
         stacked_transformers=False,
         pipeline_classes=("FluxPipeline", "FluxImg2ImgPipeline"),
+        denoiser="transformer",
+        adapter_prefixes=(
+            "lora_unet_double_blocks_",  # kohya / sd-scripts (what ComfyUI and Forge load)
+            "lora_unet_single_blocks_",
+            "lora_te3_",  # kohya's T5
+            "transformer.",  # diffusers / ai-toolkit
+            "base_model.model.transformer_blocks.",  # peft's save of the transformer
+            "base_model.model.single_transformer_blocks.",
+            "diffusion_model.double_blocks.",  # BFL / ComfyUI-native
+            "diffusion_model.single_blocks.",
+            "double_blocks.",  # XLabs
+            "single_blocks.",
+            "lora_transformer_",  # OneTrainer
+        ),
         variants=(),
         default_steps=28,  # [dev]; [schnell] is distilled to 4 steps without guidance
         default_size=(1024, 1024),
         default_guidance=3.5,  # the distilled guidance [dev] was trained with, not CFG
         default_scheduler="Euler",  # flow-matching Euler
+        # Flow-matching Euler, its stochastic form and UniPC in flow mode; Karras sigmas on a flow
+        # turn NaN and DDIM has no flow form (checked on the tiny Flux).
+        schedulers=("Euler", "Euler a", "UniPC"),
+        flow_matching=True,
+        guidance_distilled=True,
         size_presets=((1024, 1024), (832, 1216), (1216, 832), (896, 1152), (1152, 896), (768, 1344), (1344, 768)),
         color="#f4511e",
         hub_bases=("black-forest-labs/FLUX.1-dev", "black-forest-labs/FLUX.1-schnell"),
         hub_name_pattern=r"flux",
         hub_tags=("flux",),
+        # FLUX.1 [schnell]: 4 steps, no guidance embedding (its transformer config says
+        # guidance_embeds = false), T5 prompts of 256 tokens.
+        distilled=Distilled(label="Flux.1 [schnell]", steps=4, guidance=0.0),
     ),
 )
 
@@ -258,6 +333,15 @@ def by_variant(variant: str) -> Family:
 
 def all_variants() -> tuple[str, ...]:
     return tuple(v for f in FAMILIES for v in f.variants)
+
+
+def by_adapter_names(names: list[str]) -> tuple[Family, str] | None:
+    """The family whose adapters alone use one of these tensor names, and that name."""
+    for f in FAMILIES:
+        name = next((n for n in names if n.startswith(f.adapter_prefixes)), None) if f.adapter_prefixes else None
+        if name is not None:
+            return f.id, name
+    return None
 
 
 def with_second_text_encoder() -> Family | None:

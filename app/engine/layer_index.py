@@ -40,7 +40,12 @@ _COMFY_TE = {
     Part.TEXT_ENCODER: "text_encoders.clip_l.transformer.",
     Part.TEXT_ENCODER_2: "text_encoders.clip_g.transformer.",
 }
-_DIFFUSERS_PREFIX = {Part.UNET: "unet.", Part.TEXT_ENCODER: "text_encoder.", Part.TEXT_ENCODER_2: "text_encoder_2."}
+_DIFFUSERS_PREFIX = {
+    Part.UNET: "unet.",
+    Part.TRANSFORMER: "transformer.",
+    Part.TEXT_ENCODER: "text_encoder.",
+    Part.TEXT_ENCODER_2: "text_encoder_2.",
+}
 
 
 def pipeline_parts(pipe: Any) -> dict[Part, nn.Module]:
@@ -136,6 +141,9 @@ class LayerIndex:
                         self._sgm[target] = sgm_path
                         self.names.setdefault("lora_unet_" + sgm_path.replace(".", "_"), target)
                         self.names.setdefault("diffusion_model." + sgm_path, target)  # ComfyUI's own
+                elif part is Part.TRANSFORMER:
+                    # The diffusers/peft names; the other Flux layouts are mapped by the Flux key module.
+                    self.names.setdefault("base_model.model." + path, target)
                 else:
                     # transformers 5's CLIPTextModel drops "text_model." from its paths; files keep it.
                     full = te_module_path(path)

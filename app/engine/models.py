@@ -54,13 +54,15 @@ class LoadedModel:
     family: Family
     device: torch.device
     dtype: torch.dtype
+    distilled: bool = False  # the family's timestep-distilled model (Flux.1 [schnell]): no guidance input
 
-    def describe(self) -> dict[str, str]:
+    def describe(self) -> dict[str, Any]:
         return {
             "base": self.source,
             "family": self.family.value,
             "device": str(self.device),
             "dtype": str(self.dtype).removeprefix("torch."),
+            "distilled": self.distilled,
         }
 
 
@@ -241,6 +243,16 @@ def check_source(base: str) -> ModelSource:
     )
 
 
+def source_distilled(source: ModelSource) -> bool:
+    """Whether a local diffusers folder holds its family's timestep-distilled model (Flux.1
+    [schnell]), read from the denoiser's config before anything loads (False when unknown)."""
+    if source.kind != "folder" or source.family is None:
+        return False
+    folder = Path(source.text)
+    config = _read_json(folder / "transformer" / "config.json") or _read_json(folder / "unet" / "config.json")
+    return isinstance(config, dict) and engine(source.family).distilled(config)
+
+
 def load_model(spec: ModelSpec) -> LoadedModel:
     """Load ``spec.base`` onto the chosen device. Raises :class:`ModelError`."""
     source = check_source(spec.base)
@@ -255,7 +267,11 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
     log.info("loaded %s (%s) on %s as %s", source.text, family.value, device, dtype)
-    return LoadedModel(pipe=pipe, source=spec.base.strip(), family=family, device=device, dtype=dtype)
+    denoiser = getattr(pipe, "transformer", None) or pipe.unet
+    distilled = engine(family).distilled(denoiser.config)
+    return LoadedModel(
+        pipe=pipe, source=spec.base.strip(), family=family, device=device, dtype=dtype, distilled=distilled
+    )
 
 
 def _looks_like_path(source: str) -> bool:

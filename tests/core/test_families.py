@@ -112,6 +112,13 @@ def test_flux_metadata_is_what_sd_scripts_writes():
     assert families.by_pipeline_class("FluxPipeline") == (Family.FLUX1,)
     assert families.by_hub_base("black-forest-labs/flux.1-dev") is Family.FLUX1
     assert (s.default_steps, s.default_guidance) == (28, 3.5)
+    assert s.render_defaults(distilled=True) == (4, 0.0)  # [schnell]
+    assert s.render_defaults() == (28, 3.5)
+    assert families.spec(Family.SD1).render_defaults(distilled=True) == (20, 7.0)  # SD has no distilled model
+    assert s.scheduler_problem("DDIM") == (
+        "Flux.1 samples by flow matching: the DDIM sampler does not apply; pick Euler, Euler a or UniPC"
+    )
+    assert s.scheduler_problem("Euler a") is None and families.spec(Family.SD1).scheduler_problem("DDIM") is None
 
 
 @pytest.mark.parametrize("width", [32, 48, 64, 768, 1024, 1280, 2048])
@@ -147,11 +154,15 @@ def test_every_entry_is_complete():
     for s in FAMILIES:
         for field, value in vars(s).items():
             # Flux has no bundled real-size configs yet (issue 14's skeletons stop at SDXL).
-            if field not in ("architecture_v_prediction", "hub_tags") and (field, s.id) != ("variants", Family.FLUX1):
+            # Only a family with a distilled model has one; SD adapters have no names of their own.
+            optional = ("architecture_v_prediction", "hub_tags", "distilled", "adapter_prefixes")
+            if field not in optional and (field, s.id) != ("variants", Family.FLUX1):
                 assert value not in ("", (), None), f"{s.id.value}: {field} is empty"
         assert len(s.text_widths) == len(s.te_prefixes)
         assert s.default_size in s.size_presets
         assert Scheduler(s.default_scheduler) and s.default_guidance > 0  # a sampler renders know
+        assert s.default_scheduler in s.schedulers and all(Scheduler(x) for x in s.schedulers)
+        assert s.denoiser in ("unet", "transformer")
 
 
 def test_render_defaults_are_the_ones_sd_always_used():

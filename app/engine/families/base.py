@@ -56,6 +56,15 @@ class StableDiffusion:
         """UNet keyword arguments beyond ``encoder_hidden_states`` (none for SD 1.x/2.x)."""
         return {}
 
+    def distilled(self, denoiser_config: Any) -> bool:
+        """Whether a model is the family's timestep-distilled one (``spec.distilled``), from its
+        denoiser's config (a dict or a diffusers FrozenDict)."""
+        return False
+
+    def call_kwargs(self, pipe: Any, negative: str) -> dict[str, Any]:
+        """Pipeline call arguments beyond prompt, steps, guidance, size and generator."""
+        return {"negative_prompt": negative or None}
+
     # ------------------------------------------------------------ tiny test model
     def tiny_unet_config(self) -> dict[str, Any]:
         """UNet2DConditionModel kwargs: the real layout, tiny widths, 8x8 latents (64 px)."""

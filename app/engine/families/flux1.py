@@ -53,6 +53,14 @@ class Flux(StableDiffusion):
         the text position ids (image ids and guidance depend on the latents; the caller adds them)."""
         return {"pooled_projections": encoded["pooled"].to(dtype), "txt_ids": encoded["text_ids"]}
 
+    def distilled(self, denoiser_config: Any) -> bool:
+        """[schnell]'s transformer has no guidance embedding; [dev]'s has."""
+        return not denoiser_config.get("guidance_embeds", True)
+
+    def call_kwargs(self, pipe: Any, negative: str) -> dict[str, Any]:
+        """No negative prompt (guidance is distilled, not CFG); T5 padded to the tokenizer's length."""
+        return {"max_sequence_length": self.max_sequence(pipe)}
+
     @staticmethod
     def max_sequence(pipe: Any) -> int:
         """T5 length for prompts: the tokenizer's own limit (512 for the real model)."""
