@@ -32,6 +32,7 @@ class Distilled:
     label: str
     steps: int
     guidance: float  # recorded for a render: the model has no guidance input to give it to
+    hub_base: str  # its Hub id (one of the family's hub_bases): the Hub search filter for its adapters
 
 
 @dataclass(frozen=True)
@@ -259,7 +260,9 @@ FAMILIES: tuple[FamilySpec, ...] = (
         hub_tags=("flux",),
         # FLUX.1 [schnell]: 4 steps, no guidance embedding (its transformer config says
         # guidance_embeds = false), T5 prompts of 256 tokens.
-        distilled=Distilled(label="Flux.1 [schnell]", steps=4, guidance=0.0),
+        distilled=Distilled(
+            label="Flux.1 [schnell]", steps=4, guidance=0.0, hub_base="black-forest-labs/FLUX.1-schnell"
+        ),
     ),
 )
 

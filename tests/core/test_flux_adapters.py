@@ -94,3 +94,16 @@ def test_a_flux_adapter_on_an_sd_base_and_the_reverse_are_refused_in_one_sentenc
         f"{sd.path}: made for SD 1.x, but the base model is Flux.1; pick a SD 1.x base model for it"
     )
     assert flux.family_mismatch(Family.FLUX1) is None and sd.family_mismatch(None) is None
+
+
+def test_loraloom_inspect_names_the_flux_layout_network_rank_parts_and_trigger_words(tmp_path, capsys):
+    import json
+
+    from app.cli import main
+
+    meta = {"modelspec.architecture": "flux-1-dev/lora", "modelspec.trigger_phrase": "ohwx dog"}
+    path = write(tmp_path / "xlabs.safetensors", LAYOUTS["xlabs"][1], meta)
+    assert main(["inspect", str(path)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["layout"], out["network"], out["family"], out["rank"]) == ("xlabs", "lora", "flux1", RANK)
+    assert out["parts"] == ["transformer"] and out["trigger_words"] == ["ohwx dog"]
