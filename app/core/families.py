@@ -243,7 +243,7 @@ FAMILIES: tuple[FamilySpec, ...] = (
             "single_blocks.",
             "lora_transformer_",  # OneTrainer
         ),
-        variants=(),
+        variants=("flux1-dev", "flux1-schnell"),
         default_steps=28,  # [dev]; [schnell] is distilled to 4 steps without guidance
         default_size=(1024, 1024),
         default_guidance=3.5,  # the distilled guidance [dev] was trained with, not CFG

@@ -22,6 +22,7 @@ from app.core import families
 from app.core.configs import DevicePref, DtypePref, ModelSpec
 from app.core.errors import ErrorKind, clip_words, not_downloaded_message
 from app.core.families import Family
+from app.core.hub.errors import gated_sentence
 from app.core.safetensors_header import SafetensorsError, read_header
 from app.engine.families import engine
 from app.engine.single_file import (
@@ -159,8 +160,9 @@ def checkpoint_info(path: Path) -> CheckpointInfo:
     except SafetensorsError as exc:
         raise ModelError(str(exc)) from None
     shapes = {k: v.get("shape") or [] for k, v in header.tensors.items()}
+    dtypes = {k: str(v.get("dtype", "")) for k, v in header.tensors.items()}
     try:
-        return detect_checkpoint(shapes, header.metadata, read_sidecar_yaml(path))
+        return detect_checkpoint(shapes, header.metadata, read_sidecar_yaml(path), dtypes)
     except CheckpointProblem as exc:
         raise ModelError(f"{path}: {exc}") from None
 
@@ -302,6 +304,8 @@ def _load_single_file(path: Path, family: Family, dtype: torch.dtype):
         if info.refiner or info.inpainting:
             kind = "an SDXL refiner" if info.refiner else f"an inpainting {family.value} model"
             raise ModelError(f"{path}: this checkpoint is {kind}; LoRA Loom loads base text-to-image models")
+        if problem := engine(family).single_file_problem(info):
+            raise ModelError(f"{path}: {problem}")
         kwargs.update(config=str(config_folder(info.variant)), local_files_only=True)
     # .ckpt files are pickles: diffusers' own detection decides (and may need the Hub once).
     cls = _pipeline_class(family)
@@ -398,11 +402,8 @@ def _load_hub(repo_id: str, dtype: torch.dtype):
         index = DiffusionPipeline.load_config(repo_id)
         family = _family_from_index(index, lambda name: _hub_json(repo_id, name), repo_id)
         pipe = _pipeline_class(family).from_pretrained(repo_id, **_common_kwargs(family, dtype))
-    except GatedRepoError:
-        raise ModelError(
-            f"{repo_id}: this Hub repo is gated; accept its license on the Hub and log in with a token",
-            kind=ErrorKind.MODEL_NOT_FOUND,
-        ) from None
+    except GatedRepoError as exc:  # huggingface_hub sends the saved token; this says what is missing
+        raise ModelError(gated_sentence(repo_id, exc, repo_id), kind=ErrorKind.MODEL_NOT_FOUND) from None
     except RepositoryNotFoundError:
         raise ModelError(
             f"{repo_id}: no such model repo on the Hugging Face Hub", kind=ErrorKind.MODEL_NOT_FOUND

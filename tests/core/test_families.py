@@ -144,7 +144,7 @@ def test_hub_bases_labels_colours_sizes_variants_are_unchanged():
         for base in OLD_FAMILY_BASES[fam]:
             assert families.by_hub_base(base.upper()) is fam
     assert [(f.label, w, h) for f in FAMILIES if f.id in SD_FAMILIES for w, h in f.size_presets] == OLD_SIZE_PRESETS
-    assert families.all_variants() == tuple(OLD_VARIANT_FAMILY)
+    assert families.all_variants() == (*OLD_VARIANT_FAMILY, "flux1-dev", "flux1-schnell")
     for variant, fam in OLD_VARIANT_FAMILY.items():
         assert families.by_variant(variant) is fam
     assert families.label("sd3") == "sd3" and families.label(None) == ""
@@ -156,7 +156,7 @@ def test_every_entry_is_complete():
             # Flux has no bundled real-size configs yet (issue 14's skeletons stop at SDXL).
             # Only a family with a distilled model has one; SD adapters have no names of their own.
             optional = ("architecture_v_prediction", "hub_tags", "distilled", "adapter_prefixes")
-            if field not in optional and (field, s.id) != ("variants", Family.FLUX1):
+            if field not in optional:
                 assert value not in ("", (), None), f"{s.id.value}: {field} is empty"
         assert len(s.text_widths) == len(s.te_prefixes)
         assert s.default_size in s.size_presets

@@ -61,6 +61,11 @@ class StableDiffusion:
         denoiser's config (a dict or a diffusers FrozenDict)."""
         return False
 
+    def single_file_problem(self, info: Any) -> str | None:
+        """Why a detected single-file checkpoint (``single_file.CheckpointInfo``) cannot be loaded
+        as this family; None: ``from_single_file`` with the bundled config loads it."""
+        return None
+
     def call_kwargs(self, pipe: Any, negative: str) -> dict[str, Any]:
         """Pipeline call arguments beyond prompt, steps, guidance, size and generator."""
         return {"negative_prompt": negative or None}

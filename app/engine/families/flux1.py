@@ -57,6 +57,19 @@ class Flux(StableDiffusion):
         """[schnell]'s transformer has no guidance embedding; [dev]'s has."""
         return not denoiser_config.get("guidance_embeds", True)
 
+    def single_file_problem(self, info: Any) -> str | None:
+        """Flux single files are recognised (which model, transformer alone or all-in-one, fp8)
+        but not loaded yet: the T5 tokenizer's vocabulary is in no installed package, so it
+        cannot be made offline the way the CLIP one is."""
+        label = "Flux.1 [dev]" if info.variant.value.endswith("dev") else "Flux.1 [schnell]"
+        what = "transformer file" if info.denoiser_only else "all-in-one checkpoint"
+        stored = " (fp8)" if info.fp8 else ""
+        repo = f"black-forest-labs/FLUX.1-{info.variant.value.removeprefix('flux1-')}"
+        return (
+            f"a {label} {what}{stored}; LoRA Loom does not load Flux from single files yet: "
+            f"pick a diffusers folder of it or the Hub id {repo}"
+        )
+
     def call_kwargs(self, pipe: Any, negative: str) -> dict[str, Any]:
         """No negative prompt (guidance is distilled, not CFG); T5 padded to the tokenizer's length."""
         return {"max_sequence_length": self.max_sequence(pipe)}
