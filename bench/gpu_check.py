@@ -5,7 +5,9 @@ In under 8 minutes on a recent GPU it measures, on full-size random-weight skele
 - the time from a slider move to the new picture;
 - LoRA training step time and peak VRAM, SD1.5 (512) and SDXL (1024), rank 16, batch 1,
   gradient checkpointing on and off, AdamW and (if bitsandbytes imports) 8-bit AdamW;
-- the same ratios as bench/real_size.py (patched vs bare, step vs bare forward/backward).
+- the same ratios as bench/real_size.py (patched vs bare, step vs bare forward/backward);
+- Flux.1 (bench/gpu_check_flux.py): a real-size transformer skeleton built on the GPU, 1024²,
+  step it/s bare and with 3 kohya LoRAs, patch time, slider time, peak VRAM.
 
     python bench/gpu_check.py --out DIR            # on the GPU machine
     python bench/gpu_check.py --smoke --out DIR    # tiny models, CPU, seconds (CI runs this)
@@ -106,9 +108,10 @@ def check_render(path: str, work: str, size: int, steps: int, device: str, dtype
 
 
 def _measures() -> dict:
+    from gpu_check_flux import check_flux
     from real_size import MEASURES as CPU_MEASURES
 
-    return {**CPU_MEASURES, "render": check_render}
+    return {**CPU_MEASURES, "render": check_render, "flux": check_flux}
 
 
 PLANS = {
@@ -185,6 +188,11 @@ def run_checks(work: Path, smoke: bool, device: str, dtypes: list[str], optimize
                 )
                 if label in block and "bare_step" in block:
                     block[label]["step_vs_bare_fwd_bwd"] = block[label]["step_s"] / block["bare_step"]["step_s"]
+    try:
+        kwargs = dict(work=str(work), smoke=smoke, device=device)
+        results["flux1"] = _measures()["flux"](**kwargs) if smoke else in_child("flux", "gpu_check", **kwargs)
+    except Exception as exc:  # reported like the others; the SD figures stand
+        results["failures"].append(f"flux1: {str(exc).strip().splitlines()[-1][:300]}")
     return results
 
 
@@ -202,6 +210,10 @@ def summary(results: dict) -> str:
                 vram = f", peak VRAM {r['peak_vram_gb']:.1f} GB" if "peak_vram_gb" in r else ""
                 ratio = f" (x{r['step_vs_bare_fwd_bwd']:.2f} bare fwd/bwd)" if "step_vs_bare_fwd_bwd" in r else ""
                 lines.append(f"  {family} {key[6:]}: {r['step_s']:.2f} s/step{ratio}{vram}")
+    if "flux1" in results:
+        from gpu_check_flux import summary_line
+
+        lines.append(summary_line(results["flux1"]))
     for failure in results["failures"]:
         lines.append(f"  FAILED {failure}")
     lines.append(f"  total {results['total_s']:.0f} s")

@@ -11,6 +11,7 @@ with random rank-16 kohya LoRAs on every attention projection and the text encod
    bare render of the base model with the same settings.
 
     .venv/bin/python bench/mixing.py [--steps 8] [--repeats 5] [--device cpu] [--threads 1] [--clock cpu]
+    .venv/bin/python bench/mixing.py --family flux1 …   # a Flux-shaped transformer (bench/mixing_flux.py)
 
 Numbers depend on the machine; the ratios are the point. On a CPU shared with other
 work, wall time swings by several times between identical calls, so by default the CPU
@@ -135,6 +136,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=5, help="timing rounds (cases interleaved in each round)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--family", choices=["sd1", "flux1"], default="sd1", help="model shape (default sd1)")
     parser.add_argument(
         "--clock",
         choices=["cpu", "wall"],
@@ -146,6 +148,12 @@ def main() -> int:
     clock = args.clock or ("cpu" if args.device == "cpu" else "wall")
     CLOCK = time.process_time if clock == "cpu" else time.perf_counter
     torch.set_num_threads(args.threads)
+    if args.family == "flux1":
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import mixing_flux
+
+        args.clock_name = clock
+        return mixing_flux.run(args, CLOCK, lambda: sync(args.device))
 
     from app.core.configs import AdapterEntry
     from app.core.families import Family

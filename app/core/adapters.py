@@ -10,63 +10,42 @@ unpickled.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import collections
+import json
 import math
 import re
 import struct
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from app.core import families
-from app.core.adapter_words import embedded_preview, find_preview, tag_frequency, trigger_words
+from app.core.adapter_keys import (
+    DOWN_SUFFIXES,
+    AdapterLayout,
+    NetworkType,
+    Part,
+    layout_and_parts,
+    module_of,
+    network_type,
+    not_an_adapter_reason,
+    ranks_of,
+)
 from app.core.families import Family
-from app.core.safe_files import open_regular
+from app.core.safe_files import check_regular, open_regular, read_regular
 from app.core.safetensors_header import SafetensorsError, SafetensorsHeader, read_header
 
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+MAX_SIDECAR_BYTES = 1 << 20  # an A1111 <stem>.json holds a few fields
 # What kohya writes for a setting it did not have (e.g. ss_network_dim of a LyCORIS run).
 _UNSET = ("", "None", "null")
+PREVIEW_SUFFIXES = (".preview.png", ".preview.jpg", ".preview.jpeg", ".preview.webp", ".png", ".jpg", ".jpeg", ".webp")
 
 
 class AdapterError(ValueError):
     """Not a usable adapter file; the message names the file and the reason."""
-
-
-class AdapterLayout(str, Enum):
-    KOHYA = "kohya"
-    DIFFUSERS = "diffusers"
-    PEFT = "peft"
-    LYCORIS = "lycoris"
-    COMFY = "comfy"  # ComfyUI's own names: diffusion_model.<original UNet path>, text_encoders.clip_l.…
-    XLABS = "xlabs"  # XLabs' Flux LoRAs: double_blocks.N.processor.qkv_lora1.down.weight
-    ONETRAINER = "onetrainer"  # OneTrainer's Flux LoRAs: lora_transformer_…
-
-
-class NetworkType(str, Enum):
-    LORA = "lora"
-    LOCON = "locon"
-    LOHA = "loha"
-    LOKR = "lokr"
-    DORA = "dora"
-    IA3 = "ia3"
-    GLORA = "glora"
-    OFT = "oft"
-    BOFT = "boft"
-    FULL = "full"
-
-
-class Part(str, Enum):
-    UNET = "unet"
-    TEXT_ENCODER = "text_encoder"
-    TEXT_ENCODER_2 = "text_encoder_2"
-    TRANSFORMER = "transformer"  # the denoiser of Flux-class models (``pipe.transformer``)
-
-    @property
-    def denoiser(self) -> bool:
-        """The part that predicts the noise (UNet or transformer), not a text encoder."""
-        return self in (Part.UNET, Part.TRANSFORMER)
 
 
 @dataclass
@@ -114,154 +93,6 @@ class AdapterInfo:
         }
 
 
-# ------------------------------------------------------------------ key patterns
-
-# "lycoris_": SimpleTuner's LyCORIS files (UNet only).
-_KOHYA_PREFIXES = {
-    "lora_unet_": Part.UNET,
-    "lora_te_": Part.TEXT_ENCODER,
-    "lora_te1_": Part.TEXT_ENCODER,
-    "lora_te2_": Part.TEXT_ENCODER_2,
-    "lora_te3_": Part.TEXT_ENCODER_2,  # Flux's T5 (its pipeline's text_encoder_2)
-    "lycoris_": Part.UNET,
-}
-_DIFFUSERS_PREFIXES = {
-    "unet.": Part.UNET,
-    "transformer.": Part.TRANSFORMER,
-    "text_encoder.": Part.TEXT_ENCODER,
-    "text_encoder_2.": Part.TEXT_ENCODER_2,
-}
-# Layouts of one tool for one family, told by their prefixes alone.
-_TOOL_PREFIXES = {
-    "lora_transformer_": (AdapterLayout.ONETRAINER, Part.TRANSFORMER),
-    "double_blocks.": (AdapterLayout.XLABS, Part.TRANSFORMER),
-    "single_blocks.": (AdapterLayout.XLABS, Part.TRANSFORMER),
-}
-_COMFY_PREFIXES = {
-    "diffusion_model.": Part.UNET,
-    "text_encoders.clip_l.": Part.TEXT_ENCODER,
-    "text_encoders.clip_g.": Part.TEXT_ENCODER_2,
-}
-# diffusers module paths without "unet." (some trainers save the UNet's own state dict).
-_BARE_UNET_ROOTS = (
-    "down_blocks.",
-    "mid_block.",
-    "up_blocks.",
-    "conv_in.",
-    "conv_out.",
-    "time_embedding.",
-    "add_embedding.",
-)
-_LYCORIS_MARKERS = {
-    "hada_w1_a": NetworkType.LOHA,
-    "lokr_w1": NetworkType.LOKR,
-    "lokr_w1_a": NetworkType.LOKR,
-    "on_input": NetworkType.IA3,
-    "a1.weight": NetworkType.GLORA,
-    "diff": NetworkType.FULL,
-}
-_DOWN_SUFFIXES = (
-    ".lora_down.weight",
-    ".lora_A.weight",
-    ".lora.down.weight",
-    ".lora_A.default.weight",
-    "_lora1.down.weight",  # XLabs: processor.qkv_lora1 (image stream) and qkv_lora2 (text stream)
-    "_lora2.down.weight",
-)
-_XLABS_TENSOR = re.compile(r"(.*_lora[12])\.(down|up)\.weight$")
-
-
-_LYCORIS_SUFFIXES = tuple(f".{m}" for m in _LYCORIS_MARKERS) + (".oft_blocks", ".hada_w1_b", ".lokr_w2")
-
-
-def _module_of(key: str) -> str:
-    """``lora_unet_x.lora_down.weight`` -> ``lora_unet_x`` (the layer the tensor belongs to)."""
-    if m := _XLABS_TENSOR.match(key):
-        return m.group(1)
-    for suffix in _DOWN_SUFFIXES + (
-        ".lora_up.weight",
-        ".lora_B.weight",
-        ".lora_B.default.weight",
-        ".lora.up.weight",
-        ".alpha",
-        ".lora_mid.weight",
-        ".dora_scale",
-        ".lora_magnitude_vector",
-        ".a1.weight",
-        ".a2.weight",
-        ".b1.weight",
-        ".b2.weight",
-    ):
-        if key.endswith(suffix):
-            return key[: -len(suffix)]
-    return key.rsplit(".", 1)[0]
-
-
-def _layout_and_parts(names: list[str]) -> tuple[AdapterLayout | None, set[Part]]:
-    parts: set[Part] = set()
-    kohya = [n for n in names if n.startswith(tuple(_KOHYA_PREFIXES))]
-    if kohya:
-        for n in kohya:
-            parts.add(
-                next(p for pre, p in sorted(_KOHYA_PREFIXES.items(), key=lambda kv: -len(kv[0])) if n.startswith(pre))
-            )
-        lyco = any(n.startswith("lycoris_") or n.endswith(_LYCORIS_SUFFIXES) for n in kohya)
-        return (AdapterLayout.LYCORIS if lyco else AdapterLayout.KOHYA), parts
-    adapter_like = [n for n in names if "lora" in n.lower() or n.endswith(_LYCORIS_SUFFIXES)]
-    if not adapter_like:
-        return None, parts
-    for prefix, (layout, part) in _TOOL_PREFIXES.items():
-        if any(n.startswith(prefix) for n in adapter_like):
-            return layout, {part} | {p for n in adapter_like for pre, p in _KOHYA_PREFIXES.items() if n.startswith(pre)}
-    if any(n.startswith("base_model.model.") for n in adapter_like):
-        parts.add(Part.UNET)  # peft's own save of a single model (the UNet in our runs)
-        return AdapterLayout.PEFT, parts
-    for layout, prefixes in ((AdapterLayout.COMFY, _COMFY_PREFIXES), (AdapterLayout.DIFFUSERS, _DIFFUSERS_PREFIXES)):
-        for n in adapter_like:
-            parts.update(p for pre, p in prefixes.items() if n.startswith(pre))
-        if parts:
-            return layout, parts
-    if any(n.startswith(_BARE_UNET_ROOTS) for n in adapter_like):
-        return AdapterLayout.DIFFUSERS, {Part.UNET}
-    return None, parts
-
-
-def not_an_adapter_reason(names: list[str]) -> str | None:
-    """Why tensors with these names are no LoRA adapter (None: they are one). Shared by the
-    file check below and the Hub's look at a file's header before downloading it."""
-    if _layout_and_parts(sorted(names))[0] is not None:
-        return None
-    return f"not a LoRA adapter (none of its {len(names)} tensors is a LoRA weight)" + (
-        "; it looks like a full model checkpoint" if len(names) > 500 else ""
-    )
-
-
-def _network_type(names: list[str], shapes: dict[str, list[int]]) -> NetworkType:
-    for n in names:
-        for marker, kind in _LYCORIS_MARKERS.items():
-            if n.endswith(f".{marker}"):
-                return kind
-        if n.endswith(".oft_blocks"):
-            return NetworkType.BOFT if len(shapes.get(n, [])) == 4 else NetworkType.OFT
-    if any(n.endswith((".dora_scale", ".lora_magnitude_vector")) for n in names):
-        return NetworkType.DORA
-    if any(n.endswith(".lora_mid.weight") for n in names):
-        return NetworkType.LOCON
-    for n in names:
-        shape = shapes.get(n, [])
-        if n.endswith(_DOWN_SUFFIXES) and len(shape) == 4 and shape[2:] != [1, 1]:
-            return NetworkType.LOCON
-    return NetworkType.LORA
-
-
-def _ranks(names: list[str], shapes: dict[str, list[int]]) -> collections.Counter:
-    ranks: collections.Counter = collections.Counter()
-    for n in names:
-        if n.endswith(_DOWN_SUFFIXES) and shapes.get(n) or n.endswith(".hada_w1_b") and shapes.get(n):
-            ranks[shapes[n][0]] += 1
-    return ranks
-
-
 # Original (LDM/SGM) UNet names: which block and which transformer inside an attention.
 _LDM_ATTENTION = re.compile(r"lora_unet_(input|middle|output)_blocks?_(\d+_)?1_transformer_blocks_(\d+)_")
 
@@ -278,8 +109,8 @@ def _family(
     arch = meta.get("modelspec.architecture", "")
     if (fam := families.by_architecture(arch)) is not None:
         return fam, f"metadata modelspec.architecture = {arch}"
-    if (found := families.by_adapter_names(names)) is not None:
-        return found[0], f"{families.label(found[0])} layer names ({found[1]})"
+    if Part.TRANSFORMER in parts and (fam := families.with_transformer_denoiser()) is not None:
+        return fam, f"it changes a transformer denoiser's layers ({families.label(fam)}'s double/single blocks)"
     if Part.TEXT_ENCODER_2 in parts and (fam := families.with_second_text_encoder()) is not None:
         return fam, "it changes a second text encoder"
     if any(n.startswith("lora_unet_label_emb") for n in names) and (fam := families.with_size_conditioning()):
@@ -287,7 +118,7 @@ def _family(
     if meta.get("ss_v2") == "True" and (fam := families.with_ss_v2()) is not None:
         return fam, "metadata ss_v2 = True"
     for n in names:
-        if not n.endswith(_DOWN_SUFFIXES):
+        if not n.endswith(DOWN_SUFFIXES):
             continue
         shape = shapes.get(n, [])
         if len(shape) < 2:
@@ -312,6 +143,99 @@ def _family_from_blocks(names: list[str]) -> tuple[Family | None, str]:
         if m and int(m.group(3)) > 0 and (fam := families.with_stacked_transformers()) is not None:
             return fam, f"several transformer blocks in one attention ({n})"
     return None, "no metadata, and neither the widths nor the block structure tell"
+
+
+# ------------------------------------------------------------------ trigger words and previews
+
+
+def tag_frequency(meta: dict[str, str]) -> collections.Counter:
+    """Tag -> count summed over the datasets of ``ss_tag_frequency``; raises ValueError when it
+    is not ``{dataset: {tag: count}}`` with finite non-negative counts (``json`` accepts NaN and
+    Infinity, and ``int(inf)`` would crash the caller)."""
+    text = meta.get("ss_tag_frequency")
+    if not text:
+        return collections.Counter()
+
+    def reject(name: str) -> Any:
+        raise ValueError(f"{name} is not a count")
+
+    try:
+        freq = json.loads(text, parse_constant=reject)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    if not isinstance(freq, dict) or not all(isinstance(tags, dict) for tags in freq.values()):
+        raise ValueError("not a {dataset: {tag: count}} object")
+    counts: collections.Counter = collections.Counter()
+    for tags in freq.values():
+        for tag, n in tags.items():
+            if isinstance(n, bool) or not isinstance(n, (int, float)) or not 0 <= n < 2**63:
+                raise ValueError(f"the count of tag {tag[:60]!r} is not a whole number")
+            counts[tag.strip()] += int(n)
+    return counts
+
+
+def _sidecar_words(path: Path, root: str | Path | None) -> str:
+    """``activation text`` of an A1111 ``<stem>.json`` beside the file (a broken one gives nothing)."""
+    sidecar = path.with_suffix(".json")
+    try:
+        data = json.loads(read_regular(sidecar, max_bytes=MAX_SIDECAR_BYTES, root=root).decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return ""  # missing, refused or broken: only no words from it
+    return str(data.get("activation text", "")) if isinstance(data, dict) else ""
+
+
+def _trigger_words(
+    path: Path,
+    meta: dict[str, str],
+    card_data: dict[str, Any] | None,
+    top_tags: int,
+    tags: collections.Counter,
+    root: str | Path | None,
+) -> list[str]:
+    words: list[str] = []
+
+    def add(text: str | None) -> None:
+        for w in (t.strip() for t in (text or "").split(",")):
+            if w and w not in words:
+                words.append(w)
+
+    add(meta.get("modelspec.trigger_phrase"))
+    add(_sidecar_words(path, root))
+    if card_data:
+        for key in ("instance_prompt", "trigger_words", "trigger_word", "activation_text"):
+            value = card_data.get(key)
+            add(", ".join(map(str, value)) if isinstance(value, list) else value)
+    if not words:
+        for tag, _ in tags.most_common(top_tags):
+            add(tag)
+    return words
+
+
+def find_preview(path: Path, root: str | Path | None = None) -> Path | None:
+    """A1111 / Civitai sidecars: ``<stem>.preview.png`` first, then ``<stem>.png`` and friends
+    (regular files inside ``root`` only: the GUI opens what this returns)."""
+    stem = path.with_suffix("")
+    for suffix in PREVIEW_SUFFIXES:
+        candidate = Path(str(stem) + suffix)
+        try:
+            check_regular(candidate, root)
+        except OSError:
+            continue
+        return candidate
+    return None
+
+
+_DATA_URI = re.compile(r"^data:image/[\w.+-]+;base64,(.+)$", re.S)
+
+
+def _embedded_preview(meta: dict[str, str]) -> bytes | None:
+    match = _DATA_URI.match(meta.get("modelspec.thumbnail", "").strip())
+    if not match:
+        return None
+    try:
+        return base64.b64decode(match.group(1), validate=False)
+    except (binascii.Error, ValueError):
+        return None
 
 
 # ------------------------------------------------------------------ entry point
@@ -356,7 +280,7 @@ def _alpha(header: SafetensorsHeader, names: list[str], root: str | Path | None)
 
 
 def _rank(path: Path, names: list[str], shapes: dict[str, list[int]], meta: dict[str, str]) -> int | None:
-    ranks = _ranks(names, shapes)
+    ranks = ranks_of(names, shapes)
     dim = _number(meta, "ss_network_dim", path)
     if dim is not None and (dim < 0 or dim != int(dim)):
         raise AdapterError(
@@ -387,7 +311,7 @@ def inspect_adapter(
         raise AdapterError(str(exc)) from None
     names = sorted(header.tensors)
     shapes = {n: list(info["shape"]) for n, info in header.tensors.items()}
-    layout, parts = _layout_and_parts(names)
+    layout, parts = layout_and_parts(names)
     if layout is None:
         raise AdapterError(f"{p}: {not_an_adapter_reason(names)}")
     meta = header.metadata
@@ -395,15 +319,13 @@ def inspect_adapter(
         tags = tag_frequency(meta)
     except ValueError as exc:
         raise AdapterError(f"{p}: its metadata ss_tag_frequency is malformed ({exc}); the file is damaged") from None
-    network = _network_type(names, shapes)
+    network = network_type(names, shapes)
     if layout is AdapterLayout.LYCORIS or network not in (NetworkType.LORA, NetworkType.LOCON, NetworkType.DORA):
         layout = AdapterLayout.LYCORIS if layout is AdapterLayout.KOHYA else layout
     rank = _rank(p, names, shapes, meta)
-    modules = {_module_of(n) for n in names}
+    modules = {module_of(n) for n in names}
     order = [Part.UNET, Part.TRANSFORMER, Part.TEXT_ENCODER, Part.TEXT_ENCODER_2]
     family, evidence = _family(names, shapes, meta, parts)
-    if family is not None and Part(families.spec(family).denoiser) is Part.TRANSFORMER and Part.UNET in parts:
-        parts = (parts - {Part.UNET}) | {Part.TRANSFORMER}  # kohya and ComfyUI name the denoiser "unet" whatever it is
     return AdapterInfo(
         path=p,
         layout=layout,
@@ -413,9 +335,9 @@ def inspect_adapter(
         alpha=_alpha(header, names, root),
         parts=[x for x in order if x in parts],
         modules=len(modules),
-        trigger_words=trigger_words(p, meta, card_data, top_tags, tags, root),
+        trigger_words=_trigger_words(p, meta, card_data, top_tags, tags, root),
         preview=find_preview(p, root),
-        preview_bytes=embedded_preview(meta),
+        preview_bytes=_embedded_preview(meta),
         title=meta.get("modelspec.title") or meta.get("ss_output_name") or p.stem,
         metadata=dict(meta),
         family_evidence=evidence,

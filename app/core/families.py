@@ -56,11 +56,8 @@ class FamilySpec:
     # Tensor-name evidence when a file has no metadata.
     size_conditioning: bool  # the UNet has label_emb (size/crop conditioning)
     stacked_transformers: bool  # several transformer blocks in one attention
+    transformer_denoiser: bool  # the denoiser is a transformer (BFL's double/single blocks), not a UNet
     pipeline_classes: tuple[str, ...]  # diffusers model_index.json ``_class_name`` values
-    denoiser: str  # the pipeline attribute that denoises (an app.core.adapters.Part value)
-    # Adapter tensor-name prefixes only this family's adapters have (the layouts of the tools
-    # that train it); empty: the names alone do not tell.
-    adapter_prefixes: tuple[str, ...]
     variants: tuple[str, ...]  # bundled configs (app.engine.single_file.Variant values)
     default_steps: int
     default_size: tuple[int, int]
@@ -121,9 +118,8 @@ FAMILIES: tuple[FamilySpec, ...] = (
         cross_width=768,
         size_conditioning=False,
         stacked_transformers=False,
+        transformer_denoiser=False,
         pipeline_classes=("StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline"),
-        denoiser="unet",
-        adapter_prefixes=(),
         variants=("sd15",),
         default_steps=20,
         default_size=(512, 512),
@@ -157,9 +153,8 @@ FAMILIES: tuple[FamilySpec, ...] = (
         cross_width=1024,
         size_conditioning=False,
         stacked_transformers=False,
+        transformer_denoiser=False,
         pipeline_classes=("StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline"),
-        denoiser="unet",
-        adapter_prefixes=(),
         variants=("sd21", "sd21-base"),
         default_steps=20,
         default_size=(512, 512),
@@ -193,9 +188,8 @@ FAMILIES: tuple[FamilySpec, ...] = (
         cross_width=2048,
         size_conditioning=True,
         stacked_transformers=True,
+        transformer_denoiser=False,
         pipeline_classes=("StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline"),
-        denoiser="unet",
-        adapter_prefixes=(),
         variants=("sdxl",),
         default_steps=20,
         default_size=(1024, 1024),
@@ -228,21 +222,8 @@ FAMILIES: tuple[FamilySpec, ...] = (
         cross_width=4096,  # joint attention reads the T5 features
         size_conditioning=False,
         stacked_transformers=False,
+        transformer_denoiser=True,
         pipeline_classes=("FluxPipeline", "FluxImg2ImgPipeline"),
-        denoiser="transformer",
-        adapter_prefixes=(
-            "lora_unet_double_blocks_",  # kohya / sd-scripts (what ComfyUI and Forge load)
-            "lora_unet_single_blocks_",
-            "lora_te3_",  # kohya's T5
-            "transformer.",  # diffusers / ai-toolkit
-            "base_model.model.transformer_blocks.",  # peft's save of the transformer
-            "base_model.model.single_transformer_blocks.",
-            "diffusion_model.double_blocks.",  # BFL / ComfyUI-native
-            "diffusion_model.single_blocks.",
-            "double_blocks.",  # XLabs
-            "single_blocks.",
-            "lora_transformer_",  # OneTrainer
-        ),
         variants=("flux1-dev", "flux1-schnell"),
         default_steps=28,  # [dev]; [schnell] is distilled to 4 steps without guidance
         default_size=(1024, 1024),
@@ -338,15 +319,6 @@ def all_variants() -> tuple[str, ...]:
     return tuple(v for f in FAMILIES for v in f.variants)
 
 
-def by_adapter_names(names: list[str]) -> tuple[Family, str] | None:
-    """The family whose adapters alone use one of these tensor names, and that name."""
-    for f in FAMILIES:
-        name = next((n for n in names if n.startswith(f.adapter_prefixes)), None) if f.adapter_prefixes else None
-        if name is not None:
-            return f.id, name
-    return None
-
-
 def with_second_text_encoder() -> Family | None:
     return _first(lambda f: len(f.te_prefixes) > 1)
 
@@ -361,6 +333,10 @@ def with_ss_v2() -> Family | None:
 
 def with_stacked_transformers() -> Family | None:
     return _first(lambda f: f.stacked_transformers)
+
+
+def with_transformer_denoiser() -> Family | None:
+    return _first(lambda f: f.transformer_denoiser)
 
 
 _BY_HUB_BASE = {base.lower(): f.id for f in FAMILIES for base in f.hub_bases}

@@ -46,11 +46,16 @@ _COMFY_TE = {
     Part.TEXT_ENCODER: "text_encoders.clip_l.transformer",
     Part.TEXT_ENCODER_2: "text_encoders.clip_g.transformer",
 }
-_DIFFUSERS_PART = {Part.UNET: "unet", Part.TEXT_ENCODER: "text_encoder", Part.TEXT_ENCODER_2: "text_encoder_2"}
+_DIFFUSERS_PART = {
+    Part.UNET: "unet",
+    Part.TRANSFORMER: "transformer",
+    Part.TEXT_ENCODER: "text_encoder",
+    Part.TEXT_ENCODER_2: "text_encoder_2",
+}
 
 
 def _name(layout: Layout, target: Target, index: LayerIndex, xl: bool) -> str:
-    path = target.path if target.part is Part.UNET else te_module_path(target.path)
+    path = target.path if target.part.denoiser else te_module_path(target.path)
     if layout is Layout.KOHYA:
         prefix = "lora_unet" if target.part is Part.UNET else _KOHYA_TE[target.part]
         prefix = "lora_te1" if xl and target.part is Part.TEXT_ENCODER else prefix
@@ -74,14 +79,20 @@ def _factor_tensors(layout: Layout, name: str, delta: LayerDelta, dtype: torch.d
         if delta.dora is not None:
             out[f"{name}.dora_scale"] = delta.dora.to(dtype)
         return out
-    up = t["up"].float() * delta.scale()
-    out = {f"{name}.lora_A.weight": t["down"].to(dtype), f"{name}.lora_B.weight": up.to(dtype)}
+    up = delta.pick_rows(t["up"]).float() * delta.scale()  # a piece of a fused layer: its rows
+    # a copy: the pieces of a fused layer share one down, and safetensors refuses shared tensors
+    out = {f"{name}.lora_A.weight": t["down"].to(dtype, copy=True), f"{name}.lora_B.weight": up.to(dtype)}
     if delta.dora is not None:
         out[f"{name}.lora_magnitude_vector"] = delta.dora.reshape(-1).to(dtype)
     return out
 
 
 def _refusal(path: Path, layout: Layout, target: Target, delta: LayerDelta, shape: tuple[int, ...]) -> str:
+    if layout in (Layout.KOHYA, Layout.COMFY) and target.part is Part.TRANSFORMER:
+        return (
+            f"{path}: a transformer (Flux) adapter cannot be rewritten in the {layout.value} layout, which "
+            "fuses its q/k/v layers; use --to diffusers, or bake it (the baked file is in the kohya Flux layout)"
+        )
     if layout in (Layout.KOHYA, Layout.COMFY):
         return ""
     kind = {
@@ -105,7 +116,7 @@ def _refusal(path: Path, layout: Layout, target: Target, delta: LayerDelta, shap
             f"{path}: its DoRA magnitudes are per input column, which the {layout.value} layout cannot "
             "hold (peft keeps one per output row); use --to kohya or --to comfy"
         )
-    if layout is Layout.PEFT and target.part is not Part.UNET:
+    if layout is Layout.PEFT and not target.part.denoiser:
         return (
             f"{path}: it changes a text encoder too, and peft's own layout holds one model; "
             "use --to diffusers for a file with every part"

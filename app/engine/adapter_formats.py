@@ -16,6 +16,7 @@ reason (:class:`IncompatibleAdapter`).
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 import logging
 import math
@@ -243,18 +244,22 @@ def _read_adapter(p: Path, index: LayerIndex, family: Family | None, device: tor
             if any(not r.startswith("?") for r in roles):
                 unsupported.append(module_key)
             continue
-        target = index.resolve(module_key)
-        if target is None:
+        pieces = index.pieces(module_key)
+        if pieces is None:
             unmatched.append(module_key)
             continue
         if delta.alpha is None and configs:
             delta.alpha = _config_alpha(configs, module_key, delta.rank)
-        _check_shape(p, module_key, delta, index.shape(target))
+        _check_shape(p, module_key, delta, index.key_shape(module_key))
         _check_finite(p, module_key, delta)
-        layers[target] = delta
+        if pieces[0][1] is not None and not delta.splittable:
+            unsupported.append(module_key)  # e.g. DoRA on a fused q/k/v: not split exactly
+            continue
+        for target, rows in pieces:
+            layers[target] = delta if rows is None else dataclasses.replace(delta, rows=rows)
         applied.add(module_key)
 
-    total = len(layers) + len(unmatched)
+    total = len(applied) + len(unmatched)  # file layers (a fused one changes several model layers)
     if not layers and not unmatched and not unsupported:
         raise IncompatibleAdapter(_unknown_kinds(p, groups))
     if not layers:
@@ -267,12 +272,12 @@ def _read_adapter(p: Path, index: LayerIndex, family: Family | None, device: tor
             f"{p}: none of its {total} layers exist in the loaded base model "
             f"(e.g. {unmatched[0] if unmatched else '?'}); it was made for another kind of model"
         )
-    if len(layers) / total < MIN_COVERAGE:
+    if len(applied) / total < MIN_COVERAGE:
         raise IncompatibleAdapter(
-            f"{p}: only {len(layers)} of its {total} layers exist in the loaded base model "
+            f"{p}: only {len(applied)} of its {total} layers exist in the loaded base model "
             f"(missing e.g. {unmatched[0]}); it was made for another kind of model"
         )
-    parsed = ParsedAdapter(p, info, {t: d.to(torch.device(device)) for t, d in layers.items()}, unmatched)
+    parsed = ParsedAdapter(p, info, {t: d.to(device) for t, d in layers.items()}, unmatched)
     skipped = {m: NOT_IN_BASE for m in unmatched}
     skipped.update({m: "an adapter type LoRA Loom cannot apply" for m in unsupported})
     parsed.report = build_report(

@@ -11,7 +11,10 @@ measured against the live mix and reported.
 
 The file follows DESIGN.md section 4: ``lora_unet_<module path>``, ``lora_te_`` (SD1/2)
 or ``lora_te1_``/``lora_te2_`` (SDXL), ``lora_down``/``lora_up`` and a float32 ``alpha``
-(= the layer's rank, so its scale is 1), with ss_* and modelspec metadata.
+(= the layer's rank, so its scale is 1), with ss_* and modelspec metadata. A family whose
+kohya layout fuses layers (Flux: ``lora_unet_double_blocks_N_img_attn_qkv``) says so through
+its engine's ``kohya_places``; the fused layer's factors are its layers' stacked (exact), and a
+reduced bake cuts the fused layer to ``rank``.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ from app.core.configs import AdapterEntry
 from app.core.families import Family
 from app.engine import lora_files
 from app.engine.adapter_formats import IncompatibleAdapter, Target
+from app.engine.families import engine
+from app.engine.layer_delta import fuse_factors, place_rows
 from app.engine.patching import AdapterMixer
 
 log = logging.getLogger(__name__)
@@ -126,13 +131,51 @@ def _layer(mixer: AdapterMixer, target: Target, parts: list[tuple[Any, float]], 
         downs.append(down)
     if not ups:
         return None
-    up, down = torch.cat(ups, dim=1), torch.cat(downs, dim=0)
+    return _cut(torch.cat(ups, dim=1), torch.cat(downs, dim=0), rank) + (dense,)
+
+
+def _cut(up: torch.Tensor, down: torch.Tensor, rank: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     full = min(up.shape[0], down.shape[1])
     if up.shape[1] > full:  # stacked past full rank: the same matrix in fewer directions
         up, down = _reduce(up, down, full)
     if rank is not None and up.shape[1] > rank:
         up, down = _reduce(up, down, rank)
-    return up, down, dense
+    return up, down
+
+
+def _kohya_groups(mixer: AdapterMixer, targets: list[Target]) -> dict[str, tuple[int | None, list[tuple[Target, Any]]]]:
+    """kohya module name -> (fused height or None, its layers with their rows in it)."""
+    layout: dict[Part, dict[str, Any]] = {}
+    if mixer.family is not None:
+        family_engine = engine(mixer.family)
+        layout = {part: family_engine.kohya_places(part, root) for part, root in mixer.index.parts.items()}
+    groups: dict[str, tuple[int | None, list[tuple[Target, Any]]]] = {}
+    for target in targets:
+        place = layout.get(target.part, {}).get(target.path)
+        if place is None:
+            groups.setdefault(kohya_name(target, mixer.family), (None, []))[1].append((target, None))
+        else:
+            groups.setdefault(place.name, (place.total_rows, []))[1].append((target, place.rows))
+    return groups
+
+
+def _group_layer(mixer: AdapterMixer, total: int | None, members, contributions, rank: int | None):
+    """(up, down, dense ΔW) of one kohya module: one layer, or a fused one's layers stacked."""
+    if total is None:
+        return _layer(mixer, members[0][0], contributions[members[0][0]], rank)
+    pieces, dense = [], None
+    for target, rows in members:
+        layer = _layer(mixer, target, contributions[target], None)
+        if layer is None:
+            continue
+        up, down, d = layer
+        if dense is None:
+            dense = torch.zeros(total, d.shape[1], dtype=d.dtype, device=d.device)
+        place_rows(dense, rows, d)
+        pieces.append((rows, up, down))
+    if not pieces:
+        return None
+    return _cut(*fuse_factors(total, pieces), rank) + (dense,)
 
 
 def bake_mix(
@@ -173,28 +216,27 @@ def bake_mix(
     tensors: dict[str, torch.Tensor] = {}
     err2 = total2 = 0.0
     max_rank = 0
-    targets = sorted(contributions)
+    groups = _kohya_groups(mixer, sorted(contributions))
     with torch.no_grad():
-        for i, target in enumerate(targets):
+        for i, (name, (total, members)) in enumerate(sorted(groups.items())):
             if should_cancel is not None and should_cancel():
                 from app.engine.rendering import RenderCancelled
 
                 raise RenderCancelled()
-            layer = _layer(mixer, target, contributions[target], rank)
+            layer = _group_layer(mixer, total, members, contributions, rank)
             if on_progress is not None:
-                on_progress(i + 1, len(targets))
+                on_progress(i + 1, len(groups))
             if layer is None:
                 continue
             up, down, dense = layer
             err2 += float(((up @ down) - dense).pow(2).sum())
             total2 += float(dense.pow(2).sum())
-            shape = tuple(mixer.index.shape(target))
+            shape = tuple(mixer.index.shape(members[0][0]))
             r = up.shape[1]
             max_rank = max(max_rank, r)
             if len(shape) == 4:
                 up = up.reshape(shape[0], r, 1, 1)
                 down = down.reshape(r, *shape[1:])
-            name = kohya_name(target, mixer.family)
             tensors[f"{name}.lora_down.weight"] = down.float().cpu().contiguous()
             tensors[f"{name}.lora_up.weight"] = up.float().cpu().contiguous()
             tensors[f"{name}.alpha"] = torch.tensor(float(r), dtype=torch.float32)

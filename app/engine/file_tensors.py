@@ -37,7 +37,14 @@ from app.engine.adapter_formats import LayerIndex, ParsedAdapter, Target, split_
 
 log = logging.getLogger(__name__)
 
-DTYPES = {"F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32, "F64": torch.float64}
+DTYPES = {
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "F32": torch.float32,
+    "F64": torch.float64,
+    "F8_E4M3": torch.float8_e4m3fn,  # fp8 Flux transformer files (flux1-dev-fp8.safetensors)
+    "F8_E5M2": torch.float8_e5m2,
+}
 FINGERPRINT = 8  # values compared before a whole tensor is read
 # Components whose layers adapters patch, in a diffusers folder.
 COMPONENTS = ("unet", "text_encoder", "text_encoder_2", "transformer")
@@ -220,9 +227,9 @@ def read_factors_lazily(parsed: ParsedAdapter, index: LayerIndex, device: torch.
     places: dict[Target, dict[str, str]] = {}
     for key in file.header.tensors:
         module, role = split_key(key)
-        target = index.resolve(module)
-        if target in parsed.layers:
-            places.setdefault(target, {})[role] = key
+        for target, _ in index.pieces(module) or ():  # a fused layer's factors serve each piece
+            if target in parsed.layers:
+                places.setdefault(target, {})[role] = key
     for target, keys in places.items():
         delta = parsed.layers[target]
         held = delta.tensors

@@ -12,6 +12,41 @@ import torch
 
 from app.engine import lycoris_weights
 
+Rows = tuple[tuple[int, int], ...]  # row ranges of a file layer's ΔW, concatenated in order
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One model layer (``path`` inside its part) made of ``rows`` of a file layer's ΔW: a file
+    that fuses several layers into one (Flux's q/k/v) changes each by a row range of its ΔW."""
+
+    path: str
+    rows: Rows
+
+
+def place_rows(out: torch.Tensor, rows: Rows, m: torch.Tensor, cols: slice = slice(None)) -> None:
+    """Write ``m``'s rows, in order, into the row ranges ``rows`` (and columns ``cols``) of ``out``."""
+    start = 0
+    for a, b in rows:
+        out[a:b, cols] = m[start : start + b - a]
+        start += b - a
+
+
+def fuse_factors(
+    total_rows: int, pieces: list[tuple[Rows, torch.Tensor, torch.Tensor]]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(up, down) of one fused layer from its pieces' (rows, up, down), scales folded into the ups:
+    downs stacked, each up in its own columns and rows, so up·down has each piece's ΔW in its
+    rows exactly (the "sparse" kohya q/k/v that diffusers' converter splits back)."""
+    ups = [up.reshape(up.shape[0], -1) for _, up, _ in pieces]
+    up = torch.zeros(total_rows, sum(u.shape[1] for u in ups), dtype=ups[0].dtype, device=ups[0].device)
+    col = 0
+    for (rows, _, _), u in zip(pieces, ups):
+        place_rows(up, rows, u, slice(col, col + u.shape[1]))
+        col += u.shape[1]
+    return up, torch.cat([d.reshape(d.shape[0], -1) for _, _, d in pieces], dim=0)
+
+
 # Longest suffixes first: "<module>.<suffix>" -> role.
 _ROLES = sorted(
     {
@@ -87,6 +122,9 @@ class LayerDelta:
     alpha: float | None
     dora: torch.Tensor | None = None
     dora_on_out: bool | None = None  # None: decide from the magnitude's shape (see dora_axis)
+    # Set: this layer is these rows of the file layer's ΔW (a fused layer, see Piece); exact,
+    # as (B·A)[rows] = B[rows]·A. Kinds whose ΔW depends on W0 are never split (see splittable).
+    rows: Rows | None = None
 
     @property
     def rank(self) -> int:
@@ -106,6 +144,18 @@ class LayerDelta:
             return lycoris_weights.rank(self.kind, t)
         return 0
 
+    def pick_rows(self, t: torch.Tensor) -> torch.Tensor:
+        """``t``'s rows that belong to this layer (all of them unless it is a piece of a fused layer)."""
+        if self.rows is None:
+            return t
+        return torch.cat([t[a:b] for a, b in self.rows]) if len(self.rows) > 1 else t[self.rows[0][0] : self.rows[0][1]]
+
+    @property
+    def splittable(self) -> bool:
+        """Whether row ranges of this change are the changes of the layers a fused one stands for:
+        not for DoRA (its norm spans the fused rows) or W0-dependent kinds (OFT …)."""
+        return self.dora is None and self.kind not in lycoris_weights.KINDS
+
     def scale(self) -> float:
         """alpha / rank, the kohya convention (no alpha means alpha = rank)."""
         rank = self.rank
@@ -119,37 +169,42 @@ class LayerDelta:
         if self.kind == "lora":
             from lycoris.functional import locon
 
-            return locon.diff_weight(t["down"], t["up"], t.get("mid"), gamma=self.scale(), backend="torch")
+            up = self.pick_rows(t["up"])  # a fused layer's rows: only B's rows are needed
+            return locon.diff_weight(t["down"], up, t.get("mid"), gamma=self.scale(), backend="torch")
         if self.kind == "loha":
             from lycoris.functional import loha
 
-            return loha.diff_weight(
-                t["hada_w1_b"],
-                t["hada_w1_a"],
-                t["hada_w2_b"],
-                t["hada_w2_a"],
-                t.get("hada_t1"),
-                t.get("hada_t2"),
-                gamma=self.scale(),
-                backend="torch",
+            return self.pick_rows(
+                loha.diff_weight(
+                    t["hada_w1_b"],
+                    t["hada_w1_a"],
+                    t["hada_w2_b"],
+                    t["hada_w2_a"],
+                    t.get("hada_t1"),
+                    t.get("hada_t2"),
+                    gamma=self.scale(),
+                    backend="torch",
+                )
             )
         if self.kind == "lokr":
             from lycoris.functional import lokr
 
             # kron_weight with our own scale: lycoris' diff_weight takes the rank from
             # lokr_w2_a.shape[1], which is the factor width, not the rank, for tucker files.
-            return lokr.kron_weight(
-                t.get("lokr_w1"),
-                t.get("lokr_w1_a"),
-                t.get("lokr_w1_b"),
-                t.get("lokr_w2"),
-                t.get("lokr_w2_a"),
-                t.get("lokr_w2_b"),
-                t.get("lokr_t2"),
-                scale=self.scale(),
-                backend="torch",
+            return self.pick_rows(
+                lokr.kron_weight(
+                    t.get("lokr_w1"),
+                    t.get("lokr_w1_a"),
+                    t.get("lokr_w1_b"),
+                    t.get("lokr_w2"),
+                    t.get("lokr_w2_a"),
+                    t.get("lokr_w2_b"),
+                    t.get("lokr_t2"),
+                    scale=self.scale(),
+                    backend="torch",
+                )
             )
-        return t["diff"]
+        return self.pick_rows(t["diff"])
 
     def delta(self, w0: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
         """ΔW at ``strength`` in float32 and ``w0``'s shape.
@@ -161,7 +216,7 @@ class LayerDelta:
         if self.kind in lycoris_weights.KINDS:
             return lycoris_weights.delta(self.kind, self.tensors, self.alpha, w0, strength)
         if self.kind == "set":
-            return (self.tensors["set_weight"].float().reshape(w0.shape) - w0.float()) * strength
+            return (self.pick_rows(self.tensors["set_weight"]).float().reshape(w0.shape) - w0.float()) * strength
         d = self.raw_delta().float().reshape(w0.shape)
         if self.dora is not None:
             from lycoris.functional import weight_decompose
@@ -176,7 +231,7 @@ class LayerDelta:
     def bias_delta(self, strength: float = 1.0) -> torch.Tensor | None:
         """The change to the layer's bias (a LyCORIS full ``diff_b``), or None."""
         diff_b = self.tensors.get("diff_b")
-        return None if diff_b is None else diff_b.float().reshape(-1) * strength
+        return None if diff_b is None else self.pick_rows(diff_b.float().reshape(-1)) * strength
 
     def dora_axis(self, shape: tuple[int, ...]) -> bool | None:
         """True: one magnitude per output row; False: per input column; None: it fits neither.
@@ -202,7 +257,7 @@ class LayerDelta:
         """(up, down) with the scale folded into up, shaped for a layer of ``shape``; None if not a plain LoRA."""
         if self.kind != "lora" or "mid" in self.tensors or self.dora is not None:
             return None
-        up = self.tensors["up"].float() * self.scale()
+        up = self.pick_rows(self.tensors["up"]).float() * self.scale()
         down = self.tensors["down"].float()
         r = down.shape[0]
         if len(shape) == 4:

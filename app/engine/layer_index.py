@@ -1,7 +1,10 @@
 """Every patchable layer of a loaded pipeline, findable by each naming scheme adapter files use.
 
 Kohya (``lora_unet_…``, ``lora_te…``, with diffusers or original Stability (SGM) UNet names),
-diffusers, peft, ComfyUI and SimpleTuner's LyCORIS names all resolve to one :class:`Target`.
+diffusers, peft, ComfyUI and SimpleTuner's LyCORIS names all resolve to one :class:`Target`;
+a transformer denoiser's layers also by OneTrainer's ``lora_transformer_…``. A family's own
+names (Flux's kohya/BFL/XLabs, with fused q/k/v) come from its engine's ``adapter_names``:
+a fused file layer resolves to several targets, each a row range of its ΔW (:meth:`LayerIndex.pieces`).
 """
 
 from __future__ import annotations
@@ -12,7 +15,10 @@ from typing import Any
 
 from torch import nn
 
+from app.core import families
 from app.core.adapters import Part
+from app.engine.families import engine
+from app.engine.layer_delta import Rows
 from app.engine.lora_files import te_module_path
 
 
@@ -122,6 +128,8 @@ class LayerIndex:
         self.modules: dict[Target, nn.Module] = {}
         self.names: dict[str, Target] = {}
         self._sgm: dict[Target, str] = {}
+        # File layers that stand for several model layers (fused q/k/v): key -> (target, rows).
+        self.fused: dict[str, tuple[tuple[Target, Rows], ...]] = {}
         for part, root in self.parts.items():
             sgm = sgm_prefixes(root) if part is Part.UNET else {}
             for path, module in root.named_modules():
@@ -141,9 +149,11 @@ class LayerIndex:
                         self._sgm[target] = sgm_path
                         self.names.setdefault("lora_unet_" + sgm_path.replace(".", "_"), target)
                         self.names.setdefault("diffusion_model." + sgm_path, target)  # ComfyUI's own
-                elif part is Part.TRANSFORMER:
-                    # The diffusers/peft names; the other Flux layouts are mapped by the Flux key module.
-                    self.names.setdefault("base_model.model." + path, target)
+                elif part.denoiser:
+                    self.names.setdefault("base_model.model." + path, target)  # peft
+                    self.names.setdefault(path, target)  # the transformer's own state-dict names
+                    self.names.setdefault("lora_transformer_" + flat, target)  # OneTrainer
+                    self.names.setdefault("lycoris_" + flat, target)  # SimpleTuner's LyCORIS files
                 else:
                     # transformers 5's CLIPTextModel drops "text_model." from its paths; files keep it.
                     full = te_module_path(path)
@@ -154,9 +164,45 @@ class LayerIndex:
                         self.names.setdefault(prefix + flat, target)
                     self.names.setdefault("base_model.model." + path, target)
                     self.names.setdefault("base_model.model." + full, target)
+        self._add_family_names(pipe)
+
+    def _add_family_names(self, pipe: Any) -> None:
+        """The names a family's engine knows beyond the generic schemes (Flux's kohya/BFL/XLabs)."""
+        found = families.by_pipeline_class(type(pipe).__name__)
+        if not found:
+            return
+        family_engine = engine(found[0])
+        for part, root in self.parts.items():
+            for key, pieces in family_engine.adapter_names(part, root).items():
+                targets = tuple((Target(part, piece.path), piece.rows) for piece in pieces)
+                if not all(t in self.modules for t, _ in targets):
+                    continue
+                (target, rows), whole = targets[0], ((0, self.shape(targets[0][0])[0]),)
+                if len(targets) == 1 and rows == whole:
+                    self.names.setdefault(key, target)
+                else:
+                    self.fused.setdefault(key, targets)
 
     def resolve(self, module_key: str) -> Target | None:
         return self.names.get(_normalise_module_key(module_key))
+
+    def pieces(self, module_key: str) -> tuple[tuple[Target, Rows | None], ...] | None:
+        """The layers a file's module key changes: one (rows None: all of its ΔW), or several
+        row ranges of one ΔW for a fused layer; None when the model has no such layer."""
+        target = self.resolve(module_key)
+        if target is not None:
+            return ((target, None),)
+        return self.fused.get(module_key)
+
+    def key_shape(self, module_key: str) -> tuple[int, ...]:
+        """The weight shape a file layer must have: its target's, or the fused layers' stacked."""
+        pieces = self.pieces(module_key)
+        if pieces is None:
+            raise KeyError(module_key)
+        first = self.shape(pieces[0][0])
+        if pieces[0][1] is None:
+            return first
+        return (sum(b - a for _, rows in pieces for a, b in rows or ()),) + first[1:]
 
     def sgm_path(self, target: Target) -> str | None:
         """The original Stability (SGM/LDM) name of a UNet layer, as ComfyUI files use it."""

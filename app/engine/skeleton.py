@@ -31,7 +31,7 @@ _ST_DTYPE = {torch.float16: "F16", torch.bfloat16: "BF16", torch.float32: "F32"}
 
 
 # Families whose original single-file layout (Flux: BFL names) has no writer here yet.
-_NO_SINGLE_FILE = tuple(f.id.value for f in FAMILIES if f.denoiser != "unet")
+_NO_SINGLE_FILE = tuple(f.id.value for f in FAMILIES if f.transformer_denoiser)
 
 
 class SkeletonError(Exception):

@@ -154,15 +154,14 @@ def test_every_entry_is_complete():
     for s in FAMILIES:
         for field, value in vars(s).items():
             # Flux has no bundled real-size configs yet (issue 14's skeletons stop at SDXL).
-            # Only a family with a distilled model has one; SD adapters have no names of their own.
-            optional = ("architecture_v_prediction", "hub_tags", "distilled", "adapter_prefixes")
+            # Only a family with a distilled model has one.
+            optional = ("architecture_v_prediction", "hub_tags", "distilled")
             if field not in optional:
                 assert value not in ("", (), None), f"{s.id.value}: {field} is empty"
         assert len(s.text_widths) == len(s.te_prefixes)
         assert s.default_size in s.size_presets
         assert Scheduler(s.default_scheduler) and s.default_guidance > 0  # a sampler renders know
         assert s.default_scheduler in s.schedulers and all(Scheduler(x) for x in s.schedulers)
-        assert s.denoiser in ("unet", "transformer")
 
 
 def test_render_defaults_are_the_ones_sd_always_used():

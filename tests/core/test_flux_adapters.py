@@ -50,7 +50,7 @@ LAYOUTS = {
         [Part.TRANSFORMER],
     ),
     "onetrainer": (
-        AdapterLayout.ONETRAINER,
+        AdapterLayout.KOHYA,  # OneTrainer's names are kohya-style
         _pair("lora_transformer_transformer_blocks_0_attn_to_q", ".lora_down.weight", ".lora_up.weight", out=3072),
         [Part.TRANSFORMER],
     ),
@@ -64,16 +64,8 @@ def test_each_flux_layout_is_named_with_its_family_rank_and_parts(name, tmp_path
     assert info.layout is layout
     assert info.family is Family.FLUX1, info.family_evidence
     assert info.network is NetworkType.LORA and info.rank == RANK
-    assert info.parts == parts
-    assert "Flux.1 layer names" in info.family_evidence
-
-
-def test_kohya_t5_layers_are_the_second_text_encoder_and_still_flux(tmp_path):
-    tensors = _pair(
-        "lora_te3_encoder_block_0_layer_0_SelfAttention_q", ".lora_down.weight", ".lora_up.weight", 4096, 4096
-    )
-    info = inspect_adapter(write(tmp_path / "t5.safetensors", tensors))
-    assert info.family is Family.FLUX1 and info.parts == [Part.TEXT_ENCODER_2]
+    assert info.parts == parts and info.modules == len(tensors) // 2
+    assert "Flux.1's double/single blocks" in info.family_evidence
 
 
 def test_trigger_words_come_from_the_metadata_as_for_sd(tmp_path):

@@ -384,3 +384,6 @@ def test_gpu_check_runs_end_to_end_with_smoke(tmp_path):
         assert block["render_fp32"]["bare_its"] > 0 and block["render_fp32"]["slider_to_picture_s"] > 0
         assert block["train_adamw_gc_on"]["step_s"] > 0 and block["train_adamw_gc_off"]["step_vs_bare_fwd_bwd"] > 0
     assert "sd15 fp32:" in out.stdout and "it/s bare" in out.stdout
+    flux = result["flux1"]  # the Flux section: the tiny Flux at 64², 3 kohya LoRAs patched
+    assert flux["bare_its"] > 0 and flux["lora3_its"] > 0 and flux["patch_3_s"] > 0 and flux["slider_patch_s"] > 0
+    assert "flux1 64²:" in out.stdout

@@ -70,6 +70,17 @@ class StableDiffusion:
         """Pipeline call arguments beyond prompt, steps, guidance, size and generator."""
         return {"negative_prompt": negative or None}
 
+    def adapter_names(self, part: Any, root: Any) -> dict[str, tuple[Any, ...]]:
+        """Module keys of adapter files for layers of ``part`` (module ``root``) beyond the
+        generic naming schemes of ``app.engine.layer_index``: key -> the
+        ``app.engine.layer_delta.Piece`` s it changes (several for a layer other tools fuse)."""
+        return {}
+
+    def kohya_places(self, part: Any, root: Any) -> dict[str, Any]:
+        """Layer path -> its place (``name``, ``rows``, ``total_rows``) in the family's kohya layout
+        where that is not ``lora_<part>_<path>``: layers kohya fuses (Flux's q/k/v). Empty here."""
+        return {}
+
     # ------------------------------------------------------------ tiny test model
     def tiny_unet_config(self) -> dict[str, Any]:
         """UNet2DConditionModel kwargs: the real layout, tiny widths, 8x8 latents (64 px)."""

@@ -74,6 +74,22 @@ class Flux(StableDiffusion):
         """No negative prompt (guidance is distilled, not CFG); T5 padded to the tokenizer's length."""
         return {"max_sequence_length": self.max_sequence(pipe)}
 
+    def adapter_names(self, part: Any, root: Any) -> dict[str, tuple[Any, ...]]:
+        """kohya, BFL/ComfyUI and XLabs names of the transformer's layers, fused q/k/v included."""
+        if not part.denoiser:
+            return {}
+        from app.engine import flux_keys
+
+        return flux_keys.file_names(root)
+
+    def kohya_places(self, part: Any, root: Any) -> dict[str, Any]:
+        """sd-scripts' Flux names (BFL's layers, q/k/v fused) for the transformer's layers."""
+        if not part.denoiser:
+            return {}
+        from app.engine import flux_keys
+
+        return flux_keys.kohya_places(root)
+
     @staticmethod
     def max_sequence(pipe: Any) -> int:
         """T5 length for prompts: the tokenizer's own limit (512 for the real model)."""
