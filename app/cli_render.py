@@ -30,21 +30,45 @@ def cmd_tiny_model(args: argparse.Namespace) -> int:
 
 
 def _defaults_for(base: str) -> tuple[int, tuple[int, int], float, str]:
-    """Steps, size, guidance and sampler when not given: the family's (tiny test models: 4 steps, 64 px)."""
-    from app.engine.models import ModelError, check_source
+    """Steps, size, guidance and sampler when not given: the family's, or its distilled model's
+    (Flux.1 [schnell]: 4 steps); tiny test models: 4 steps, 64 px."""
+    from app.engine.models import ModelError, check_source, source_distilled
 
     try:
         src = check_source(base)
     except ModelError:
         src = None
     spec = families.spec(src.family if src is not None and src.family is not None else families.FALLBACK)
-    steps, size = spec.default_steps, spec.default_size
+    steps, guidance = spec.render_defaults(distilled=src is not None and source_distilled(src))
+    size = spec.default_size
     if src is not None and src.kind == "folder":
         from app.engine.tiny import INFO_FILE
 
         if (Path(src.text) / INFO_FILE).is_file():
             steps, size = 4, (64, 64)
-    return steps, size, spec.default_guidance, spec.default_scheduler
+    return steps, size, guidance, spec.default_scheduler
+
+
+def _family_problem(request: GenerateRequest) -> str | None:
+    """What the base model's family refuses, told before it loads: a sampler it has no form of,
+    an adapter made for another family (a negative prompt Flux has no use for: a warning)."""
+    from app.core.adapters import inspect_adapter
+    from app.engine.models import ModelError, check_source
+
+    try:
+        family = check_source(request.base).family
+    except ModelError:
+        return None  # the load says what is wrong with the base
+    if family is None:  # a Hub id: known once loaded
+        return None
+    spec = families.spec(family)
+    if problem := spec.scheduler_problem(request.scheduler.value):
+        return problem
+    if request.negative and spec.guidance_distilled:
+        print(f"loraloom: warning: {spec.label} takes no negative prompt; it is left out", file=sys.stderr)
+    return next(
+        filter(None, (inspect_adapter(e.path).family_mismatch(family) for e in request.adapter_entries())), None
+    )
 
 
 def _first_bad_adapter(entries: list[AdapterEntry]) -> str | None:
@@ -98,7 +122,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         return fail(str(exc))
     if args.out is not None and args.out.suffix.lower() != ".png":
         return fail(f"{args.out}: the output must be a .png file")
-    if problem := _first_bad_adapter(request.adapter_entries()):
+    if problem := _first_bad_adapter(request.adapter_entries()) or _family_problem(request):
         return fail(problem)
 
     from tqdm import tqdm

@@ -9,6 +9,7 @@ ComfyUI and, for Flux's transformer, BFL and XLabs.
 from __future__ import annotations
 
 import collections
+import re
 from enum import Enum
 
 
@@ -114,7 +115,15 @@ _LYCORIS_MARKERS = {
     "a1.weight": NetworkType.GLORA,
     "diff": NetworkType.FULL,
 }
-DOWN_SUFFIXES = (".lora_down.weight", ".lora_A.weight", ".lora.down.weight", ".lora_A.default.weight")
+DOWN_SUFFIXES = (
+    ".lora_down.weight",
+    ".lora_A.weight",
+    ".lora.down.weight",
+    ".lora_A.default.weight",
+    "_lora1.down.weight",  # XLabs: processor.qkv_lora1 (image stream) and qkv_lora2 (text stream)
+    "_lora2.down.weight",
+)
+_XLABS_TENSOR = re.compile(r"(.*_lora[12])\.(down|up)\.weight$")
 
 
 _LYCORIS_SUFFIXES = tuple(f".{m}" for m in _LYCORIS_MARKERS) + (".oft_blocks", ".hada_w1_b", ".lokr_w2")
@@ -122,6 +131,8 @@ _LYCORIS_SUFFIXES = tuple(f".{m}" for m in _LYCORIS_MARKERS) + (".oft_blocks", "
 
 def module_of(key: str) -> str:
     """``lora_unet_x.lora_down.weight`` -> ``lora_unet_x`` (the layer the tensor belongs to)."""
+    if m := _XLABS_TENSOR.match(key):
+        return m.group(1)
     for suffix in DOWN_SUFFIXES + (
         ".lora_up.weight",
         ".lora_B.weight",

@@ -65,6 +65,17 @@ class AdapterInfo:
     metadata: dict[str, str] = field(default_factory=dict, repr=False)
     family_evidence: str = ""  # why ``family`` is what it is (the load report shows it)
 
+    def family_mismatch(self, base: Family | None) -> str | None:
+        """The sentence refusing this adapter on a base model of another family, told from the
+        header before anything loads; None when it fits or either family is unknown."""
+        if base is None or self.family is None or self.family is base:
+            return None
+        made_for = families.label(self.family)
+        return (
+            f"{self.path}: made for {made_for}, but the base model is {families.label(base)}; "
+            f"pick a {made_for} base model for it"
+        )
+
     def to_json(self) -> dict[str, Any]:
         return {
             "path": str(self.path),

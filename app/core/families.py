@@ -33,6 +33,16 @@ class Family(str, Enum):
 
 
 @dataclass(frozen=True)
+class Distilled:
+    """A timestep-distilled model of a family (FLUX.1 [schnell]): few steps, no guidance input."""
+
+    label: str
+    steps: int
+    guidance: float  # recorded for a render: the model has no guidance input to give it to
+    hub_base: str  # its Hub id (one of the family's hub_bases): the Hub search filter for its adapters
+
+
+@dataclass(frozen=True)
 class FamilySpec:
     id: Family
     label: str  # what users read: "SD 1.x"
@@ -60,6 +70,12 @@ class FamilySpec:
     default_size: tuple[int, int]
     default_guidance: float  # classifier-free guidance scale a render starts from
     default_scheduler: str  # an app.core.configs.Scheduler value ("Euler", as A1111 names it)
+    schedulers: tuple[str, ...]  # the Scheduler values that sample this family (the rest are refused)
+    # The denoiser predicts a flow (velocity): rendering uses the flow-matching samplers.
+    flow_matching: bool
+    # Guidance is an input the denoiser was distilled with (Flux.1 [dev]), not classifier-free
+    # guidance: there is no negative prompt, and the picture says "Distilled CFG Scale" as Forge does.
+    guidance_distilled: bool
     size_presets: tuple[tuple[int, int], ...]  # the sizes the family was trained at
     color: str  # the Library card badge
     # Hub: ids a LoRA repo names in ``base_model`` (the first is the search filter), a regex a
@@ -72,12 +88,31 @@ class FamilySpec:
     text_blocks: tuple[str, ...]  # the block of each text encoder, in the pipeline's order
     block_layout: BlockLayout
     hub_tags: tuple[str, ...] = ()
+    distilled: Distilled | None = None  # the family's timestep-distilled model, if it has one
+
+    def render_defaults(self, distilled: bool = False) -> tuple[int, float]:
+        """Steps and guidance a render starts from: the distilled model's when it is that one."""
+        if distilled and self.distilled is not None:
+            return self.distilled.steps, self.distilled.guidance
+        return self.default_steps, self.default_guidance
+
+    def scheduler_problem(self, scheduler: str) -> str | None:
+        """The sentence refusing a sampler this family cannot use; None when it can."""
+        if scheduler in self.schedulers:
+            return None
+        how = "samples by flow matching" if self.flow_matching else "cannot use it"
+        return f"{self.label} {how}: the {scheduler} sampler does not apply; pick {_or_list(self.schedulers)}"
 
     def architecture_for(self, v_prediction: bool) -> str:
         return self.architecture_v_prediction if v_prediction and self.architecture_v_prediction else self.architecture
 
 
+def _or_list(items: tuple[str, ...]) -> str:
+    return ", ".join(items[:-1]) + f" or {items[-1]}" if len(items) > 1 else items[0]
+
+
 _KOHYA_TE, _KOHYA_TE1, _KOHYA_TE2 = "lora_te", "lora_te1", "lora_te2"
+_SD_SCHEDULERS = ("Euler", "Euler a", "DPM++ 2M Karras", "DDIM", "UniPC")
 
 # The LoRA Block Weight extension's full block lists (BLOCKID26 and BLOCKID20 of its
 # scripts/lora_block_weight.py; "MID" is its M00): BASE is the text encoder(s), INnn / OUTnn the
@@ -110,6 +145,9 @@ FAMILIES: tuple[FamilySpec, ...] = (
         default_size=(512, 512),
         default_guidance=7.0,
         default_scheduler="Euler",
+        schedulers=_SD_SCHEDULERS,
+        flow_matching=False,
+        guidance_distilled=False,
         size_presets=((512, 512), (512, 768), (768, 512)),
         color="#1e88e5",
         hub_bases=(
@@ -145,6 +183,9 @@ FAMILIES: tuple[FamilySpec, ...] = (
         default_size=(512, 512),
         default_guidance=7.0,
         default_scheduler="Euler",
+        schedulers=_SD_SCHEDULERS,
+        flow_matching=False,
+        guidance_distilled=False,
         size_presets=((768, 768), (512, 512)),
         color="#00897b",
         hub_bases=(
@@ -180,6 +221,9 @@ FAMILIES: tuple[FamilySpec, ...] = (
         default_size=(1024, 1024),
         default_guidance=7.0,
         default_scheduler="Euler",
+        schedulers=_SD_SCHEDULERS,
+        flow_matching=False,
+        guidance_distilled=False,
         size_presets=((1024, 1024), (832, 1216), (1216, 832), (896, 1152), (1152, 896), (768, 1344)),
         color="#8e24aa",
         hub_bases=("stabilityai/stable-diffusion-xl-base-1.0", "stabilityai/stable-diffusion-xl-refiner-1.0"),
@@ -209,11 +253,16 @@ FAMILIES: tuple[FamilySpec, ...] = (
         stacked_transformers=False,
         transformer_denoiser=True,
         pipeline_classes=("FluxPipeline", "FluxImg2ImgPipeline"),
-        variants=(),
+        variants=("flux1-dev", "flux1-schnell"),
         default_steps=28,  # [dev]; [schnell] is distilled to 4 steps without guidance
         default_size=(1024, 1024),
         default_guidance=3.5,  # the distilled guidance [dev] was trained with, not CFG
         default_scheduler="Euler",  # flow-matching Euler
+        # Flow-matching Euler, its stochastic form and UniPC in flow mode; Karras sigmas on a flow
+        # turn NaN and DDIM has no flow form (checked on the tiny Flux).
+        schedulers=("Euler", "Euler a", "UniPC"),
+        flow_matching=True,
+        guidance_distilled=True,
         size_presets=((1024, 1024), (832, 1216), (1216, 832), (896, 1152), (1152, 896), (768, 1344), (1344, 768)),
         color="#f4511e",
         hub_bases=("black-forest-labs/FLUX.1-dev", "black-forest-labs/FLUX.1-schnell"),
@@ -222,6 +271,11 @@ FAMILIES: tuple[FamilySpec, ...] = (
         text_blocks=("CLIP", "T5"),
         block_layout=BlockLayout.FLUX_DIT,
         hub_tags=("flux",),
+        # FLUX.1 [schnell]: 4 steps, no guidance embedding (its transformer config says
+        # guidance_embeds = false), T5 prompts of 256 tokens.
+        distilled=Distilled(
+            label="Flux.1 [schnell]", steps=4, guidance=0.0, hub_base="black-forest-labs/FLUX.1-schnell"
+        ),
     ),
 )
 

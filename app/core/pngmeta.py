@@ -114,7 +114,9 @@ def format_parameters(meta: dict[str, Any]) -> str:
     fields = [
         ("Steps", meta.get("steps")),
         ("Sampler", meta.get("scheduler")),
-        ("CFG scale", _num(meta.get("guidance"))),
+        # Flux.1 [dev] as Forge writes it: no CFG (scale 1), the distilled guidance beside it.
+        ("CFG scale", 1 if "distilled_guidance" in meta else _num(meta.get("guidance"))),
+        ("Distilled CFG Scale", _num(meta.get("distilled_guidance"))),
         ("Seed", meta.get("seed")),
         ("Size", f"{meta['width']}x{meta['height']}" if "width" in meta and "height" in meta else None),
         ("Model", meta.get("model")),
@@ -161,7 +163,9 @@ def parse_parameters(text: str) -> dict[str, Any]:
         elif key == "Sampler":
             out["scheduler"] = value
         elif key == "CFG scale":
-            out["guidance"] = float(value)
+            out.setdefault("guidance", float(value))
+        elif key == "Distilled CFG Scale":  # Forge's Flux pictures: this is the guidance to restore
+            out["guidance"] = out["distilled_guidance"] = float(value)
         elif key == "Seed":
             out["seed"] = int(value)
         elif key == "Size" and "x" in value:

@@ -293,11 +293,8 @@ def _header(p: Path, index: LayerIndex, family: Family | None) -> AdapterInfo:
         info = inspect_adapter(p)
     except AdapterError as exc:
         raise IncompatibleAdapter(str(exc)) from None
-    if family is not None and info.family is not None and info.family is not family:
-        raise IncompatibleAdapter(
-            f"{p}: made for {FAMILY_NAMES[info.family]}, but the loaded base model is "
-            f"{FAMILY_NAMES[family]}; pick a {FAMILY_NAMES[info.family]} base model for it"
-        )
+    if problem := info.family_mismatch(family):
+        raise IncompatibleAdapter(problem)
     if Part.TEXT_ENCODER_2 in info.parts and Part.TEXT_ENCODER_2 not in index.parts:
         raise IncompatibleAdapter(
             f"{p}: it changes a second text encoder (an SDXL adapter), but the loaded base model has only one"

@@ -22,6 +22,7 @@ from app.core import families
 from app.core.configs import DevicePref, DtypePref, ModelSpec
 from app.core.errors import ErrorKind, clip_words, not_downloaded_message
 from app.core.families import Family
+from app.core.hub.errors import gated_sentence
 from app.core.safetensors_header import SafetensorsError, read_header
 from app.engine.families import engine
 from app.engine.single_file import (
@@ -54,13 +55,15 @@ class LoadedModel:
     family: Family
     device: torch.device
     dtype: torch.dtype
+    distilled: bool = False  # the family's timestep-distilled model (Flux.1 [schnell]): no guidance input
 
-    def describe(self) -> dict[str, str]:
+    def describe(self) -> dict[str, Any]:
         return {
             "base": self.source,
             "family": self.family.value,
             "device": str(self.device),
             "dtype": str(self.dtype).removeprefix("torch."),
+            "distilled": self.distilled,
         }
 
 
@@ -157,8 +160,9 @@ def checkpoint_info(path: Path) -> CheckpointInfo:
     except SafetensorsError as exc:
         raise ModelError(str(exc)) from None
     shapes = {k: v.get("shape") or [] for k, v in header.tensors.items()}
+    dtypes = {k: str(v.get("dtype", "")) for k, v in header.tensors.items()}
     try:
-        return detect_checkpoint(shapes, header.metadata, read_sidecar_yaml(path))
+        return detect_checkpoint(shapes, header.metadata, read_sidecar_yaml(path), dtypes)
     except CheckpointProblem as exc:
         raise ModelError(f"{path}: {exc}") from None
 
@@ -241,6 +245,16 @@ def check_source(base: str) -> ModelSource:
     )
 
 
+def source_distilled(source: ModelSource) -> bool:
+    """Whether a local diffusers folder holds its family's timestep-distilled model (Flux.1
+    [schnell]), read from the denoiser's config before anything loads (False when unknown)."""
+    if source.kind != "folder" or source.family is None:
+        return False
+    folder = Path(source.text)
+    config = _read_json(folder / "transformer" / "config.json") or _read_json(folder / "unet" / "config.json")
+    return isinstance(config, dict) and engine(source.family).distilled(config)
+
+
 def load_model(spec: ModelSpec) -> LoadedModel:
     """Load ``spec.base`` onto the chosen device. Raises :class:`ModelError`."""
     source = check_source(spec.base)
@@ -255,7 +269,11 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
     log.info("loaded %s (%s) on %s as %s", source.text, family.value, device, dtype)
-    return LoadedModel(pipe=pipe, source=spec.base.strip(), family=family, device=device, dtype=dtype)
+    denoiser = getattr(pipe, "transformer", None) or pipe.unet
+    distilled = engine(family).distilled(denoiser.config)
+    return LoadedModel(
+        pipe=pipe, source=spec.base.strip(), family=family, device=device, dtype=dtype, distilled=distilled
+    )
 
 
 def _looks_like_path(source: str) -> bool:
@@ -286,6 +304,8 @@ def _load_single_file(path: Path, family: Family, dtype: torch.dtype):
         if info.refiner or info.inpainting:
             kind = "an SDXL refiner" if info.refiner else f"an inpainting {family.value} model"
             raise ModelError(f"{path}: this checkpoint is {kind}; LoRA Loom loads base text-to-image models")
+        if problem := engine(family).single_file_problem(info):
+            raise ModelError(f"{path}: {problem}")
         kwargs.update(config=str(config_folder(info.variant)), local_files_only=True)
     # .ckpt files are pickles: diffusers' own detection decides (and may need the Hub once).
     cls = _pipeline_class(family)
@@ -382,11 +402,8 @@ def _load_hub(repo_id: str, dtype: torch.dtype):
         index = DiffusionPipeline.load_config(repo_id)
         family = _family_from_index(index, lambda name: _hub_json(repo_id, name), repo_id)
         pipe = _pipeline_class(family).from_pretrained(repo_id, **_common_kwargs(family, dtype))
-    except GatedRepoError:
-        raise ModelError(
-            f"{repo_id}: this Hub repo is gated; accept its license on the Hub and log in with a token",
-            kind=ErrorKind.MODEL_NOT_FOUND,
-        ) from None
+    except GatedRepoError as exc:  # huggingface_hub sends the saved token; this says what is missing
+        raise ModelError(gated_sentence(repo_id, exc, repo_id), kind=ErrorKind.MODEL_NOT_FOUND) from None
     except RepositoryNotFoundError:
         raise ModelError(
             f"{repo_id}: no such model repo on the Hugging Face Hub", kind=ErrorKind.MODEL_NOT_FOUND

@@ -20,12 +20,13 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from app import __version__
-from app.core import paths
+from app.core import families, paths
 from app.core.configs import GenerateRequest, ModelSpec, Scheduler
 from app.core.errors import ErrorKind
 from app.core.files import replace_durably, saving, temp_path_beside
 from app.core.pngmeta import PARAMETERS_KEY, format_parameters
 from app.engine.block_mix import StepSwitches
+from app.engine.families import engine
 from app.engine.file_tensors import FileChanged
 from app.engine.models import LoadedModel, check_source, load_model
 from app.engine.patching import AdapterMixer, MixReport
@@ -70,10 +71,12 @@ class RenderResult:
     mix: MixReport | None = None  # what the adapter stack did (refused files, warnings)
 
 
-def _scheduler_for(choice: Scheduler, config: dict[str, Any]):
+def _scheduler_for(choice: Scheduler, config: dict[str, Any], flow_matching: bool = False):
     import diffusers
 
     config = dict(config)
+    if flow_matching:
+        return _flow_scheduler_for(choice, config)
     if choice is Scheduler.EULER:
         return diffusers.EulerDiscreteScheduler.from_config(config)
     if choice is Scheduler.EULER_A:
@@ -87,6 +90,22 @@ def _scheduler_for(choice: Scheduler, config: dict[str, Any]):
     if choice is Scheduler.UNIPC:
         return diffusers.UniPCMultistepScheduler.from_config(config)
     raise ValueError(f"unknown scheduler {choice!r}")
+
+
+def _flow_scheduler_for(choice: Scheduler, config: dict[str, Any]):
+    """The flow-matching form of a sampler (the family table lists which ones exist): the
+    model's own shift settings (Flux: resolution-dependent) are kept."""
+    import diffusers
+
+    if choice is Scheduler.EULER:
+        return diffusers.FlowMatchEulerDiscreteScheduler.from_config(config, stochastic_sampling=False)
+    if choice is Scheduler.EULER_A:  # ancestral = fresh noise each step, as Forge's "Euler a" on Flux
+        return diffusers.FlowMatchEulerDiscreteScheduler.from_config(config, stochastic_sampling=True)
+    if choice is Scheduler.UNIPC:
+        return diffusers.UniPCMultistepScheduler.from_config(
+            config, prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=config.get("shift", 1.0)
+        )
+    raise ValueError(f"no flow-matching form of the {choice.value} sampler")
 
 
 class Renderer:
@@ -143,12 +162,17 @@ class Renderer:
     ) -> RenderResult:
         model = self.ensure_model(request.model_spec())
         pipe = model.pipe
+        family = families.spec(model.family)
+        if problem := family.scheduler_problem(request.scheduler.value):
+            raise RenderFailed(problem, ErrorKind.BAD_INPUT)
         entries = request.adapter_entries()
         switches = StepSwitches.plan(entries, request.steps)
         mix = self.set_adapters(entries, switches.paused_at(0))
         self.switches = 0
         assert self._base_scheduler_config is not None
-        pipe.scheduler = _scheduler_for(request.scheduler, self._base_scheduler_config)
+        pipe.scheduler = _scheduler_for(request.scheduler, self._base_scheduler_config, family.flow_matching)
+        # A distilled model has no guidance input: the picture says what it really got.
+        guidance = family.render_defaults(distilled=True)[1] if model.distilled else request.guidance
 
         seed = request.seed if request.seed >= 0 else int(torch.randint(0, 2**31 - 1, (1,)).item())
         # CPU generator: the same seed gives the same picture on every device.
@@ -176,23 +200,23 @@ class Renderer:
         with torch.inference_mode():
             result = pipe(
                 prompt=request.prompt,
-                negative_prompt=request.negative or None,
                 num_inference_steps=request.steps,
-                guidance_scale=request.guidance,
+                guidance_scale=guidance,
                 width=request.width,
                 height=request.height,
                 generator=generator,
                 callback_on_step_end=step_end,
+                **engine(model.family).call_kwargs(pipe, request.negative),
             )
         image: Image.Image = result.images[0]
         seconds = time.perf_counter() - started
 
         meta = {
             "prompt": request.prompt,
-            "negative": request.negative,
+            "negative": "" if family.guidance_distilled else request.negative,  # Flux takes none
             "seed": seed,
             "steps": request.steps,
-            "guidance": request.guidance,
+            "guidance": guidance,
             "width": request.width,
             "height": request.height,
             "scheduler": request.scheduler.value,
@@ -202,6 +226,8 @@ class Renderer:
             "version": f"LoRA Loom {__version__}",
             "adapters": mix.applied,
         }
+        if family.guidance_distilled and not model.distilled:
+            meta["distilled_guidance"] = guidance
         if mix.refused:
             meta["adapter_errors"] = mix.refused
         path = out_path or default_output_path(request, seed)

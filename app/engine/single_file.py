@@ -36,6 +36,8 @@ class Variant(str, Enum):
     SD21 = "sd21"  # stabilityai/stable-diffusion-2-1 (v-prediction, 768 px)
     SD21_BASE = "sd21-base"  # stabilityai/stable-diffusion-2-1-base (epsilon, 512 px)
     SDXL = "sdxl"  # stabilityai/stable-diffusion-xl-base-1.0
+    FLUX1_DEV = "flux1-dev"  # black-forest-labs/FLUX.1-dev (guidance-distilled, 28 steps)
+    FLUX1_SCHNELL = "flux1-schnell"  # black-forest-labs/FLUX.1-schnell (timestep-distilled, 4 steps)
 
     @property
     def family(self) -> Family:
@@ -55,6 +57,8 @@ class CheckpointInfo:
     variant: Variant
     inpainting: bool = False
     refiner: bool = False
+    denoiser_only: bool = False  # the transformer alone (Flux files as ComfyUI/Forge keep them)
+    fp8: bool = False  # weights stored as float8 (e4m3fn / e5m2)
 
     @property
     def family(self) -> Family:
@@ -67,10 +71,23 @@ _XL_REFINER = "conditioner.embedders.0.model."
 _OPEN_CLIP = "cond_stage_model.model."
 _CLIP = "cond_stage_model.transformer."
 _CONV_IN = "model.diffusion_model.input_blocks.0.0.weight"
+# Flux.1 in Black Forest Labs' names, bare (a transformer file) or as in an all-in-one checkpoint.
+_FLUX_BLOCK = "double_blocks.0.img_attn.qkv.weight"
+_FLUX_GUIDANCE = "guidance_in.in_layer.weight"  # [dev] only: [schnell] has no guidance input
+_FLUX_PREFIXES = ("", "model.diffusion_model.", "diffusion_model.")
+# Parts of a model that are no base model alone (ComfyUI keeps Flux's in separate files).
+_ALONE = {
+    "text_model.encoder.layers.0.": "a CLIP text encoder alone (like clip_l.safetensors)",
+    "encoder.block.0.layer.0.SelfAttention.": "a T5 text encoder alone (like t5xxl_fp16.safetensors)",
+    "decoder.conv_in.": "a VAE alone (like ae.safetensors)",
+}
 
 
 def detect_checkpoint(
-    shapes: dict[str, list[int]], metadata: dict[str, str] | None = None, sidecar_yaml: str | None = None
+    shapes: dict[str, list[int]],
+    metadata: dict[str, str] | None = None,
+    sidecar_yaml: str | None = None,
+    dtypes: dict[str, str] | None = None,
 ) -> CheckpointInfo:
     """Family and variant from tensor names -> shapes (a safetensors header is enough).
 
@@ -78,13 +95,17 @@ def detect_checkpoint(
     (``modelspec.prediction_type``), a ``v_pred`` marker tensor, or A1111's sidecar
     ``<name>.yaml`` (``parameterization: "v"``) decide; without any, SD 2.x is v-prediction
     like 2.0-v/2.1, the releases nearly all SD2 fine-tunes start from.
-    Raises :class:`CheckpointProblem` when it is not a Stable Diffusion 1/2/XL model.
+    Flux.1 files carry BFL's names (``double_blocks.N…``), bare or under ``model.diffusion_model.``;
+    [dev] has a guidance input, [schnell] none. ``dtypes`` (name -> safetensors dtype) tells fp8.
+    Raises :class:`CheckpointProblem` when it is not a model LoRA Loom knows.
     """
     names = shapes.keys()
 
     def has(prefix: str) -> bool:
         return any(k.startswith(prefix) for k in names)
 
+    if (flux := _flux_checkpoint(names, has, dtypes or {})) is not None:
+        return flux
     inpainting = (shapes.get(_CONV_IN) or [0, 0])[1:2] == [9]
     if has(_XL_BASE):
         return CheckpointInfo(Variant.SDXL, inpainting=inpainting)
@@ -97,8 +118,21 @@ def detect_checkpoint(
     if any(k.startswith("lora_") or ".lora_" in k or "lora_A" in k for k in names):
         raise CheckpointProblem("this is a LoRA adapter, not a base model; add it to the Generate tab's adapter stack")
     if not has("model.diffusion_model."):
+        alone = next((what for prefix, what in _ALONE.items() if has(prefix)), None)
+        if alone is not None:
+            raise CheckpointProblem(f"this is {alone}, not a base model; pick the model's folder or its Hub id")
         raise CheckpointProblem("not a Stable Diffusion checkpoint (no UNet weights inside)")
     raise CheckpointProblem("unsupported model family (no known text encoder inside)")
+
+
+def _flux_checkpoint(names, has, dtypes: dict[str, str]) -> CheckpointInfo | None:
+    prefix = next((p for p in _FLUX_PREFIXES if p + _FLUX_BLOCK in names), None)
+    if prefix is None:
+        return None
+    variant = Variant.FLUX1_DEV if prefix + _FLUX_GUIDANCE in names else Variant.FLUX1_SCHNELL
+    alone = not has("text_encoders.") and not has("vae.") and not has("first_stage_model.")
+    fp8 = dtypes.get(prefix + _FLUX_BLOCK, "").startswith("F8")
+    return CheckpointInfo(variant, denoiser_only=alone, fp8=fp8)
 
 
 def _sd2_variant(names, metadata: dict[str, str], sidecar_yaml: str | None) -> Variant:
@@ -160,7 +194,7 @@ def config_folder(variant: Variant | str) -> Path:
     try:
         shutil.copytree(source, tmp, dirs_exist_ok=True)
         vocab, merges = clip_bpe()
-        for tok_dir in (d for d in tmp.iterdir() if d.name.startswith("tokenizer")):
+        for tok_dir in (d for d in tmp.iterdir() if d.name.startswith("tokenizer") and _is_clip_tokenizer(d)):
             (tok_dir / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
             (tok_dir / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
         try:
@@ -171,6 +205,12 @@ def config_folder(variant: Variant | str) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+def _is_clip_tokenizer(folder: Path) -> bool:
+    """Only CLIP tokenizers get the BPE files (Flux's tokenizer_2 is T5's sentencepiece)."""
+    config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+    return config.get("tokenizer_class", "CLIPTokenizer").startswith("CLIP")
 
 
 def component_config(variant: Variant | str, component: str) -> dict:

@@ -20,7 +20,7 @@ line back into ``(job id, typed event)``. The events, with their JSON fields::
     hello     Hello          {device, torch, diffusers, cuda_name, protocol, pid}
     pong      Pong           {}                             (answer to ping, job null)
     accepted  Accepted       {kind}                         (the job was queued)
-    model     ModelLoaded    {base, family, device, dtype}  (what the worker holds now)
+    model     ModelLoaded    {base, family, device, dtype, distilled}  (what the worker holds now)
     progress  Progress       {step, total, eta_s, phase?, loss?, lr?, message?, val_loss?}
     image     ImageReady     {path, step?, meta}
     artifact  ArtifactSaved  {path, kind, step?, ...details}   (kind: ArtifactKind)
@@ -291,6 +291,7 @@ class ModelLoaded:
     family: str | None = None
     device: str | None = None
     dtype: str | None = None
+    distilled: bool = False  # the family's timestep-distilled model (Flux.1 [schnell]): guidance is ignored
 
 
 @dataclass(frozen=True)
@@ -476,6 +477,7 @@ def _model(obj: dict[str, Any]) -> ModelLoaded:
         family=_str(obj.get("family")),
         device=_str(obj.get("device")),
         dtype=_str(obj.get("dtype")),
+        distilled=obj.get("distilled") is True,
     )
 
 

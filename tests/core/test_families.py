@@ -112,6 +112,13 @@ def test_flux_metadata_is_what_sd_scripts_writes():
     assert families.by_pipeline_class("FluxPipeline") == (Family.FLUX1,)
     assert families.by_hub_base("black-forest-labs/flux.1-dev") is Family.FLUX1
     assert (s.default_steps, s.default_guidance) == (28, 3.5)
+    assert s.render_defaults(distilled=True) == (4, 0.0)  # [schnell]
+    assert s.render_defaults() == (28, 3.5)
+    assert families.spec(Family.SD1).render_defaults(distilled=True) == (20, 7.0)  # SD has no distilled model
+    assert s.scheduler_problem("DDIM") == (
+        "Flux.1 samples by flow matching: the DDIM sampler does not apply; pick Euler, Euler a or UniPC"
+    )
+    assert s.scheduler_problem("Euler a") is None and families.spec(Family.SD1).scheduler_problem("DDIM") is None
 
 
 @pytest.mark.parametrize("width", [32, 48, 64, 768, 1024, 1280, 2048])
@@ -137,7 +144,7 @@ def test_hub_bases_labels_colours_sizes_variants_are_unchanged():
         for base in OLD_FAMILY_BASES[fam]:
             assert families.by_hub_base(base.upper()) is fam
     assert [(f.label, w, h) for f in FAMILIES if f.id in SD_FAMILIES for w, h in f.size_presets] == OLD_SIZE_PRESETS
-    assert families.all_variants() == tuple(OLD_VARIANT_FAMILY)
+    assert families.all_variants() == (*OLD_VARIANT_FAMILY, "flux1-dev", "flux1-schnell")
     for variant, fam in OLD_VARIANT_FAMILY.items():
         assert families.by_variant(variant) is fam
     assert families.label("sd3") == "sd3" and families.label(None) == ""
@@ -147,11 +154,14 @@ def test_every_entry_is_complete():
     for s in FAMILIES:
         for field, value in vars(s).items():
             # Flux has no bundled real-size configs yet (issue 14's skeletons stop at SDXL).
-            if field not in ("architecture_v_prediction", "hub_tags") and (field, s.id) != ("variants", Family.FLUX1):
+            # Only a family with a distilled model has one.
+            optional = ("architecture_v_prediction", "hub_tags", "distilled")
+            if field not in optional:
                 assert value not in ("", (), None), f"{s.id.value}: {field} is empty"
         assert len(s.text_widths) == len(s.te_prefixes)
         assert s.default_size in s.size_presets
         assert Scheduler(s.default_scheduler) and s.default_guidance > 0  # a sampler renders know
+        assert s.default_scheduler in s.schedulers and all(Scheduler(x) for x in s.schedulers)
 
 
 def test_render_defaults_are_the_ones_sd_always_used():

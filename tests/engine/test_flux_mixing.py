@@ -205,16 +205,14 @@ def test_a_flux_lora_on_sd1_is_refused_with_a_sentence(flux_pipe, sd1_pipe, tmp_
     path = FA.flux_lora(flux_pipe, tmp_path / "flux.safetensors", "kohya", metadata=metadata)
     with pytest.raises(IncompatibleAdapter) as err:
         read_adapter(path, LayerIndex(sd1_pipe), Family.SD1)
-    assert str(err.value) == (
-        f"{path}: made for Flux.1, but the loaded base model is SD 1.x; pick a Flux.1 base model for it"
-    )
+    assert str(err.value) == (f"{path}: made for Flux.1, but the base model is SD 1.x; pick a Flux.1 base model for it")
 
 
 def test_an_sd_lora_on_flux_is_refused_with_a_sentence(flux_pipe, rgb):
     with pytest.raises(IncompatibleAdapter) as err:
         read_adapter(rgb["red"], LayerIndex(flux_pipe), Family.FLUX1)
     assert str(err.value) == (
-        f"{rgb['red']}: made for SD 1.x, but the loaded base model is Flux.1; pick a SD 1.x base model for it"
+        f"{rgb['red']}: made for SD 1.x, but the base model is Flux.1; pick a SD 1.x base model for it"
     )
 
 

@@ -75,9 +75,7 @@ def test_inspect_with_a_base_refuses_a_wrong_base_in_one_sentence(tiny_sd1, sdxl
     xl = F.kohya_lora(sdxl_pipe, tmp_path / "xl.safetensors", family="sdxl")
     assert main(["inspect", str(xl), "--base", str(tiny_sd1), "--device", "cpu"]) == 1
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err == (
-        f"loraloom: error: {xl}: made for SDXL, but the loaded base model is SD 1.x; pick a SDXL base model for it"
-    )
+    assert err == (f"loraloom: error: {xl}: made for SDXL, but the base model is SD 1.x; pick a SDXL base model for it")
 
 
 def test_the_generate_row_shows_the_layer_count_and_a_warning_with_the_details(qtbot, rgb, tmp_path):

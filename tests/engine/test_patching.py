@@ -202,9 +202,7 @@ def test_an_sdxl_adapter_on_an_sd1_base_is_refused_and_the_others_keep_working(
     report = mixer.set_mix([_entry(xl, 1.0), _entry(rgb["red"], 1.0)])
     assert [a["name"] for a in report.applied] == ["red"]
     (refused,) = report.refused
-    assert refused["message"] == (
-        f"{xl}: made for SDXL, but the loaded base model is SD 1.x; pick a SDXL base model for it"
-    )
+    assert refused["message"] == (f"{xl}: made for SDXL, but the base model is SD 1.x; pick a SDXL base model for it")
     assert np.abs(F.render_np(sd1_pipe) - base_image).max() > 0.01
 
 

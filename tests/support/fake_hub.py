@@ -39,6 +39,8 @@ from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 TOKEN = "hf_loraloom_fake_token_0123456789"
+# A valid account that has not accepted a gated repo's licence: the Hub answers 403 GatedRepo.
+NOT_ACCEPTED_TOKEN = "hf_loraloom_fake_token_not_accepted"
 CHUNK = 64 * 1024
 
 
@@ -523,7 +525,8 @@ class _Handler(BaseHTTPRequestHandler):
         if revision not in ("main", repo.sha):
             return self._error(404, "RevisionNotFound", "Invalid rev id")
         if repo.gated and not self._authorised():
-            return self._error(401, "GatedRepo", f"Access to model {repo_id} is restricted.")
+            known = self.headers.get("Authorization", "") == f"Bearer {NOT_ACCEPTED_TOKEN}"
+            return self._error(403 if known else 401, "GatedRepo", f"Access to model {repo_id} is restricted.")
         f = repo.files.get(filename)
         if f is None:
             return self._error(404, "EntryNotFound", f"{filename} does not exist", commit=repo.sha)

@@ -61,7 +61,7 @@ def test_events_for_unknown_jobs_and_model_events(qtbot):
     tracker.handle_event(
         {"type": "model", "job": "j1", "base": "/m", "family": "sd1", "device": "cpu", "dtype": "fp32"}
     )
-    assert models == [{"base": "/m", "family": "sd1", "device": "cpu", "dtype": "fp32"}]
+    assert models == [{"base": "/m", "family": "sd1", "device": "cpu", "dtype": "fp32", "distilled": False}]
     assert tracker.model["family"] == "sd1"
     assert [job.id for job in tracker.jobs()] == ["j1"]
 

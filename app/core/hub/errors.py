@@ -30,6 +30,20 @@ class HubError(Exception):
         self.kind = kind
 
 
+def gated_sentence(what: str, exc: BaseException, repo_id: str = "") -> str:
+    """A gated repo (FLUX.1-dev, for one) refused the download: without a token (HTTP 401) a
+    token is missing; with one (403) its account has not accepted the licence yet."""
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None)
+    page = f"https://huggingface.co/{repo_id}" if repo_id else "its page on the Hub"
+    if status == 403:
+        return (
+            f"{what}: your Hub token may not download this gated repo yet; "
+            f"accept its licence on {page} with that account, then try again"
+        )
+    return f"{what}: this repo is gated; accept its licence on {page} and save a Hub token in the Library settings"
+
+
 def translate_error(exc: BaseException, what: str) -> HubError:
     """Any exception from the client as a :class:`HubError` whose message starts with ``what``."""
     import httpx2
@@ -42,10 +56,7 @@ def translate_error(exc: BaseException, what: str) -> HubError:
             HubErrorKind.OFFLINE, f"{what}: offline (HF_HUB_OFFLINE is set), only downloaded files are available"
         )
     if isinstance(exc, errors.GatedRepoError):
-        return HubError(
-            HubErrorKind.NEEDS_TOKEN,
-            f"{what}: this repo is gated; accept its terms on the Hub and save a Hub token in the Library settings",
-        )
+        return HubError(HubErrorKind.NEEDS_TOKEN, gated_sentence(what, exc))
     if isinstance(exc, errors.RevisionNotFoundError):
         return HubError(HubErrorKind.NOT_FOUND, f"{what}: no such revision on the Hub")
     if isinstance(exc, errors.RemoteEntryNotFoundError):

@@ -63,6 +63,20 @@ class StableDiffusion:
         """UNet keyword arguments beyond ``encoder_hidden_states`` (none for SD 1.x/2.x)."""
         return {}
 
+    def distilled(self, denoiser_config: Any) -> bool:
+        """Whether a model is the family's timestep-distilled one (``spec.distilled``), from its
+        denoiser's config (a dict or a diffusers FrozenDict)."""
+        return False
+
+    def single_file_problem(self, info: Any) -> str | None:
+        """Why a detected single-file checkpoint (``single_file.CheckpointInfo``) cannot be loaded
+        as this family; None: ``from_single_file`` with the bundled config loads it."""
+        return None
+
+    def call_kwargs(self, pipe: Any, negative: str) -> dict[str, Any]:
+        """Pipeline call arguments beyond prompt, steps, guidance, size and generator."""
+        return {"negative_prompt": negative or None}
+
     def adapter_names(self, part: Any, root: Any) -> dict[str, tuple[Any, ...]]:
         """Module keys of adapter files for layers of ``part`` (module ``root``) beyond the
         generic naming schemes of ``app.engine.layer_index``: key -> the
@@ -81,8 +95,6 @@ class StableDiffusion:
     trainable_text_encoders = 2
     #: the frozen text encoders leave memory once every caption is cached (T5-XXL: 9 GB)
     release_text_encoders = False
-    #: renders keep the pipeline's own (flow-matching) scheduler instead of the chosen sampler
-    flow_matching = False
     #: ``fp8_base`` training is offered (a denoiser big enough to need it)
     fp8_base = False
     #: DoRA training is offered (its per-layer magnitude has no place in a fused saved layer)

@@ -67,7 +67,6 @@ class Flux(StableDiffusion):
     denoiser_name = "transformer"
     trainable_text_encoders = 1  # CLIP-L only; T5-XXL stays frozen (as sd-scripts and ai-toolkit)
     release_text_encoders = True
-    flow_matching = True
     fp8_base = True  # 12B parameters: 24 GB in bf16, 12 GB in fp8
     dora_training = False  # q/k/v are saved fused, as sd-scripts writes them
 
@@ -123,6 +122,27 @@ class Flux(StableDiffusion):
             mu = self.resolution_shift(sched.config, latents.shape[-2] * latents.shape[-1] // 4)
             sigma = math.exp(mu) / (math.exp(mu) + (1.0 / sigma - 1.0))  # the sampler's own time shift
         return sigma * sched.config.num_train_timesteps
+
+    def distilled(self, denoiser_config: Any) -> bool:
+        """[schnell]'s transformer has no guidance embedding; [dev]'s has."""
+        return not denoiser_config.get("guidance_embeds", True)
+
+    def single_file_problem(self, info: Any) -> str | None:
+        """Flux single files are recognised (which model, transformer alone or all-in-one, fp8)
+        but not loaded yet: the T5 tokenizer's vocabulary is in no installed package, so it
+        cannot be made offline the way the CLIP one is."""
+        label = "Flux.1 [dev]" if info.variant.value.endswith("dev") else "Flux.1 [schnell]"
+        what = "transformer file" if info.denoiser_only else "all-in-one checkpoint"
+        stored = " (fp8)" if info.fp8 else ""
+        repo = f"black-forest-labs/FLUX.1-{info.variant.value.removeprefix('flux1-')}"
+        return (
+            f"a {label} {what}{stored}; LoRA Loom does not load Flux from single files yet: "
+            f"pick a diffusers folder of it or the Hub id {repo}"
+        )
+
+    def call_kwargs(self, pipe: Any, negative: str) -> dict[str, Any]:
+        """No negative prompt (guidance is distilled, not CFG); T5 padded to the tokenizer's length."""
+        return {"max_sequence_length": self.max_sequence(pipe)}
 
     def adapter_names(self, part: Any, root: Any) -> dict[str, tuple[Any, ...]]:
         """kohya, BFL/ComfyUI and XLabs names of the transformer's layers, fused q/k/v included."""

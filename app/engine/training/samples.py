@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from app import __version__
+from app.core import families
 from app.core.families import Family
 from app.core.train_config import TrainConfig
 from app.engine.families import engine
@@ -37,8 +38,9 @@ def render_samples(
     width = opts.width or config.data.resolution
     height = opts.height or config.data.resolution
     original = pipe.scheduler
-    if not eng.flow_matching:  # a flow-matching model renders with its own scheduler
-        pipe.scheduler = _scheduler_for(opts.scheduler, dict(pipe.scheduler.config))
+    spec = families.spec(family)
+    if not spec.scheduler_problem(opts.scheduler.value):  # else the pipeline's own (Flux: flow-match Euler)
+        pipe.scheduler = _scheduler_for(opts.scheduler, dict(pipe.scheduler.config), spec.flow_matching)
     models = [
         m
         for m in (eng.denoiser(pipe), getattr(pipe, "text_encoder", None), getattr(pipe, "text_encoder_2", None))

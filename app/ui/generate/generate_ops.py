@@ -22,6 +22,7 @@ from app.core.events import ArtifactKind, ArtifactSaved, LogLevel, LogLine, Prog
 from app.ui.common.errors import describe_error
 from app.ui.common.formatting import format_eta
 from app.ui.generate.adapter_stack import AdapterStack, compose_prompt
+from app.ui.generate.family_fit import FamilyFit, fit_for
 from app.ui.jobs import JobError, JobHandle, JobState, JobTracker
 from app.ui.recent_models import RecentModels
 from app.worker.protocol import JobKind
@@ -53,6 +54,7 @@ class GenerateModel(QObject):
     baseImageReady = Signal(str)  # A/B: the picture without adapters, for the current settings
     bakeFinished = Signal(str, str)  # (path or "", one line: what was written, or why not)
     savedAs = Signal(str, str)  # an adapter row's "Save as…": (path or "", one line: written, or why not)
+    familyFitted = Signal(object, bool)  # (FamilyFit, a new family): the model the worker holds now
 
     def __init__(
         self,
@@ -81,7 +83,16 @@ class GenerateModel(QObject):
         self._convert_jobs: dict[str, str] = {}  # job id -> the file it writes
         self._bake_note = ""
         self._bake_done = ""
-        tracker.modelChanged.connect(lambda m: self.stack.set_base_family(m.get("family")))
+        self.fit: FamilyFit | None = None  # what the form allows for the model the worker holds
+        tracker.modelChanged.connect(self._on_model)
+
+    def _on_model(self, model: dict[str, Any]) -> None:
+        self.stack.set_base_family(model.get("family"))
+        fit = fit_for(model)
+        if fit is not None:
+            new_family = self.fit is None or self.fit.key != fit.key
+            self.fit = fit
+            self.familyFitted.emit(fit, new_family)
 
     # ------------------------------------------------------------ settings
 

@@ -34,6 +34,7 @@ from app.core.configs import ConfigError, GenerateRequest, Scheduler
 from app.core.families import FAMILIES
 from app.ui.common.tasks import TaskRunner
 from app.ui.generate.adapter_rows import AdapterStackWidget
+from app.ui.generate.family_fit import apply_fit
 from app.ui.generate.generate_ops import GenerateModel
 from app.ui.generate.history_strip import HistoryStrip
 from app.ui.generate.tab_actions import TabActions
@@ -298,6 +299,7 @@ class GenerateTab(TabActions, QWidget):
         self.bake_button.clicked.connect(self.choose_bake)
         self.xy_button.clicked.connect(self.open_xy_grid)
         self.size_preset.activated.connect(self._apply_preset)
+        self.model.familyFitted.connect(lambda fit, new: apply_fit(self, fit, new))
         self.prompt.textChanged.connect(self._update_triggers)
         for signal in (
             self.negative.textChanged,

@@ -13,6 +13,7 @@ from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelInde
 from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPalette, QPen, QPixmap
 from PySide6.QtWidgets import QAbstractItemView, QListView, QStyle, QStyledItemDelegate, QStyleOptionViewItem, QWidget
 
+from app.core import families
 from app.core.families import FAMILIES
 
 CARD_W, CARD_H, PICTURE_H = 196, 262, 150
@@ -36,7 +37,8 @@ class CardItem:
     image: QImage | None = None
 
     def badge(self) -> str:
-        return (self.family or "?").upper()
+        """The family's label ("Flux.1", "SD 1.x"); an unknown value as it is."""
+        return families.label(self.family) or "?"
 
 
 def family_mismatch(family: str | None, current: str | None) -> bool:
@@ -62,7 +64,7 @@ class CardModel(QAbstractListModel):
         if role == Qt.ItemDataRole.ToolTipRole:
             lines = [item.title, item.subtitle]
             if family_mismatch(item.family, self.current_family):
-                lines.append(f"Made for {item.badge()}; the current model is {self.current_family.upper()}.")
+                lines.append(f"Made for {item.badge()}; the current model is {families.label(self.current_family)}.")
             if item.problem:
                 lines.append(item.problem)
             return "\n".join(x for x in lines if x)

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.core import families
 from app.core.hub.models import HubFile, HubRepo
 from app.core.library import LibraryEntry
 from app.ui.library.cards import MISMATCH_COLOR, PROBLEM_COLOR, family_mismatch
@@ -173,8 +174,8 @@ class DetailsPane(QWidget):
         elif family_mismatch(family, self.current_family):
             self.warning.setStyleSheet(f"color: {MISMATCH_COLOR};")
             self.warning.setText(
-                f"Made for {family.upper()}; the current model is "
-                f"{self.current_family.upper()}. It will be refused by that model."
+                f"Made for {families.label(family)}; the current model is "
+                f"{families.label(self.current_family)}. It will be refused by that model."
             )
         else:
             self.warning.setText("")

@@ -33,7 +33,12 @@ from app.ui.library.cards import CardGrid, CardItem
 from app.ui.library.details_pane import DetailsPane
 from app.ui.library.library_ops import LibraryOps, download_key
 
-FAMILY_CHOICES = [("Any base", None)] + [(f.label, f.id) for f in FAMILIES]
+# (label, family, Hub base id): a family's distilled model has adapters of its own on the Hub.
+FAMILY_CHOICES = [("Any base", None, "")] + [
+    choice
+    for f in FAMILIES
+    for choice in [(f.label, f.id, "")] + ([(f.distilled.label, f.id, f.distilled.hub_base)] if f.distilled else [])
+]
 SORT_CHOICES = [
     ("Most downloads", HubSort.DOWNLOADS),
     ("Most likes", HubSort.LIKES),
@@ -110,8 +115,8 @@ class LibraryTab(QWidget):
         self.search_box.setClearButtonEnabled(True)
         self.search_box.setPlaceholderText("Search by name, trigger word or tag")
         self.family_box = QComboBox(self)
-        for label, fam in FAMILY_CHOICES:
-            self.family_box.addItem(label, fam)
+        for label, fam, base in FAMILY_CHOICES:
+            self.family_box.addItem(label, (fam, base))
         self.family_box.setToolTip("Show adapters for this base family (adapters of unknown family stay listed).")
         self.sort_box = QComboBox(self)
         for label, sort in SORT_CHOICES:
@@ -268,7 +273,7 @@ class LibraryTab(QWidget):
         self._set_mode(0)
 
     def family_filter(self) -> Family | None:
-        return self.family_box.currentData()
+        return self.family_box.currentData()[0]
 
     def _on_text(self, _text: str) -> None:
         if not self.hub_mode:
@@ -320,7 +325,12 @@ class LibraryTab(QWidget):
     # -------------------------------------------------------- hub
 
     def query(self) -> SearchQuery:
-        return SearchQuery(text=self.search_box.text(), family=self.family_filter(), sort=self.sort_box.currentData())
+        return SearchQuery(
+            text=self.search_box.text(),
+            family=self.family_filter(),
+            base_id=self.family_box.currentData()[1],
+            sort=self.sort_box.currentData(),
+        )
 
     def search_hub(self) -> None:
         self._hub_searched = True
