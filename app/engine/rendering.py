@@ -211,29 +211,35 @@ class Renderer:
         image: Image.Image = result.images[0]
         seconds = time.perf_counter() - started
 
-        meta = {
-            "prompt": request.prompt,
-            "negative": "" if family.guidance_distilled else request.negative,  # Flux takes none
-            "seed": seed,
-            "steps": request.steps,
-            "guidance": guidance,
-            "width": request.width,
-            "height": request.height,
-            "scheduler": request.scheduler.value,
-            "base": model.source,
-            "model": Path(model.source).stem if Path(model.source).exists() else model.source,
-            "family": model.family.value,
-            "version": f"LoRA Loom {__version__}",
-            "adapters": mix.applied,
-        }
-        if family.guidance_distilled and not model.distilled:
-            meta["distilled_guidance"] = guidance
-        if mix.refused:
-            meta["adapter_errors"] = mix.refused
+        meta = _picture_meta(request, model, family, seed, guidance, mix)
         path = out_path or default_output_path(request, seed)
         save_png(image, path, meta)
         log.info("rendered %s in %.2f s", path, seconds)
         return RenderResult(path=path, seed=seed, meta=meta, seconds=seconds, mix=mix)
+
+
+def _picture_meta(request: GenerateRequest, model: LoadedModel, family, seed: int, guidance: float, mix) -> dict:
+    """What the PNG's parameters say about a render."""
+    meta = {
+        "prompt": request.prompt,
+        "negative": "" if family.guidance_distilled else request.negative,  # Flux takes none
+        "seed": seed,
+        "steps": request.steps,
+        "guidance": guidance,
+        "width": request.width,
+        "height": request.height,
+        "scheduler": request.scheduler.value,
+        "base": model.source,
+        "model": Path(model.source).stem if Path(model.source).exists() else model.source,
+        "family": model.family.value,
+        "version": f"LoRA Loom {__version__}",
+        "adapters": mix.applied,
+    }
+    if family.guidance_distilled and not model.distilled:
+        meta["distilled_guidance"] = guidance
+    if mix.refused:
+        meta["adapter_errors"] = mix.refused
+    return meta
 
 
 def default_output_path(request: GenerateRequest, seed: int) -> Path:
