@@ -11,7 +11,13 @@ from app.cli_common import add_model_args, fail
 
 def add_parsers(sub) -> None:
     """``dataset check`` and ``caption``."""
-    from app.core.dataset.caption_config import BACKEND_LABELS, CaptionBackend, CaptionMode
+    from app.core.dataset.caption_config import (
+        BACKEND_LABELS,
+        DEFAULT_VLM_PROMPT,
+        FLORENCE_TASKS,
+        CaptionBackend,
+        CaptionMode,
+    )
 
     backends = "; ".join(f"{backend.value}: {label}" for backend, label in BACKEND_LABELS.items())
     dataset = sub.add_parser("dataset", help="dataset tools")
@@ -23,7 +29,7 @@ def add_parsers(sub) -> None:
     check.add_argument("--separator", default=", ", help="caption tag separator (default ', ')")
     check.add_argument("--deep", action="store_true", help="also decode every image (slower, finds damaged data)")
 
-    cap = sub.add_parser("caption", help="auto-caption a dataset folder (BLIP, Florence-2 or a WD14 tagger)")
+    cap = sub.add_parser("caption", help="auto-caption a dataset folder (BLIP, Florence-2, a WD tagger or a VLM)")
     cap.add_argument("dir", type=Path, help="the dataset folder")
     cap.add_argument(
         "--model", default="", help="Hub id or local folder (default: Salesforce/blip-image-captioning-large)"
@@ -45,9 +51,23 @@ def add_parsers(sub) -> None:
     cap.add_argument("--batch-size", type=int, default=8)
     cap.add_argument("--separator", default=", ")
     cap.add_argument("--min-side", type=int, default=256, help="skip images whose short side is below this")
-    cap.add_argument("--max-new-tokens", type=int, default=60, help="caption length limit (BLIP, Florence-2)")
-    cap.add_argument("--beams", type=int, default=1, help="beam search width (BLIP, Florence-2)")
-    cap.add_argument("--task", default="<DETAILED_CAPTION>", help="Florence-2 task prompt")
+    cap.add_argument("--max-new-tokens", type=int, default=60, help="caption length limit (BLIP, Florence-2, VLM)")
+    cap.add_argument("--beams", type=int, default=1, help="beam search width (BLIP, Florence-2, VLM)")
+    tasks = "; ".join(f"{task}: {meaning}" for task, meaning in FLORENCE_TASKS.items())
+    cap.add_argument(
+        "--task",
+        default="<DETAILED_CAPTION>",
+        choices=list(FLORENCE_TASKS),
+        metavar="TASK",
+        help=f"Florence-2 task prompt: {tasks}",
+    )
+    cap.add_argument(
+        "--prompt",
+        default=DEFAULT_VLM_PROMPT,
+        help="VLM prompt template: {tags} is the image's caption now, {trigger} the --prefix",
+    )
+    cap.add_argument("--discouraged", default="", help="VLM: comma-separated words the model must not write")
+    cap.add_argument("--4bit", dest="four_bit", action="store_true", help="VLM: 4-bit weights (bitsandbytes, CUDA)")
     cap.add_argument("--general-threshold", type=float, default=0.35, help="WD14 general tag threshold")
     cap.add_argument("--character-threshold", type=float, default=0.85, help="WD14 character tag threshold")
     cap.add_argument("--max-tags", type=int, default=0, help="WD14: keep at most N tags (0: no limit)")
@@ -93,6 +113,9 @@ def cmd_caption(args: argparse.Namespace) -> int:
                 "max_new_tokens": args.max_new_tokens,
                 "num_beams": args.beams,
                 "florence_task": args.task,
+                "vlm_prompt": args.prompt,
+                "discouraged_words": args.discouraged,
+                "load_in_4bit": args.four_bit,
                 "general_threshold": args.general_threshold,
                 "character_threshold": args.character_threshold,
                 "max_tags": args.max_tags,

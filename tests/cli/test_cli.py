@@ -65,8 +65,11 @@ def test_caption_help_names_each_backend_as_the_caption_dialog_does():
 
     shown = loraloom("caption", "--help")
     assert shown.returncode == 0, shown.stderr
-    text = " ".join(shown.stdout.split())  # argparse wraps the help at the terminal's width
+    # argparse wraps the help at the terminal's width, also after a hyphen ("Vision-" / "language")
+    text = " ".join(shown.stdout.split()).replace("- ", "-")
     for backend, label in BACKEND_LABELS.items():
         assert f"{backend.value}: {label}" in text
     wrong = loraloom("caption", "somewhere", "--backend", "clip")
-    assert wrong.returncode == 2 and "--backend {auto,blip,florence,wd14}" in wrong.stderr
+    assert wrong.returncode == 2 and "--backend {auto,blip,florence,wd14,vlm}" in wrong.stderr
+    bad_task = loraloom("caption", "somewhere", "--task", "<OD>")
+    assert bad_task.returncode == 2 and "invalid choice: '<OD>'" in bad_task.stderr

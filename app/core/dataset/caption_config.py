@@ -28,20 +28,65 @@ class CaptionBackend(str, Enum):
     BLIP = "blip"
     FLORENCE = "florence"
     WD14 = "wd14"
+    VLM = "vlm"  # a vision-language chat model (JoyCaption = LLaVA, Qwen2.5-VL) answering a prompt
 
 
 # What each backend writes, in the words the Caption dialog and ``loraloom caption --help`` show.
 BACKEND_LABELS: dict[CaptionBackend, str] = {
     CaptionBackend.BLIP: "BLIP — a sentence",
-    CaptionBackend.FLORENCE: "Florence-2 — a detailed description",
-    CaptionBackend.WD14: "WD14 tagger — booru tags",
+    CaptionBackend.FLORENCE: "Florence-2 — a detailed description (PromptGen: tags too)",
+    CaptionBackend.WD14: "WD tagger (v2, v3, EVA02) — booru tags",
+    CaptionBackend.VLM: "Vision-language model (JoyCaption, Qwen2.5-VL) — answers your prompt",
+}
+
+# Whether each backend captions on a CPU in reasonable time: the Caption dialog shows one line each.
+CPU_NOTES: dict[CaptionBackend, str] = {
+    CaptionBackend.BLIP: "BLIP: fine on a CPU (seconds an image).",
+    CaptionBackend.FLORENCE: "Florence-2: base models fine on a CPU; large ones slow.",
+    CaptionBackend.WD14: "WD tagger: fast on a CPU (under a second an image).",
+    CaptionBackend.VLM: "Vision-language model: needs a GPU; on a CPU each image takes minutes.",
 }
 
 DEFAULT_MODELS: dict[CaptionBackend, str] = {
     CaptionBackend.BLIP: "Salesforce/blip-image-captioning-large",
     CaptionBackend.FLORENCE: "florence-community/Florence-2-large",
     CaptionBackend.WD14: "SmilingWolf/wd-vit-tagger-v3",
+    CaptionBackend.VLM: "fancyfeast/llama-joycaption-beta-one-hf-llava",
 }
+
+# Models offered by name in the dialog's model field (any other Hub id or folder works too).
+KNOWN_MODELS: dict[CaptionBackend, tuple[str, ...]] = {
+    CaptionBackend.BLIP: ("Salesforce/blip-image-captioning-large", "Salesforce/blip-image-captioning-base"),
+    CaptionBackend.FLORENCE: (
+        "florence-community/Florence-2-large",
+        "florence-community/Florence-2-base",
+        "MiaoshouAI/Florence-2-base-PromptGen-v2.0",
+        "MiaoshouAI/Florence-2-large-PromptGen-v2.0",
+    ),
+    # SmilingWolf's v3 taggers: model.onnx (N×448×448×3 BGR 0-255) + selected_tags.csv, like v2.
+    CaptionBackend.WD14: (
+        "SmilingWolf/wd-eva02-large-tagger-v3",
+        "SmilingWolf/wd-vit-large-tagger-v3",
+        "SmilingWolf/wd-vit-tagger-v3",
+        "SmilingWolf/wd-swinv2-tagger-v3",
+        "SmilingWolf/wd-convnext-tagger-v3",
+        "SmilingWolf/wd-v1-4-moat-tagger-v2",
+    ),
+    CaptionBackend.VLM: ("fancyfeast/llama-joycaption-beta-one-hf-llava", "Qwen/Qwen2.5-VL-3B-Instruct"),
+}
+
+# Florence-2 task prompts: the base model's three, then those MiaoshouAI's PromptGen v2.0 documents.
+FLORENCE_TASKS: dict[str, str] = {
+    "<CAPTION>": "a short caption",
+    "<DETAILED_CAPTION>": "a detailed caption",
+    "<MORE_DETAILED_CAPTION>": "a very detailed caption",
+    "<GENERATE_TAGS>": "booru tags (PromptGen)",
+    "<ANALYZE>": "the image's composition (PromptGen)",
+    "<MIXED_CAPTION>": "tags and a caption mixed (PromptGen)",
+    "<MIXED_CAPTION_PLUS>": "tags, caption and analysis (PromptGen)",
+}
+
+DEFAULT_VLM_PROMPT = "Write a descriptive caption for this image in a formal tone."
 
 
 @dataclass
@@ -68,6 +113,10 @@ class CaptionRequest(_Config):
     max_tags: int = 0  # 0: no limit
     exclude_tags: str = ""  # separated by commas
     underscores_to_spaces: bool = True
+    # vision-language model: a prompt template ({tags}: the image's caption now, {trigger}: the prefix)
+    vlm_prompt: str = DEFAULT_VLM_PROMPT
+    discouraged_words: str = ""  # separated by commas: never generated
+    load_in_4bit: bool = False  # bitsandbytes 4-bit weights (a CUDA GPU)
 
     def validate(self, prefix: str = "") -> None:
         if not self.folder.strip():
@@ -90,6 +139,16 @@ class CaptionRequest(_Config):
             raise ConfigError(f"{prefix}files must be a list of image paths")
         if not self.separator:
             raise ConfigError(f"{prefix}separator is empty")
+        if self.florence_task not in FLORENCE_TASKS:
+            raise ConfigError(
+                f"{prefix}florence_task = {self.florence_task!r} is not one of {', '.join(FLORENCE_TASKS)}"
+            )
+        if not self.vlm_prompt.strip():
+            raise ConfigError(f"{prefix}vlm_prompt is empty: say what the model should write")
+        try:
+            fill_prompt(self.vlm_prompt, "", "")
+        except ConfigError as exc:
+            raise ConfigError(f"{prefix}vlm_prompt: {exc}") from None
 
     def model_id(self, backend: CaptionBackend) -> str:
         return self.model.strip() or DEFAULT_MODELS[backend]
@@ -97,6 +156,23 @@ class CaptionRequest(_Config):
     def excluded(self) -> set[str]:
         """Excluded tags, compared with underscores as spaces (``long_hair`` == ``long hair``)."""
         return {t.strip().replace("_", " ") for t in self.exclude_tags.split(",") if t.strip()}
+
+    def discouraged(self) -> list[str]:
+        return list(dict.fromkeys(w.strip() for w in self.discouraged_words.split(",") if w.strip()))
+
+
+def fill_prompt(template: str, tags: str, trigger: str) -> str:
+    """A taggui-style prompt: ``{tags}`` is the image's caption now, ``{trigger}`` the trigger word."""
+    import string
+
+    try:
+        fields = [f for _lit, f, _spec, _conv in string.Formatter().parse(template) if f is not None]
+    except ValueError as exc:
+        raise ConfigError(f"{template!r} is not a valid template ({exc}); write {{{{ and }}}} for braces") from None
+    unknown = sorted({f for f in fields if f not in ("tags", "trigger")})
+    if unknown:
+        raise ConfigError(f"{template!r} uses {{{unknown[0]}}}; only {{tags}} and {{trigger}} are filled in")
+    return template.format(tags=tags, trigger=trigger).strip()
 
 
 # ---------------------------------------------------------------- which images
@@ -157,7 +233,11 @@ def compose_caption(existing: str, generated: str, request: CaptionRequest) -> s
 
 
 __all__ = [
+    "CPU_NOTES",
     "DEFAULT_MODELS",
+    "FLORENCE_TASKS",
+    "KNOWN_MODELS",
+    "fill_prompt",
     "CaptionBackend",
     "CaptionMode",
     "CaptionRequest",

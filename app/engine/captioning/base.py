@@ -27,8 +27,13 @@ class Captioner(abc.ABC):
         self.source = source
 
     @abc.abstractmethod
-    def caption_batch(self, images: list[Image.Image], request: CaptionRequest) -> list[str]:
-        """One caption per image, in order (an empty string when the model found nothing)."""
+    def caption_batch(
+        self, images: list[Image.Image], request: CaptionRequest, existing: list[str] | None = None
+    ) -> list[str]:
+        """One caption per image, in order (an empty string when the model found nothing).
+
+        ``existing``: each image's caption now (a prompt's ``{tags}``); only prompted models read it.
+        """
 
     def close(self) -> None:  # noqa: B027 (optional: by default garbage collection frees the memory)
         pass
@@ -87,8 +92,11 @@ def load_error(source: str, what: str, exc: BaseException) -> CaptionerError:
     )
 
 
-def load_processor_and_model(source: str, processor_cls, model_cls, what: str, device, dtype):
+def load_processor_and_model(source: str, processor_cls, model_cls, what: str, device, dtype, **model_kwargs):
     """A transformers processor + model from a local folder or a Hub id, on ``device`` in eval mode.
+
+    ``model_kwargs`` go to ``from_pretrained`` (a 4-bit ``quantization_config``: such a model is
+    placed on the GPU by its loader and not moved after).
 
     Raises :class:`CaptionerError` naming ``source`` and ``what`` when either will not load.
     """
@@ -98,10 +106,14 @@ def load_processor_and_model(source: str, processor_cls, model_cls, what: str, d
         check_hub_available(source, CaptionerError)
     try:
         processor = processor_cls.from_pretrained(where, local_files_only=folder is not None)
-        model = model_cls.from_pretrained(where, dtype=dtype, local_files_only=folder is not None)
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        if "quantization_config" in model_kwargs:
+            model_kwargs.setdefault("device_map", {"": device})
+        model = model_cls.from_pretrained(where, dtype=dtype, local_files_only=folder is not None, **model_kwargs)
+    except (OSError, ValueError, KeyError, RuntimeError, ImportError) as exc:  # ImportError: a missing extra
         raise load_error(source, what, exc) from None
-    return processor, model.to(device).eval()
+    if "quantization_config" not in model_kwargs:
+        model = model.to(device)
+    return processor, model.eval()
 
 
 def local_folder_or_none(source: str) -> Path | None:

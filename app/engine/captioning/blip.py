@@ -28,7 +28,9 @@ class BlipCaptioner(Captioner):
         )
         self.device, self.dtype = device, dtype
 
-    def caption_batch(self, images: list[Image.Image], request: CaptionRequest) -> list[str]:
+    def caption_batch(
+        self, images: list[Image.Image], request: CaptionRequest, existing: list[str] | None = None
+    ) -> list[str]:
         inputs = self.processor(images=images, return_tensors="pt")
         pixel_values = inputs["pixel_values"].to(self.device, self.dtype)
         with torch.inference_mode():

@@ -1,8 +1,10 @@
 """Florence-2 detailed captions through transformers' native Florence2 classes.
 
 The default is ``florence-community/Florence-2-large`` (the layout transformers loads
-without remote code). The task prompt is a setting (``<DETAILED_CAPTION>`` by default;
-``<CAPTION>`` and ``<MORE_DETAILED_CAPTION>`` also work).
+without remote code). The task prompt is a setting (``<DETAILED_CAPTION>`` by default; the
+list is core's ``FLORENCE_TASKS``). PromptGen fine-tunes (MiaoshouAI's v2.0) add prompts such
+as ``<GENERATE_TAGS>`` that the stock processor does not know: those reach the model as
+written (as PromptGen's own processor sends them) and come back as plain text.
 """
 
 from __future__ import annotations
@@ -10,11 +12,9 @@ from __future__ import annotations
 import torch
 from PIL import Image
 
-from app.core.dataset.caption_config import CaptionRequest
+from app.core.dataset.caption_config import FLORENCE_TASKS, CaptionRequest
 from app.engine.captioning.base import Captioner, CaptionerError, load_processor_and_model
 from app.engine.models import quiet_loading
-
-TASKS = ("<CAPTION>", "<DETAILED_CAPTION>", "<MORE_DETAILED_CAPTION>")
 
 
 class FlorenceCaptioner(Captioner):
@@ -30,10 +30,12 @@ class FlorenceCaptioner(Captioner):
         )
         self.device, self.dtype = device, dtype
 
-    def caption_batch(self, images: list[Image.Image], request: CaptionRequest) -> list[str]:
+    def caption_batch(
+        self, images: list[Image.Image], request: CaptionRequest, existing: list[str] | None = None
+    ) -> list[str]:
         task = request.florence_task
-        if task not in TASKS:
-            raise CaptionerError(f"florence_task {task!r} is not one of {', '.join(TASKS)}")
+        if task not in FLORENCE_TASKS:  # a request made without validate()
+            raise CaptionerError(f"florence_task {task!r} is not one of {', '.join(FLORENCE_TASKS)}")
         inputs = self.processor(text=[task] * len(images), images=images, return_tensors="pt")
         inputs = {
             k: (v.to(self.device, self.dtype) if k == "pixel_values" else v.to(self.device)) for k, v in inputs.items()

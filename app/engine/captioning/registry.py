@@ -30,12 +30,23 @@ def _load_wd14(source: str, request: CaptionRequest) -> Captioner:
     return WdTagger(source, use_gpu=pick_device(request.device).type == "cuda")
 
 
+def _load_vlm(source: str, request: CaptionRequest) -> Captioner:
+    from app.engine.captioning.vlm import VlmCaptioner
+
+    device = pick_device(request.device)
+    return VlmCaptioner(source, device, pick_dtype(request.dtype, device), load_in_4bit=request.load_in_4bit)
+
+
 # How to load each backend; what they are called is core's (caption_config.BACKEND_LABELS).
 BACKENDS: dict[CaptionBackend, Callable[[str, CaptionRequest], Captioner]] = {
     CaptionBackend.BLIP: _load_blip,
     CaptionBackend.FLORENCE: _load_florence,
     CaptionBackend.WD14: _load_wd14,
+    CaptionBackend.VLM: _load_vlm,
 }
+
+# config.json model_type of the vision-language chat models (JoyCaption is a LLaVA).
+VLM_MODEL_TYPES = ("llava", "qwen2_5_vl", "qwen2_vl")
 
 
 def detect_backend(model: str, backend: CaptionBackend | str = CaptionBackend.AUTO) -> CaptionBackend:
@@ -58,9 +69,11 @@ def detect_backend(model: str, backend: CaptionBackend | str = CaptionBackend.AU
             return CaptionBackend.BLIP
         if model_type.startswith("florence"):
             return CaptionBackend.FLORENCE
+        if model_type in VLM_MODEL_TYPES:
+            return CaptionBackend.VLM
         raise CaptionerError(
-            f"{folder}: not a known captioning model (expected a BLIP or Florence-2 "
-            "transformers folder, or a WD14 tagger with model.onnx and selected_tags.csv)"
+            f"{folder}: not a known captioning model (expected a BLIP, Florence-2, LLaVA or Qwen2.5-VL "
+            "transformers folder, or a WD tagger with model.onnx and selected_tags.csv)"
         )
     name = model.lower()
     if "florence" in name:
@@ -69,9 +82,10 @@ def detect_backend(model: str, backend: CaptionBackend | str = CaptionBackend.AU
         return CaptionBackend.WD14
     if "blip" in name:
         return CaptionBackend.BLIP
-    raise CaptionerError(
-        f"{model}: cannot tell which captioner this is; choose the backend (blip, florence or wd14) explicitly"
-    )
+    if any(word in name for word in ("joycaption", "llava", "qwen2.5-vl", "qwen2-vl")):
+        return CaptionBackend.VLM
+    choices = ", ".join(b.value for b in CaptionBackend if b is not CaptionBackend.AUTO)
+    raise CaptionerError(f"{model}: cannot tell which captioner this is; choose the backend ({choices}) explicitly")
 
 
 def load_captioner(request: CaptionRequest) -> Captioner:
@@ -81,7 +95,8 @@ def load_captioner(request: CaptionRequest) -> Captioner:
     return BACKENDS[backend](source, request)
 
 
-def captioner_key(request: CaptionRequest) -> tuple[str, str, str, str]:
+def captioner_key(request: CaptionRequest) -> tuple[str, ...]:
     """What identifies a loaded captioner (the worker reuses it while this stays the same)."""
     backend = detect_backend(request.model, request.backend)
-    return (backend.value, request.model_id(backend), request.device.value, request.dtype.value)
+    four_bit = "4bit" if backend is CaptionBackend.VLM and request.load_in_4bit else ""
+    return (backend.value, request.model_id(backend), request.device.value, request.dtype.value, four_bit)

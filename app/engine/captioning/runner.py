@@ -115,7 +115,9 @@ def _caption(
     if not loaded:
         return []
     try:
-        texts = captioner.caption_batch([im for _item, im in loaded], request)
+        texts = captioner.caption_batch(
+            [im for _item, im in loaded], request, existing=[item.caption for item, _im in loaded]
+        )
         if len(texts) != len(loaded):
             raise RuntimeError(f"the model returned {len(texts)} captions for {len(loaded)} images")
         return [(item, text) for (item, _im), text in zip(loaded, texts)]

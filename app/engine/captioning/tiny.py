@@ -11,6 +11,8 @@
   random: ``red``/``green``/``blue`` fire for the dominant colour, so tests can check that
   the right tags come out. Exporting needs the ``onnx`` package (a test extra).
 
+The vision-language stand-ins (LLaVA, Qwen2.5-VL) are in :mod:`tiny_vlm`.
+
 Used by the tests and ``bench/captioning.py``; nothing here touches the network.
 """
 
@@ -227,20 +229,31 @@ class _TinyTagger(torch.nn.Module):
         return torch.sigmoid(self.fc(x))
 
 
-def write_tiny_wd_tagger(out: str | Path, *, size: int = 32, fixed_batch: int | None = None) -> Path:
-    """``model.onnx`` + ``selected_tags.csv`` in ``out`` (a dynamic batch unless ``fixed_batch``)."""
+def write_tiny_wd_tagger(
+    out: str | Path,
+    *,
+    size: int = 32,
+    fixed_batch: int | None = None,
+    input_name: str = "input",
+    output_name: str = "output",
+) -> Path:
+    """``model.onnx`` + ``selected_tags.csv`` in ``out`` (a dynamic batch unless ``fixed_batch``).
+
+    The v3 taggers (vit, swinv2, convnext, vit-large, eva02-large) take a dynamic batch of
+    448×448 images; v2 ones were exported by Keras with a name such as ``input_1:0``.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model = _TinyTagger().eval()
     example = torch.full((fixed_batch or 2, size, size, 3), 128.0)
-    dynamic = None if fixed_batch else {"input": {0: "batch"}, "output": {0: "batch"}}
+    dynamic = None if fixed_batch else {input_name: {0: "batch"}, output_name: {0: "batch"}}
     try:
         torch.onnx.export(
             model,
             (example,),
             str(out / "model.onnx"),
-            input_names=["input"],
-            output_names=["output"],
+            input_names=[input_name],
+            output_names=[output_name],
             dynamic_axes=dynamic,
             dynamo=False,
             opset_version=17,

@@ -123,7 +123,9 @@ class WdTagger(Captioner):
         parts = [self.session.run(None, {self.input_name: batch[i : i + step]})[0] for i in range(0, len(images), step)]
         return np.concatenate(parts, axis=0)
 
-    def caption_batch(self, images: list[Image.Image], request: CaptionRequest) -> list[str]:
+    def caption_batch(
+        self, images: list[Image.Image], request: CaptionRequest, existing: list[str] | None = None
+    ) -> list[str]:
         probs = self.probabilities(images)
         return [join_tags(self.select(row, request), request.separator) for row in probs]
 

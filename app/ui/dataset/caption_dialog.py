@@ -1,12 +1,15 @@
-"""Auto-caption settings: backend and model, mode, prefix (trigger word), suffix, batch size."""
+"""Auto-caption settings: backend and model, mode, prefix (trigger word), suffix, batch size,
+and each backend's own fields (tagger thresholds, Florence-2 task, a VLM's prompt)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
+    QCompleter,
     QDialog,
     QDialogButtonBox,
     QDoubleSpinBox,
@@ -21,7 +24,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.dataset.caption_config import BACKEND_LABELS, DEFAULT_MODELS, CaptionBackend, CaptionMode
+from app.core.dataset.caption_config import (
+    BACKEND_LABELS,
+    CPU_NOTES,
+    DEFAULT_MODELS,
+    DEFAULT_VLM_PROMPT,
+    FLORENCE_TASKS,
+    KNOWN_MODELS,
+    CaptionBackend,
+    CaptionMode,
+)
 
 MODES = [
     ("Only images without a caption", CaptionMode.FILL),
@@ -70,6 +82,8 @@ class CaptionDialog(QDialog):
         self.exclude_tags.setPlaceholderText("tags to leave out, separated by commas")
         self.underscores = QCheckBox("Underscores to spaces", self)
         self.underscores.setChecked(True)
+        self.cpu_notes = QLabel("\n".join(CPU_NOTES.values()), self)  # core's table: one line a backend
+        self.cpu_notes.setWordWrap(True)
         form = QFormLayout()
         form.addRow("Captioner", self.backend)
         form.addRow("Model", model_row)
@@ -84,6 +98,7 @@ class CaptionDialog(QDialog):
         form.addRow("Max tags", self.max_tags)
         form.addRow("Exclude", self.exclude_tags)
         form.addRow("", self.underscores)
+        self._add_prompt_fields(form)
         self._form = form
         note = QLabel("Captions are written beside each picture as .txt; Undo restores them.", self)
         note.setWordWrap(True)
@@ -93,15 +108,37 @@ class CaptionDialog(QDialog):
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
+        layout.addWidget(self.cpu_notes)
         layout.addWidget(note)
         layout.addWidget(buttons)
         self.backend.currentIndexChanged.connect(self._show_fields)
         self._show_fields()
 
+    def _add_prompt_fields(self, form: QFormLayout) -> None:
+        """Florence-2's task and a vision-language model's prompt, discouraged words and 4-bit."""
+        self.florence_task = QComboBox(self)
+        for task, meaning in FLORENCE_TASKS.items():
+            self.florence_task.addItem(f"{task} — {meaning}", task)
+        self.florence_task.setCurrentIndex(self.florence_task.findData("<DETAILED_CAPTION>"))
+        self.vlm_prompt = QLineEdit(DEFAULT_VLM_PROMPT, self)
+        self.vlm_prompt.setToolTip("{tags}: the image's caption now; {trigger}: the prefix above.")
+        self.discouraged = QLineEdit(self)
+        self.discouraged.setPlaceholderText("words the model must not write, separated by commas")
+        self.four_bit = QCheckBox("Load in 4-bit (bitsandbytes, CUDA GPU; a quarter of the memory)", self)
+        form.addRow("Task", self.florence_task)
+        form.addRow("Prompt", self.vlm_prompt)
+        form.addRow("Discouraged words", self.discouraged)
+        form.addRow("", self.four_bit)
+
     def _show_fields(self) -> None:
         backend = CaptionBackend(self.backend.currentData())
         self.model.setPlaceholderText(DEFAULT_MODELS[backend])
+        completer = QCompleter(list(KNOWN_MODELS[backend]), self.model)
+        completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        completer.setFilterMode(Qt.MatchFlag.MatchContains)
+        self.model.setCompleter(completer)  # the known repo ids; any other id or folder works too
         tagger = backend is CaptionBackend.WD14
+        vlm = backend is CaptionBackend.VLM
         for widget in (
             self.general_threshold,
             self.character_threshold,
@@ -111,6 +148,9 @@ class CaptionDialog(QDialog):
         ):
             self._form.setRowVisible(widget, tagger)
         self._form.setRowVisible(self.max_new_tokens, not tagger)
+        self._form.setRowVisible(self.florence_task, backend is CaptionBackend.FLORENCE)
+        for widget in (self.vlm_prompt, self.discouraged, self.four_bit):
+            self._form.setRowVisible(widget, vlm)
 
     def browse_model(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Captioning model folder", self.model.text().strip())
@@ -132,6 +172,10 @@ class CaptionDialog(QDialog):
             "max_tags": self.max_tags.value(),
             "exclude_tags": self.exclude_tags.text(),
             "underscores_to_spaces": self.underscores.isChecked(),
+            "florence_task": self.florence_task.currentData(),
+            "vlm_prompt": self.vlm_prompt.text().strip() or DEFAULT_VLM_PROMPT,
+            "discouraged_words": self.discouraged.text(),
+            "load_in_4bit": self.four_bit.isChecked(),
         }
 
 

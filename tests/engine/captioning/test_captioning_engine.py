@@ -186,11 +186,11 @@ class _Flaky:
     def __init__(self, inner, bad_size):
         self.inner, self.bad_size, self.batches = inner, bad_size, []
 
-    def caption_batch(self, images, request):
+    def caption_batch(self, images, request, existing=None):
         self.batches.append(len(images))
         if any(im.size == self.bad_size for im in images):
             raise RuntimeError("decoder exploded")
-        return self.inner.caption_batch(images, request)
+        return self.inner.caption_batch(images, request, existing)
 
 
 def test_failing_image_is_reported_and_the_rest_are_captioned(tiny_wd, tmp_path):
@@ -236,5 +236,5 @@ def test_florence_detailed_caption_batched_with_prefix(tiny_florence, tmp_path):
     summary = run_captioning(captioner, request)
     assert summary.written == 1 and (tmp_path / "b.txt").read_text() == "kept"
     assert (tmp_path / "a.txt").read_text().startswith("sks, ")
-    with pytest.raises(CaptionerError, match="florence_task"):
-        captioner.caption_batch(images, _request(tmp_path, tiny_florence, florence_task="<OD>"))
+    with pytest.raises(ConfigError, match="florence_task = '<OD>' is not one of <CAPTION>"):
+        _request(tmp_path, tiny_florence, florence_task="<OD>")

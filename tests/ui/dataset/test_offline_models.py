@@ -115,3 +115,34 @@ def test_dataset_tab_says_not_downloaded_when_offline(qtbot, tmp_path, pictures,
     qtbot.waitUntil(lambda: tab.session.caption_job is None, timeout=120_000)
     assert tab.status.text() == f"auto-captioning failed: {not_downloaded_message(BLIP)}"
     assert tab.progress_label.text() == "" and not tab.progress.isVisible()
+
+
+def test_caption_dialog_says_which_backends_run_on_a_cpu_and_shows_each_backends_fields(qtbot):
+    from app.core.dataset.caption_config import CPU_NOTES, KNOWN_MODELS, CaptionBackend
+    from app.ui.dataset.caption_dialog import CaptionDialog
+
+    dialog = CaptionDialog(has_selection=False)
+    qtbot.addWidget(dialog)
+    dialog.show()
+    assert dialog.cpu_notes.text().splitlines() == list(CPU_NOTES.values())
+    assert len(CPU_NOTES) == len(CaptionBackend) - 1, "a line for every backend but auto"
+
+    def pick(backend: CaptionBackend) -> None:
+        dialog.backend.setCurrentIndex(dialog.backend.findData(backend.value))
+
+    pick(CaptionBackend.FLORENCE)
+    assert dialog.florence_task.isVisible() and not dialog.vlm_prompt.isVisible()
+    dialog.florence_task.setCurrentIndex(dialog.florence_task.findData("<GENERATE_TAGS>"))
+    assert dialog.values()["florence_task"] == "<GENERATE_TAGS>"
+    pick(CaptionBackend.WD14)
+    completions = dialog.model.completer().model()
+    shown = [completions.index(i, 0).data() for i in range(completions.rowCount())]
+    assert shown == list(KNOWN_MODELS[CaptionBackend.WD14]) and "SmilingWolf/wd-eva02-large-tagger-v3" in shown
+    pick(CaptionBackend.VLM)
+    assert dialog.vlm_prompt.isVisible() and dialog.four_bit.isVisible() and not dialog.florence_task.isVisible()
+    dialog.vlm_prompt.setText("Describe {trigger}; known tags: {tags}")
+    dialog.discouraged.setText("watermark, blurry")
+    dialog.four_bit.setChecked(True)
+    values = dialog.values()
+    assert values["backend"] == "vlm" and values["vlm_prompt"] == "Describe {trigger}; known tags: {tags}"
+    assert values["discouraged_words"] == "watermark, blurry" and values["load_in_4bit"] is True
