@@ -56,8 +56,7 @@ def _kohya_modelspec_hash(tensors):
 
 def _trained_metadata(tmp_path, tensors, **network):
     """The header the trainer writes for a run on ``<tmp>/pics/5_ohwx`` (4 pictures) + ``<tmp>/more/ohwx``."""
-    from types import SimpleNamespace
-
+    from diffusers import DDPMScheduler
     from train_helpers import write_images
 
     from app.core.families import Family
@@ -78,7 +77,7 @@ def _trained_metadata(tmp_path, tensors, **network):
             "network": {"rank": 4, "alpha": 2.0, **network},
         }
     )
-    scheduler = SimpleNamespace(config=SimpleNamespace(prediction_type="epsilon"))
+    scheduler = DDPMScheduler(prediction_type="epsilon")  # the trainer's own kind of noise schedule
     info = adapter_info(config, Family.SD1, scheduler, collect(config), 1.7e9, 40, 3, epochs=4)
     path = lora_files.save_kohya(tmp_path / "a.safetensors", tensors, lora_files.build_metadata(info, tensors))
     with safe_open(str(path), "pt") as fh:
