@@ -184,19 +184,27 @@ class Skip:
     reason: str  # one sentence naming the file
 
 
+def requested_items(ds: Dataset, files: list[str]) -> list[ImageItem]:
+    """The dataset's pictures a job asks for: ``files`` (any spelling of their paths), or all."""
+    if not files:
+        return list(ds.items)
+    wanted = {Path(f).expanduser().resolve() for f in files}
+    return [i for i in ds.items if i.path in wanted]
+
+
+def unusable(item: ImageItem) -> Skip:
+    """The skip of a picture with a blocking problem, naming the problem."""
+    return Skip(item.path, f"skipped: {next(p.message for p in item.problems if p.blocking)}")
+
+
 def caption_targets(ds: Dataset, request: CaptionRequest) -> tuple[list[ImageItem], list[Skip], int]:
     """(images to caption, skipped with a reason, images left alone because they have a caption)."""
-    items = ds.items
-    if request.files:
-        wanted = {Path(f).expanduser().resolve() for f in request.files}
-        items = [i for i in items if i.path in wanted]
     targets: list[ImageItem] = []
     skipped: list[Skip] = []
     kept = 0
-    for item in items:
+    for item in requested_items(ds, request.files):
         if not item.usable:
-            reason = next(p.message for p in item.problems if p.blocking)
-            skipped.append(Skip(item.path, f"skipped: {reason}"))
+            skipped.append(unusable(item))
             continue
         if request.mode is CaptionMode.FILL and item.has_caption:
             kept += 1

@@ -9,10 +9,9 @@ unless ``overwrite`` is set: an edited mask is never replaced by surprise.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from app.core.configs import ConfigError, DevicePref, DtypePref, _Config
-from app.core.dataset.caption_config import Skip
+from app.core.dataset.caption_config import Skip, requested_items, unusable
 from app.core.dataset.masks import sidecar_path
 from app.core.dataset.scan import Dataset, ImageItem
 
@@ -50,17 +49,12 @@ class MaskRequest(_Config):
 
 def mask_targets(ds: Dataset, request: MaskRequest) -> tuple[list[ImageItem], list[Skip], int]:
     """(pictures to mask, skipped with a reason, pictures left alone because they have a sidecar)."""
-    items = ds.items
-    if request.files:
-        wanted = {Path(f).expanduser().resolve() for f in request.files}
-        items = [i for i in items if i.path in wanted]
     targets: list[ImageItem] = []
     skipped: list[Skip] = []
     kept = 0
-    for item in items:
+    for item in requested_items(ds, request.files):
         if not item.usable:
-            reason = next(p.message for p in item.problems if p.blocking)
-            skipped.append(Skip(item.path, f"skipped: {reason}"))
+            skipped.append(unusable(item))
         elif sidecar_path(item.path).is_symlink() or sidecar_path(item.path).is_dir():
             skipped.append(Skip(item.path, f"skipped: {sidecar_path(item.path)} is not a plain file; it is left alone"))
         elif sidecar_path(item.path).exists() and not request.overwrite:
