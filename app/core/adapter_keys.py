@@ -12,6 +12,8 @@ import collections
 import re
 from enum import Enum
 
+from app.core import families
+
 
 class AdapterLayout(str, Enum):
     KOHYA = "kohya"
@@ -65,25 +67,11 @@ _DIFFUSERS_PREFIXES = {
     "text_encoder.": Part.TEXT_ENCODER,
     "text_encoder_2.": Part.TEXT_ENCODER_2,
 }
-# A transformer denoiser's layers (Flux): BFL's own paths, which kohya (``lora_unet_`` with "_"),
-# ComfyUI (``diffusion_model.``), BFL and XLabs files use; diffusers' paths (peft, SimpleTuner).
-_BFL_ROOTS = (
-    "double_blocks.",
-    "single_blocks.",
-    "final_layer.",
-    "img_in.",
-    "txt_in.",
-    "time_in.",
-    "vector_in.",
-    "guidance_in.",
-)
-_TRANSFORMER_ROOTS = (
-    "transformer_blocks.",
-    "single_transformer_blocks.",
-    "x_embedder.",
-    "context_embedder.",
-    "norm_out.",
-)
+# A transformer denoiser's layers, from each family's ``original_roots`` (Flux: BFL's own paths,
+# which kohya ``lora_unet_`` with "_", ComfyUI ``diffusion_model.``, BFL and XLabs files use) and
+# ``diffusers_roots`` (diffusers' paths: peft, SimpleTuner).
+_BFL_ROOTS = families.denoiser_roots("original")
+_TRANSFORMER_ROOTS = families.denoiser_roots("diffusers")
 _TRANSFORMER_NAMES = (
     # no "_" after a kohya root: "lora_unet_img_in" is a whole module name
     tuple("lora_unet_" + r.rstrip(".").replace(".", "_") for r in _BFL_ROOTS)

@@ -109,8 +109,10 @@ def _family(
     arch = meta.get("modelspec.architecture", "")
     if (fam := families.by_architecture(arch)) is not None:
         return fam, f"metadata modelspec.architecture = {arch}"
+    if (marked := families.by_adapter_names(names)) is not None:
+        return marked[0], f"its layer names are {families.label(marked[0])}'s ({marked[1]})"
     if Part.TRANSFORMER in parts and (fam := families.with_transformer_denoiser()) is not None:
-        return fam, f"it changes a transformer denoiser's layers ({families.label(fam)}'s double/single blocks)"
+        return fam, f"it changes a transformer denoiser's layers (taken as {families.label(fam)}'s)"
     if Part.TEXT_ENCODER_2 in parts and (fam := families.with_second_text_encoder()) is not None:
         return fam, "it changes a second text encoder"
     if any(n.startswith("lora_unet_label_emb") for n in names) and (fam := families.with_size_conditioning()):

@@ -45,7 +45,7 @@ FORM17 = (
 FORM12 = ("BASE", "IN04", "IN05", "IN07", "IN08", "MID", *(f"OUT{i:02}" for i in range(6)))
 
 # Vector length -> the blocks its values are for: the short forms and each family's full list.
-FORMS: dict[int, tuple[str, ...]] = {17: FORM17, 12: FORM12, **{len(f.blocks): f.blocks for f in FAMILIES}}
+FORMS: dict[int, tuple[str, ...]] = {17: FORM17, 12: FORM12, **{len(f.blocks): f.blocks for f in FAMILIES if f.blocks}}
 
 # The extension's built-in presets (DEF_WEIGHT_PRESET in scripts/lora_block_weight.py, and its README).
 PRESETS: dict[str, str] = {
@@ -95,6 +95,8 @@ def block_of(name: str, family: Family | str = FALLBACK) -> str | None:
     2.x and SDXL UNet has.
     """
     fam = spec(family)
+    if fam.block_layout is BlockLayout.NONE:
+        return None
     second = _SECOND_TEXT.search(name)
     if second or _TEXT.search(name):
         return fam.text_blocks[min(1 if second else 0, len(fam.text_blocks) - 1)]
@@ -194,6 +196,8 @@ def vector(text: str, family: Family | str, user: dict[str, str] | None = None) 
     if not text.strip():
         return None
     fam = spec(family)
+    if not fam.blocks:
+        raise BlockWeightError(f"block weights {text!r}: {fam.label} adapters have no per-block weights yet")
     values = _numbers_of(text, accepted_lengths(fam.id), presets(user))
     given = dict(zip(FORMS[len(values)], values))
     return tuple(given.get(block, 0.0) for block in fam.blocks)

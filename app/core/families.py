@@ -23,6 +23,7 @@ class BlockLayout(str, Enum):
 
     SD_UNET = "sd-unet"  # input_blocks / middle_block / output_blocks (or diffusers' down/mid/up)
     FLUX_DIT = "flux-dit"  # double_blocks / single_blocks (or diffusers' transformer_blocks)
+    NONE = "none"  # no per-block weights for the family yet (its ``blocks`` is empty)
 
 
 class Family(str, Enum):
@@ -89,6 +90,15 @@ class FamilySpec:
     block_layout: BlockLayout
     hub_tags: tuple[str, ...] = ()
     distilled: Distilled | None = None  # the family's timestep-distilled model, if it has one
+    # A transformer denoiser's top-level module names (with the trailing "."): in the model's
+    # original code (BFL's ``double_blocks.`` for Flux: kohya ``lora_unet_…``, ComfyUI
+    # ``diffusion_model.…`` and bare files use them) and in diffusers (``transformer_blocks.``).
+    # app.core.adapter_keys tells a file's transformer layers by them.
+    original_roots: tuple[str, ...] = ()
+    diffusers_roots: tuple[str, ...] = ()
+    # Regexes on adapter tensor names (any layout) that only this family's files match: the
+    # evidence when a file has no metadata. Checked newest family first (app.core.adapters).
+    adapter_markers: tuple[str, ...] = ()
 
     def render_defaults(self, distilled: bool = False) -> tuple[int, float]:
         """Steps and guidance a render starts from: the distilled model's when it is that one."""
@@ -271,6 +281,24 @@ FAMILIES: tuple[FamilySpec, ...] = (
         text_blocks=("CLIP", "T5"),
         block_layout=BlockLayout.FLUX_DIT,
         hub_tags=("flux",),
+        original_roots=(
+            "double_blocks.",
+            "single_blocks.",
+            "final_layer.",
+            "img_in.",
+            "txt_in.",
+            "time_in.",
+            "vector_in.",
+            "guidance_in.",
+        ),  # fmt: skip
+        diffusers_roots=(
+            "transformer_blocks.",
+            "single_transformer_blocks.",
+            "x_embedder.",
+            "context_embedder.",
+            "norm_out.",
+        ),  # fmt: skip
+        adapter_markers=(r"(^|[._])(double_blocks|single_blocks|single_transformer_blocks)[._]",),
         # FLUX.1 [schnell]: 4 steps, no guidance embedding (its transformer config says
         # guidance_embeds = false), T5 prompts of 256 tokens.
         distilled=Distilled(
@@ -369,6 +397,22 @@ def with_stacked_transformers() -> Family | None:
 
 def with_transformer_denoiser() -> Family | None:
     return _first(lambda f: f.transformer_denoiser)
+
+
+def by_adapter_names(names: list[str]) -> tuple[Family, str] | None:
+    """The family whose ``adapter_markers`` one of ``names`` matches, newest family first, with
+    that name; None when no marker matches."""
+    for f in reversed(FAMILIES):
+        for marker in f.adapter_markers:
+            pattern = re.compile(marker)
+            if (hit := next((n for n in names if pattern.search(n)), None)) is not None:
+                return f.id, hit
+    return None
+
+
+def denoiser_roots(which: str) -> tuple[str, ...]:
+    """Every family's ``original_roots`` or ``diffusers_roots`` (``which``), without repeats."""
+    return tuple(dict.fromkeys(r for f in FAMILIES for r in getattr(f, f"{which}_roots")))
 
 
 _BY_HUB_BASE = {base.lower(): f.id for f in FAMILIES for base in f.hub_bases}

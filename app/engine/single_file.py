@@ -29,15 +29,9 @@ CONFIGS_DIR = Path(__file__).resolve().parents[2] / "resources" / "model_configs
 _BPE_FILE = CONFIGS_DIR / "clip" / "bpe_simple_vocab_16e6.txt.gz"
 
 
-class Variant(str, Enum):
-    """A model whose diffusers config is bundled (the public configs of the base releases)."""
-
-    SD15 = "sd15"  # runwayml/stable-diffusion-v1-5
-    SD21 = "sd21"  # stabilityai/stable-diffusion-2-1 (v-prediction, 768 px)
-    SD21_BASE = "sd21-base"  # stabilityai/stable-diffusion-2-1-base (epsilon, 512 px)
-    SDXL = "sdxl"  # stabilityai/stable-diffusion-xl-base-1.0
-    FLUX1_DEV = "flux1-dev"  # black-forest-labs/FLUX.1-dev (guidance-distilled, 28 steps)
-    FLUX1_SCHNELL = "flux1-schnell"  # black-forest-labs/FLUX.1-schnell (timestep-distilled, 4 steps)
+class _VariantBase(str, Enum):
+    """A model whose diffusers config is bundled (the public configs of the base releases):
+    each family's ``variants`` (``resources/model_configs/<family>/<variant>/``)."""
 
     @property
     def family(self) -> Family:
@@ -45,7 +39,12 @@ class Variant(str, Enum):
 
     @property
     def config_source(self) -> Path:
-        return CONFIGS_DIR / self.family.value / ("sdxl-base" if self is Variant.SDXL else self.value)
+        return CONFIGS_DIR / self.family.value / ("sdxl-base" if self.value == "sdxl" else self.value)
+
+
+# SD15 = "sd15" (runwayml/stable-diffusion-v1-5), SD21 (v-prediction, 768 px), SD21_BASE
+# (epsilon, 512 px), SDXL, FLUX1_DEV (guidance-distilled, 28 steps), FLUX1_SCHNELL (4 steps)...
+Variant = _VariantBase("Variant", [(v.upper().replace("-", "_"), v) for v in families.all_variants()])
 
 
 class CheckpointProblem(ValueError):

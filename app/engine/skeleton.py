@@ -42,31 +42,22 @@ class SkeletonError(Exception):
 
 
 def meta_component(variant: Variant | str, component: str):
-    """One component built on the meta device from the bundled config: names and shapes only."""
+    """One component built on the meta device from the bundled config: names and shapes only.
+    A diffusers config names its class (``_class_name``), a transformers one its architecture
+    (CLIP text configs without one are CLIPTextModel)."""
     from accelerate import init_empty_weights
 
     cfg = component_config(variant, component)
     with init_empty_weights():
-        if component == "unet":
-            from diffusers import UNet2DConditionModel
+        if "_class_name" in cfg:
+            import diffusers
 
-            return UNet2DConditionModel.from_config(cfg)
-        if component == "vae":
-            from diffusers import AutoencoderKL
+            return getattr(diffusers, cfg["_class_name"]).from_config(cfg)
+        import transformers
 
-            return AutoencoderKL.from_config(cfg)
-        if component == "transformer":
-            from diffusers import FluxTransformer2DModel
-
-            return FluxTransformer2DModel.from_config(cfg)
-        if cfg["architectures"][0] == "T5EncoderModel":
-            from transformers import T5Config, T5EncoderModel
-
-            return T5EncoderModel(T5Config(**{k: v for k, v in cfg.items() if k != "architectures"}))
-        from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
-
-        cls = CLIPTextModelWithProjection if "WithProjection" in cfg["architectures"][0] else CLIPTextModel
-        return cls(CLIPTextConfig(**{k: v for k, v in cfg.items() if k != "architectures"}))
+        arch = (cfg.get("architectures") or ["CLIPTextModel"])[0]
+        fields = {k: v for k, v in cfg.items() if k not in ("architectures", "model_type")}
+        return getattr(transformers, arch)(transformers.AutoConfig.for_model(cfg["model_type"], **fields))
 
 
 def component_shapes(variant: Variant | str, component: str) -> dict[str, tuple[int, ...]]:

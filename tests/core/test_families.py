@@ -6,7 +6,7 @@ import pytest
 
 from app.core import families
 from app.core.configs import Scheduler
-from app.core.families import FAMILIES, Family
+from app.core.families import FAMILIES, BlockLayout, Family
 
 # The constants as they were before the table (copied verbatim from the old modules).
 OLD_BASE_MODEL_VERSION = {Family.SD1: "sd_v1", Family.SD2: "sd_v2", Family.SDXL: "sdxl_base_v1-0"}
@@ -153,9 +153,12 @@ def test_hub_bases_labels_colours_sizes_variants_are_unchanged():
 def test_every_entry_is_complete():
     for s in FAMILIES:
         for field, value in vars(s).items():
-            # Flux has no bundled real-size configs yet (issue 14's skeletons stop at SDXL).
-            # Only a family with a distilled model has one.
+            # Only a family with a distilled model has one; UNet families have no transformer
+            # roots or name markers; a family without block weights has no blocks.
             optional = ("architecture_v_prediction", "hub_tags", "distilled")
+            optional += ("original_roots", "diffusers_roots", "adapter_markers")
+            if s.block_layout is BlockLayout.NONE:
+                optional += ("blocks", "text_blocks")
             if field not in optional:
                 assert value not in ("", (), None), f"{s.id.value}: {field} is empty"
         assert len(s.text_widths) == len(s.te_prefixes)

@@ -250,4 +250,4 @@ def test_the_header_tells_each_flux_layout_and_the_family_from_the_names_alone(f
     info = inspect_adapter(path)
     assert info.layout is expected and info.family is Family.FLUX1
     assert info.parts[0] is Part.TRANSFORMER and Part.UNET not in info.parts
-    assert "transformer denoiser" in info.family_evidence
+    assert "Flux.1's" in info.family_evidence

@@ -1,15 +1,18 @@
 """Registry: family id -> its engine module's ``ENGINE`` (what needs torch; see ``base``).
 
-Importing this package imports no torch or diffusers: the engines import them when used.
+Each family of ``app.core.families.FAMILIES`` has one module here named by its id
+(``app/engine/families/<id>.py``, defining ``ENGINE``); adding a family edits nothing in this
+file. Importing this package imports no torch or diffusers: the engines import them when used.
 """
 
 from __future__ import annotations
 
-from app.core.families import Family
-from app.engine.families import flux1, sd1, sd2, sdxl
+from importlib import import_module
+
+from app.core.families import FAMILIES, Family
 from app.engine.families.base import StableDiffusion
 
-ENGINES: dict[Family, StableDiffusion] = {m.ENGINE.family: m.ENGINE for m in (sd1, sd2, sdxl, flux1)}
+ENGINES: dict[Family, StableDiffusion] = {f.id: import_module(f"{__name__}.{f.id.value}").ENGINE for f in FAMILIES}
 
 
 def engine(family: Family | str) -> StableDiffusion:

@@ -8,7 +8,6 @@ that render 64x64 on a CPU in a fraction of a second; both tokenizers are built 
 
 from __future__ import annotations
 
-import math
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +15,8 @@ from typing import Any
 
 from app.core.families import Family
 from app.core.train_config import Targets
-from app.core.train_flow import TimestepSampling
-from app.engine.families.base import StableDiffusion, TinyTextEncoder
+from app.engine.families.base import TinyTextEncoder
+from app.engine.families.flow import FlowMatchingTransformer
 
 #: T5 token features a prompt is padded to. The real pipeline uses 512 ([dev]) / 256
 #: ([schnell]); the tiny model uses fewer so that its renders stay cheap.
@@ -37,14 +36,11 @@ _FLUX_MODULATION = ("norm1.linear", "norm1_context.linear", "norm.linear")
 
 
 @dataclass(frozen=True)
-class Flux(StableDiffusion):
+class Flux(FlowMatchingTransformer):
     def pipeline_class(self):
         from diffusers import FluxPipeline
 
         return FluxPipeline
-
-    def load_kwargs(self) -> dict[str, Any]:
-        return {}
 
     def encode_prompts(self, pipe: Any, captions: list[str], device: Any) -> dict[str, Any]:
         """captions -> {"embeds": T5 features (B, L, 4096), "pooled": CLIP pooled (B, 768),
@@ -64,10 +60,7 @@ class Flux(StableDiffusion):
         return min(512, int(getattr(pipe.tokenizer_2, "model_max_length", 512)))
 
     # ------------------------------------------------------------ training
-    denoiser_name = "transformer"
     trainable_text_encoders = 1  # CLIP-L only; T5-XXL stays frozen (as sd-scripts and ai-toolkit)
-    release_text_encoders = True
-    fp8_base = True  # 12B parameters: 24 GB in bf16, 12 GB in fp8
     dora_training = False  # q/k/v are saved fused, as sd-scripts writes them
 
     def lora_target_names(self, denoiser: Any, targets: Targets) -> list[str]:
@@ -104,24 +97,6 @@ class Flux(StableDiffusion):
         if text_ids is None:  # FluxPipeline's text ids are zeros, one row per T5 token
             text_ids = torch.zeros(encoded["embeds"].shape[1], 3, device=device, dtype=dtype)
         return {"pooled_projections": encoded["pooled"].to(dtype), "txt_ids": text_ids}
-
-    def noise_schedule(self, pipe: Any, prediction: str | None) -> Any:
-        """The pipeline's FlowMatchEulerDiscreteScheduler config (its shift settings are read)."""
-        return pipe.scheduler
-
-    def sample_timesteps(self, sched: Any, config: Any, latents: Any, gen: Any) -> Any:
-        """sigma * 1000 per picture, drawn from ``gen`` as ``config.flow`` says (see app.core.train_flow)."""
-        import torch
-
-        opts, n = config.flow, latents.shape[0]
-        if opts.timestep_sampling is TimestepSampling.UNIFORM:
-            sigma = torch.rand((n,), generator=gen)
-        else:
-            sigma = torch.sigmoid(opts.logit_mean + opts.logit_std * torch.randn((n,), generator=gen))
-        if opts.timestep_sampling is TimestepSampling.SHIFT:
-            mu = self.resolution_shift(sched.config, latents.shape[-2] * latents.shape[-1] // 4)
-            sigma = math.exp(mu) / (math.exp(mu) + (1.0 / sigma - 1.0))  # the sampler's own time shift
-        return sigma * sched.config.num_train_timesteps
 
     def distilled(self, denoiser_config: Any) -> bool:
         """[schnell]'s transformer has no guidance embedding; [dev]'s has."""
@@ -160,19 +135,6 @@ class Flux(StableDiffusion):
 
         return flux_keys.kohya_places(root)
 
-    @staticmethod
-    def resolution_shift(sched_config: Any, image_tokens: int) -> float:
-        """Flux's mu for ``image_tokens`` (2x2 latent patches): linear from base_shift at
-        base_image_seq_len to max_shift at max_image_seq_len, as FluxPipeline renders."""
-        lo, hi = sched_config.get("base_image_seq_len", 256), sched_config.get("max_image_seq_len", 4096)
-        base, top = sched_config.get("base_shift", 0.5), sched_config.get("max_shift", 1.15)
-        return base + (top - base) * (image_tokens - lo) / (hi - lo)
-
-    def noisy_and_target(self, sched: Any, latents: Any, noise: Any, timesteps: Any) -> tuple[Any, Any]:
-        """Flow matching: x_t = (1 - sigma) x0 + sigma noise; the target is the velocity noise - x0."""
-        sigma = (timesteps.float() / sched.config.num_train_timesteps).view(-1, 1, 1, 1)
-        return (1.0 - sigma) * latents + sigma * noise, noise - latents
-
     def predict(self, denoiser: Any, noisy: Any, timesteps: Any, cond: dict[str, Any], guidance: float) -> Any:
         """Pack the latents into 2x2 patch tokens, call the transformer as FluxPipeline does
         (timestep as sigma, [dev]'s guidance input), unpack its velocity."""
@@ -196,9 +158,6 @@ class Flux(StableDiffusion):
             return_dict=False,
         )[0]
         return out.view(b, h // 2, w // 2, c, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(b, c, h, w)
-
-    def loss_weights(self, sched: Any, config: Any, timesteps: Any) -> Any:
-        return 1.0  # min-SNR is a DDPM weighting; the sampling of sigma does the weighting here
 
     def kohya_layout(self, denoiser: Any, module_paths: list[str]) -> dict[str, tuple[str, ...]]:
         """kohya sd-scripts' Flux names (what ComfyUI and Forge load): BFL's module names, with
