@@ -67,6 +67,24 @@ def tiny_flux1(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """``tiny_model("zimage")`` -> a random-weight tiny folder of that family (``loraloom
+    tiny-model --family``), written once a session per family and process."""
+    from app.engine.tiny import write_tiny_model
+
+    made: dict[str, Path] = {}
+
+    def make(family: str, seed: int = 0) -> Path:
+        key = f"{family}-{seed}"
+        if key not in made:
+            made[key] = tmp_path_factory.mktemp("tiny") / f"tiny-{key}"
+            write_tiny_model(made[key], family=family, seed=seed)
+        return made[key]
+
+    return make
+
+
 @pytest.fixture
 def python_exe() -> str:
     return sys.executable
