@@ -39,7 +39,7 @@ class _VariantBase(str, Enum):
 
     @property
     def config_source(self) -> Path:
-        return CONFIGS_DIR / self.family.value / ("sdxl-base" if self.value == "sdxl" else self.value)
+        return CONFIGS_DIR / self.family.value / self.value
 
 
 # SD15 = "sd15" (runwayml/stable-diffusion-v1-5), SD21 (v-prediction, 768 px), SD21_BASE
