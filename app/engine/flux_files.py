@@ -76,10 +76,13 @@ def companion_problem(choice: ModelChoice, info: CheckpointInfo) -> str | None:
         return None
     found = usual_companions(choice.main)
     hint = "; beside it: " + ", ".join(f"{k}={v}" for k, v in found.items()) if found else ""
-    what = ", ".join(COMPANIONS[k] for k in missing)
+    names = [COMPANIONS[k] for k in missing]
+    what = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    label = "Flux.1 [dev]" if info.variant.value.endswith("dev") else "Flux.1 [schnell]"
+    stored = " (fp8)" if info.fp8 else ""
     return (
-        f"a Flux.1 transformer file alone needs {what}: pick them with the model picker, or give "
-        f"--clip-l, --t5 and --vae{hint}"
+        f"a {label} transformer file{stored} alone needs {what}: pick them with the model picker, "
+        f"or give --clip-l, --t5 and --vae{hint}"
     )
 
 

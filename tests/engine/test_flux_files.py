@@ -6,6 +6,7 @@ Hub; every wrong or missing file is one sentence naming it."""
 from __future__ import annotations
 
 import functools
+import json
 
 import numpy as np
 import pytest
@@ -155,7 +156,7 @@ def test_the_cli_takes_the_companions_as_options(flux_files, tmp_path, capsys):
     assert main(args) == 1
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err == (
-        f"loraloom: error: {f['main']}: a Flux.1 transformer file alone needs the VAE file (ae.safetensors): pick "
+        f"loraloom: error: {f['main']}: a Flux.1 [dev] transformer file alone needs the VAE file (ae.safetensors): pick "
         f"them with the model picker, or give --clip-l, --t5 and --vae; beside it: clip_l={f['clip_l']}, "
         f"t5={f['t5']}, vae={f['vae']}"
     )
@@ -225,3 +226,22 @@ def test_companions_with_an_sd_checkpoint_are_refused(tmp_path, tiny_flux1, flux
     assert str(err.value) == (
         f"{sd}: companion files (clip_l=, t5=, vae=) go with Flux.1 transformer files only; leave them out"
     )
+
+
+def test_the_skeleton_writer_makes_a_transformer_file_that_loads_as_written(tiny_flux1, flux_files, tmp_path):
+    """The BFL transformer file ``skeleton --single-file`` writes, at the tiny Flux's widths: read back
+    by the loader, every diffusers tensor is the skeleton's value for that name."""
+    from app.engine.skeleton import random_tensor, write_bfl_transformer
+
+    config = json.loads((tiny_flux1 / "transformer" / "config.json").read_text())
+    shapes = {k: tuple(v.shape) for k, v in _render_loaded(str(tiny_flux1)).transformer.state_dict().items()}
+    target = tmp_path / "flux1-dev.safetensors"
+    write_bfl_transformer(target, config, shapes, torch.float32, 7, {"loraloom_skeleton": "flux1-dev"})
+    files = dict(flux_files["files"], main=target)
+    state = _render_loaded(_choice(files, flux_files["config"])).transformer.state_dict()
+    assert state.keys() == shapes.keys()
+    assert all(torch.equal(state[k], random_tensor(k, shapes[k], torch.float32, 7)) for k in shapes)
+
+
+def _render_loaded(base: str):
+    return load_model(ModelSpec(base=base, device="cpu", dtype="fp32")).pipe
