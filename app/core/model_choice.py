@@ -117,3 +117,38 @@ def _first_match(folder: Path, patterns: tuple[str, ...]) -> Path | None:
     except OSError:
         return None
     return None
+
+
+# BFL's first double block (bare or as in an all-in-one checkpoint), and what only an all-in-one
+# checkpoint has beside it: the same names ``app.engine.single_file.detect_checkpoint`` reads.
+_FLUX_BLOCK = "double_blocks.0.img_attn.qkv.weight"
+_FLUX_PREFIXES = ("", "model.diffusion_model.", "diffusion_model.")
+_WHOLE = ("text_encoders.", "vae.", "first_stage_model.")
+FAMILY = "flux1"  # the family whose files come as a model with companions
+
+
+def needs_companions(path: str | Path) -> bool:
+    """Whether a ``.safetensors`` file is a Flux.1 transformer alone (it needs clip_l, t5 and vae
+    files), from its header; False for anything else or an unreadable file."""
+    from app.core.safetensors_header import SafetensorsError, read_header
+
+    try:
+        names = read_header(path, check_offsets=False).tensors.keys()
+    except (SafetensorsError, OSError):
+        return False
+    if not any(p + _FLUX_BLOCK in names for p in _FLUX_PREFIXES):
+        return False
+    return not any(k.startswith(_WHOLE) for k in names)
+
+
+def missing_files(text: str) -> list[str]:
+    """Sentences for the files of a choice that are not there (the GUI checks before it submits)."""
+    if not has_companions(text):
+        return []
+    choice = parse(text)
+    out = [] if Path(choice.main).is_file() else [f"{choice.main}: no such file (the model file)"]
+    for key, path in choice.companions.items():
+        exists = Path(path).is_dir() if key in ("t5_tokenizer", "config") else Path(path).is_file()
+        if not exists:
+            out.append(f"{path}: not there ({COMPANIONS[key]})")
+    return out
