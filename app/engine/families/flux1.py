@@ -124,12 +124,15 @@ class Flux(FlowMatchingTransformer):
         return {"max_sequence_length": self.max_sequence(pipe)}
 
     def adapter_names(self, part: Any, root: Any) -> dict[str, tuple[Any, ...]]:
-        """kohya, BFL/ComfyUI and XLabs names of the transformer's layers, fused q/k/v included."""
-        if not part.denoiser:
-            return {}
+        """kohya, BFL/ComfyUI and XLabs names of the transformer's layers, fused q/k/v included;
+        for T5-XXL (``text_encoder_2``) sd-scripts' ``lora_te3_`` and ComfyUI's ``text_encoders.t5xxl.``."""
         from app.engine import flux_keys
 
-        return flux_keys.file_names(root)
+        if part.denoiser:
+            return flux_keys.file_names(root)
+        if part.value != "text_encoder_2":
+            return {}
+        return flux_keys.t5_names(root)
 
     def kohya_places(self, part: Any, root: Any) -> dict[str, Any]:
         """sd-scripts' Flux names (BFL's layers, q/k/v fused) for the transformer's layers."""
