@@ -19,9 +19,14 @@ from app.engine.tiny import load_tiny_pipeline
 _LAYERS = ("encoder.block.0.layer.0.SelfAttention.q", "encoder.block.1.layer.1.DenseReluDense.wo")
 
 
+@pytest.fixture(scope="module")
+def flux_pipe(tiny_flux1):
+    return load_tiny_pipeline(tiny_flux1)
+
+
 @pytest.mark.parametrize("layout", ["kohya", "comfy", "diffusers"])
-def test_t5_lora_layers_match_peft(tiny_flux1, tmp_path, layout):
-    pipe = load_tiny_pipeline(tiny_flux1)
+def test_t5_lora_layers_match_peft(flux_pipe, tiny_flux1, tmp_path, layout):
+    pipe = flux_pipe
     t5 = pipe.text_encoder_2
     gen = torch.Generator().manual_seed(1)
     rank, alpha, tensors, factors = 2, 4.0, {}, {}
