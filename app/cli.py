@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from app import cli_adapters, cli_dataset, cli_hub, cli_render, cli_setup, cli_train
-from app.cli_common import add_model_args, fail
+from app.cli_common import add_companion_args, add_model_args, fail
 from app.core.families import Family
 from app.core.files import SaveError
 
@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="an adapter to mix in (repeatable), e.g. style.safetensors:0.8:lbw=MIDD (start/stop: fractions of steps)",
     )
     add_model_args(gen)
+    add_companion_args(gen)
 
     bake = sub.add_parser("bake", help="bake a weighted mix of adapters into one kohya LoRA file")
     bake.add_argument("--base", required=True, help="the base model the adapters belong to")
@@ -77,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="reduce every layer to this rank by SVD (default: exact, rank = sum of ranks)",
     )
     add_model_args(bake)
+    add_companion_args(bake)
 
     insp = sub.add_parser("inspect", help="print what an adapter file is, as JSON (no model needed)")
     insp.add_argument("file", type=Path)

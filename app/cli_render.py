@@ -95,8 +95,14 @@ def _loaded_renderer(request: GenerateRequest | BakeRequest) -> Renderer:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    from app.cli_common import base_with_companions
     from app.core.configs import ConfigError, GenerateRequest, parse_lora_arg, parse_size
+    from app.core.model_choice import ModelChoiceError
 
+    try:
+        args.base = base_with_companions(args)
+    except ModelChoiceError as exc:
+        return fail(str(exc))
     steps, size, guidance, scheduler = _defaults_for(args.base)
     try:
         adapters = [parse_lora_arg(text).to_dict() for text in args.lora]
@@ -149,7 +155,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_bake(args: argparse.Namespace) -> int:
+    from app.cli_common import base_with_companions
     from app.core.configs import BakeRequest, ConfigError, parse_lora_arg
+    from app.core.model_choice import ModelChoiceError
+
+    try:
+        args.base = base_with_companions(args)
+    except ModelChoiceError as exc:
+        return fail(str(exc))
 
     try:
         request = BakeRequest.from_dict(

@@ -58,6 +58,7 @@ _KOHYA_PREFIXES = {
     "lora_te_": Part.TEXT_ENCODER,
     "lora_te1_": Part.TEXT_ENCODER,
     "lora_te2_": Part.TEXT_ENCODER_2,
+    "lora_te3_": Part.TEXT_ENCODER_2,  # Flux.1's T5-XXL (pipe.text_encoder_2) in sd-scripts' files
     "lycoris_": Part.UNET,
     "lora_transformer_": Part.TRANSFORMER,
 }
@@ -84,6 +85,7 @@ _COMFY_PREFIXES = {
     "diffusion_model.": Part.UNET,
     "text_encoders.clip_l.": Part.TEXT_ENCODER,
     "text_encoders.clip_g.": Part.TEXT_ENCODER_2,
+    "text_encoders.t5xxl.": Part.TEXT_ENCODER_2,  # Flux.1's T5-XXL
 }
 # diffusers module paths without "unet." (some trainers save the UNet's own state dict).
 _BARE_UNET_ROOTS = (

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from app.core import families
+from app.core import families, model_choice
 from app.core.families import Family
 from app.core.train_config import preset_names
 
@@ -18,6 +18,8 @@ def base_family(base: str) -> Family | None:
     folder's ``model_index.json`` pipeline class, else what its name says; None when unknown."""
     if not base.strip():
         return None
+    if model_choice.has_companions(base):  # a Flux.1 transformer file with its companion files
+        return Family(model_choice.FAMILY)
     path = Path(base).expanduser()
     index = path / "model_index.json"
     try:

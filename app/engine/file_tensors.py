@@ -31,6 +31,7 @@ from typing import BinaryIO
 
 import torch
 
+from app.core import model_choice
 from app.core.safe_files import RefusedFile, open_regular
 from app.core.safetensors_header import SafetensorsError, SafetensorsHeader, read_header
 from app.engine.adapter_formats import LayerIndex, ParsedAdapter, Target, split_key
@@ -110,6 +111,10 @@ def model_files(source: str | os.PathLike[str] | None) -> tuple[Path, list[Path]
     """(root, the .safetensors files) a model source was loaded from; no files for a Hub id or a .ckpt."""
     if not source:
         return Path(), []
+    if model_choice.has_companions(str(source)):  # a Flux transformer file and its companion files
+        files = [Path(p) for p in model_choice.parse(str(source)).files()]
+        files = [p for p in files if p.is_file() and p.suffix.lower() == ".safetensors"]
+        return (Path(os.path.commonpath([p.parent for p in files])) if files else Path()), files
     path = Path(source).expanduser()
     if path.is_file():
         return path.parent, [path] if path.suffix.lower() == ".safetensors" else []

@@ -157,3 +157,16 @@ def kohya_places(transformer: nn.Module) -> dict[str, KohyaPlace]:
         for piece in pieces:
             out[piece.path] = KohyaPlace("lora_unet_" + bfl.replace(".", "_"), piece.rows, total)
     return out
+
+
+def t5_names(t5: nn.Module) -> dict[str, tuple[Piece, ...]]:
+    """T5-XXL's Linear layers by the names Flux LoRA files give them: sd-scripts' ``lora_te3_`` +
+    the path with ``_`` (``lora_te3_encoder_block_0_layer_0_SelfAttention_q``) and ComfyUI's
+    ``text_encoders.t5xxl.transformer.`` + the path (diffusers' ``text_encoder_2.`` is generic)."""
+    out: dict[str, tuple[Piece, ...]] = {}
+    for path, module in t5.named_modules():
+        if isinstance(module, nn.Linear):
+            piece = (Piece(path, ((0, int(module.weight.shape[0])),)),)
+            out["lora_te3_" + path.replace(".", "_")] = piece
+            out["text_encoders.t5xxl.transformer." + path] = piece
+    return out

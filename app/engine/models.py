@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 
-from app.core import families
+from app.core import families, model_choice
 from app.core.configs import DevicePref, DtypePref, ModelSpec
 from app.core.errors import ErrorKind, clip_words, not_downloaded_message
 from app.core.families import Family
@@ -228,12 +228,19 @@ class ModelSource:
 def check_source(base: str) -> ModelSource:
     """Cheap checks (existence, layout, header) so a bad path fails before any unload/load."""
     source = base.strip()
+    if model_choice.has_companions(source):
+        return _check_files(source)
     path = Path(source).expanduser()
     if path.exists():
         if path.is_dir():
             return ModelSource(str(path), "folder", family_from_folder(path))
         if path.suffix.lower() in SINGLE_FILE_SUFFIXES:
-            return ModelSource(str(path), "file", family_from_checkpoint(path))
+            family = family_from_checkpoint(path)
+            if path.suffix.lower() == ".safetensors":
+                info = checkpoint_info(path)
+                if problem := engine(family).companion_problem(model_choice.ModelChoice(str(path)), info):
+                    raise ModelError(f"{path}: {problem}")
+            return ModelSource(str(path), "file", family)
         raise ModelError(f"{path}: not a model (expected a diffusers folder or a .safetensors/.ckpt file)")
     if _looks_like_path(source):
         raise ModelError(f"{path}: no such file or folder", kind=ErrorKind.MODEL_NOT_FOUND)
@@ -243,6 +250,30 @@ def check_source(base: str) -> ModelSource:
         f"{source!r}: neither an existing path nor a Hub repo id like 'owner/name'",
         kind=ErrorKind.MODEL_NOT_FOUND,
     )
+
+
+def _check_files(source: str) -> ModelSource:
+    """A file with companion files (a Flux.1 transformer with its text encoders and VAE)."""
+    try:
+        choice = model_choice.parse(source)
+    except model_choice.ModelChoiceError as exc:
+        raise ModelError(str(exc)) from None
+    for key, path in [("main", choice.main)] + list(choice.companions.items()):
+        p = Path(path)
+        if key in ("t5_tokenizer", "config"):
+            if not p.is_dir():
+                raise ModelError(
+                    f"{p}: no such folder ({model_choice.COMPANIONS[key]})", kind=ErrorKind.MODEL_NOT_FOUND
+                )
+        elif not p.is_file():
+            what = "the model file" if key == "main" else model_choice.COMPANIONS[key]
+            raise ModelError(f"{p}: no such file ({what})", kind=ErrorKind.MODEL_NOT_FOUND)
+        elif p.suffix.lower() != ".safetensors":
+            raise ModelError(f"{p}: companion files and their model must be .safetensors files")
+    info = checkpoint_info(Path(choice.main))
+    if problem := engine(info.family).companion_problem(choice, info):
+        raise ModelError(f"{choice.main}: {problem}")
+    return ModelSource(choice.text(), "file", info.family)
 
 
 def source_distilled(source: ModelSource) -> bool:
@@ -263,7 +294,7 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     if source.kind == "folder":
         pipe, family = _load_folder(Path(source.text), source.family, dtype)
     elif source.kind == "file":
-        pipe, family = _load_single_file(Path(source.text), source.family, dtype)
+        pipe, family = _load_single_file(source.text, source.family, dtype)
     else:
         pipe, family = _load_hub(source.text, dtype)
     pipe.to(device)
@@ -296,16 +327,26 @@ def _load_folder(folder: Path, family: Family, dtype: torch.dtype):
     return pipe, family
 
 
-def _load_single_file(path: Path, family: Family, dtype: torch.dtype):
-    """Load with the bundled config of the detected variant: nothing is fetched from the Hub."""
+def _load_single_file(text: str, family: Family, dtype: torch.dtype):
+    """Load with the bundled config of the detected variant: nothing is fetched from the Hub
+    (but Flux's T5 tokenizer, once). ``text`` is the file, or the file with its companions."""
+    choice = model_choice.parse(text)
+    path = Path(choice.main)
     kwargs = _common_kwargs(family, dtype)
     if path.suffix.lower() == ".safetensors":
         info = checkpoint_info(path)
         if info.refiner or info.inpainting:
             kind = "an SDXL refiner" if info.refiner else f"an inpainting {family.value} model"
             raise ModelError(f"{path}: this checkpoint is {kind}; LoRA Loom loads base text-to-image models")
-        if problem := engine(family).single_file_problem(info):
+        eng = engine(family)
+        if problem := eng.single_file_problem(info) or eng.companion_problem(choice, info):
             raise ModelError(f"{path}: {problem}")
+        try:
+            pipe = eng.load_files(choice, info, dtype)
+        except CheckpointProblem as exc:  # the family's loader names the file in its sentence
+            raise ModelError(str(exc), kind=getattr(exc, "kind", ErrorKind.BAD_INPUT)) from None
+        if pipe is not None:
+            return pipe, family
         kwargs.update(config=str(config_folder(info.variant)), local_files_only=True)
     # .ckpt files are pickles: diffusers' own detection decides (and may need the Hub once).
     cls = _pipeline_class(family)

@@ -30,8 +30,10 @@ _BLOCK = 65_521  # a prime, so the repeat does not line up with rows
 _ST_DTYPE = {torch.float16: "F16", torch.bfloat16: "BF16", torch.float32: "F32"}
 
 
-# Families whose original single-file layout (Flux: BFL names) has no writer here yet.
-_NO_SINGLE_FILE = tuple(f.id.value for f in FAMILIES if f.transformer_denoiser)
+# Families whose original single-file layout has no writer here yet (Flux.1's is the
+# transformer-only file in BFL names, as ComfyUI and Forge keep it: ``write_bfl_transformer``).
+_BFL_FILE = ("flux1",)
+_NO_SINGLE_FILE = tuple(f.id.value for f in FAMILIES if f.transformer_denoiser and f.id.value not in _BFL_FILE)
 
 
 class SkeletonError(Exception):
@@ -373,7 +375,30 @@ def _write_folder(folder: Path, variant: Variant, dtype: torch.dtype, seed: int,
     )
 
 
+def write_bfl_transformer(
+    target: Path, config: dict, shapes: dict[str, tuple[int, ...]], dtype: torch.dtype, seed: int, meta: dict
+) -> None:
+    """A Flux.1 transformer-only file as ComfyUI/Forge keep ``flux1-dev.safetensors``: BFL names
+    (:mod:`app.engine.flux_state`) holding the values the diffusers folder of that seed holds.
+    ``shapes``: the transformer's diffusers names -> shapes (:func:`component_shapes`)."""
+    from app.engine import flux_state
+
+    plan = flux_state.bfl_plan(config)
+    names = list(plan)
+    entries = [(b, (sum(shapes[n][0] for n in plan[b][0]),) + shapes[plan[b][0][0]][1:], dtype) for b in names]
+
+    def make(i: int) -> torch.Tensor:
+        parts, _, swap = plan[names[i]]
+        return flux_state.bfl_tensor([random_tensor(n, shapes[n], dtype, seed) for n in parts], swap)
+
+    write_safetensors_streamed(target, entries, make, metadata={"format": "pt", **meta})
+
+
 def _write_single_file(target: Path, variant: Variant, dtype: torch.dtype, seed: int, meta: dict) -> None:
+    if variant.family.value in _BFL_FILE:
+        config, shapes = component_config(variant, "transformer"), component_shapes(variant, "transformer")
+        write_bfl_transformer(target, config, shapes, dtype, seed, meta)
+        return
     plan = []  # (ldm name, ldm shape, parts, the component's shapes)
     for comp in components(variant):
         shapes = component_shapes(variant, comp)

@@ -18,7 +18,8 @@ def add_skeleton_parser(sub) -> None:
     p.add_argument(
         "--single-file",
         action="store_true",
-        help="one checkpoint in the original LDM/SGM layout (as A1111 and ComfyUI keep them)",
+        help="one checkpoint in the original LDM/SGM layout (as A1111 and ComfyUI keep them); Flux.1: the "
+        "transformer-only file in BFL names (flux1-dev.safetensors, as ComfyUI and Forge keep it)",
     )
     p.add_argument("--dtype", default="fp16", choices=["fp16", "bf16", "fp32"], help="on disk (default fp16)")
     p.add_argument("--seed", type=int, default=0)

@@ -1,6 +1,7 @@
 """Full-size Flux.1 from the bundled configs, on the meta device (no 24 GB written): the real
 sizes, BFL names read by diffusers' own converter into exactly these shapes, and Flux single
-files told apart (dev/schnell, transformer alone or all-in-one, fp8) and refused in a sentence."""
+files told apart (dev/schnell, transformer alone or all-in-one, fp8); a transformer file alone asks
+for its companion files in a sentence (loading them: test_flux_files.py)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from safetensors.torch import save_file
 
 from app.cli import main
 from app.engine.single_file import CheckpointProblem, Variant, component_config, config_folder, detect_checkpoint
-from app.engine.skeleton import SkeletonError, write_skeleton
 from app.engine.skeleton import component_shapes as _component_shapes
+from app.engine.skeleton import write_skeleton
 
 FLUX = (Variant.FLUX1_DEV, Variant.FLUX1_SCHNELL)
 
@@ -75,7 +76,7 @@ def test_parts_kept_alone_are_no_base_model_and_say_what_they_are():
         detect_checkpoint({"decoder.conv_in.weight": [512, 16, 3, 3], "encoder.conv_in.weight": [128, 3, 3, 3]})
 
 
-def test_a_flux_transformer_file_is_refused_in_one_sentence(tmp_path, capsys):
+def test_a_flux_transformer_file_alone_asks_for_its_companions_in_one_sentence(tmp_path, capsys):
     tiny = dict(
         component_config(Variant.FLUX1_DEV, "transformer"),
         num_layers=1,
@@ -90,8 +91,9 @@ def test_a_flux_transformer_file_is_refused_in_one_sentence(tmp_path, capsys):
     args = ["generate", "--base", str(path), "--prompt", "x", "--device", "cpu", "--out", str(tmp_path / "o.png")]
     assert main(args) == 1
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
-        f"loraloom: error: {path}: a Flux.1 [dev] transformer file (fp8); LoRA Loom does not load Flux from "
-        "single files yet: pick a diffusers folder of it or the Hub id black-forest-labs/FLUX.1-dev"
+        f"loraloom: error: {path}: a Flux.1 [dev] transformer file (fp8) alone needs the CLIP-L text encoder file "
+        "(clip_l.safetensors), the T5-XXL text encoder file (t5xxl_fp16.safetensors or t5xxl_fp8_e4m3fn.safetensors) "
+        "and the VAE file (ae.safetensors): pick them with the model picker, or give --clip-l, --t5 and --vae"
     )
 
 
@@ -102,7 +104,21 @@ def test_the_flux_config_folder_has_clip_bpe_only_for_clip(loraloom_home):
     assert component_config(Variant.FLUX1_SCHNELL, "transformer")["guidance_embeds"] is False
 
 
-def test_single_file_flux_skeletons_are_refused_not_half_written(tmp_path):
-    with pytest.raises(SkeletonError, match="single-file flux1-dev skeletons are not written yet"):
-        write_skeleton(tmp_path / "s", Variant.FLUX1_DEV, single_file=True)
-    assert not (tmp_path / "s").exists()
+def test_single_file_flux_skeletons_are_the_transformer_file_in_bfl_names(tmp_path, monkeypatch):
+    """``skeleton --family flux1-dev --single-file`` writes ComfyUI's transformer-only file; its
+    names and shapes (on the meta device, not written here: 24 GB) are the ones diffusers' converter
+    reads into the bundled transformer."""
+    from app.engine import skeleton
+
+    written = {}
+
+    def fake_write(target, entries, make, metadata=None):  # the header only: no 24 GB
+        written.update({name: tuple(shape) for name, shape, _ in entries})
+        return 0
+
+    monkeypatch.setattr(skeleton, "write_safetensors_streamed", fake_write)
+    monkeypatch.setattr(skeleton, "component_shapes", component_shapes)  # this module's cached layout
+    target = write_skeleton(tmp_path / "s", Variant.FLUX1_SCHNELL, single_file=True, dtype="bf16")
+    assert target.name == "flux1-schnell.safetensors"
+    config = component_config(Variant.FLUX1_SCHNELL, "transformer")
+    assert written == dict(bfl_shapes(config))

@@ -73,6 +73,17 @@ class StableDiffusion:
         as this family; None: ``from_single_file`` with the bundled config loads it."""
         return None
 
+    def load_files(self, choice: Any, info: Any, dtype: Any) -> Any:
+        """The pipeline from a single file and its companion files (``model_choice.ModelChoice``),
+        for families kept as several files (Flux.1); None: ``from_single_file`` of the one file."""
+        return None
+
+    def companion_problem(self, choice: Any, info: Any) -> str | None:
+        """Why these companion files do not go with this checkpoint, or None (checked before loading)."""
+        if choice.companions:
+            return "companion files (clip_l=, t5=, vae=) go with Flux.1 transformer files only; leave them out"
+        return None
+
     def call_kwargs(self, pipe: Any, negative: str) -> dict[str, Any]:
         """Pipeline call arguments beyond prompt, steps, guidance, size and generator."""
         return {"negative_prompt": negative or None}

@@ -103,29 +103,36 @@ class Flux(FlowMatchingTransformer):
         return not denoiser_config.get("guidance_embeds", True)
 
     def single_file_problem(self, info: Any) -> str | None:
-        """Flux single files are recognised (which model, transformer alone or all-in-one, fp8)
-        but not loaded yet: the T5 tokenizer's vocabulary is in no installed package, so it
-        cannot be made offline the way the CLIP one is."""
-        label = "Flux.1 [dev]" if info.variant.value.endswith("dev") else "Flux.1 [schnell]"
-        what = "transformer file" if info.denoiser_only else "all-in-one checkpoint"
-        stored = " (fp8)" if info.fp8 else ""
-        repo = f"black-forest-labs/FLUX.1-{info.variant.value.removeprefix('flux1-')}"
-        return (
-            f"a {label} {what}{stored}; LoRA Loom does not load Flux from single files yet: "
-            f"pick a diffusers folder of it or the Hub id {repo}"
-        )
+        """Flux single files load (``load_files``): a transformer file with its companions, or an
+        all-in-one checkpoint."""
+        return None
+
+    def companion_problem(self, choice: Any, info: Any) -> str | None:
+        """A transformer file alone needs its CLIP-L, T5 and VAE files (named in the sentence)."""
+        from app.engine import flux_files
+
+        return flux_files.companion_problem(choice, info)
+
+    def load_files(self, choice: Any, info: Any, dtype: Any) -> Any:
+        """FluxPipeline from ComfyUI/Forge's files (:mod:`app.engine.flux_files`)."""
+        from app.engine import flux_files
+
+        return flux_files.load_pipeline(choice, info, dtype)
 
     def call_kwargs(self, pipe: Any, negative: str) -> dict[str, Any]:
         """No negative prompt (guidance is distilled, not CFG); T5 padded to the tokenizer's length."""
         return {"max_sequence_length": self.max_sequence(pipe)}
 
     def adapter_names(self, part: Any, root: Any) -> dict[str, tuple[Any, ...]]:
-        """kohya, BFL/ComfyUI and XLabs names of the transformer's layers, fused q/k/v included."""
-        if not part.denoiser:
-            return {}
+        """kohya, BFL/ComfyUI and XLabs names of the transformer's layers, fused q/k/v included;
+        for T5-XXL (``text_encoder_2``) sd-scripts' ``lora_te3_`` and ComfyUI's ``text_encoders.t5xxl.``."""
         from app.engine import flux_keys
 
-        return flux_keys.file_names(root)
+        if part.denoiser:
+            return flux_keys.file_names(root)
+        if part.value != "text_encoder_2":
+            return {}
+        return flux_keys.t5_names(root)
 
     def kohya_places(self, part: Any, root: Any) -> dict[str, Any]:
         """sd-scripts' Flux names (BFL's layers, q/k/v fused) for the transformer's layers."""

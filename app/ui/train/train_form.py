@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.core import model_choice
 from app.core.configs import ConfigError
 from app.core.train_config import _SECTIONS, SettingProblem, TrainConfig, load_preset, setting_problems
 from app.core.train_presets import base_family, presets_for
@@ -336,8 +337,10 @@ class TrainForm(QWidget):
         base = config.base.strip()
         if not base:
             raise FormError("base", "Base model: pick a Hub id, a model folder or a .safetensors file")
+        if missing := model_choice.missing_files(base):
+            raise FormError("base", f"Base model: {missing[0]}")
         candidate = Path(base).expanduser()
-        if candidate.is_absolute() and not candidate.exists():
+        if not model_choice.has_companions(base) and candidate.is_absolute() and not candidate.exists():
             raise FormError("base", f"Base model: {base} does not exist")
         pictures = [d for d in config.datasets if not d.regularization]
         if not pictures:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QSizePolicy, QToolButton, QWidget
+from PySide6.QtWidgets import QComboBox, QDialog, QFileDialog, QHBoxLayout, QSizePolicy, QToolButton, QWidget
 
+from app.core import model_choice
 from app.ui.recent_models import RecentModels
+from app.ui.widgets.flux_files_dialog import FluxFilesDialog
 
 CHECKPOINT_FILTER = "Checkpoints (*.safetensors *.ckpt);;All files (*)"
 
@@ -41,7 +43,8 @@ class ModelPicker(QWidget):
         self.browse_file = QToolButton(self)
         self.browse_file.setText("File…")
         self.browse_file.setToolTip(
-            "Choose a single-file checkpoint (.safetensors or .ckpt) as A1111 and ComfyUI keep them."
+            "Choose a single-file checkpoint (.safetensors or .ckpt) as A1111 and ComfyUI keep them; "
+            "for a Flux.1 transformer file you then pick its text encoder and VAE files."
         )
         self.browse_file.clicked.connect(self._choose_file)
 
@@ -70,7 +73,8 @@ class ModelPicker(QWidget):
         self.combo.blockSignals(False)
 
     def _start_dir(self) -> str:
-        current = Path(self.text()).expanduser()
+        text = self.text()
+        current = Path(model_choice.parse(text).main if model_choice.has_companions(text) else text).expanduser()
         if current.exists():
             return str(current if current.is_dir() else current.parent)
         return str(Path.home())
@@ -83,4 +87,16 @@ class ModelPicker(QWidget):
     def _choose_file(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Choose a checkpoint file", self._start_dir(), CHECKPOINT_FILTER)
         if path:
-            self.setText(path)
+            self.setText(self.with_companions(path))
+
+    def with_companions(self, path: str) -> str:
+        """``path``, or, for a Flux.1 transformer file alone, the choice of it with the companion
+        files the user picks (the ones beside it offered); Cancel keeps the file alone."""
+        if not model_choice.needs_companions(path):
+            return path
+        current = self.text()
+        known = model_choice.parse(current) if model_choice.has_companions(current) else None
+        dialog = FluxFilesDialog(path, known if known and known.main == path else None, self)
+        if dialog.exec() != QDialog.DialogCode.Accepted:
+            return path
+        return dialog.choice().text()
