@@ -110,6 +110,9 @@ class StableDiffusion:
     fp8_base = False
     #: DoRA training is offered (its per-layer magnitude has no place in a fused saved layer)
     dora_training = True
+    #: the training noise schedule is DDPM's (``alphas_cumprod``): the ``[loss]`` options that read
+    #: its SNR (debiased estimation, ``huber_schedule = "snr"``) apply
+    snr_loss_options = True
 
     def denoiser(self, pipe: Any) -> Any:
         return getattr(pipe, self.denoiser_name)

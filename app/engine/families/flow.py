@@ -23,6 +23,9 @@ class FlowMatchingTransformer(StableDiffusion):
     trainable_text_encoders = 0  # LLM/T5 text encoders stay frozen unless a family says otherwise
     release_text_encoders = True  # a T5-XXL or a 4-8 B LLM: never resident during the steps
     fp8_base = True  # a multi-billion-parameter transformer: fp8 storage fits 12-16 GB
+    #: no DDPM schedule, so no SNR for debiased estimation or Huber's snr schedule (sd-scripts
+    #: refuses both on Flux too: "Huber schedule 'snr' is not supported with the current model")
+    snr_loss_options = False
     #: latent pixels per image token (2x2 patches: 4), for the resolution-dependent shift
     latent_pixels_per_token = 4
 
@@ -35,7 +38,8 @@ class FlowMatchingTransformer(StableDiffusion):
 
     def sample_timesteps(self, sched: Any, config: Any, latents: Any, gen: Any) -> Any:
         """sigma * 1000 per picture, drawn from ``gen`` as ``config.flow`` says (see
-        app.core.train_flow); ``shift`` moves it as the family's sampler shifts its sigmas."""
+        app.core.train_flow); ``shift`` moves it as the family's sampler shifts its sigmas; then
+        scaled into the ``[loss]`` range (min_timestep / 1000 ... max_timestep / 1000)."""
         import torch
 
         opts, n = config.flow, latents.shape[0]
@@ -45,6 +49,11 @@ class FlowMatchingTransformer(StableDiffusion):
             sigma = torch.sigmoid(opts.logit_mean + opts.logit_std * torch.randn((n,), generator=gen))
         if opts.timestep_sampling is TimestepSampling.SHIFT:
             sigma = self.shifted(sched.config, sigma, latents)
+        # The [loss] timestep range, as musubi-tuner and sd-scripts scale a flow's sigma into it
+        # (the whole range, the default, leaves sigma as it is).
+        low, high = config.loss.min_timestep / 1000.0, config.loss.max_timestep / 1000.0
+        if (low, high) != (0.0, 1.0):
+            sigma = sigma * (high - low) + low
         return sigma * sched.config.num_train_timesteps
 
     def shifted(self, sched_config: Any, sigma: Any, latents: Any) -> Any:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from app.core import families
 from app.core.events import ArtifactKind, ArtifactSaved, ImageReady, Phase, Progress
 from app.core.files import SaveError
 from app.core.train_requests import TryPrompt
@@ -346,8 +347,9 @@ def _tries(session: TrainSession, step: int, tries: list[TryPrompt]) -> None:
     config = session.config
     if getattr(session.pipe, "text_encoder", None) is None:  # released once every caption was cached
         session.reporter.status(
-            "Try a prompt needs the text encoders, which this run released after caching its captions "
-            "(Flux); the prompt was not rendered: use the sample prompts, or train the text encoder"
+            f"Try a prompt needs the text encoders, which a {families.label(session.family)} run releases "
+            "after caching its captions; the prompt was not rendered: use the sample prompts, or train the "
+            "text encoder"
         )
         return
     wanted, paths_ = [], []

@@ -31,6 +31,24 @@ def draw_noise(shape: tuple[int, ...], gen: torch.Generator, noise_offset: float
     return noise
 
 
+def family_problem(opts: LossOptions, snr_loss_options: bool, family_label: str) -> str | None:
+    """The sentence refusing a ``[loss]`` setting that reads a DDPM schedule's SNR on a family
+    whose schedule has none (flow matching: the engine's ``snr_loss_options``); None when it fits."""
+    if snr_loss_options:
+        return None
+    if opts.debiased_estimation:
+        return (
+            f"[loss] debiased_estimation weights by a DDPM noise schedule's SNR, and {family_label} trains by "
+            "flow matching, which has none; set debiased_estimation = false"
+        )
+    if opts.loss_type is not LossType.L2 and opts.huber_schedule is HuberSchedule.SNR:
+        return (
+            f'[loss] huber_schedule = "snr" reads a DDPM noise schedule\'s SNR, and {family_label} trains by '
+            'flow matching, which has none; set huber_schedule = "constant" or "exponential"'
+        )
+    return None
+
+
 def draw_timesteps(opts: LossOptions, sched: Any, count: int, gen: torch.Generator) -> torch.Tensor:
     """Uniform timesteps in ``min_timestep ... max_timestep - 1`` (the schedule's length at most)."""
     high = min(opts.max_timestep, sched.config.num_train_timesteps)

@@ -12,7 +12,7 @@ import torch
 
 from app.engine.families import engine
 from app.engine.training.buckets import plan_crop
-from app.engine.training.data import TrainError, TrainItem
+from app.engine.training.data import TrainItem
 from app.engine.training.losses import debiased_weights, draw_noise, elementwise_loss, huber_threshold
 
 if TYPE_CHECKING:
@@ -83,12 +83,7 @@ def weighted_loss(
         loss = loss * mask.to(loss.device)
     loss = loss.mean(dim=tuple(range(1, pred.ndim)))
     loss = loss * (snr_weights(sched, config.min_snr_gamma, timesteps) if weights is None else weights)
-    if opts.debiased_estimation:
-        if not hasattr(sched, "alphas_cumprod"):
-            raise TrainError(
-                "[loss] debiased_estimation weights a DDPM noise schedule, and this base trains by flow "
-                "matching; set debiased_estimation = false"
-            )
+    if opts.debiased_estimation:  # refused up front where the schedule has no SNR (setup.check_family_options)
         loss = loss * debiased_weights(sched, timesteps)
     return loss
 

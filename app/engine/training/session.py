@@ -170,6 +170,7 @@ def build_session(opened: OpenedRun, reporter: Reporter) -> TrainSession | None:
     reporter.status(f"loading {config.base}")
     loaded = load_model(ModelSpec(base=config.base, device="cpu", dtype=DtypePref.FP32))
     family, pipe = loaded.family, loaded.pipe
+    setup.check_family_options(config, family)  # again: a Hub model's family is known only now
     eng = engine(family)
     if config.fp8_base and not eng.fp8_base:
         raise TrainError(

@@ -35,9 +35,21 @@ SCHEDULE_NAMES = {LRSchedule.CONSTANT: "constant_with_warmup", LRSchedule.COSINE
 def preflight(config: TrainConfig, should_stop: Callable[[], bool] | None = None) -> tuple[ModelSource, TrainData]:
     config.check_ready()
     source = check_source(config.base)
+    if source.family is not None:  # a Hub model's family is known once it is loaded (build_session)
+        check_family_options(config, source.family)
     check_optimizer(config.optimizer.kind)
     data = collect(config, should_stop)
     return source, data
+
+
+def check_family_options(config: TrainConfig, family: Family) -> None:
+    """Refuse, in one sentence, the settings this family's training cannot honour."""
+    from app.core import families
+    from app.engine.training.losses import family_problem
+
+    problem = family_problem(config.loss, engine(family).snr_loss_options, families.label(family))
+    if problem is not None:
+        raise TrainError(problem)
 
 
 def check_optimizer(kind: Optimizer) -> None:

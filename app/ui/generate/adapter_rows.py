@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 
 from app.core import paths
 from app.core.configs import WEIGHT_LIMIT
+from app.core.families import BlockLayout, spec
 from app.ui.generate.adapter_stack import AdapterRow, AdapterStack
 from app.ui.generate.blocks_popover import BlocksPopover
 
@@ -163,6 +164,7 @@ class AdapterRowWidget(QFrame):
         self.blocks_glyph.setToolTip(f"Block weights: {row.lbw or 'every block alike'}{span}")
         if self.blocks_popover is not None:
             self.blocks_popover.set_norms(row.block_norms)
+        self._show_blocks_offered()
         self.up_button.setEnabled(self.index > 0)
         self.down_button.setEnabled(self.index < len(self.stack) - 1)
         self._fill_chips(row)
@@ -217,10 +219,21 @@ class AdapterRowWidget(QFrame):
             self.committed.emit()
 
     def _make_blocks_controls(self) -> None:
-        self.blocks_button = _tool("Blocks…", "A strength per block of the UNet (and the text encoder)", self)
+        self.blocks_button = _tool("Blocks…", _BLOCKS_TIP, self)
         self.blocks_button.clicked.connect(self.open_blocks)
         self.blocks_glyph = QLabel("▥", self)  # shown when the blocks are not all at 1
         self.blocks_popover: BlocksPopover | None = None
+
+    def _show_blocks_offered(self) -> None:
+        """ "Blocks…" only where the family has per-block weights (a new family may have none yet)."""
+        family = spec(self.stack.family_of(self.index))
+        offered = family.block_layout is not BlockLayout.NONE
+        self.blocks_button.setEnabled(offered)
+        self.blocks_button.setToolTip(
+            _BLOCKS_TIP
+            if offered
+            else f"{family.label} has no per-block weights yet: the weight applies to every layer alike."
+        )
 
     def open_blocks(self) -> BlocksPopover:
         """The row's "Blocks…" popover, under its button."""
@@ -324,6 +337,9 @@ class AdapterStackWidget(QWidget):
             self, "Add a checkpoint of a training run", str(start if start.is_dir() else Path.home()), ADAPTER_FILTER
         )
         self.add_paths(files)
+
+
+_BLOCKS_TIP = "A strength per block of the UNet or transformer (and the text encoders)"
 
 
 def _tool(text: str, tip: str, parent: QWidget) -> QToolButton:
