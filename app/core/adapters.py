@@ -68,10 +68,8 @@ class AdapterInfo:
     def family_mismatch(self, base: Family | None) -> str | None:
         """The sentence refusing this adapter on a base model of another family, told from the
         header before anything loads; None when it fits or either family is unknown."""
-        if base is None or self.family is None or self.family is base:
+        if families.fits(self.family, base):
             return None
-        if families.spec(base).looks_like is self.family and not self.family_evidence.startswith("metadata"):
-            return None  # its names are also the base family's: a file of it without metadata looks so
         made_for = families.label(self.family)
         return (
             f"{self.path}: made for {made_for}, but the base model is {families.label(base)}; "

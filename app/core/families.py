@@ -469,6 +469,15 @@ def by_adapter_names(names: list[str]) -> tuple[Family, str] | None:
     return None
 
 
+def fits(adapter: Family | str | None, base: Family | str | None) -> bool:
+    """Whether an adapter of family ``adapter`` may go on a base model of family ``base``: the
+    same family, either unknown, or a base whose files look like the adapter's family's
+    (``looks_like``: a Flux.1-named file on Chroma may be a Chroma file without metadata)."""
+    if not adapter or not base or Family(adapter) is Family(base):
+        return True
+    return spec(base).looks_like is Family(adapter)
+
+
 def denoiser_roots(which: str) -> tuple[str, ...]:
     """Every family's ``original_roots`` or ``diffusers_roots`` (``which``), without repeats."""
     return tuple(dict.fromkeys(r for f in FAMILIES for r in getattr(f, f"{which}_roots")))

@@ -77,6 +77,10 @@ def test_the_table_and_the_tiny_model_are_chroma(pipe):
     assert families.by_pipeline_class("ChromaPipeline") == (Family.CHROMA,)
     assert families.guess_from_name("Chroma1-HD") is Family.CHROMA
     assert families.by_hub_base("lodestones/chroma1-hd") is Family.CHROMA
+    from app.core.hub.models import SearchQuery, family_of_base
+
+    assert ("filter", "base_model:adapter:lodestones/Chroma1-HD") in SearchQuery(family=Family.CHROMA).params()
+    assert family_of_base(["lodestones/Chroma1-Base"]) is Family.CHROMA
 
 
 def test_chroma_renders_with_real_cfg_and_its_negative_prompt(chroma_dir, tmp_path):
@@ -191,9 +195,13 @@ def test_flux_named_files_stay_flux_and_say_chroma_looks_the_same(pipe, tmp_path
     info = inspect_adapter(plain)
     assert info.family is Family.FLUX1 and "Chroma file without metadata has the same names" in info.family_evidence
     assert info.family_mismatch(Family.CHROMA) is None  # indistinguishable: not refused on Chroma
+    flux = tmp_path / "flux.safetensors"
+    save_file(load_file(str(plain)), str(flux), metadata={"ss_base_model_version": "flux1"})
+    assert inspect_adapter(flux).family_mismatch(Family.CHROMA) is None  # Flux LoRAs go on Chroma too
     labelled = tmp_path / "labelled.safetensors"
     save_file(load_file(str(plain)), str(labelled), metadata={"ss_base_model_version": "chroma"})
     assert inspect_adapter(labelled).family is Family.CHROMA
+    assert "made for Chroma, but the base model is Flux.1" in inspect_adapter(labelled).family_mismatch(Family.FLUX1)
     arch = tmp_path / "arch.safetensors"
     save_file(load_file(str(plain)), str(arch), metadata={"modelspec.architecture": "chroma/lora"})
     assert inspect_adapter(arch).family is Family.CHROMA

@@ -78,3 +78,11 @@ def test_chroma_in_generate_fits_the_form_and_mixes_an_adapter(qtbot, tiny_model
     assert np.abs(pixels(model.last_image).astype(int) - pixels(at_zero)).max() > 5
     assert "Negative prompt: blurry" in QImage(model.last_image).text("parameters")
     win.close()
+
+
+def test_the_library_marks_flux_files_as_fitting_a_chroma_base_and_chroma_files_not_an_sd_one():
+    from app.ui.library.cards import FAMILY_COLORS, family_mismatch
+
+    assert not family_mismatch("flux1", "chroma") and family_mismatch("chroma", "flux1")
+    assert family_mismatch("chroma", "sd1") and not family_mismatch("chroma", "chroma")
+    assert FAMILY_COLORS["chroma"] == "#d81b60"
