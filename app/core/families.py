@@ -104,6 +104,9 @@ class FamilySpec:
     # (Chroma's LoRAs use Flux.1's layer names): such a file is read as that family, the evidence
     # says so, and it is not refused on a base model of this family.
     looks_like: Family | None = None
+    # A tensor name (BFL's, without ``model.diffusion_model.``) only this family's single-file
+    # checkpoints have, where they otherwise look like Flux.1's: app.engine.single_file tells them by it.
+    checkpoint_marker: str = ""
 
     def render_defaults(self, distilled: bool = False) -> tuple[int, float]:
         """Steps and guidance a render starts from: the distilled model's when it is that one."""
@@ -363,6 +366,7 @@ FAMILIES: tuple[FamilySpec, ...] = (
         ),  # fmt: skip
         adapter_markers=(r"(^|[._])distilled_guidance_layer[._]",),
         looks_like=Family.FLUX1,
+        checkpoint_marker="distilled_guidance_layer.in_proj.bias",  # diffusers' CHECKPOINT_KEY_NAMES["chroma"]
     ),
 )
 

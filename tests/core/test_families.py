@@ -157,7 +157,7 @@ def test_every_entry_is_complete():
             # Only a family with a distilled model has one; UNet families have no transformer
             # roots or name markers; a family without block weights has no blocks.
             optional = ("architecture_v_prediction", "hub_tags", "distilled")
-            optional += ("original_roots", "diffusers_roots", "adapter_markers", "looks_like")
+            optional += ("original_roots", "diffusers_roots", "adapter_markers", "looks_like", "checkpoint_marker")
             if s.block_layout is BlockLayout.NONE:
                 optional += ("blocks", "text_blocks")
             if field not in optional:

@@ -94,6 +94,7 @@ def test_chroma_renders_with_real_cfg_and_its_negative_prompt(chroma_dir, tmp_pa
     assert b.meta["negative"] == "blurry"
 
 
+@pytest.mark.slow
 def test_weight_zero_is_bit_exact_and_weight_one_matches_diffusers(pipe, mixer, chroma_dir, tmp_path):
     base_weights, base_image = weights_of(pipe), render_np(pipe)
     files = {lay: FA.flux_lora(pipe, tmp_path / f"{lay}.safetensors", lay, seed=3, te=False, metadata=False, skip=NOT_IN_DIFFUSERS) for lay in ("diffusers", "kohya", "comfy")}  # fmt: skip
@@ -285,3 +286,20 @@ def test_training_lowers_the_fixed_loss_and_the_saved_files_reload_in_diffusers(
     fresh = load_tiny_pipeline(chroma_dir)
     fresh.load_lora_weights(str(double_only))
     assert abs(render(fresh) - render(session.pipe)).max() < 1e-5
+
+
+def test_the_bundled_chroma1_hd_config_builds_its_real_size_and_single_files_are_told():
+    import math
+
+    from app.engine.single_file import detect_checkpoint
+    from app.engine.skeleton import component_shapes
+
+    # Chroma1-HD's 8.9 B transformer (the model card's figure), T5-XXL's encoder as Flux.1's.
+    assert sum(math.prod(s) for s in component_shapes("chroma1-hd", "transformer").values()) == 8_899_983_424
+    for prefix in ("", "model.diffusion_model."):
+        names = {prefix + "double_blocks.0.img_attn.qkv.weight": [9216, 3072]}
+        assert detect_checkpoint(names).family is Family.FLUX1  # BFL names alone: Flux.1 [schnell]
+        names[prefix + "distilled_guidance_layer.in_proj.bias"] = [5120]
+        info = detect_checkpoint(names)
+        assert info.family is Family.CHROMA and info.denoiser_only
+        assert CHROMA.single_file_problem(info).startswith("a Chroma single file; LoRA Loom does not load Chroma")
