@@ -14,6 +14,7 @@ with random rank-16 kohya LoRAs on every attention projection and the text encod
 
     .venv/bin/python bench/mixing.py [--steps 8] [--repeats 5] [--device cpu] [--threads 1] [--clock cpu]
     .venv/bin/python bench/mixing.py --family flux1 …   # a Flux-shaped transformer (bench/mixing_flux.py)
+    .venv/bin/python bench/mixing.py --family chroma …  # Chroma's (Flux-derived; the same file)
 
 Numbers depend on the machine; the ratios are the point. On a CPU shared with other
 work, wall time swings by several times between identical calls, so by default the CPU
@@ -138,7 +139,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=5, help="timing rounds (cases interleaved in each round)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    parser.add_argument("--family", choices=["sd1", "flux1"], default="sd1", help="model shape (default sd1)")
+    parser.add_argument("--family", choices=["sd1", "flux1", "chroma"], default="sd1", help="model shape (default sd1)")
     parser.add_argument(
         "--clock",
         choices=["cpu", "wall"],
@@ -150,7 +151,7 @@ def main() -> int:
     clock = args.clock or ("cpu" if args.device == "cpu" else "wall")
     CLOCK = time.process_time if clock == "cpu" else time.perf_counter
     torch.set_num_threads(args.threads)
-    if args.family == "flux1":
+    if args.family in ("flux1", "chroma"):  # Flux-shaped transformers
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         import mixing_flux
 

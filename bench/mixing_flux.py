@@ -1,11 +1,12 @@
-"""``bench/mixing.py --family flux1``: mixing Flux LoRAs by patching vs diffusers' unfused path.
+"""``bench/mixing.py --family flux1`` (or ``chroma``, Flux-derived): mixing LoRAs by patching vs
+diffusers' unfused path.
 
-On a Flux-shaped transformer of moderate width (the real block kinds, 4 double + 8 single
+On a Flux-shaped transformer of moderate width (the family's real block kinds, 4 double + 8 single
 blocks, 256 wide; saved to a diffusers folder and loaded back, as a user's model is) with
 random rank-16 LoRAs on every attention and MLP layer of every block:
 
 1. per-step time (one transformer call, 256x256, batch 1, distilled guidance as an input)
-   with 0, 1, 3 and 8 adapters through our patching (``AdapterMixer``) and through
+   (Chroma: no guidance input, it is real CFG in the render) with 0, 1, 3 and 8 adapters through our patching (``AdapterMixer``) and through
    diffusers' ``load_lora_weights`` + ``set_adapters`` (peft layers, unfused), each as a
    ratio to the bare model;
 2. the time from a weight change to the new picture (patch + a full render) beside a bare
@@ -33,8 +34,8 @@ SIZE = 256
 WEIGHTS = [0.8, -0.5, 0.6, 0.4, -0.3, 0.7, 0.2, -0.6]
 
 
-def transformer_config() -> dict:
-    return dict(
+def transformer_config(family: str = "flux1") -> dict:
+    shared = dict(
         patch_size=1,
         in_channels=64,
         num_layers=4,
@@ -42,32 +43,30 @@ def transformer_config() -> dict:
         attention_head_dim=32,
         num_attention_heads=8,
         joint_attention_dim=32,  # the tiny T5's width
-        pooled_projection_dim=32,  # the tiny CLIP's width
-        guidance_embeds=True,
         axes_dims_rope=(4, 14, 14),
     )
+    if family == "chroma":  # the modulation approximator instead of pooled CLIP and guidance inputs
+        return shared | dict(approximator_num_channels=64, approximator_hidden_dim=256, approximator_layers=5)
+    return shared | dict(pooled_projection_dim=32, guidance_embeds=True)  # the tiny CLIP's width
 
 
-def build_pipeline(folder: Path, device: str):
-    """The tiny Flux pipeline with its transformer swapped for the moderate one, saved to
+def build_pipeline(folder: Path, device: str, family: str = "flux1"):
+    """The family's tiny pipeline with its transformer swapped for the moderate one, saved to
     ``folder`` and loaded back from it (so W0 can be read back from its files)."""
-    from diffusers import FluxTransformer2DModel
-
-    from app.core.families import Family
     from app.engine.families import engine
     from app.engine.tiny import load_tiny_pipeline
 
     if not (folder / "model_index.json").exists():
-        pipe = engine(Family.FLUX1).build_tiny(seed=0)
+        pipe = engine(family).build_tiny(seed=0)
         torch.manual_seed(0)
-        pipe.transformer = FluxTransformer2DModel(**transformer_config()).eval()
+        pipe.transformer = type(pipe.transformer)(**transformer_config(family)).eval()
         pipe.save_pretrained(folder)
     pipe = load_tiny_pipeline(folder)
     pipe.to(device)
     return pipe
 
 
-def write_adapter(pipe, path: Path, seed: int, rank: int = 16) -> Path:
+def write_adapter(pipe, path: Path, seed: int, rank: int = 16, family: str = "flux1") -> Path:
     """A diffusers/ai-toolkit-layout LoRA (``transformer.<path>.lora_A/B``) on every block's
     attention and MLP layers: the layout both loaders read at any width."""
     from safetensors.torch import save_file
@@ -82,7 +81,9 @@ def write_adapter(pipe, path: Path, seed: int, rank: int = 16) -> Path:
         out, inp = m.weight.shape
         tensors[f"transformer.{p}.lora_A.weight"] = torch.randn(rank, inp, generator=gen) / math.sqrt(inp)
         tensors[f"transformer.{p}.lora_B.weight"] = torch.randn(out, rank, generator=gen) * 0.3 / math.sqrt(rank)
-    save_file(tensors, str(path), metadata={"ss_base_model_version": "flux1"})
+    from app.core.families import spec
+
+    save_file(tensors, str(path), metadata={"ss_base_model_version": spec(family).base_version})
     return path
 
 
@@ -91,15 +92,17 @@ def _inputs(pipe, device):
     cfg = pipe.transformer.config
     seq = (SIZE // 16) ** 2  # 8x VAE, 2x2 packing
     text = 64
-    return {
+    inputs = {
         "hidden_states": torch.randn(1, seq, cfg.in_channels, generator=gen).to(device),
         "encoder_hidden_states": torch.randn(1, text, cfg.joint_attention_dim, generator=gen).to(device),
-        "pooled_projections": torch.randn(1, cfg.pooled_projection_dim, generator=gen).to(device),
         "timestep": torch.tensor([0.5], device=device),
         "img_ids": torch.zeros(seq, 3, device=device),
         "txt_ids": torch.zeros(text, 3, device=device),
-        "guidance": torch.tensor([3.5], device=device),
     }
+    if "pooled_projection_dim" in cfg:  # Flux.1's pooled CLIP and distilled guidance inputs
+        inputs["pooled_projections"] = torch.randn(1, cfg.pooled_projection_dim, generator=gen).to(device)
+        inputs["guidance"] = torch.tensor([3.5], device=device)
+    return inputs
 
 
 def step_time(pipe, repeats: int, clock, sync) -> float:
@@ -117,20 +120,23 @@ def step_time(pipe, repeats: int, clock, sync) -> float:
 
 
 def render(pipe, steps: int, clock, sync) -> float:
-    from app.engine.families.flux1 import Flux
+    """A render with the family's own call (Flux: distilled guidance 3.5; Chroma: real CFG 5.0)."""
+    from app.core.families import by_pipeline_class, spec
+    from app.engine.families import engine
 
+    family = by_pipeline_class(type(pipe).__name__)[0]
     sync()
     start = clock()
     with torch.inference_mode():
         pipe(
             prompt="a red square",
             num_inference_steps=steps,
-            guidance_scale=3.5,
+            guidance_scale=spec(family).default_guidance,
             width=SIZE,
             height=SIZE,
             generator=torch.Generator("cpu").manual_seed(3),
             output_type="latent",
-            max_sequence_length=Flux.max_sequence(pipe),
+            **engine(family).call_kwargs(pipe, ""),
         )
     sync()
     return clock() - start
@@ -161,7 +167,7 @@ def peak_render(pipe, steps: int, device: str, sync) -> int | None:
 
 def run(args, clock, sync) -> int:
     from app.core.configs import AdapterEntry
-    from app.core.families import Family
+    from app.core.families import Family, label
     from app.engine.patching import AdapterMixer
     from app.engine.tiny import quiet_libraries
 
@@ -172,13 +178,13 @@ def run(args, clock, sync) -> int:
     warnings.filterwarnings("ignore", message="Already found a `peft_config`")  # 8 adapters in one model
     torch.set_grad_enabled(False)
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "flux-moderate"
-        ours = build_pipeline(folder, args.device)
+        folder = Path(tmp) / f"{args.family}-moderate"
+        ours = build_pipeline(folder, args.device, args.family)
         params = sum(p.numel() for p in ours.transformer.parameters()) / 1e6
-        files = [write_adapter(ours, Path(tmp) / f"a{i}.safetensors", seed=i) for i in range(8)]
+        files = [write_adapter(ours, Path(tmp) / f"a{i}.safetensors", seed=i, family=args.family) for i in range(8)]
         names = [f"a{i}" for i in range(8)]
-        mixer = AdapterMixer(ours, Family.FLUX1, base=folder)
-        theirs = build_pipeline(folder, args.device)
+        mixer = AdapterMixer(ours, Family(args.family), base=folder)
+        theirs = build_pipeline(folder, args.device, args.family)
         for name, f in zip(names, files):
             theirs.load_lora_weights(str(f), adapter_name=name)
 
@@ -206,7 +212,8 @@ def run(args, clock, sync) -> int:
         mixer.set_mix(stack)
         extra = held_bytes(mixer)
         patched_peak = peak_render(ours, args.steps, args.device, sync)
-        bare_model = model_bytes(ours.transformer) + model_bytes(ours.text_encoder) + model_bytes(ours.text_encoder_2)
+        parts = (ours.transformer, ours.text_encoder, getattr(ours, "text_encoder_2", None))
+        bare_model = sum(model_bytes(m) for m in parts if m is not None)
         peft_bytes = sum(p.numel() * p.element_size() for n, p in theirs.transformer.named_parameters() if "lora_" in n)
 
         bare, change, patch = [], [], []
@@ -225,7 +232,7 @@ def run(args, clock, sync) -> int:
 
     base = per_step["base"]
     print(
-        f"model: Flux-shaped transformer (4 double + 8 single blocks, 256 wide), {params:.1f} M parameters, "
+        f"model: {label(args.family)}-shaped transformer (4 double + 8 single blocks, 256 wide), {params:.1f} M parameters, "
         f"{SIZE}x{SIZE}, device {args.device}, {torch.get_num_threads()} threads, {args.clock_name} clock; "
         "adapters: rank 16 on every block's attention and MLP layers"
     )

@@ -68,7 +68,7 @@ class AdapterInfo:
     def family_mismatch(self, base: Family | None) -> str | None:
         """The sentence refusing this adapter on a base model of another family, told from the
         header before anything loads; None when it fits or either family is unknown."""
-        if base is None or self.family is None or self.family is base:
+        if families.fits(self.family, base):
             return None
         made_for = families.label(self.family)
         return (
@@ -110,9 +110,9 @@ def _family(
     if (fam := families.by_architecture(arch)) is not None:
         return fam, f"metadata modelspec.architecture = {arch}"
     if (marked := families.by_adapter_names(names)) is not None:
-        return marked[0], f"its layer names are {families.label(marked[0])}'s ({marked[1]})"
+        return marked[0], f"its layer names are {families.label(marked[0])}'s ({marked[1]}){_alike(marked[0])}"
     if Part.TRANSFORMER in parts and (fam := families.with_transformer_denoiser()) is not None:
-        return fam, f"it changes a transformer denoiser's layers (taken as {families.label(fam)}'s)"
+        return fam, f"it changes a transformer denoiser's layers (taken as {families.label(fam)}'s){_alike(fam)}"
     if Part.TEXT_ENCODER_2 in parts and (fam := families.with_second_text_encoder()) is not None:
         return fam, "it changes a second text encoder"
     if any(n.startswith("lora_unet_label_emb") for n in names) and (fam := families.with_size_conditioning()):
@@ -135,6 +135,12 @@ def _family(
         ):
             return fam, f"text-encoder layers are {shape[1]} wide ({n})"
     return _family_from_blocks(names)
+
+
+def _alike(family: Family) -> str:
+    """The evidence's note on the families whose files look like ``family``'s without metadata."""
+    alike = [f.label for f in families.FAMILIES if f.looks_like is family]
+    return f"; a {' or '.join(alike)} file without metadata has the same names" if alike else ""
 
 
 def _family_from_blocks(names: list[str]) -> tuple[Family | None, str]:

@@ -31,6 +31,7 @@ class Family(str, Enum):
     SD2 = "sd2"
     SDXL = "sdxl"
     FLUX1 = "flux1"
+    CHROMA = "chroma"
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,13 @@ class FamilySpec:
     # Regexes on adapter tensor names (any layout) that only this family's files match: the
     # evidence when a file has no metadata. Checked newest family first (app.core.adapters).
     adapter_markers: tuple[str, ...] = ()
+    # The family whose adapter files this one's cannot be told from without metadata or markers
+    # (Chroma's LoRAs use Flux.1's layer names): such a file is read as that family, the evidence
+    # says so, and it is not refused on a base model of this family.
+    looks_like: Family | None = None
+    # A tensor name (BFL's, without ``model.diffusion_model.``) only this family's single-file
+    # checkpoints have, where they otherwise look like Flux.1's: app.engine.single_file tells them by it.
+    checkpoint_marker: str = ""
 
     def render_defaults(self, distilled: bool = False) -> tuple[int, float]:
         """Steps and guidance a render starts from: the distilled model's when it is that one."""
@@ -305,6 +313,61 @@ FAMILIES: tuple[FamilySpec, ...] = (
             label="Flux.1 [schnell]", steps=4, guidance=0.0, hub_base="black-forest-labs/FLUX.1-schnell"
         ),
     ),
+    FamilySpec(
+        id=Family.CHROMA,
+        label="Chroma",
+        # sd-scripts (library/flux_utils.py MODEL_VERSION_CHROMA, library/sai_model_spec.py
+        # ARCH_FLUX_1_CHROMA / IMPL_CHROMA) write "chroma" and "chroma/lora".
+        base_version="chroma",
+        base_versions_read=("chroma",),
+        ss_v2=False,
+        architecture="chroma/lora",
+        architecture_v_prediction=None,
+        architecture_prefix="chroma/",  # not sd-scripts' "chroma-radiance" (a pixel-space model)
+        implementation="https://huggingface.co/lodestones/Chroma",
+        text_widths=(4096,),  # T5-XXL only (no CLIP); sd-scripts names it lora_te3_ as for Flux.1
+        te_prefixes=("lora_te3",),
+        cross_width=4096,
+        size_conditioning=False,
+        stacked_transformers=False,
+        transformer_denoiser=True,
+        pipeline_classes=("ChromaPipeline", "ChromaImg2ImgPipeline", "ChromaInpaintPipeline"),
+        variants=("chroma1-hd",),
+        default_steps=35,  # ChromaPipeline.__call__'s defaults: 35 steps, real CFG 5.0
+        default_size=(1024, 1024),
+        default_guidance=5.0,
+        default_scheduler="Euler",
+        schedulers=("Euler", "Euler a", "UniPC"),
+        flow_matching=True,
+        guidance_distilled=False,  # de-distilled from [schnell]: classifier-free guidance with a negative prompt
+        size_presets=((1024, 1024), (832, 1216), (1216, 832), (896, 1152), (1152, 896), (768, 1344), (1344, 768)),
+        color="#d81b60",
+        hub_bases=("lodestones/Chroma1-HD", "lodestones/Chroma1-Base", "lodestones/Chroma"),
+        hub_name_pattern=r"chroma",
+        blocks=(),
+        text_blocks=(),
+        block_layout=BlockLayout.NONE,
+        hub_tags=("chroma",),
+        # BFL's Flux names without the modulation layers, plus the approximator that replaces them.
+        original_roots=(
+            "double_blocks.",
+            "single_blocks.",
+            "final_layer.",
+            "img_in.",
+            "txt_in.",
+            "distilled_guidance_layer.",
+        ),
+        diffusers_roots=(
+            "transformer_blocks.",
+            "single_transformer_blocks.",
+            "x_embedder.",
+            "context_embedder.",
+            "distilled_guidance_layer.",
+        ),  # fmt: skip
+        adapter_markers=(r"(^|[._])distilled_guidance_layer[._]",),
+        looks_like=Family.FLUX1,
+        checkpoint_marker="distilled_guidance_layer.in_proj.bias",  # diffusers' CHECKPOINT_KEY_NAMES["chroma"]
+    ),
 )
 
 _BY_ID = {f.id: f for f in FAMILIES}
@@ -408,6 +471,15 @@ def by_adapter_names(names: list[str]) -> tuple[Family, str] | None:
             if (hit := next((n for n in names if pattern.search(n)), None)) is not None:
                 return f.id, hit
     return None
+
+
+def fits(adapter: Family | str | None, base: Family | str | None) -> bool:
+    """Whether an adapter of family ``adapter`` may go on a base model of family ``base``: the
+    same family, either unknown, or a base whose files look like the adapter's family's
+    (``looks_like``: a Flux.1-named file on Chroma may be a Chroma file without metadata)."""
+    if not adapter or not base or Family(adapter) is Family(base):
+        return True
+    return spec(base).looks_like is Family(adapter)
 
 
 def denoiser_roots(which: str) -> tuple[str, ...]:

@@ -99,14 +99,17 @@ def bfl_layers(transformer: nn.Module) -> dict[str, tuple[Piece, ...]]:
     if path in modules:
         half = rows_of(path) // 2
         out[bfl_mod] = (Piece(path, ((half, 2 * half), (0, half))),)
+    # A layer the model lacks is left out (Chroma, Flux-derived, has no modulation layers).
     for i in range(len(getattr(transformer, "transformer_blocks", ()))):
         for bfl, paths in _DOUBLE.items():
-            out[f"double_blocks.{i}.{bfl}"] = _stacked(tuple(f"transformer_blocks.{i}.{p}" for p in paths), rows_of)
+            full = tuple(f"transformer_blocks.{i}.{p}" for p in paths)
+            if all(p in modules for p in full):
+                out[f"double_blocks.{i}.{bfl}"] = _stacked(full, rows_of)
     for i in range(len(getattr(transformer, "single_transformer_blocks", ()))):
         for bfl, paths in _SINGLE.items():
-            out[f"single_blocks.{i}.{bfl}"] = _stacked(
-                tuple(f"single_transformer_blocks.{i}.{p}" for p in paths), rows_of
-            )
+            full = tuple(f"single_transformer_blocks.{i}.{p}" for p in paths)
+            if all(p in modules for p in full):
+                out[f"single_blocks.{i}.{bfl}"] = _stacked(full, rows_of)
     return out
 
 

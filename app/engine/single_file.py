@@ -129,6 +129,10 @@ def _flux_checkpoint(names, has, dtypes: dict[str, str]) -> CheckpointInfo | Non
     if prefix is None:
         return None
     variant = Variant.FLUX1_DEV if prefix + _FLUX_GUIDANCE in names else Variant.FLUX1_SCHNELL
+    # A Flux-derived family's file (Chroma's approximator) is that family's first variant.
+    marked = next((f for f in families.FAMILIES if f.checkpoint_marker and prefix + f.checkpoint_marker in names), None)
+    if marked is not None:
+        variant = Variant(marked.variants[0])
     alone = not has("text_encoders.") and not has("vae.") and not has("first_stage_model.")
     fp8 = dtypes.get(prefix + _FLUX_BLOCK, "").startswith("F8")
     return CheckpointInfo(variant, denoiser_only=alone, fp8=fp8)

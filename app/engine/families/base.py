@@ -200,6 +200,11 @@ class StableDiffusion:
         """A cached caption's encoding as pipeline-call keywords (when the text encoders are gone)."""
         return {"prompt_embeds": encoded["embeds"][None]}
 
+    def negative_prompt_kwargs(self, encoded: dict[str, Any]) -> dict[str, Any]:
+        """A cached negative prompt's encoding as pipeline-call keywords (when the text encoders are
+        gone); none for families whose encoders stay or that take no negative prompt."""
+        return {}
+
     # ------------------------------------------------------------ tiny test model
     def tiny_unet_config(self) -> dict[str, Any]:
         """UNet2DConditionModel kwargs: the real layout, tiny widths, 8x8 latents (64 px)."""

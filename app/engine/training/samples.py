@@ -59,15 +59,17 @@ def render_samples(
             context = autocast() if autocast is not None else contextlib.nullcontext()
             if autocast is None and config.fp8_base:  # a bf16 denoiser between fp32 encoders and VAE
                 context = torch.autocast(device.type, dtype=torch.bfloat16)
-            if released:
-                encoded = text_cache.get_many([prompt])[0]
-                prompt_kwargs = eng.prompt_kwargs({k: v.to(device) for k, v in encoded.items()})
+            if released:  # the cached encodings; a family with real CFG gets its negative's too
+                encoded, negative_encoded = (
+                    {k: v.to(device) for k, v in e.items()} for e in text_cache.get_many([prompt, negative])
+                )
+                prompt_kwargs = eng.prompt_kwargs(encoded) | eng.negative_prompt_kwargs(negative_encoded)
             else:
                 prompt_kwargs = {"prompt": prompt}
             with torch.no_grad(), context:
                 image = pipe(
                     **prompt_kwargs,
-                    **eng.sample_kwargs(pipe, negative),
+                    **eng.sample_kwargs(pipe, "" if released else negative),
                     num_inference_steps=opts.steps,
                     guidance_scale=opts.guidance,
                     width=width,

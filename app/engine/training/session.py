@@ -282,7 +282,11 @@ def _text_setup(
         with acc.main_process_first():
             text_cache = TextCache(cache_root, encoders, encode, extra=str(wdtype))
             data = opened.data
-            captions = [i.caption for i in data.items + data.validation] + [""] + config.sample_prompts()
+            captions = (
+                [i.caption for i in data.items + data.validation]
+                + ["", config.sample.negative]
+                + config.sample_prompts()
+            )
             setup.fill_text_cache(text_cache, captions)
     fixed_captions = text_cache is not None and not config.data.shuffle_tags
     if fixed_captions and engine(family).release_text_encoders:

@@ -42,7 +42,10 @@ class CardItem:
 
 
 def family_mismatch(family: str | None, current: str | None) -> bool:
-    return bool(family and current and family != current)
+    try:
+        return not families.fits(family, current)
+    except ValueError:  # a family value this version does not know
+        return bool(family and current and family != current)
 
 
 class CardModel(QAbstractListModel):
