@@ -32,6 +32,7 @@ class Family(str, Enum):
     SDXL = "sdxl"
     FLUX1 = "flux1"
     CHROMA = "chroma"
+    QWENIMAGE = "qwenimage"
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,8 @@ _UNET_BLOCKS_SD = ("BASE", *(f"IN{i:02}" for i in range(12)), "MID", *(f"OUT{i:0
 _UNET_BLOCKS_SDXL = ("BASE", *(f"IN{i:02}" for i in range(9)), "MID", *(f"OUT{i:02}" for i in range(9)))
 # Its BLOCKIDFLUX: the text encoders, the input embedders, 19 double and 38 single blocks, the final layer.
 _DIT_BLOCKS_FLUX = ("CLIP", "T5", "IN", *(f"D{i:02}" for i in range(19)), *(f"S{i:02}" for i in range(38)), "OUT")
+# Qwen-Image's transformer (its original code is diffusers', so one set of names).
+_QWEN_ROOTS = ("transformer_blocks.", "img_in.", "txt_in.", "txt_norm.", "time_text_embed.", "norm_out.", "proj_out.")
 
 FAMILIES: tuple[FamilySpec, ...] = (
     FamilySpec(
@@ -367,6 +370,52 @@ FAMILIES: tuple[FamilySpec, ...] = (
         adapter_markers=(r"(^|[._])distilled_guidance_layer[._]",),
         looks_like=Family.FLUX1,
         checkpoint_marker="distilled_guidance_layer.in_proj.bias",  # diffusers' CHECKPOINT_KEY_NAMES["chroma"]
+    ),
+    FamilySpec(
+        id=Family.QWENIMAGE,
+        label="Qwen-Image",
+        # musubi-tuner writes modelspec "Qwen-Image/lora" (implementation QwenLM/Qwen-Image);
+        # ai-toolkit's and musubi's files say ss_base_model_version "qwen_image".
+        base_version="qwen_image",
+        base_versions_read=("qwen_image", "qwen-image", "qwenimage"),
+        ss_v2=False,
+        architecture="Qwen-Image/lora",
+        architecture_v_prediction=None,
+        architecture_prefix="Qwen-Image",
+        implementation="https://github.com/QwenLM/Qwen-Image",
+        # Qwen2.5-VL-7B-Instruct's language model (never trained here; kohya prefix for completeness).
+        text_widths=(3584,),
+        te_prefixes=("lora_te",),
+        cross_width=3584,  # the transformer's txt_in reads the Qwen2.5-VL features
+        size_conditioning=False,
+        stacked_transformers=False,
+        transformer_denoiser=True,
+        pipeline_classes=("QwenImagePipeline", "QwenImageImg2ImgPipeline", "QwenImageInpaintPipeline"),
+        variants=("qwen-image",),
+        default_steps=50,  # QwenImagePipeline's default
+        default_size=(1328, 1328),  # Qwen's own 1:1 size (the model card's aspect-ratio table)
+        default_guidance=4.0,  # true_cfg_scale: real classifier-free guidance with a negative prompt
+        default_scheduler="Euler",
+        schedulers=("Euler", "Euler a", "UniPC"),
+        flow_matching=True,
+        guidance_distilled=False,
+        # The model card's sizes: 1:1, 16:9, 9:16, 4:3, 3:4, 3:2, 2:3.
+        size_presets=((1328, 1328), (1664, 928), (928, 1664), (1472, 1140), (1140, 1472), (1584, 1056), (1056, 1584)),
+        color="#5e35b1",
+        hub_bases=("Qwen/Qwen-Image",),
+        hub_name_pattern=r"qwen[-_ ]?image",
+        blocks=(),
+        text_blocks=(),
+        block_layout=BlockLayout.NONE,
+        hub_tags=("qwen-image",),
+        # Qwen-Image's original code is diffusers': kohya / ComfyUI files use the same paths.
+        original_roots=_QWEN_ROOTS,
+        diffusers_roots=_QWEN_ROOTS,
+        # Its blocks' own layer names (img_mod / txt_mlp…), or a block index past SD 3.5 large's 38.
+        adapter_markers=(
+            r"(^|[._])transformer_blocks[._]\d+[._](img|txt)_(mod|mlp)[._]",
+            r"(^|[._])transformer_blocks[._](3[89]|[45]\d)[._]",
+        ),
     ),
 )
 

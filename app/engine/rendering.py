@@ -201,7 +201,7 @@ class Renderer:
             result = pipe(
                 prompt=request.prompt,
                 num_inference_steps=request.steps,
-                guidance_scale=guidance,
+                **engine(model.family).guidance_kwargs(guidance),
                 width=request.width,
                 height=request.height,
                 generator=generator,

@@ -24,11 +24,12 @@ def test_every_family_has_an_engine_module():
 def test_engine_agrees_with_the_table(fam):
     eng, spec = engine(fam), families.spec(fam)
     assert eng.pipeline_class().__name__ in spec.pipeline_classes
-    # tiny_text_encoders are the CLIP ones; Flux adds T5, Chroma has T5 only
-    t5 = 1 if fam in (Family.FLUX1, Family.CHROMA) else 0
-    assert len(eng.tiny_text_encoders) + t5 == len(spec.text_widths) == len(spec.te_prefixes)
+    assert len(spec.text_widths) == len(spec.te_prefixes)
+    if not spec.transformer_denoiser:  # tiny_text_encoders are the CLIP ones; a transformer family builds its own
+        assert len(eng.tiny_text_encoders) == len(spec.text_widths)
     # The old engine/models.py: every SD pipeline but SDXL's loads without a safety checker.
-    old = {} if fam.value in ("sdxl", "flux1") else {"safety_checker": None, "requires_safety_checker": False}
+    plain = spec.transformer_denoiser or spec.size_conditioning  # SDXL and the transformer families
+    old = {} if plain else {"safety_checker": None, "requires_safety_checker": False}
     assert eng.load_kwargs() == old
 
 

@@ -88,6 +88,10 @@ class StableDiffusion:
         """Pipeline call arguments beyond prompt, steps, guidance, size and generator."""
         return {"negative_prompt": negative or None}
 
+    def guidance_kwargs(self, guidance: float) -> dict[str, Any]:
+        """The pipeline-call keywords that carry the render's guidance scale."""
+        return {"guidance_scale": guidance}
+
     def adapter_names(self, part: Any, root: Any) -> dict[str, tuple[Any, ...]]:
         """Module keys of adapter files for layers of ``part`` (module ``root``) beyond the
         generic naming schemes of ``app.engine.layer_index``: key -> the
@@ -181,6 +185,18 @@ class StableDiffusion:
         snr = compute_snr(sched, timesteps)
         clipped = torch.clamp(snr, max=gamma)
         return clipped / (snr + 1) if sched.config.prediction_type == "v_prediction" else clipped / snr
+
+    def vae_latents(self, vae: Any, pixels: Any) -> tuple[Any, Any]:
+        """Latent distribution (mean, std), each (B, C, h, w), of pixels (B, 3, H, W) in [-1, 1]."""
+        dist = vae.encode(pixels).latent_dist
+        return dist.mean, dist.std
+
+    def scale_latents(self, vae_config: Any, latents: Any) -> Any:
+        """VAE latents in the denoiser's range (the shift and scale of the VAE's config)."""
+        return (latents - (getattr(vae_config, "shift_factor", None) or 0.0)) * vae_config.scaling_factor
+
+    def latent_channels(self, vae_config: Any) -> int:
+        return int(vae_config.latent_channels)
 
     def kohya_layout(self, denoiser: Any, module_paths: list[str]) -> dict[str, tuple[str, ...]]:
         """kohya name (without prefix) -> the denoiser modules it holds, fused in this order

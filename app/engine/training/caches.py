@@ -105,9 +105,19 @@ def prepare_pixels(path: Path, plan: CropPlan, flip: bool) -> torch.Tensor:
 class LatentCache:
     """VAE latent distributions (mean, std) per picture, bucket and flip."""
 
-    def __init__(self, root: Path, vae: torch.nn.Module, *, dtype: torch.dtype = torch.float32) -> None:
+    def __init__(
+        self,
+        root: Path,
+        vae: torch.nn.Module,
+        *,
+        dtype: torch.dtype = torch.float32,
+        encode: Callable[[torch.nn.Module, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
+    ) -> None:
+        """``encode(vae, pixels)`` -> (mean, std): the family's ``vae_latents`` (default: the
+        VAE's ``latent_dist`` as it is)."""
         self.root = Path(root) / "latents"
         self.vae = vae
+        self.encode = encode or (lambda v, x: (lambda d: (d.mean, d.std))(v.encode(x).latent_dist))
         self.dtype = dtype
         self.vae_id = fingerprint(vae, extra=str(dtype))
         self._hashes: dict[Path, str] = {}
@@ -137,8 +147,8 @@ class LatentCache:
         self.misses += 1
         pixels = prepare_pixels(path, plan_crop(size[0], size[1], bucket), flip)
         with torch.no_grad():
-            dist = self.vae.encode(pixels[None].to(device, self.dtype)).latent_dist
-        _write(entry, {"mean": dist.mean[0].float(), "std": dist.std[0].float()})
+            mean, std = self.encode(self.vae, pixels[None].to(device, self.dtype))
+        _write(entry, {"mean": mean[0].float(), "std": std[0].float()})
 
     @functools.lru_cache(maxsize=2048)  # noqa: B019 - one cache object per run
     def load(self, path: Path, bucket: tuple[int, int], flip: bool) -> tuple[torch.Tensor, torch.Tensor]:

@@ -224,7 +224,7 @@ def _batch_loss(session: TrainSession, index: int) -> torch.Tensor:
         weights.append(entry.weight)
         ids.append(time_ids(item))
     mean, std = torch.stack(means), torch.stack(stds)
-    latents = scaled(mean + std * torch.randn(mean.shape, generator=gen), session.pipe.vae.config)
+    latents = scaled(mean + std * torch.randn(mean.shape, generator=gen), session.pipe.vae.config, session.family)
     loss = objective(session, latents, captions, ids, gen, noise_offset=config.noise_offset)
     return (loss * torch.tensor(weights, device=session.device)).mean()
 

@@ -19,9 +19,9 @@ if TYPE_CHECKING:
     from app.engine.training.session import TrainSession
 
 
-def scaled(latents: torch.Tensor, vae_config: Any) -> torch.Tensor:
-    """VAE latents in the UNet's range (the shift and scale of the VAE's config)."""
-    return (latents - (getattr(vae_config, "shift_factor", None) or 0.0)) * vae_config.scaling_factor
+def scaled(latents: torch.Tensor, vae_config: Any, family: Any) -> torch.Tensor:
+    """VAE latents in the denoiser's range, as the family scales them (``scale_latents``)."""
+    return engine(family).scale_latents(vae_config, latents)
 
 
 def time_ids(item: TrainItem) -> list[int]:
@@ -131,7 +131,7 @@ def fixed_loss(
         with torch.no_grad(), session.accelerator.autocast():
             for item in session.data.train_items if items is None else items:
                 mean, _ = session.latents.load(item.path, item.bucket, False)
-                latents = scaled(mean, vae_config)[None].repeat(len(timesteps), 1, 1, 1)
+                latents = scaled(mean, vae_config, session.family)[None].repeat(len(timesteps), 1, 1, 1)
                 n = len(timesteps)
                 mask = session.masks.batch([item], [False]) if session.masks is not None else None
                 loss = objective(

@@ -71,7 +71,7 @@ def render_samples(
                     **prompt_kwargs,
                     **eng.sample_kwargs(pipe, "" if released else negative),
                     num_inference_steps=opts.steps,
-                    guidance_scale=opts.guidance,
+                    **eng.guidance_kwargs(opts.guidance),
                     width=width,
                     height=height,
                     generator=generator,

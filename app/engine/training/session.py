@@ -188,7 +188,7 @@ def build_session(opened: OpenedRun, reporter: Reporter) -> TrainSession | None:
     cache_root = Path(config.cache_dir).expanduser() if config.cache_dir else paths.cache_dir() / "train"
 
     # 2. Latents of every picture (and flip), encoded once; unreadable pictures are dropped.
-    latents, done = _fill_latents(opened, reporter, pipe, cache_root)
+    latents, done = _fill_latents(opened, reporter, pipe, cache_root, eng.vae_latents)
     if not done:
         return None
     data = opened.data
@@ -206,7 +206,7 @@ def build_session(opened: OpenedRun, reporter: Reporter) -> TrainSession | None:
     # 5. Disk space, optimizer and learning-rate schedule.
     adapter_bytes = sum(p.numel() * 4 for p in net.parameters())
     save_need = 4 * adapter_bytes  # one checkpoint and one resume state (adapter, two moments)
-    needs = runs.space_needed(config, adapter_bytes, len(data.items), pipe.vae.config.latent_channels)
+    needs = runs.space_needed(config, adapter_bytes, len(data.items), eng.latent_channels(pipe.vae.config))
     warning = runs.space_warning(run_dir, cache_root, needs)
     if warning is not None:
         reporter.warn(warning)
@@ -245,7 +245,9 @@ def build_session(opened: OpenedRun, reporter: Reporter) -> TrainSession | None:
     return session
 
 
-def _fill_latents(opened: OpenedRun, reporter: Reporter, pipe: Any, cache_root: Path) -> tuple[LatentCache, bool]:
+def _fill_latents(
+    opened: OpenedRun, reporter: Reporter, pipe: Any, cache_root: Path, encode: Callable
+) -> tuple[LatentCache, bool]:
     """The latent cache, filled (False when stopped part way); the main process fills it, the
     others then find every entry on disk."""
     config, acc, device = opened.config, opened.accelerator, opened.accelerator.device
@@ -255,7 +257,7 @@ def _fill_latents(opened: OpenedRun, reporter: Reporter, pipe: Any, cache_root: 
 
     with acc.main_process_first():
         pipe.vae.to(device)  # loaded in fp32, and kept so (fp16 VAEs overflow)
-        latents = LatentCache(cache_root, pipe.vae)
+        latents = LatentCache(cache_root, pipe.vae, encode=encode)
         done, unreadable = setup.fill_latent_cache(
             latents, opened.data, config.data.flip, device, progress, reporter.should_stop
         )
