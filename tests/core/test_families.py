@@ -69,7 +69,8 @@ SD_FAMILIES = (Family.SD1, Family.SD2, Family.SDXL)
 
 
 def test_family_values_are_the_ones_on_disk():
-    assert [f.value for f in Family] == ["sd1", "sd2", "sdxl", "flux1"]
+    assert [f.value for f in Family][:4] == ["sd1", "sd2", "sdxl", "flux1"]  # later families follow
+    assert Family("sd3") is Family.SD3
     assert [f.id for f in FAMILIES] == list(Family)
 
 
@@ -132,7 +133,8 @@ def test_pipeline_class_lookup_is_unchanged():
         assert families.by_pipeline_class(cls) == (fam,)
     for cls in OLD_SD_PIPELINES:
         assert families.by_pipeline_class(cls) == (Family.SD1, Family.SD2)
-    assert families.by_pipeline_class("StableDiffusion3Pipeline") == ()
+    assert families.by_pipeline_class("StableDiffusion3Pipeline") == (Family.SD3,)  # a family since issue 19
+    assert families.by_pipeline_class("PixArtAlphaPipeline") == ()
 
 
 def test_hub_bases_labels_colours_sizes_variants_are_unchanged():
@@ -144,10 +146,10 @@ def test_hub_bases_labels_colours_sizes_variants_are_unchanged():
         for base in OLD_FAMILY_BASES[fam]:
             assert families.by_hub_base(base.upper()) is fam
     assert [(f.label, w, h) for f in FAMILIES if f.id in SD_FAMILIES for w, h in f.size_presets] == OLD_SIZE_PRESETS
-    assert families.all_variants() == (*OLD_VARIANT_FAMILY, "flux1-dev", "flux1-schnell")
+    assert families.all_variants()[: len(OLD_VARIANT_FAMILY) + 2] == (*OLD_VARIANT_FAMILY, "flux1-dev", "flux1-schnell")
     for variant, fam in OLD_VARIANT_FAMILY.items():
         assert families.by_variant(variant) is fam
-    assert families.label("sd3") == "sd3" and families.label(None) == ""
+    assert families.label("sd9") == "sd9" and families.label(None) == ""
 
 
 def test_every_entry_is_complete():
@@ -209,7 +211,7 @@ def _old_guess(base_ids: list[str]) -> Family | None:
         ["me/sd15-anime"],
         ["me/sd-1-anime"],
         ["me/v1-5-pruned"],
-        ["me/sd3-dev"],
+        ["me/sd9-dev"],
         ["me/axle"],
         ["me/sdxl2"],
         [],

@@ -27,7 +27,8 @@ def test_engine_agrees_with_the_table(fam):
     t5 = 1 if fam is Family.FLUX1 else 0  # tiny_text_encoders are the CLIP ones; Flux adds T5
     assert len(eng.tiny_text_encoders) + t5 == len(spec.text_widths) == len(spec.te_prefixes)
     # The old engine/models.py: every SD pipeline but SDXL's loads without a safety checker.
-    old = {} if fam.value in ("sdxl", "flux1") else {"safety_checker": None, "requires_safety_checker": False}
+    plain = fam.value == "sdxl" or spec.transformer_denoiser  # transformer pipelines have no safety checker
+    old = {} if plain else {"safety_checker": None, "requires_safety_checker": False}
     assert eng.load_kwargs() == old
 
 

@@ -178,6 +178,10 @@ class StableDiffusion:
         """The adapter's ``modelspec.architecture``."""
         return self.spec.architecture_for(v_prediction)
 
+    def adapter_base_version(self, denoiser: Any) -> str:
+        """The adapter's ``ss_base_model_version`` (the table's; SD 3 writes its model's type)."""
+        return self.spec.base_version
+
     def sample_kwargs(self, pipe: Any, negative: str) -> dict[str, Any]:
         """Pipeline-call keywords of a sample render beyond prompt, steps, guidance, size and seed."""
         return {"negative_prompt": negative or None}
@@ -185,6 +189,11 @@ class StableDiffusion:
     def prompt_kwargs(self, encoded: dict[str, Any]) -> dict[str, Any]:
         """A cached caption's encoding as pipeline-call keywords (when the text encoders are gone)."""
         return {"prompt_embeds": encoded["embeds"][None]}
+
+    def negative_prompt_kwargs(self, encoded: dict[str, Any]) -> dict[str, Any]:
+        """A cached negative prompt's encoding as pipeline-call keywords, for a family with real CFG
+        whose text encoders are gone (empty: the pipeline encodes the negative prompt itself)."""
+        return {}
 
     # ------------------------------------------------------------ tiny test model
     def tiny_unet_config(self) -> dict[str, Any]:
