@@ -33,6 +33,7 @@ class Family(str, Enum):
     FLUX1 = "flux1"
     CHROMA = "chroma"
     QWENIMAGE = "qwenimage"
+    SD3 = "sd3"
 
 
 @dataclass(frozen=True)
@@ -415,6 +416,78 @@ FAMILIES: tuple[FamilySpec, ...] = (
         adapter_markers=(
             r"(^|[._])transformer_blocks[._]\d+[._](img|txt)_(mod|mlp)[._]",
             r"(^|[._])transformer_blocks[._](3[89]|[45]\d)[._]",
+        ),
+    ),
+    FamilySpec(
+        id=Family.SD3,
+        label="SD 3.x",  # SD 3 Medium and SD 3.5 Medium / Large / Large Turbo
+        # sd-scripts' sd3_train_network.py writes the MMDiT's model type as ss_base_model_version
+        # ("5-large", "5-medium", "medium" for SD 3 Medium) and "stable-diffusion-3-" + it as the
+        # modelspec architecture (sai_model_spec.py); the engine writes the one of the trained model.
+        base_version="5-large",
+        base_versions_read=("5-large", "5-medium", "medium", "sd3", "sd3.5"),
+        ss_v2=False,
+        architecture="stable-diffusion-3-5-large/lora",
+        architecture_v_prediction=None,
+        architecture_prefix="stable-diffusion-3",
+        implementation="https://github.com/Stability-AI/sd3.5",
+        # CLIP ViT-L and OpenCLIP ViT-bigG (kohya lora_te1_ / lora_te2_); T5-XXL (lora_te3_) is
+        # not trained by LoRA tools and not read here.
+        text_widths=(768, 1280),
+        te_prefixes=(_KOHYA_TE1, _KOHYA_TE2),
+        cross_width=4096,  # joint attention reads the T5 features (CLIP's padded to 4096)
+        size_conditioning=False,
+        stacked_transformers=False,
+        transformer_denoiser=True,
+        pipeline_classes=("StableDiffusion3Pipeline", "StableDiffusion3Img2ImgPipeline"),
+        variants=("sd35-medium", "sd35-large"),
+        # SD 3.5 Large's model card: 28 steps, CFG 3.5 (Medium's: 40 steps, CFG 4.5).
+        default_steps=28,
+        default_size=(1024, 1024),
+        default_guidance=3.5,  # real classifier-free guidance, with a negative prompt
+        default_scheduler="Euler",  # flow-matching Euler with the fixed shift 3.0
+        schedulers=("Euler", "Euler a", "UniPC"),
+        flow_matching=True,
+        guidance_distilled=False,
+        size_presets=((1024, 1024), (832, 1216), (1216, 832), (896, 1152), (1152, 896), (768, 1344), (1344, 768)),
+        color="#3949ab",
+        hub_bases=(
+            "stabilityai/stable-diffusion-3.5-large",
+            "stabilityai/stable-diffusion-3.5-medium",
+            "stabilityai/stable-diffusion-3.5-large-turbo",
+            "stabilityai/stable-diffusion-3-medium-diffusers",
+            "stabilityai/stable-diffusion-3-medium",
+        ),
+        hub_name_pattern=r"(sd-?3|stable-diffusion-3|sd35)",
+        blocks=(),
+        text_blocks=(),
+        block_layout=BlockLayout.NONE,
+        hub_tags=("sd3", "sd3.5", "stable-diffusion-3"),
+        # Stability's MMDiT code (sd-scripts' lora_unet_…, ComfyUI's diffusion_model.…).
+        original_roots=(
+            "joint_blocks.",
+            "x_embedder.",
+            "t_embedder.",
+            "y_embedder.",
+            "context_embedder.",
+            "final_layer.",
+        ),  # fmt: skip
+        diffusers_roots=(
+            "transformer_blocks.",
+            "pos_embed.",
+            "context_embedder.",
+            "time_text_embed.",
+            "norm_out.",
+            "proj_out.",
+        ),  # fmt: skip
+        # diffusers' names of an SD 3 block are Flux's double block's; SD 3's own are Stability's
+        # joint_blocks / x_block / context_block, 3.5 Medium's dual attention (attn2 directly in a
+        # top-level transformer block) and blocks 19 and up (Flux has 19 double blocks, 0-18).
+        # A diffusers-named file on blocks 0-18 only, without attn2, stays Flux's.
+        adapter_markers=(
+            r"(^|[._])(joint_blocks|x_block|context_block)[._]",
+            r"^(transformer[._]|base_model[._]model[._]|lora_transformer_|lycoris_)?transformer_blocks[._]\d+[._]attn2[._]",
+            r"^(transformer[._]|base_model[._]model[._]|lora_transformer_|lycoris_)?transformer_blocks[._](19|[2-9]\d)[._]",
         ),
     ),
 )

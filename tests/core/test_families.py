@@ -132,7 +132,8 @@ def test_pipeline_class_lookup_is_unchanged():
         assert families.by_pipeline_class(cls) == (fam,)
     for cls in OLD_SD_PIPELINES:
         assert families.by_pipeline_class(cls) == (Family.SD1, Family.SD2)
-    assert families.by_pipeline_class("StableDiffusion3Pipeline") == ()
+    assert families.by_pipeline_class("StableDiffusion3Pipeline") == (Family.SD3,)  # a family since issue 19
+    assert families.by_pipeline_class("PixArtAlphaPipeline") == ()
 
 
 def test_hub_bases_labels_colours_sizes_variants_are_unchanged():
@@ -148,7 +149,7 @@ def test_hub_bases_labels_colours_sizes_variants_are_unchanged():
     assert families.all_variants()[: len(old_variants)] == old_variants  # new families' come after
     for variant, fam in OLD_VARIANT_FAMILY.items():
         assert families.by_variant(variant) is fam
-    assert families.label("sd3") == "sd3" and families.label(None) == ""
+    assert families.label("sd9") == "sd9" and families.label(None) == ""
 
 
 def test_every_entry_is_complete():
@@ -210,7 +211,7 @@ def _old_guess(base_ids: list[str]) -> Family | None:
         ["me/sd15-anime"],
         ["me/sd-1-anime"],
         ["me/v1-5-pruned"],
-        ["me/sd3-dev"],
+        ["me/sd9-dev"],
         ["me/axle"],
         ["me/sdxl2"],
         [],

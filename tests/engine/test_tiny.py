@@ -108,8 +108,8 @@ def test_same_seed_same_weights(tiny_sd1, tmp_path):
 
 
 def test_refuses_unknown_family_and_nonempty_folder(tmp_path):
-    with pytest.raises(ValueError, match="sd3"):
-        write_tiny_model(tmp_path / "x", family="sd3")
+    with pytest.raises(ValueError, match="sd9"):
+        write_tiny_model(tmp_path / "x", family="sd9")
     with pytest.raises(ValueError):
         pretrained_tiny_path("flux")
     busy = tmp_path / "busy"

@@ -208,6 +208,10 @@ class StableDiffusion:
         """The adapter's ``modelspec.architecture``."""
         return self.spec.architecture_for(v_prediction)
 
+    def adapter_base_version(self, denoiser: Any) -> str:
+        """The adapter's ``ss_base_model_version`` (the table's; SD 3 writes its model's type)."""
+        return self.spec.base_version
+
     def sample_kwargs(self, pipe: Any, negative: str) -> dict[str, Any]:
         """Pipeline-call keywords of a sample render beyond prompt, steps, guidance, size and seed."""
         return {"negative_prompt": negative or None}
