@@ -227,7 +227,7 @@ def test_hub_family_guess_is_unchanged(bases):
 
 # ---------------------------------------------------------------- nothing else decides by family
 
-_FAMILY_FILES = ("app/core/families.py", "app/engine/families/")
+_FAMILY_FILES = ("app/core/families.py", "app/core/family_spec.py", "app/core/family_table.py", "app/engine/families/")
 
 
 def _app_sources():

@@ -162,6 +162,20 @@ def discard_if_unused(opened: OpenedRun) -> None:
         log.info("removed %s: the run failed before saving anything", opened.run_dir.path)
 
 
+def _check_engine_options(config: TrainConfig, family: Family, eng: Any) -> None:
+    """Options the family's engine does not offer, refused in one sentence each."""
+    if config.fp8_base and not eng.fp8_base:
+        raise TrainError(
+            f"fp8_base = true is for the large transformer bases (Flux-class), and {config.base} is "
+            f"{families.label(family)}: set fp8_base = false (mixed_precision already trains it in bf16 or fp16)"
+        )
+    if config.network.dora and not eng.dora_training:
+        raise TrainError(
+            f"network dora = true is not offered for {families.label(family)}: its q/k/v layers are saved "
+            "fused, as sd-scripts writes them, where DoRA's per-layer scale has no place; set dora = false"
+        )
+
+
 def build_session(opened: OpenedRun, reporter: Reporter) -> TrainSession | None:
     """Model, caches, network and optimizer (and the saved state of a resume); None when stopped
     while caching."""
@@ -172,16 +186,7 @@ def build_session(opened: OpenedRun, reporter: Reporter) -> TrainSession | None:
     family, pipe = loaded.family, loaded.pipe
     setup.check_family_options(config, family)  # again: a Hub model's family is known only now
     eng = engine(family)
-    if config.fp8_base and not eng.fp8_base:
-        raise TrainError(
-            f"fp8_base = true is for Flux.1 bases, and {config.base} is {families.label(family)}: "
-            "set fp8_base = false (mixed_precision already trains it in bf16 or fp16)"
-        )
-    if config.network.dora and not eng.dora_training:
-        raise TrainError(
-            f"network dora = true is not offered for {families.label(family)}: its q/k/v layers are saved "
-            "fused, as sd-scripts writes them, where DoRA's per-layer scale has no place; set dora = false"
-        )
+    _check_engine_options(config, family, eng)
     device, wdtype = acc.device, setup.weight_dtype(acc.mixed_precision)
     prediction = config.prediction.value if config.prediction is not Prediction.AUTO else None
     scheduler = eng.noise_schedule(pipe, prediction)

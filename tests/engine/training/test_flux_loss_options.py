@@ -71,7 +71,7 @@ def test_every_other_loss_option_changes_the_flux_loss_as_documented(tiny_flux1,
     session.net.unet.eval()  # no LoRA dropout: each option sees the same prediction
     item = session.data.train_items[0]
     mean, _ = session.latents.load(item.path, item.bucket, False)
-    latents = scaled(mean, session.pipe.vae.config)[None].repeat(3, 1, 1, 1)
+    latents = scaled(mean, session.pipe.vae.config, session.family)[None].repeat(3, 1, 1, 1)
     t = torch.tensor([1000.0, 600.0, 250.0])  # sigma * 1000, as the flow draws them
     l2 = _loss(session, latents, t)
     assert torch.isfinite(l2).all() and (l2 > 0).all()

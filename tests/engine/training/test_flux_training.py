@@ -171,7 +171,7 @@ def test_fp8_base_stores_float8_weights_and_trains(tiny_flux1, red_dataset):
 
 
 def test_fp8_base_on_an_sd_base_is_refused_with_a_sentence(tiny_sd1, red_dataset):
-    with pytest.raises(TrainError, match=r"fp8_base = true is for Flux.1 bases, and .* is SD 1.x"):
+    with pytest.raises(TrainError, match=r"fp8_base = true is for the large transformer bases .*, and .* is SD 1.x"):
         train(small_config(tiny_sd1, red_dataset, name="fp8sd", steps=1, fp8_base=True))
 
 
