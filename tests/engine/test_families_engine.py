@@ -24,10 +24,11 @@ def test_every_family_has_an_engine_module():
 def test_engine_agrees_with_the_table(fam):
     eng, spec = engine(fam), families.spec(fam)
     assert eng.pipeline_class().__name__ in spec.pipeline_classes
-    t5 = 1 if fam is Family.FLUX1 else 0  # tiny_text_encoders are the CLIP ones; Flux adds T5
-    assert len(eng.tiny_text_encoders) + t5 == len(spec.text_widths) == len(spec.te_prefixes)
+    # tiny_text_encoders are the CLIP ones; the engine builds the others (Flux's T5, Z-Image's Qwen3)
+    own = {Family.FLUX1: 1, Family.ZIMAGE: 1}.get(fam, 0)
+    assert len(eng.tiny_text_encoders) + own == len(spec.text_widths) == len(spec.te_prefixes)
     # The old engine/models.py: every SD pipeline but SDXL's loads without a safety checker.
-    old = {} if fam.value in ("sdxl", "flux1") else {"safety_checker": None, "requires_safety_checker": False}
+    old = {} if fam.value in ("sdxl", "flux1", "zimage") else {"safety_checker": None, "requires_safety_checker": False}
     assert eng.load_kwargs() == old
 
 
