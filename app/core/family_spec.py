@@ -23,6 +23,7 @@ class Family(str, Enum):
     CHROMA = "chroma"
     QWENIMAGE = "qwenimage"
     SD3 = "sd3"
+    ZIMAGE = "zimage"
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,8 @@ _DIT_BLOCKS_FLUX = ("CLIP", "T5", "IN", *(f"D{i:02}" for i in range(19)), *(f"S{
 # Qwen-Image's transformer (its original code is diffusers', so one set of names).
 _QWEN_ROOTS = ("transformer_blocks.", "img_in.", "txt_in.", "txt_norm.", "time_text_embed.", "norm_out.", "proj_out.")
 
+_ZIMAGE_ROOTS = ("layers.", "noise_refiner.", "context_refiner.", "t_embedder.", "cap_embedder.")
+
 FAMILIES: tuple[FamilySpec, ...] = (
     FamilySpec(
         id=Family.SD1,
@@ -364,5 +366,53 @@ FAMILIES: tuple[FamilySpec, ...] = (
             r"^(transformer[._]|base_model[._]model[._]|lora_transformer_|lycoris_)?transformer_blocks[._]\d+[._]attn2[._]",
             r"^(transformer[._]|base_model[._]model[._]|lora_transformer_|lycoris_)?transformer_blocks[._](19|[2-9]\d)[._]",
         ),
+    ),
+    FamilySpec(
+        id=Family.ZIMAGE,
+        label="Z-Image",
+        # musubi-tuner (utils/sai_model_spec.py) writes modelspec.architecture "Z-Image/lora" and this
+        # implementation URL; its architecture id "z_image" (short "zi") is our ss_base_model_version.
+        base_version="z_image",
+        base_versions_read=("z_image", "zimage", "zi", "z-image", "z_image_turbo", "zimage_turbo"),
+        ss_v2=False,
+        architecture="Z-Image/lora",
+        architecture_v_prediction=None,
+        architecture_prefix="Z-Image",
+        implementation="https://github.com/Tongyi-MAI/Z-Image",
+        text_widths=(2560,),  # Qwen3-4B (its second-to-last hidden state); frozen
+        te_prefixes=(_KOHYA_TE,),
+        cross_width=2560,  # cap_embedder reads the Qwen3 features
+        size_conditioning=False,
+        stacked_transformers=False,
+        transformer_denoiser=True,
+        pipeline_classes=("ZImagePipeline", "ZImageImg2ImgPipeline"),
+        variants=("zimage-turbo", "zimage"),
+        # Z-Image (the base): 50 steps, real CFG 4 with a negative prompt (its model card); Turbo below.
+        default_steps=50,
+        default_size=(1024, 1024),
+        default_guidance=4.0,
+        default_scheduler="Euler",
+        schedulers=("Euler", "Euler a", "UniPC"),
+        flow_matching=True,
+        guidance_distilled=False,  # classifier-free guidance and a negative prompt
+        size_presets=((1024, 1024), (1152, 896), (896, 1152), (1248, 832), (832, 1248), (1280, 720), (720, 1280)),
+        color="#6d4c41",
+        hub_bases=("Tongyi-MAI/Z-Image-Turbo", "Tongyi-MAI/Z-Image"),
+        hub_name_pattern=r"z[-_ ]?image",
+        blocks=(),
+        text_blocks=(),
+        block_layout=BlockLayout.NONE,
+        hub_tags=("z-image", "z-image-turbo"),
+        # The original code's (and ComfyUI's) top-level modules, then ZImageTransformer2DModel's.
+        original_roots=(*_ZIMAGE_ROOTS, "x_embedder.", "final_layer."),
+        diffusers_roots=(*_ZIMAGE_ROOTS, "all_x_embedder.", "all_final_layer."),
+        # The refiners are Z-Image's own; its main blocks are layers.N.attention / feed_forward (text
+        # encoders' are self_attn / mlp), with any layout's separator.
+        adapter_markers=(
+            r"(^|[._])(noise|context)_refiner[._]\d",
+            r"(^|[._])layers[._]\d+[._](attention[._](to_[qkv]|to_out|qkv|out)|feed_forward[._]w[123])([._]|$)",
+        ),
+        # Z-Image-Turbo: 8 steps (8 transformer calls since diffusers 0.37), guidance 0 (no CFG).
+        distilled=Distilled(label="Z-Image-Turbo", steps=8, guidance=0.0, hub_base="Tongyi-MAI/Z-Image-Turbo"),
     ),
 )

@@ -283,7 +283,8 @@ def source_distilled(source: ModelSource) -> bool:
         return False
     folder = Path(source.text)
     config = _read_json(folder / "transformer" / "config.json") or _read_json(folder / "unet" / "config.json")
-    return isinstance(config, dict) and engine(source.family).distilled(config)
+    scheduler = _read_json(folder / "scheduler" / "scheduler_config.json")
+    return isinstance(config, dict) and engine(source.family).model_distilled(config, scheduler)
 
 
 def load_model(spec: ModelSpec) -> LoadedModel:
@@ -301,7 +302,8 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     pipe.set_progress_bar_config(disable=True)
     log.info("loaded %s (%s) on %s as %s", source.text, family.value, device, dtype)
     denoiser = getattr(pipe, "transformer", None) or pipe.unet
-    distilled = engine(family).distilled(denoiser.config)
+    scheduler = getattr(getattr(pipe, "scheduler", None), "config", None)
+    distilled = engine(family).model_distilled(denoiser.config, scheduler)
     return LoadedModel(
         pipe=pipe, source=spec.base.strip(), family=family, device=device, dtype=dtype, distilled=distilled
     )

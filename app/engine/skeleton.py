@@ -325,6 +325,11 @@ def write_skeleton(
     from app.engine.tiny import _check_target, _move_into_place
 
     variant = Variant(variant)
+    if not (variant.config_source / "model_index.json").is_file():
+        raise SkeletonError(
+            f"{out}: the real {variant.value} configs are not bundled yet "
+            f"(resources/model_configs/{variant.family.value}/{variant.value}/), so its skeleton cannot be written"
+        )
     if single_file and variant.family.value in _NO_SINGLE_FILE:
         raise SkeletonError(
             f"{out}: single-file {variant.value} skeletons are not written yet; leave out --single-file for a diffusers folder"

@@ -122,3 +122,16 @@ def test_single_file_flux_skeletons_are_the_transformer_file_in_bfl_names(tmp_pa
     assert target.name == "flux1-schnell.safetensors"
     config = component_config(Variant.FLUX1_SCHNELL, "transformer")
     assert written == dict(bfl_shapes(config))
+
+
+def test_a_variant_without_bundled_configs_gets_a_sentence_not_a_missing_file(tmp_path, monkeypatch):
+    """A family whose real configs are not bundled yet says so, before any file is written."""
+    from app.engine import skeleton
+    from app.engine.single_file import Variant
+
+    missing = [v for v in Variant if not (v.config_source / "model_index.json").is_file()]
+    if not missing:
+        pytest.skip("every variant's configs are bundled")
+    with pytest.raises(skeleton.SkeletonError, match=r"configs are not bundled yet"):
+        skeleton.write_skeleton(tmp_path / "out", missing[0])
+    assert not (tmp_path / "out").exists()

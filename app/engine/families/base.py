@@ -68,6 +68,12 @@ class StableDiffusion:
         denoiser's config (a dict or a diffusers FrozenDict)."""
         return False
 
+    def model_distilled(self, denoiser_config: Any, scheduler_config: Any) -> bool:
+        """Whether a model is the distilled one, from its denoiser's and its scheduler's configs
+        (dicts or FrozenDicts; the scheduler's may be None): ``distilled`` unless a family tells
+        its distilled model by the scheduler (Z-Image-Turbo's transformer config is the base's)."""
+        return self.distilled(denoiser_config)
+
     def single_file_problem(self, info: Any) -> str | None:
         """Why a detected single-file checkpoint (``single_file.CheckpointInfo``) cannot be loaded
         as this family; None: ``from_single_file`` with the bundled config loads it."""
