@@ -111,6 +111,27 @@ class QwenImage(FlowMatchingTransformer):
         keep = max(int(encoded["mask"].sum().item()), 1)
         return {"prompt_embeds": encoded["embeds"][None, :keep], "prompt_embeds_mask": encoded["mask"][None, :keep]}
 
+    def adapter_names(self, part: Any, root: Any) -> dict[str, tuple[Any, ...]]:
+        """kohya / musubi-tuner (``lora_unet_`` + the diffusers path with "_") and ComfyUI
+        (``diffusion_model.`` + the diffusers path) names of the transformer's layers: Qwen-Image's
+        original module names are diffusers' own, nothing fused."""
+        if not part.denoiser:
+            return {}
+        import torch
+
+        from app.engine.layer_delta import Piece
+
+        out: dict[str, tuple[Any, ...]] = {}
+        for path, module in root.named_modules():
+            if (
+                isinstance(module, (torch.nn.Linear, torch.nn.LayerNorm))
+                and getattr(module, "weight", None) is not None
+            ):
+                piece = (Piece(path, ((0, int(module.weight.shape[0])),)),)
+                out["lora_unet_" + path.replace(".", "_")] = piece
+                out["diffusion_model." + path] = piece
+        return out
+
     # ------------------------------------------------------------ latents
     def vae_latents(self, vae: Any, pixels: Any) -> tuple[Any, Any]:
         """The VAE takes (B, C, frames, H, W): one frame in, the frames axis dropped out."""
